@@ -1,0 +1,46 @@
+// Wiring: builds the state store, hosts, job manager, tool registry and MCP server from a
+// configuration. Everything main() does besides parsing arguments lives here, so tests can
+// build the whole server in-process.
+#pragma once
+
+#include "mcp-server/protocol.h"
+#include "mcp-server/state_store.h"
+#include "tools/hosts.h"
+#include "tools/jobs.h"
+
+#include <memory>
+#include <string>
+
+namespace smcp::app {
+
+struct AppConfig {
+  std::string state_dir;     // holds state.db, jobs/ and spill/
+  std::string default_host;  // empty: SSH_HOST if set, else "local"
+  tools::JobOptions jobs;
+  std::chrono::milliseconds kill_grace{3000};
+};
+
+// SANDBOX_MCP_STATE_DIR, else $XDG_STATE_HOME/sandbox-mcp, else ~/.local/state/sandbox-mcp.
+std::string default_state_dir();
+
+class App {
+public:
+  explicit App(AppConfig config);
+  ~App();
+
+  std::shared_ptr<mcp::Server> server() const { return m_server; }
+  tools::JobManager& jobs() { return *m_jobs; }
+  tools::HostRegistry& hosts() { return m_hosts; }
+  state::StateStore& store() { return *m_store; }
+  const AppConfig& config() const { return m_config; }
+
+private:
+  AppConfig m_config;
+  std::unique_ptr<state::StateStore> m_store;
+  tools::HostRegistry m_hosts;
+  std::unique_ptr<tools::JobManager> m_jobs;
+  std::shared_ptr<mcp::ToolRegistry> m_registry;
+  std::shared_ptr<mcp::Server> m_server;
+};
+
+} // namespace smcp::app

@@ -1,0 +1,98 @@
+// sandbox-mcp: the MCP server (`serve`) and the sandbox manager CLI. Thin: parse, wire, run.
+#include "mcp-server/app/app.h"
+#include "transport/stdio_transport.h"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+
+namespace {
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("sandbox-mcp");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] %v");
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::flush_on(spdlog::level::info);
+}
+
+int not_yet(const std::string& what) {
+  std::cerr << "sandbox-mcp " << what
+            << ": the sandbox backends (podman/docker, Slurm, bubblewrap) are not built into this version yet.\n";
+  return 3;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+
+  CLI::App cli{"sandbox-mcp: an MCP server that gives AI agents fast, durable, safe hands on this machine, SSH "
+               "hosts, containers and Slurm nodes; and the sandbox manager CLI."};
+  cli.set_version_flag("--version", std::string("sandbox-mcp ") + SMCP_VERSION);
+  cli.require_subcommand(1);
+  std::string repo_base;
+  cli.add_option("--repo_base", repo_base, "Repository the sandboxes' worktrees come from");
+
+  smcp::app::AppConfig config;
+  std::string log_level = std::getenv("SANDBOX_MCP_LOG_LEVEL") ? std::getenv("SANDBOX_MCP_LOG_LEVEL") : "info";
+  std::string http;
+  std::size_t max_message_bytes = 4 * 1024 * 1024;
+  long long promote_after_ms = config.jobs.promote_after.count();
+
+  auto* serve = cli.add_subcommand("serve", "Serve MCP on stdio (default) or Streamable HTTP (--http)");
+  serve->add_option("--http", http, "Serve Streamable HTTP at HOST:PORT/mcp instead of stdio, e.g. 127.0.0.1:8765");
+  serve->add_option("--state-dir", config.state_dir, "State directory (default: $SANDBOX_MCP_STATE_DIR, "
+                                                     "$XDG_STATE_HOME/sandbox-mcp or ~/.local/state/sandbox-mcp)");
+  serve->add_option("--default-host", config.default_host, "Default host for the tools (default: $SSH_HOST, else local)");
+  serve->add_option("--log-level", log_level, "trace, debug, info, warn, error (logs go to stderr)")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  serve->add_option("--max-message-bytes", max_message_bytes, "Largest accepted JSON-RPC message")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30));
+  serve->add_option("--output-cap", config.jobs.max_output_chars,
+                    "Characters of stdout/stderr returned per stream (the rest is cut in the middle)")
+      ->check(CLI::Range(std::size_t{256}, std::size_t{1} << 30));
+  serve->add_option("--ring-bytes", config.jobs.ring_bytes, "In-memory output ring per background job")
+      ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 32));
+  serve->add_option("--promote-after-ms", promote_after_ms,
+                    "A foreground command still running after this long becomes a background job (0: never)")
+      ->check(CLI::Range(0LL, 86400000LL));
+
+  std::string name, branch;
+  bool ccr = false, slurm = false;
+  auto* cmd_new = cli.add_subcommand("new", "Create a sandbox (git worktree + container with tmux)");
+  cmd_new->add_option("-n,--name", name, "Sandbox name")->required();
+  cmd_new->add_option("-b,--branch", branch, "Branch (default: the name)");
+  cmd_new->add_flag("--ccr", ccr, "Claude Code Router mode");
+  cmd_new->add_flag("-s,--slurm", slurm, "Run on a Slurm compute node");
+  cli.add_subcommand("ls", "List sandboxes");
+  cli.add_subcommand("rm", "Remove a sandbox")->add_option("-n,--name", name, "Sandbox name")->required();
+  cli.add_subcommand("attach", "Attach to a sandbox's tmux")->add_option("-n,--name", name, "Sandbox name")->required();
+  cli.add_subcommand("reset", "Remove every sandbox and forget the state");
+
+  CLI11_PARSE(cli, argc, argv);
+  setup_logging(log_level);
+
+  if (!serve->parsed()) {
+    return not_yet(cli.get_subcommands().front()->get_name());
+  }
+  config.jobs.promote_after = std::chrono::milliseconds(promote_after_ms);
+  try {
+    smcp::app::App app(config);
+    if (!http.empty()) {
+      spdlog::error("--http: the Streamable HTTP transport is not built into this version yet; use stdio");
+      return 2;
+    }
+    smcp::transport::StdioOptions options;
+    options.max_message_bytes = max_message_bytes;
+    smcp::transport::StdioTransport transport(options);
+    return transport.run(*app.server());
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+}

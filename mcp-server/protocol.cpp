@@ -1,0 +1,606 @@
+#include "mcp-server/protocol.h"
+
+#include "mcp-server/json_schema.h"
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+#include <optional>
+#include <stop_token>
+#include <thread>
+
+namespace smcp::mcp {
+
+const std::vector<std::string>& supported_protocol_versions() {
+  static const std::vector<std::string> versions = {"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"};
+  return versions;
+}
+
+bool is_supported_protocol_version(std::string_view version) {
+  for (const auto& v : supported_protocol_versions()) {
+    if (v == version) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string serialize(const json& message) {
+  return message.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+namespace {
+
+constexpr std::size_t k_max_nesting = 256;
+
+json make_error(const json& id, int code, std::string message, json data = nullptr) {
+  json err = {{"code", code}, {"message", std::move(message)}};
+  if (!data.is_null()) {
+    err["data"] = std::move(data);
+  }
+  return {{"jsonrpc", "2.0"}, {"id", id}, {"error", std::move(err)}};
+}
+
+json make_result(const json& id, json result) {
+  return {{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}};
+}
+
+// Depth of bracket nesting outside strings; parsing deeper input would risk the stack.
+std::size_t nesting_depth(std::string_view raw) {
+  std::size_t depth = 0, max_depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : raw) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      max_depth = std::max(max_depth, ++depth);
+      if (max_depth > k_max_nesting) {
+        return max_depth;
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return max_depth;
+}
+
+bool valid_id(const json& id) { return id.is_string() || id.is_number_integer(); }
+
+// Everything written back for one inbound message: responses (collected into an array for a
+// batch) and the notifications tied to its requests. Ends the sink after the last response.
+class Inbound {
+public:
+  Inbound(std::shared_ptr<transport::MessageSink> sink, bool batch) : m_sink(std::move(sink)), m_batch(batch) {}
+
+  void expect() {
+    std::lock_guard lock(m_mutex);
+    ++m_pending;
+  }
+
+  // A response for an expected request (nullopt: the request was cancelled, send nothing).
+  void respond(std::optional<json> response) {
+    bool done;
+    {
+      std::lock_guard lock(m_mutex);
+      if (response) {
+        if (m_batch) {
+          m_responses.push_back(std::move(*response));
+        } else {
+          m_sink->send(serialize(*response));
+        }
+      }
+      done = --m_pending == 0 && m_sealed;
+    }
+    if (done) {
+      finish();
+    }
+  }
+
+  // A response that was not expected (errors found before dispatch).
+  void respond_now(json response) {
+    expect();
+    respond(std::move(response));
+  }
+
+  void notify(const json& notification) { m_sink->send(serialize(notification)); }
+
+  // All messages of the inbound payload are dispatched.
+  void seal() {
+    bool done;
+    {
+      std::lock_guard lock(m_mutex);
+      m_sealed = true;
+      done = m_pending == 0;
+    }
+    if (done) {
+      finish();
+    }
+  }
+
+private:
+  void finish() {
+    if (m_batch && !m_responses.empty()) {
+      m_sink->send(serialize(m_responses));
+    }
+    m_sink->end();
+  }
+
+  std::shared_ptr<transport::MessageSink> m_sink;
+  bool m_batch;
+  std::mutex m_mutex;
+  json m_responses = json::array();
+  int m_pending = 0;
+  bool m_sealed = false;
+};
+
+struct Call {
+  std::stop_source stop;
+  bool cancelled = false;  // guarded by Session::m_mutex
+};
+
+class Session final : public transport::Endpoint, public std::enable_shared_from_this<Session> {
+public:
+  Session(std::shared_ptr<Server> server, std::shared_ptr<transport::MessageSink> unsolicited)
+      : m_server(std::move(server)), m_unsolicited(std::move(unsolicited)) {}
+
+  void receive(std::string_view raw, std::shared_ptr<transport::MessageSink> reply) override;
+  void receive_oversized(std::size_t bytes, std::size_t limit,
+                         std::shared_ptr<transport::MessageSink> reply) override;
+  std::string protocol_version() const override {
+    std::lock_guard lock(m_mutex);
+    return m_version;
+  }
+  void close() override;
+
+  // Used by the per-call context.
+  void send_log(Inbound& inbound, LogLevel level, const json& data);
+
+private:
+  void dispatch(const json& message, const std::shared_ptr<Inbound>& inbound);
+  void handle_request(const std::string& method, const json& id, const json& params,
+                      const std::shared_ptr<Inbound>& inbound);
+  void handle_notification(const std::string& method, const json& params);
+  json handle_initialize(const json& id, const json& params);
+  void start_tool_call(const json& id, const json& params, const std::shared_ptr<Inbound>& inbound);
+  bool batches_allowed() const;
+
+  std::shared_ptr<Server> m_server;
+  std::shared_ptr<transport::MessageSink> m_unsolicited;
+
+  mutable std::mutex m_mutex;
+  std::condition_variable m_idle;
+  std::string m_version;  // negotiated; empty before initialize
+  bool m_initialize_answered = false;
+  bool m_closed = false;
+  LogLevel m_log_level = LogLevel::warning;
+  json m_client_info;
+  std::map<std::string, std::shared_ptr<Call>> m_calls;  // in-flight tools/call by id
+};
+
+class CallContext final : public ToolContext {
+public:
+  CallContext(std::shared_ptr<Session> session, std::shared_ptr<Inbound> inbound, std::stop_token stop,
+              json progress_token)
+      : m_session(std::move(session)), m_inbound(std::move(inbound)), m_stop(std::move(stop)),
+        m_progress_token(std::move(progress_token)) {}
+
+  std::stop_token stop_token() const override { return m_stop; }
+  bool wants_progress() const override { return !m_progress_token.is_null(); }
+
+  void progress(std::string message) override {
+    if (m_progress_token.is_null() || m_stop.stop_requested()) {
+      return;
+    }
+    std::lock_guard lock(m_mutex);
+    json params = {{"progressToken", m_progress_token}, {"progress", ++m_progress}, {"message", std::move(message)}};
+    m_inbound->notify({{"jsonrpc", "2.0"}, {"method", "notifications/progress"}, {"params", std::move(params)}});
+  }
+
+  void log(LogLevel level, json data) override {
+    if (!m_stop.stop_requested()) {
+      m_session->send_log(*m_inbound, level, data);
+    }
+  }
+
+private:
+  std::shared_ptr<Session> m_session;
+  std::shared_ptr<Inbound> m_inbound;
+  std::stop_token m_stop;
+  json m_progress_token;
+  std::mutex m_mutex;
+  long m_progress = 0;
+};
+
+void Session::receive_oversized(std::size_t bytes, std::size_t limit,
+                                std::shared_ptr<transport::MessageSink> reply) {
+  auto inbound = std::make_shared<Inbound>(std::move(reply), false);
+  inbound->respond_now(make_error(nullptr, error_code::invalid_request,
+                                  "Message too large: " + std::to_string(bytes) + " bytes exceeds the limit of " +
+                                      std::to_string(limit) +
+                                      " bytes; the message was discarded. Send smaller requests "
+                                      "(large data belongs in files on the host, read with remote_file_read)."));
+  inbound->seal();
+}
+
+void Session::receive(std::string_view raw, std::shared_ptr<transport::MessageSink> reply) {
+  if (nesting_depth(raw) > k_max_nesting) {
+    auto inbound = std::make_shared<Inbound>(std::move(reply), false);
+    inbound->respond_now(make_error(nullptr, error_code::parse_error,
+                                    "Parse error: JSON nested deeper than " + std::to_string(k_max_nesting) +
+                                        " levels"));
+    inbound->seal();
+    return;
+  }
+  json message;
+  try {
+    message = json::parse(raw);
+  } catch (const json::parse_error& e) {
+    auto inbound = std::make_shared<Inbound>(std::move(reply), false);
+    std::string what = e.what();
+    if (auto pos = what.find("parse error"); pos != std::string::npos) {
+      what = what.substr(pos);
+    }
+    inbound->respond_now(make_error(nullptr, error_code::parse_error, "Parse error: " + what));
+    inbound->seal();
+    return;
+  }
+
+  if (message.is_array()) {
+    auto inbound = std::make_shared<Inbound>(reply, true);
+    if (message.empty()) {
+      auto single = std::make_shared<Inbound>(std::move(reply), false);
+      single->respond_now(make_error(nullptr, error_code::invalid_request, "Invalid Request: empty batch"));
+      single->seal();
+      return;
+    }
+    if (!batches_allowed()) {
+      auto single = std::make_shared<Inbound>(std::move(reply), false);
+      std::string version = protocol_version();
+      single->respond_now(make_error(
+          nullptr, error_code::invalid_request,
+          version.empty() ? "Invalid Request: a JSON-RPC batch cannot carry or precede initialize; send "
+                            "initialize as a single message"
+                          : "Invalid Request: JSON-RPC batches are not supported in protocol version " + version +
+                                " (only in 2025-03-26); send messages one at a time"));
+      single->seal();
+      return;
+    }
+    for (const auto& m : message) {
+      dispatch(m, inbound);
+    }
+    inbound->seal();
+    return;
+  }
+  auto inbound = std::make_shared<Inbound>(std::move(reply), false);
+  dispatch(message, inbound);
+  inbound->seal();
+}
+
+bool Session::batches_allowed() const {
+  std::lock_guard lock(m_mutex);
+  return m_version == "2025-03-26";
+}
+
+void Session::dispatch(const json& message, const std::shared_ptr<Inbound>& inbound) {
+  if (!message.is_object()) {
+    inbound->respond_now(
+        make_error(nullptr, error_code::invalid_request, "Invalid Request: a JSON-RPC message must be an object"));
+    return;
+  }
+  auto id_it = message.find("id");
+  json id = id_it != message.end() && valid_id(*id_it) ? *id_it : json(nullptr);
+  auto jsonrpc = message.find("jsonrpc");
+  if (jsonrpc == message.end() || *jsonrpc != "2.0") {
+    inbound->respond_now(make_error(id, error_code::invalid_request, "Invalid Request: 'jsonrpc' must be \"2.0\""));
+    return;
+  }
+  auto method_it = message.find("method");
+  if (method_it == message.end()) {
+    if (id_it != message.end() && (message.contains("result") || message.contains("error"))) {
+      spdlog::debug("ignoring a response from the client (id {})", id_it->dump());
+      return;  // a response to a server request; we send none that expect answers
+    }
+    inbound->respond_now(make_error(id, error_code::invalid_request, "Invalid Request: missing 'method'"));
+    return;
+  }
+  if (!method_it->is_string()) {
+    inbound->respond_now(make_error(id, error_code::invalid_request, "Invalid Request: 'method' must be a string"));
+    return;
+  }
+  const std::string& method = method_it->get_ref<const std::string&>();
+  json params = message.value("params", json(nullptr));
+  if (!params.is_null() && !params.is_object()) {
+    if (id_it == message.end()) {
+      spdlog::warn("notification {} with non-object params ignored", method);
+      return;
+    }
+    inbound->respond_now(
+        make_error(id, error_code::invalid_params, "Invalid params: 'params' must be an object for " + method));
+    return;
+  }
+  if (id_it == message.end()) {
+    handle_notification(method, params);
+    return;
+  }
+  if (!valid_id(*id_it)) {
+    inbound->respond_now(make_error(nullptr, error_code::invalid_request,
+                                    "Invalid Request: 'id' must be a string or an integer (MCP forbids null)"));
+    return;
+  }
+  handle_request(method, id, params, inbound);
+}
+
+void Session::handle_notification(const std::string& method, const json& params) {
+  if (method == "notifications/initialized") {
+    spdlog::debug("client reports initialized");
+  } else if (method == "notifications/cancelled") {
+    if (!params.is_object() || !params.contains("requestId")) {
+      spdlog::warn("notifications/cancelled without requestId ignored");
+      return;
+    }
+    std::string key = params["requestId"].dump();
+    std::lock_guard lock(m_mutex);
+    if (auto it = m_calls.find(key); it != m_calls.end()) {
+      it->second->cancelled = true;
+      it->second->stop.request_stop();
+      spdlog::info("request {} cancelled by the client: {}", key, params.value("reason", "(no reason)"));
+    } else {
+      spdlog::debug("cancellation for unknown or finished request {} ignored", key);
+    }
+  } else {
+    spdlog::debug("ignoring notification {}", method);
+  }
+}
+
+void Session::handle_request(const std::string& method, const json& id, const json& params,
+                             const std::shared_ptr<Inbound>& inbound) {
+  spdlog::debug("request {} id {}", method, id.dump());
+  const json p = params.is_null() ? json::object() : params;
+  if (method == "initialize") {
+    inbound->respond_now(handle_initialize(id, p));
+    return;
+  }
+  if (method == "ping") {
+    inbound->respond_now(make_result(id, json::object()));
+    return;
+  }
+  {
+    std::lock_guard lock(m_mutex);
+    if (!m_initialize_answered) {
+      inbound->respond_now(make_error(id, error_code::invalid_request,
+                                      "Invalid Request: the session is not initialized; send 'initialize' first"));
+      return;
+    }
+  }
+  if (method == "tools/list") {
+    if (p.contains("cursor") && !p["cursor"].is_string()) {
+      inbound->respond_now(make_error(id, error_code::invalid_params, "Invalid params: 'cursor' must be a string"));
+      return;
+    }
+    inbound->respond_now(make_result(id, {{"tools", m_server->tools().list()}}));
+    return;
+  }
+  if (method == "tools/call") {
+    start_tool_call(id, p, inbound);
+    return;
+  }
+  if (method == "logging/setLevel") {
+    auto level_it = p.find("level");
+    if (level_it == p.end() || !level_it->is_string()) {
+      inbound->respond_now(make_error(id, error_code::invalid_params,
+                                      "Invalid params: missing string field 'level' (one of debug, info, notice, "
+                                      "warning, error, critical, alert, emergency)"));
+      return;
+    }
+    auto level = parse_log_level(level_it->get<std::string>());
+    if (!level) {
+      inbound->respond_now(make_error(id, error_code::invalid_params,
+                                      "Invalid params: 'level' must be one of debug, info, notice, warning, "
+                                      "error, critical, alert, emergency; got " +
+                                          level_it->dump()));
+      return;
+    }
+    {
+      std::lock_guard lock(m_mutex);
+      m_log_level = *level;
+    }
+    inbound->respond_now(make_result(id, json::object()));
+    return;
+  }
+  inbound->respond_now(make_error(id, error_code::method_not_found, "Method not found: " + method));
+}
+
+json Session::handle_initialize(const json& id, const json& params) {
+  auto pv = params.find("protocolVersion");
+  if (pv == params.end() || !pv->is_string()) {
+    return make_error(id, error_code::invalid_params,
+                      "Invalid params: 'protocolVersion' must be a string, e.g. \"" +
+                          std::string(k_latest_protocol_version) + "\"");
+  }
+  if (params.contains("capabilities") && !params["capabilities"].is_object()) {
+    return make_error(id, error_code::invalid_params, "Invalid params: 'capabilities' must be an object");
+  }
+  if (params.contains("clientInfo") && !params["clientInfo"].is_object()) {
+    return make_error(id, error_code::invalid_params, "Invalid params: 'clientInfo' must be an object");
+  }
+  std::string requested = pv->get<std::string>();
+  std::string version = is_supported_protocol_version(requested) ? requested : k_latest_protocol_version;
+  {
+    std::lock_guard lock(m_mutex);
+    if (m_initialize_answered) {
+      return make_error(id, error_code::invalid_request, "Invalid Request: the session is already initialized");
+    }
+    m_initialize_answered = true;
+    m_version = version;
+    m_client_info = params.value("clientInfo", json::object());
+  }
+  spdlog::info("initialize: client {} {} asked for protocol {}, using {}",
+               m_client_info.value("name", "?"), m_client_info.value("version", "?"), requested, version);
+  const auto& opts = m_server->options();
+  json result = {
+      {"protocolVersion", version},
+      {"capabilities", {{"tools", {{"listChanged", false}}}, {"logging", json::object()}}},
+      {"serverInfo", {{"name", opts.name}, {"title", opts.title}, {"version", opts.version}}},
+  };
+  if (!opts.instructions.empty()) {
+    result["instructions"] = opts.instructions;
+  }
+  return make_result(id, std::move(result));
+}
+
+void Session::start_tool_call(const json& id, const json& params, const std::shared_ptr<Inbound>& inbound) {
+  auto name_it = params.find("name");
+  if (name_it == params.end() || !name_it->is_string()) {
+    inbound->respond_now(make_error(id, error_code::invalid_params, "Invalid params: missing string field 'name'"));
+    return;
+  }
+  const std::string name = name_it->get<std::string>();
+  const Tool* tool = m_server->tools().find(name);
+  if (!tool) {
+    std::string known;
+    for (const auto& n : m_server->tools().names()) {
+      known += (known.empty() ? "" : ", ") + n;
+    }
+    inbound->respond_now(make_error(id, error_code::invalid_params,
+                                    "Unknown tool: '" + name + "'. Available tools: " + known));
+    return;
+  }
+  json arguments = params.value("arguments", json::object());
+  if (arguments.is_null()) {
+    arguments = json::object();
+  }
+  if (!arguments.is_object()) {
+    inbound->respond_now(make_error(id, error_code::invalid_params,
+                                    "Invalid params: 'arguments' of tool " + name + " must be an object"));
+    return;
+  }
+  if (auto err = validate_json(tool->input_schema, arguments, "")) {
+    inbound->respond_now(
+        make_error(id, error_code::invalid_params, "Invalid arguments for tool " + name + ": " + *err));
+    return;
+  }
+  json progress_token = nullptr;
+  if (auto meta = params.find("_meta"); meta != params.end() && meta->is_object()) {
+    auto token = meta->find("progressToken");
+    if (token != meta->end() && (token->is_string() || token->is_number_integer())) {
+      progress_token = *token;
+    }
+  }
+
+  auto call = std::make_shared<Call>();
+  const std::string key = id.dump();
+  {
+    std::lock_guard lock(m_mutex);
+    if (m_closed) {
+      inbound->respond_now(make_error(id, error_code::internal_error, "Session is closing"));
+      return;
+    }
+    if (m_calls.count(key)) {
+      inbound->respond_now(make_error(id, error_code::invalid_request,
+                                      "Invalid Request: id " + key + " is already used by a request in flight"));
+      return;
+    }
+    if (m_calls.size() >= m_server->options().max_concurrent_calls) {
+      inbound->respond_now(make_error(id, error_code::internal_error,
+                                      "Too many tool calls in flight (" + std::to_string(m_calls.size()) +
+                                          "); wait for some to finish or use run_in_background"));
+      return;
+    }
+    m_calls.emplace(key, call);
+  }
+  inbound->expect();
+
+  auto self = shared_from_this();
+  std::thread([self, call, tool, arguments = std::move(arguments), id, key, inbound, progress_token]() mutable {
+    CallContext context(self, inbound, call->stop.get_token(), progress_token);
+    json response;
+    try {
+      ToolResult result = tool->handler(arguments, context);
+      json body = json::object();
+      if (!result.is_error && !tool->output_schema.is_null()) {
+        if (auto err = validate_json(tool->output_schema, result.structured, "")) {
+          spdlog::error("tool {} produced a result that violates its outputSchema: {}", tool->name, *err);
+          result = ToolResult::error("Internal error: tool " + tool->name +
+                                     " produced an invalid result (" + *err + "); please report this bug");
+        }
+      }
+      std::string text = result.text.empty() ? serialize(result.structured) : result.text;
+      body["content"] = json::array({{{"type", "text"}, {"text", std::move(text)}}});
+      if (!result.is_error && !result.structured.is_null()) {
+        body["structuredContent"] = std::move(result.structured);
+      }
+      if (result.is_error) {
+        body["isError"] = true;
+      }
+      response = make_result(id, std::move(body));
+    } catch (const InvalidArgument& e) {
+      response = make_error(id, error_code::invalid_params,
+                            "Invalid arguments for tool " + tool->name + ": '" + e.field() + "': " + e.what());
+    } catch (const ToolError& e) {
+      response = make_result(id, {{"content", json::array({{{"type", "text"}, {"text", e.what()}}})}, {"isError", true}});
+    } catch (const std::exception& e) {
+      spdlog::error("tool {} failed: {}", tool->name, e.what());
+      response = make_result(
+          id, {{"content", json::array({{{"type", "text"}, {"text", std::string("Internal error in ") + tool->name + ": " + e.what()}}})},
+               {"isError", true}});
+    }
+    bool cancelled;
+    {
+      std::lock_guard lock(self->m_mutex);
+      cancelled = call->cancelled;
+      self->m_calls.erase(key);
+    }
+    if (cancelled) {
+      spdlog::debug("tools/call {} was cancelled; no response sent", key);
+      inbound->respond(std::nullopt);
+    } else {
+      inbound->respond(std::move(response));
+    }
+    self->m_idle.notify_all();
+  }).detach();
+}
+
+void Session::send_log(Inbound& inbound, LogLevel level, const json& data) {
+  {
+    std::lock_guard lock(m_mutex);
+    if (level < m_log_level) {
+      return;
+    }
+  }
+  inbound.notify({{"jsonrpc", "2.0"},
+                  {"method", "notifications/message"},
+                  {"params", {{"level", log_level_name(level)}, {"logger", "sandbox-mcp"}, {"data", data}}}});
+}
+
+void Session::close() {
+  std::unique_lock lock(m_mutex);
+  m_closed = true;
+  for (auto& [key, call] : m_calls) {
+    call->cancelled = true;
+    call->stop.request_stop();
+  }
+  if (!m_idle.wait_for(lock, m_server->options().close_grace, [&] { return m_calls.empty(); })) {
+    spdlog::warn("{} tool call(s) still running after close", m_calls.size());
+  }
+}
+
+} // namespace
+
+Server::Server(ServerOptions options, std::shared_ptr<const ToolRegistry> tools)
+    : m_options(std::move(options)), m_tools(std::move(tools)) {}
+
+std::shared_ptr<transport::Endpoint> Server::open(std::shared_ptr<transport::MessageSink> unsolicited) {
+  return std::make_shared<Session>(shared_from_this(), std::move(unsolicited));
+}
+
+} // namespace smcp::mcp

@@ -1,0 +1,60 @@
+// The MCP protocol core: JSON-RPC 2.0 framing and routing, lifecycle and version negotiation,
+// tools/list and tools/call (validated against each tool's schema, run on worker threads),
+// progress, cancellation and logging. It knows nothing of stdio or HTTP.
+#pragma once
+
+#include "mcp-server/tool_registry.h"
+#include "transport/transport.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace smcp::mcp {
+
+inline constexpr const char* k_latest_protocol_version = "2025-11-25";
+// Newest first.
+const std::vector<std::string>& supported_protocol_versions();
+bool is_supported_protocol_version(std::string_view version);
+
+namespace error_code {
+inline constexpr int parse_error = -32700;
+inline constexpr int invalid_request = -32600;
+inline constexpr int method_not_found = -32601;
+inline constexpr int invalid_params = -32602;
+inline constexpr int internal_error = -32603;
+} // namespace error_code
+
+struct ServerOptions {
+  std::string name = "sandbox-mcp";
+  std::string title = "sandbox-mcp";
+  std::string version;
+  std::string instructions;
+  // Tool calls running at once per session; beyond it a call is refused with a clear error.
+  std::size_t max_concurrent_calls = 128;
+  // How long close() waits for cancelled tool calls to return.
+  std::chrono::milliseconds close_grace{10000};
+};
+
+
+class Server : public transport::EndpointFactory, public std::enable_shared_from_this<Server> {
+public:
+  Server(ServerOptions options, std::shared_ptr<const ToolRegistry> tools);
+  std::shared_ptr<transport::Endpoint> open(std::shared_ptr<transport::MessageSink> unsolicited) override;
+
+  const ServerOptions& options() const { return m_options; }
+  const ToolRegistry& tools() const { return *m_tools; }
+
+private:
+  ServerOptions m_options;
+  std::shared_ptr<const ToolRegistry> m_tools;
+};
+
+// Serialize a message for the wire; invalid UTF-8 in strings is replaced, never thrown on.
+std::string serialize(const json& message);
+
+} // namespace smcp::mcp

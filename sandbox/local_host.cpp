@@ -1,0 +1,863 @@
+#include "sandbox/local_host.h"
+
+#include "sandbox/process_tree.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace smcp::exec {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class Fd {
+public:
+  Fd() = default;
+  explicit Fd(int fd) : m_fd(fd) {}
+  ~Fd() { reset(); }
+  Fd(Fd&& o) noexcept : m_fd(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept {
+    reset(o.release());
+    return *this;
+  }
+  int get() const { return m_fd; }
+  int release() { return std::exchange(m_fd, -1); }
+  void reset(int fd = -1) {
+    if (m_fd >= 0) {
+      ::close(m_fd);
+    }
+    m_fd = fd;
+  }
+  explicit operator bool() const { return m_fd >= 0; }
+
+private:
+  int m_fd = -1;
+};
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+// argv/envp arrays that stay valid for the duration of a spawn.
+class CStrings {
+public:
+  explicit CStrings(std::vector<std::string> items) : m_items(std::move(items)) {
+    for (auto& s : m_items) {
+      m_ptrs.push_back(s.data());
+    }
+    m_ptrs.push_back(nullptr);
+  }
+  char* const* get() { return m_ptrs.data(); }
+
+private:
+  std::vector<std::string> m_items;
+  std::vector<char*> m_ptrs;
+};
+
+std::vector<std::string> build_env(const std::vector<std::pair<std::string, std::string>>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view entry(*e);
+    auto eq = entry.find('=');
+    std::string_view key = entry.substr(0, eq);
+    bool overridden = std::any_of(extra.begin(), extra.end(), [&](const auto& kv) { return kv.first == key; });
+    if (!overridden) {
+      env.emplace_back(entry);
+    }
+  }
+  for (const auto& [k, v] : extra) {
+    env.push_back(k + "=" + v);
+  }
+  return env;
+}
+
+void check_cwd(const std::string& cwd) {
+  if (cwd.empty()) {
+    return;
+  }
+  struct stat st {};
+  if (::stat(cwd.c_str(), &st) != 0) {
+    throw HostError(HostError::Kind::invalid, "working directory " + cwd + " does not exist (" + errno_text(errno) + ")");
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    throw HostError(HostError::Kind::invalid, "working directory " + cwd + " is not a directory");
+  }
+}
+
+void write_all(int fd, const char* p, std::size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return;
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+// Async-signal-safe integer formatting (used between fork and exec/_exit).
+std::size_t format_int(char* buf, long value) {
+  char tmp[24];
+  std::size_t n = 0;
+  bool neg = value < 0;
+  unsigned long v = neg ? static_cast<unsigned long>(-value) : static_cast<unsigned long>(value);
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  std::size_t out = 0;
+  if (neg) {
+    buf[out++] = '-';
+  }
+  while (n) {
+    buf[out++] = tmp[--n];
+  }
+  return out;
+}
+
+// Writes `text` to `path` atomically (tmp + rename); async-signal-safe.
+void write_file_atomic(const char* tmp, const char* path, const char* text, std::size_t n) {
+  int fd = ::open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return;
+  }
+  write_all(fd, text, n);
+  ::fsync(fd);
+  ::close(fd);
+  ::rename(tmp, path);
+}
+
+std::string read_small_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    return {};
+  }
+  char buf[256];
+  ssize_t n = ::read(fd.get(), buf, sizeof buf);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
+std::string boot_id() {
+  std::string id = read_small_file("/proc/sys/kernel/random/boot_id");
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) {
+    id.pop_back();
+  }
+  return id;
+}
+
+pid_t session_of(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  std::string stat = read_small_file(path);
+  auto close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos) {
+    return -1;
+  }
+  char state = '?';
+  int ppid = 0, pgrp = 0, session = 0;
+  if (std::sscanf(stat.c_str() + close_paren + 2, "%c %d %d %d", &state, &ppid, &pgrp, &session) != 4 ||
+      state == 'Z' || state == 'X') {
+    return -1;
+  }
+  return session;
+}
+
+bool parse_status(const std::string& text, JobState& state) {
+  int value = 0;
+  if (std::sscanf(text.c_str(), "exit %d", &value) == 1) {
+    state.phase = JobState::Phase::exited;
+    state.exit_code = value;
+    return true;
+  }
+  if (std::sscanf(text.c_str(), "signal %d", &value) == 1) {
+    state.phase = JobState::Phase::signaled;
+    state.signal = value;
+    return true;
+  }
+  return false;
+}
+
+ExitInfo exit_info_from(int status) {
+  ExitInfo info;
+  if (WIFEXITED(status)) {
+    info.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    info.signal = WTERMSIG(status);
+  }
+  return info;
+}
+
+class LocalHost final : public Host {
+public:
+  explicit LocalHost(LocalHostOptions options) : m_options(std::move(options)) {}
+
+  std::string name() const override { return m_options.name; }
+  std::string jobs_root() const override { return m_options.jobs_root; }
+
+  ExitInfo run(const CommandSpec& spec, OutputSink& sink, std::stop_token stop) override;
+  JobRef start_job(const CommandSpec& spec, const std::string& job_id, const std::string& job_dir) override;
+  JobChunk read_job(const JobRef& job, std::uint64_t offset, std::size_t max_bytes) override;
+  bool kill_job(const JobRef& job, int signal, std::chrono::milliseconds grace) override;
+  void remove_job(const JobRef& job) override;
+  FileWindow read_file(const FileReadRequest& request) override {
+    return read_file_window(request, m_options.count_lines_below);
+  }
+
+private:
+  JobState job_state(const JobRef& job);
+
+  LocalHostOptions m_options;
+};
+
+ExitInfo LocalHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_token stop) {
+  check_cwd(spec.cwd);
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+    throw HostError(HostError::Kind::io, "pipe: " + errno_text(errno));
+  }
+  Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    throw HostError(HostError::Kind::io, "pipe: " + errno_text(errno));
+  }
+  Fd err_r(err_pipe[0]), err_w(err_pipe[1]);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out_w.get(), 1);
+  posix_spawn_file_actions_adddup2(&actions, err_w.get(), 2);
+  if (!spec.cwd.empty()) {
+    posix_spawn_file_actions_addchdir_np(&actions, spec.cwd.c_str());
+  }
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  CStrings argv({m_options.shell, "-c", spec.command});
+  CStrings envp(build_env(spec.env));
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, m_options.shell.c_str(), &actions, &attr, argv.get(), envp.get());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    throw HostError(HostError::Kind::io, "cannot start " + m_options.shell + ": " + errno_text(rc));
+  }
+  out_w.reset();
+  err_w.reset();
+
+  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  Fd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  std::stop_callback on_stop(stop, [&wake] {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake.get(), &one, sizeof one);
+  });
+
+  const auto deadline = spec.timeout.count() > 0 ? Clock::now() + spec.timeout : Clock::time_point::max();
+  bool timed_out = false, cancelled = false, exited = false;
+  int status = 0;
+  char buf[64 * 1024];
+
+  auto read_into_sink = [&](Fd& fd, Stream stream) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n > 0) {
+      sink.on_output(stream, std::string_view(buf, static_cast<std::size_t>(n)));
+    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+      fd.reset();
+    }
+  };
+
+  auto reap = [&](bool block) {
+    if (exited) {
+      return;
+    }
+    pid_t r;
+    do {
+      r = ::waitpid(pid, &status, block ? 0 : WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == pid) {
+      exited = true;
+    }
+  };
+
+  // Phase 1: until the command exits, times out or is cancelled.
+  while (!exited) {
+    pollfd fds[4];
+    nfds_t n = 0;
+    int i_out = -1, i_err = -1, i_pid = -1, i_wake = -1;
+    if (out_r) {
+      i_out = static_cast<int>(n);
+      fds[n++] = {out_r.get(), POLLIN, 0};
+    }
+    if (err_r) {
+      i_err = static_cast<int>(n);
+      fds[n++] = {err_r.get(), POLLIN, 0};
+    }
+    if (pidfd) {
+      i_pid = static_cast<int>(n);
+      fds[n++] = {pidfd.get(), POLLIN, 0};
+    }
+    i_wake = static_cast<int>(n);
+    fds[n++] = {wake.get(), POLLIN, 0};
+    int timeout_ms = 1000;  // also bounds the wait when pidfd is unavailable
+    if (deadline != Clock::time_point::max()) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      timeout_ms = static_cast<int>(std::clamp<long long>(left, 0, 1000));
+    }
+    int pr = ::poll(fds, n, timeout_ms);
+    if (pr < 0 && errno != EINTR) {
+      break;
+    }
+    if (i_out >= 0 && (fds[i_out].revents & (POLLIN | POLLHUP | POLLERR))) {
+      read_into_sink(out_r, Stream::out);
+    }
+    if (i_err >= 0 && (fds[i_err].revents & (POLLIN | POLLHUP | POLLERR))) {
+      read_into_sink(err_r, Stream::err);
+    }
+    if (i_pid >= 0 && (fds[i_pid].revents & POLLIN)) {
+      reap(true);
+      break;
+    }
+    if (!pidfd || (!out_r && !err_r)) {
+      reap(!out_r && !err_r && !pidfd);  // without pidfd: block only once the pipes are closed
+    }
+    if (exited) {
+      break;
+    }
+    if (fds[i_wake].revents & POLLIN) {
+      cancelled = true;
+      break;
+    }
+    if (Clock::now() >= deadline) {
+      timed_out = true;
+      break;
+    }
+  }
+
+  if (!exited) {
+    // Timeout or cancellation: end the whole session and verify it is gone.
+    if (!end_session(pid, SIGTERM, m_options.kill_grace)) {
+      spdlog::warn("local: some processes of session {} survived SIGKILL", pid);
+    }
+    for (int i = 0; i < 500 && !exited; ++i) {
+      reap(false);
+      if (!exited) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+    }
+    if (!exited) {
+      reap(true);
+    }
+  }
+
+  // Phase 2: drain what is left in the pipes. Background children may hold them open: stop
+  // after a short quiet period rather than waiting for them.
+  auto quiet_deadline = Clock::now() + std::chrono::milliseconds(100);
+  while ((out_r || err_r) && Clock::now() < quiet_deadline) {
+    pollfd fds[2];
+    nfds_t n = 0;
+    int i_out = -1, i_err = -1;
+    if (out_r) {
+      i_out = static_cast<int>(n);
+      fds[n++] = {out_r.get(), POLLIN, 0};
+    }
+    if (err_r) {
+      i_err = static_cast<int>(n);
+      fds[n++] = {err_r.get(), POLLIN, 0};
+    }
+    if (::poll(fds, n, 20) <= 0) {
+      continue;
+    }
+    if (i_out >= 0 && fds[i_out].revents) {
+      read_into_sink(out_r, Stream::out);
+    }
+    if (i_err >= 0 && fds[i_err].revents) {
+      read_into_sink(err_r, Stream::err);
+    }
+    quiet_deadline = std::max(quiet_deadline, Clock::now() + std::chrono::milliseconds(20));
+  }
+
+  ExitInfo info = exit_info_from(status);
+  info.timed_out = timed_out;
+  info.cancelled = cancelled;
+  return info;
+}
+
+JobRef LocalHost::start_job(const CommandSpec& spec, const std::string& job_id, const std::string& job_dir) {
+  check_cwd(spec.cwd);
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(job_dir).parent_path(), ec);
+  if (::mkdir(job_dir.c_str(), 0700) != 0) {
+    throw HostError(HostError::Kind::io, "cannot create job directory " + job_dir + ": " + errno_text(errno));
+  }
+  {
+    std::string command = spec.command + "\n";
+    Fd fd(::open((job_dir + "/command").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    write_all(fd.get(), command.data(), command.size());
+    std::string boot = boot_id() + "\n";
+    Fd bfd(::open((job_dir + "/boot_id").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    write_all(bfd.get(), boot.data(), boot.size());
+  }
+  // Everything the children need is prepared before fork: after it only async-signal-safe calls.
+  const std::string output = job_dir + "/output";
+  const std::string status = job_dir + "/status";
+  const std::string status_tmp = job_dir + "/status.tmp";
+  const std::string pid_file = job_dir + "/pid";
+  const std::string pid_tmp = job_dir + "/pid.tmp";
+  const std::string cwd = spec.cwd;
+  CStrings argv({m_options.shell, "-c", spec.command});
+  CStrings envp(build_env(spec.env));
+  const char* shell = m_options.shell.c_str();
+  {
+    Fd fd(::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd) {
+      throw HostError(HostError::Kind::io, "cannot create " + output + ": " + errno_text(errno));
+    }
+  }
+
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) {
+    throw HostError(HostError::Kind::io, "pipe: " + errno_text(errno));
+  }
+  Fd report_r(report[0]), report_w(report[1]);
+
+  pid_t middle = ::fork();
+  if (middle < 0) {
+    throw HostError(HostError::Kind::io, "fork: " + errno_text(errno));
+  }
+  if (middle == 0) {
+    // Middle process: start the supervisor and leave at once, so the server reaps us now and
+    // the supervisor is adopted by init (it must not depend on the server's lifetime).
+    pid_t supervisor = ::fork();
+    if (supervisor != 0) {
+      ::_exit(supervisor < 0 ? 1 : 0);
+    }
+    // Supervisor: its own session (the job's session id = its pid), no inherited descriptors but
+    // the report pipe, ignoring the signals meant for the job.
+    ::setsid();
+    int null_fd = ::open("/dev/null", O_RDWR);
+    ::dup2(null_fd, 0);
+    ::dup2(null_fd, 1);
+    ::dup2(null_fd, 2);
+    ::dup2(report_w.get(), 3);
+    ::syscall(SYS_close_range, 4, ~0U, 0);
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU}) {
+      ::sigaction(sig, &ignore, nullptr);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+
+    pid_t job = ::fork();
+    if (job == 0) {
+      struct sigaction dfl {};
+      dfl.sa_handler = SIG_DFL;
+      for (int sig = 1; sig < NSIG; ++sig) {
+        if (sig != SIGKILL && sig != SIGSTOP) {
+          ::sigaction(sig, &dfl, nullptr);
+        }
+      }
+      int out = ::open(output.c_str(), O_WRONLY | O_APPEND);
+      if (out < 0) {
+        ::_exit(126);
+      }
+      ::dup2(out, 1);
+      ::dup2(out, 2);
+      ::syscall(SYS_close_range, 3, ~0U, 0);
+      if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) {
+        static const char msg[] = "sandbox-mcp: cannot change to the working directory\n";
+        write_all(2, msg, sizeof msg - 1);
+        ::_exit(126);
+      }
+      ::execve(shell, argv.get(), envp.get());
+      static const char msg[] = "sandbox-mcp: cannot execute the shell\n";
+      write_all(2, msg, sizeof msg - 1);
+      ::_exit(127);
+    }
+    char text[64];
+    std::size_t n = format_int(text, static_cast<long>(::getpid()));
+    text[n++] = '\n';
+    write_file_atomic(pid_tmp.c_str(), pid_file.c_str(), text, n);
+    pid_t self = ::getpid();
+    write_all(3, reinterpret_cast<const char*>(&self), sizeof self);
+    ::close(3);
+    if (job < 0) {
+      static const char failed[] = "exit 127\n";
+      write_file_atomic(status_tmp.c_str(), status.c_str(), failed, sizeof failed - 1);
+      ::_exit(1);
+    }
+    int st = 0;
+    while (::waitpid(job, &st, 0) < 0 && errno == EINTR) {
+    }
+    std::size_t len = 0;
+    if (WIFSIGNALED(st)) {
+      static const char sig[] = "signal ";
+      std::memcpy(text, sig, sizeof sig - 1);
+      len = sizeof sig - 1;
+      len += format_int(text + len, WTERMSIG(st));
+    } else {
+      static const char ex[] = "exit ";
+      std::memcpy(text, ex, sizeof ex - 1);
+      len = sizeof ex - 1;
+      len += format_int(text + len, WEXITSTATUS(st));
+    }
+    text[len++] = '\n';
+    write_file_atomic(status_tmp.c_str(), status.c_str(), text, len);
+    ::_exit(0);
+  }
+  report_w.reset();
+  int st = 0;
+  while (::waitpid(middle, &st, 0) < 0 && errno == EINTR) {
+  }
+  pid_t supervisor = 0;
+  std::size_t got = 0;
+  while (got < sizeof supervisor) {
+    ssize_t n = ::read(report_r.get(), reinterpret_cast<char*>(&supervisor) + got, sizeof supervisor - got);
+    if (n > 0) {
+      got += static_cast<std::size_t>(n);
+    } else if (n == 0 || errno != EINTR) {
+      break;
+    }
+  }
+  if (got != sizeof supervisor) {
+    throw HostError(HostError::Kind::io, "the job supervisor did not start (see " + job_dir + ")");
+  }
+  return JobRef{job_id, job_dir, static_cast<long>(supervisor)};
+}
+
+JobState LocalHost::job_state(const JobRef& job) {
+  JobState state;
+  if (parse_status(read_small_file(job.dir + "/status"), state)) {
+    return state;
+  }
+  std::string recorded_boot = read_small_file(job.dir + "/boot_id");
+  while (!recorded_boot.empty() && recorded_boot.back() == '\n') {
+    recorded_boot.pop_back();
+  }
+  bool alive = job.pid > 0 && recorded_boot == boot_id() && session_of(static_cast<pid_t>(job.pid)) == job.pid;
+  if (alive) {
+    return state;  // running
+  }
+  // The supervisor may have written the status just now.
+  if (parse_status(read_small_file(job.dir + "/status"), state)) {
+    return state;
+  }
+  state.phase = JobState::Phase::vanished;
+  return state;
+}
+
+JobChunk LocalHost::read_job(const JobRef& job, std::uint64_t offset, std::size_t max_bytes) {
+  struct stat dir_st {};
+  if (::stat(job.dir.c_str(), &dir_st) != 0) {
+    throw HostError(HostError::Kind::not_found, "job directory " + job.dir + " is gone");
+  }
+  JobChunk chunk;
+  chunk.state = job_state(job);
+  Fd fd(::open((job.dir + "/output").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    throw HostError(HostError::Kind::not_found, "job output " + job.dir + "/output: " + errno_text(errno));
+  }
+  struct stat st {};
+  ::fstat(fd.get(), &st);
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  chunk.size = size;
+  std::uint64_t from = std::max<std::uint64_t>(offset, size > max_bytes ? size - max_bytes : 0);
+  chunk.offset = std::min(from, size);
+  if (from < size) {
+    chunk.data.resize(static_cast<std::size_t>(size - from));
+    std::size_t got = 0;
+    while (got < chunk.data.size()) {
+      ssize_t n = ::pread(fd.get(), chunk.data.data() + got, chunk.data.size() - got, static_cast<off_t>(from + got));
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) {
+          continue;
+        }
+        break;
+      }
+      got += static_cast<std::size_t>(n);
+    }
+    chunk.data.resize(got);
+  }
+  return chunk;
+}
+
+bool LocalHost::kill_job(const JobRef& job, int signal, std::chrono::milliseconds grace) {
+  if (job.pid <= 0) {
+    return false;
+  }
+  // The supervisor (the session leader) is spared: it records how the job ended.
+  const auto sid = static_cast<pid_t>(job.pid);
+  if (session_of(sid) != sid && session_members(sid).empty()) {
+    return true;
+  }
+  return end_session(sid, signal, grace, sid);
+}
+
+void LocalHost::remove_job(const JobRef& job) {
+  if (job_state(job).phase == JobState::Phase::running) {
+    throw HostError(HostError::Kind::invalid, "job " + job.id + " is still running; kill it first");
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(job.dir, ec);
+  if (ec) {
+    throw HostError(HostError::Kind::io, "cannot remove " + job.dir + ": " + ec.message());
+  }
+}
+
+// ---- file windows ----
+
+bool is_continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+
+struct Collected {
+  std::vector<std::string> lines;
+  std::uint64_t end = 0;  // file position after the last collected line
+  bool cut = false;
+  bool has_nul = false;
+};
+
+// Reads up to `limit` lines starting at file position `pos`.
+Collected collect_lines(int fd, std::uint64_t pos, std::uint64_t size, const FileReadRequest& req) {
+  Collected c;
+  std::string current;
+  std::uint64_t current_len = 0;
+  std::size_t total = 0;
+  char buf[64 * 1024];
+  bool in_line = false;
+  auto finish_line = [&](std::uint64_t end_pos) {
+    if (current_len > req.max_line_bytes) {
+      std::size_t keep = req.max_line_bytes;
+      while (keep > 0 && keep < current.size() && is_continuation(current[keep])) {
+        --keep;
+      }
+      current.resize(keep);
+      current += " [... line cut: " + std::to_string(current_len - keep) + " more bytes]";
+      c.cut = true;
+    }
+    total += current.size() + 8;
+    c.lines.push_back(std::move(current));
+    current.clear();
+    current_len = 0;
+    in_line = false;
+    c.end = end_pos;
+  };
+  while (pos < size && c.lines.size() < req.limit && total < req.max_total_bytes) {
+    ssize_t n = ::pread(fd, buf, std::min<std::uint64_t>(sizeof buf, size - pos), static_cast<off_t>(pos));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    std::size_t i = 0;
+    const auto got = static_cast<std::size_t>(n);
+    while (i < got && c.lines.size() < req.limit && total < req.max_total_bytes) {
+      const char* start = buf + i;
+      const void* nl = std::memchr(start, '\n', got - i);
+      std::size_t len = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - start) : got - i;
+      if (std::memchr(start, '\0', len)) {
+        c.has_nul = true;
+        return c;
+      }
+      if (current.size() < req.max_line_bytes + 4) {
+        current.append(start, std::min(len, req.max_line_bytes + 4 - current.size()));
+      }
+      current_len += len;
+      in_line = true;
+      i += len;
+      if (nl) {
+        ++i;
+        finish_line(pos + i);
+      }
+    }
+    pos += i;
+  }
+  if (in_line && pos >= size && c.lines.size() < req.limit) {
+    finish_line(size);  // a last line without a newline
+  }
+  return c;
+}
+
+std::uint64_t count_newlines(int fd, std::uint64_t from, std::uint64_t to) {
+  std::uint64_t count = 0;
+  char buf[256 * 1024];
+  while (from < to) {
+    ssize_t n = ::pread(fd, buf, std::min<std::uint64_t>(sizeof buf, to - from), static_cast<off_t>(from));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    count += static_cast<std::uint64_t>(std::count(buf, buf + n, '\n'));
+    from += static_cast<std::uint64_t>(n);
+  }
+  return count;
+}
+
+// Position where the line `back` lines from the end starts (1 = the last line), scanning
+// backwards; `found` is how many lines exist from there to the end.
+std::uint64_t find_tail_start(int fd, std::uint64_t size, std::uint64_t back, std::uint64_t& found) {
+  found = 0;
+  if (size == 0) {
+    return 0;
+  }
+  char last = 0;
+  if (::pread(fd, &last, 1, static_cast<off_t>(size - 1)) != 1) {
+    last = 0;
+  }
+  std::uint64_t pos = last == '\n' ? size - 1 : size;  // the final newline ends the last line
+  char buf[64 * 1024];
+  while (pos > 0) {
+    std::uint64_t len = std::min<std::uint64_t>(sizeof buf, pos);
+    std::uint64_t at = pos - len;
+    ssize_t n = ::pread(fd, buf, len, static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    for (std::uint64_t i = static_cast<std::uint64_t>(n); i > 0; --i) {
+      if (buf[i - 1] == '\n') {
+        if (++found == back) {
+          return at + i;
+        }
+      }
+    }
+    pos = at;
+  }
+  ++found;  // the first line of the file
+  return 0;
+}
+
+} // namespace
+
+FileWindow read_file_window(const FileReadRequest& req, std::uint64_t count_lines_below) {
+  Fd fd(::open(req.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!fd) {
+    int err = errno;
+    if (err == ENOENT || err == ENOTDIR) {
+      throw HostError(HostError::Kind::not_found, "no such file: " + req.path);
+    }
+    if (err == EACCES || err == EPERM) {
+      throw HostError(HostError::Kind::refused, "permission denied: " + req.path);
+    }
+    throw HostError(HostError::Kind::io, "cannot open " + req.path + ": " + errno_text(err));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) {
+    throw HostError(HostError::Kind::io, "cannot stat " + req.path + ": " + errno_text(errno));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    throw HostError(HostError::Kind::invalid,
+                    req.path + " is a directory; list it with remote_bash {command: \"ls -la " + req.path + "\"}");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    throw HostError(HostError::Kind::invalid, req.path + " is not a regular file (device, FIFO or socket)");
+  }
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  {
+    char head[8192];
+    ssize_t n = ::pread(fd.get(), head, sizeof head, 0);
+    if (n > 0 && std::memchr(head, '\0', static_cast<std::size_t>(n))) {
+      throw HostError(HostError::Kind::invalid, req.path + " looks like a binary file (it contains NUL bytes); "
+                                                           "inspect it with remote_bash, e.g. `xxd | head`");
+    }
+  }
+  FileWindow w;
+  std::uint64_t start_pos = 0;
+  if (req.offset > 0) {
+    // Skip offset-1 lines from the start.
+    std::uint64_t skip = static_cast<std::uint64_t>(req.offset - 1);
+    std::uint64_t pos = 0, seen = 0;
+    char buf[256 * 1024];
+    while (seen < skip && pos < size) {
+      ssize_t n = ::pread(fd.get(), buf, std::min<std::uint64_t>(sizeof buf, size - pos), static_cast<off_t>(pos));
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        break;
+      }
+      const char* p = buf;
+      const char* end = buf + n;
+      while (seen < skip) {
+        const void* nl = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
+        if (!nl) {
+          break;
+        }
+        ++seen;
+        p = static_cast<const char*>(nl) + 1;
+      }
+      pos += static_cast<std::uint64_t>(seen < skip ? n : p - buf);
+    }
+    if (seen < skip) {
+      // Fewer lines than the offset: an empty window past the end.
+      char last = '\n';
+      if (size > 0) {
+        if (::pread(fd.get(), &last, 1, static_cast<off_t>(size - 1)) != 1) {
+          last = '\n';
+        }
+      }
+      w.start_line = req.offset;
+      w.more_before = size > 0;
+      w.total_lines = static_cast<long>(seen + (last != '\n' ? 1 : 0));
+      return w;
+    }
+    start_pos = pos;
+    w.start_line = req.offset;
+  } else {
+    std::uint64_t found = 0;
+    start_pos = find_tail_start(fd.get(), size, static_cast<std::uint64_t>(-req.offset), found);
+    if (start_pos == 0 || size <= count_lines_below) {
+      std::uint64_t before = start_pos == 0 ? 0 : count_newlines(fd.get(), 0, start_pos);
+      w.start_line = static_cast<long>(before + 1);
+      w.total_lines = static_cast<long>(before + found);
+    } else {
+      w.start_line = -static_cast<long>(found);
+    }
+  }
+  Collected c = collect_lines(fd.get(), start_pos, size, req);
+  if (c.has_nul) {
+    throw HostError(HostError::Kind::invalid, req.path + " looks like a binary file (it contains NUL bytes)");
+  }
+  w.lines = std::move(c.lines);
+  w.cut_lines = c.cut;
+  w.more_before = start_pos > 0;
+  w.more_after = c.end < size;
+  if (!w.total_lines && !w.more_after && w.start_line > 0) {
+    w.total_lines = w.start_line - 1 + static_cast<long>(w.lines.size());
+  }
+  return w;
+}
+
+std::shared_ptr<Host> make_local_host(LocalHostOptions options) {
+  return std::make_shared<LocalHost>(std::move(options));
+}
+
+} // namespace smcp::exec

@@ -1,0 +1,91 @@
+#include "tools/common.h"
+
+#include <ctime>
+#include <stdexcept>
+
+namespace smcp::tools {
+
+std::string arg_string(const json& args, const char* name, const std::string& fallback) {
+  auto it = args.find(name);
+  return it != args.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+long long arg_int(const json& args, const char* name, long long fallback) {
+  auto it = args.find(name);
+  if (it == args.end() || !it->is_number()) {
+    return fallback;
+  }
+  return it->is_number_float() ? static_cast<long long>(it->get<double>()) : it->get<long long>();
+}
+
+bool arg_bool(const json& args, const char* name, bool fallback) {
+  auto it = args.find(name);
+  return it != args.end() && it->is_boolean() ? it->get<bool>() : fallback;
+}
+
+mcp::ToolResult guarded(const std::string& tool, const std::string& host, const std::function<mcp::ToolResult()>& body) {
+  try {
+    return body();
+  } catch (const exec::HostError& e) {
+    std::string advice;
+    switch (e.kind()) {
+    case exec::HostError::Kind::unreachable:
+      advice = " The host could not be reached; check that it is up and that `ssh " + host +
+               " true` works, then retry. Background jobs already started keep running there.";
+      break;
+    case exec::HostError::Kind::refused:
+      advice = " The host refused the request; see the message for how to fix it.";
+      break;
+    case exec::HostError::Kind::not_found:
+    case exec::HostError::Kind::invalid:
+    case exec::HostError::Kind::io:
+      break;
+    }
+    throw mcp::ToolError(tool + " failed on host '" + host + "': " + e.what() + advice);
+  } catch (const std::out_of_range& e) {
+    throw mcp::ToolError(tool + ": " + e.what());
+  }
+}
+
+std::string iso_time(std::int64_t ms) {
+  if (ms <= 0) {
+    return {};
+  }
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms % 1000));
+  return buf;
+}
+
+json signal_json(const std::optional<int>& signal) {
+  return signal ? json(exec::signal_name(*signal)) : json(nullptr);
+}
+
+json job_json(const state::JobRecord& j) {
+  json out = {
+      {"bash_id", j.id},
+      {"host", j.host},
+      {"command", j.command},
+      {"description", j.description},
+      {"status", j.status},
+      {"exit_code", j.exit_code ? json(*j.exit_code) : json(nullptr)},
+      {"signal", signal_json(j.signal)},
+      {"started_at", iso_time(j.started_at_ms)},
+      {"ended_at", j.ended_at_ms ? json(iso_time(j.ended_at_ms)) : json(nullptr)},
+      {"durable", j.durable},
+  };
+  // Where the full output is, for remote_file_read.
+  if (!j.job_dir.empty()) {
+    out["output_file"] = j.job_dir + "/output";
+    out["output_file_host"] = j.host;
+  } else if (!j.spill_path.empty()) {
+    out["output_file"] = j.spill_path;
+    out["output_file_host"] = "local";
+  }
+  return out;
+}
+
+} // namespace smcp::tools

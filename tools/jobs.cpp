@@ -1,0 +1,700 @@
+#include "tools/jobs.h"
+
+#include "tools/ring_buffer.h"
+#include "tools/text.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <random>
+#include <stdexcept>
+#include <unistd.h>
+
+namespace smcp::tools {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Keeps the head and the tail of one stream of a foreground command and counts the rest.
+class StreamCapture {
+public:
+  explicit StreamCapture(std::size_t cap) : m_half(cap / 2), m_tail(std::max<std::size_t>(cap - cap / 2, 1)) {}
+
+  void add(std::string_view data) {
+    m_total += data.size();
+    if (m_head.size() < m_half) {
+      std::size_t n = std::min(m_half - m_head.size(), data.size());
+      m_head.append(data.substr(0, n));
+      data.remove_prefix(n);
+    }
+    if (!data.empty()) {
+      m_tail.append(data);
+    }
+  }
+
+  std::uint64_t total() const { return m_total; }
+  bool truncated() const { return m_total > m_head.size() + (m_tail.end() - m_tail.start()); }
+
+  // The stream, cut in the middle with a marker saying how much was dropped.
+  std::string text(const std::string& where_full) const {
+    std::string tail = m_tail.read(m_tail.start(), m_tail.end());
+    if (!truncated()) {
+      return m_head + tail;
+    }
+    std::uint64_t dropped = m_total - m_head.size() - tail.size();
+    std::string head = m_head;
+    std::size_t head_keep = utf8_prefix_length(head, head.size());
+    std::size_t tail_skip = utf8_suffix_start(tail, 0);
+    dropped += (head.size() - head_keep) + tail_skip;
+    head.resize(head_keep);
+    return head + "\n\n[... " + std::to_string(dropped) + " bytes omitted from the middle; " + where_full +
+           " ...]\n\n" + tail.substr(tail_skip);
+  }
+
+private:
+  std::size_t m_half;
+  std::string m_head;
+  RingBuffer m_tail;
+  std::uint64_t m_total = 0;
+};
+
+std::string status_of(const exec::ExitInfo& info) {
+  return info.signal ? "killed" : "exited";
+}
+
+} // namespace
+
+struct JobManager::Job {
+  explicit Job(std::size_t ring_bytes) : ring(ring_bytes) {}
+
+  std::mutex m;
+  std::condition_variable cv;
+  state::JobRecord rec;
+  RingBuffer ring;
+  std::shared_ptr<exec::Host> host;
+  std::string note;          // why the status is what it is (unreachable host, ...)
+  bool complete = false;     // durable: the end was seen and all output after it was read
+
+  // Durable jobs: one refresh at a time, so a chunk is never appended twice.
+  std::mutex refresh_mutex;
+
+  // Attached jobs (foreground runs in this process).
+  bool attached = false;
+  bool done = false;         // the runner returned
+  bool persisted = false;    // recorded in the store (promoted or truncated)
+  std::stop_source stop;
+  int spill_fd = -1;
+  std::string last_line;
+  std::unique_ptr<StreamCapture> out, err;
+  bool timed_out = false;
+  std::optional<exec::HostError> error;  // the runner could not run the command
+
+  ~Job() {
+    if (spill_fd >= 0) {
+      ::close(spill_fd);
+    }
+  }
+
+  exec::JobRef ref() const { return exec::JobRef{rec.id, rec.job_dir, rec.pid}; }
+  bool running() const { return rec.status == "running"; }
+};
+
+// Feeds a foreground command's output into its job: per-stream captures for the answer, the
+// ring for later reads, and the spill file once the output outgrows the answer.
+class JobManager::ForegroundSink final : public exec::OutputSink {
+public:
+  ForegroundSink(Job& job, const JobOptions& options) : m_job(job), m_options(options) {}
+
+  void on_output(exec::Stream stream, std::string_view data) override {
+    std::lock_guard lock(m_job.m);
+    (stream == exec::Stream::out ? m_job.out : m_job.err)->add(data);
+    m_job.ring.append(data);
+    if (m_job.spill_fd < 0 && m_job.ring.end() > m_options.max_output_chars) {
+      open_spill_locked(m_job, m_options);
+    } else if (m_job.spill_fd >= 0) {
+      write_all(m_job.spill_fd, data);
+    }
+    // The newest complete line, for progress notifications.
+    std::string_view d = data;
+    if (auto nl = d.find_last_of('\n'); nl != std::string_view::npos) {
+      std::string_view before = d.substr(0, nl);
+      auto prev = before.find_last_of('\n');
+      std::string_view line = prev == std::string_view::npos ? before : before.substr(prev + 1);
+      if (!line.empty()) {
+        m_job.last_line.assign(line.substr(0, 500));
+      }
+    }
+    m_job.cv.notify_all();
+  }
+
+  // Called with job.m held: writes what the ring has so far, then follows the stream.
+  static void open_spill_locked(Job& job, const JobOptions& options) {
+    if (job.spill_fd >= 0 || options.spill_dir.empty()) {
+      return;
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(options.spill_dir, ec);
+    std::string path = options.spill_dir + "/" + job.rec.id + ".out";
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      spdlog::warn("cannot create spill file {}: {}", path, std::strerror(errno));
+      return;
+    }
+    job.spill_fd = fd;
+    job.rec.spill_path = path;
+    write_all(fd, job.ring.read(job.ring.start(), job.ring.end()));
+  }
+
+  static void write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = ::write(fd, data.data(), data.size());
+      if (n < 0) {
+        if (errno == EINTR) {
+          continue;
+        }
+        return;
+      }
+      data.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+
+private:
+  Job& m_job;
+  const JobOptions& m_options;
+};
+
+JobManager::JobManager(HostRegistry& hosts, state::StateStore& store, JobOptions options)
+    : m_hosts(hosts), m_store(store), m_options(std::move(options)) {
+  m_options.ring_bytes = std::max(m_options.ring_bytes, 2 * m_options.max_output_chars + 4096);
+  // Jobs from an earlier run of the server: durable ones are tracked again; foreground runs that
+  // were attached to the old process cannot be reached any more.
+  for (auto& rec : m_store.list_jobs(100000)) {
+    if (rec.status != "running") {
+      continue;
+    }
+    if (!rec.durable) {
+      rec.status = "unreachable";
+      rec.ended_at_ms = 0;
+      m_store.put_job(rec);
+      continue;
+    }
+    auto job = std::make_shared<Job>(m_options.ring_bytes);
+    job->rec = rec;
+    job->ring.skip_to(rec.cursor);
+    m_jobs.emplace(rec.id, std::move(job));
+  }
+  m_sweeper = std::jthread([this](std::stop_token stop) { sweep_loop(stop); });
+}
+
+JobManager::~JobManager() {
+  m_sweeper.request_stop();
+  m_sweep_cv.notify_all();
+  if (m_sweeper.joinable()) {
+    m_sweeper.join();
+  }
+  std::vector<std::shared_ptr<Job>> attached;
+  {
+    std::lock_guard lock(m_mutex);
+    for (auto& [id, job] : m_jobs) {
+      if (job->attached) {
+        attached.push_back(job);
+      }
+    }
+  }
+  for (auto& job : attached) {
+    std::unique_lock lock(job->m);
+    if (!job->done) {
+      spdlog::info("ending foreground job {} as the server shuts down", job->rec.id);
+      job->stop.request_stop();
+      job->cv.wait_for(lock, m_options.kill_grace + std::chrono::seconds(5), [&] { return job->done; });
+    }
+  }
+}
+
+std::int64_t JobManager::now_ms() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string JobManager::new_id() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char k_hex[] = "0123456789abcdef";
+  std::string id = "bash_";
+  auto v = rng();
+  for (int i = 0; i < 12; ++i) {
+    id.push_back(k_hex[(v >> (i * 4)) & 0xF]);
+  }
+  return id;
+}
+
+void JobManager::persist(Job& job) {
+  try {
+    m_store.put_job(job.rec);
+  } catch (const std::exception& e) {
+    spdlog::error("cannot record job {}: {}", job.rec.id, e.what());
+  }
+}
+
+ForegroundResult JobManager::run(const std::string& host_name, const exec::CommandSpec& spec,
+                                 const std::string& description,
+                                 const std::function<void(const std::string&)>& on_progress, std::stop_token stop) {
+  auto host = m_hosts.get(host_name);
+  auto job = std::make_shared<Job>(m_options.ring_bytes);
+  job->attached = true;
+  job->host = host;
+  job->out = std::make_unique<StreamCapture>(m_options.max_output_chars);
+  job->err = std::make_unique<StreamCapture>(m_options.max_output_chars);
+  job->rec.id = new_id();
+  job->rec.host = host->name();
+  job->rec.command = spec.command;
+  job->rec.description = description;
+  job->rec.cwd = spec.cwd;
+  job->rec.status = "running";
+  job->rec.started_at_ms = now_ms();
+  const auto started = Clock::now();
+  m_store.audit({job->rec.started_at_ms, job->rec.host, "run", spec.command, job->rec.id});
+
+  // The runner owns a reference to the job; it outlives this call when the command is promoted.
+  std::thread([this, job, host, spec] {
+    ForegroundSink sink(*job, m_options);
+    exec::ExitInfo info;
+    std::optional<exec::HostError> error;
+    try {
+      info = host->run(spec, sink, job->stop.get_token());
+    } catch (const exec::HostError& e) {
+      error = e;
+    } catch (const std::exception& e) {
+      error = exec::HostError(exec::HostError::Kind::io, e.what());
+    }
+    finish_attached(*job, info, error);
+  }).detach();
+
+  std::stop_callback on_stop(stop, [job] { job->stop.request_stop(); });
+  const auto promote_at = m_options.promote_after.count() > 0 ? started + m_options.promote_after
+                                                               : Clock::time_point::max();
+  std::string last_reported;
+  std::unique_lock lock(job->m);
+  while (!job->done) {
+    auto next = std::min(promote_at, Clock::now() + m_options.progress_interval);
+    job->cv.wait_until(lock, next);
+    if (job->done) {
+      break;
+    }
+    if (on_progress && job->last_line != last_reported) {
+      last_reported = job->last_line;
+      lock.unlock();
+      on_progress(last_reported);
+      lock.lock();
+      continue;
+    }
+    if (Clock::now() >= promote_at && !stop.stop_requested()) {
+      break;  // promote
+    }
+  }
+  // A command the host could not run at all surfaces as the host's error.
+  if (job->done && job->error) {
+    throw *job->error;
+  }
+
+  ForegroundResult r;
+  r.host = job->rec.host;
+  r.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+  r.stdout_bytes = job->out->total();
+  r.stderr_bytes = job->err->total();
+  r.truncated = job->out->truncated() || job->err->truncated();
+  r.running = !job->done;
+  if (r.running || r.truncated) {
+    ForegroundSink::open_spill_locked(*job, m_options);
+    r.bash_id = job->rec.id;
+    r.spill_path = job->rec.spill_path;
+    job->persisted = true;
+    persist(*job);
+  }
+  std::string where = r.spill_path.empty()
+                          ? "the output was too large to keep"
+                          : "full output: remote_bash_output {bash_id: \"" + r.bash_id +
+                                "\"} or remote_file_read {file_path: \"" + r.spill_path + "\", host: \"local\"}";
+  r.stdout_text = job->out->text(where);
+  r.stderr_text = job->err->text(where);
+  if (!r.running) {
+    r.exit_code = job->rec.exit_code;
+    r.signal = job->rec.signal;
+    r.timed_out = job->timed_out;
+  }
+  lock.unlock();
+  if (job->persisted) {
+    std::lock_guard jobs_lock(m_mutex);
+    m_jobs.emplace(job->rec.id, job);
+  }
+  return r;
+}
+
+void JobManager::finish_attached(Job& job, const exec::ExitInfo& info, const std::optional<exec::HostError>& error) {
+  std::lock_guard lock(job.m);
+  job.done = true;
+  job.rec.ended_at_ms = now_ms();
+  if (error) {
+    job.error = error;
+    job.rec.status = error->kind() == exec::HostError::Kind::unreachable ? "unreachable" : "exited";
+    job.note = error->what();
+  } else {
+    job.rec.status = status_of(info);
+    job.rec.exit_code = info.exit_code;
+    job.rec.signal = info.signal;
+    job.timed_out = info.timed_out;
+    if (info.timed_out) {
+      job.note = "timed out: the process tree was ended";
+    } else if (info.cancelled) {
+      job.note = "cancelled: the process tree was ended";
+    }
+  }
+  if (job.spill_fd >= 0) {
+    ::close(job.spill_fd);
+    job.spill_fd = -1;
+  }
+  if (job.persisted) {
+    persist(job);
+  }
+  std::string detail = job.rec.status;
+  if (info.exit_code) {
+    detail += " " + std::to_string(*info.exit_code);
+  }
+  if (info.signal) {
+    detail += " " + exec::signal_name(*info.signal);
+  }
+  if (error) {
+    detail += std::string(" ") + error->what();
+  }
+  try {
+    m_store.audit({job.rec.ended_at_ms, job.rec.host, "end", job.rec.id, detail});
+  } catch (const std::exception& e) {
+    spdlog::warn("audit: {}", e.what());
+  }
+  job.cv.notify_all();
+}
+
+state::JobRecord JobManager::start(const std::string& host_name, const exec::CommandSpec& spec,
+                                   const std::string& description) {
+  auto host = m_hosts.get(host_name);
+  auto job = std::make_shared<Job>(m_options.ring_bytes);
+  job->host = host;
+  job->rec.id = new_id();
+  job->rec.host = host->name();
+  job->rec.command = spec.command;
+  job->rec.description = description;
+  job->rec.cwd = spec.cwd;
+  job->rec.status = "running";
+  job->rec.durable = true;
+  job->rec.started_at_ms = now_ms();
+  std::string dir = host->jobs_root() + "/" + job->rec.id;
+  exec::JobRef ref = host->start_job(spec, job->rec.id, dir);
+  job->rec.job_dir = ref.dir;
+  job->rec.pid = ref.pid;
+  persist(*job);
+  m_store.audit({job->rec.started_at_ms, job->rec.host, "job", spec.command, job->rec.id});
+  std::lock_guard lock(m_mutex);
+  m_jobs.emplace(job->rec.id, job);
+  return job->rec;
+}
+
+std::shared_ptr<JobManager::Job> JobManager::find(const std::string& id) {
+  {
+    std::lock_guard lock(m_mutex);
+    if (auto it = m_jobs.find(id); it != m_jobs.end()) {
+      return it->second;
+    }
+  }
+  auto rec = m_store.get_job(id);
+  if (!rec) {
+    throw std::out_of_range("unknown bash_id '" + id +
+                            "'. Job ids look like bash_0123456789ab; list jobs with the remote_bash_list tool.");
+  }
+  auto job = std::make_shared<Job>(m_options.ring_bytes);
+  job->rec = *rec;
+  // A finished job's output is read again from its source: the spill file (attached) or the
+  // host's job directory (durable), starting where the last reader stopped.
+  job->ring.skip_to(rec->cursor);
+  if (!rec->durable && !rec->spill_path.empty()) {
+    int fd = ::open(rec->spill_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      off_t end = ::lseek(fd, 0, SEEK_END);
+      std::uint64_t size = end > 0 ? static_cast<std::uint64_t>(end) : 0;
+      std::uint64_t from = std::max<std::uint64_t>(rec->cursor, size > m_options.ring_bytes ? size - m_options.ring_bytes : 0);
+      if (from < size) {
+        std::string buf(static_cast<std::size_t>(size - from), '\0');
+        ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(from));
+        buf.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+        job->ring.skip_to(from);
+        job->ring.append(buf);
+      }
+      ::close(fd);
+    } else {
+      job->note = "the spill file " + rec->spill_path + " is gone: " + std::strerror(errno);
+    }
+  }
+  std::lock_guard lock(m_mutex);
+  auto [it, inserted] = m_jobs.emplace(id, job);
+  return it->second;
+}
+
+void JobManager::refresh(Job& job) {
+  {
+    std::lock_guard lock(job.m);
+    if (!job.rec.durable || job.attached) {
+      return;
+    }
+    if (job.complete) {
+      return;  // the job ended and its final output was read
+    }
+  }
+  std::lock_guard refresh_lock(job.refresh_mutex);
+  exec::JobRef ref;
+  std::uint64_t from;
+  std::shared_ptr<exec::Host> host;
+  {
+    std::lock_guard lock(job.m);
+    ref = job.ref();
+    from = job.ring.end();
+    host = job.host;
+  }
+  exec::JobChunk chunk;
+  try {
+    if (!host) {
+      host = m_hosts.get(job.rec.host);
+    }
+    chunk = host->read_job(ref, from, m_options.ring_bytes);
+  } catch (const std::exception& e) {
+    std::lock_guard lock(job.m);
+    job.host = host;
+    if (job.running() || job.rec.status == "unreachable") {
+      if (job.rec.status != "unreachable") {
+        spdlog::warn("job {}: host {} unreachable: {}", job.rec.id, job.rec.host, e.what());
+      }
+      job.rec.status = "unreachable";
+      job.note = std::string("cannot reach host ") + job.rec.host + ": " + e.what() +
+                 " (the job may still be running there; output so far is shown)";
+    } else {
+      job.note = std::string("cannot read the job's output on ") + job.rec.host + ": " + e.what();
+    }
+    return;
+  }
+  std::lock_guard lock(job.m);
+  job.host = host;
+  if (chunk.offset > job.ring.end()) {
+    job.ring.skip_to(chunk.offset);
+  }
+  if (chunk.offset == job.ring.end()) {
+    job.ring.append(chunk.data);
+  }
+  const bool was_running = job.running() || job.rec.status == "unreachable";
+  switch (chunk.state.phase) {
+  case exec::JobState::Phase::running:
+    job.rec.status = "running";
+    job.note.clear();
+    break;
+  case exec::JobState::Phase::exited:
+    job.rec.status = "exited";
+    job.rec.exit_code = chunk.state.exit_code;
+    break;
+  case exec::JobState::Phase::signaled:
+    job.rec.status = "killed";
+    job.rec.signal = chunk.state.signal;
+    break;
+  case exec::JobState::Phase::vanished:
+    job.rec.status = "killed";
+    job.note = "the job's processes are gone and it left no exit status (the host may have rebooted, or the job "
+               "was killed from outside)";
+    break;
+  }
+  if (!job.running()) {
+    job.complete = true;
+    if (was_running) {
+      job.rec.ended_at_ms = now_ms();
+      persist(job);
+    }
+  }
+  job.cv.notify_all();
+}
+
+OutputAnswer JobManager::output(const OutputQuery& q, std::stop_token stop) {
+  auto job = find(q.bash_id);
+  const auto deadline = Clock::now() + q.wait;
+  std::uint64_t scan = 0;  // stream offset up to which lines were checked for the wait condition
+  bool matched = false;       // `until` matched a line
+  bool filtered_new = false;  // a line passed the filter
+  for (;;) {
+    refresh(*job);
+    std::unique_lock lock(job->m);
+    const bool running = job->running();
+    const std::uint64_t begin = std::max(job->rec.cursor, job->ring.start());
+    std::uint64_t end = job->ring.end();
+    std::string text = job->ring.read(begin, end);
+    // While the job runs, a filtered read holds back a partial last line until it is complete.
+    if (running && (q.filter || q.until)) {
+      auto nl = text.find_last_of('\n');
+      std::size_t keep = nl == std::string::npos ? 0 : nl + 1;
+      end = begin + keep;
+      text.resize(keep);
+    }
+    // Check the lines not checked before for the wait condition.
+    std::size_t from = scan > begin ? static_cast<std::size_t>(scan - begin) : 0;
+    for_each_line(std::string_view(text).substr(std::min(from, text.size())), [&](std::string_view line) {
+      if (q.until) {
+        matched = matched || q.until->search(line);
+      } else if (q.filter) {
+        filtered_new = filtered_new || q.filter->search(line);
+      }
+    });
+    scan = end;
+    const bool has_new = q.filter ? filtered_new : !text.empty();
+    bool ready = q.wait.count() == 0 || !running || Clock::now() >= deadline || stop.stop_requested() ||
+                 (q.until ? matched : has_new);
+    if (ready) {
+      OutputAnswer a;
+      a.dropped_bytes = job->ring.start() > job->rec.cursor ? job->ring.start() - job->rec.cursor : 0;
+      a.matched = matched;
+      std::string out;
+      if (q.filter) {
+        for_each_line(text, [&](std::string_view line) {
+          if (q.filter->search(line)) {
+            out.append(line);
+            out.push_back('\n');
+          } else {
+            ++a.skipped_lines;
+          }
+        });
+        if (!text.empty() && text.back() != '\n' && !out.empty() && out.back() == '\n' &&
+            q.filter->search(last_line(text))) {
+          out.pop_back();  // the job ended without a final newline: keep the text as written
+        }
+      } else {
+        out = std::move(text);
+      }
+      if (out.size() > m_options.max_output_chars) {
+        std::string where = job->rec.durable ? "full output: remote_file_read {file_path: \"" + job->rec.job_dir +
+                                                   "/output\", host: \"" + job->rec.host + "\"}"
+                                             : (job->rec.spill_path.empty()
+                                                    ? std::string("not kept")
+                                                    : "full output: remote_file_read {file_path: \"" +
+                                                          job->rec.spill_path + "\", host: \"local\"}");
+        out = middle_cut(out, m_options.max_output_chars, where);
+        a.truncated = true;
+      }
+      a.output = std::move(out);
+      job->rec.cursor = std::max(job->rec.cursor, end);
+      a.cursor = job->rec.cursor;
+      a.total_bytes = job->ring.end();
+      a.job = job->rec;
+      a.note = job->note;
+      const bool persisted = job->rec.durable || job->persisted || !job->attached;
+      lock.unlock();
+      if (persisted) {
+        try {
+          m_store.set_job_cursor(a.job.id, a.cursor);
+        } catch (const std::exception& e) {
+          spdlog::warn("cannot save the cursor of {}: {}", a.job.id, e.what());
+        }
+      }
+      return a;
+    }
+    auto wake = std::min(deadline, Clock::now() + m_options.poll_interval);
+    std::stop_callback wake_on_stop(stop, [&job] { job->cv.notify_all(); });
+    job->cv.wait_until(lock, wake);
+  }
+}
+
+KillAnswer JobManager::kill(const std::string& id, int signal) {
+  auto job = find(id);
+  refresh(*job);
+  KillAnswer a;
+  std::unique_lock lock(job->m);
+  if (!job->running()) {
+    a.job = job->rec;
+    a.verified = job->rec.status != "unreachable";
+    a.note = job->rec.status == "unreachable" ? "the job's host cannot be reached; nothing was signalled"
+                                              : "the job had already ended; nothing was signalled";
+    return a;
+  }
+  m_store.audit({now_ms(), job->rec.host, "kill", id, exec::signal_name(signal)});
+  if (job->attached) {
+    // A foreground command promoted to the background: its runner ends the process tree.
+    job->stop.request_stop();
+    a.signalled = true;
+    a.verified = job->cv.wait_for(lock, m_options.kill_grace + std::chrono::seconds(5), [&] { return job->done; });
+    a.job = job->rec;
+    a.note = a.verified ? "ended (TERM, then KILL after the grace period)" : "the command did not end in time";
+    return a;
+  }
+  auto host = job->host;
+  auto ref = job->ref();
+  lock.unlock();
+  if (!host) {
+    host = m_hosts.get(job->rec.host);
+  }
+  a.signalled = true;
+  a.verified = host->kill_job(ref, signal, m_options.kill_grace);
+  // The job's supervisor records how it ended right after the job does.
+  const auto until = Clock::now() + std::chrono::seconds(3);
+  do {
+    refresh(*job);
+    lock.lock();
+    bool ended = !job->running();
+    lock.unlock();
+    if (ended) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (Clock::now() < until);
+  lock.lock();
+  a.job = job->rec;
+  a.note = a.verified ? "no process of the job remains" : "some processes of the job could not be ended";
+  return a;
+}
+
+std::vector<state::JobRecord> JobManager::list(std::size_t limit) {
+  auto records = m_store.list_jobs(limit);
+  std::lock_guard lock(m_mutex);
+  for (auto& r : records) {
+    if (auto it = m_jobs.find(r.id); it != m_jobs.end()) {
+      std::lock_guard job_lock(it->second->m);
+      r = it->second->rec;
+    }
+  }
+  return records;
+}
+
+void JobManager::sweep_loop(std::stop_token stop) {
+  std::mutex mutex;
+  while (!stop.stop_requested()) {
+    {
+      std::unique_lock lock(mutex);
+      m_sweep_cv.wait_for(lock, stop, m_options.sweep_interval, [] { return false; });
+    }
+    if (stop.stop_requested()) {
+      return;
+    }
+    std::vector<std::shared_ptr<Job>> running;
+    {
+      std::lock_guard lock(m_mutex);
+      for (auto& [id, job] : m_jobs) {
+        std::lock_guard job_lock(job->m);
+        if (job->rec.durable && (job->running() || job->rec.status == "unreachable")) {
+          running.push_back(job);
+        }
+      }
+    }
+    for (auto& job : running) {
+      if (stop.stop_requested()) {
+        return;
+      }
+      refresh(*job);
+    }
+  }
+}
+
+} // namespace smcp::tools

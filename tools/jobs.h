@@ -1,0 +1,128 @@
+// Commands and jobs on any host: foreground runs with capped, middle-cut output (promoted to a
+// background job when they outlive a budget), durable background jobs (detached on the host,
+// tracked in the state store), per-job ring buffers with absolute offsets and a per-job read
+// cursor, filtered and waiting reads, and verified kills. Hosts are reached only through
+// exec::Host, so this code does not know whether a job runs here, over SSH or in a sandbox.
+#pragma once
+
+#include "mcp-server/state_store.h"
+#include "sandbox/exec.h"
+#include "tools/hosts.h"
+#include "tools/regex.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace smcp::tools {
+
+struct JobOptions {
+  std::size_t ring_bytes = 8 * 1024 * 1024;   // per job, in memory (about 80k lines of a training log)
+  std::size_t max_output_chars = 30000;       // per stream of a foreground answer; per output answer
+  std::chrono::milliseconds promote_after{55000};  // a foreground command still running then becomes a job; 0: never
+  std::chrono::milliseconds poll_interval{100};    // how often a waiting read looks for new output
+  std::chrono::milliseconds sweep_interval{2000};  // how often running jobs are checked for their end
+  std::chrono::milliseconds kill_grace{3000};      // TERM -> KILL
+  std::chrono::milliseconds progress_interval{500};
+  std::string spill_dir;  // where the server keeps the full output of foreground commands
+};
+
+struct ForegroundResult {
+  std::string host;
+  std::string bash_id;  // set when promoted to the background or when the output was truncated
+  bool running = false; // promoted: still running as bash_id
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  bool timed_out = false;
+  std::string stdout_text;
+  std::string stderr_text;
+  std::uint64_t stdout_bytes = 0;
+  std::uint64_t stderr_bytes = 0;
+  bool truncated = false;
+  std::string spill_path;  // the full combined output when truncated or promoted (on the server)
+  std::int64_t duration_ms = 0;
+};
+
+struct OutputQuery {
+  std::string bash_id;
+  const Regex* filter = nullptr;
+  const Regex* until = nullptr;
+  std::chrono::milliseconds wait{0};
+};
+
+struct OutputAnswer {
+  state::JobRecord job;  // status/exit_code/signal are current
+  std::string output;
+  std::uint64_t skipped_lines = 0;
+  std::uint64_t dropped_bytes = 0;
+  bool truncated = false;   // cut to max_output_chars
+  bool matched = false;     // `until` matched a new line
+  std::uint64_t cursor = 0; // stream offset after this read
+  std::uint64_t total_bytes = 0;  // bytes the job has written so far (as far as known)
+  std::string note;
+};
+
+struct KillAnswer {
+  state::JobRecord job;
+  bool signalled = false;  // we sent a signal (the job was running)
+  bool verified = false;   // no process of the job remains
+  std::string note;
+};
+
+class JobManager {
+public:
+  JobManager(HostRegistry& hosts, state::StateStore& store, JobOptions options);
+  ~JobManager();  // ends foreground runs still attached to this process
+  JobManager(const JobManager&) = delete;
+  JobManager& operator=(const JobManager&) = delete;
+
+  // Runs in the foreground; `on_progress` receives the latest output line now and then.
+  // Throws exec::HostError, std::out_of_range (unknown host).
+  ForegroundResult run(const std::string& host, const exec::CommandSpec& spec, const std::string& description,
+                       const std::function<void(const std::string&)>& on_progress, std::stop_token stop);
+
+  // Starts a durable background job and returns its record at once.
+  state::JobRecord start(const std::string& host, const exec::CommandSpec& spec, const std::string& description);
+
+  // New output since the last read. Throws std::out_of_range for an unknown bash_id.
+  OutputAnswer output(const OutputQuery& query, std::stop_token stop);
+
+  // Signals the job's whole process tree and confirms its end.
+  KillAnswer kill(const std::string& bash_id, int signal);
+
+  // Newest first, with current status.
+  std::vector<state::JobRecord> list(std::size_t limit);
+
+  const JobOptions& options() const { return m_options; }
+
+private:
+  struct Job;
+  class ForegroundSink;
+
+  std::shared_ptr<Job> find(const std::string& id);  // memory, then the store
+  void refresh(Job& job);                            // pulls new output and state from the host
+  void finish_attached(Job& job, const exec::ExitInfo& info, const std::optional<exec::HostError>& error);
+  void persist(Job& job);
+  void sweep_loop(std::stop_token stop);
+  std::string new_id();
+  std::int64_t now_ms() const;
+
+  HostRegistry& m_hosts;
+  state::StateStore& m_store;
+  JobOptions m_options;
+
+  std::mutex m_mutex;
+  std::map<std::string, std::shared_ptr<Job>> m_jobs;
+  std::condition_variable_any m_sweep_cv;
+  std::jthread m_sweeper;
+};
+
+} // namespace smcp::tools

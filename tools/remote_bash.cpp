@@ -1,0 +1,165 @@
+#include "tools/common.h"
+#include "tools/tools.h"
+
+namespace smcp::tools {
+
+namespace {
+
+constexpr long long k_default_timeout_ms = 120000;
+
+const char* k_input_schema = R"({
+  "type": "object",
+  "properties": {
+    "command": {"type": "string", "minLength": 1,
+      "description": "The bash command line to run (run as `bash -c COMMAND` on the host)."},
+    "description": {"type": "string",
+      "description": "A few words saying what the command does; recorded in the audit log."},
+    "timeout": {"type": "integer", "minimum": 1, "maximum": 600000, "default": 120000,
+      "description": "Milliseconds before a foreground command's whole process tree is ended (default 120000, max 600000). Ignored for background jobs."},
+    "run_in_background": {"type": "boolean", "default": false,
+      "description": "Start a durable background job and return its bash_id at once; it survives dropped connections and server restarts. Read it with remote_bash_output."},
+    "host": {"type": "string", "minLength": 1,
+      "description": "Where to run: 'local' or an ssh alias. Default: the configured default host (SSH_HOST, else local)."},
+    "sandbox": {"type": "string", "minLength": 1,
+      "description": "Run inside this sandbox (see sandbox_new / sandbox_ls)."},
+    "cwd": {"type": "string", "minLength": 1,
+      "description": "Working directory on the host. Default: the server's directory on local, the home directory over SSH."},
+    "env": {"type": "object", "additionalProperties": {"type": "string"},
+      "description": "Extra environment variables for the command."},
+    "profile": {"type": "string", "enum": ["restrictive", "standard", "permissive"],
+      "description": "Bubblewrap execution profile to confine the command."}
+  },
+  "required": ["command"],
+  "additionalProperties": false
+})";
+
+const char* k_output_schema = R"({
+  "type": "object",
+  "properties": {
+    "exit_code": {"type": ["integer", "null"], "description": "null while running or when ended by a signal"},
+    "signal": {"type": ["string", "null"], "description": "e.g. SIGTERM when a signal ended the command"},
+    "stdout": {"type": "string"},
+    "stderr": {"type": "string"},
+    "duration_ms": {"type": "integer"},
+    "truncated": {"type": "boolean", "description": "stdout or stderr was cut in the middle; see full_output"},
+    "timed_out": {"type": "boolean"},
+    "status": {"type": "string", "enum": ["running", "exited", "killed"]},
+    "bash_id": {"type": "string", "description": "set for background jobs, promoted commands and truncated output"},
+    "host": {"type": "string"},
+    "stdout_bytes": {"type": "integer"},
+    "stderr_bytes": {"type": "integer"},
+    "full_output": {"type": "string", "description": "file on host 'local' with the full combined output"},
+    "note": {"type": "string"}
+  },
+  "required": ["exit_code", "stdout", "stderr", "duration_ms", "truncated", "status", "host"],
+  "additionalProperties": false
+})";
+
+exec::CommandSpec spec_from(const json& args) {
+  exec::CommandSpec spec;
+  spec.command = arg_string(args, "command");
+  spec.cwd = arg_string(args, "cwd");
+  spec.timeout = std::chrono::milliseconds(arg_int(args, "timeout", k_default_timeout_ms));
+  spec.sandbox = arg_string(args, "sandbox");
+  spec.profile = arg_string(args, "profile");
+  if (auto env = args.find("env"); env != args.end()) {
+    for (const auto& [key, value] : env->items()) {
+      if (key.empty() || key.find('=') != std::string::npos || key.find('\0') != std::string::npos) {
+        throw mcp::InvalidArgument("env." + key, "environment variable names must be non-empty and contain no '='");
+      }
+      spec.env.emplace_back(key, value.get<std::string>());
+    }
+  }
+  return spec;
+}
+
+} // namespace
+
+mcp::Tool make_remote_bash_tool(ToolEnv& env) {
+  mcp::Tool tool;
+  tool.name = "remote_bash";
+  tool.title = "Run a bash command on a host";
+  tool.description =
+      "Run a bash command on a host ('local' or an SSH host) and return exit_code, stdout, stderr and "
+      "duration_ms. Output beyond the cap is cut in the middle (truncated: true) and stays readable in full "
+      "through bash_id / full_output. A foreground command still running after the promotion budget becomes a "
+      "background job (status 'running' with a bash_id) instead of failing. With run_in_background: true the "
+      "command starts as a durable job and its bash_id returns at once; read new output with remote_bash_output "
+      "(filter, wait_ms, until), stop it with remote_bash_kill, list jobs with remote_bash_list.";
+  tool.input_schema = json::parse(k_input_schema);
+  tool.output_schema = json::parse(k_output_schema);
+  tool.annotations = {.read_only = false, .destructive = true, .idempotent = false, .open_world = true};
+  tool.handler = [&env](const json& args, mcp::ToolContext& ctx) -> mcp::ToolResult {
+    exec::CommandSpec spec = spec_from(args);
+    const std::string host = arg_string(args, "host");
+    const std::string description = arg_string(args, "description");
+    const std::string host_label = host.empty() ? env.hosts.default_name() : host;
+    if (!spec.sandbox.empty()) {
+      throw mcp::ToolError("remote_bash: sandbox '" + spec.sandbox +
+                           "' cannot be used: sandbox backends are not available in this build yet. "
+                           "Run without 'sandbox'.");
+    }
+    if (!spec.profile.empty()) {
+      throw mcp::ToolError("remote_bash: execution profiles (bubblewrap) are not available in this build yet. "
+                           "Run without 'profile'.");
+    }
+    return guarded("remote_bash", host_label, [&]() -> mcp::ToolResult {
+      if (arg_bool(args, "run_in_background", false)) {
+        auto rec = env.jobs.start(host, spec, description);
+        return mcp::ToolResult::ok({
+            {"exit_code", nullptr},
+            {"signal", nullptr},
+            {"stdout", ""},
+            {"stderr", ""},
+            {"duration_ms", 0},
+            {"truncated", false},
+            {"timed_out", false},
+            {"status", "running"},
+            {"bash_id", rec.id},
+            {"host", rec.host},
+            {"stdout_bytes", 0},
+            {"stderr_bytes", 0},
+            {"note", "started in the background; read its output with remote_bash_output {bash_id: \"" + rec.id +
+                         "\"} (stdout and stderr are merged in " + rec.job_dir + "/output on " + rec.host + ")"},
+        });
+      }
+      std::function<void(const std::string&)> on_progress;
+      if (ctx.wants_progress()) {
+        on_progress = [&ctx](const std::string& line) { ctx.progress(line); };
+      }
+      ForegroundResult r = env.jobs.run(host, spec, description, on_progress, ctx.stop_token());
+      json out = {
+          {"exit_code", r.exit_code ? json(*r.exit_code) : json(nullptr)},
+          {"signal", signal_json(r.signal)},
+          {"stdout", r.stdout_text},
+          {"stderr", r.stderr_text},
+          {"duration_ms", r.duration_ms},
+          {"truncated", r.truncated},
+          {"timed_out", r.timed_out},
+          {"status", r.running ? "running" : (r.signal ? "killed" : "exited")},
+          {"host", r.host},
+          {"stdout_bytes", r.stdout_bytes},
+          {"stderr_bytes", r.stderr_bytes},
+      };
+      if (!r.bash_id.empty()) {
+        out["bash_id"] = r.bash_id;
+      }
+      if (!r.spill_path.empty()) {
+        out["full_output"] = r.spill_path;
+      }
+      if (r.running) {
+        out["note"] = "still running after " + std::to_string(env.jobs.options().promote_after.count()) +
+                      " ms; continued as background job " + r.bash_id +
+                      " (its timeout still applies). Wait for it with remote_bash_output {bash_id: \"" + r.bash_id +
+                      "\", wait_ms: 60000}.";
+      } else if (r.timed_out) {
+        out["note"] = "timed out after " + std::to_string(spec.timeout.count()) +
+                      " ms; the whole process tree was ended. Use a larger timeout or run_in_background.";
+      }
+      return mcp::ToolResult::ok(std::move(out));
+    });
+  };
+  return tool;
+}
+
+} // namespace smcp::tools

@@ -1,0 +1,80 @@
+#include "tools/common.h"
+#include "tools/tools.h"
+
+#include <csignal>
+
+namespace smcp::tools {
+
+namespace {
+
+const char* k_input_schema = R"({
+  "type": "object",
+  "properties": {
+    "bash_id": {"type": "string", "minLength": 1},
+    "signal": {"type": ["string", "integer"], "default": "TERM",
+      "description": "Signal to send first (name like TERM, INT, KILL or a number); processes still alive after the grace period get KILL."}
+  },
+  "required": ["bash_id"],
+  "additionalProperties": false
+})";
+
+const char* k_output_schema = R"({
+  "type": "object",
+  "properties": {
+    "bash_id": {"type": "string"},
+    "status": {"type": "string", "enum": ["running", "exited", "killed", "unreachable"]},
+    "exit_code": {"type": ["integer", "null"]},
+    "signal": {"type": ["string", "null"]},
+    "signalled": {"type": "boolean", "description": "A signal was sent (the job was running)."},
+    "verified": {"type": "boolean", "description": "No process of the job remains."},
+    "host": {"type": "string"},
+    "note": {"type": "string"}
+  },
+  "required": ["bash_id", "status", "signalled", "verified"],
+  "additionalProperties": false
+})";
+
+} // namespace
+
+mcp::Tool make_remote_bash_kill_tool(ToolEnv& env) {
+  mcp::Tool tool;
+  tool.name = "remote_bash_kill";
+  tool.title = "Stop a background job";
+  tool.description =
+      "End a job's whole process tree (signal, default TERM, then KILL after a grace period) and confirm that "
+      "no process of it remains. Its output stays readable with remote_bash_output.";
+  tool.input_schema = json::parse(k_input_schema);
+  tool.output_schema = json::parse(k_output_schema);
+  tool.annotations = {.read_only = false, .destructive = true, .idempotent = true, .open_world = true};
+  tool.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
+    int sig = SIGTERM;
+    if (auto it = args.find("signal"); it != args.end()) {
+      std::string text = it->is_string() ? it->get<std::string>() : std::to_string(it->get<long long>());
+      auto parsed = exec::parse_signal(text);
+      if (!parsed) {
+        throw mcp::InvalidArgument("signal", "unknown signal '" + text + "'; use a name like TERM, INT, KILL, HUP or a number 1-64");
+      }
+      sig = *parsed;
+    }
+    return guarded("remote_bash_kill", "", [&]() -> mcp::ToolResult {
+      KillAnswer a = env.jobs.kill(arg_string(args, "bash_id"), sig);
+      json job = job_json(a.job);
+      json out = {
+          {"bash_id", a.job.id},
+          {"status", a.job.status},
+          {"exit_code", job["exit_code"]},
+          {"signal", job["signal"]},
+          {"signalled", a.signalled},
+          {"verified", a.verified},
+          {"host", a.job.host},
+      };
+      if (!a.note.empty()) {
+        out["note"] = a.note;
+      }
+      return mcp::ToolResult::ok(std::move(out));
+    });
+  };
+  return tool;
+}
+
+} // namespace smcp::tools

@@ -1,0 +1,113 @@
+#include "tools/common.h"
+#include "tools/tools.h"
+
+#include <optional>
+
+namespace smcp::tools {
+
+namespace {
+
+const char* k_input_schema = R"({
+  "type": "object",
+  "properties": {
+    "bash_id": {"type": "string", "minLength": 1, "description": "The job id returned by remote_bash."},
+    "filter": {"type": "string",
+      "description": "Regular expression (PCRE/ECMAScript style) applied per line; only matching lines are returned, the others are counted in skipped_lines."},
+    "wait_ms": {"type": "integer", "minimum": 0, "maximum": 600000, "default": 0,
+      "description": "Block up to this long for new output (new matching output with a filter) or the job's end; 0 answers at once."},
+    "until": {"type": "string",
+      "description": "Regular expression: with wait_ms, return as soon as a new line matches it (or the job ends, or wait_ms passes)."}
+  },
+  "required": ["bash_id"],
+  "additionalProperties": false
+})";
+
+const char* k_output_schema = R"({
+  "type": "object",
+  "properties": {
+    "bash_id": {"type": "string"},
+    "output": {"type": "string", "description": "Only what is new since the last read, filtered; stdout and stderr merged."},
+    "status": {"type": "string", "enum": ["running", "exited", "killed", "unreachable"]},
+    "exit_code": {"type": ["integer", "null"]},
+    "signal": {"type": ["string", "null"]},
+    "skipped_lines": {"type": "integer", "description": "New lines the filter left out."},
+    "dropped_bytes": {"type": "integer", "description": "New bytes that fell out of the ring buffer before this read (still in output_file)."},
+    "truncated": {"type": "boolean", "description": "The answer was cut in the middle to fit; see output_file."},
+    "matched": {"type": "boolean", "description": "`until` matched a new line."},
+    "host": {"type": "string"},
+    "command": {"type": "string"},
+    "total_bytes": {"type": "integer", "description": "Bytes of output the job has written so far."},
+    "output_file": {"type": "string"},
+    "output_file_host": {"type": "string"},
+    "note": {"type": "string"}
+  },
+  "required": ["bash_id", "output", "status", "exit_code", "skipped_lines", "dropped_bytes"],
+  "additionalProperties": false
+})";
+
+std::optional<Regex> compile(const json& args, const char* name) {
+  auto pattern = arg_string(args, name);
+  if (!args.contains(name)) {
+    return std::nullopt;
+  }
+  try {
+    return Regex(pattern);
+  } catch (const std::invalid_argument& e) {
+    throw mcp::InvalidArgument(name, e.what());
+  }
+}
+
+} // namespace
+
+mcp::Tool make_remote_bash_output_tool(ToolEnv& env) {
+  mcp::Tool tool;
+  tool.name = "remote_bash_output";
+  tool.title = "Read new output of a background job";
+  tool.description =
+      "Return the output a job (from remote_bash) wrote since the last read, its status (running / exited / "
+      "killed / unreachable) and exit code. `filter` keeps only matching lines (e.g. \"epoch|loss\"). Instead of "
+      "polling, wait: wait_ms blocks until new output arrives or the job ends; with `until` it returns as soon as "
+      "a new line matches (e.g. until: \"Traceback|finished\", wait_ms: 600000). dropped_bytes counts output that "
+      "fell out of the in-memory ring; the full output stays in output_file (read it with remote_file_read).";
+  tool.input_schema = json::parse(k_input_schema);
+  tool.output_schema = json::parse(k_output_schema);
+  tool.annotations = {.read_only = true, .destructive = false, .idempotent = false, .open_world = true};
+  tool.handler = [&env](const json& args, mcp::ToolContext& ctx) -> mcp::ToolResult {
+    auto filter = compile(args, "filter");
+    auto until = compile(args, "until");
+    OutputQuery q;
+    q.bash_id = arg_string(args, "bash_id");
+    q.filter = filter ? &*filter : nullptr;
+    q.until = until ? &*until : nullptr;
+    q.wait = std::chrono::milliseconds(arg_int(args, "wait_ms", 0));
+    return guarded("remote_bash_output", "", [&]() -> mcp::ToolResult {
+      OutputAnswer a = env.jobs.output(q, ctx.stop_token());
+      json job = job_json(a.job);
+      json out = {
+          {"bash_id", a.job.id},
+          {"output", a.output},
+          {"status", a.job.status},
+          {"exit_code", job["exit_code"]},
+          {"signal", job["signal"]},
+          {"skipped_lines", a.skipped_lines},
+          {"dropped_bytes", a.dropped_bytes},
+          {"truncated", a.truncated},
+          {"matched", a.matched},
+          {"host", a.job.host},
+          {"command", a.job.command},
+          {"total_bytes", a.total_bytes},
+      };
+      if (job.contains("output_file")) {
+        out["output_file"] = job["output_file"];
+        out["output_file_host"] = job["output_file_host"];
+      }
+      if (!a.note.empty()) {
+        out["note"] = a.note;
+      }
+      return mcp::ToolResult::ok(std::move(out));
+    });
+  };
+  return tool;
+}
+
+} // namespace smcp::tools

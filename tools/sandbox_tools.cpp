@@ -1,0 +1,126 @@
+#include "tools/common.h"
+#include "tools/tools.h"
+
+namespace smcp::tools {
+
+namespace {
+
+const char* k_sandbox_item = R"({
+  "type": "object",
+  "properties": {
+    "name": {"type": "string"},
+    "branch": {"type": "string"},
+    "container_id": {"type": "string"},
+    "slurm_job_id": {"type": "string"},
+    "work_dir": {"type": "string"},
+    "ccr_mode": {"type": "boolean"},
+    "backend": {"type": "string"},
+    "status": {"type": "string"},
+    "attach_command": {"type": "string"},
+    "created_at": {"type": "string"},
+    "updated_at": {"type": "string"}
+  },
+  "required": ["name", "work_dir"]
+})";
+
+[[noreturn]] void not_built(const std::string& tool) {
+  throw mcp::ToolError(tool + " is not available yet: the sandbox backends (podman/docker containers, Slurm, "
+                              "bubblewrap) are not built into this version of sandbox-mcp. Use remote_bash on a host "
+                              "in the meantime.");
+}
+
+} // namespace
+
+std::vector<mcp::Tool> make_sandbox_tools(ToolEnv&) {
+  std::vector<mcp::Tool> tools;
+  json item = json::parse(k_sandbox_item);
+
+  mcp::Tool create;
+  create.name = "sandbox_new";
+  create.title = "Create a sandbox";
+  create.description =
+      "Create an isolated sandbox: a git worktree of the repository on a new branch plus a container (podman or "
+      "docker, detected) running tmux, on this machine or, with slurm: true, on a Slurm compute node. Run "
+      "commands in it with remote_bash {sandbox: NAME}; let a human join with sandbox_attach.";
+  create.input_schema = json::parse(R"({
+    "type": "object",
+    "properties": {
+      "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+               "description": "Sandbox name (letters, digits, '.', '_', '-'); generated when absent."},
+      "branch": {"type": "string", "minLength": 1, "description": "Git branch for the worktree (default: the name)."},
+      "ccr": {"type": "boolean", "default": false, "description": "Claude Code Router mode."},
+      "slurm": {"type": "boolean", "default": false, "description": "Run the container on a Slurm compute node."},
+      "repo": {"type": "string", "minLength": 1, "description": "Repository to take the worktree from (default: --repo_base)."}
+    },
+    "additionalProperties": false
+  })");
+  create.output_schema = item;
+  create.annotations = {.read_only = false, .destructive = false, .idempotent = false, .open_world = true};
+  create.handler = [](const json&, mcp::ToolContext&) -> mcp::ToolResult { not_built("sandbox_new"); };
+  tools.push_back(std::move(create));
+
+  mcp::Tool list;
+  list.name = "sandbox_ls";
+  list.title = "List sandboxes";
+  list.description = "List sandboxes with their branch, container or Slurm job, work directory and status.";
+  list.input_schema = json::parse(R"({"type": "object", "properties": {}, "additionalProperties": false})");
+  list.output_schema = {{"type", "object"},
+                        {"properties", {{"sandboxes", {{"type", "array"}, {"items", item}}}}},
+                        {"required", {"sandboxes"}},
+                        {"additionalProperties", false}};
+  list.annotations = {.read_only = true, .destructive = false, .idempotent = true, .open_world = true};
+  list.handler = [](const json&, mcp::ToolContext&) -> mcp::ToolResult { not_built("sandbox_ls"); };
+  tools.push_back(std::move(list));
+
+  mcp::Tool remove;
+  remove.name = "sandbox_rm";
+  remove.title = "Remove a sandbox";
+  remove.description = "Remove a sandbox: stop its container or cancel its Slurm job, remove its worktree and "
+                       "forget it. The branch is kept.";
+  remove.input_schema = json::parse(R"({
+    "type": "object",
+    "properties": {"name": {"type": "string", "minLength": 1}},
+    "required": ["name"],
+    "additionalProperties": false
+  })");
+  remove.output_schema = json::parse(R"({
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "removed": {"type": "boolean"}, "note": {"type": "string"}},
+    "required": ["name", "removed"],
+    "additionalProperties": false
+  })");
+  remove.annotations = {.read_only = false, .destructive = true, .idempotent = true, .open_world = true};
+  remove.handler = [](const json&, mcp::ToolContext&) -> mcp::ToolResult { not_built("sandbox_rm"); };
+  tools.push_back(std::move(remove));
+
+  mcp::Tool attach;
+  attach.name = "sandbox_attach";
+  attach.title = "Attach to a sandbox's tmux";
+  attach.description = "Return the command a human runs to attach to the sandbox's tmux session and the current "
+                       "screen of its pane; `keys` are sent to the pane first (tmux send-keys syntax).";
+  attach.input_schema = json::parse(R"({
+    "type": "object",
+    "properties": {
+      "name": {"type": "string", "minLength": 1},
+      "keys": {"type": "string", "description": "Keys to send to the pane before capturing it, e.g. \"ls Enter\"."}
+    },
+    "required": ["name"],
+    "additionalProperties": false
+  })");
+  attach.output_schema = json::parse(R"({
+    "type": "object",
+    "properties": {
+      "name": {"type": "string"},
+      "attach_command": {"type": "string"},
+      "pane": {"type": "string", "description": "The pane's current screen."}
+    },
+    "required": ["name", "attach_command", "pane"],
+    "additionalProperties": false
+  })");
+  attach.annotations = {.read_only = false, .destructive = false, .idempotent = false, .open_world = true};
+  attach.handler = [](const json&, mcp::ToolContext&) -> mcp::ToolResult { not_built("sandbox_attach"); };
+  tools.push_back(std::move(attach));
+  return tools;
+}
+
+} // namespace smcp::tools

@@ -1,0 +1,33 @@
+#include "tools/tools.h"
+
+namespace smcp::tools {
+
+void register_tools(mcp::ToolRegistry& registry, ToolEnv& env) {
+  registry.add(make_remote_bash_tool(env));
+  registry.add(make_remote_bash_output_tool(env));
+  registry.add(make_remote_bash_kill_tool(env));
+  registry.add(make_remote_bash_list_tool(env));
+  registry.add(make_remote_file_read_tool(env));
+  for (auto& tool : make_sandbox_tools(env)) {
+    registry.add(std::move(tool));
+  }
+}
+
+std::string server_instructions() {
+  return "sandbox-mcp runs commands on this machine ('local') and on SSH hosts (GPU boxes), with durable "
+         "background jobs.\n"
+         "- remote_bash runs a command and returns exit_code/stdout/stderr. Pass host to pick a machine (default "
+         "shown in errors and results). Long output is cut in the middle; the full text stays readable by bash_id.\n"
+         "- For anything long (training, builds, servers) use run_in_background: true; you get a bash_id at once. "
+         "Jobs survive dropped connections and server restarts.\n"
+         "- Read a job with remote_bash_output: only new output since your last read. Use filter (regex per line, "
+         "e.g. \"epoch|loss|Error\") to keep it short, and WAIT instead of polling: wait_ms up to 600000 with "
+         "until: \"Traceback|Saved checkpoint|done\" returns as soon as such a line appears or the job ends.\n"
+         "- remote_bash_kill ends a job's whole process tree; remote_bash_list shows jobs.\n"
+         "- remote_file_read reads a window of a file (offset -200 = last 200 lines) without pulling the whole "
+         "file: use it for big logs.\n"
+         "- sandbox_new / sandbox_ls / sandbox_rm / sandbox_attach manage isolated worktree+container sandboxes; "
+         "run inside one with remote_bash {sandbox: NAME}.";
+}
+
+} // namespace smcp::tools

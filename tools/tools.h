@@ -1,0 +1,30 @@
+// The MCP tools of sandbox-mcp: one file per tool (schema + handler), each talking only to the
+// interfaces in ToolEnv. register_tools() adds them all to a registry.
+#pragma once
+
+#include "mcp-server/state_store.h"
+#include "mcp-server/tool_registry.h"
+#include "tools/hosts.h"
+#include "tools/jobs.h"
+
+namespace smcp::tools {
+
+struct ToolEnv {
+  HostRegistry& hosts;
+  JobManager& jobs;
+  state::StateStore& store;
+};
+
+mcp::Tool make_remote_bash_tool(ToolEnv& env);
+mcp::Tool make_remote_bash_output_tool(ToolEnv& env);
+mcp::Tool make_remote_bash_kill_tool(ToolEnv& env);
+mcp::Tool make_remote_bash_list_tool(ToolEnv& env);
+mcp::Tool make_remote_file_read_tool(ToolEnv& env);
+std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env);
+
+void register_tools(mcp::ToolRegistry& registry, ToolEnv& env);
+
+// The initialize result's instructions: how the tools fit together, for an agent.
+std::string server_instructions();
+
+} // namespace smcp::tools
