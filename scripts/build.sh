@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Configures and builds sandbox-mcp into build/ (or $SMCP_BUILD_DIR).
+#   SMCP_SANITIZE=asan|tsan   build with sanitizers (into build-asan / build-tsan by default)
+#   SMCP_BUILD_TYPE=Release   build type (default RelWithDebInfo)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+sanitize="${SMCP_SANITIZE:-}"
+build_dir="${SMCP_BUILD_DIR:-$root/build${sanitize:+-$sanitize}}"
+flags=(-DCMAKE_BUILD_TYPE="${SMCP_BUILD_TYPE:-RelWithDebInfo}")
+case "$sanitize" in
+  "") ;;
+  asan) flags+=(-DSMCP_ASAN=ON) ;;
+  tsan) flags+=(-DSMCP_TSAN=ON) ;;
+  *) echo "SMCP_SANITIZE must be asan or tsan" >&2; exit 2 ;;
+esac
+cmake -S "$root" -B "$build_dir" -G Ninja "${flags[@]}" "$@" >/dev/null
+cmake --build "$build_dir" -j"$(nproc)"
+echo "$build_dir"
