@@ -113,12 +113,14 @@ public:
   void on_output(exec::Stream stream, std::string_view data) override {
     std::lock_guard lock(m_job.m);
     (stream == exec::Stream::out ? m_job.out : m_job.err)->add(data);
-    m_job.ring.append(data);
-    if (m_job.spill_fd < 0 && m_job.ring.end() > m_options.max_output_chars) {
+    // Spill before the ring can drop anything: the ring still holds everything up to here.
+    if (m_job.spill_fd < 0 && m_job.ring.end() + data.size() > m_options.max_output_chars) {
       open_spill_locked(m_job, m_options);
-    } else if (m_job.spill_fd >= 0) {
+    }
+    if (m_job.spill_fd >= 0) {
       write_all(m_job.spill_fd, data);
     }
+    m_job.ring.append(data);
     // The newest complete line, for progress notifications.
     std::string_view d = data;
     if (auto nl = d.find_last_of('\n'); nl != std::string_view::npos) {
@@ -134,8 +136,8 @@ public:
 
   // Called with job.m held: writes what the ring has so far, then follows the stream.
   static void open_spill_locked(Job& job, const JobOptions& options) {
-    if (job.spill_fd >= 0 || options.spill_dir.empty()) {
-      return;
+    if (job.spill_fd >= 0 || !job.rec.spill_path.empty() || options.spill_dir.empty()) {
+      return;  // already spilling (or spilled and closed)
     }
     std::error_code ec;
     std::filesystem::create_directories(options.spill_dir, ec);

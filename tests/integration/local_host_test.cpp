@@ -1,0 +1,418 @@
+// The local host against real processes: exit codes, signals, stream separation, timeouts that
+// end whole process trees, raw bytes, durable jobs that outlive their server, verified kills,
+// file windows that read only what they return, and a 200 MB job with bounded memory.
+#include "mcp-server/state_store.h"
+#include "sandbox/local_host.h"
+#include "tools/hosts.h"
+#include "tools/jobs.h"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
+
+namespace smcp::exec {
+namespace {
+
+using namespace std::chrono_literals;
+
+class Collect : public OutputSink {
+public:
+  void on_output(Stream s, std::string_view d) override {
+    std::lock_guard lock(m);
+    (s == Stream::out ? out : err).append(d);
+  }
+  std::mutex m;
+  std::string out, err;
+};
+
+// Live processes whose command line starts with `marker` (e.g. "sleep 1000.42").
+int count_processes(const std::string& marker) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos || std::stoi(name) == ::getpid()) {
+      continue;
+    }
+    std::ifstream cmdline(entry.path() / "cmdline");
+    std::string s((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    std::ifstream stat(entry.path() / "stat");
+    std::string st((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    auto paren = st.rfind(')');
+    bool zombie = paren != std::string::npos && paren + 2 < st.size() && st[paren + 2] == 'Z';
+    for (char& c : s) {
+      if (c == '\0') {
+        c = ' ';
+      }
+    }
+    if (!zombie && s.rfind(marker, 0) == 0) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+std::uint64_t bytes_read_by_this_process() {
+  std::ifstream io("/proc/self/io");
+  std::string key;
+  std::uint64_t value = 0;
+  while (io >> key >> value) {
+    if (key == "rchar:") {
+      return value;
+    }
+  }
+  return 0;
+}
+
+std::size_t rss_kb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::stoul(line.substr(6));
+    }
+  }
+  return 0;
+}
+
+class LocalHostTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    dir = std::filesystem::temp_directory_path() /
+          ("smcp-local-" + std::to_string(::getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    LocalHostOptions o;
+    o.jobs_root = (dir / "jobs").string();
+    o.kill_grace = 500ms;
+    host = make_local_host(o);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir); }
+
+  ExitInfo run(const std::string& command, Collect& c, std::chrono::milliseconds timeout = 10s,
+               std::stop_token stop = {}) {
+    CommandSpec spec;
+    spec.command = command;
+    spec.timeout = timeout;
+    return host->run(spec, c, stop);
+  }
+
+  JobState wait_for_end(const JobRef& ref, std::chrono::milliseconds limit = 10s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    JobChunk c;
+    do {
+      c = host->read_job(ref, 0, 1 << 20);
+      if (c.state.phase != JobState::Phase::running) {
+        break;
+      }
+      std::this_thread::sleep_for(10ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    return c.state;
+  }
+
+  std::filesystem::path dir;
+  std::shared_ptr<Host> host;
+};
+
+TEST_F(LocalHostTest, ReportsExitCodesAndSeparatesStreams) {
+  Collect c;
+  ExitInfo info = run("echo out; echo err >&2; exit 3", c);
+  EXPECT_EQ(info.exit_code, 3);
+  EXPECT_FALSE(info.signal);
+  EXPECT_EQ(c.out, "out\n");
+  EXPECT_EQ(c.err, "err\n");
+  Collect ok;
+  EXPECT_EQ(run("true", ok).exit_code, 0);
+}
+
+TEST_F(LocalHostTest, ReportsTheSignalThatEndedTheCommand) {
+  Collect c;
+  ExitInfo info = run("kill -KILL $$", c);
+  EXPECT_FALSE(info.exit_code);
+  EXPECT_EQ(info.signal, SIGKILL);
+  EXPECT_FALSE(info.timed_out);
+}
+
+TEST_F(LocalHostTest, UsesCwdAndEnvAndNoStdin) {
+  Collect c;
+  CommandSpec spec;
+  spec.command = "pwd; echo \"$GREETING\"; cat; echo done";
+  spec.cwd = dir.string();
+  spec.env = {{"GREETING", "hi 'there' $HOME"}};
+  spec.timeout = 5s;
+  ExitInfo info = host->run(spec, c, {});
+  EXPECT_EQ(info.exit_code, 0);
+  EXPECT_EQ(c.out, dir.string() + "\nhi 'there' $HOME\ndone\n") << "env values are passed verbatim, stdin is empty";
+}
+
+TEST_F(LocalHostTest, MissingCwdIsAClearError) {
+  Collect c;
+  CommandSpec spec;
+  spec.command = "true";
+  spec.cwd = "/no/such/dir";
+  try {
+    host->run(spec, c, {});
+    FAIL();
+  } catch (const HostError& e) {
+    EXPECT_EQ(e.kind(), HostError::Kind::invalid);
+    EXPECT_NE(std::string(e.what()).find("/no/such/dir"), std::string::npos);
+  }
+}
+
+TEST_F(LocalHostTest, TimeoutEndsGrandchildrenToo) {
+  Collect c;
+  auto t0 = std::chrono::steady_clock::now();
+  ExitInfo info = run("echo started; sh -c 'sleep 1000.4242 & sleep 1000.4242'", c, 300ms);
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_TRUE(info.timed_out);
+  EXPECT_TRUE(info.signal.has_value());
+  EXPECT_EQ(c.out, "started\n");
+  EXPECT_LT(took, 5s);
+  EXPECT_EQ(count_processes("sleep 1000.4242"), 0) << "a grandchild survived the timeout";
+}
+
+TEST_F(LocalHostTest, TermIgnoringProcessesAreKilledAfterTheGrace) {
+  Collect c;
+  ExitInfo info = run("trap '' TERM; sh -c 'trap \"\" TERM; sleep 1000.4343' & sleep 1000.4343", c, 200ms);
+  EXPECT_TRUE(info.timed_out);
+  EXPECT_EQ(count_processes("sleep 1000.4343"), 0);
+}
+
+TEST_F(LocalHostTest, StopTokenCancelsTheCommand) {
+  Collect c;
+  std::stop_source stop;
+  std::thread t([&] {
+    std::this_thread::sleep_for(100ms);
+    stop.request_stop();
+  });
+  ExitInfo info = run("sleep 1000.4444", c, 0ms, stop.get_token());
+  t.join();
+  EXPECT_TRUE(info.cancelled);
+  EXPECT_EQ(count_processes("sleep 1000.4444"), 0);
+}
+
+TEST_F(LocalHostTest, BackgroundChildrenDoNotHoldTheCommandOpen) {
+  Collect c;
+  auto t0 = std::chrono::steady_clock::now();
+  ExitInfo info = run("sleep 1000.4545 & echo parent-done", c);
+  EXPECT_EQ(info.exit_code, 0);
+  EXPECT_EQ(c.out, "parent-done\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  ::system("pkill -f 'sleep 1000.4545'");
+}
+
+TEST_F(LocalHostTest, PassesRawBytesAndUnicodeThrough) {
+  Collect c;
+  run("printf 'h\\303\\251llo \\342\\234\\223\\n'; printf '\\377\\000\\001'", c);
+  EXPECT_EQ(c.out, std::string("h\xc3\xa9llo \xe2\x9c\x93\n\xff\x00\x01", 14));
+}
+
+TEST_F(LocalHostTest, DurableJobRecordsOutputAndExit) {
+  CommandSpec spec;
+  spec.command = "echo one; echo two >&2; exit 5";
+  JobRef ref = host->start_job(spec, "bash_t1", (dir / "jobs" / "bash_t1").string());
+  EXPECT_GT(ref.pid, 0);
+  JobState st = wait_for_end(ref);
+  EXPECT_EQ(st.phase, JobState::Phase::exited);
+  EXPECT_EQ(st.exit_code, 5);
+  JobChunk c = host->read_job(ref, 0, 1 << 20);
+  EXPECT_EQ(c.data, "one\ntwo\n");
+  EXPECT_EQ(c.size, 8u);
+  JobChunk tail = host->read_job(ref, 0, 4);
+  EXPECT_EQ(tail.offset, 4u) << "the newest bytes win when more than max_bytes are new";
+  EXPECT_EQ(tail.data, "two\n");
+  host->remove_job(ref);
+  EXPECT_FALSE(std::filesystem::exists(ref.dir));
+}
+
+TEST_F(LocalHostTest, DurableJobOutlivesItsHostObjectAndIsKilledAsATree) {
+  CommandSpec spec;
+  spec.command = "sh -c 'sleep 1000.4646 & sleep 1000.4646' & echo ready; wait";
+  JobRef ref = host->start_job(spec, "bash_t2", (dir / "jobs" / "bash_t2").string());
+  host.reset();  // "the server restarts": a new host object knows the job only by its record
+  LocalHostOptions o;
+  o.jobs_root = (dir / "jobs").string();
+  host = make_local_host(o);
+  for (int i = 0; i < 200 && count_processes("sleep 1000.4646") < 2; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(count_processes("sleep 1000.4646"), 2);
+  EXPECT_EQ(host->read_job(ref, 0, 100).state.phase, JobState::Phase::running);
+  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 1s));
+  EXPECT_EQ(count_processes("sleep 1000.4646"), 0) << "kill_job left processes behind";
+  JobState st = wait_for_end(ref);
+  EXPECT_EQ(st.phase, JobState::Phase::signaled);
+  EXPECT_EQ(st.signal, SIGTERM);
+  EXPECT_EQ(host->read_job(ref, 0, 100).data, "ready\n");
+}
+
+TEST_F(LocalHostTest, JobKilledFromOutsideReportsTheSignal) {
+  CommandSpec spec;
+  spec.command = "echo $$ > pidfile; exec sleep 1000.4747";
+  spec.cwd = dir.string();
+  JobRef ref = host->start_job(spec, "bash_t3", (dir / "jobs" / "bash_t3").string());
+  for (int i = 0; i < 200 && !std::filesystem::exists(dir / "pidfile"); ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  std::this_thread::sleep_for(50ms);
+  std::ifstream pidfile(dir / "pidfile");
+  int pid = 0;
+  pidfile >> pid;
+  ASSERT_GT(pid, 0);
+  ::kill(pid, SIGKILL);
+  JobState st = wait_for_end(ref);
+  EXPECT_EQ(st.phase, JobState::Phase::signaled);
+  EXPECT_EQ(st.signal, SIGKILL);
+}
+
+TEST_F(LocalHostTest, FileWindowsFromStartAndEnd) {
+  auto path = dir / "log.txt";
+  {
+    std::ofstream f(path);
+    for (int i = 1; i <= 10; ++i) {
+      f << "line " << i << "\n";
+    }
+  }
+  FileReadRequest req;
+  req.path = path.string();
+  req.offset = 3;
+  req.limit = 2;
+  FileWindow w = host->read_file(req);
+  EXPECT_EQ(w.lines, (std::vector<std::string>{"line 3", "line 4"}));
+  EXPECT_EQ(w.start_line, 3);
+  EXPECT_TRUE(w.more_before);
+  EXPECT_TRUE(w.more_after);
+  req.offset = -3;
+  req.limit = 2000;
+  w = host->read_file(req);
+  EXPECT_EQ(w.lines, (std::vector<std::string>{"line 8", "line 9", "line 10"}));
+  EXPECT_EQ(w.start_line, 8) << "small files get absolute line numbers";
+  EXPECT_EQ(w.total_lines, 10);
+  EXPECT_FALSE(w.more_after);
+  req.offset = -50;
+  w = host->read_file(req);
+  EXPECT_EQ(w.start_line, 1);
+  EXPECT_EQ(w.lines.size(), 10u);
+  req.offset = 20;
+  w = host->read_file(req);
+  EXPECT_TRUE(w.lines.empty());
+  EXPECT_EQ(w.total_lines, 10);
+}
+
+TEST_F(LocalHostTest, FileWindowCutsLongLinesAndRefusesBinaryAndDirectories) {
+  auto path = dir / "long.txt";
+  {
+    std::ofstream f(path);
+    f << std::string(5000, 'x') << "\nshort";
+  }
+  FileReadRequest req;
+  req.path = path.string();
+  req.max_line_bytes = 100;
+  FileWindow w = host->read_file(req);
+  ASSERT_EQ(w.lines.size(), 2u);
+  EXPECT_EQ(w.lines[0], std::string(100, 'x') + " [... line cut: 4900 more bytes]");
+  EXPECT_EQ(w.lines[1], "short");
+  EXPECT_TRUE(w.cut_lines);
+
+  auto bin = dir / "bin";
+  {
+    std::ofstream f(bin, std::ios::binary);
+    f << std::string("ELF\0\0\1", 6);
+  }
+  req.path = bin.string();
+  try {
+    host->read_file(req);
+    FAIL();
+  } catch (const HostError& e) {
+    EXPECT_EQ(e.kind(), HostError::Kind::invalid);
+    EXPECT_NE(std::string(e.what()).find("binary"), std::string::npos);
+  }
+  req.path = dir.string();
+  try {
+    host->read_file(req);
+    FAIL();
+  } catch (const HostError& e) {
+    EXPECT_NE(std::string(e.what()).find("directory"), std::string::npos);
+  }
+  req.path = (dir / "missing").string();
+  try {
+    host->read_file(req);
+    FAIL();
+  } catch (const HostError& e) {
+    EXPECT_EQ(e.kind(), HostError::Kind::not_found);
+  }
+}
+
+TEST_F(LocalHostTest, TailOfATwoGigabyteFileReadsOnlyTheTail) {
+  auto path = dir / "big.log";
+  {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0);
+    std::string head;
+    for (int i = 0; i < 1000; ++i) {
+      head += "head line " + std::to_string(i) + "\n";
+    }
+    ASSERT_EQ(::write(fd, head.data(), head.size()), static_cast<ssize_t>(head.size()));
+    // A sparse middle: reading it would cost 2 GB of reads (and show up in rchar).
+    ASSERT_EQ(::ftruncate(fd, 2LL * 1024 * 1024 * 1024), 0);
+    ::lseek(fd, 0, SEEK_END);
+    std::string tail = "\n";
+    for (int i = 0; i < 150; ++i) {
+      tail += "tail line " + std::to_string(i) + "\n";
+    }
+    ASSERT_EQ(::write(fd, tail.data(), tail.size()), static_cast<ssize_t>(tail.size()));
+    ::close(fd);
+  }
+  FileReadRequest req;
+  req.path = path.string();
+  req.offset = -100;
+  auto before = bytes_read_by_this_process();
+  FileWindow w = host->read_file(req);
+  auto read = bytes_read_by_this_process() - before;
+  ASSERT_EQ(w.lines.size(), 100u);
+  EXPECT_EQ(w.lines.front(), "tail line 50");
+  EXPECT_EQ(w.lines.back(), "tail line 149");
+  EXPECT_EQ(w.start_line, -100) << "too large to count: numbered from the end";
+  EXPECT_FALSE(w.total_lines);
+  EXPECT_LT(read, 1024u * 1024u) << "read " << read << " bytes for a 100-line tail";
+}
+
+TEST_F(LocalHostTest, TwoHundredMegabyteJobKeepsMemoryBounded) {
+  auto store = state::open_sqlite_store((dir / "state.db").string());
+  tools::HostRegistry hosts;
+  hosts.add(host);
+  tools::JobOptions options;
+  options.spill_dir = (dir / "spill").string();
+  options.ring_bytes = 4 * 1024 * 1024;
+  tools::JobManager jobs(hosts, *store, options);
+  CommandSpec spec;
+  spec.command = "head -c 200000000 /dev/zero | tr '\\0' 'a' | fold -w 99; echo END";
+  const std::size_t rss_before = rss_kb();
+  auto rec = jobs.start("local", spec, "flood");
+  tools::OutputQuery q;
+  q.bash_id = rec.id;
+  q.wait = 60s;
+  tools::OutputAnswer a;
+  std::uint64_t dropped = 0, got = 0;
+  do {
+    a = jobs.output(q, {});
+    dropped += a.dropped_bytes;
+    got += a.output.size();
+  } while (a.job.status == "running");
+  const std::size_t rss_after = rss_kb();
+  EXPECT_EQ(a.job.status, "exited");
+  EXPECT_EQ(a.job.exit_code, 0);
+  EXPECT_EQ(a.total_bytes, 200000000u + 200000000u / 99 + 4);
+  EXPECT_GT(dropped, 150000000u) << "most of the flood fell out of the ring";
+  EXPECT_NE(a.output.find("END"), std::string::npos);
+  EXPECT_LT(rss_after > rss_before ? rss_after - rss_before : 0, 64u * 1024) << "RSS grew by more than 64 MB";
+  EXPECT_EQ(std::filesystem::file_size(rec.job_dir + "/output"), a.total_bytes) << "the full output is on disk";
+}
+
+} // namespace
+} // namespace smcp::exec
