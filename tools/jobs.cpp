@@ -659,6 +659,10 @@ KillAnswer JobManager::kill(const std::string& id, int signal) {
 }
 
 std::vector<state::JobRecord> JobManager::list(std::size_t limit) {
+  // Jobs believed to be running are asked for their state first, so the list is current.
+  for (auto& job : live_durable_jobs()) {
+    refresh(*job);
+  }
   auto records = m_store.list_jobs(limit);
   std::lock_guard lock(m_mutex);
   for (auto& r : records) {
@@ -668,6 +672,18 @@ std::vector<state::JobRecord> JobManager::list(std::size_t limit) {
     }
   }
   return records;
+}
+
+std::vector<std::shared_ptr<JobManager::Job>> JobManager::live_durable_jobs() {
+  std::vector<std::shared_ptr<Job>> out;
+  std::lock_guard lock(m_mutex);
+  for (auto& [id, job] : m_jobs) {
+    std::lock_guard job_lock(job->m);
+    if (job->rec.durable && (job->running() || job->rec.status == "unreachable")) {
+      out.push_back(job);
+    }
+  }
+  return out;
 }
 
 void JobManager::sweep_loop(std::stop_token stop) {
@@ -680,17 +696,7 @@ void JobManager::sweep_loop(std::stop_token stop) {
     if (stop.stop_requested()) {
       return;
     }
-    std::vector<std::shared_ptr<Job>> running;
-    {
-      std::lock_guard lock(m_mutex);
-      for (auto& [id, job] : m_jobs) {
-        std::lock_guard job_lock(job->m);
-        if (job->rec.durable && (job->running() || job->rec.status == "unreachable")) {
-          running.push_back(job);
-        }
-      }
-    }
-    for (auto& job : running) {
+    for (auto& job : live_durable_jobs()) {
       if (stop.stop_requested()) {
         return;
       }

@@ -111,6 +111,7 @@ private:
   void refresh(Job& job);                            // pulls new output and state from the host
   void finish_attached(Job& job, const exec::ExitInfo& info, const std::optional<exec::HostError>& error);
   void persist(Job& job);
+  std::vector<std::shared_ptr<Job>> live_durable_jobs();  // running or unreachable
   void sweep_loop(std::stop_token stop);
   std::string new_id();
   std::int64_t now_ms() const;
