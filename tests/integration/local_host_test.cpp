@@ -394,24 +394,30 @@ TEST_F(LocalHostTest, TwoHundredMegabyteJobKeepsMemoryBounded) {
   spec.command = "head -c 200000000 /dev/zero | tr '\\0' 'a' | fold -w 99; echo END";
   const std::size_t rss_before = rss_kb();
   auto rec = jobs.start("local", spec, "flood");
+  // Let the job finish without reading it; listing jobs keeps asking the host for their state.
+  auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (jobs.list(10).front().status == "running" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
   tools::OutputQuery q;
   q.bash_id = rec.id;
-  q.wait = 60s;
-  tools::OutputAnswer a;
-  std::uint64_t dropped = 0, got = 0;
-  do {
-    a = jobs.output(q, {});
-    dropped += a.dropped_bytes;
-    got += a.output.size();
-  } while (a.job.status == "running");
+  tools::OutputAnswer a = jobs.output(q, {});
   const std::size_t rss_after = rss_kb();
+  const std::uint64_t total = 200000000u + 200000000u / 99 + 4;
   EXPECT_EQ(a.job.status, "exited");
   EXPECT_EQ(a.job.exit_code, 0);
-  EXPECT_EQ(a.total_bytes, 200000000u + 200000000u / 99 + 4);
-  EXPECT_GT(dropped, 150000000u) << "most of the flood fell out of the ring";
-  EXPECT_NE(a.output.find("END"), std::string::npos);
+  EXPECT_EQ(a.total_bytes, total);
+  EXPECT_EQ(a.dropped_bytes, total - jobs.options().ring_bytes) << "the ring keeps exactly its capacity";
+  EXPECT_TRUE(a.truncated);
+  EXPECT_LE(a.output.size(), jobs.options().max_output_chars + 400);
+  EXPECT_NE(a.output.find("END"), std::string::npos) << "the newest output is what the ring kept";
+  EXPECT_EQ(std::filesystem::file_size(rec.job_dir + "/output"), total) << "the full output is on disk";
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  std::printf("[  SKIPPED ] RSS bound not checked: sanitizer allocators keep freed memory (quarantine)\n");
+#else
   EXPECT_LT(rss_after > rss_before ? rss_after - rss_before : 0, 64u * 1024) << "RSS grew by more than 64 MB";
-  EXPECT_EQ(std::filesystem::file_size(rec.job_dir + "/output"), a.total_bytes) << "the full output is on disk";
+#endif
+  (void)rss_after;
 }
 
 } // namespace
