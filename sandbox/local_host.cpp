@@ -406,6 +406,167 @@ ExitInfo LocalHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_tok
   return info;
 }
 
+// Everything the supervisor needs, prepared before fork: after it only async-signal-safe calls.
+struct SupervisorPlan {
+  const char* output;
+  const char* status;
+  const char* status_tmp;
+  const char* pid_file;
+  const char* pid_tmp;
+  const char* cwd;  // null: inherit
+  const char* shell;
+  char* const* argv;
+  char* const* envp;
+  std::uint64_t output_cap;
+  int report_fd;  // receives the supervisor's pid
+};
+
+std::size_t append_text(char* buf, std::size_t at, const char* text) {
+  while (*text) {
+    buf[at++] = *text++;
+  }
+  return at;
+}
+
+// The job's supervisor: leader of the job's session, it runs the command with stdout and stderr
+// on a pipe, copies the output to <dir>/output up to the cap (then keeps draining, counting what
+// it discards), and writes <dir>/status when the command ends. Async-signal-safe only.
+[[noreturn]] void supervise(const SupervisorPlan& plan) {
+  ::setsid();
+  int null_fd = ::open("/dev/null", O_RDWR);
+  ::dup2(null_fd, 0);
+  ::dup2(null_fd, 1);
+  ::dup2(null_fd, 2);
+  ::dup2(plan.report_fd, 3);
+  ::syscall(SYS_close_range, 4, ~0U, 0);
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU}) {
+    ::sigaction(sig, &ignore, nullptr);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+
+  int pipe_fds[2] = {-1, -1};
+  bool have_pipe = ::pipe2(pipe_fds, O_CLOEXEC) == 0;
+  int out = ::open(plan.output, O_WRONLY | O_APPEND | O_CLOEXEC);
+  pid_t job = ::fork();
+  if (job == 0) {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sig != SIGKILL && sig != SIGSTOP) {
+        ::sigaction(sig, &dfl, nullptr);
+      }
+    }
+    int target = have_pipe ? pipe_fds[1] : out;
+    ::dup2(target, 1);
+    ::dup2(target, 2);
+    ::syscall(SYS_close_range, 3, ~0U, 0);
+    if (plan.cwd && ::chdir(plan.cwd) != 0) {
+      static const char msg[] = "sandbox-mcp: cannot change to the working directory\n";
+      write_all(2, msg, sizeof msg - 1);
+      ::_exit(126);
+    }
+    ::execve(plan.shell, plan.argv, plan.envp);
+    static const char msg[] = "sandbox-mcp: cannot execute the shell\n";
+    write_all(2, msg, sizeof msg - 1);
+    ::_exit(127);
+  }
+  char text[256];
+  std::size_t n = format_int(text, static_cast<long>(::getpid()));
+  text[n++] = '\n';
+  write_file_atomic(plan.pid_tmp, plan.pid_file, text, n);
+  pid_t self = ::getpid();
+  write_all(3, reinterpret_cast<const char*>(&self), sizeof self);
+  ::close(3);
+  if (job < 0) {
+    static const char failed[] = "exit 127\n";
+    write_file_atomic(plan.status_tmp, plan.status, failed, sizeof failed - 1);
+    ::_exit(1);
+  }
+
+  int st = 0;
+  bool reaped = false;
+  if (have_pipe) {
+    ::close(pipe_fds[1]);
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, job, 0));
+    std::uint64_t written = 0, discarded = 0;
+    static char buf[64 * 1024];
+    auto copy = [&](ssize_t got) {
+      std::uint64_t room = written < plan.output_cap ? plan.output_cap - written : 0;
+      std::size_t keep = static_cast<std::size_t>(std::min<std::uint64_t>(room, static_cast<std::uint64_t>(got)));
+      if (keep > 0) {
+        write_all(out, buf, keep);
+        written += keep;
+      }
+      if (keep < static_cast<std::size_t>(got)) {
+        if (discarded == 0) {
+          std::size_t m = append_text(text, 0, "\n[sandbox-mcp: output cap of ");
+          m += format_int(text + m, static_cast<long>(plan.output_cap));
+          m = append_text(text, m, " bytes reached; further output is discarded]\n");
+          write_all(out, text, m);
+        }
+        discarded += static_cast<std::uint64_t>(got) - keep;
+      }
+    };
+    bool open_pipe = true;
+    while (open_pipe && !reaped) {
+      pollfd fds[2] = {{pipe_fds[0], POLLIN, 0}, {pidfd, POLLIN, 0}};
+      int pr = ::poll(fds, pidfd >= 0 ? 2 : 1, -1);
+      if (pr < 0) {
+        continue;  // EINTR
+      }
+      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+        ssize_t got = ::read(pipe_fds[0], buf, sizeof buf);
+        if (got > 0) {
+          copy(got);
+        } else if (got == 0) {
+          open_pipe = false;
+        }
+      }
+      if (pidfd >= 0 && (fds[1].revents & POLLIN)) {
+        while (::waitpid(job, &st, 0) < 0 && errno == EINTR) {
+        }
+        reaped = true;
+      }
+    }
+    // The command ended: take what is already in the pipe. Processes it left behind that write
+    // later get EPIPE: the job is over.
+    ::fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
+    for (;;) {
+      ssize_t got = ::read(pipe_fds[0], buf, sizeof buf);
+      if (got <= 0) {
+        break;
+      }
+      copy(got);
+    }
+    if (discarded > 0) {
+      std::size_t m = append_text(text, 0, "[sandbox-mcp: ");
+      m += format_int(text + m, static_cast<long>(discarded));
+      m = append_text(text, m, " bytes of output were discarded after the cap]\n");
+      write_all(out, text, m);
+    }
+    ::close(pipe_fds[0]);
+  }
+  if (!reaped) {
+    while (::waitpid(job, &st, 0) < 0 && errno == EINTR) {
+    }
+  }
+  std::size_t len;
+  if (WIFSIGNALED(st)) {
+    len = append_text(text, 0, "signal ");
+    len += format_int(text + len, WTERMSIG(st));
+  } else {
+    len = append_text(text, 0, "exit ");
+    len += format_int(text + len, WEXITSTATUS(st));
+  }
+  text[len++] = '\n';
+  write_file_atomic(plan.status_tmp, plan.status, text, len);
+  ::_exit(0);
+}
+
 JobRef LocalHost::start_job(const CommandSpec& spec, const std::string& job_id, const std::string& job_dir) {
   check_cwd(spec.cwd);
   std::error_code ec;
@@ -421,28 +582,27 @@ JobRef LocalHost::start_job(const CommandSpec& spec, const std::string& job_id, 
     Fd bfd(::open((job_dir + "/boot_id").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     write_all(bfd.get(), boot.data(), boot.size());
   }
-  // Everything the children need is prepared before fork: after it only async-signal-safe calls.
   const std::string output = job_dir + "/output";
   const std::string status = job_dir + "/status";
   const std::string status_tmp = job_dir + "/status.tmp";
   const std::string pid_file = job_dir + "/pid";
   const std::string pid_tmp = job_dir + "/pid.tmp";
-  const std::string cwd = spec.cwd;
   CStrings argv({m_options.shell, "-c", spec.command});
   CStrings envp(build_env(spec.env));
-  const char* shell = m_options.shell.c_str();
   {
     Fd fd(::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) {
       throw HostError(HostError::Kind::io, "cannot create " + output + ": " + errno_text(errno));
     }
   }
-
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) {
     throw HostError(HostError::Kind::io, "pipe: " + errno_text(errno));
   }
   Fd report_r(report[0]), report_w(report[1]);
+  SupervisorPlan plan{output.c_str(),   status.c_str(),     status_tmp.c_str(), pid_file.c_str(),
+                      pid_tmp.c_str(),  spec.cwd.empty() ? nullptr : spec.cwd.c_str(),
+                      m_options.shell.c_str(), argv.get(), envp.get(), m_options.job_output_cap, report_w.get()};
 
   pid_t middle = ::fork();
   if (middle < 0) {
@@ -452,83 +612,10 @@ JobRef LocalHost::start_job(const CommandSpec& spec, const std::string& job_id, 
     // Middle process: start the supervisor and leave at once, so the server reaps us now and
     // the supervisor is adopted by init (it must not depend on the server's lifetime).
     pid_t supervisor = ::fork();
-    if (supervisor != 0) {
-      ::_exit(supervisor < 0 ? 1 : 0);
+    if (supervisor == 0) {
+      supervise(plan);
     }
-    // Supervisor: its own session (the job's session id = its pid), no inherited descriptors but
-    // the report pipe, ignoring the signals meant for the job.
-    ::setsid();
-    int null_fd = ::open("/dev/null", O_RDWR);
-    ::dup2(null_fd, 0);
-    ::dup2(null_fd, 1);
-    ::dup2(null_fd, 2);
-    ::dup2(report_w.get(), 3);
-    ::syscall(SYS_close_range, 4, ~0U, 0);
-    struct sigaction ignore {};
-    ignore.sa_handler = SIG_IGN;
-    for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU}) {
-      ::sigaction(sig, &ignore, nullptr);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-
-    pid_t job = ::fork();
-    if (job == 0) {
-      struct sigaction dfl {};
-      dfl.sa_handler = SIG_DFL;
-      for (int sig = 1; sig < NSIG; ++sig) {
-        if (sig != SIGKILL && sig != SIGSTOP) {
-          ::sigaction(sig, &dfl, nullptr);
-        }
-      }
-      int out = ::open(output.c_str(), O_WRONLY | O_APPEND);
-      if (out < 0) {
-        ::_exit(126);
-      }
-      ::dup2(out, 1);
-      ::dup2(out, 2);
-      ::syscall(SYS_close_range, 3, ~0U, 0);
-      if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) {
-        static const char msg[] = "sandbox-mcp: cannot change to the working directory\n";
-        write_all(2, msg, sizeof msg - 1);
-        ::_exit(126);
-      }
-      ::execve(shell, argv.get(), envp.get());
-      static const char msg[] = "sandbox-mcp: cannot execute the shell\n";
-      write_all(2, msg, sizeof msg - 1);
-      ::_exit(127);
-    }
-    char text[64];
-    std::size_t n = format_int(text, static_cast<long>(::getpid()));
-    text[n++] = '\n';
-    write_file_atomic(pid_tmp.c_str(), pid_file.c_str(), text, n);
-    pid_t self = ::getpid();
-    write_all(3, reinterpret_cast<const char*>(&self), sizeof self);
-    ::close(3);
-    if (job < 0) {
-      static const char failed[] = "exit 127\n";
-      write_file_atomic(status_tmp.c_str(), status.c_str(), failed, sizeof failed - 1);
-      ::_exit(1);
-    }
-    int st = 0;
-    while (::waitpid(job, &st, 0) < 0 && errno == EINTR) {
-    }
-    std::size_t len = 0;
-    if (WIFSIGNALED(st)) {
-      static const char sig[] = "signal ";
-      std::memcpy(text, sig, sizeof sig - 1);
-      len = sizeof sig - 1;
-      len += format_int(text + len, WTERMSIG(st));
-    } else {
-      static const char ex[] = "exit ";
-      std::memcpy(text, ex, sizeof ex - 1);
-      len = sizeof ex - 1;
-      len += format_int(text + len, WEXITSTATUS(st));
-    }
-    text[len++] = '\n';
-    write_file_atomic(status_tmp.c_str(), status.c_str(), text, len);
-    ::_exit(0);
+    ::_exit(supervisor < 0 ? 1 : 0);
   }
   report_w.reset();
   int st = 0;

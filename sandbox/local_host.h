@@ -16,6 +16,8 @@ struct LocalHostOptions {
   std::string jobs_root;  // where durable jobs keep their directories (created on demand)
   std::string shell = "/bin/bash";
   std::chrono::milliseconds kill_grace{3000};
+  // A durable job's output file stops growing here (a marker says so; the rest is discarded).
+  std::uint64_t job_output_cap = 1ull << 30;
   // Tail reads of files up to this size count all lines, so line numbers are absolute.
   std::uint64_t count_lines_below = 64ull * 1024 * 1024;
 };

@@ -674,6 +674,58 @@ std::vector<state::JobRecord> JobManager::list(std::size_t limit) {
   return records;
 }
 
+void JobManager::remove(const std::string& id) {
+  auto job = find(id);
+  refresh(*job);
+  state::JobRecord rec;
+  std::shared_ptr<exec::Host> host;
+  {
+    std::lock_guard lock(job->m);
+    if (job->running() || (job->attached && !job->done)) {
+      throw std::logic_error("job " + id + " is still running; kill it first (remote_bash_kill)");
+    }
+    rec = job->rec;
+    host = job->host;
+  }
+  if (rec.durable) {
+    if (!host) {
+      host = m_hosts.get(rec.host);
+    }
+    host->remove_job(exec::JobRef{rec.id, rec.job_dir, rec.pid});
+  } else if (!rec.spill_path.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(rec.spill_path, ec);
+  }
+  m_store.delete_job(id);
+  m_store.audit({now_ms(), rec.host, "remove", id, rec.job_dir.empty() ? rec.spill_path : rec.job_dir});
+  std::lock_guard lock(m_mutex);
+  m_jobs.erase(id);
+}
+
+std::size_t JobManager::expire() {
+  if (m_options.retention.count() <= 0) {
+    return 0;
+  }
+  const auto cutoff =
+      now_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(m_options.retention).count();
+  std::size_t removed = 0;
+  for (const auto& rec : m_store.list_jobs(1000000)) {
+    if (rec.status == "running" || rec.status == "unreachable" || rec.ended_at_ms == 0 || rec.ended_at_ms > cutoff) {
+      continue;
+    }
+    try {
+      remove(rec.id);
+      ++removed;
+    } catch (const std::exception& e) {
+      spdlog::debug("retention: cannot remove job {} yet: {}", rec.id, e.what());
+    }
+  }
+  if (removed) {
+    spdlog::info("retention: removed {} job(s) that ended more than {} h ago", removed, m_options.retention.count());
+  }
+  return removed;
+}
+
 std::vector<std::shared_ptr<JobManager::Job>> JobManager::live_durable_jobs() {
   std::vector<std::shared_ptr<Job>> out;
   std::lock_guard lock(m_mutex);
@@ -688,7 +740,16 @@ std::vector<std::shared_ptr<JobManager::Job>> JobManager::live_durable_jobs() {
 
 void JobManager::sweep_loop(std::stop_token stop) {
   std::mutex mutex;
+  auto next_expiry = Clock::now();
   while (!stop.stop_requested()) {
+    if (Clock::now() >= next_expiry) {
+      try {
+        expire();
+      } catch (const std::exception& e) {
+        spdlog::warn("retention: {}", e.what());
+      }
+      next_expiry = Clock::now() + std::chrono::minutes(10);
+    }
     {
       std::unique_lock lock(mutex);
       m_sweep_cv.wait_for(lock, stop, m_options.sweep_interval, [] { return false; });

@@ -32,6 +32,8 @@ struct JobOptions {
   std::chrono::milliseconds sweep_interval{2000};  // how often running jobs are checked for their end
   std::chrono::milliseconds kill_grace{3000};      // TERM -> KILL
   std::chrono::milliseconds progress_interval{500};
+  std::chrono::hours retention{24 * 7};  // ended jobs older than this are removed with their files; 0: keep
+
   std::string spill_dir;  // where the server keeps the full output of foreground commands
 };
 
@@ -97,6 +99,13 @@ public:
 
   // Signals the job's whole process tree and confirms its end.
   KillAnswer kill(const std::string& bash_id, int signal);
+
+  // Deletes an ended job's files (on its host) and its record. Throws std::logic_error when the
+  // job still runs, exec::HostError when its host cannot delete the files.
+  void remove(const std::string& bash_id);
+
+  // Removes ended jobs older than the retention period; returns how many were removed.
+  std::size_t expire();
 
   // Newest first, with current status.
   std::vector<state::JobRecord> list(std::size_t limit);

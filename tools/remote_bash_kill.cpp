@@ -12,7 +12,9 @@ const char* k_input_schema = R"({
   "properties": {
     "bash_id": {"type": "string", "minLength": 1},
     "signal": {"type": ["string", "integer"], "default": "TERM",
-      "description": "Signal to send first (name like TERM, INT, KILL or a number); processes still alive after the grace period get KILL."}
+      "description": "Signal to send first (name like TERM, INT, KILL or a number); processes still alive after the grace period get KILL."},
+    "remove": {"type": "boolean", "default": false,
+      "description": "Also delete the job's output files and forget the job (its bash_id stops working). Ended jobs are otherwise removed after the retention period (7 days by default)."}
   },
   "required": ["bash_id"],
   "additionalProperties": false
@@ -27,6 +29,7 @@ const char* k_output_schema = R"({
     "signal": {"type": ["string", "null"]},
     "signalled": {"type": "boolean", "description": "A signal was sent (the job was running)."},
     "verified": {"type": "boolean", "description": "No process of the job remains."},
+    "removed": {"type": "boolean", "description": "The job's files and record were deleted."},
     "host": {"type": "string"},
     "note": {"type": "string"}
   },
@@ -42,7 +45,8 @@ mcp::Tool make_remote_bash_kill_tool(ToolEnv& env) {
   tool.title = "Stop a background job";
   tool.description =
       "End a job's whole process tree (signal, default TERM, then KILL after a grace period) and confirm that "
-      "no process of it remains. Its output stays readable with remote_bash_output.";
+      "no process of it remains. Its output stays readable with remote_bash_output unless remove: true, which "
+      "also deletes the job's files (use it on ended jobs to free disk).";
   tool.input_schema = json::parse(k_input_schema);
   tool.output_schema = json::parse(k_output_schema);
   tool.annotations = {.read_only = false, .destructive = true, .idempotent = true, .open_world = true};
@@ -59,6 +63,15 @@ mcp::Tool make_remote_bash_kill_tool(ToolEnv& env) {
     return guarded("remote_bash_kill", "", [&]() -> mcp::ToolResult {
       KillAnswer a = env.jobs.kill(arg_string(args, "bash_id"), sig);
       json job = job_json(a.job);
+      bool removed = false;
+      if (arg_bool(args, "remove", false)) {
+        if (!a.verified) {
+          throw mcp::ToolError("remote_bash_kill: job " + a.job.id +
+                               " was not verified to have ended, so its files were kept: " + a.note);
+        }
+        env.jobs.remove(a.job.id);
+        removed = true;
+      }
       json out = {
           {"bash_id", a.job.id},
           {"status", a.job.status},
@@ -66,6 +79,7 @@ mcp::Tool make_remote_bash_kill_tool(ToolEnv& env) {
           {"signal", job["signal"]},
           {"signalled", a.signalled},
           {"verified", a.verified},
+          {"removed", removed},
           {"host", a.job.host},
       };
       if (!a.note.empty()) {

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   std::string http;
   std::size_t max_message_bytes = 4 * 1024 * 1024;
   long long promote_after_ms = config.jobs.promote_after.count();
+  long long retention_hours = config.jobs.retention.count();
 
   auto* serve = cli.add_subcommand("serve", "Serve MCP on stdio (default) or Streamable HTTP (--http)");
   serve->add_option("--http", http, "Serve Streamable HTTP at HOST:PORT/mcp instead of stdio, e.g. 127.0.0.1:8765");
@@ -61,6 +62,9 @@ int main(int argc, char** argv) {
   serve->add_option("--promote-after-ms", promote_after_ms,
                     "A foreground command still running after this long becomes a background job (0: never)")
       ->check(CLI::Range(0LL, 86400000LL));
+  serve->add_option("--job-retention-hours", retention_hours,
+                    "Ended jobs older than this are deleted with their output files (0: keep forever)")
+      ->check(CLI::Range(0LL, 24LL * 365 * 10));
 
   std::string name, branch;
   bool ccr = false, slurm = false;
@@ -81,6 +85,7 @@ int main(int argc, char** argv) {
     return not_yet(cli.get_subcommands().front()->get_name());
   }
   config.jobs.promote_after = std::chrono::milliseconds(promote_after_ms);
+  config.jobs.retention = std::chrono::hours(retention_hours);
   try {
     smcp::app::App app(config);
     if (!http.empty()) {

@@ -162,6 +162,23 @@ test('background job: wait for a line, filter, kill', async () => {
   assert.equal(mine.status, 'killed');
 });
 
+test('remote_bash_kill with remove deletes the job and its files', async () => {
+  const start = await conn.client.callTool({
+    name: 'remote_bash', arguments: { command: 'echo bye', run_in_background: true },
+  });
+  const id = start.structuredContent.bash_id;
+  const done = await conn.client.callTool({ name: 'remote_bash_output', arguments: { bash_id: id, wait_ms: 5000 } });
+  assert.equal(done.structuredContent.status, 'exited');
+  const jobDir = path.join(stateDir, 'jobs', id);
+  assert.ok(fs.existsSync(jobDir), 'the job directory exists before removal');
+  const r = await conn.client.callTool({ name: 'remote_bash_kill', arguments: { bash_id: id, remove: true } });
+  assert.equal(r.structuredContent.removed, true);
+  assert.equal(r.structuredContent.signalled, false);
+  assert.ok(!fs.existsSync(jobDir), 'the job directory is gone');
+  const gone = await conn.client.callTool({ name: 'remote_bash_output', arguments: { bash_id: id } });
+  assert.equal(gone.isError, true);
+});
+
 test('remote_file_read returns numbered windows', async () => {
   const file = path.join(workDir, 'log.txt');
   fs.writeFileSync(file, Array.from({ length: 50 }, (_, i) => `line ${i + 1}`).join('\n') + '\n');

@@ -270,6 +270,34 @@ TEST_F(LocalHostTest, JobKilledFromOutsideReportsTheSignal) {
   EXPECT_EQ(st.signal, SIGKILL);
 }
 
+TEST_F(LocalHostTest, DurableJobOutputIsCappedWithMarkers) {
+  LocalHostOptions o;
+  o.jobs_root = (dir / "jobs").string();
+  o.job_output_cap = 1000;
+  host = make_local_host(o);
+  CommandSpec spec;
+  spec.command = "head -c 5000 /dev/zero | tr '\\0' 'y'; echo; echo done";
+  JobRef ref = host->start_job(spec, "bash_cap", (dir / "jobs" / "bash_cap").string());
+  JobState st = wait_for_end(ref);
+  EXPECT_EQ(st.phase, JobState::Phase::exited);
+  EXPECT_EQ(st.exit_code, 0) << "the job is not disturbed by the cap";
+  std::string out = host->read_job(ref, 0, 1 << 20).data;
+  EXPECT_EQ(out.substr(0, 1000), std::string(1000, 'y'));
+  EXPECT_NE(out.find("[sandbox-mcp: output cap of 1000 bytes reached; further output is discarded]"), std::string::npos);
+  EXPECT_NE(out.find("[sandbox-mcp: 4006 bytes of output were discarded after the cap]"), std::string::npos) << out.substr(1000);
+  EXPECT_LT(out.size(), 1200u);
+}
+
+TEST_F(LocalHostTest, DurableJobEndsWhenItsCommandEndsDespiteLeftovers) {
+  CommandSpec spec;
+  spec.command = "sleep 1000.4848 & echo parent-done";
+  JobRef ref = host->start_job(spec, "bash_left", (dir / "jobs" / "bash_left").string());
+  JobState st = wait_for_end(ref, 5s);
+  EXPECT_EQ(st.phase, JobState::Phase::exited);
+  EXPECT_EQ(host->read_job(ref, 0, 100).data, "parent-done\n");
+  ::system("pkill -f '^sleep 1000.4848'");
+}
+
 TEST_F(LocalHostTest, FileWindowsFromStartAndEnd) {
   auto path = dir / "log.txt";
   {

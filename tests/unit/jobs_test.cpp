@@ -301,6 +301,33 @@ TEST_F(JobsTest, RestartedManagerContinuesFromTheSavedCursor) {
   EXPECT_EQ(r.job.exit_code, 0);
 }
 
+TEST_F(JobsTest, RemoveDeletesAnEndedJobButNotARunningOne) {
+  auto rec = manager().start("", spec("train"), "");
+  EXPECT_THROW(manager().remove(rec.id), std::logic_error);
+  manager().kill(rec.id, SIGTERM);
+  manager().remove(rec.id);
+  EXPECT_FALSE(store->get_job(rec.id));
+  EXPECT_THROW(read(rec.id), std::out_of_range);
+}
+
+TEST_F(JobsTest, RetentionRemovesOnlyOldEndedJobs) {
+  options.retention = std::chrono::hours(1);
+  auto old_job = manager().start("", spec("old"), "");
+  auto fresh = manager().start("", spec("fresh"), "");
+  auto running = manager().start("", spec("running"), "");
+  host->job_finish(old_job.id, {exec::JobState::Phase::exited, 0, 0});
+  host->job_finish(fresh.id, {exec::JobState::Phase::exited, 0, 0});
+  read(old_job.id);
+  read(fresh.id);
+  auto rec = *store->get_job(old_job.id);
+  rec.ended_at_ms -= 2 * 3600 * 1000;  // ended two hours ago
+  store->put_job(rec);
+  EXPECT_EQ(manager().expire(), 1u);
+  EXPECT_FALSE(store->get_job(old_job.id));
+  EXPECT_TRUE(store->get_job(fresh.id));
+  EXPECT_TRUE(store->get_job(running.id));
+}
+
 TEST_F(JobsTest, ListShowsJobsNewestFirst) {
   auto a = manager().start("", spec("first"), "");
   std::this_thread::sleep_for(5ms);
