@@ -63,8 +63,8 @@ App::App(AppConfig config) : m_config(std::move(config)) {
   m_jobs = std::make_unique<tools::JobManager>(m_hosts, *m_store, m_config.jobs);
 
   m_registry = std::make_shared<mcp::ToolRegistry>();
-  tools::ToolEnv env{m_hosts, *m_jobs, *m_store};
-  tools::register_tools(*m_registry, env);
+  m_env = std::make_unique<tools::ToolEnv>(tools::ToolEnv{m_hosts, *m_jobs, *m_store});
+  tools::register_tools(*m_registry, *m_env);
 
   mcp::ServerOptions options;
   options.version = SMCP_VERSION;

@@ -7,6 +7,7 @@
 #include "mcp-server/state_store.h"
 #include "tools/hosts.h"
 #include "tools/jobs.h"
+#include "tools/tools.h"
 
 #include <memory>
 #include <string>
@@ -39,6 +40,7 @@ private:
   std::unique_ptr<state::StateStore> m_store;
   tools::HostRegistry m_hosts;
   std::unique_ptr<tools::JobManager> m_jobs;
+  std::unique_ptr<tools::ToolEnv> m_env;  // the tools keep a reference to it: it lives as long as the App
   std::shared_ptr<mcp::ToolRegistry> m_registry;
   std::shared_ptr<mcp::Server> m_server;
 };
