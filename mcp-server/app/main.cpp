@@ -1,5 +1,6 @@
 // sandbox-mcp: the MCP server (`serve`) and the sandbox manager CLI. Thin: parse, wire, run.
 #include "mcp-server/app/app.h"
+#include "mcp-server/app/serve_http.h"
 #include "transport/stdio_transport.h"
 
 #include <CLI/CLI.hpp>
@@ -40,13 +41,13 @@ int main(int argc, char** argv) {
 
   smcp::app::AppConfig config;
   std::string log_level = std::getenv("SANDBOX_MCP_LOG_LEVEL") ? std::getenv("SANDBOX_MCP_LOG_LEVEL") : "info";
-  std::string http;
+  smcp::app::HttpCli http;
   std::size_t max_message_bytes = 4 * 1024 * 1024;
   long long promote_after_ms = config.jobs.promote_after.count();
   long long retention_hours = config.jobs.retention.count();
 
   auto* serve = cli.add_subcommand("serve", "Serve MCP on stdio (default) or Streamable HTTP (--http)");
-  serve->add_option("--http", http, "Serve Streamable HTTP at HOST:PORT/mcp instead of stdio, e.g. 127.0.0.1:8765");
+  smcp::app::add_http_options(*serve, http);
   serve->add_option("--state-dir", config.state_dir, "State directory (default: $SANDBOX_MCP_STATE_DIR, "
                                                      "$XDG_STATE_HOME/sandbox-mcp or ~/.local/state/sandbox-mcp)");
   serve->add_option("--default-host", config.default_host, "Default host for the tools (default: $SSH_HOST, else local)");
@@ -87,11 +88,19 @@ int main(int argc, char** argv) {
   config.jobs.promote_after = std::chrono::milliseconds(promote_after_ms);
   config.jobs.retention = std::chrono::hours(retention_hours);
   try {
-    smcp::app::App app(config);
-    if (!http.empty()) {
-      spdlog::error("--http: the Streamable HTTP transport is not built into this version yet; use stdio");
-      return 2;
+    if (!http.listen.empty()) {
+      smcp::transport::HttpOptions options;
+      try {
+        options = smcp::app::http_options_from_cli(http, max_message_bytes);
+      } catch (const std::exception& e) {
+        spdlog::critical("--http: {}", e.what());
+        return 2;
+      }
+      smcp::app::block_termination_signals();
+      smcp::app::App app(config);
+      return smcp::app::serve_http(app, std::move(options));
     }
+    smcp::app::App app(config);
     smcp::transport::StdioOptions options;
     options.max_message_bytes = max_message_bytes;
     smcp::transport::StdioTransport transport(options);
