@@ -185,6 +185,7 @@ private:
   LogLevel m_log_level = LogLevel::warning;
   json m_client_info;
   std::map<std::string, std::shared_ptr<Call>> m_calls;  // in-flight tools/call by id
+  std::size_t m_workers = 0;                              // tool-call threads not yet finished
 };
 
 class CallContext final : public ToolContext {
@@ -417,6 +418,36 @@ void Session::handle_request(const std::string& method, const json& id, const js
     inbound->respond_now(make_result(id, json::object()));
     return;
   }
+  // Resources and prompts: none are offered yet. Empty lists (and accepted subscriptions: no
+  // resource exists or changes, so there is nothing to notify) let clients that enumerate them at
+  // connect time proceed.
+  if (method == "resources/list" || method == "resources/templates/list" || method == "prompts/list") {
+    const char* key = method == "resources/list"             ? "resources"
+                      : method == "resources/templates/list" ? "resourceTemplates"
+                                                             : "prompts";
+    inbound->respond_now(make_result(id, {{key, json::array()}}));
+    return;
+  }
+  if (method == "resources/subscribe" || method == "resources/unsubscribe" || method == "resources/read") {
+    auto uri = p.find("uri");
+    if (uri == p.end() || !uri->is_string()) {
+      inbound->respond_now(make_error(id, error_code::invalid_params, "Invalid params: missing string field 'uri'"));
+    } else if (method == "resources/read") {
+      inbound->respond_now(make_error(id, error_code::resource_not_found,
+                                      "Resource not found: " + uri->get<std::string>() +
+                                          " (this server offers no resources yet)",
+                                      {{"uri", *uri}}));
+    } else {
+      inbound->respond_now(make_result(id, json::object()));
+    }
+    return;
+  }
+  if (method == "prompts/get") {
+    inbound->respond_now(make_error(id, error_code::invalid_params,
+                                    "Invalid params: unknown prompt " + p.value("name", json("")).dump() +
+                                        " (this server offers no prompts)"));
+    return;
+  }
   inbound->respond_now(make_error(id, error_code::method_not_found, "Method not found: " + method));
 }
 
@@ -449,7 +480,11 @@ json Session::handle_initialize(const json& id, const json& params) {
   const auto& opts = m_server->options();
   json result = {
       {"protocolVersion", version},
-      {"capabilities", {{"tools", {{"listChanged", false}}}, {"logging", json::object()}}},
+      {"capabilities",
+       {{"tools", {{"listChanged", false}}},
+        {"logging", json::object()},
+        {"resources", {{"subscribe", true}, {"listChanged", false}}},
+        {"prompts", {{"listChanged", false}}}}},
       {"serverInfo", {{"name", opts.name}, {"title", opts.title}, {"version", opts.version}}},
   };
   if (!opts.instructions.empty()) {
@@ -517,6 +552,7 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
       return;
     }
     m_calls.emplace(key, call);
+    ++m_workers;
   }
   inbound->expect();
 
@@ -566,6 +602,11 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
     } else {
       inbound->respond(std::move(response));
     }
+    // Last touch of shared state: close() waits for this before it returns.
+    {
+      std::lock_guard lock(self->m_mutex);
+      --self->m_workers;
+    }
     self->m_idle.notify_all();
   }).detach();
 }
@@ -589,8 +630,8 @@ void Session::close() {
     call->cancelled = true;
     call->stop.request_stop();
   }
-  if (!m_idle.wait_for(lock, m_server->options().close_grace, [&] { return m_calls.empty(); })) {
-    spdlog::warn("{} tool call(s) still running after close", m_calls.size());
+  if (!m_idle.wait_for(lock, m_server->options().close_grace, [&] { return m_workers == 0; })) {
+    spdlog::warn("{} tool call(s) still running after close", m_workers);
   }
 }
 
