@@ -27,6 +27,7 @@ inline constexpr int invalid_request = -32600;
 inline constexpr int method_not_found = -32601;
 inline constexpr int invalid_params = -32602;
 inline constexpr int internal_error = -32603;
+inline constexpr int resource_not_found = -32002;
 } // namespace error_code
 
 struct ServerOptions {
@@ -39,7 +40,6 @@ struct ServerOptions {
   // How long close() waits for cancelled tool calls to return.
   std::chrono::milliseconds close_grace{10000};
 };
-
 
 class Server : public transport::EndpointFactory, public std::enable_shared_from_this<Server> {
 public:
