@@ -10,15 +10,23 @@ namespace {
 
 std::string type_of(const json& v) {
   switch (v.type()) {
-  case json::value_t::null: return "null";
-  case json::value_t::boolean: return "boolean";
+  case json::value_t::null:
+    return "null";
+  case json::value_t::boolean:
+    return "boolean";
   case json::value_t::number_integer:
-  case json::value_t::number_unsigned: return "integer";
-  case json::value_t::number_float: return "number";
-  case json::value_t::string: return "string";
-  case json::value_t::array: return "array";
-  case json::value_t::object: return "object";
-  default: return "unknown";
+  case json::value_t::number_unsigned:
+    return "integer";
+  case json::value_t::number_float:
+    return "number";
+  case json::value_t::string:
+    return "string";
+  case json::value_t::array:
+    return "array";
+  case json::value_t::object:
+    return "object";
+  default:
+    return "unknown";
   }
 }
 
@@ -33,12 +41,18 @@ bool has_type(const json& v, const std::string& type) {
     }
     return false;
   }
-  if (type == "number") return v.is_number();
-  if (type == "string") return v.is_string();
-  if (type == "boolean") return v.is_boolean();
-  if (type == "object") return v.is_object();
-  if (type == "array") return v.is_array();
-  if (type == "null") return v.is_null();
+  if (type == "number")
+    return v.is_number();
+  if (type == "string")
+    return v.is_string();
+  if (type == "boolean")
+    return v.is_boolean();
+  if (type == "object")
+    return v.is_object();
+  if (type == "array")
+    return v.is_array();
+  if (type == "null")
+    return v.is_null();
   return false;
 }
 
@@ -66,8 +80,7 @@ std::size_t utf8_length(const std::string& s) {
 
 std::optional<std::string> validate_json(const json& schema, const json& value, const std::string& path) {
   if (schema.is_boolean()) {
-    return schema.get<bool>() ? std::nullopt
-                              : std::optional<std::string>("'" + path + "' is not allowed");
+    return schema.get<bool>() ? std::nullopt : std::optional<std::string>("'" + path + "' is not allowed");
   }
   if (!schema.is_object()) {
     return std::nullopt;

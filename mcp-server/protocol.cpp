@@ -74,7 +74,9 @@ std::size_t nesting_depth(std::string_view raw) {
   return max_depth;
 }
 
-bool valid_id(const json& id) { return id.is_string() || id.is_number_integer(); }
+bool valid_id(const json& id) {
+  return id.is_string() || id.is_number_integer();
+}
 
 // Everything written back for one inbound message: responses (collected into an array for a
 // batch) and the notifications tied to its requests. Ends the sink after the last response.
@@ -145,7 +147,7 @@ private:
 
 struct Call {
   std::stop_source stop;
-  bool cancelled = false;  // guarded by Session::m_mutex
+  bool cancelled = false; // guarded by Session::m_mutex
 };
 
 class Session final : public transport::Endpoint, public std::enable_shared_from_this<Session> {
@@ -154,8 +156,7 @@ public:
       : m_server(std::move(server)), m_unsolicited(std::move(unsolicited)) {}
 
   void receive(std::string_view raw, std::shared_ptr<transport::MessageSink> reply) override;
-  void receive_oversized(std::size_t bytes, std::size_t limit,
-                         std::shared_ptr<transport::MessageSink> reply) override;
+  void receive_oversized(std::size_t bytes, std::size_t limit, std::shared_ptr<transport::MessageSink> reply) override;
   std::string protocol_version() const override {
     std::lock_guard lock(m_mutex);
     return m_version;
@@ -179,13 +180,13 @@ private:
 
   mutable std::mutex m_mutex;
   std::condition_variable m_idle;
-  std::string m_version;  // negotiated; empty before initialize
+  std::string m_version; // negotiated; empty before initialize
   bool m_initialize_answered = false;
   bool m_closed = false;
   LogLevel m_log_level = LogLevel::warning;
   json m_client_info;
-  std::map<std::string, std::shared_ptr<Call>> m_calls;  // in-flight tools/call by id
-  std::size_t m_workers = 0;                              // tool-call threads not yet finished
+  std::map<std::string, std::shared_ptr<Call>> m_calls; // in-flight tools/call by id
+  std::size_t m_workers = 0;                            // tool-call threads not yet finished
 };
 
 class CallContext final : public ToolContext {
@@ -222,8 +223,7 @@ private:
   long m_progress = 0;
 };
 
-void Session::receive_oversized(std::size_t bytes, std::size_t limit,
-                                std::shared_ptr<transport::MessageSink> reply) {
+void Session::receive_oversized(std::size_t bytes, std::size_t limit, std::shared_ptr<transport::MessageSink> reply) {
   auto inbound = std::make_shared<Inbound>(std::move(reply), false);
   inbound->respond_now(make_error(nullptr, error_code::invalid_request,
                                   "Message too large: " + std::to_string(bytes) + " bytes exceeds the limit of " +
@@ -236,9 +236,9 @@ void Session::receive_oversized(std::size_t bytes, std::size_t limit,
 void Session::receive(std::string_view raw, std::shared_ptr<transport::MessageSink> reply) {
   if (nesting_depth(raw) > k_max_nesting) {
     auto inbound = std::make_shared<Inbound>(std::move(reply), false);
-    inbound->respond_now(make_error(nullptr, error_code::parse_error,
-                                    "Parse error: JSON nested deeper than " + std::to_string(k_max_nesting) +
-                                        " levels"));
+    inbound->respond_now(
+        make_error(nullptr, error_code::parse_error,
+                   "Parse error: JSON nested deeper than " + std::to_string(k_max_nesting) + " levels"));
     inbound->seal();
     return;
   }
@@ -267,12 +267,12 @@ void Session::receive(std::string_view raw, std::shared_ptr<transport::MessageSi
     if (!batches_allowed()) {
       auto single = std::make_shared<Inbound>(std::move(reply), false);
       std::string version = protocol_version();
-      single->respond_now(make_error(
-          nullptr, error_code::invalid_request,
-          version.empty() ? "Invalid Request: a JSON-RPC batch cannot carry or precede initialize; send "
-                            "initialize as a single message"
-                          : "Invalid Request: JSON-RPC batches are not supported in protocol version " + version +
-                                " (only in 2025-03-26); send messages one at a time"));
+      single->respond_now(make_error(nullptr, error_code::invalid_request,
+                                     version.empty()
+                                         ? "Invalid Request: a JSON-RPC batch cannot carry or precede initialize; send "
+                                           "initialize as a single message"
+                                         : "Invalid Request: JSON-RPC batches are not supported in protocol version " +
+                                               version + " (only in 2025-03-26); send messages one at a time"));
       single->seal();
       return;
     }
@@ -309,7 +309,7 @@ void Session::dispatch(const json& message, const std::shared_ptr<Inbound>& inbo
   if (method_it == message.end()) {
     if (id_it != message.end() && (message.contains("result") || message.contains("error"))) {
       spdlog::debug("ignoring a response from the client (id {})", id_it->dump());
-      return;  // a response to a server request; we send none that expect answers
+      return; // a response to a server request; we send none that expect answers
     }
     inbound->respond_now(make_error(id, error_code::invalid_request, "Invalid Request: missing 'method'"));
     return;
@@ -433,10 +433,10 @@ void Session::handle_request(const std::string& method, const json& id, const js
     if (uri == p.end() || !uri->is_string()) {
       inbound->respond_now(make_error(id, error_code::invalid_params, "Invalid params: missing string field 'uri'"));
     } else if (method == "resources/read") {
-      inbound->respond_now(make_error(id, error_code::resource_not_found,
-                                      "Resource not found: " + uri->get<std::string>() +
-                                          " (this server offers no resources yet)",
-                                      {{"uri", *uri}}));
+      inbound->respond_now(
+          make_error(id, error_code::resource_not_found,
+                     "Resource not found: " + uri->get<std::string>() + " (this server offers no resources yet)",
+                     {{"uri", *uri}}));
     } else {
       inbound->respond_now(make_result(id, json::object()));
     }
@@ -475,8 +475,8 @@ json Session::handle_initialize(const json& id, const json& params) {
     m_version = version;
     m_client_info = params.value("clientInfo", json::object());
   }
-  spdlog::info("initialize: client {} {} asked for protocol {}, using {}",
-               m_client_info.value("name", "?"), m_client_info.value("version", "?"), requested, version);
+  spdlog::info("initialize: client {} {} asked for protocol {}, using {}", m_client_info.value("name", "?"),
+               m_client_info.value("version", "?"), requested, version);
   const auto& opts = m_server->options();
   json result = {
       {"protocolVersion", version},
@@ -506,8 +506,8 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
     for (const auto& n : m_server->tools().names()) {
       known += (known.empty() ? "" : ", ") + n;
     }
-    inbound->respond_now(make_error(id, error_code::invalid_params,
-                                    "Unknown tool: '" + name + "'. Available tools: " + known));
+    inbound->respond_now(
+        make_error(id, error_code::invalid_params, "Unknown tool: '" + name + "'. Available tools: " + known));
     return;
   }
   json arguments = params.value("arguments", json::object());
@@ -566,8 +566,8 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
       if (!result.is_error && !tool->output_schema.is_null()) {
         if (auto err = validate_json(tool->output_schema, result.structured, "")) {
           spdlog::error("tool {} produced a result that violates its outputSchema: {}", tool->name, *err);
-          result = ToolResult::error("Internal error: tool " + tool->name +
-                                     " produced an invalid result (" + *err + "); please report this bug");
+          result = ToolResult::error("Internal error: tool " + tool->name + " produced an invalid result (" + *err +
+                                     "); please report this bug");
         }
       }
       std::string text = result.text.empty() ? serialize(result.structured) : result.text;
@@ -583,11 +583,13 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
       response = make_error(id, error_code::invalid_params,
                             "Invalid arguments for tool " + tool->name + ": '" + e.field() + "': " + e.what());
     } catch (const ToolError& e) {
-      response = make_result(id, {{"content", json::array({{{"type", "text"}, {"text", e.what()}}})}, {"isError", true}});
+      response =
+          make_result(id, {{"content", json::array({{{"type", "text"}, {"text", e.what()}}})}, {"isError", true}});
     } catch (const std::exception& e) {
       spdlog::error("tool {} failed: {}", tool->name, e.what());
       response = make_result(
-          id, {{"content", json::array({{{"type", "text"}, {"text", std::string("Internal error in ") + tool->name + ": " + e.what()}}})},
+          id, {{"content", json::array({{{"type", "text"},
+                                         {"text", std::string("Internal error in ") + tool->name + ": " + e.what()}}})},
                {"isError", true}});
     }
     bool cancelled;

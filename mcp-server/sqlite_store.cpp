@@ -91,7 +91,8 @@ public:
   }
   std::string text(int col) const {
     auto p = sqlite3_column_text(m_stmt, col);
-    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, col)))
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, col)))
              : std::string();
   }
   std::int64_t int64(int col) const { return sqlite3_column_int64(m_stmt, col); }
@@ -196,7 +197,8 @@ public:
 
   std::vector<JobRecord> list_jobs(std::size_t limit) override {
     std::lock_guard lock(m_mutex);
-    Statement s(m_db, (std::string("SELECT ") + k_job_columns + " FROM jobs ORDER BY started_at_ms DESC, id LIMIT ?").c_str());
+    Statement s(
+        m_db, (std::string("SELECT ") + k_job_columns + " FROM jobs ORDER BY started_at_ms DESC, id LIMIT ?").c_str());
     s.bind(1, static_cast<std::int64_t>(limit));
     std::vector<JobRecord> out;
     while (s.step()) {

@@ -11,12 +11,12 @@
 namespace smcp::state {
 
 struct JobRecord {
-  std::string id;           // bash_id
-  std::string host;         // host name as the tools know it ("local", an ssh alias)
+  std::string id;   // bash_id
+  std::string host; // host name as the tools know it ("local", an ssh alias)
   std::string command;
   std::string description;
   std::string cwd;
-  std::string status;       // running | exited | killed | unreachable
+  std::string status; // running | exited | killed | unreachable
   std::optional<int> exit_code;
   std::optional<int> signal;
   std::string job_dir;      // durable jobs: the job's directory on the host
@@ -25,7 +25,7 @@ struct JobRecord {
   std::uint64_t cursor = 0; // bytes of output already returned by remote_bash_output
   bool durable = false;     // runs detached from the server (survives restarts)
   std::int64_t started_at_ms = 0;
-  std::int64_t ended_at_ms = 0;  // 0 while running
+  std::int64_t ended_at_ms = 0; // 0 while running
 };
 
 // The seed's sandbox table columns, kept as they were.
@@ -43,18 +43,18 @@ struct SandboxRecord {
 struct AuditEvent {
   std::int64_t at_ms = 0;
   std::string host;
-  std::string kind;     // "run" | "job" | "kill" | "read" | ...
-  std::string command;  // or path, or job id
-  std::string detail;   // exit status, error, ...
+  std::string kind;    // "run" | "job" | "kill" | "read" | ...
+  std::string command; // or path, or job id
+  std::string detail;  // exit status, error, ...
 };
 
 class StateStore {
 public:
   virtual ~StateStore() = default;
 
-  virtual void put_job(const JobRecord& job) = 0;  // insert or replace
+  virtual void put_job(const JobRecord& job) = 0; // insert or replace
   virtual std::optional<JobRecord> get_job(const std::string& id) = 0;
-  virtual std::vector<JobRecord> list_jobs(std::size_t limit) = 0;  // newest first
+  virtual std::vector<JobRecord> list_jobs(std::size_t limit) = 0; // newest first
   virtual void set_job_cursor(const std::string& id, std::uint64_t cursor) = 0;
   virtual void delete_job(const std::string& id) = 0;
 
@@ -64,7 +64,7 @@ public:
   virtual void delete_sandbox(const std::string& name) = 0;
 
   virtual void audit(const AuditEvent& event) = 0;
-  virtual std::vector<AuditEvent> recent_audit(std::size_t limit) = 0;  // newest first
+  virtual std::vector<AuditEvent> recent_audit(std::size_t limit) = 0; // newest first
 };
 
 // Opens (creating or migrating) the database at `path`; ":memory:" for tests.

@@ -33,9 +33,9 @@ public:
 };
 
 struct ToolResult {
-  json structured;      // structuredContent; must match the tool's outputSchema unless is_error
+  json structured; // structuredContent; must match the tool's outputSchema unless is_error
   bool is_error = false;
-  std::string text;     // text content; the JSON of `structured` when empty
+  std::string text; // text content; the JSON of `structured` when empty
 
   static ToolResult ok(json structured) { return ToolResult{std::move(structured), false, {}}; }
   static ToolResult error(std::string message) { return ToolResult{nullptr, true, std::move(message)}; }

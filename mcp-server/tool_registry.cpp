@@ -18,7 +18,9 @@ std::optional<LogLevel> parse_log_level(std::string_view name) {
   return std::nullopt;
 }
 
-std::string_view log_level_name(LogLevel level) { return k_level_names[static_cast<std::size_t>(level)]; }
+std::string_view log_level_name(LogLevel level) {
+  return k_level_names[static_cast<std::size_t>(level)];
+}
 
 void ToolRegistry::add(Tool tool) {
   if (find(tool.name)) {

@@ -19,11 +19,11 @@ namespace smcp::exec {
 class HostError : public std::runtime_error {
 public:
   enum class Kind {
-    unreachable,  // cannot reach or log in to the host (retry later, check the network/config)
-    not_found,    // file, directory or job does not exist
-    invalid,      // the request cannot be carried out as asked (binary file, directory, bad cwd)
-    refused,      // host key mismatch, permission denied, policy
-    io,           // anything else that went wrong on the host
+    unreachable, // cannot reach or log in to the host (retry later, check the network/config)
+    not_found,   // file, directory or job does not exist
+    invalid,     // the request cannot be carried out as asked (binary file, directory, bad cwd)
+    refused,     // host key mismatch, permission denied, policy
+    io,          // anything else that went wrong on the host
   };
   HostError(Kind kind, const std::string& message) : std::runtime_error(message), m_kind(kind) {}
   Kind kind() const { return m_kind; }
@@ -33,12 +33,12 @@ private:
 };
 
 struct CommandSpec {
-  std::string command;  // a bash command line, run as `bash -c COMMAND` (argv, never re-quoted locally)
-  std::string cwd;      // empty: the host's default directory
-  std::vector<std::pair<std::string, std::string>> env;  // added to the host's environment
-  std::chrono::milliseconds timeout{0};                  // foreground only; 0 = no limit
-  std::string sandbox;  // run inside this sandbox (sandbox backends; empty = on the host itself)
-  std::string profile;  // execution profile (bubblewrap: restrictive/standard/permissive; empty = none)
+  std::string command; // a bash command line, run as `bash -c COMMAND` (argv, never re-quoted locally)
+  std::string cwd;     // empty: the host's default directory
+  std::vector<std::pair<std::string, std::string>> env; // added to the host's environment
+  std::chrono::milliseconds timeout{0};                 // foreground only; 0 = no limit
+  std::string sandbox; // run inside this sandbox (sandbox backends; empty = on the host itself)
+  std::string profile; // execution profile (bubblewrap: restrictive/standard/permissive; empty = none)
 };
 
 enum class Stream { out, err };
@@ -63,22 +63,22 @@ struct ExitInfo {
 // stdout+stderr goes to `<dir>/output`, its pid to `<dir>/pid` and its end to `<dir>/status`.
 struct JobRef {
   std::string id;
-  std::string dir;  // on the host
-  long pid = 0;     // the job's process group / session leader on the host, 0 if unknown
+  std::string dir; // on the host
+  long pid = 0;    // the job's process group / session leader on the host, 0 if unknown
 };
 
 struct JobState {
   enum class Phase { running, exited, signaled, vanished };
-  Phase phase = Phase::running;  // vanished: no status was written and no process remains
+  Phase phase = Phase::running; // vanished: no status was written and no process remains
   int exit_code = 0;
   int signal = 0;
 };
 
 struct JobChunk {
-  std::string data;        // output bytes starting at `offset`
+  std::string data; // output bytes starting at `offset`
   std::uint64_t offset = 0;
-  std::uint64_t size = 0;  // total bytes the job has written so far
-  JobState state;          // read before the data: when not running, the data is final
+  std::uint64_t size = 0; // total bytes the job has written so far
+  JobState state;         // read before the data: when not running, the data is final
 };
 
 // A window of lines of a text file.
@@ -93,10 +93,10 @@ struct FileWindow {
 
 struct FileReadRequest {
   std::string path;
-  long offset = 1;                      // 1-based first line; negative: |offset| lines from the end
-  std::size_t limit = 2000;             // lines
-  std::size_t max_line_bytes = 2000;    // longer lines are cut with a marker
-  std::size_t max_total_bytes = 256 * 1024;  // the window stops early beyond this
+  long offset = 1;                          // 1-based first line; negative: |offset| lines from the end
+  std::size_t limit = 2000;                 // lines
+  std::size_t max_line_bytes = 2000;        // longer lines are cut with a marker
+  std::size_t max_total_bytes = 256 * 1024; // the window stops early beyond this
 };
 
 class Host {
@@ -130,7 +130,7 @@ public:
   virtual std::string jobs_root() const = 0;
 };
 
-std::string signal_name(int signal);            // "SIGTERM"
-std::optional<int> parse_signal(std::string_view name);  // "TERM", "SIGTERM", "15" -> 15
+std::string signal_name(int signal);                    // "SIGTERM"
+std::optional<int> parse_signal(std::string_view name); // "TERM", "SIGTERM", "15" -> 15
 
 } // namespace smcp::exec

@@ -51,7 +51,9 @@ private:
   int m_fd = -1;
 };
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 // argv/envp arrays that stay valid for the duration of a spawn.
 class CStrings {
@@ -92,7 +94,8 @@ void check_cwd(const std::string& cwd) {
   }
   struct stat st {};
   if (::stat(cwd.c_str(), &st) != 0) {
-    throw HostError(HostError::Kind::invalid, "working directory " + cwd + " does not exist (" + errno_text(errno) + ")");
+    throw HostError(HostError::Kind::invalid,
+                    "working directory " + cwd + " does not exist (" + errno_text(errno) + ")");
   }
   if (!S_ISDIR(st.st_mode)) {
     throw HostError(HostError::Kind::invalid, "working directory " + cwd + " is not a directory");
@@ -173,8 +176,8 @@ pid_t session_of(pid_t pid) {
   }
   char state = '?';
   int ppid = 0, pgrp = 0, session = 0;
-  if (std::sscanf(stat.c_str() + close_paren + 2, "%c %d %d %d", &state, &ppid, &pgrp, &session) != 4 ||
-      state == 'Z' || state == 'X') {
+  if (std::sscanf(stat.c_str() + close_paren + 2, "%c %d %d %d", &state, &ppid, &pgrp, &session) != 4 || state == 'Z' ||
+      state == 'X') {
     return -1;
   }
   return session;
@@ -322,7 +325,7 @@ ExitInfo LocalHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_tok
     }
     i_wake = static_cast<int>(n);
     fds[n++] = {wake.get(), POLLIN, 0};
-    int timeout_ms = 1000;  // also bounds the wait when pidfd is unavailable
+    int timeout_ms = 1000; // also bounds the wait when pidfd is unavailable
     if (deadline != Clock::time_point::max()) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       timeout_ms = static_cast<int>(std::clamp<long long>(left, 0, 1000));
@@ -342,7 +345,7 @@ ExitInfo LocalHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_tok
       break;
     }
     if (!pidfd || (!out_r && !err_r)) {
-      reap(!out_r && !err_r && !pidfd);  // without pidfd: block only once the pipes are closed
+      reap(!out_r && !err_r && !pidfd); // without pidfd: block only once the pipes are closed
     }
     if (exited) {
       break;
@@ -413,12 +416,12 @@ struct SupervisorPlan {
   const char* status_tmp;
   const char* pid_file;
   const char* pid_tmp;
-  const char* cwd;  // null: inherit
+  const char* cwd; // null: inherit
   const char* shell;
   char* const* argv;
   char* const* envp;
   std::uint64_t output_cap;
-  int report_fd;  // receives the supervisor's pid
+  int report_fd; // receives the supervisor's pid
 };
 
 std::size_t append_text(char* buf, std::size_t at, const char* text) {
@@ -516,7 +519,7 @@ std::size_t append_text(char* buf, std::size_t at, const char* text) {
       pollfd fds[2] = {{pipe_fds[0], POLLIN, 0}, {pidfd, POLLIN, 0}};
       int pr = ::poll(fds, pidfd >= 0 ? 2 : 1, -1);
       if (pr < 0) {
-        continue;  // EINTR
+        continue; // EINTR
       }
       if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
         ssize_t got = ::read(pipe_fds[0], buf, sizeof buf);
@@ -600,9 +603,10 @@ JobRef LocalHost::start_job(const CommandSpec& spec, const std::string& job_id, 
     throw HostError(HostError::Kind::io, "pipe: " + errno_text(errno));
   }
   Fd report_r(report[0]), report_w(report[1]);
-  SupervisorPlan plan{output.c_str(),   status.c_str(),     status_tmp.c_str(), pid_file.c_str(),
-                      pid_tmp.c_str(),  spec.cwd.empty() ? nullptr : spec.cwd.c_str(),
-                      m_options.shell.c_str(), argv.get(), envp.get(), m_options.job_output_cap, report_w.get()};
+  SupervisorPlan plan{output.c_str(),           status.c_str(),  status_tmp.c_str(),
+                      pid_file.c_str(),         pid_tmp.c_str(), spec.cwd.empty() ? nullptr : spec.cwd.c_str(),
+                      m_options.shell.c_str(),  argv.get(),      envp.get(),
+                      m_options.job_output_cap, report_w.get()};
 
   pid_t middle = ::fork();
   if (middle < 0) {
@@ -648,7 +652,7 @@ JobState LocalHost::job_state(const JobRef& job) {
   }
   bool alive = job.pid > 0 && recorded_boot == boot_id() && session_of(static_cast<pid_t>(job.pid)) == job.pid;
   if (alive) {
-    return state;  // running
+    return state; // running
   }
   // The supervisor may have written the status just now.
   if (parse_status(read_small_file(job.dir + "/status"), state)) {
@@ -718,11 +722,13 @@ void LocalHost::remove_job(const JobRef& job) {
 
 // ---- file windows ----
 
-bool is_continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+bool is_continuation(char c) {
+  return (static_cast<unsigned char>(c) & 0xC0) == 0x80;
+}
 
 struct Collected {
   std::vector<std::string> lines;
-  std::uint64_t end = 0;  // file position after the last collected line
+  std::uint64_t end = 0; // file position after the last collected line
   bool cut = false;
   bool has_nul = false;
 };
@@ -784,7 +790,7 @@ Collected collect_lines(int fd, std::uint64_t pos, std::uint64_t size, const Fil
     pos += i;
   }
   if (in_line && pos >= size && c.lines.size() < req.limit) {
-    finish_line(size);  // a last line without a newline
+    finish_line(size); // a last line without a newline
   }
   return c;
 }
@@ -817,7 +823,7 @@ std::uint64_t find_tail_start(int fd, std::uint64_t size, std::uint64_t back, st
   if (::pread(fd, &last, 1, static_cast<off_t>(size - 1)) != 1) {
     last = 0;
   }
-  std::uint64_t pos = last == '\n' ? size - 1 : size;  // the final newline ends the last line
+  std::uint64_t pos = last == '\n' ? size - 1 : size; // the final newline ends the last line
   char buf[64 * 1024];
   while (pos > 0) {
     std::uint64_t len = std::min<std::uint64_t>(sizeof buf, pos);
@@ -838,7 +844,7 @@ std::uint64_t find_tail_start(int fd, std::uint64_t size, std::uint64_t back, st
     }
     pos = at;
   }
-  ++found;  // the first line of the file
+  ++found; // the first line of the file
   return 0;
 }
 

@@ -13,7 +13,7 @@ namespace smcp::exec {
 
 struct LocalHostOptions {
   std::string name = "local";
-  std::string jobs_root;  // where durable jobs keep their directories (created on demand)
+  std::string jobs_root; // where durable jobs keep their directories (created on demand)
   std::string shell = "/bin/bash";
   std::chrono::milliseconds kill_grace{3000};
   // A durable job's output file stops growing here (a marker says so; the rest is discarded).

@@ -85,7 +85,7 @@ bool end_session(pid_t sid, int signal, std::chrono::milliseconds grace, pid_t e
     for (pid_t p : members) {
       ::kill(p, sig);
       if (sig != SIGKILL && sig != SIGCONT) {
-        ::kill(p, SIGCONT);  // a stopped process would never see the signal
+        ::kill(p, SIGCONT); // a stopped process would never see the signal
       }
     }
     return !members.empty();

@@ -23,7 +23,8 @@ bool arg_bool(const json& args, const char* name, bool fallback) {
   return it != args.end() && it->is_boolean() ? it->get<bool>() : fallback;
 }
 
-mcp::ToolResult guarded(const std::string& tool, const std::string& host, const std::function<mcp::ToolResult()>& body) {
+mcp::ToolResult guarded(const std::string& tool, const std::string& host,
+                        const std::function<mcp::ToolResult()>& body) {
   try {
     return body();
   } catch (const exec::HostError& e) {

@@ -29,7 +29,7 @@ std::shared_ptr<exec::Host> HostRegistry::get(const std::string& requested) {
   if (m_factory) {
     auto factory = m_factory;
     lock.unlock();
-    auto host = factory(name);  // may be slow (ssh -G); not under the lock
+    auto host = factory(name); // may be slow (ssh -G); not under the lock
     lock.lock();
     if (host) {
       auto [it, inserted] = m_hosts.emplace(name, host);

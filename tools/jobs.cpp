@@ -77,22 +77,22 @@ struct JobManager::Job {
   state::JobRecord rec;
   RingBuffer ring;
   std::shared_ptr<exec::Host> host;
-  std::string note;          // why the status is what it is (unreachable host, ...)
-  bool complete = false;     // durable: the end was seen and all output after it was read
+  std::string note;      // why the status is what it is (unreachable host, ...)
+  bool complete = false; // durable: the end was seen and all output after it was read
 
   // Durable jobs: one refresh at a time, so a chunk is never appended twice.
   std::mutex refresh_mutex;
 
   // Attached jobs (foreground runs in this process).
   bool attached = false;
-  bool done = false;         // the runner returned
-  bool persisted = false;    // recorded in the store (promoted or truncated)
+  bool done = false;      // the runner returned
+  bool persisted = false; // recorded in the store (promoted or truncated)
   std::stop_source stop;
   int spill_fd = -1;
   std::string last_line;
   std::unique_ptr<StreamCapture> out, err;
   bool timed_out = false;
-  std::optional<exec::HostError> error;  // the runner could not run the command
+  std::optional<exec::HostError> error; // the runner could not run the command
 
   ~Job() {
     if (spill_fd >= 0) {
@@ -137,7 +137,7 @@ public:
   // Called with job.m held: writes what the ring has so far, then follows the stream.
   static void open_spill_locked(Job& job, const JobOptions& options) {
     if (job.spill_fd >= 0 || !job.rec.spill_path.empty() || options.spill_dir.empty()) {
-      return;  // already spilling (or spilled and closed)
+      return; // already spilling (or spilled and closed)
     }
     std::error_code ec;
     std::filesystem::create_directories(options.spill_dir, ec);
@@ -277,8 +277,8 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
   }).detach();
 
   std::stop_callback on_stop(stop, [job] { job->stop.request_stop(); });
-  const auto promote_at = m_options.promote_after.count() > 0 ? started + m_options.promote_after
-                                                               : Clock::time_point::max();
+  const auto promote_at =
+      m_options.promote_after.count() > 0 ? started + m_options.promote_after : Clock::time_point::max();
   std::string last_reported;
   std::unique_lock lock(job->m);
   while (!job->done) {
@@ -295,7 +295,7 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
       continue;
     }
     if (Clock::now() >= promote_at && !stop.stop_requested()) {
-      break;  // promote
+      break; // promote
     }
   }
   // A command the host could not run at all surfaces as the host's error.
@@ -426,7 +426,8 @@ std::shared_ptr<JobManager::Job> JobManager::find(const std::string& id) {
     if (fd >= 0) {
       off_t end = ::lseek(fd, 0, SEEK_END);
       std::uint64_t size = end > 0 ? static_cast<std::uint64_t>(end) : 0;
-      std::uint64_t from = std::max<std::uint64_t>(rec->cursor, size > m_options.ring_bytes ? size - m_options.ring_bytes : 0);
+      std::uint64_t from =
+          std::max<std::uint64_t>(rec->cursor, size > m_options.ring_bytes ? size - m_options.ring_bytes : 0);
       if (from < size) {
         std::string buf(static_cast<std::size_t>(size - from), '\0');
         ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(from));
@@ -451,7 +452,7 @@ void JobManager::refresh(Job& job) {
       return;
     }
     if (job.complete) {
-      return;  // the job ended and its final output was read
+      return; // the job ended and its final output was read
     }
   }
   std::lock_guard refresh_lock(job.refresh_mutex);
@@ -526,9 +527,9 @@ void JobManager::refresh(Job& job) {
 OutputAnswer JobManager::output(const OutputQuery& q, std::stop_token stop) {
   auto job = find(q.bash_id);
   const auto deadline = Clock::now() + q.wait;
-  std::uint64_t scan = 0;  // stream offset up to which lines were checked for the wait condition
-  bool matched = false;       // `until` matched a line
-  bool filtered_new = false;  // a line passed the filter
+  std::uint64_t scan = 0;    // stream offset up to which lines were checked for the wait condition
+  bool matched = false;      // `until` matched a line
+  bool filtered_new = false; // a line passed the filter
   for (;;) {
     refresh(*job);
     std::unique_lock lock(job->m);
@@ -572,18 +573,18 @@ OutputAnswer JobManager::output(const OutputQuery& q, std::stop_token stop) {
         });
         if (!text.empty() && text.back() != '\n' && !out.empty() && out.back() == '\n' &&
             q.filter->search(last_line(text))) {
-          out.pop_back();  // the job ended without a final newline: keep the text as written
+          out.pop_back(); // the job ended without a final newline: keep the text as written
         }
       } else {
         out = std::move(text);
       }
       if (out.size() > m_options.max_output_chars) {
-        std::string where = job->rec.durable ? "full output: remote_file_read {file_path: \"" + job->rec.job_dir +
-                                                   "/output\", host: \"" + job->rec.host + "\"}"
-                                             : (job->rec.spill_path.empty()
-                                                    ? std::string("not kept")
-                                                    : "full output: remote_file_read {file_path: \"" +
-                                                          job->rec.spill_path + "\", host: \"local\"}");
+        std::string where = job->rec.durable
+                                ? "full output: remote_file_read {file_path: \"" + job->rec.job_dir +
+                                      "/output\", host: \"" + job->rec.host + "\"}"
+                                : (job->rec.spill_path.empty() ? std::string("not kept")
+                                                               : "full output: remote_file_read {file_path: \"" +
+                                                                     job->rec.spill_path + "\", host: \"local\"}");
         out = middle_cut(out, m_options.max_output_chars, where);
         a.truncated = true;
       }
@@ -706,8 +707,7 @@ std::size_t JobManager::expire() {
   if (m_options.retention.count() <= 0) {
     return 0;
   }
-  const auto cutoff =
-      now_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(m_options.retention).count();
+  const auto cutoff = now_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(m_options.retention).count();
   std::size_t removed = 0;
   for (const auto& rec : m_store.list_jobs(1000000)) {
     if (rec.status == "running" || rec.status == "unreachable" || rec.ended_at_ms == 0 || rec.ended_at_ms > cutoff) {

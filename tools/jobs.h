@@ -25,16 +25,16 @@
 namespace smcp::tools {
 
 struct JobOptions {
-  std::size_t ring_bytes = 8 * 1024 * 1024;   // per job, in memory (about 80k lines of a training log)
-  std::size_t max_output_chars = 30000;       // per stream of a foreground answer; per output answer
-  std::chrono::milliseconds promote_after{55000};  // a foreground command still running then becomes a job; 0: never
-  std::chrono::milliseconds poll_interval{100};    // how often a waiting read looks for new output
-  std::chrono::milliseconds sweep_interval{2000};  // how often running jobs are checked for their end
-  std::chrono::milliseconds kill_grace{3000};      // TERM -> KILL
+  std::size_t ring_bytes = 8 * 1024 * 1024;       // per job, in memory (about 80k lines of a training log)
+  std::size_t max_output_chars = 30000;           // per stream of a foreground answer; per output answer
+  std::chrono::milliseconds promote_after{55000}; // a foreground command still running then becomes a job; 0: never
+  std::chrono::milliseconds poll_interval{100};   // how often a waiting read looks for new output
+  std::chrono::milliseconds sweep_interval{2000}; // how often running jobs are checked for their end
+  std::chrono::milliseconds kill_grace{3000};     // TERM -> KILL
   std::chrono::milliseconds progress_interval{500};
-  std::chrono::hours retention{24 * 7};  // ended jobs older than this are removed with their files; 0: keep
+  std::chrono::hours retention{24 * 7}; // ended jobs older than this are removed with their files; 0: keep
 
-  std::string spill_dir;  // where the server keeps the full output of foreground commands
+  std::string spill_dir; // where the server keeps the full output of foreground commands
 };
 
 struct ForegroundResult {
@@ -49,7 +49,7 @@ struct ForegroundResult {
   std::uint64_t stdout_bytes = 0;
   std::uint64_t stderr_bytes = 0;
   bool truncated = false;
-  std::string spill_path;  // the full combined output when truncated or promoted (on the server)
+  std::string spill_path; // the full combined output when truncated or promoted (on the server)
   std::int64_t duration_ms = 0;
 };
 
@@ -61,28 +61,28 @@ struct OutputQuery {
 };
 
 struct OutputAnswer {
-  state::JobRecord job;  // status/exit_code/signal are current
+  state::JobRecord job; // status/exit_code/signal are current
   std::string output;
   std::uint64_t skipped_lines = 0;
   std::uint64_t dropped_bytes = 0;
-  bool truncated = false;   // cut to max_output_chars
-  bool matched = false;     // `until` matched a new line
-  std::uint64_t cursor = 0; // stream offset after this read
-  std::uint64_t total_bytes = 0;  // bytes the job has written so far (as far as known)
+  bool truncated = false;        // cut to max_output_chars
+  bool matched = false;          // `until` matched a new line
+  std::uint64_t cursor = 0;      // stream offset after this read
+  std::uint64_t total_bytes = 0; // bytes the job has written so far (as far as known)
   std::string note;
 };
 
 struct KillAnswer {
   state::JobRecord job;
-  bool signalled = false;  // we sent a signal (the job was running)
-  bool verified = false;   // no process of the job remains
+  bool signalled = false; // we sent a signal (the job was running)
+  bool verified = false;  // no process of the job remains
   std::string note;
 };
 
 class JobManager {
 public:
   JobManager(HostRegistry& hosts, state::StateStore& store, JobOptions options);
-  ~JobManager();  // ends foreground runs still attached to this process
+  ~JobManager(); // ends foreground runs still attached to this process
   JobManager(const JobManager&) = delete;
   JobManager& operator=(const JobManager&) = delete;
 
@@ -116,11 +116,11 @@ private:
   struct Job;
   class ForegroundSink;
 
-  std::shared_ptr<Job> find(const std::string& id);  // memory, then the store
-  void refresh(Job& job);                            // pulls new output and state from the host
+  std::shared_ptr<Job> find(const std::string& id); // memory, then the store
+  void refresh(Job& job);                           // pulls new output and state from the host
   void finish_attached(Job& job, const exec::ExitInfo& info, const std::optional<exec::HostError>& error);
   void persist(Job& job);
-  std::vector<std::shared_ptr<Job>> live_durable_jobs();  // running or unreachable
+  std::vector<std::shared_ptr<Job>> live_durable_jobs(); // running or unreachable
   void sweep_loop(std::stop_token stop);
   std::string new_id();
   std::int64_t now_ms() const;

@@ -56,7 +56,8 @@ mcp::Tool make_remote_bash_kill_tool(ToolEnv& env) {
       std::string text = it->is_string() ? it->get<std::string>() : std::to_string(it->get<long long>());
       auto parsed = exec::parse_signal(text);
       if (!parsed) {
-        throw mcp::InvalidArgument("signal", "unknown signal '" + text + "'; use a name like TERM, INT, KILL, HUP or a number 1-64");
+        throw mcp::InvalidArgument("signal", "unknown signal '" + text +
+                                                 "'; use a name like TERM, INT, KILL, HUP or a number 1-64");
       }
       sig = *parsed;
     }
@@ -73,14 +74,9 @@ mcp::Tool make_remote_bash_kill_tool(ToolEnv& env) {
         removed = true;
       }
       json out = {
-          {"bash_id", a.job.id},
-          {"status", a.job.status},
-          {"exit_code", job["exit_code"]},
-          {"signal", job["signal"]},
-          {"signalled", a.signalled},
-          {"verified", a.verified},
-          {"removed", removed},
-          {"host", a.job.host},
+          {"bash_id", a.job.id},     {"status", a.job.status},   {"exit_code", job["exit_code"]},
+          {"signal", job["signal"]}, {"signalled", a.signalled}, {"verified", a.verified},
+          {"removed", removed},      {"host", a.job.host},
       };
       if (!a.note.empty()) {
         out["note"] = a.note;

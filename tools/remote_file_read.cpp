@@ -74,7 +74,7 @@ mcp::Tool make_remote_file_read_tool(ToolEnv& env) {
         content += '\n';
         ++n;
         if (n == 0) {
-          n = 1;  // never happens for windows counted from the end (they stop at -1)
+          n = 1; // never happens for windows counted from the end (they stop at -1)
         }
       }
       json out = {

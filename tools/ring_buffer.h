@@ -84,7 +84,7 @@ public:
 private:
   std::size_t m_capacity;
   std::string m_buf;
-  std::size_t m_head = 0;  // once full: physical index of the oldest byte (= next write position)
+  std::size_t m_head = 0; // once full: physical index of the oldest byte (= next write position)
   std::size_t m_size = 0;
   std::uint64_t m_end = 0;
 };

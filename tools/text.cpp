@@ -3,7 +3,9 @@
 namespace smcp::tools {
 
 namespace {
-bool is_continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+bool is_continuation(char c) {
+  return (static_cast<unsigned char>(c) & 0xC0) == 0x80;
+}
 } // namespace
 
 std::size_t utf8_prefix_length(std::string_view s, std::size_t n) {

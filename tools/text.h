@@ -17,8 +17,7 @@ std::size_t utf8_suffix_start(std::string_view s, std::size_t i);
 std::string middle_cut(std::string_view s, std::size_t max, std::string_view where_full);
 
 // Calls fn(line) for each '\n'-terminated line (newline excluded) and for a final partial line.
-template <typename Fn>
-void for_each_line(std::string_view text, Fn&& fn) {
+template <typename Fn> void for_each_line(std::string_view text, Fn&& fn) {
   while (!text.empty()) {
     auto nl = text.find('\n');
     if (nl == std::string_view::npos) {

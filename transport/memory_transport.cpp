@@ -44,19 +44,29 @@ private:
 MemoryConnection::MemoryConnection(EndpointFactory& factory)
     : m_sink(std::make_shared<Sink>()), m_endpoint(factory.open(m_sink)) {}
 
-MemoryConnection::~MemoryConnection() { close(); }
+MemoryConnection::~MemoryConnection() {
+  close();
+}
 
-void MemoryConnection::send(std::string_view raw) { m_endpoint->receive(raw, m_sink); }
+void MemoryConnection::send(std::string_view raw) {
+  m_endpoint->receive(raw, m_sink);
+}
 
 void MemoryConnection::send_oversized(std::size_t bytes, std::size_t limit) {
   m_endpoint->receive_oversized(bytes, limit, m_sink);
 }
 
-std::optional<std::string> MemoryConnection::next(std::chrono::milliseconds timeout) { return m_sink->next(timeout); }
+std::optional<std::string> MemoryConnection::next(std::chrono::milliseconds timeout) {
+  return m_sink->next(timeout);
+}
 
-std::size_t MemoryConnection::pending() const { return m_sink->pending(); }
+std::size_t MemoryConnection::pending() const {
+  return m_sink->pending();
+}
 
-std::size_t MemoryConnection::ends() const { return m_sink->ends(); }
+std::size_t MemoryConnection::ends() const {
+  return m_sink->ends();
+}
 
 void MemoryConnection::close() {
   if (!m_closed) {

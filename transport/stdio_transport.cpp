@@ -55,8 +55,8 @@ int StdioTransport::run(EndpointFactory& factory) {
   auto endpoint = factory.open(sink);
 
   std::string line;
-  bool discarding = false;    // inside an oversized line
-  std::size_t discarded = 0;  // bytes of the oversized line so far
+  bool discarding = false;   // inside an oversized line
+  std::size_t discarded = 0; // bytes of the oversized line so far
   char buf[64 * 1024];
   int rc = 0;
 
@@ -117,7 +117,7 @@ int StdioTransport::run(EndpointFactory& factory) {
   if (discarding) {
     endpoint->receive_oversized(discarded, m_options.max_message_bytes, sink);
   } else if (!line.empty()) {
-    deliver(line);  // a last message without its newline
+    deliver(line); // a last message without its newline
   }
   spdlog::info("stdio: end of input, shutting down");
   endpoint->close();

@@ -30,8 +30,7 @@ public:
   // those requests (progress, logs), go to `reply`; reply->end() follows the last of them.
   virtual void receive(std::string_view raw, std::shared_ptr<MessageSink> reply) = 0;
   // The transport refused an inbound message larger than its limit; answer with an error.
-  virtual void receive_oversized(std::size_t bytes, std::size_t limit,
-                                 std::shared_ptr<MessageSink> reply) = 0;
+  virtual void receive_oversized(std::size_t bytes, std::size_t limit, std::shared_ptr<MessageSink> reply) = 0;
   // Negotiated protocol version, empty before initialize.
   virtual std::string protocol_version() const = 0;
   // The connection ended: cancel in-flight work and wait (bounded) for it to stop.

@@ -15,8 +15,8 @@
 namespace smcp::app {
 
 struct AppConfig {
-  std::string state_dir;     // holds state.db, jobs/ and spill/
-  std::string default_host;  // empty: SSH_HOST if set, else "local"
+  std::string state_dir;    // holds state.db, jobs/ and spill/
+  std::string default_host; // empty: SSH_HOST if set, else "local"
   tools::JobOptions jobs;
   std::chrono::milliseconds kill_grace{3000};
 };
@@ -40,7 +40,7 @@ private:
   std::unique_ptr<state::StateStore> m_store;
   tools::HostRegistry m_hosts;
   std::unique_ptr<tools::JobManager> m_jobs;
-  std::unique_ptr<tools::ToolEnv> m_env;  // the tools keep a reference to it: it lives as long as the App
+  std::unique_ptr<tools::ToolEnv> m_env; // the tools keep a reference to it: it lives as long as the App
   std::shared_ptr<mcp::ToolRegistry> m_registry;
   std::shared_ptr<mcp::Server> m_server;
 };

@@ -44,9 +44,9 @@ int main(int argc, char** argv) {
 
   // 2. throughput
   const long long flood = 1000LL * 1000 * 1000;
-  auto job = client.call("remote_bash", {{"command", "head -c " + std::to_string(flood) +
-                                                         " /dev/zero | tr '\\0' 'x' | fold -w 127"},
-                                         {"run_in_background", true}});
+  auto job = client.call("remote_bash",
+                         {{"command", "head -c " + std::to_string(flood) + " /dev/zero | tr '\\0' 'x' | fold -w 127"},
+                          {"run_in_background", true}});
   std::string id = job["bash_id"];
   auto t0 = Clock::now();
   json out;
@@ -59,16 +59,15 @@ int main(int argc, char** argv) {
   long long total = out["total_bytes"];
   std::printf("background output: %lld MB written and followed in %.2f s = %.0f MB/s (ring dropped %s of it, "
               "returned %lld KB to the reader)\n",
-              total / 1000000, secs, static_cast<double>(total) / 1e6 / secs,
-              "most", returned / 1000);
+              total / 1000000, secs, static_cast<double>(total) / 1e6 / secs, "most", returned / 1000);
   long rss_flood = rss_kb(client.pid());
 
   // 3. memory per job
   long rss0 = rss_kb(client.pid());
   std::vector<std::string> ids;
   for (int i = 0; i < 200; ++i) {
-    auto j = client.call("remote_bash", {{"command", "echo job " + std::to_string(i) + "; sleep 30"},
-                                         {"run_in_background", true}});
+    auto j = client.call("remote_bash",
+                         {{"command", "echo job " + std::to_string(i) + "; sleep 30"}, {"run_in_background", true}});
     ids.push_back(j["bash_id"]);
   }
   for (const auto& jid : ids) {

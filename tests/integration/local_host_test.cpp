@@ -83,8 +83,8 @@ std::size_t rss_kb() {
 class LocalHostTest : public ::testing::Test {
 protected:
   void SetUp() override {
-    dir = std::filesystem::temp_directory_path() /
-          ("smcp-local-" + std::to_string(::getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir = std::filesystem::temp_directory_path() / ("smcp-local-" + std::to_string(::getpid()) + "-" +
+                                                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     LocalHostOptions o;
@@ -234,7 +234,7 @@ TEST_F(LocalHostTest, DurableJobOutlivesItsHostObjectAndIsKilledAsATree) {
   CommandSpec spec;
   spec.command = "sh -c 'sleep 1000.4646 & sleep 1000.4646' & echo ready; wait";
   JobRef ref = host->start_job(spec, "bash_t2", (dir / "jobs" / "bash_t2").string());
-  host.reset();  // "the server restarts": a new host object knows the job only by its record
+  host.reset(); // "the server restarts": a new host object knows the job only by its record
   LocalHostOptions o;
   o.jobs_root = (dir / "jobs").string();
   host = make_local_host(o);
@@ -283,8 +283,10 @@ TEST_F(LocalHostTest, DurableJobOutputIsCappedWithMarkers) {
   EXPECT_EQ(st.exit_code, 0) << "the job is not disturbed by the cap";
   std::string out = host->read_job(ref, 0, 1 << 20).data;
   EXPECT_EQ(out.substr(0, 1000), std::string(1000, 'y'));
-  EXPECT_NE(out.find("[sandbox-mcp: output cap of 1000 bytes reached; further output is discarded]"), std::string::npos);
-  EXPECT_NE(out.find("[sandbox-mcp: 4006 bytes of output were discarded after the cap]"), std::string::npos) << out.substr(1000);
+  EXPECT_NE(out.find("[sandbox-mcp: output cap of 1000 bytes reached; further output is discarded]"),
+            std::string::npos);
+  EXPECT_NE(out.find("[sandbox-mcp: 4006 bytes of output were discarded after the cap]"), std::string::npos)
+      << out.substr(1000);
   EXPECT_LT(out.size(), 1200u);
 }
 

@@ -24,7 +24,7 @@ public:
   };
   std::vector<Chunk> run_output;
   exec::ExitInfo run_result{0, std::nullopt, false, false};
-  bool block_until_released = false;  // run() waits for release() or stop
+  bool block_until_released = false; // run() waits for release() or stop
   void release();
 
   // ---- durable jobs, driven by the test ----
@@ -50,7 +50,7 @@ public:
   void remove_job(const exec::JobRef& job) override;
   exec::FileWindow read_file(const exec::FileReadRequest& request) override;
 
-  exec::FileWindow file_window;  // what read_file returns
+  exec::FileWindow file_window; // what read_file returns
 
 private:
   struct FakeJob {

@@ -20,8 +20,8 @@ using testing::FakeHost;
 class JobsTest : public ::testing::Test {
 protected:
   void SetUp() override {
-    dir = std::filesystem::temp_directory_path() /
-          ("smcp-jobs-" + std::to_string(::getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir = std::filesystem::temp_directory_path() / ("smcp-jobs-" + std::to_string(::getpid()) + "-" +
+                                                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     store = state::open_sqlite_store((dir / "state.db").string());
@@ -152,7 +152,8 @@ TEST_F(JobsTest, ProgressReportsTheLatestLine) {
     std::this_thread::sleep_for(150ms);
     host->release();
   });
-  manager().run("", spec("train"), "", [&](const std::string& l) { lines.push_back(l); }, std::stop_token());
+  manager().run(
+      "", spec("train"), "", [&](const std::string& l) { lines.push_back(l); }, std::stop_token());
   releaser.join();
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.front(), "epoch 2 loss 0.4");
@@ -194,7 +195,7 @@ TEST_F(JobsTest, RingDropsOldOutputAndCountsIt) {
   for (int i = 0; i < 1000; ++i) {
     lots += "0123456789\n";
   }
-  host->job_append(rec.id, lots);  // 11000 bytes, more than the ring holds
+  host->job_append(rec.id, lots); // 11000 bytes, more than the ring holds
   host->job_finish(rec.id, {exec::JobState::Phase::exited, 0, 0});
   const std::size_t ring = manager().options().ring_bytes;
   ASSERT_LT(ring, lots.size());
@@ -292,10 +293,10 @@ TEST_F(JobsTest, RestartedManagerContinuesFromTheSavedCursor) {
   auto rec = manager().start("", spec("train"), "");
   host->job_append(rec.id, "one\ntwo\n");
   EXPECT_EQ(read(rec.id).output, "one\ntwo\n");
-  jobs.reset();  // the server goes away; the job keeps running on the host
+  jobs.reset(); // the server goes away; the job keeps running on the host
   host->job_append(rec.id, "three\n");
   host->job_finish(rec.id, {exec::JobState::Phase::exited, 0, 0});
-  auto r = read(rec.id);  // a new manager over the same store
+  auto r = read(rec.id); // a new manager over the same store
   EXPECT_EQ(r.output, "three\n");
   EXPECT_EQ(r.job.status, "exited");
   EXPECT_EQ(r.job.exit_code, 0);
@@ -320,7 +321,7 @@ TEST_F(JobsTest, RetentionRemovesOnlyOldEndedJobs) {
   read(old_job.id);
   read(fresh.id);
   auto rec = *store->get_job(old_job.id);
-  rec.ended_at_ms -= 2 * 3600 * 1000;  // ended two hours ago
+  rec.ended_at_ms -= 2 * 3600 * 1000; // ended two hours ago
   store->put_job(rec);
   EXPECT_EQ(manager().expire(), 1u);
   EXPECT_FALSE(store->get_job(old_job.id));

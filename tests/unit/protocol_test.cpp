@@ -155,7 +155,8 @@ TEST_F(ProtocolTest, InitializeWithUnknownVersionAnswersLatest) {
 }
 
 TEST_F(ProtocolTest, InitializeWithoutProtocolVersionIsInvalidParamsNamingIt) {
-  json r = call({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"}, {"params", {{"capabilities", json::object()}}}});
+  json r =
+      call({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"}, {"params", {{"capabilities", json::object()}}}});
   EXPECT_EQ(r["error"]["code"], error_code::invalid_params);
   EXPECT_NE(r["error"]["message"].get<std::string>().find("protocolVersion"), std::string::npos);
   // The session is still usable: a proper initialize works afterwards.
@@ -164,7 +165,8 @@ TEST_F(ProtocolTest, InitializeWithoutProtocolVersionIsInvalidParamsNamingIt) {
 
 TEST_F(ProtocolTest, SecondInitializeIsRejected) {
   initialize();
-  json r = call({{"jsonrpc", "2.0"}, {"id", 9}, {"method", "initialize"}, {"params", {{"protocolVersion", "2025-11-25"}}}});
+  json r =
+      call({{"jsonrpc", "2.0"}, {"id", 9}, {"method", "initialize"}, {"params", {{"protocolVersion", "2025-11-25"}}}});
   EXPECT_EQ(r["error"]["code"], error_code::invalid_request);
   EXPECT_EQ(r["id"], 9);
 }
@@ -200,14 +202,11 @@ TEST_F(ProtocolTest, InvalidRequestsGetMinus32600) {
     const char* raw;
     json id;
   };
-  for (const Case& c : {Case{R"({"jsonrpc":"1.0","id":1,"method":"ping"})", 1},
-                        Case{R"({"id":2,"method":"ping"})", 2},
-                        Case{R"({"jsonrpc":"2.0","id":3})", 3},
-                        Case{R"({"jsonrpc":"2.0","id":4,"method":42})", 4},
+  for (const Case& c : {Case{R"({"jsonrpc":"1.0","id":1,"method":"ping"})", 1}, Case{R"({"id":2,"method":"ping"})", 2},
+                        Case{R"({"jsonrpc":"2.0","id":3})", 3}, Case{R"({"jsonrpc":"2.0","id":4,"method":42})", 4},
                         Case{R"({"jsonrpc":"2.0","id":null,"method":"ping"})", nullptr},
                         Case{R"({"jsonrpc":"2.0","id":1.5,"method":"ping"})", nullptr},
-                        Case{R"("just a string")", nullptr},
-                        Case{R"(17)", nullptr}}) {
+                        Case{R"("just a string")", nullptr}, Case{R"(17)", nullptr}}) {
     conn->send(c.raw);
     json r = parse(conn->next());
     EXPECT_EQ(r["error"]["code"], error_code::invalid_request) << c.raw;
@@ -268,18 +267,19 @@ TEST_F(ProtocolTest, ArgumentErrorsNameTheField) {
     json args;
     std::string needle;
   };
-  for (const Case& c : {Case{{{"text", 5}}, "'text' must be string"},
-                        Case{json::object(), "missing required field 'text'"},
-                        Case{{{"text", "x"}, {"colour", "red"}}, "unknown field 'colour'"},
-                        Case{{{"text", "x"}, {"times", 0}}, "'times' must be >= 1"},
-                        Case{{{"text", "x"}, {"times", 1.5}}, "'times' must be integer"}}) {
+  for (const Case& c :
+       {Case{{{"text", 5}}, "'text' must be string"}, Case{json::object(), "missing required field 'text'"},
+        Case{{{"text", "x"}, {"colour", "red"}}, "unknown field 'colour'"},
+        Case{{{"text", "x"}, {"times", 0}}, "'times' must be >= 1"},
+        Case{{{"text", "x"}, {"times", 1.5}}, "'times' must be integer"}}) {
     json r = call(tool_call(1, "echo", c.args));
     ASSERT_TRUE(r.contains("error")) << c.args;
     EXPECT_EQ(r["error"]["code"], error_code::invalid_params) << c.args;
     EXPECT_NE(r["error"]["message"].get<std::string>().find(c.needle), std::string::npos)
         << r["error"]["message"] << " should contain " << c.needle;
   }
-  json r = call({{"jsonrpc", "2.0"}, {"id", 2}, {"method", "tools/call"}, {"params", {{"name", "echo"}, {"arguments", "x"}}}});
+  json r = call(
+      {{"jsonrpc", "2.0"}, {"id", 2}, {"method", "tools/call"}, {"params", {{"name", "echo"}, {"arguments", "x"}}}});
   EXPECT_EQ(r["error"]["code"], error_code::invalid_params);
   r = call({{"jsonrpc", "2.0"}, {"id", 3}, {"method", "tools/call"}, {"params", {{"arguments", json::object()}}}});
   EXPECT_EQ(r["error"]["code"], error_code::invalid_params);
@@ -330,7 +330,7 @@ TEST_F(ProtocolTest, ProgressNotificationsArriveInOrderBeforeTheResponse) {
     EXPECT_EQ(n["params"]["progress"], i);
     EXPECT_EQ(n["params"]["message"], "step " + std::to_string(i));
   }
-  json log = parse(conn->next());  // default threshold is warning: the warning is sent
+  json log = parse(conn->next()); // default threshold is warning: the warning is sent
   EXPECT_EQ(log["method"], "notifications/message");
   EXPECT_EQ(log["params"]["level"], "warning");
   json r = parse(conn->next());
@@ -438,8 +438,8 @@ TEST_F(ProtocolTest, StdioRefusesTenMegabyteLineAndKeepsServing) {
     ::close(out[1]);
   });
   std::thread writer([&] {
-    std::string big = R"({"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":")" + std::string(10 * 1024 * 1024, 'x') +
-                      "\"}}\n";
+    std::string big =
+        R"({"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":")" + std::string(10 * 1024 * 1024, 'x') + "\"}}\n";
     std::string rest = R"({"jsonrpc":"2.0","id":2,"method":"ping"})"
                        "\n";
     for (const std::string* s : {&big, &rest}) {

@@ -44,7 +44,7 @@ TEST(RingBuffer, KeepsTheNewestBytesWithAbsoluteOffsets) {
   ring.append("hello");
   EXPECT_EQ(ring.start(), 0u);
   EXPECT_EQ(ring.read(0, 5), "hello");
-  ring.append(" world!");  // 12 bytes in all, 10 kept
+  ring.append(" world!"); // 12 bytes in all, 10 kept
   EXPECT_EQ(ring.start(), 2u);
   EXPECT_EQ(ring.end(), 12u);
   EXPECT_EQ(ring.read(0, 100), "llo world!");
@@ -54,7 +54,7 @@ TEST(RingBuffer, KeepsTheNewestBytesWithAbsoluteOffsets) {
   }
   EXPECT_EQ(ring.end(), 12u + 1300u);
   EXPECT_EQ(ring.read(ring.start(), ring.end()), "3456789abc");
-  ring.append("XY");  // wraps around inside the buffer
+  ring.append("XY"); // wraps around inside the buffer
   EXPECT_EQ(ring.read(ring.start(), ring.end()), "56789abcXY");
   EXPECT_EQ(ring.read(ring.end() - 3, ring.end()), "cXY");
   EXPECT_LE(ring.memory(), 32u) << "memory stays bounded";
@@ -68,7 +68,7 @@ TEST(RingBuffer, KeepsTheNewestBytesWithAbsoluteOffsets) {
 TEST(Text, MiddleCutKeepsHeadAndTailOnUtf8Boundaries) {
   std::string s;
   for (int i = 0; i < 100; ++i) {
-    s += "é";  // 2 bytes each
+    s += "é"; // 2 bytes each
   }
   std::string cut = tools::middle_cut(s, 21, "see file");
   EXPECT_EQ(cut.find("é"), 0u);
