@@ -988,9 +988,8 @@ private:
   // ------------------------------------------------------------------ handlers
   void handle_with_body(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader) {
     const bool mcp = req.path == m_options.path;
-    const bool admitted = mcp && admit(req, res, true);
     const Accepts accepts = parse_accept(req);
-    bool keep = admitted && req.method == "POST";
+    const bool keep = mcp && req.method == "POST";
 
     // Read (or drain) the body within the limit. A body over the limit is read to its end and
     // discarded, so that the connection stays usable.
@@ -1024,7 +1023,7 @@ private:
       set_error(res, 404, k_code_transport, "Not Found: the MCP endpoint is " + m_options.path);
       return;
     }
-    if (!admitted) {
+    if (!admit(req, res, true)) {
       return;
     }
     if (req.method == "DELETE") {
