@@ -736,6 +736,7 @@ struct Collected {
 // Reads up to `limit` lines starting at file position `pos`.
 Collected collect_lines(int fd, std::uint64_t pos, std::uint64_t size, const FileReadRequest& req) {
   Collected c;
+  c.end = pos;  // an empty window (at the end of the file) has nothing after it
   std::string current;
   std::uint64_t current_len = 0;
   std::size_t total = 0;

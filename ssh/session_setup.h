@@ -1,0 +1,72 @@
+// Setting up one SSH session: TCP connect (TCP_NODELAY), handshake, host key verification against
+// known_hosts and authentication (agent, then identity files). These steps run in blocking mode on
+// a short-lived worker thread, so a slow handshake never stalls the channels of the host's event
+// loop; the ready session is then switched to non-blocking mode and handed to the loop.
+// Internal to ssh/: only pool.cpp and session_setup.cpp include libssh2.h.
+#pragma once
+
+#include "sandbox/exec.h"
+#include "ssh/ssh_config.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+struct _LIBSSH2_SESSION;
+
+namespace smcp::ssh {
+
+enum class HostKeyPolicy { strict, accept_new, off };
+std::string policy_name(HostKeyPolicy policy);
+std::optional<HostKeyPolicy> parse_policy(std::string_view name);
+
+// Where the passphrase of an encrypted identity file comes from (first one set wins).
+struct PassphraseSource {
+  std::string command; // run with /bin/sh -c; the key file is $1; its stdout (first line) is used
+  std::string env;     // name of an environment variable
+  std::string file;    // a file holding the passphrase
+  bool empty() const { return command.empty() && env.empty() && file.empty(); }
+};
+
+struct SetupOptions {
+  std::string host_name; // the alias the agent uses, for messages
+  HostKeyPolicy policy = HostKeyPolicy::accept_new;
+  PassphraseSource passphrase;
+  std::chrono::milliseconds timeout{15000}; // handshake + authentication
+  int keepalive_interval_s = 30;
+  std::atomic<std::int64_t>* last_rx_ms = nullptr; // set by the receive callback (steady clock)
+};
+
+struct SetupFailure {
+  exec::HostError::Kind kind = exec::HostError::Kind::unreachable;
+  std::string message;
+  bool retryable = false; // e.g. dropped by sshd's MaxStartups during the handshake
+};
+
+struct SetupResult {
+  _LIBSSH2_SESSION* session = nullptr; // non-blocking, authenticated; null on failure
+  std::optional<SetupFailure> failure;
+};
+
+void libssh2_global_init();
+
+// Connects a non-blocking TCP socket with TCP_NODELAY and SO_KEEPALIVE. Returns -1 and fills
+// `failure` on error.
+int tcp_connect(const std::string& host, int port, std::chrono::milliseconds timeout, SetupFailure& failure);
+
+// Handshake, host key check and authentication over the connected socket `fd` (not owned).
+SetupResult setup_session(int fd, const SshTarget& target, const SetupOptions& options);
+
+// Frees a session (channels included) without waiting on the network: `polite` sends a
+// disconnect message first; a socket `fd` given is shut down so open channels need no answer.
+void free_session(_LIBSSH2_SESSION* session, int fd, bool polite);
+
+// "SHA256:base64" of a key blob, as ssh-keygen -l prints it.
+std::string sha256_fingerprint(const unsigned char* blob, std::size_t len);
+
+// Monotonic milliseconds (the clock of SetupOptions::last_rx_ms).
+std::int64_t steady_ms();
+
+} // namespace smcp::ssh

@@ -1,0 +1,218 @@
+// The pure building blocks of the SSH host: quoting (checked by round trips through a real sh and
+// perl), the supervisor record filter, `ssh -G` parsing, ProxyJump specs and Host pattern scans.
+#include "sandbox/local_host.h"
+#include "ssh/quote.h"
+#include "ssh/remote_scripts.h"
+#include "ssh/ssh_config.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace smcp::ssh {
+namespace {
+
+const std::vector<std::string> k_nasty = {
+    "",
+    "plain",
+    "it's",
+    "''",
+    "'\\''",
+    "a b  c",
+    "$HOME `id` $(id) ${x:-y}",
+    "back\\slash\\\\",
+    "new\nline\n",
+    "tab\there",
+    "semi; rm -rf /tmp/nothing && echo || true",
+    "*?[a-z]{1,2}~",
+    "unicode: é ü 日本 🚀",
+    "\"double\" 'single' \"mixed'\"",
+    "-n",
+    "!bang !! !$",
+    std::string("\x01\x02\x1e\x7f", 4),
+};
+
+std::string run_sh(const std::string& script) {
+  ProcessResult r = run_process({"/bin/sh", "-c", script}, std::chrono::seconds(10));
+  EXPECT_EQ(r.status, 0) << r.err;
+  return r.out;
+}
+
+TEST(SshQuote, ShQuoteWrapsInSingleQuotes) {
+  EXPECT_EQ(sh_quote(""), "''");
+  EXPECT_EQ(sh_quote("abc"), "'abc'");
+  EXPECT_EQ(sh_quote("it's"), "'it'\\''s'");
+  EXPECT_EQ(sh_quote("'"), "''\\'''");
+}
+
+TEST(SshQuote, ShQuoteRoundTripsThroughARealShell) {
+  for (const auto& s : k_nasty) {
+    EXPECT_EQ(run_sh("printf '%s' " + sh_quote(s)), s) << "input: " << s;
+    // Also as one word among others (no splitting, no globbing).
+    EXPECT_EQ(run_sh("set -- x " + sh_quote(s) + " y; printf '%s|' \"$#\" \"$2\""), "3|" + s + "|");
+  }
+}
+
+TEST(SshQuote, NestedQuotingRoundTrips) {
+  for (const auto& s : k_nasty) {
+    std::string inner = "printf '%s' " + sh_quote(s);
+    EXPECT_EQ(run_sh("sh -c " + sh_quote(inner)), s) << "input: " << s;
+  }
+}
+
+TEST(SshQuote, PerlQuoteRoundTripsThroughPerl) {
+  if (!std::filesystem::exists("/usr/bin/perl")) {
+    GTEST_SKIP() << "perl is not installed";
+  }
+  for (const auto& s : k_nasty) {
+    ProcessResult r = run_process({"/usr/bin/perl", "-e", "print " + perl_quote(s) + ";"}, std::chrono::seconds(10));
+    EXPECT_EQ(r.out, s) << "input: " << s << " err: " << r.err;
+  }
+  EXPECT_EQ(perl_quote("a'b\\c"), "'a\\'b\\\\c'");
+}
+
+TEST(SshQuote, ShellIdentifiers) {
+  EXPECT_TRUE(is_shell_identifier("PATH"));
+  EXPECT_TRUE(is_shell_identifier("_x1"));
+  EXPECT_FALSE(is_shell_identifier("1x"));
+  EXPECT_FALSE(is_shell_identifier("A-B"));
+  EXPECT_FALSE(is_shell_identifier(""));
+  EXPECT_FALSE(is_shell_identifier("A B"));
+  EXPECT_TRUE(contains_nul(std::string("a\0b", 3)));
+  EXPECT_FALSE(contains_nul("ab"));
+}
+
+TEST(SshMarkerFilter, RemovesRecordsWhateverTheChunking) {
+  const std::string nonce = "0123abcd";
+  const std::string stream =
+      "err1\n\x1e" + nonce + " sid 42 43\npartial line\x1e" + nonce + " exit 3\nafter\x1eother\x1e" + nonce;
+  const std::string expected_text = "err1\npartial lineafter\x1eother\x1e" + nonce;
+  for (std::size_t chunk = 1; chunk <= stream.size(); ++chunk) {
+    MarkerFilter f(nonce);
+    std::string out;
+    for (std::size_t i = 0; i < stream.size(); i += chunk) {
+      out += f.feed(std::string_view(stream).substr(i, chunk));
+    }
+    out += f.flush();
+    EXPECT_EQ(out, expected_text) << "chunk " << chunk;
+    auto records = f.take_records();
+    ASSERT_EQ(records.size(), 2u) << "chunk " << chunk;
+    SupervisorReport rep;
+    for (const auto& r : records) {
+      apply_record(r, rep);
+    }
+    EXPECT_EQ(rep.sid, 42);
+    EXPECT_EQ(rep.supervisor_pid, 43);
+    EXPECT_EQ(rep.exit_code, 3);
+  }
+}
+
+TEST(SshMarkerFilter, SignalRecords) {
+  SupervisorReport rep;
+  apply_record("signal 15", rep);
+  EXPECT_EQ(rep.signal, 15);
+  EXPECT_FALSE(rep.guessed);
+  SupervisorReport guessed;
+  apply_record("signal 9 guessed", guessed);
+  EXPECT_EQ(guessed.signal, 9);
+  EXPECT_TRUE(guessed.guessed);
+  SupervisorReport cwd;
+  apply_record("error cwd", cwd);
+  EXPECT_TRUE(cwd.cwd_missing);
+}
+
+TEST(SshConfig, ParsesSshG) {
+  const char* out = "host gpu1\nhostname 10.0.0.5\nuser alice\nport 2222\n"
+                    "identityfile ~/.ssh/id_ed25519\nidentityfile %d/keys/%r@%h\nidentitiesonly yes\n"
+                    "userknownhostsfile ~/.ssh/known_hosts /tmp/kh2\nglobalknownhostsfile /etc/ssh/ssh_known_hosts\n"
+                    "connecttimeout 7\nserveraliveinterval 15\nserveralivecountmax 4\n"
+                    "proxyjump bastion,bob@j2:2200\nstricthostkeychecking accept-new\nhostkeyalias gpu1-key\n";
+  SshTarget t = parse_ssh_g(out, "gpu1");
+  const std::string home = local_home();
+  EXPECT_EQ(t.alias, "gpu1");
+  EXPECT_EQ(t.hostname, "10.0.0.5");
+  EXPECT_EQ(t.user, "alice");
+  EXPECT_EQ(t.port, 2222);
+  ASSERT_EQ(t.identity_files.size(), 2u);
+  EXPECT_EQ(t.identity_files[0], home + "/.ssh/id_ed25519");
+  EXPECT_EQ(t.identity_files[1], home + "/keys/alice@10.0.0.5");
+  EXPECT_TRUE(t.identities_only);
+  ASSERT_EQ(t.user_known_hosts_files.size(), 2u);
+  EXPECT_EQ(t.user_known_hosts_files[0], home + "/.ssh/known_hosts");
+  EXPECT_EQ(t.user_known_hosts_files[1], "/tmp/kh2");
+  EXPECT_EQ(t.connect_timeout.count(), 7);
+  EXPECT_EQ(t.server_alive_interval, 15);
+  EXPECT_EQ(t.server_alive_count_max, 4);
+  EXPECT_EQ(t.proxy_jump, "bastion,bob@j2:2200");
+  EXPECT_EQ(t.strict_host_key_checking, "accept-new");
+  EXPECT_EQ(t.known_hosts_name(), "gpu1-key");
+  t.host_key_alias.clear();
+  EXPECT_EQ(t.known_hosts_name(), "[10.0.0.5]:2222");
+  t.port = 22;
+  EXPECT_EQ(t.known_hosts_name(), "10.0.0.5");
+  EXPECT_EQ(t.endpoint(), "alice@10.0.0.5:22");
+}
+
+TEST(SshConfig, ProxyJumpSpecs) {
+  auto hops = parse_proxy_jump("bastion, bob@j2:2200,[::1]:22,ssh://carol@j4");
+  ASSERT_EQ(hops.size(), 4u);
+  EXPECT_EQ(hops[0].host, "bastion");
+  EXPECT_EQ(hops[0].port, 0);
+  EXPECT_EQ(hops[1].user, "bob");
+  EXPECT_EQ(hops[1].host, "j2");
+  EXPECT_EQ(hops[1].port, 2200);
+  EXPECT_EQ(hops[2].host, "::1");
+  EXPECT_EQ(hops[2].port, 22);
+  EXPECT_EQ(hops[3].user, "carol");
+  EXPECT_EQ(hops[3].host, "j4");
+  EXPECT_TRUE(parse_proxy_jump("").empty());
+}
+
+TEST(SshConfig, RealSshGResolvesAConfigFile) {
+  if (std::system("command -v ssh >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "the OpenSSH client (ssh) is not installed";
+  }
+  auto dir = std::filesystem::temp_directory_path() / ("smcp-sshg-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "config") << "Host jump\n  HostName 127.0.0.9\n  Port 2201\n  User juser\n"
+                                   "Host target\n  HostName 10.1.2.3\n  ProxyJump jump\n  Port 2202\n"
+                                   "  IdentityFile "
+                                << (dir / "key").string() << "\n";
+  ResolveOptions o;
+  o.config_file = (dir / "config").string();
+  SshTarget t = resolve_target("target", o);
+  EXPECT_EQ(t.hostname, "10.1.2.3");
+  EXPECT_EQ(t.port, 2202);
+  ASSERT_EQ(t.jumps.size(), 1u);
+  EXPECT_EQ(t.jumps[0].alias, "jump");
+  EXPECT_EQ(t.jumps[0].hostname, "127.0.0.9");
+  EXPECT_EQ(t.jumps[0].port, 2201);
+  EXPECT_EQ(t.jumps[0].user, "juser");
+  ASSERT_FALSE(t.identity_files.empty());
+  EXPECT_EQ(t.identity_files[0], (dir / "key").string());
+  EXPECT_THROW(resolve_target("-oProxyCommand=x", o), exec::HostError);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SshConfig, LiteralHostPatternsFollowIncludes) {
+  auto dir = std::filesystem::temp_directory_path() / ("smcp-hosts-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir / "conf.d");
+  std::ofstream(dir / "config") << "# comment\nHost gpu1 gpu2 *.corp !bad\n  HostName x\n"
+                                   "Include conf.d/*.conf\nhost=\"quoted one\"\nMatch host foo\n";
+  std::ofstream(dir / "conf.d" / "a.conf") << "Host inc1\nHost inc? inc2\n";
+  auto names = literal_host_patterns((dir / "config").string(), dir.string());
+  EXPECT_EQ(names, (std::set<std::string>{"gpu1", "gpu2", "inc1", "inc2", "quoted one"}));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SshPaths, ExpandHome) {
+  EXPECT_EQ(expand_home("~", "/home/a"), "/home/a");
+  EXPECT_EQ(expand_home("~/x/y", "/home/a"), "/home/a/x/y");
+  EXPECT_EQ(expand_home("/abs", "/home/a"), "/abs");
+  EXPECT_EQ(expand_home("~bob/x", "/home/a"), "~bob/x");
+  EXPECT_EQ(expand_home("rel", "/home/a"), "rel");
+}
+
+} // namespace
+} // namespace smcp::ssh
