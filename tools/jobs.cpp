@@ -280,6 +280,7 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
   const auto promote_at =
       m_options.promote_after.count() > 0 ? started + m_options.promote_after : Clock::time_point::max();
   std::string last_reported;
+  auto last_report_at = started;
   std::unique_lock lock(job->m);
   while (!job->done) {
     auto next = std::min(promote_at, Clock::now() + m_options.progress_interval);
@@ -287,14 +288,21 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
     if (job->done) {
       break;
     }
-    if (on_progress && job->last_line != last_reported) {
+    const auto now = Clock::now();
+    if (on_progress && (job->last_line != last_reported || now - last_report_at >= m_options.heartbeat_interval)) {
+      // The newest line, or a heartbeat so clients that reset their timeout on progress keep waiting.
+      std::string message =
+          job->last_line != last_reported
+              ? job->last_line
+              : "still running after " +
+                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - started).count()) + " s";
       last_reported = job->last_line;
+      last_report_at = now;
       lock.unlock();
-      on_progress(last_reported);
+      on_progress(message);
       lock.lock();
-      continue;
     }
-    if (Clock::now() >= promote_at && !stop.stop_requested()) {
+    if (now >= promote_at && !stop.stop_requested()) {
       break; // promote
     }
   }
@@ -530,6 +538,7 @@ OutputAnswer JobManager::output(const OutputQuery& q, std::stop_token stop) {
   std::uint64_t scan = 0;    // stream offset up to which lines were checked for the wait condition
   bool matched = false;      // `until` matched a line
   bool filtered_new = false; // a line passed the filter
+  auto last_heartbeat = Clock::now();
   for (;;) {
     refresh(*job);
     std::unique_lock lock(job->m);
@@ -604,6 +613,14 @@ OutputAnswer JobManager::output(const OutputQuery& q, std::stop_token stop) {
         }
       }
       return a;
+    }
+    if (q.on_progress && Clock::now() - last_heartbeat >= m_options.heartbeat_interval) {
+      last_heartbeat = Clock::now();
+      std::string message = "waiting on " + q.bash_id + " (" + job->rec.status + ", " +
+                            std::to_string(job->ring.end()) + " bytes written so far)";
+      lock.unlock();
+      q.on_progress(message);
+      lock.lock();
     }
     auto wake = std::min(deadline, Clock::now() + m_options.poll_interval);
     std::stop_callback wake_on_stop(stop, [&job] { job->cv.notify_all(); });

@@ -32,6 +32,9 @@ struct JobOptions {
   std::chrono::milliseconds sweep_interval{2000}; // how often running jobs are checked for their end
   std::chrono::milliseconds kill_grace{3000};     // TERM -> KILL
   std::chrono::milliseconds progress_interval{500};
+  // While a call waits, progress notifications (for callers that sent a progressToken) come at
+  // least this often, so clients that reset their request timeout on progress keep waiting.
+  std::chrono::milliseconds heartbeat_interval{10000};
   std::chrono::hours retention{24 * 7}; // ended jobs older than this are removed with their files; 0: keep
 
   std::string spill_dir; // where the server keeps the full output of foreground commands
@@ -58,6 +61,7 @@ struct OutputQuery {
   const Regex* filter = nullptr;
   const Regex* until = nullptr;
   std::chrono::milliseconds wait{0};
+  std::function<void(const std::string&)> on_progress; // heartbeats while waiting
 };
 
 struct OutputAnswer {

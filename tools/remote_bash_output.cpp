@@ -80,6 +80,9 @@ mcp::Tool make_remote_bash_output_tool(ToolEnv& env) {
     q.filter = filter ? &*filter : nullptr;
     q.until = until ? &*until : nullptr;
     q.wait = std::chrono::milliseconds(arg_int(args, "wait_ms", 0));
+    if (ctx.wants_progress()) {
+      q.on_progress = [&ctx](const std::string& message) { ctx.progress(message); };
+    }
     return guarded("remote_bash_output", "", [&]() -> mcp::ToolResult {
       OutputAnswer a = env.jobs.output(q, ctx.stop_token());
       json job = job_json(a.job);

@@ -49,6 +49,12 @@ exec::ExitInfo FakeHost::run(const exec::CommandSpec& spec, exec::OutputSink& si
   }
   if (block_until_released) {
     std::unique_lock lock(m_mutex);
+    for (int tick = 1; chatter.count() > 0 && !m_released && !stop.stop_requested(); ++tick) {
+      lock.unlock();
+      sink.on_output(exec::Stream::out, "tick " + std::to_string(tick) + "\n");
+      lock.lock();
+      m_cv.wait_for(lock, stop, chatter, [&] { return m_released; });
+    }
     m_cv.wait(lock, stop, [&] { return m_released; });
     if (stop.stop_requested() && !m_released) {
       exec::ExitInfo killed;

@@ -24,7 +24,8 @@ public:
   };
   std::vector<Chunk> run_output;
   exec::ExitInfo run_result{0, std::nullopt, false, false};
-  bool block_until_released = false; // run() waits for release() or stop
+  bool block_until_released = false;    // run() waits for release() or stop
+  std::chrono::milliseconds chatter{0}; // while blocked, print "tick N" lines this often
   void release();
 
   // ---- durable jobs, driven by the test ----

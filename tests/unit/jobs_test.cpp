@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -157,6 +158,45 @@ TEST_F(JobsTest, ProgressReportsTheLatestLine) {
   releaser.join();
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.front(), "epoch 2 loss 0.4");
+}
+
+TEST_F(JobsTest, ChattyCommandIsStillPromoted) {
+  options.promote_after = 300ms;
+  host->block_until_released = true;
+  host->chatter = 5ms;
+  std::vector<std::string> lines;
+  auto r = manager().run(
+      "", spec("chatty"), "", [&](const std::string& m) { lines.push_back(m); }, std::stop_token());
+  EXPECT_TRUE(r.running) << "promotion must not wait for the output to go quiet";
+  ASSERT_GE(lines.size(), 3u);
+  EXPECT_EQ(lines.back().rfind("tick ", 0), 0u);
+  host->release();
+}
+
+TEST_F(JobsTest, SilentForegroundCommandGetsHeartbeats) {
+  options.promote_after = 300ms;
+  options.heartbeat_interval = 50ms;
+  host->block_until_released = true;
+  std::vector<std::string> messages;
+  auto r = manager().run(
+      "", spec("quiet"), "", [&](const std::string& m) { messages.push_back(m); }, std::stop_token());
+  EXPECT_TRUE(r.running);
+  ASSERT_GE(messages.size(), 2u);
+  EXPECT_NE(messages.back().find("still running after"), std::string::npos) << messages.back();
+  host->release();
+}
+
+TEST_F(JobsTest, WaitingReadSendsHeartbeats) {
+  options.heartbeat_interval = 30ms;
+  auto rec = manager().start("", spec("quiet"), "");
+  std::vector<std::string> beats;
+  OutputQuery q;
+  q.bash_id = rec.id;
+  q.wait = 200ms;
+  q.on_progress = [&](const std::string& m) { beats.push_back(m); };
+  manager().output(q, std::stop_token());
+  ASSERT_GE(beats.size(), 2u);
+  EXPECT_NE(beats.front().find("waiting on " + rec.id), std::string::npos);
 }
 
 TEST_F(JobsTest, BackgroundReadsReturnOnlyWhatIsNew) {
