@@ -370,6 +370,12 @@ public:
     return m_delivered;
   }
 
+  // Whether a writer starting at `cursor` would have nothing to send, ever.
+  bool exhausted_at(std::uint64_t cursor) const {
+    std::lock_guard lock(m_mutex);
+    return m_finished && cursor >= m_next_seq;
+  }
+
   // Whether `seq` names an event this stream has issued.
   bool issued(std::uint64_t seq) const {
     std::lock_guard lock(m_mutex);
@@ -1325,14 +1331,15 @@ private:
       return;
     }
     if (completed) {
-      // Everything of that stream was delivered: nothing to replay, nothing will come.
+      // Everything of that stream was delivered: nothing to replay, nothing will come. The response
+      // stays open (idle) rather than ending at once, which clients would answer by reconnecting.
       stream = std::make_shared<SseStream>(index, 1);
       stream->finish();
       respond_sse(res, session, stream, 0, true);
       return;
     }
     spdlog::debug("http: session {}... resumes stream {} after event {}", session->id.substr(0, 8), index, seq);
-    respond_sse(res, session, stream, seq + 1, false);
+    respond_sse(res, session, stream, seq + 1, stream->exhausted_at(seq + 1));
   }
 
   void handle_delete(const httplib::Request& req, httplib::Response& res) {
