@@ -1,0 +1,313 @@
+// Load generator for the Streamable HTTP transport (tests/bench/http_load.sh): N clients, each
+// with its own MCP session and keep-alive connection, send requests back to back for a fixed
+// time; prints requests/s and latency percentiles. First it opens idle sessions (they stay open
+// during the runs) and reports the server's resident memory before and after.
+//   http_load PORT SERVER_PID [SECONDS_PER_RUN] [IDLE_SESSIONS] [TOKEN]
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+int g_port = 0;
+std::string g_token;
+
+// One keep-alive HTTP/1.1 connection; requests are sent one at a time.
+class Connection {
+public:
+  Connection() {
+    m_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(g_port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(m_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
+    }
+    int one = 1;
+    ::setsockopt(m_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~Connection() { ::close(m_fd); }
+
+  struct Response {
+    int status = 0;
+    std::string session;
+    std::string body;
+  };
+
+  Response post(const std::string& session, const std::string& body, const char* method = "POST") {
+    std::string req = std::string(method) + " /mcp HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(g_port) +
+                      "\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n";
+    if (!session.empty()) {
+      req += "Mcp-Session-Id: " + session + "\r\nMCP-Protocol-Version: 2025-11-25\r\n";
+    }
+    if (!g_token.empty()) {
+      req += "Authorization: Bearer " + g_token + "\r\n";
+    }
+    req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    for (std::size_t sent = 0; sent < req.size();) {
+      ssize_t n = ::send(m_fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) {
+        throw std::runtime_error("send failed");
+      }
+      sent += static_cast<std::size_t>(n);
+    }
+    return read_response();
+  }
+
+private:
+  void fill() {
+    char buf[65536];
+    ssize_t n = ::recv(m_fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+      throw std::runtime_error("connection closed");
+    }
+    m_buf.append(buf, static_cast<std::size_t>(n));
+  }
+
+  Response read_response() {
+    Response r;
+    std::size_t end;
+    while ((end = m_buf.find("\r\n\r\n")) == std::string::npos) {
+      fill();
+    }
+    std::string head = m_buf.substr(0, end);
+    m_buf.erase(0, end + 4);
+    r.status = std::stoi(head.substr(9, 3));
+    std::size_t length = 0;
+    bool chunked = false;
+    std::istringstream lines(head);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (!line.empty() && line.back() == '\r') {
+        line.pop_back();
+      }
+      auto colon = line.find(':');
+      if (colon == std::string::npos) {
+        continue;
+      }
+      std::string name = line.substr(0, colon);
+      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+      std::string value = line.substr(colon + 2);
+      if (name == "content-length") {
+        length = std::stoul(value);
+      } else if (name == "transfer-encoding") {
+        chunked = value == "chunked";
+      } else if (name == "mcp-session-id") {
+        r.session = value;
+      }
+    }
+    if (!chunked) {
+      while (m_buf.size() < length) {
+        fill();
+      }
+      r.body = m_buf.substr(0, length);
+      m_buf.erase(0, length);
+      return r;
+    }
+    for (;;) {
+      std::size_t crlf;
+      while ((crlf = m_buf.find("\r\n")) == std::string::npos) {
+        fill();
+      }
+      std::size_t size = std::stoul(m_buf.substr(0, crlf), nullptr, 16);
+      while (m_buf.size() < crlf + 2 + size + 2) {
+        fill();
+      }
+      r.body += m_buf.substr(crlf + 2, size);
+      m_buf.erase(0, crlf + 2 + size + 2);
+      if (size == 0) {
+        return r;
+      }
+    }
+  }
+
+  int m_fd;
+  std::string m_buf;
+};
+
+std::string open_session(Connection& c) {
+  json init = {{"jsonrpc", "2.0"},
+               {"id", 1},
+               {"method", "initialize"},
+               {"params",
+                {{"protocolVersion", "2025-11-25"},
+                 {"capabilities", json::object()},
+                 {"clientInfo", {{"name", "http_load"}, {"version", "1"}}}}}};
+  auto r = c.post("", init.dump());
+  if (r.status != 200 || r.session.empty()) {
+    throw std::runtime_error("initialize failed: HTTP " + std::to_string(r.status) + " " + r.body);
+  }
+  c.post(r.session, R"({"jsonrpc":"2.0","method":"notifications/initialized"})");
+  return r.session;
+}
+
+struct Op {
+  const char* name;
+  std::string body;
+  const char* expect; // a substring of a good answer
+};
+
+struct RunResult {
+  double seconds = 0;
+  std::vector<double> latencies_ms;
+  long errors = 0;
+};
+
+RunResult run(const Op& op, int clients, double seconds) {
+  std::vector<std::unique_ptr<Connection>> conns;
+  std::vector<std::string> sessions;
+  for (int i = 0; i < clients; ++i) {
+    conns.push_back(std::make_unique<Connection>());
+    sessions.push_back(open_session(*conns.back()));
+  }
+  std::vector<std::vector<double>> lat(static_cast<std::size_t>(clients));
+  std::atomic<long> errors{0};
+  std::atomic<bool> go{false};
+  const auto warmup = std::chrono::milliseconds(500);
+  Clock::time_point start, stop;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < clients; ++i) {
+    threads.emplace_back([&, i] {
+      while (!go.load()) {
+        std::this_thread::yield();
+      }
+      auto& mine = lat[static_cast<std::size_t>(i)];
+      for (;;) {
+        auto t0 = Clock::now();
+        if (t0 >= stop) {
+          break;
+        }
+        try {
+          auto r = conns[static_cast<std::size_t>(i)]->post(sessions[static_cast<std::size_t>(i)], op.body);
+          auto t1 = Clock::now();
+          if (r.status != 200 || r.body.find(op.expect) == std::string::npos) {
+            ++errors;
+          } else if (t0 >= start) {
+            mine.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+          }
+        } catch (const std::exception&) {
+          ++errors;
+          return;
+        }
+      }
+    });
+  }
+  start = Clock::now() + warmup;
+  stop = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  go = true;
+  for (auto& t : threads) {
+    t.join();
+  }
+  RunResult result;
+  result.seconds = seconds;
+  result.errors = errors.load();
+  for (auto& v : lat) {
+    result.latencies_ms.insert(result.latencies_ms.end(), v.begin(), v.end());
+  }
+  std::sort(result.latencies_ms.begin(), result.latencies_ms.end());
+  for (std::size_t i = 0; i < conns.size(); ++i) {
+    conns[i]->post(sessions[i], "", "DELETE");
+  }
+  return result;
+}
+
+double percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) {
+    return 0;
+  }
+  auto i = static_cast<std::size_t>(p / 100.0 * static_cast<double>(sorted.size() - 1) + 0.5);
+  return sorted[std::min(i, sorted.size() - 1)];
+}
+
+long rss_kib(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::stol(line.substr(6));
+    }
+  }
+  return -1;
+}
+
+int threads_of(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) {
+      return std::stoi(line.substr(8));
+    }
+  }
+  return -1;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::cerr << "usage: http_load PORT SERVER_PID [SECONDS_PER_RUN] [IDLE_SESSIONS] [TOKEN]\n";
+    return 2;
+  }
+  g_port = std::stoi(argv[1]);
+  const int pid = std::stoi(argv[2]);
+  const double seconds = argc > 3 ? std::stod(argv[3]) : 5.0;
+  const int idle_sessions = argc > 4 ? std::stoi(argv[4]) : 1000;
+  g_token = argc > 5 ? argv[5] : "";
+
+  const std::vector<Op> ops = {
+      {"tools/list", R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})", "\"tools\""},
+      {"remote_bash true",
+       R"({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"remote_bash","arguments":{"command":"true"}}})",
+       "\"exit_code\":0"},
+  };
+  // Idle sessions: initialize + initialized, then nothing.
+  const long before = rss_kib(pid);
+  {
+    Connection c;
+    for (int i = 0; i < idle_sessions; ++i) {
+      open_session(c);
+    }
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const long after = rss_kib(pid);
+  std::printf("idle sessions: %d; server RSS %.1f MiB before, %.1f MiB after (+%.1f KiB per session); threads %d\n",
+              idle_sessions, static_cast<double>(before) / 1024.0, static_cast<double>(after) / 1024.0,
+              static_cast<double>(after - before) / std::max(1, idle_sessions), threads_of(pid));
+
+  std::printf("%-18s %8s %10s %9s %9s %9s %9s %7s\n", "request", "clients", "req/s", "p50 ms", "p99 ms", "max ms",
+              "requests", "errors");
+  for (const auto& op : ops) {
+    for (int clients : {1, 16, 64}) {
+      RunResult r = run(op, clients, seconds);
+      std::printf("%-18s %8d %10.0f %9.2f %9.2f %9.2f %9zu %7ld\n", op.name, clients,
+                  static_cast<double>(r.latencies_ms.size()) / r.seconds, percentile(r.latencies_ms, 50),
+                  percentile(r.latencies_ms, 99), r.latencies_ms.empty() ? 0.0 : r.latencies_ms.back(),
+                  r.latencies_ms.size(), r.errors);
+      std::fflush(stdout);
+    }
+  }
+  std::printf("server threads after the runs: %d\n", threads_of(pid));
+
+  return 0;
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# HTTP load benchmark (issue 4): builds a Release tree, starts `sandbox-mcp serve --http` on a free
+# loopback port and drives it with tests/bench/http_load (a second process: N clients, each with its
+# own MCP session and keep-alive connection, requests back to back). First it opens 1,000 idle
+# sessions (kept open during the runs) and prints the server RSS before and after; then requests/s
+# and p50/p99 latency for tools/list and for remote_bash `true` with 1, 16 and 64 concurrent clients.
+#   tests/bench/http_load.sh [SECONDS_PER_RUN (default 5)] [IDLE_SESSIONS (default 1000)]
+# Environment: SMCP_BUILD_DIR (default build-release). Not part of ctest. Client and server share
+# the machine's cores, so the figures are a floor for a separate client machine.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+seconds="${1:-5}"
+idle="${2:-1000}"
+build_dir="$(SMCP_BUILD_TYPE=Release SMCP_BUILD_DIR="${SMCP_BUILD_DIR:-$root/build-release}" "$root/scripts/build.sh" | tail -n 1)"
+bin="$build_dir/mcp-server/app/sandbox-mcp"
+work="$(mktemp -d "${TMPDIR:-/tmp}/smcp-bench-http.XXXXXX")"
+pid=""
+cleanup() {
+  if [[ -n "$pid" ]]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$bin" serve --http 127.0.0.1:0 --state-dir "$work/state" --max-sessions $((idle + 1000)) \
+  --log-level info 2>"$work/server.log" &
+pid=$!
+port=""
+for _ in $(seq 1 100); do
+  port="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$work/server.log" | head -n 1 | sed 's/.*://')" || true
+  [[ -n "$port" ]] && break
+  sleep 0.1
+done
+[[ -n "$port" ]] || { echo "server did not start:"; cat "$work/server.log"; exit 1; }
+echo "sandbox-mcp $("$bin" --version | awk '{print $2}') at http://127.0.0.1:$port/mcp (pid $pid); $(nproc) cores;" \
+     "${seconds}s per run after 0.5s warm-up"
+"$build_dir/tests/bench/http_load" "$port" "$pid" "$seconds" "$idle"
