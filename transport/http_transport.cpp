@@ -121,13 +121,26 @@ bool is_json_content_type(const httplib::Request& req) {
   return trim(std::string_view(type).substr(0, type.find(';'))) == "application/json";
 }
 
-// The name part of a Host header or of an origin's authority, lower-cased; IPv6 keeps brackets.
+// The name part of a Host header or of an origin's authority ("name[:port]"), lower-cased; IPv6
+// keeps its brackets. Empty when the authority is malformed (e.g. a port that is not a number).
 std::string authority_name(std::string_view authority) {
+  std::string_view name = authority, port;
   if (!authority.empty() && authority.front() == '[') {
     auto close = authority.find(']');
-    return lower(authority.substr(0, close == std::string_view::npos ? authority.size() : close + 1));
+    if (close == std::string_view::npos) {
+      return "";
+    }
+    name = authority.substr(0, close + 1);
+    port = authority.substr(close + 1);
+  } else if (auto colon = authority.find(':'); colon != std::string_view::npos) {
+    name = authority.substr(0, colon);
+    port = authority.substr(colon);
   }
-  return lower(authority.substr(0, authority.find(':')));
+  if (!port.empty() &&
+      (port.front() != ':' || port.size() > 6 || port.find_first_not_of("0123456789", 1) != std::string_view::npos)) {
+    return "";
+  }
+  return lower(name);
 }
 
 bool is_loopback_name(const std::string& name) {
