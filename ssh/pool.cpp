@@ -358,7 +358,9 @@ struct SshPool::Core : std::enable_shared_from_this<SshPool::Core> {
   std::vector<std::unique_ptr<ConnectRequest>> connects;
   int workers = 0;
   int next_id = 1;
-  bool again = false; // something changed: loop again without sleeping
+  bool again = false;       // something changed: loop again without sleeping
+  int peak_channels = 0;    // most channels the server accepted at once on one session
+  int learned_channels = 0; // the server's MaxSessions as learned from refusals (0: none seen)
   std::uint64_t n_connects = 0, n_calls = 0;
   std::string last_error;
   std::int64_t last_error_at = 0;
@@ -671,7 +673,7 @@ void SshPool::Core::handle_done(ConnectDone& done) {
   c->s = done.session;
   c->fd = done.fd;
   c->last_rx = std::move(done.last_rx);
-  c->max_channels = opt.limits.max_channels_per_session;
+  c->max_channels = learned_channels > 0 ? learned_channels : opt.limits.max_channels_per_session;
   c->via = pump;
   if (pump) {
     pump->claimed = false;
@@ -695,8 +697,8 @@ void SshPool::Core::handle_done(ConnectDone& done) {
 void SshPool::Core::connect_failed(ConnectRequest& req, const SetupFailure& failure) {
   if (failure.retryable && req.attempt < opt.limits.handshake_attempts) {
     int delay = 50 * (1 << std::min(req.attempt, 6)) + static_cast<int>(rng() % 100);
-    spdlog::debug("ssh {}: handshake attempt {} failed ({}); retrying in {} ms", opt.name, req.attempt, failure.message,
-                  delay);
+    spdlog::info("ssh {}: handshake attempt {} failed ({}); retrying in {} ms", opt.name, req.attempt, failure.message,
+                 delay);
     ++req.attempt;
     req.st = ConnectRequest::St::waiting;
     req.not_before = Clock::now() + milliseconds(delay);
@@ -827,11 +829,18 @@ SshPool::Core::Outcome SshPool::Core::step_op(Op& op, bool& progress, std::strin
         }
         if (e == LIBSSH2_ERROR_CHANNEL_FAILURE) {
           // The server refuses more channels on this session (MaxSessions): remember its limit.
-          int limit = std::max(1, static_cast<int>(c.ops.size()) - 1);
+          int open = static_cast<int>(
+              std::count_if(c.ops.begin(), c.ops.end(), [](const auto& o) { return o->ch != nullptr; }));
+          // (A channel just closed may still count on the server for a moment: never go below the
+          // most channels it ever accepted at once on one session.)
+          int limit = std::max({1, open, peak_channels});
           if (limit < c.max_channels) {
-            spdlog::info("ssh {}: the server allows {} channels per session (MaxSessions); using that", opt.name,
-                         limit);
+            if (learned_channels != limit) {
+              spdlog::info("ssh {}: the server allows {} channels per session (MaxSessions); using that", opt.name,
+                           limit);
+            }
             c.max_channels = limit;
+            learned_channels = limit;
           }
           if (++op.requeues > k_max_requeues) {
             op.finish(HostError(Kind::refused, opt.name + " refused to open a channel: " + session_error(s)));
@@ -843,6 +852,9 @@ SshPool::Core::Outcome SshPool::Core::step_op(Op& op, bool& progress, std::strin
       }
       op.st = Op::St::exec;
       progress = true;
+      peak_channels = std::max(
+          peak_channels,
+          static_cast<int>(std::count_if(c.ops.begin(), c.ops.end(), [](const auto& o) { return o->ch != nullptr; })));
       break;
     }
     case Op::St::exec: {

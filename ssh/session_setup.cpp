@@ -211,16 +211,6 @@ std::optional<SetupFailure> verify_host_key(LIBSSH2_SESSION* s, const SshTarget&
   const int lookup_port = t.host_key_alias.empty() ? t.port : -1;
   const std::string presented_b64 = base64_encode(reinterpret_cast<const unsigned char*>(key), len);
 
-  if (o.policy == HostKeyPolicy::off) {
-    std::lock_guard lock(warned_mutex());
-    if (warned_off_hosts().insert(o.host_name).second) {
-      spdlog::warn("!!! host key checking is OFF for {} ({}): accepting {} key {} without verification. Anyone "
-                   "who can intercept this connection can impersonate the host. Set host_key_policy to "
-                   "accept-new or strict in the sandbox-mcp config. !!!",
-                   o.host_name, kh_name, type_name, fp);
-    }
-    return std::nullopt;
-  }
   for (const auto& f : files) {
     if (std::find(f.revoked.begin(), f.revoked.end(), presented_b64) != f.revoked.end()) {
       return SetupFailure{Kind::refused,
@@ -255,6 +245,17 @@ std::optional<SetupFailure> verify_host_key(LIBSSH2_SESSION* s, const SshTarget&
             "the change is expected, remove the old key with `ssh-keygen -R " +
             q(kh_name) + " -f " + q(mismatch_file->path) + "` and connect again (the new key will be recorded).",
         false};
+  }
+  if (o.policy == HostKeyPolicy::off) {
+    // Unknown keys are accepted without recording them; a known, different key was refused above.
+    std::lock_guard lock(warned_mutex());
+    if (warned_off_hosts().insert(o.host_name).second) {
+      spdlog::warn("!!! host key checking is OFF for {} ({}): accepting the unknown {} key {} without "
+                   "verification. Anyone who can intercept this connection can impersonate the host. Set "
+                   "host_key_policy to accept-new or strict in the sandbox-mcp config. !!!",
+                   o.host_name, kh_name, type_name, fp);
+    }
+    return std::nullopt;
   }
   auto other = known_types(files, lookup_host, lookup_port);
   if (!other.empty()) {
@@ -568,8 +569,14 @@ LIBSSH2_RECV_FUNC(recv_with_timestamp) {
   if (n < 0) {
     return errno == EWOULDBLOCK ? -EAGAIN : -errno;
   }
-  if (n > 0 && abstract && *abstract) {
-    static_cast<std::atomic<std::int64_t>*>(*abstract)->store(steady_ms(), std::memory_order_relaxed);
+  if (n > 0) {
+    // sshd leaves Nagle on for sessions without a pty: each small packet it sends after another
+    // waits for our ACK, which Linux delays up to 40 ms. Acknowledge at once.
+    int one = 1;
+    ::setsockopt(socket, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+    if (abstract && *abstract) {
+      static_cast<std::atomic<std::int64_t>*>(*abstract)->store(steady_ms(), std::memory_order_relaxed);
+    }
   }
   return n;
 }
@@ -699,7 +706,7 @@ SetupResult setup_session(int fd, const SshTarget& t, const SetupOptions& o) {
   libssh2_session_flag(s, LIBSSH2_FLAG_COMPRESS, 0);
 
   std::vector<KnownHostsFile> files;
-  if (o.policy != HostKeyPolicy::off) {
+  {
     std::vector<std::string> paths = t.user_known_hosts_files;
     paths.insert(paths.end(), t.global_known_hosts_files.begin(), t.global_known_hosts_files.end());
     for (const auto& p : paths) {
@@ -724,6 +731,7 @@ SetupResult setup_session(int fd, const SshTarget& t, const SetupOptions& o) {
 
   int rc = libssh2_session_handshake(s, fd);
   if (rc != 0) {
+    files.clear();
     r.failure = SetupFailure{Kind::unreachable,
                              "SSH handshake with " + o.host_name + " (" + t.hostname + ":" + std::to_string(t.port) +
                                  ") failed: " + last_error(s),
@@ -731,12 +739,13 @@ SetupResult setup_session(int fd, const SshTarget& t, const SetupOptions& o) {
     free_session(s, -1, false);
     return r;
   }
-  if (auto f = verify_host_key(s, t, files, o)) {
-    r.failure = std::move(f);
+  auto key_failure = verify_host_key(s, t, files, o);
+  files.clear();  // the collections belong to the session: free them first
+  if (key_failure) {
+    r.failure = std::move(key_failure);
     free_session(s, -1, true);
     return r;
   }
-  files.clear();
   if (auto f = authenticate(s, t, o)) {
     r.failure = std::move(f);
     free_session(s, -1, true);

@@ -8,6 +8,7 @@ void register_tools(mcp::ToolRegistry& registry, ToolEnv& env) {
   registry.add(make_remote_bash_kill_tool(env));
   registry.add(make_remote_bash_list_tool(env));
   registry.add(make_remote_file_read_tool(env));
+  registry.add(make_remote_hosts_tool(env));
   for (auto& tool : make_sandbox_tools(env)) {
     registry.add(std::move(tool));
   }
@@ -26,6 +27,7 @@ std::string server_instructions() {
          "- remote_bash_kill ends a job's whole process tree; remote_bash_list shows jobs.\n"
          "- remote_file_read reads a window of a file (offset -200 = last 200 lines) without pulling the whole "
          "file: use it for big logs.\n"
+         "- remote_hosts lists the hosts (local and SSH) with their connection state; probe: true checks each one.\n"
          "- sandbox_new / sandbox_ls / sandbox_rm / sandbox_attach manage isolated worktree+container sandboxes; "
          "run inside one with remote_bash {sandbox: NAME}.";
 }

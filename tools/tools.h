@@ -20,6 +20,7 @@ mcp::Tool make_remote_bash_output_tool(ToolEnv& env);
 mcp::Tool make_remote_bash_kill_tool(ToolEnv& env);
 mcp::Tool make_remote_bash_list_tool(ToolEnv& env);
 mcp::Tool make_remote_file_read_tool(ToolEnv& env);
+mcp::Tool make_remote_hosts_tool(ToolEnv& env);
 std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env);
 
 void register_tools(mcp::ToolRegistry& registry, ToolEnv& env);

@@ -1,10 +1,14 @@
 #include "mcp-server/app/app.h"
 
+#include "mcp-server/app/config.h"
 #include "sandbox/local_host.h"
+#include "ssh/ssh_config.h"
+#include "ssh/ssh_host.h"
 #include "tools/tools.h"
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -45,15 +49,7 @@ App::App(AppConfig config) : m_config(std::move(config)) {
   local.kill_grace = m_config.kill_grace;
   m_hosts.add(exec::make_local_host(local));
 
-  std::string default_host = m_config.default_host;
-  if (default_host.empty()) {
-    if (const char* ssh_host = std::getenv("SSH_HOST"); ssh_host && *ssh_host) {
-      default_host = ssh_host;
-    }
-  }
-  if (!default_host.empty()) {
-    m_hosts.set_default(default_host);
-  }
+  add_ssh_hosts();
   spdlog::info("default host: {}; state: {}", m_hosts.default_name(), m_config.state_dir);
 
   if (m_config.jobs.spill_dir.empty()) {
@@ -73,5 +69,92 @@ App::App(AppConfig config) : m_config(std::move(config)) {
 }
 
 App::~App() = default;
+
+namespace {
+
+// Which names the agent may use as SSH hosts without listing them in the sandbox-mcp config:
+// those with a literal `Host NAME` block in the ssh config ssh itself reads (so a typo or a
+// made-up name never opens a connection or adds a known_hosts entry).
+bool defined_in_ssh_config(const std::string& name, const FileConfig& fc) {
+  const std::string home = ssh::local_home();
+  if (!fc.ssh_config.empty()) {
+    return ssh::literal_host_patterns(fc.ssh_config, home + "/.ssh").count(name) > 0;
+  }
+  return ssh::literal_host_patterns(home + "/.ssh/config", home + "/.ssh").count(name) > 0 ||
+         ssh::literal_host_patterns("/etc/ssh/ssh_config", "/etc/ssh").count(name) > 0;
+}
+
+ssh::SshHostOptions ssh_options(const std::string& name, const SshHostEntry* entry, const FileConfig& fc,
+                                std::chrono::milliseconds kill_grace) {
+  ssh::SshHostOptions o;
+  o.name = name;
+  o.resolve.ssh_program = fc.ssh_program;
+  o.resolve.config_file = fc.ssh_config;
+  o.host_key_policy = fc.host_key_policy;
+  o.passphrase = fc.passphrase;
+  o.limits = fc.pool;
+  o.kill_grace = kill_grace;
+  if (entry) {
+    if (entry->host_key_policy) {
+      o.host_key_policy = *entry->host_key_policy;
+    }
+    if (entry->max_concurrency) {
+      o.limits.max_concurrency = *entry->max_concurrency;
+    }
+    if (entry->max_sessions) {
+      o.limits.max_sessions = *entry->max_sessions;
+    }
+    if (entry->max_channels_per_session) {
+      o.limits.max_channels_per_session = *entry->max_channels_per_session;
+    }
+    o.jobs_root = entry->jobs_root;
+  }
+  return o;
+}
+
+} // namespace
+
+void App::add_ssh_hosts() {
+  const std::string path = m_config.config_file.empty() ? default_config_path() : m_config.config_file;
+  auto fc = std::make_shared<const FileConfig>(load_config(path));
+  if (!fc->path.empty()) {
+    spdlog::info("configuration: {} ({} SSH host(s), host key policy {})", fc->path, fc->hosts.size(),
+                 ssh::policy_name(fc->host_key_policy));
+  }
+  if (fc->host_key_policy == ssh::HostKeyPolicy::off) {
+    spdlog::warn("!!! host_key_policy is OFF: SSH host keys are not verified; anyone on the network path can "
+                 "impersonate your hosts. !!!");
+  }
+  for (const auto& e : fc->hosts) {
+    m_hosts.add(ssh::make_ssh_host(ssh_options(e.name, &e, *fc, m_config.kill_grace)));
+  }
+  std::string default_host = m_config.default_host;
+  if (default_host.empty()) {
+    if (const char* ssh_host = std::getenv("SSH_HOST"); ssh_host && *ssh_host) {
+      default_host = ssh_host;
+    }
+  }
+  if (default_host.empty()) {
+    default_host = fc->default_host;
+  }
+  if (!default_host.empty()) {
+    m_hosts.set_default(default_host);
+    auto names = m_hosts.names();
+    if (std::find(names.begin(), names.end(), default_host) == names.end()) {
+      // The default host is an explicit choice (SSH_HOST): no Host block is required.
+      m_hosts.add(ssh::make_ssh_host(ssh_options(default_host, nullptr, *fc, m_config.kill_grace)));
+    }
+  }
+  const auto grace = m_config.kill_grace;
+  m_hosts.set_factory([fc, grace](const std::string& name) -> std::shared_ptr<exec::Host> {
+    if (name.empty() || name == "local" || name[0] == '-' || name.find_first_of(" \t\r\n'\"") != std::string::npos) {
+      return nullptr;
+    }
+    if (!fc->allow_unlisted_hosts && !defined_in_ssh_config(name, *fc)) {
+      return nullptr;
+    }
+    return ssh::make_ssh_host(ssh_options(name, nullptr, *fc, grace));
+  });
+}
 
 } // namespace smcp::app

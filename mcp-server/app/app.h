@@ -16,7 +16,8 @@ namespace smcp::app {
 
 struct AppConfig {
   std::string state_dir;    // holds state.db, jobs/ and spill/
-  std::string default_host; // empty: SSH_HOST if set, else "local"
+  std::string default_host; // empty: SSH_HOST if set, else the config file's, else "local"
+  std::string config_file;  // empty: $SANDBOX_MCP_CONFIG or ~/.config/sandbox-mcp/config.json (see config.h)
   tools::JobOptions jobs;
   std::chrono::milliseconds kill_grace{3000};
 };
@@ -36,6 +37,8 @@ public:
   const AppConfig& config() const { return m_config; }
 
 private:
+  void add_ssh_hosts(); // configured SSH hosts, the default host, and the factory for other aliases
+
   AppConfig m_config;
   std::unique_ptr<state::StateStore> m_store;
   tools::HostRegistry m_hosts;

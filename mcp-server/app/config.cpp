@@ -1,0 +1,202 @@
+#include "mcp-server/app/config.h"
+
+#include "ssh/ssh_config.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <stdexcept>
+
+namespace smcp::app {
+
+using nlohmann::json;
+
+namespace {
+
+[[noreturn]] void bad(const std::string& origin, const std::string& what) {
+  throw std::runtime_error("configuration " + origin + ": " + what + " (see docs/ssh.md)");
+}
+
+std::string expand(const std::string& path) {
+  if (path == "~" || path.rfind("~/", 0) == 0) {
+    return ssh::local_home() + path.substr(1);
+  }
+  return path;
+}
+
+void warn_unknown(const json& obj, const std::set<std::string>& known, const std::string& origin,
+                  const std::string& where) {
+  for (const auto& [key, value] : obj.items()) {
+    if (!known.count(key)) {
+      spdlog::warn("configuration {}: unknown key {}{} (ignored)", origin, where, key);
+    }
+  }
+}
+
+std::string get_string(const json& obj, const char* key, const std::string& origin, const std::string& fallback = {}) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) {
+    return fallback;
+  }
+  if (!it->is_string()) {
+    bad(origin, std::string(key) + " must be a string");
+  }
+  return it->get<std::string>();
+}
+
+std::optional<int> get_int(const json& obj, const char* key, const std::string& origin, int min, int max) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) {
+    return std::nullopt;
+  }
+  if (!it->is_number_integer()) {
+    bad(origin, std::string(key) + " must be an integer");
+  }
+  auto v = it->get<long long>();
+  if (v < min || v > max) {
+    bad(origin, std::string(key) + " must be between " + std::to_string(min) + " and " + std::to_string(max));
+  }
+  return static_cast<int>(v);
+}
+
+ssh::HostKeyPolicy get_policy(const json& obj, const std::string& origin, ssh::HostKeyPolicy fallback) {
+  std::string text = get_string(obj, "host_key_policy", origin);
+  if (text.empty()) {
+    return fallback;
+  }
+  auto p = ssh::parse_policy(text);
+  if (!p) {
+    bad(origin, "host_key_policy must be strict, accept-new or off (got '" + text + "')");
+  }
+  return *p;
+}
+
+} // namespace
+
+std::string default_config_path() {
+  if (const char* p = std::getenv("SANDBOX_MCP_CONFIG"); p && *p) {
+    return p;
+  }
+  if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg && *xdg) {
+    return std::string(xdg) + "/sandbox-mcp/config.json";
+  }
+  return ssh::local_home() + "/.config/sandbox-mcp/config.json";
+}
+
+FileConfig parse_config(const json& doc, const std::string& origin) {
+  FileConfig c;
+  c.path = origin;
+  if (!doc.is_object()) {
+    bad(origin, "the top level must be a JSON object");
+  }
+  warn_unknown(doc,
+               {"default_host", "ssh_config", "ssh_program", "host_key_policy", "allow_unlisted_hosts", "pool",
+                "passphrase", "hosts", "$schema", "comment"},
+               origin, "");
+  c.default_host = get_string(doc, "default_host", origin);
+  c.ssh_config = expand(get_string(doc, "ssh_config", origin));
+  c.ssh_program = get_string(doc, "ssh_program", origin, "ssh");
+  c.host_key_policy = get_policy(doc, origin, ssh::HostKeyPolicy::accept_new);
+  if (auto it = doc.find("allow_unlisted_hosts"); it != doc.end()) {
+    if (!it->is_boolean()) {
+      bad(origin, "allow_unlisted_hosts must be true or false");
+    }
+    c.allow_unlisted_hosts = it->get<bool>();
+  }
+  if (auto it = doc.find("pool"); it != doc.end()) {
+    if (!it->is_object()) {
+      bad(origin, "pool must be an object");
+    }
+    const json& p = *it;
+    warn_unknown(p,
+                 {"max_sessions", "max_channels_per_session", "busy_channels", "max_concurrency", "max_handshakes",
+                  "handshake_attempts", "idle_timeout_s", "last_session_idle_timeout_s", "keepalive_s",
+                  "connect_timeout_s"},
+                 origin, "pool.");
+    auto& l = c.pool;
+    l.max_sessions = get_int(p, "max_sessions", origin, 1, 64).value_or(l.max_sessions);
+    l.max_channels_per_session =
+        get_int(p, "max_channels_per_session", origin, 1, 256).value_or(l.max_channels_per_session);
+    l.busy_channels = get_int(p, "busy_channels", origin, 1, 256).value_or(l.busy_channels);
+    l.max_concurrency = get_int(p, "max_concurrency", origin, 1, 4096).value_or(l.max_concurrency);
+    l.max_handshakes = get_int(p, "max_handshakes", origin, 1, 64).value_or(l.max_handshakes);
+    l.handshake_attempts = get_int(p, "handshake_attempts", origin, 1, 20).value_or(l.handshake_attempts);
+    if (auto v = get_int(p, "idle_timeout_s", origin, 1, 86400 * 7)) {
+      l.idle_timeout = std::chrono::seconds(*v);
+    }
+    if (auto v = get_int(p, "last_session_idle_timeout_s", origin, 1, 86400 * 7)) {
+      l.last_session_idle_timeout = std::chrono::seconds(*v);
+    }
+    if (auto v = get_int(p, "keepalive_s", origin, 1, 3600)) {
+      l.default_keepalive = std::chrono::seconds(*v);
+    }
+    if (auto v = get_int(p, "connect_timeout_s", origin, 1, 3600)) {
+      l.default_connect_timeout = std::chrono::seconds(*v);
+    }
+  }
+  if (auto it = doc.find("passphrase"); it != doc.end() && !it->is_null()) {
+    if (!it->is_object()) {
+      bad(origin, "passphrase must be an object: {\"command\": ...}, {\"env\": ...} or {\"file\": ...}");
+    }
+    warn_unknown(*it, {"command", "env", "file"}, origin, "passphrase.");
+    c.passphrase.command = get_string(*it, "command", origin);
+    c.passphrase.env = get_string(*it, "env", origin);
+    c.passphrase.file = expand(get_string(*it, "file", origin));
+  }
+  if (auto it = doc.find("hosts"); it != doc.end()) {
+    if (!it->is_array()) {
+      bad(origin, "hosts must be an array of names or objects");
+    }
+    for (const auto& h : *it) {
+      SshHostEntry e;
+      if (h.is_string()) {
+        e.name = h.get<std::string>();
+      } else if (h.is_object()) {
+        warn_unknown(
+            h, {"name", "host_key_policy", "max_concurrency", "max_sessions", "max_channels_per_session", "jobs_root"},
+            origin, "hosts[].");
+        e.name = get_string(h, "name", origin);
+        if (h.contains("host_key_policy")) {
+          e.host_key_policy = get_policy(h, origin, c.host_key_policy);
+        }
+        e.max_concurrency = get_int(h, "max_concurrency", origin, 1, 4096);
+        e.max_sessions = get_int(h, "max_sessions", origin, 1, 64);
+        e.max_channels_per_session = get_int(h, "max_channels_per_session", origin, 1, 256);
+        e.jobs_root = get_string(h, "jobs_root", origin);
+      } else {
+        bad(origin, "each entry of hosts must be a name or an object with a name");
+      }
+      if (e.name.empty() || e.name == "local" || e.name[0] == '-' ||
+          e.name.find_first_of(" \t\r\n'\"") != std::string::npos) {
+        bad(origin, "host name '" + e.name + "' is not usable ('local' is this machine)");
+      }
+      c.hosts.push_back(std::move(e));
+    }
+  }
+  return c;
+}
+
+FileConfig load_config(const std::string& path) {
+  FileConfig defaults;
+  if (path.empty()) {
+    return defaults;
+  }
+  std::ifstream in(path);
+  if (!in) {
+    if (std::getenv("SANDBOX_MCP_CONFIG") && path == std::getenv("SANDBOX_MCP_CONFIG")) {
+      throw std::runtime_error("configuration " + path + " (SANDBOX_MCP_CONFIG) cannot be read");
+    }
+    return defaults; // no file: the defaults
+  }
+  json doc;
+  try {
+    doc = json::parse(in, nullptr, true, /*ignore_comments=*/true);
+  } catch (const json::parse_error& e) {
+    throw std::runtime_error("configuration " + path + " is not valid JSON: " + e.what());
+  }
+  return parse_config(doc, path);
+}
+
+} // namespace smcp::app

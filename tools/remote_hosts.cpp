@@ -1,0 +1,179 @@
+#include "ssh/host_status.h"
+#include "tools/common.h"
+#include "tools/tools.h"
+
+#include <chrono>
+#include <future>
+
+namespace smcp::tools {
+
+namespace {
+
+const char* k_input_schema = R"({
+  "type": "object",
+  "properties": {
+    "probe": {"type": "boolean", "default": false,
+      "description": "Also run `true` on every SSH host (in parallel, 15 s limit) and report the round trip; connects hosts not yet connected."},
+    "host": {"type": "string", "minLength": 1, "description": "Only this host."}
+  },
+  "additionalProperties": false
+})";
+
+const char* k_output_schema = R"({
+  "type": "object",
+  "properties": {
+    "default_host": {"type": "string"},
+    "hosts": {"type": "array", "items": {
+      "type": "object",
+      "properties": {
+        "name": {"type": "string"},
+        "kind": {"type": "string", "enum": ["local", "ssh", "other"]},
+        "default": {"type": "boolean"},
+        "target": {"type": "string", "description": "user@hostname:port as resolved by `ssh -G`"},
+        "via": {"type": "array", "items": {"type": "string"}, "description": "ProxyJump hops"},
+        "state": {"type": "string", "enum": ["connected", "connecting", "disconnected", "idle", "error"]},
+        "connected": {"type": "boolean"},
+        "sessions": {"type": "integer"},
+        "connecting": {"type": "integer"},
+        "channels_in_use": {"type": "integer"},
+        "queued": {"type": "integer"},
+        "max_sessions": {"type": "integer"},
+        "max_channels_per_session": {"type": "integer"},
+        "max_concurrency": {"type": "integer"},
+        "connects": {"type": "integer"},
+        "calls": {"type": "integer"},
+        "last_error": {"type": ["string", "null"]},
+        "last_error_at": {"type": ["string", "null"]},
+        "latency_ms": {"type": ["number", "null"], "description": "channel open + exec acknowledged, latest call"},
+        "probe_ms": {"type": ["number", "null"]},
+        "probe_error": {"type": ["string", "null"]},
+        "host_key_policy": {"type": "string"}
+      },
+      "required": ["name", "kind", "state", "connected"]
+    }}
+  },
+  "required": ["default_host", "hosts"],
+  "additionalProperties": false
+})";
+
+class NullSink final : public exec::OutputSink {
+public:
+  void on_output(exec::Stream, std::string_view) override {}
+};
+
+json describe(const std::string& name, const std::shared_ptr<exec::Host>& host, const std::string& default_name) {
+  json h = {{"name", name}, {"default", name == default_name}};
+  if (const auto* provider = dynamic_cast<const ssh::HostStatusProvider*>(host.get())) {
+    ssh::HostStatus s = provider->status();
+    h["kind"] = s.kind;
+    h["target"] = s.target;
+    h["via"] = s.via;
+    h["state"] = s.state;
+    h["connected"] = s.sessions > 0;
+    h["sessions"] = s.sessions;
+    h["connecting"] = s.connecting;
+    h["channels_in_use"] = s.channels_in_use;
+    h["queued"] = s.queued;
+    h["max_sessions"] = s.max_sessions;
+    h["max_channels_per_session"] = s.max_channels_per_session;
+    h["max_concurrency"] = s.max_concurrency;
+    h["connects"] = s.connects;
+    h["calls"] = s.calls;
+    h["last_error"] = s.last_error.empty() ? json(nullptr) : json(s.last_error);
+    h["last_error_at"] = s.last_error_at_ms ? json(iso_time(s.last_error_at_ms)) : json(nullptr);
+    h["latency_ms"] = s.last_latency_ms ? json(*s.last_latency_ms) : json(nullptr);
+    h["host_key_policy"] = s.host_key_policy;
+  } else {
+    h["kind"] = name == "local" ? "local" : "other";
+    h["state"] = "connected";
+    h["connected"] = true;
+  }
+  return h;
+}
+
+} // namespace
+
+mcp::Tool make_remote_hosts_tool(ToolEnv& env) {
+  mcp::Tool tool;
+  tool.name = "remote_hosts";
+  tool.title = "List hosts and their connection state";
+  tool.description =
+      "List the hosts the other tools can use (host argument): 'local' and the SSH hosts configured or used so far, "
+      "with their connection state (sessions, channels in use, queued calls, last error, latency). probe: true "
+      "runs `true` on each SSH host to check that it answers.";
+  tool.input_schema = json::parse(k_input_schema);
+  tool.output_schema = json::parse(k_output_schema);
+  tool.annotations = {.read_only = true, .destructive = false, .idempotent = true, .open_world = true};
+  tool.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
+    const std::string only = arg_string(args, "host");
+    const bool probe = arg_bool(args, "probe", false);
+    const std::string default_name = env.hosts.default_name();
+    return guarded("remote_hosts", only.empty() ? default_name : only, [&]() -> mcp::ToolResult {
+      std::vector<std::string> names;
+      if (only.empty()) {
+        names = env.hosts.names();
+        if (std::find(names.begin(), names.end(), default_name) == names.end()) {
+          names.push_back(default_name);
+        }
+      } else {
+        names.push_back(only);
+      }
+      std::vector<std::pair<std::string, std::shared_ptr<exec::Host>>> hosts;
+      json out_hosts = json::array();
+      for (const auto& n : names) {
+        try {
+          hosts.emplace_back(n, env.hosts.get(n));
+        } catch (const std::out_of_range& e) {
+          if (!only.empty()) {
+            throw;
+          }
+          out_hosts.push_back({{"name", n},
+                               {"kind", "other"},
+                               {"default", n == default_name},
+                               {"state", "error"},
+                               {"connected", false},
+                               {"last_error", e.what()}});
+        }
+      }
+      std::vector<std::future<std::pair<std::optional<double>, std::string>>> probes;
+      if (probe) {
+        for (auto& [n, h] : hosts) {
+          probes.push_back(
+              std::async(std::launch::async, [host = h]() -> std::pair<std::optional<double>, std::string> {
+                if (!dynamic_cast<const ssh::HostStatusProvider*>(host.get())) {
+                  return {std::nullopt, {}};
+                }
+                exec::CommandSpec spec;
+                spec.command = "true";
+                spec.timeout = std::chrono::seconds(15);
+                NullSink sink;
+                auto t0 = std::chrono::steady_clock::now();
+                try {
+                  host->run(spec, sink, {});
+                  return {std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), {}};
+                } catch (const std::exception& e) {
+                  return {std::nullopt, e.what()};
+                }
+              }));
+        }
+      }
+      for (std::size_t i = 0; i < hosts.size(); ++i) {
+        std::optional<double> probe_ms;
+        std::string probe_error;
+        if (probe) {
+          std::tie(probe_ms, probe_error) = probes[i].get();
+        }
+        json h = describe(hosts[i].first, hosts[i].second, default_name);
+        if (probe && h["kind"] == "ssh") {
+          h["probe_ms"] = probe_ms ? json(*probe_ms) : json(nullptr);
+          h["probe_error"] = probe_error.empty() ? json(nullptr) : json(probe_error);
+        }
+        out_hosts.push_back(std::move(h));
+      }
+      return mcp::ToolResult::ok({{"default_host", default_name}, {"hosts", std::move(out_hosts)}});
+    });
+  };
+  return tool;
+}
+
+} // namespace smcp::tools
