@@ -65,6 +65,19 @@ private:
   HostFacts facts();
   std::string command_shell(const HostFacts& f) const { return f.bash.empty() ? "/bin/sh" : f.bash; }
   std::string perl(const HostFacts& f) const;
+  // The spec as sent: ~ expanded, SHLVL set when the command's bash must not source ~/.bashrc.
+  exec::CommandSpec remote_spec(const exec::CommandSpec& spec, const HostFacts& f) const {
+    exec::CommandSpec s = spec;
+    s.cwd = expand_home(spec.cwd, f.home);
+    bool user_set = false;
+    for (const auto& kv : s.env) {
+      user_set = user_set || kv.first == "SHLVL";
+    }
+    if (m_options.skip_command_bashrc && !user_set) {
+      s.env.insert(s.env.begin(), {"SHLVL", "1"}); // bash sources ~/.bashrc only at level 1
+    }
+    return s;
+  }
   RemoteResult run_script(const std::string& script, const std::string& what, bool retry_safe, milliseconds timeout);
 
   SshHostOptions m_options;
@@ -166,8 +179,7 @@ RemoteResult SshHost::run_script(const std::string& script, const std::string& w
 exec::ExitInfo SshHost::run(const exec::CommandSpec& spec, exec::OutputSink& sink, std::stop_token stop) {
   auto ex = executor();
   const HostFacts f = facts();
-  exec::CommandSpec s = spec;
-  s.cwd = expand_home(spec.cwd, f.home);
+  exec::CommandSpec s = remote_spec(spec, f);
   const std::string nonce = make_nonce();
   ForegroundScript fs = foreground_script(s, command_shell(f), nonce, perl(f));
 
@@ -319,8 +331,7 @@ exec::ExitInfo SshHost::run(const exec::CommandSpec& spec, exec::OutputSink& sin
 exec::JobRef SshHost::start_job(const exec::CommandSpec& spec, const std::string& job_id, const std::string& job_dir) {
   auto ex = executor();
   const HostFacts f = facts();
-  exec::CommandSpec s = spec;
-  s.cwd = expand_home(spec.cwd, f.home);
+  exec::CommandSpec s = remote_spec(spec, f);
   const std::string dir = expand_home(job_dir, f.home);
   ForegroundScript fs = job_start_script(s, dir, command_shell(f), perl(f), m_options.job_output_cap);
   RemoteResult r = ex->run(RemoteCommand{fs.exec, std::move(fs.input), "starting job " + job_id, false, {}},

@@ -30,6 +30,12 @@ struct SshHostOptions {
   // above 128 is reported as a signal). Tests force one or the other.
   enum class Supervisor { automatic, perl, shell };
   Supervisor supervisor = Supervisor::automatic;
+  // bash sources ~/.bashrc for commands started by sshd. The login shell does it once; the
+  // command's own `bash -c` does it again (so functions it defines, e.g. `conda activate` or
+  // `module`, work as with `ssh host cmd`). skip_command_bashrc: only the login shell's run, so
+  // exported variables still apply but functions do not; halves the cost on hosts whose
+  // ~/.bashrc is slow.
+  bool skip_command_bashrc = false;
 };
 
 // The host resolves its alias and connects lazily, on the first call.

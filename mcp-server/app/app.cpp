@@ -94,7 +94,11 @@ ssh::SshHostOptions ssh_options(const std::string& name, const SshHostEntry* ent
   o.passphrase = fc.passphrase;
   o.limits = fc.pool;
   o.kill_grace = kill_grace;
+  o.skip_command_bashrc = fc.skip_command_bashrc;
   if (entry) {
+    if (entry->skip_command_bashrc) {
+      o.skip_command_bashrc = *entry->skip_command_bashrc;
+    }
     if (entry->host_key_policy) {
       o.host_key_policy = *entry->host_key_policy;
     }

@@ -73,6 +73,17 @@ ssh::HostKeyPolicy get_policy(const json& obj, const std::string& origin, ssh::H
   return *p;
 }
 
+std::optional<bool> get_bashrc(const json& obj, const std::string& origin) {
+  std::string text = get_string(obj, "bashrc", origin);
+  if (text.empty()) {
+    return std::nullopt;
+  }
+  if (text != "source" && text != "skip") {
+    bad(origin, "bashrc must be \"source\" or \"skip\" (got '" + text + "')");
+  }
+  return text == "skip";
+}
+
 } // namespace
 
 std::string default_config_path() {
@@ -93,12 +104,13 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
   }
   warn_unknown(doc,
                {"default_host", "ssh_config", "ssh_program", "host_key_policy", "allow_unlisted_hosts", "pool",
-                "passphrase", "hosts", "$schema", "comment"},
+                "passphrase", "hosts", "$schema", "comment", "bashrc"},
                origin, "");
   c.default_host = get_string(doc, "default_host", origin);
   c.ssh_config = expand(get_string(doc, "ssh_config", origin));
   c.ssh_program = get_string(doc, "ssh_program", origin, "ssh");
   c.host_key_policy = get_policy(doc, origin, ssh::HostKeyPolicy::accept_new);
+  c.skip_command_bashrc = get_bashrc(doc, origin).value_or(false);
   if (auto it = doc.find("allow_unlisted_hosts"); it != doc.end()) {
     if (!it->is_boolean()) {
       bad(origin, "allow_unlisted_hosts must be true or false");
@@ -154,9 +166,10 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
       if (h.is_string()) {
         e.name = h.get<std::string>();
       } else if (h.is_object()) {
-        warn_unknown(
-            h, {"name", "host_key_policy", "max_concurrency", "max_sessions", "max_channels_per_session", "jobs_root"},
-            origin, "hosts[].");
+        warn_unknown(h,
+                     {"name", "host_key_policy", "max_concurrency", "max_sessions", "max_channels_per_session",
+                      "jobs_root", "bashrc"},
+                     origin, "hosts[].");
         e.name = get_string(h, "name", origin);
         if (h.contains("host_key_policy")) {
           e.host_key_policy = get_policy(h, origin, c.host_key_policy);
@@ -165,6 +178,7 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
         e.max_sessions = get_int(h, "max_sessions", origin, 1, 64);
         e.max_channels_per_session = get_int(h, "max_channels_per_session", origin, 1, 256);
         e.jobs_root = get_string(h, "jobs_root", origin);
+        e.skip_command_bashrc = get_bashrc(h, origin);
       } else {
         bad(origin, "each entry of hosts must be a name or an object with a name");
       }

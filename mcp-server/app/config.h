@@ -21,7 +21,8 @@ struct SshHostEntry {
   std::optional<int> max_concurrency;
   std::optional<int> max_sessions;
   std::optional<int> max_channels_per_session;
-  std::string jobs_root; // on the host; empty: ~/.local/state/sandbox-mcp/jobs
+  std::string jobs_root;                   // on the host; empty: ~/.local/state/sandbox-mcp/jobs
+  std::optional<bool> skip_command_bashrc; // "bashrc": "skip" (see ssh::SshHostOptions)
 };
 
 struct FileConfig {
@@ -31,6 +32,7 @@ struct FileConfig {
   std::string ssh_program = "ssh";
   ssh::HostKeyPolicy host_key_policy = ssh::HostKeyPolicy::accept_new;
   bool allow_unlisted_hosts = false; // any name `ssh -G` accepts, not only configured/Host-block ones
+  bool skip_command_bashrc = false;  // "bashrc": "skip" for every host
   ssh::PoolLimits pool;
   ssh::PassphraseSource passphrase;
   std::vector<SshHostEntry> hosts;

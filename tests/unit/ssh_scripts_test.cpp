@@ -253,6 +253,24 @@ TEST_P(SshScripts, JobWhoseProcessesVanishedIsReportedSo) {
   EXPECT_EQ(chunk.state.phase, exec::JobState::Phase::vanished);
 }
 
+TEST_P(SshScripts, SkipCommandBashrcRunsTheCommandAtShellLevelTwo) {
+  SshHostOptions o;
+  o.name = "fake";
+  o.supervisor = GetParam();
+  o.skip_command_bashrc = true;
+  auto skipping = make_ssh_host(o, std::make_shared<testing::LocalShellExecutor>());
+  exec::CommandSpec spec;
+  spec.command = "echo $SHLVL";
+  spec.timeout = 10s;
+  Capture c;
+  skipping->run(spec, c, {});
+  EXPECT_EQ(c.out, "2\n") << "bash sources ~/.bashrc for sshd commands only below level 2";
+  spec.env = {{"SHLVL", "5"}};
+  Capture c2;
+  skipping->run(spec, c2, {});
+  EXPECT_EQ(c2.out, "6\n") << "a SHLVL the caller sets wins";
+}
+
 INSTANTIATE_TEST_SUITE_P(Supervisors, SshScripts, ::testing::Values(Supervisor::perl, Supervisor::shell),
                          [](const auto& p) { return p.param == Supervisor::perl ? "perl" : "shell"; });
 

@@ -1,0 +1,318 @@
+// SSH benchmark (tests/bench/ssh_bench.sh): remote_bash `true` on an SSH host through the real
+// stdio MCP server, against a fresh `ssh host true` and an OpenSSH ControlMaster-multiplexed
+// `ssh host true`, all against the same loopback sshd, at concurrency 1 and 16. Prints p50, p95 and
+// calls/s side by side.
+//   ssh_bench SANDBOX_MCP_BINARY [--calls N] [--ssh-calls N] [--bashrc]
+// --bashrc: the login shell sources the user's real ~/.bashrc for every command (as it does on
+// most hosts); without it the sshd passes SHLVL=1 so bash skips it (a non-interactive-safe bashrc).
+#include "tests/support/sshd_fixture.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <fcntl.h>
+#include <map>
+#include <mutex>
+#include <spawn.h>
+#include <stdexcept>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) {
+    return 0;
+  }
+  std::sort(v.begin(), v.end());
+  std::size_t i = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+struct Stats {
+  double p50 = 0, p95 = 0, per_s = 0;
+};
+
+Stats stats(const std::vector<double>& lat, double wall_ms) {
+  return {percentile(lat, 50), percentile(lat, 95),
+          wall_ms > 0 ? 1000.0 * static_cast<double>(lat.size()) / wall_ms : 0};
+}
+
+// An MCP client over the server's stdio that keeps several tools/call requests in flight.
+class PipelinedClient {
+public:
+  PipelinedClient(const std::string& binary, const std::vector<std::string>& args) {
+    int to_child[2], from_child[2];
+    if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) {
+      throw std::runtime_error("pipe");
+    }
+    m_pid = ::fork();
+    if (m_pid == 0) {
+      ::dup2(to_child[0], 0);
+      ::dup2(from_child[1], 1);
+      ::close(to_child[1]);
+      ::close(from_child[0]);
+      std::vector<char*> argv{const_cast<char*>(binary.c_str())};
+      for (const auto& a : args) {
+        argv.push_back(const_cast<char*>(a.c_str()));
+      }
+      argv.push_back(nullptr);
+      ::execv(binary.c_str(), argv.data());
+      ::_exit(127);
+    }
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    m_in = to_child[1];
+    m_out = ::fdopen(from_child[0], "r");
+    send({{"jsonrpc", "2.0"},
+          {"id", 0},
+          {"method", "initialize"},
+          {"params",
+           {{"protocolVersion", "2025-11-25"},
+            {"capabilities", json::object()},
+            {"clientInfo", {{"name", "ssh-bench"}, {"version", "1"}}}}}});
+    while (!read().contains("id")) {
+    }
+    send({{"jsonrpc", "2.0"}, {"method", "notifications/initialized"}});
+  }
+  ~PipelinedClient() {
+    ::close(m_in);
+    std::fclose(m_out);
+    ::waitpid(m_pid, nullptr, 0);
+  }
+
+  // `total` calls of `tool` with `args`, `concurrency` in flight; returns each call's latency.
+  std::vector<double> run(int total, int concurrency, const std::string& tool, const json& args) {
+    std::map<int, Clock::time_point> started;
+    std::vector<double> lat;
+    int sent = 0;
+    auto send_one = [&] {
+      int id = ++m_id;
+      started[id] = Clock::now();
+      send({{"jsonrpc", "2.0"},
+            {"id", id},
+            {"method", "tools/call"},
+            {"params", {{"name", tool}, {"arguments", args}}}});
+      ++sent;
+    };
+    while (sent < std::min(total, concurrency)) {
+      send_one();
+    }
+    while (static_cast<int>(lat.size()) < total) {
+      json m = read();
+      if (!m.contains("id") || !m["id"].is_number_integer()) {
+        continue;
+      }
+      auto it = started.find(m["id"].get<int>());
+      if (it == started.end()) {
+        continue;
+      }
+      lat.push_back(ms_since(it->second));
+      started.erase(it);
+      if (m.contains("error") || m["result"].value("isError", false)) {
+        throw std::runtime_error("call failed: " + m.dump());
+      }
+      if (sent < total) {
+        send_one();
+      }
+    }
+    return lat;
+  }
+
+private:
+  void send(const json& m) {
+    std::string s = m.dump() + "\n";
+    std::size_t off = 0;
+    while (off < s.size()) {
+      ssize_t n = ::write(m_in, s.data() + off, s.size() - off);
+      if (n <= 0) {
+        throw std::runtime_error("server closed its input");
+      }
+      off += static_cast<std::size_t>(n);
+    }
+  }
+  json read() {
+    std::string line;
+    int c;
+    while ((c = std::fgetc(m_out)) != EOF && c != '\n') {
+      line.push_back(static_cast<char>(c));
+    }
+    if (line.empty() && c == EOF) {
+      throw std::runtime_error("server closed its output");
+    }
+    return json::parse(line);
+  }
+
+  pid_t m_pid = -1;
+  int m_in = -1;
+  FILE* m_out = nullptr;
+  int m_id = 0;
+};
+
+int run_quiet(const std::vector<std::string>& argv) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  std::vector<char*> args;
+  for (const auto& a : argv) {
+    args.push_back(const_cast<char*>(a.c_str()));
+  }
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = ::posix_spawnp(&pid, argv[0].c_str(), &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    return -1;
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// `total` runs of `argv`, `concurrency` at once; latencies of the successful ones.
+std::vector<double> run_processes(int total, int concurrency, const std::vector<std::string>& argv,
+                                  std::atomic<int>& failures) {
+  std::vector<double> lat;
+  std::mutex m;
+  std::atomic<int> next{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < concurrency; ++t) {
+    threads.emplace_back([&] {
+      while (next.fetch_add(1) < total) {
+        auto t0 = Clock::now();
+        int rc = run_quiet(argv);
+        double ms = ms_since(t0);
+        if (rc != 0) {
+          ++failures;
+          continue;
+        }
+        std::lock_guard lock(m);
+        lat.push_back(ms);
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  return lat;
+}
+
+void row(const std::string& name, const Stats& c1, const Stats& c16, const std::string& note = "") {
+  std::printf("| %-44s | %8.2f | %8.2f | %8.0f | %8.2f | %8.2f | %8.0f |%s\n", name.c_str(), c1.p50, c1.p95, c1.per_s,
+              c16.p50, c16.p95, c16.per_s, note.empty() ? "" : (" " + note).c_str());
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << "usage: ssh_bench SANDBOX_MCP_BINARY [--calls N] [--ssh-calls N] [--bashrc]\n";
+    return 2;
+  }
+  const std::string binary = argv[1];
+  int calls = 500, ssh_calls = 60;
+  bool bashrc = false;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--calls" && i + 1 < argc) {
+      calls = std::atoi(argv[++i]);
+    } else if (a == "--ssh-calls" && i + 1 < argc) {
+      ssh_calls = std::atoi(argv[++i]);
+    } else if (a == "--bashrc") {
+      bashrc = true;
+    }
+  }
+  if (auto reason = smcp::testing::SshdFixture::unavailable_reason(); !reason.empty()) {
+    std::cerr << "ssh_bench: " << reason << "\n";
+    return 3;
+  }
+  smcp::testing::SshdOptions so;
+  so.servers = 1;
+  so.source_bashrc = bashrc;
+  so.log_level = "ERROR";
+  smcp::testing::SshdFixture fx(so);
+  const std::string cfg = fx.config_file();
+  const std::string config = fx.dir() + "/sandbox-mcp.json";
+  ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
+  ::setenv("SSH_HOST", "h0", 1);
+
+  std::printf("sshd on 127.0.0.1:%d, %s; %d tool calls and %d ssh runs per cell; latencies in ms\n\n", fx.port(0),
+              bashrc ? "login shell sources the user's ~/.bashrc (as on most hosts)"
+                     : "login shell skips ~/.bashrc (sshd SetEnv SHLVL=1: a non-interactive-safe bashrc)",
+              calls, ssh_calls);
+  std::printf("| %-44s | %8s | %8s | %8s | %8s | %8s | %8s |\n", "remote `true`", "c1 p50", "c1 p95", "c1 /s",
+              "c16 p50", "c16 p95", "c16 /s");
+  std::printf("|%s|----------|----------|----------|----------|----------|----------|\n", std::string(46, '-').c_str());
+
+  auto bench_server = [&](const json& host, const std::string& label) {
+    std::ofstream(config, std::ios::trunc) << json{{"ssh_config", cfg}, {"hosts", {host}}}.dump();
+    PipelinedClient client(binary, {"serve", "--state-dir", fx.dir() + "/state", "--log-level", "warn"});
+    const json args = {{"command", "true"}};
+    client.run(std::min(calls, 30), 1, "remote_bash", args);  // connect, probe, warm up
+    client.run(std::min(calls, 64), 16, "remote_bash", args); // open the extra sessions
+    auto t0 = Clock::now();
+    auto c1 = client.run(calls, 1, "remote_bash", args);
+    double w1 = ms_since(t0);
+    t0 = Clock::now();
+    auto c16 = client.run(calls, 16, "remote_bash", args);
+    double w16 = ms_since(t0);
+    row(label, stats(c1, w1), stats(c16, w16));
+  };
+  bench_server("h0", "sandbox-mcp remote_bash (MCP stdio, pooled)");
+  if (bashrc) {
+    bench_server(json{{"name", "h0"}, {"bashrc", "skip"}}, "sandbox-mcp remote_bash, \"bashrc\": \"skip\"");
+  }
+  std::atomic<int> failures{0};
+  {
+    std::vector<std::string> fresh = {"ssh", "-F",  cfg, "-o", "ControlMaster=no", "-o", "ControlPath=none",
+                                      "h0",  "true"};
+    auto t0 = Clock::now();
+    auto c1 = run_processes(ssh_calls, 1, fresh, failures);
+    double w1 = ms_since(t0);
+    t0 = Clock::now();
+    auto c16 = run_processes(ssh_calls, 16, fresh, failures);
+    double w16 = ms_since(t0);
+    row("ssh h0 true (fresh connection)", stats(c1, w1), stats(c16, w16));
+  }
+  {
+    const std::string control = fx.dir() + "/cm-%C";
+    run_quiet({"ssh", "-F", cfg, "-o", "ControlMaster=yes", "-o", "ControlPath=" + control, "-o", "ControlPersist=120",
+               "-f", "-N", "h0"});
+    std::vector<std::string> mux = {"ssh", "-F",  cfg, "-o", "ControlMaster=no", "-o", "ControlPath=" + control,
+                                    "h0",  "true"};
+    run_processes(5, 1, mux, failures);
+    auto t0 = Clock::now();
+    auto c1 = run_processes(ssh_calls, 1, mux, failures);
+    double w1 = ms_since(t0);
+    t0 = Clock::now();
+    auto c16 = run_processes(ssh_calls, 16, mux, failures);
+    double w16 = ms_since(t0);
+    row("ssh h0 true (ControlMaster multiplexed)", stats(c1, w1), stats(c16, w16));
+    run_quiet({"ssh", "-F", cfg, "-o", "ControlPath=" + control, "-O", "exit", "h0"});
+  }
+  if (failures > 0) {
+    std::printf("\n%d ssh runs failed (sshd MaxSessions/MaxStartups under load); excluded from the figures\n",
+                failures.load());
+  }
+  return 0;
+}
