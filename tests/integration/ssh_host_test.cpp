@@ -157,7 +157,7 @@ TEST_F(SshHostTest, SignalsAreToldApartFromExitCodes) {
 
 TEST_F(SshHostTest, TimeoutKillsTheRemoteProcessTree) {
   auto host = make(*fx, "h0");
-  const std::string sleeper = "sleep 31" + std::to_string(::getpid() % 1000);
+  const std::string sleeper = "sleep 31" + std::to_string(::getpid());
   auto start = std::chrono::steady_clock::now();
   auto r = run(host, "ps -o sid= -p $$; sh -c '" + sleeper + " & " + sleeper + "'", 1500ms);
   auto took = std::chrono::steady_clock::now() - start;
@@ -429,7 +429,7 @@ TEST_F(SshHostTest, DurableJobOverSsh) {
   EXPECT_EQ(chunk.state.exit_code, 4);
   EXPECT_EQ(chunk.data, "line 1\nline 2\nline 3\n");
   // Long-running job killed as a whole group, verified.
-  const std::string sleeper = "sleep 32" + std::to_string(::getpid() % 1000);
+  const std::string sleeper = "sleep 32" + std::to_string(::getpid());
   spec.command = sleeper + " & " + sleeper;
   auto ref2 = host->start_job(spec, "bash_ssh2", host->jobs_root() + "/bash_ssh2");
   std::this_thread::sleep_for(300ms);

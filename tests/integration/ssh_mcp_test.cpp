@@ -153,7 +153,7 @@ TEST_F(SshMcpTest, BackgroundJobSurvivesSshdDeathAndCatchesUp) {
   EXPECT_EQ(all, expected) << "output lost or repeated across the reconnect";
 
   // A second job, ended by remote_bash_kill: its whole process group goes.
-  const std::string sleeper = "sleep 33" + std::to_string(::getpid() % 1000);
+  const std::string sleeper = "sleep 33" + std::to_string(::getpid());
   started = client->call(
       "remote_bash",
       {{"command", sleeper + " & " + sleeper + "; echo never"}, {"run_in_background", true}, {"host", "h2"}});

@@ -151,7 +151,7 @@ TEST_P(SshScripts, ExitAbove128IsExactWithPerlAndGuessedWithoutIt) {
 }
 
 TEST_P(SshScripts, TimeoutEndsTheWholeProcessTree) {
-  const std::string marker = "sleep 4" + std::to_string(100 + counter) + "7";
+  const std::string marker = "sleep 4" + std::to_string(::getpid()) + std::to_string(counter) + "7";
   Capture c;
   auto start = std::chrono::steady_clock::now();
   auto info = run("sh -c '" + marker + " & " + marker + "'", c, 700ms);
@@ -163,7 +163,7 @@ TEST_P(SshScripts, TimeoutEndsTheWholeProcessTree) {
 }
 
 TEST_P(SshScripts, ReturnsWhenTheCommandEndsEvenIfChildrenHoldItsOutput) {
-  const std::string marker = "sleep 5" + std::to_string(100 + counter) + "3";
+  const std::string marker = "sleep 5" + std::to_string(::getpid()) + std::to_string(counter) + "3";
   Capture c;
   auto start = std::chrono::steady_clock::now();
   auto info = run("echo started; " + marker + " & echo done", c);
@@ -176,7 +176,7 @@ TEST_P(SshScripts, ReturnsWhenTheCommandEndsEvenIfChildrenHoldItsOutput) {
 }
 
 TEST_P(SshScripts, CancelEndsTheTree) {
-  const std::string marker = "sleep 6" + std::to_string(100 + counter) + "1";
+  const std::string marker = "sleep 6" + std::to_string(::getpid()) + std::to_string(counter) + "1";
   exec::CommandSpec spec;
   spec.command = marker;
   std::stop_source stop;
@@ -218,7 +218,7 @@ TEST_P(SshScripts, DurableJobLifecycle) {
 }
 
 TEST_P(SshScripts, DurableJobSurvivesAndIsKilledAsAGroup) {
-  const std::string marker = "sleep 7" + std::to_string(100 + counter) + "9";
+  const std::string marker = "sleep 7" + std::to_string(::getpid()) + std::to_string(counter) + "9";
   exec::CommandSpec spec;
   spec.command = "echo begin; " + marker + " & " + marker + "; echo never";
   auto ref = host->start_job(spec, "bash_test2", host->jobs_root() + "/bash_test2");
