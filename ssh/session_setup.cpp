@@ -740,7 +740,7 @@ SetupResult setup_session(int fd, const SshTarget& t, const SetupOptions& o) {
     return r;
   }
   auto key_failure = verify_host_key(s, t, files, o);
-  files.clear();  // the collections belong to the session: free them first
+  files.clear(); // the collections belong to the session: free them first
   if (key_failure) {
     r.failure = std::move(key_failure);
     free_session(s, -1, true);
