@@ -717,16 +717,37 @@ SetupResult setup_session(int fd, const SshTarget& t, const SetupOptions& o) {
     // Prefer the key types known_hosts holds for this host, as OpenSSH does.
     const std::string lookup_host = t.host_key_alias.empty() ? t.hostname : t.host_key_alias;
     auto known = known_types(files, lookup_host, t.host_key_alias.empty() ? t.port : -1);
+    // Only names this libssh2 supports: 1.10 strips unknown ones with an overlapping memcpy.
+    std::set<std::string> supported;
+    const char** algs = nullptr;
+    int n_algs = libssh2_session_supported_algs(s, LIBSSH2_METHOD_HOSTKEY, &algs);
+    for (int i = 0; i < n_algs; ++i) {
+      supported.insert(algs[i]);
+    }
+    if (algs) {
+      libssh2_free(s, static_cast<void*>(algs));
+    }
     std::string prefs;
+    auto add = [&](const KeyType& k) {
+      std::string_view methods = k.methods;
+      while (!methods.empty()) {
+        auto comma = methods.find(',');
+        std::string name(methods.substr(0, comma));
+        methods.remove_prefix(comma == std::string_view::npos ? methods.size() : comma + 1);
+        if (supported.count(name) && prefs.find(name) == std::string::npos) {
+          prefs += (prefs.empty() ? "" : ",") + name;
+        }
+      }
+    };
     for (const auto* k : known) {
-      prefs += (prefs.empty() ? "" : ",") + std::string(k->methods);
+      add(*k);
     }
     for (const auto& k : k_key_types) {
-      if (std::find(known.begin(), known.end(), &k) == known.end()) {
-        prefs += (prefs.empty() ? "" : ",") + std::string(k.methods);
-      }
+      add(k);
     }
-    libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, prefs.c_str());
+    if (!prefs.empty()) {
+      libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, prefs.c_str());
+    }
   }
 
   int rc = libssh2_session_handshake(s, fd);
