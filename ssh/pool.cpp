@@ -90,7 +90,9 @@ public:
     std::unique_lock lock(m_mutex);
     m_cv.wait(lock, [&] { return m_finished; });
     if (m_error) {
-      throw *m_error;
+      // A fresh exception in the caller's thread: copies of one std::runtime_error share their
+      // message buffer, and the loop thread may destroy the original at any time.
+      throw HostError(m_error->first, m_error->second);
     }
     return m_result;
   }
@@ -103,7 +105,9 @@ public:
         return;
       }
       m_finished = true;
-      m_error = std::move(error);
+      if (error) {
+        m_error.emplace(error->kind(), std::string(error->what()));
+      }
       m_result = std::move(res);
     }
     m_cv.notify_all();
@@ -139,7 +143,7 @@ private:
   std::mutex m_mutex;
   std::condition_variable_any m_cv;
   bool m_finished = false;
-  std::optional<HostError> m_error;
+  std::optional<std::pair<HostError::Kind, std::string>> m_error;
   RemoteResult m_result;
 };
 
@@ -473,6 +477,7 @@ void SshPool::Core::requeue(const std::shared_ptr<Op>& op) {
 }
 
 void SshPool::Core::fail_queue(Kind kind, const std::string& message) {
+  publish(); // callers that look at the status right after the error see why
   while (!queue.empty()) {
     queue.front()->finish(HostError(kind, message));
     queue.pop_front();
@@ -1135,6 +1140,7 @@ void SshPool::Core::kill_conn(Conn& c, const std::string& reason) {
   c.dead = true;
   const std::string where = c.hop == target_hop ? opt.name : "jump host " + hop_name(c.hop);
   note_error("connection to " + where + " lost: " + reason);
+  publish();
   spdlog::warn("ssh {}: connection to {} lost: {}", opt.name, where, reason);
   for (auto& op : c.ops) {
     op->ch = nullptr; // freed with the session

@@ -325,6 +325,23 @@ TEST_F(SshHostTest, WrongClientKeyIsRefusedWithWhatWasTried) {
   EXPECT_NE(st.last_error.find("rejected"), std::string::npos);
 }
 
+TEST_F(SshHostTest, EncryptedKeyNeedsAPassphraseSource) {
+  auto without = make(*fx, "enckey");
+  exec::HostError::Kind kind{};
+  std::string msg = error_of([&] { run(without, "true"); }, &kind);
+  EXPECT_EQ(kind, exec::HostError::Kind::refused) << msg;
+  EXPECT_NE(msg.find(fx->encrypted_key() + " (encrypted; no passphrase source"), std::string::npos) << msg;
+
+  ::setenv("SMCP_TEST_KEY_PASSPHRASE", SshdFixture::encrypted_key_passphrase().c_str(), 1);
+  SshHostOptions o;
+  o.name = "enckey";
+  o.resolve.config_file = fx->config_file();
+  o.passphrase.env = "SMCP_TEST_KEY_PASSPHRASE";
+  auto with = make_ssh_host(o);
+  EXPECT_EQ(run(with, "echo unlocked").out, "unlocked\n");
+  ::unsetenv("SMCP_TEST_KEY_PASSPHRASE");
+}
+
 TEST_F(SshHostTest, AgentAuthentication) {
   fx->agent_socket();
   auto host = make(*fx, "agent");

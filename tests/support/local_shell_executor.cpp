@@ -80,7 +80,7 @@ public:
     std::unique_lock lock(m_mutex);
     m_cv.wait(lock, [&] { return m_done; });
     if (m_error) {
-      throw *m_error;
+      throw exec::HostError(m_error->kind(), m_error->what()); // a fresh copy in this thread
     }
     return m_result;
   }

@@ -170,8 +170,16 @@ SshdFixture::SshdFixture(SshdOptions options) : m_options(std::move(options)) {
   }
   keygen(client_key(), "smcp-test-client");
   keygen(wrong_key(), "smcp-test-wrong");
+  {
+    ssh::ProcessResult r = ssh::run_process({"ssh-keygen", "-q", "-t", "ed25519", "-N", encrypted_key_passphrase(),
+                                             "-C", "smcp-test-encrypted", "-f", encrypted_key()},
+                                            30s);
+    if (r.status != 0) {
+      throw std::runtime_error("ssh-keygen failed: " + r.err);
+    }
+  }
   keygen(m_dir + "/other_hostkey", "smcp-test-other-host");
-  { std::ofstream(m_dir + "/authorized_keys") << read_file(client_key() + ".pub"); }
+  std::ofstream(m_dir + "/authorized_keys") << read_file(client_key() + ".pub") << read_file(encrypted_key() + ".pub");
   m_servers.resize(static_cast<std::size_t>(m_options.servers));
   std::string known;
   for (int i = 0; i < m_options.servers; ++i) {
@@ -333,6 +341,8 @@ void SshdFixture::write_config() const {
   c << "  ProxyJump " << alias(0) << "\n";
   c << "Host wrongkey\n";
   common(port(0), wrong_key());
+  c << "Host enckey\n";
+  common(port(0), encrypted_key());
   c << "Host strict\n";
   common(port(0), client_key());
   c << "  StrictHostKeyChecking yes\n";

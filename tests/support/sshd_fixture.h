@@ -40,11 +40,13 @@ public:
   // ssh config: aliases h0..hN-1 (direct), "jumped" (server N-1 through h0 with ProxyJump),
   // "wrongkey" (server 0 with a key it does not accept), "agent" (server 0, key from ssh-agent
   // at agent_socket()), "fastalive" (server 0 with ServerAliveInterval 1, CountMax 2), "strict"
-  // (server 0 with StrictHostKeyChecking yes).
+  // (server 0 with StrictHostKeyChecking yes), "enckey" (server 0 with encrypted_key()).
   std::string config_file() const { return m_dir + "/ssh_config"; }
   std::string known_hosts() const { return m_dir + "/known_hosts"; }
   std::string client_key() const { return m_dir + "/client_key"; }
   std::string wrong_key() const { return m_dir + "/wrong_key"; }
+  std::string encrypted_key() const { return m_dir + "/encrypted_key"; } // authorized, with a passphrase
+  static std::string encrypted_key_passphrase() { return "correct horse"; }
   std::string host_key_pub(int i) const; // "ssh-ed25519 AAAA..." of server i
   std::string log(int i) const;          // sshd's log so far
   std::string user() const { return m_user; }
