@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <set>
 #include <optional>
 #include <stop_token>
 #include <thread>
@@ -150,7 +151,9 @@ struct Call {
   bool cancelled = false; // guarded by Session::m_mutex
 };
 
-class Session final : public transport::Endpoint, public std::enable_shared_from_this<Session> {
+class Session final : public transport::Endpoint,
+                      public ResourceSubscriber,
+                      public std::enable_shared_from_this<Session> {
 public:
   Session(std::shared_ptr<Server> server, std::shared_ptr<transport::MessageSink> unsolicited)
       : m_server(std::move(server)), m_unsolicited(std::move(unsolicited)) {}
@@ -162,6 +165,17 @@ public:
     return m_version;
   }
   void close() override;
+
+  void resource_updated(const std::string& uri) override {
+    {
+      std::lock_guard lock(m_mutex);
+      if (m_closed || !m_unsolicited || !m_subscriptions.count(uri)) {
+        return;
+      }
+    }
+    m_unsolicited->send(
+        serialize({{"jsonrpc", "2.0"}, {"method", "notifications/resources/updated"}, {"params", {{"uri", uri}}}}));
+  }
 
   // Used by the per-call context.
   void send_log(Inbound& inbound, LogLevel level, const json& data);
@@ -186,6 +200,7 @@ private:
   LogLevel m_log_level = LogLevel::warning;
   json m_client_info;
   std::map<std::string, std::shared_ptr<Call>> m_calls; // in-flight tools/call by id
+  std::set<std::string> m_subscriptions;                // resources/subscribe
   std::size_t m_workers = 0;                            // tool-call threads not yet finished
 };
 
@@ -418,28 +433,57 @@ void Session::handle_request(const std::string& method, const json& id, const js
     inbound->respond_now(make_result(id, json::object()));
     return;
   }
-  // Resources and prompts: none are offered yet. Empty lists (and accepted subscriptions: no
-  // resource exists or changes, so there is nothing to notify) let clients that enumerate them at
-  // connect time proceed.
+  // Resources (job outputs, when a provider is configured). Prompts: none are offered; the empty
+  // list lets clients that enumerate them at connect time proceed.
   if (method == "resources/list" || method == "resources/templates/list" || method == "prompts/list") {
-    const char* key = method == "resources/list"             ? "resources"
-                      : method == "resources/templates/list" ? "resourceTemplates"
-                                                             : "prompts";
-    inbound->respond_now(make_result(id, {{key, json::array()}}));
+    auto* provider = m_server->resources();
+    json items = json::array();
+    const char* key = "prompts";
+    if (method == "resources/list") {
+      key = "resources";
+      items = provider ? provider->list() : json::array();
+    } else if (method == "resources/templates/list") {
+      key = "resourceTemplates";
+      items = provider ? provider->templates() : json::array();
+    }
+    inbound->respond_now(make_result(id, {{key, std::move(items)}}));
     return;
   }
   if (method == "resources/subscribe" || method == "resources/unsubscribe" || method == "resources/read") {
-    auto uri = p.find("uri");
-    if (uri == p.end() || !uri->is_string()) {
+    auto uri_it = p.find("uri");
+    if (uri_it == p.end() || !uri_it->is_string()) {
       inbound->respond_now(make_error(id, error_code::invalid_params, "Invalid params: missing string field 'uri'"));
-    } else if (method == "resources/read") {
-      inbound->respond_now(
-          make_error(id, error_code::resource_not_found,
-                     "Resource not found: " + uri->get<std::string>() + " (this server offers no resources yet)",
-                     {{"uri", *uri}}));
-    } else {
-      inbound->respond_now(make_result(id, json::object()));
+      return;
     }
+    const std::string uri = uri_it->get<std::string>();
+    if (method == "resources/read") {
+      auto* provider = m_server->resources();
+      std::optional<json> contents;
+      try {
+        contents = provider ? provider->read(uri) : std::nullopt;
+      } catch (const std::exception& e) {
+        inbound->respond_now(make_error(id, error_code::internal_error, "Cannot read " + uri + ": " + e.what()));
+        return;
+      }
+      if (!contents) {
+        inbound->respond_now(make_error(id, error_code::resource_not_found,
+                                        "Resource not found: " + uri +
+                                            " (resources are job outputs: job://BASH_ID/output; see resources/list)",
+                                        {{"uri", uri}}));
+      } else {
+        inbound->respond_now(make_result(id, {{"contents", std::move(*contents)}}));
+      }
+      return;
+    }
+    {
+      std::lock_guard lock(m_mutex);
+      if (method == "resources/subscribe") {
+        m_subscriptions.insert(uri);
+      } else {
+        m_subscriptions.erase(uri);
+      }
+    }
+    inbound->respond_now(make_result(id, json::object()));
     return;
   }
   if (method == "prompts/get") {
@@ -639,11 +683,31 @@ void Session::close() {
 
 } // namespace
 
-Server::Server(ServerOptions options, std::shared_ptr<const ToolRegistry> tools)
-    : m_options(std::move(options)), m_tools(std::move(tools)) {}
+Server::Server(ServerOptions options, std::shared_ptr<const ToolRegistry> tools,
+               std::shared_ptr<ResourceProvider> resources)
+    : m_options(std::move(options)), m_tools(std::move(tools)), m_resources(std::move(resources)) {}
 
 std::shared_ptr<transport::Endpoint> Server::open(std::shared_ptr<transport::MessageSink> unsolicited) {
-  return std::make_shared<Session>(shared_from_this(), std::move(unsolicited));
+  auto session = std::make_shared<Session>(shared_from_this(), std::move(unsolicited));
+  std::lock_guard lock(m_sessions_mutex);
+  std::erase_if(m_sessions, [](const auto& w) { return w.expired(); });
+  m_sessions.push_back(session);
+  return session;
+}
+
+void Server::notify_resource_updated(const std::string& uri) {
+  std::vector<std::shared_ptr<ResourceSubscriber>> live;
+  {
+    std::lock_guard lock(m_sessions_mutex);
+    for (const auto& w : m_sessions) {
+      if (auto s = w.lock()) {
+        live.push_back(std::move(s));
+      }
+    }
+  }
+  for (auto& s : live) {
+    s->resource_updated(uri);
+  }
 }
 
 } // namespace smcp::mcp

@@ -3,6 +3,7 @@
 // progress, cancellation and logging. It knows nothing of stdio or HTTP.
 #pragma once
 
+#include "mcp-server/resource.h"
 #include "mcp-server/tool_registry.h"
 #include "transport/transport.h"
 
@@ -41,17 +42,32 @@ struct ServerOptions {
   std::chrono::milliseconds close_grace{10000};
 };
 
+// Implemented by sessions so the server can tell them about resource changes.
+class ResourceSubscriber {
+public:
+  virtual ~ResourceSubscriber() = default;
+  virtual void resource_updated(const std::string& uri) = 0;
+};
+
 class Server : public transport::EndpointFactory, public std::enable_shared_from_this<Server> {
 public:
-  Server(ServerOptions options, std::shared_ptr<const ToolRegistry> tools);
+  Server(ServerOptions options, std::shared_ptr<const ToolRegistry> tools,
+         std::shared_ptr<ResourceProvider> resources = nullptr);
   std::shared_ptr<transport::Endpoint> open(std::shared_ptr<transport::MessageSink> unsolicited) override;
 
   const ServerOptions& options() const { return m_options; }
   const ToolRegistry& tools() const { return *m_tools; }
+  ResourceProvider* resources() const { return m_resources.get(); }
+
+  // Sends notifications/resources/updated to every session subscribed to `uri` (thread-safe).
+  void notify_resource_updated(const std::string& uri);
 
 private:
   ServerOptions m_options;
   std::shared_ptr<const ToolRegistry> m_tools;
+  std::shared_ptr<ResourceProvider> m_resources;
+  std::mutex m_sessions_mutex;
+  std::vector<std::weak_ptr<ResourceSubscriber>> m_sessions;
 };
 
 // Serialize a message for the wire; invalid UTF-8 in strings is replaced, never thrown on.

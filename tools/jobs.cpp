@@ -273,7 +273,7 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
     } catch (const std::exception& e) {
       error = exec::HostError(exec::HostError::Kind::io, e.what());
     }
-    finish_attached(*job, info, error);
+    finish_and_notify(*job, info, error);
   }).detach();
 
   std::stop_callback on_stop(stop, [job] { job->stop.request_stop(); });
@@ -388,6 +388,20 @@ void JobManager::finish_attached(Job& job, const exec::ExitInfo& info, const std
   job.cv.notify_all();
 }
 
+void JobManager::finish_and_notify(Job& job, const exec::ExitInfo& info, const std::optional<exec::HostError>& error) {
+  finish_attached(job, info, error);
+  bool persisted;
+  std::string id;
+  {
+    std::lock_guard lock(job.m);
+    persisted = job.persisted;
+    id = job.rec.id;
+  }
+  if (persisted) {
+    changed_job(id);
+  }
+}
+
 state::JobRecord JobManager::start(const std::string& host_name, const exec::CommandSpec& spec,
                                    const std::string& description) {
   auto host = m_hosts.get(host_name);
@@ -494,8 +508,10 @@ void JobManager::refresh(Job& job) {
     }
     return;
   }
-  std::lock_guard lock(job.m);
+  std::unique_lock lock(job.m);
   job.host = host;
+  const std::uint64_t end_before = job.ring.end();
+  const std::string status_before = job.rec.status;
   if (chunk.offset > job.ring.end()) {
     job.ring.skip_to(chunk.offset);
   }
@@ -530,6 +546,40 @@ void JobManager::refresh(Job& job) {
     }
   }
   job.cv.notify_all();
+  const bool changed = job.ring.end() != end_before || job.rec.status != status_before;
+  const std::string id = job.rec.id;
+  lock.unlock();
+  if (changed) {
+    changed_job(id);
+  }
+}
+
+void JobManager::set_change_listener(std::function<void(const std::string&)> listener) {
+  std::lock_guard lock(m_listener_mutex);
+  m_listener = std::move(listener);
+}
+
+void JobManager::changed_job(const std::string& id) {
+  std::function<void(const std::string&)> listener;
+  {
+    std::lock_guard lock(m_listener_mutex);
+    listener = m_listener;
+  }
+  if (listener) {
+    listener(id);
+  }
+}
+
+JobPeek JobManager::peek(const std::string& id, std::size_t max_bytes) {
+  auto job = find(id);
+  refresh(*job);
+  std::lock_guard lock(job->m);
+  JobPeek p;
+  p.job = job->rec;
+  p.total_bytes = job->ring.end();
+  p.from = std::max(job->ring.start(), p.total_bytes > max_bytes ? p.total_bytes - max_bytes : 0);
+  p.tail = job->ring.read(p.from, p.total_bytes);
+  return p;
 }
 
 OutputAnswer JobManager::output(const OutputQuery& q, std::stop_token stop) {

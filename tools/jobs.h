@@ -76,6 +76,13 @@ struct OutputAnswer {
   std::string note;
 };
 
+struct JobPeek {
+  state::JobRecord job;
+  std::string tail;       // the newest output, at most the requested bytes
+  std::uint64_t from = 0; // stream offset of tail[0]
+  std::uint64_t total_bytes = 0;
+};
+
 struct KillAnswer {
   state::JobRecord job;
   bool signalled = false; // we sent a signal (the job was running)
@@ -114,6 +121,13 @@ public:
   // Newest first, with current status.
   std::vector<state::JobRecord> list(std::size_t limit);
 
+  // The job's newest output and state, without moving its read cursor.
+  JobPeek peek(const std::string& bash_id, std::size_t max_bytes);
+
+  // Called (from any thread, no lock held) with a job id when its output grows or its status
+  // changes: durable jobs as they are refreshed, kept foreground jobs when they end.
+  void set_change_listener(std::function<void(const std::string&)> listener);
+
   const JobOptions& options() const { return m_options; }
 
 private:
@@ -123,6 +137,8 @@ private:
   std::shared_ptr<Job> find(const std::string& id); // memory, then the store
   void refresh(Job& job);                           // pulls new output and state from the host
   void finish_attached(Job& job, const exec::ExitInfo& info, const std::optional<exec::HostError>& error);
+  void finish_and_notify(Job& job, const exec::ExitInfo& info, const std::optional<exec::HostError>& error);
+  void changed_job(const std::string& id);
   void persist(Job& job);
   std::vector<std::shared_ptr<Job>> live_durable_jobs(); // running or unreachable
   void sweep_loop(std::stop_token stop);
@@ -135,6 +151,8 @@ private:
 
   std::mutex m_mutex;
   std::map<std::string, std::shared_ptr<Job>> m_jobs;
+  std::mutex m_listener_mutex;
+  std::function<void(const std::string&)> m_listener;
   std::condition_variable_any m_sweep_cv;
   std::jthread m_sweeper;
 };

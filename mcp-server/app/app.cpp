@@ -4,6 +4,7 @@
 #include "sandbox/local_host.h"
 #include "ssh/ssh_config.h"
 #include "ssh/ssh_host.h"
+#include "tools/job_resources.h"
 #include "tools/tools.h"
 
 #include <spdlog/spdlog.h>
@@ -65,7 +66,15 @@ App::App(AppConfig config) : m_config(std::move(config)) {
   mcp::ServerOptions options;
   options.version = SMCP_VERSION;
   options.instructions = tools::server_instructions();
-  m_server = std::make_shared<mcp::Server>(options, m_registry);
+  m_server = std::make_shared<mcp::Server>(options, m_registry, tools::make_job_resources(*m_jobs));
+  // Subscribers to job://ID/output hear when the job's output grows or it ends. The server outlives
+  // no job manager: ~App stops the manager (and its threads) before the server goes.
+  std::weak_ptr<mcp::Server> server = m_server;
+  m_jobs->set_change_listener([server](const std::string& id) {
+    if (auto s = server.lock()) {
+      s->notify_resource_updated(tools::job_resource_uri(id));
+    }
+  });
 }
 
 App::~App() = default;

@@ -184,6 +184,32 @@ test('remote_bash_kill with remove deletes the job and its files', async () => {
   assert.equal(gone.isError, true);
 });
 
+test('job outputs are resources: listed, read without moving the cursor, and updates are notified', async () => {
+  const start = await conn.client.callTool({
+    name: 'remote_bash', arguments: { command: 'echo one; sleep 1; echo two', run_in_background: true },
+  });
+  const id = start.structuredContent.bash_id;
+  const uri = `job://${id}/output`;
+  const { resources } = await conn.client.listResources();
+  assert.ok(resources.some((r) => r.uri === uri), 'the new job is listed');
+  const updates = [];
+  const { ResourceUpdatedNotificationSchema } = await import('@modelcontextprotocol/sdk/types.js');
+  conn.client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => updates.push(n.params.uri));
+  await conn.client.subscribeResource({ uri });
+  for (let i = 0; i < 100 && !updates.includes(uri); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(updates.includes(uri), 'a notifications/resources/updated arrived for the job');
+  let text = '';
+  for (let i = 0; i < 50 && !text.includes('two'); i++) {
+    const read = await conn.client.readResource({ uri });
+    text = read.contents[0].text;
+    if (!text.includes('two')) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(text, 'one\ntwo\n');
+  const out = await conn.client.callTool({ name: 'remote_bash_output', arguments: { bash_id: id } });
+  assert.equal(out.structuredContent.output, 'one\ntwo\n', 'reading the resource did not consume the output');
+  await assert.rejects(conn.client.readResource({ uri: 'job://bash_nope/output' }), (e) => e.code === -32002);
+});
+
 test('remote_file_read returns numbered windows', async () => {
   const file = path.join(workDir, 'log.txt');
   fs.writeFileSync(file, Array.from({ length: 50 }, (_, i) => `line ${i + 1}`).join('\n') + '\n');
