@@ -308,7 +308,8 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
   }
   // A command the host could not run at all surfaces as the host's error.
   if (job->done && job->error) {
-    throw *job->error;
+    // A fresh copy: exception objects made on the runner's thread share their message buffer.
+    throw exec::HostError(job->error->kind(), std::string(job->error->what()));
   }
 
   ForegroundResult r;
@@ -728,9 +729,7 @@ KillAnswer JobManager::kill(const std::string& id, int signal) {
 
 std::vector<state::JobRecord> JobManager::list(std::size_t limit) {
   // Jobs believed to be running are asked for their state first, so the list is current.
-  for (auto& job : live_durable_jobs()) {
-    refresh(*job);
-  }
+  refresh_all(live_durable_jobs());
   auto records = m_store.list_jobs(limit);
   std::lock_guard lock(m_mutex);
   for (auto& r : records) {
@@ -805,6 +804,30 @@ std::vector<std::shared_ptr<JobManager::Job>> JobManager::live_durable_jobs() {
   return out;
 }
 
+void JobManager::refresh_all(const std::vector<std::shared_ptr<Job>>& jobs) {
+  // One thread per host, so a host that hangs until its connect timeout delays no other host.
+  std::map<std::string, std::vector<std::shared_ptr<Job>>> by_host;
+  for (const auto& job : jobs) {
+    std::lock_guard lock(job->m);
+    by_host[job->rec.host].push_back(job);
+  }
+  auto refresh_group = [this](const std::vector<std::shared_ptr<Job>>& group) {
+    for (const auto& job : group) {
+      refresh(*job);
+    }
+  };
+  if (by_host.size() <= 1) {
+    for (const auto& [host, group] : by_host) {
+      refresh_group(group);
+    }
+    return;
+  }
+  std::vector<std::jthread> threads;
+  for (const auto& [host, group] : by_host) {
+    threads.emplace_back([&refresh_group, &group = group] { refresh_group(group); });
+  }
+}
+
 void JobManager::sweep_loop(std::stop_token stop) {
   std::mutex mutex;
   auto next_expiry = Clock::now();
@@ -824,12 +847,7 @@ void JobManager::sweep_loop(std::stop_token stop) {
     if (stop.stop_requested()) {
       return;
     }
-    for (auto& job : live_durable_jobs()) {
-      if (stop.stop_requested()) {
-        return;
-      }
-      refresh(*job);
-    }
+    refresh_all(live_durable_jobs());
   }
 }
 

@@ -141,6 +141,7 @@ private:
   void changed_job(const std::string& id);
   void persist(Job& job);
   std::vector<std::shared_ptr<Job>> live_durable_jobs(); // running or unreachable
+  void refresh_all(const std::vector<std::shared_ptr<Job>>& jobs);
   void sweep_loop(std::stop_token stop);
   std::string new_id();
   std::int64_t now_ms() const;

@@ -32,6 +32,14 @@ void FakeHost::set_unreachable(bool unreachable) {
   m_unreachable = unreachable;
 }
 
+void FakeHost::hang_reads(bool hang) {
+  {
+    std::lock_guard lock(m_mutex);
+    m_hang_reads = hang;
+  }
+  m_cv.notify_all();
+}
+
 void FakeHost::throw_if_unreachable() const {
   if (m_unreachable) {
     throw exec::HostError(exec::HostError::Kind::unreachable, "fake host " + m_name + " is unreachable");
@@ -75,7 +83,8 @@ exec::JobRef FakeHost::start_job(const exec::CommandSpec&, const std::string& jo
 }
 
 exec::JobChunk FakeHost::read_job(const exec::JobRef& job, std::uint64_t offset, std::size_t max_bytes) {
-  std::lock_guard lock(m_mutex);
+  std::unique_lock lock(m_mutex);
+  m_cv.wait(lock, [&] { return !m_hang_reads; });
   ++read_job_calls;
   throw_if_unreachable();
   auto it = m_jobs.find(job.id);

@@ -35,6 +35,8 @@ public:
 
   // ---- failure injection ----
   void set_unreachable(bool unreachable);
+  // read_job() blocks (like a host that drops packets) until hang_reads(false).
+  void hang_reads(bool hang);
 
   // ---- recording ----
   std::vector<exec::CommandSpec> runs;
@@ -65,6 +67,7 @@ private:
   std::condition_variable_any m_cv;
   bool m_released = false;
   bool m_unreachable = false;
+  bool m_hang_reads = false;
   std::map<std::string, FakeJob> m_jobs;
 };
 

@@ -369,6 +369,26 @@ TEST_F(JobsTest, RetentionRemovesOnlyOldEndedJobs) {
   EXPECT_TRUE(store->get_job(running.id));
 }
 
+TEST_F(JobsTest, AHangingHostDoesNotStopOtherHostsJobsFromBeingTracked) {
+  auto hanging = std::make_shared<FakeHost>("a-hangs");
+  auto healthy = std::make_shared<FakeHost>("b-ok");
+  hosts.add(hanging);
+  hosts.add(healthy);
+  auto stuck = manager().start("a-hangs", spec("train"), "");
+  auto fine = manager().start("b-ok", spec("train"), "");
+  hanging->hang_reads(true);
+  healthy->job_finish(fine.id, {exec::JobState::Phase::exited, 3, 0});
+  // The background sweep refreshes hosts in parallel: b-ok's end is recorded while a-hangs hangs.
+  bool recorded = false;
+  for (int i = 0; i < 200 && !recorded; ++i) {
+    std::this_thread::sleep_for(10ms);
+    recorded = store->get_job(fine.id)->status == "exited";
+  }
+  EXPECT_TRUE(recorded) << "the job on the healthy host was not tracked while another host hung";
+  EXPECT_EQ(store->get_job(stuck.id)->status, "running");
+  hanging->hang_reads(false);
+}
+
 TEST_F(JobsTest, ListShowsJobsNewestFirst) {
   auto a = manager().start("", spec("first"), "");
   std::this_thread::sleep_for(5ms);

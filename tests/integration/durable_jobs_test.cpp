@@ -1,0 +1,183 @@
+// Durable background jobs through the real `sandbox-mcp serve` (stdio), on the local host and on
+// an SSH host (a real sshd on loopback): the server restarts mid-run and the same bash_id keeps
+// reading with no gap and no duplicate; a job that ends while the server is down reports its real
+// exit code afterwards; a job started before a restart is killed after it; and a filtered read
+// over output that overflowed the ring reports the dropped bytes while the full output stays
+// readable with remote_file_read.
+#include "tests/bench/stdio_client.h"
+#include "tests/support/sshd_fixture.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace smcp {
+namespace {
+
+using namespace std::chrono_literals;
+using bench::StdioClient;
+using nlohmann::json;
+
+class DurableJobsTest : public ::testing::TestWithParam<std::string> {
+protected:
+  void SetUp() override {
+    host = GetParam();
+    std::string name = "smcp-durable-" + std::to_string(::getpid()) + "-" +
+                       ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '_');
+    dir = std::filesystem::temp_directory_path() / name;
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    if (host != "local") {
+      if (auto reason = testing::SshdFixture::unavailable_reason(); !reason.empty()) {
+        GTEST_SKIP() << "no sshd: " << reason;
+      }
+      sshd = std::make_unique<testing::SshdFixture>(testing::SshdOptions{.servers = 1});
+      json c = {{"ssh_config", sshd->config_file()}, {"hosts", json::array({host})}};
+      std::ofstream(dir / "config.json") << c.dump(2);
+    }
+    start_server();
+  }
+  void TearDown() override {
+    client.reset();
+    sshd.reset();
+    std::filesystem::remove_all(dir);
+  }
+
+  void start_server(const std::vector<std::string>& extra = {}) {
+    client.reset();
+    if (sshd) {
+      ::setenv("SANDBOX_MCP_CONFIG", (dir / "config.json").c_str(), 1);
+    }
+    std::vector<std::string> args{"serve", "--state-dir", (dir / "state").string(), "--log-level", "warn"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    client = std::make_unique<StdioClient>(SMCP_BINARY, args);
+    ::unsetenv("SANDBOX_MCP_CONFIG");
+  }
+
+  json start_job(const std::string& command) {
+    return client->call("remote_bash", {{"command", command}, {"run_in_background", true}, {"host", host}});
+  }
+
+  // Reads until the job has ended, appending every answer's output to `all`.
+  json read_to_end(const std::string& id, std::string& all, const json& extra = json::object()) {
+    json r;
+    for (int i = 0; i < 100; ++i) {
+      json args = {{"bash_id", id}, {"wait_ms", 3000}};
+      args.update(extra);
+      r = client->call("remote_bash_output", args);
+      all += r["output"].get<std::string>();
+      if (r["status"] != "running" && r["status"] != "unreachable") {
+        break;
+      }
+    }
+    return r;
+  }
+
+  std::string marker() const { return "10" + std::to_string(::getpid() % 100000) + ".5"; }
+
+  std::string host;
+  std::filesystem::path dir;
+  std::unique_ptr<testing::SshdFixture> sshd;
+  std::unique_ptr<StdioClient> client;
+};
+
+TEST_P(DurableJobsTest, ServerRestartMidRunLosesNoLineAndRepeatsNone) {
+  const int n = 40;
+  json started = start_job("for i in $(seq 1 " + std::to_string(n) + "); do echo \"line $i\"; sleep 0.1; done");
+  const std::string id = started["bash_id"];
+  std::string all;
+  json r = client->call("remote_bash_output", {{"bash_id", id}, {"wait_ms", 10000}, {"until", "^line 8$"}});
+  all += r["output"].get<std::string>();
+  ASSERT_EQ(r["status"], "running");
+  ASSERT_TRUE(r["matched"].get<bool>()) << r.dump();
+
+  start_server(); // the old server exits (end of input), a new one takes over the same state
+  r = read_to_end(id, all);
+  EXPECT_EQ(r["status"], "exited") << r.dump();
+  EXPECT_EQ(r["exit_code"], 0);
+  std::string expected;
+  for (int i = 1; i <= n; ++i) {
+    expected += "line " + std::to_string(i) + "\n";
+  }
+  EXPECT_EQ(all, expected) << "lines lost or repeated across the restart";
+}
+
+TEST_P(DurableJobsTest, JobEndingWhileTheServerIsDownReportsItsExitCode) {
+  json started = start_job("echo before; sleep 0.5; echo after; exit 7");
+  const std::string id = started["bash_id"];
+  client.reset(); // the server is down while the job ends
+  std::this_thread::sleep_for(2s);
+  start_server();
+  json r = client->call("remote_bash_output", {{"bash_id", id}});
+  EXPECT_EQ(r["status"], "exited") << r.dump();
+  EXPECT_EQ(r["exit_code"], 7);
+  EXPECT_EQ(r["output"], "before\nafter\n");
+  json listed = client->call("remote_bash_list", {{"host", host}});
+  ASSERT_FALSE(listed["jobs"].empty());
+  EXPECT_EQ(listed["jobs"][0]["bash_id"], id);
+  EXPECT_EQ(listed["jobs"][0]["exit_code"], 7);
+}
+
+TEST_P(DurableJobsTest, JobStartedBeforeARestartIsKilledAfterIt) {
+  const std::string sleeper = "sleep " + marker();
+  json started = start_job(sleeper + " & " + sleeper + "; echo never");
+  const std::string id = started["bash_id"];
+  std::this_thread::sleep_for(300ms);
+  start_server();
+  json running = client->call("remote_bash_output", {{"bash_id", id}});
+  EXPECT_EQ(running["status"], "running");
+  json killed = client->call("remote_bash_kill", {{"bash_id", id}});
+  EXPECT_EQ(killed["signalled"], true);
+  EXPECT_EQ(killed["verified"], true) << killed.dump();
+  EXPECT_EQ(killed["status"], "killed") << killed.dump();
+  EXPECT_EQ(killed["signal"], "SIGTERM");
+  json check = client->call("remote_bash", {{"command", "pgrep -c -f '^" + sleeper + "' || true"}, {"host", host}});
+  EXPECT_EQ(check["stdout"], "0\n") << "a process of the killed job survived";
+}
+
+TEST_P(DurableJobsTest, FilteredReadOverAnOverflowedRingCountsDropsAndTheFullOutputStaysReadable) {
+  start_server({"--ring-bytes", "65536"});
+  // 20000 lines (~250 KB): far more than the 64 KiB ring.
+  json started = start_job("for i in $(seq 1 20000); do if [ $((i % 1000)) -eq 0 ]; then echo \"MARK $i\"; "
+                           "else echo \"line $i of the flood\"; fi; done");
+  const std::string id = started["bash_id"];
+  // Let it finish without reading (remote_bash_list asks for job states).
+  for (int i = 0; i < 200; ++i) {
+    json listed = client->call("remote_bash_list", {{"host", host}, {"limit", 1}});
+    if (listed["jobs"][0]["status"] != "running") {
+      break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  json r = client->call("remote_bash_output", {{"bash_id", id}, {"filter", "^MARK"}});
+  EXPECT_EQ(r["status"], "exited");
+  const auto dropped = r["dropped_bytes"].get<std::uint64_t>();
+  const auto total = r["total_bytes"].get<std::uint64_t>();
+  EXPECT_GT(dropped, 100000u) << r.dump().substr(0, 400);
+  EXPECT_LE(total - dropped, 65536u) << "only the ring's worth was left to read";
+  const std::string out = r["output"];
+  EXPECT_NE(out.find("MARK 20000\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("MARK 1000\n"), std::string::npos) << "an early mark cannot survive the overflow";
+  EXPECT_EQ(out.find("flood"), std::string::npos) << "the filter let a non-matching line through";
+  EXPECT_GT(r["skipped_lines"].get<std::uint64_t>(), 1000u);
+
+  const std::string file = r["output_file"];
+  EXPECT_EQ(r["output_file_host"], host);
+  json head = client->call("remote_file_read", {{"file_path", file}, {"host", host}, {"limit", 2}});
+  EXPECT_EQ(head["content"], "     1\tline 1 of the flood\n     2\tline 2 of the flood\n");
+  json mark = client->call("remote_file_read", {{"file_path", file}, {"host", host}, {"offset", 1000}, {"limit", 1}});
+  EXPECT_EQ(mark["content"], "  1000\tMARK 1000\n") << "the dropped part is still on disk";
+  json tail = client->call("remote_file_read", {{"file_path", file}, {"host", host}, {"offset", -1}});
+  EXPECT_EQ(tail["content"], " 20000\tMARK 20000\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(Hosts, DurableJobsTest, ::testing::Values("local", "h0"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param == "local" ? std::string("Local") : std::string("Ssh");
+                         });
+
+} // namespace
+} // namespace smcp
