@@ -1,6 +1,7 @@
 #include "sandbox/local_host.h"
 
 #include "sandbox/process_tree.h"
+#include "sandbox/spawn.h"
 
 #include <spdlog/spdlog.h>
 
@@ -11,7 +12,6 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <poll.h>
-#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -242,30 +242,16 @@ ExitInfo LocalHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_tok
   }
   Fd err_r(err_pipe[0]), err_w(err_pipe[1]);
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_w.get(), 1);
-  posix_spawn_file_actions_adddup2(&actions, err_w.get(), 2);
+  SpawnSetup setup(/*new_session=*/true);
+  setup.stdin_from_null().dup_to(out_w.get(), 1).dup_to(err_w.get(), 2);
   if (!spec.cwd.empty()) {
-    posix_spawn_file_actions_addchdir_np(&actions, spec.cwd.c_str());
+    setup.chdir(spec.cwd);
   }
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
+  setup.close_from(3);
   CStrings argv({m_options.shell, "-c", spec.command});
   CStrings envp(build_env(spec.env));
   pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, m_options.shell.c_str(), &actions, &attr, argv.get(), envp.get());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
+  int rc = setup.spawn(pid, m_options.shell.c_str(), argv.get(), envp.get());
   if (rc != 0) {
     throw HostError(HostError::Kind::io, "cannot start " + m_options.shell + ": " + errno_text(rc));
   }
@@ -736,7 +722,7 @@ struct Collected {
 // Reads up to `limit` lines starting at file position `pos`.
 Collected collect_lines(int fd, std::uint64_t pos, std::uint64_t size, const FileReadRequest& req) {
   Collected c;
-  c.end = pos;  // an empty window (at the end of the file) has nothing after it
+  c.end = pos; // an empty window (at the end of the file) has nothing after it
   std::string current;
   std::uint64_t current_len = 0;
   std::size_t total = 0;

@@ -5,6 +5,7 @@
 //   ssh_bench SANDBOX_MCP_BINARY [--calls N] [--ssh-calls N] [--bashrc]
 // --bashrc: the login shell sources the user's real ~/.bashrc for every command (as it does on
 // most hosts); without it the sshd passes SHLVL=1 so bash skips it (a non-interactive-safe bashrc).
+#include "tests/bench/stdio_client.h"
 #include "tests/support/sshd_fixture.h"
 
 #include <nlohmann/json.hpp>
@@ -32,19 +33,13 @@ extern char** environ;
 namespace {
 
 using nlohmann::json;
+using smcp::bench::percentile;
+using smcp::bench::ServerProcess;
+using smcp::bench::spawn_stdio_server;
 using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) {
-    return 0;
-  }
-  std::sort(v.begin(), v.end());
-  std::size_t i = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
 }
 
 struct Stats {
@@ -60,28 +55,10 @@ Stats stats(const std::vector<double>& lat, double wall_ms) {
 class PipelinedClient {
 public:
   PipelinedClient(const std::string& binary, const std::vector<std::string>& args) {
-    int to_child[2], from_child[2];
-    if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) {
-      throw std::runtime_error("pipe");
-    }
-    m_pid = ::fork();
-    if (m_pid == 0) {
-      ::dup2(to_child[0], 0);
-      ::dup2(from_child[1], 1);
-      ::close(to_child[1]);
-      ::close(from_child[0]);
-      std::vector<char*> argv{const_cast<char*>(binary.c_str())};
-      for (const auto& a : args) {
-        argv.push_back(const_cast<char*>(a.c_str()));
-      }
-      argv.push_back(nullptr);
-      ::execv(binary.c_str(), argv.data());
-      ::_exit(127);
-    }
-    ::close(to_child[0]);
-    ::close(from_child[1]);
-    m_in = to_child[1];
-    m_out = ::fdopen(from_child[0], "r");
+    ServerProcess p = spawn_stdio_server(binary, args);
+    m_pid = p.pid;
+    m_in = p.in;
+    m_out = p.out;
     send({{"jsonrpc", "2.0"},
           {"id", 0},
           {"method", "initialize"},

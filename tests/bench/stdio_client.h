@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
@@ -16,31 +17,47 @@ namespace smcp::bench {
 
 using nlohmann::json;
 
+// A `sandbox-mcp serve` child with its stdin (in) and stdout (out) on pipes.
+struct ServerProcess {
+  pid_t pid = -1;
+  int in = -1;
+  FILE* out = nullptr;
+};
+
+inline ServerProcess spawn_stdio_server(const std::string& binary, const std::vector<std::string>& args) {
+  int to_child[2], from_child[2];
+  if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) {
+    throw std::runtime_error("pipe");
+  }
+  ServerProcess p;
+  p.pid = ::fork();
+  if (p.pid == 0) {
+    ::dup2(to_child[0], 0);
+    ::dup2(from_child[1], 1);
+    ::close(to_child[1]);
+    ::close(from_child[0]);
+    std::vector<char*> argv{const_cast<char*>(binary.c_str())};
+    for (const auto& a : args) {
+      argv.push_back(const_cast<char*>(a.c_str()));
+    }
+    argv.push_back(nullptr);
+    ::execv(binary.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(to_child[0]);
+  ::close(from_child[1]);
+  p.in = to_child[1];
+  p.out = ::fdopen(from_child[0], "r");
+  return p;
+}
+
 class StdioClient {
 public:
   StdioClient(const std::string& binary, const std::vector<std::string>& args) {
-    int to_child[2], from_child[2];
-    if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) {
-      throw std::runtime_error("pipe");
-    }
-    m_pid = ::fork();
-    if (m_pid == 0) {
-      ::dup2(to_child[0], 0);
-      ::dup2(from_child[1], 1);
-      ::close(to_child[1]);
-      ::close(from_child[0]);
-      std::vector<char*> argv{const_cast<char*>(binary.c_str())};
-      for (const auto& a : args) {
-        argv.push_back(const_cast<char*>(a.c_str()));
-      }
-      argv.push_back(nullptr);
-      ::execv(binary.c_str(), argv.data());
-      ::_exit(127);
-    }
-    ::close(to_child[0]);
-    ::close(from_child[1]);
-    m_in = to_child[1];
-    m_out = ::fdopen(from_child[0], "r");
+    ServerProcess p = spawn_stdio_server(binary, args);
+    m_pid = p.pid;
+    m_in = p.in;
+    m_out = p.out;
     request("initialize", {{"protocolVersion", "2025-11-25"},
                            {"capabilities", json::object()},
                            {"clientInfo", {{"name", "bench"}, {"version", "1"}}}});

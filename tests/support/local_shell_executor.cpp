@@ -1,5 +1,7 @@
 #include "tests/support/local_shell_executor.h"
 
+#include "sandbox/spawn.h"
+
 #include <cerrno>
 #include <condition_variable>
 #include <csignal>
@@ -7,7 +9,6 @@
 #include <fcntl.h>
 #include <mutex>
 #include <poll.h>
-#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <thread>
@@ -32,27 +33,14 @@ public:
       finish_error("pipe failed");
       return;
     }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    exec::SpawnSetup setup(/*new_session=*/true);
+    setup.dup_to(in[0], 0).dup_to(out[1], 1).dup_to(err[1], 2);
     std::string exec = m_command.exec;
     char sh[] = "/bin/sh";
     char dash_c[] = "-c";
     char* argv[] = {sh, dash_c, exec.data(), nullptr};
     pid_t pid = 0;
-    int rc = ::posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
+    int rc = setup.spawn(pid, "/bin/sh", argv, environ);
     ::close(in[0]);
     ::close(out[1]);
     ::close(err[1]);
