@@ -209,12 +209,16 @@ JobManager::~JobManager() {
     }
   }
   for (auto& job : attached) {
-    std::unique_lock lock(job->m);
+    std::lock_guard lock(job->m);
     if (!job->done) {
       spdlog::info("ending foreground job {} as the server shuts down", job->rec.id);
       job->stop.request_stop();
-      job->cv.wait_for(lock, m_options.kill_grace + std::chrono::seconds(5), [&] { return job->done; });
     }
+  }
+  // Runner threads use this manager until their very last statement: wait for all of them.
+  std::unique_lock lock(m_mutex);
+  if (!m_runners_cv.wait_for(lock, m_options.kill_grace + std::chrono::seconds(10), [&] { return m_runners == 0; })) {
+    spdlog::error("{} command runner(s) did not end; exiting anyway", m_runners);
   }
 }
 
@@ -262,6 +266,10 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
   m_store.audit({job->rec.started_at_ms, job->rec.host, "run", spec.command, job->rec.id});
 
   // The runner owns a reference to the job; it outlives this call when the command is promoted.
+  {
+    std::lock_guard lock(m_mutex);
+    ++m_runners;
+  }
   std::thread([this, job, host, spec] {
     ForegroundSink sink(*job, m_options);
     exec::ExitInfo info;
@@ -274,6 +282,10 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
       error = exec::HostError(exec::HostError::Kind::io, e.what());
     }
     finish_and_notify(*job, info, error);
+    // Last use of the manager: notify with the lock held, so ~JobManager cannot finish before it.
+    std::lock_guard lock(m_mutex);
+    --m_runners;
+    m_runners_cv.notify_all();
   }).detach();
 
   std::stop_callback on_stop(stop, [job] { job->stop.request_stop(); });

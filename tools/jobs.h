@@ -152,6 +152,8 @@ private:
 
   std::mutex m_mutex;
   std::map<std::string, std::shared_ptr<Job>> m_jobs;
+  std::size_t m_runners = 0; // foreground runner threads alive (guarded by m_mutex)
+  std::condition_variable m_runners_cv;
   std::mutex m_listener_mutex;
   std::function<void(const std::string&)> m_listener;
   std::condition_variable_any m_sweep_cv;
