@@ -174,6 +174,24 @@ TEST_P(DurableJobsTest, FilteredReadOverAnOverflowedRingCountsDropsAndTheFullOut
   EXPECT_EQ(tail["content"], " 20000\tMARK 20000\n");
 }
 
+TEST_P(DurableJobsTest, RemovingAnEndedJobDeletesItsDirectoryOnTheHost) {
+  json started = start_job("echo bye");
+  const std::string id = started["bash_id"];
+  std::string all;
+  json r = read_to_end(id, all);
+  ASSERT_EQ(r["status"], "exited");
+  const std::string file = r["output_file"];
+  const std::string job_dir = file.substr(0, file.rfind('/'));
+  json exists = client->call("remote_bash", {{"command", "test -d '" + job_dir + "' && echo yes"}, {"host", host}});
+  ASSERT_EQ(exists["stdout"], "yes\n") << job_dir;
+  json removed = client->call("remote_bash_kill", {{"bash_id", id}, {"remove", true}});
+  EXPECT_EQ(removed["removed"], true);
+  json gone = client->call("remote_bash", {{"command", "test -e '" + job_dir + "' || echo gone"}, {"host", host}});
+  EXPECT_EQ(gone["stdout"], "gone\n") << "the job directory is still on the host";
+  json unknown = client->request("tools/call", {{"name", "remote_bash_output"}, {"arguments", {{"bash_id", id}}}});
+  EXPECT_EQ(unknown["isError"], true);
+}
+
 INSTANTIATE_TEST_SUITE_P(Hosts, DurableJobsTest, ::testing::Values("local", "h0"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param == "local" ? std::string("Local") : std::string("Ssh");
