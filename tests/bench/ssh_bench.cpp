@@ -34,8 +34,6 @@ namespace {
 
 using nlohmann::json;
 using smcp::bench::percentile;
-using smcp::bench::ServerProcess;
-using smcp::bench::spawn_stdio_server;
 using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t0) {
@@ -54,27 +52,7 @@ Stats stats(const std::vector<double>& lat, double wall_ms) {
 // An MCP client over the server's stdio that keeps several tools/call requests in flight.
 class PipelinedClient {
 public:
-  PipelinedClient(const std::string& binary, const std::vector<std::string>& args) {
-    ServerProcess p = spawn_stdio_server(binary, args);
-    m_pid = p.pid;
-    m_in = p.in;
-    m_out = p.out;
-    send({{"jsonrpc", "2.0"},
-          {"id", 0},
-          {"method", "initialize"},
-          {"params",
-           {{"protocolVersion", "2025-11-25"},
-            {"capabilities", json::object()},
-            {"clientInfo", {{"name", "ssh-bench"}, {"version", "1"}}}}}});
-    while (!read().contains("id")) {
-    }
-    send({{"jsonrpc", "2.0"}, {"method", "notifications/initialized"}});
-  }
-  ~PipelinedClient() {
-    ::close(m_in);
-    std::fclose(m_out);
-    ::waitpid(m_pid, nullptr, 0);
-  }
+  PipelinedClient(const std::string& binary, const std::vector<std::string>& args) : m_client(binary, args) {}
 
   // `total` calls of `tool` with `args`, `concurrency` in flight; returns each call's latency.
   std::vector<double> run(int total, int concurrency, const std::string& tool, const json& args) {
@@ -82,19 +60,19 @@ public:
     std::vector<double> lat;
     int sent = 0;
     auto send_one = [&] {
-      int id = ++m_id;
+      int id = m_client.next_id();
       started[id] = Clock::now();
-      send({{"jsonrpc", "2.0"},
-            {"id", id},
-            {"method", "tools/call"},
-            {"params", {{"name", tool}, {"arguments", args}}}});
+      m_client.send({{"jsonrpc", "2.0"},
+                     {"id", id},
+                     {"method", "tools/call"},
+                     {"params", {{"name", tool}, {"arguments", args}}}});
       ++sent;
     };
     while (sent < std::min(total, concurrency)) {
       send_one();
     }
     while (static_cast<int>(lat.size()) < total) {
-      json m = read();
+      json m = m_client.read();
       if (!m.contains("id") || !m["id"].is_number_integer()) {
         continue;
       }
@@ -115,33 +93,7 @@ public:
   }
 
 private:
-  void send(const json& m) {
-    std::string s = m.dump() + "\n";
-    std::size_t off = 0;
-    while (off < s.size()) {
-      ssize_t n = ::write(m_in, s.data() + off, s.size() - off);
-      if (n <= 0) {
-        throw std::runtime_error("server closed its input");
-      }
-      off += static_cast<std::size_t>(n);
-    }
-  }
-  json read() {
-    std::string line;
-    int c;
-    while ((c = std::fgetc(m_out)) != EOF && c != '\n') {
-      line.push_back(static_cast<char>(c));
-    }
-    if (line.empty() && c == EOF) {
-      throw std::runtime_error("server closed its output");
-    }
-    return json::parse(line);
-  }
-
-  pid_t m_pid = -1;
-  int m_in = -1;
-  FILE* m_out = nullptr;
-  int m_id = 0;
+  smcp::bench::StdioClient m_client;
 };
 
 int run_quiet(const std::vector<std::string>& argv) {

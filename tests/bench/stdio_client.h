@@ -94,7 +94,7 @@ public:
     return r["structuredContent"];
   }
 
-private:
+  // Raw messaging, for clients that keep several requests in flight.
   void send(const json& m) {
     std::string s = m.dump() + "\n";
     const char* p = s.data();
@@ -119,7 +119,9 @@ private:
     }
     return json::parse(line);
   }
+  int next_id() { return ++m_id; }
 
+private:
   pid_t m_pid = -1;
   int m_in = -1;
   FILE* m_out = nullptr;

@@ -193,8 +193,8 @@ TEST_P(DurableJobsTest, RemovingAnEndedJobDeletesItsDirectoryOnTheHost) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Hosts, DurableJobsTest, ::testing::Values("local", "h0"),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           return info.param == "local" ? std::string("Local") : std::string("Ssh");
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           return param.param == "local" ? std::string("Local") : std::string("Ssh");
                          });
 
 } // namespace
