@@ -5,6 +5,10 @@ namespace smcp::tools {
 
 namespace {
 
+// Said first in each description, so an agent does not spend a call to find out.
+constexpr const char* k_not_yet = "[Not available in this build yet: the sandbox backends are still to come; calls "
+                                  "return an error.] ";
+
 const char* k_sandbox_item = R"({
   "type": "object",
   "properties": {
@@ -39,6 +43,7 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv&) {
   create.name = "sandbox_new";
   create.title = "Create a sandbox";
   create.description =
+      std::string(k_not_yet) +
       "Create an isolated sandbox: a git worktree of the repository on a new branch plus a container (podman or "
       "docker, detected) running tmux, on this machine or, with slurm: true, on a Slurm compute node. Run "
       "commands in it with remote_bash {sandbox: NAME}; let a human join with sandbox_attach.";
@@ -62,7 +67,8 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv&) {
   mcp::Tool list;
   list.name = "sandbox_ls";
   list.title = "List sandboxes";
-  list.description = "List sandboxes with their branch, container or Slurm job, work directory and status.";
+  list.description =
+      std::string(k_not_yet) + "List sandboxes with their branch, container or Slurm job, work directory and status.";
   list.input_schema = json::parse(R"({"type": "object", "properties": {}, "additionalProperties": false})");
   list.output_schema = {{"type", "object"},
                         {"properties", {{"sandboxes", {{"type", "array"}, {"items", item}}}}},
@@ -75,7 +81,8 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv&) {
   mcp::Tool remove;
   remove.name = "sandbox_rm";
   remove.title = "Remove a sandbox";
-  remove.description = "Remove a sandbox: stop its container or cancel its Slurm job, remove its worktree and "
+  remove.description = std::string(k_not_yet) +
+                       "Remove a sandbox: stop its container or cancel its Slurm job, remove its worktree and "
                        "forget it. The branch is kept.";
   remove.input_schema = json::parse(R"({
     "type": "object",
@@ -96,7 +103,8 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv&) {
   mcp::Tool attach;
   attach.name = "sandbox_attach";
   attach.title = "Attach to a sandbox's tmux";
-  attach.description = "Return the command a human runs to attach to the sandbox's tmux session and the current "
+  attach.description = std::string(k_not_yet) +
+                       "Return the command a human runs to attach to the sandbox's tmux session and the current "
                        "screen of its pane; `keys` are sent to the pane first (tmux send-keys syntax).";
   attach.input_schema = json::parse(R"({
     "type": "object",
