@@ -362,10 +362,12 @@ ExitInfo LocalHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_tok
     }
   }
 
-  // Phase 2: drain what is left in the pipes. Background children may hold them open: stop
-  // after a short quiet period rather than waiting for them.
+  // Phase 2: drain what is left in the pipes. Background children may hold them open (and keep
+  // writing): stop after a short quiet period, and in any case after a second. Closing the pipes
+  // then gives such writers EPIPE/SIGPIPE.
   auto quiet_deadline = Clock::now() + std::chrono::milliseconds(100);
-  while ((out_r || err_r) && Clock::now() < quiet_deadline) {
+  const auto drain_limit = Clock::now() + std::chrono::seconds(1);
+  while ((out_r || err_r) && Clock::now() < std::min(quiet_deadline, drain_limit)) {
     pollfd fds[2];
     nfds_t n = 0;
     int i_out = -1, i_err = -1;

@@ -23,6 +23,7 @@ constexpr const char* k_default_jobs_root = "~/.local/state/sandbox-mcp/jobs";
 // After the command itself ended, output from children it left behind is read until the stream
 // has been quiet this long (as LocalHost does).
 constexpr auto k_quiet_after_end = milliseconds(100);
+constexpr auto k_drain_after_end = milliseconds(1000); // hard limit, even while they keep writing
 
 std::string make_nonce() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -217,6 +218,7 @@ exec::ExitInfo SshHost::run(const exec::CommandSpec& spec, exec::OutputSink& sin
 
   const auto deadline = spec.timeout.count() > 0 ? Clock::now() + spec.timeout : Clock::time_point::max();
   bool timed_out = false, cancelled = false;
+  std::optional<Clock::time_point> ended_at; // when the supervisor reported the command's end
   for (;;) {
     bool ended_marker = false;
     Clock::time_point last;
@@ -228,8 +230,13 @@ exec::ExitInfo SshHost::run(const exec::CommandSpec& spec, exec::OutputSink& sin
     const auto now = Clock::now();
     if (ended_marker) {
       // The command ended; its channel stays open only while children it left behind hold its
-      // output. Read what they write until the stream is quiet, then let them be (as LocalHost).
-      auto quiet_until = std::max(last, now) + k_quiet_after_end;
+      // output. Read what they write until the stream is quiet (at most k_drain_after_end), then
+      // let them be (as LocalHost).
+      if (!ended_at) {
+        ended_at = now;
+      }
+      const auto drain_limit = *ended_at + k_drain_after_end;
+      auto quiet_until = std::min(std::max(last, now) + k_quiet_after_end, drain_limit);
       if (call->wait_until(std::min(quiet_until, deadline), stop)) {
         break;
       }
@@ -238,7 +245,7 @@ exec::ExitInfo SshHost::run(const exec::CommandSpec& spec, exec::OutputSink& sin
         std::lock_guard lock(shared->m);
         quiet = Clock::now() - shared->last_output >= k_quiet_after_end;
       }
-      if (quiet || stop.stop_requested() || Clock::now() >= deadline) {
+      if (quiet || stop.stop_requested() || Clock::now() >= deadline || Clock::now() >= drain_limit) {
         call->cancel();
         call->wait_until(Clock::now() + std::chrono::seconds(5));
         break;

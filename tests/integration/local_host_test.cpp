@@ -206,6 +206,27 @@ TEST_F(LocalHostTest, BackgroundChildrenDoNotHoldTheCommandOpen) {
   ::system("pkill -f 'sleep 1000.4545'");
 }
 
+TEST_F(LocalHostTest, ABackgroundWriterDoesNotKeepTheCommandRunning) {
+  // `yes` in the background keeps the output pipe busy after the shell exits.
+  class Counting : public OutputSink {
+  public:
+    void on_output(Stream, std::string_view d) override { bytes += d.size(); }
+    std::uint64_t bytes = 0;
+  } sink;
+  CommandSpec spec;
+  spec.command = "yes yes-4949 & echo started";
+  spec.timeout = 20s;
+  auto t0 = std::chrono::steady_clock::now();
+  ExitInfo info = host->run(spec, sink, {});
+  EXPECT_EQ(info.exit_code, 0);
+  EXPECT_FALSE(info.timed_out);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << "the drain after exit must be bounded";
+  for (int i = 0; i < 200 && count_processes("yes yes-4949") > 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(count_processes("yes yes-4949"), 0) << "the writer should die of EPIPE once the pipes close";
+}
+
 TEST_F(LocalHostTest, PassesRawBytesAndUnicodeThrough) {
   Collect c;
   run("printf 'h\\303\\251llo \\342\\234\\223\\n'; printf '\\377\\000\\001'", c);

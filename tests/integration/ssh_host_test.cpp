@@ -172,6 +172,25 @@ TEST_F(SshHostTest, TimeoutKillsTheRemoteProcessTree) {
   EXPECT_EQ(check.out, "") << "survivors in session " << sid;
 }
 
+TEST_F(SshHostTest, ABackgroundWriterDoesNotKeepTheCommandRunning) {
+  auto host = make(*fx, "h0");
+  const std::string writer = "yes ssh-writer-" + std::to_string(::getpid());
+  auto start = std::chrono::steady_clock::now();
+  exec::CommandSpec spec;
+  spec.command = writer + " > /dev/stdout & echo started";
+  spec.timeout = 20s;
+  class Counting : public exec::OutputSink {
+  public:
+    void on_output(exec::Stream, std::string_view d) override { bytes += d.size(); }
+    std::uint64_t bytes = 0;
+  } sink;
+  exec::ExitInfo info = host->run(spec, sink, {});
+  EXPECT_EQ(info.exit_code, 0);
+  EXPECT_FALSE(info.timed_out);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 6s) << "the drain after the command's end must be bounded";
+  run(host, "pkill -f '^" + writer + "' || true");
+}
+
 TEST_F(SshHostTest, ManyCallsReuseOneSessionAndAreFast) {
   auto host = make(*fx, "h2");
   run(host, "true");
