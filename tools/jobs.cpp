@@ -89,6 +89,8 @@ struct JobManager::Job {
   bool persisted = false; // recorded in the store (promoted or truncated)
   std::stop_source stop;
   int spill_fd = -1;
+  std::uint64_t spilled = 0; // bytes written to the spill file
+  bool spill_capped = false;
   std::string last_line;
   std::unique_ptr<StreamCapture> out, err;
   bool timed_out = false;
@@ -118,7 +120,7 @@ public:
       open_spill_locked(m_job, m_options);
     }
     if (m_job.spill_fd >= 0) {
-      write_all(m_job.spill_fd, data);
+      spill_locked(m_job, m_options, data);
     }
     m_job.ring.append(data);
     // The newest complete line, for progress notifications.
@@ -149,7 +151,20 @@ public:
     }
     job.spill_fd = fd;
     job.rec.spill_path = path;
-    write_all(fd, job.ring.read(job.ring.start(), job.ring.end()));
+    spill_locked(job, options, job.ring.read(job.ring.start(), job.ring.end()));
+  }
+
+  // Appends to the spill file up to the cap; past it, a marker once, then nothing.
+  static void spill_locked(Job& job, const JobOptions& options, std::string_view data) {
+    const std::uint64_t room = job.spilled < options.spill_cap ? options.spill_cap - job.spilled : 0;
+    const auto keep = static_cast<std::size_t>(std::min<std::uint64_t>(room, data.size()));
+    write_all(job.spill_fd, data.substr(0, keep));
+    job.spilled += keep;
+    if (keep < data.size() && !job.spill_capped) {
+      job.spill_capped = true;
+      write_all(job.spill_fd, "\n[sandbox-mcp: output cap of " + std::to_string(options.spill_cap) +
+                                  " bytes reached; further output is not kept]\n");
+    }
   }
 
   static void write_all(int fd, std::string_view data) {

@@ -37,7 +37,8 @@ struct JobOptions {
   std::chrono::milliseconds heartbeat_interval{10000};
   std::chrono::hours retention{24 * 7}; // ended jobs older than this are removed with their files; 0: keep
 
-  std::string spill_dir; // where the server keeps the full output of foreground commands
+  std::string spill_dir;                // where the server keeps the full output of foreground commands
+  std::uint64_t spill_cap = 1ull << 30; // a spill file stops here (a marker says so)
 };
 
 struct ForegroundResult {

@@ -113,6 +113,18 @@ TEST_F(JobsTest, LargeOutputIsCutInTheMiddleAndStaysReadableInFull) {
   EXPECT_EQ(rec->status, "exited");
 }
 
+TEST_F(JobsTest, SpillFileStopsAtItsCapWithAMarker) {
+  options.spill_cap = 5000;
+  host->run_output = {{exec::Stream::out, std::string(3000, 'a')}, {exec::Stream::out, std::string(20000, 'b')}};
+  auto r = manager().run("", spec("flood"), "", nullptr, std::stop_token());
+  EXPECT_EQ(r.stdout_bytes, 23000u) << "the answer still counts everything";
+  ASSERT_FALSE(r.spill_path.empty());
+  std::ifstream spill(r.spill_path);
+  std::string spilled((std::istreambuf_iterator<char>(spill)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(spilled.substr(0, 5000), std::string(3000, 'a') + std::string(2000, 'b'));
+  EXPECT_EQ(spilled.substr(5000), "\n[sandbox-mcp: output cap of 5000 bytes reached; further output is not kept]\n");
+}
+
 TEST_F(JobsTest, SlowForegroundCommandIsPromotedToABackgroundJob) {
   options.promote_after = 50ms;
   host->block_until_released = true;
