@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -101,11 +102,20 @@ struct KnownHostsFile {
   std::string path;
   LIBSSH2_KNOWNHOSTS* hosts = nullptr;
   std::vector<std::string> revoked; // base64 key blobs of @revoked lines
+  // Lines whose host field has wildcards or negations (`*.corp`, `!x`): libssh2 compares names
+  // literally, so these are matched here with OpenSSH's pattern rules.
+  struct PatternEntry {
+    std::string patterns; // the comma-separated host field
+    std::string type;     // "ssh-ed25519", ...
+    std::string key;      // base64 blob
+  };
+  std::vector<PatternEntry> pattern_entries;
   KnownHostsFile() = default;
   KnownHostsFile(const KnownHostsFile&) = delete;
   KnownHostsFile& operator=(const KnownHostsFile&) = delete;
   KnownHostsFile(KnownHostsFile&& o) noexcept
-      : path(std::move(o.path)), hosts(std::exchange(o.hosts, nullptr)), revoked(std::move(o.revoked)) {}
+      : path(std::move(o.path)), hosts(std::exchange(o.hosts, nullptr)), revoked(std::move(o.revoked)),
+        pattern_entries(std::move(o.pattern_entries)) {}
   ~KnownHostsFile() {
     if (hosts) {
       libssh2_knownhost_free(hosts);
@@ -133,6 +143,17 @@ KnownHostsFile load_known_hosts(LIBSSH2_SESSION* s, const std::string& path) {
       }
       continue; // @cert-authority: host certificates are not supported
     }
+    {
+      std::istringstream words(line.substr(i));
+      std::string hosts, type, key;
+      words >> hosts >> type >> key;
+      if (hosts.find_first_of("*?!") != std::string::npos && hosts[0] != '|') {
+        if (!key.empty()) {
+          f.pattern_entries.push_back({hosts, type, key});
+        }
+        continue;
+      }
+    }
     line += "\n";
     if (libssh2_knownhost_readline(f.hosts, line.c_str() + i, line.size() - i, LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0) {
       spdlog::debug("known_hosts {}: skipped a line libssh2 cannot parse", path);
@@ -140,6 +161,64 @@ KnownHostsFile load_known_hosts(LIBSSH2_SESSION* s, const std::string& path) {
   }
   return f;
 }
+
+// OpenSSH's match_pattern(): '*' and '?' wildcards; host names compare case-insensitively.
+bool glob_match(const char* p, const char* s) {
+  for (;;) {
+    if (*p == '\0') {
+      return *s == '\0';
+    }
+    if (*p == '*') {
+      while (*p == '*') {
+        ++p;
+      }
+      if (*p == '\0') {
+        return true;
+      }
+      for (; *s; ++s) {
+        if (glob_match(p, s)) {
+          return true;
+        }
+      }
+      return false;
+    }
+    if (*s == '\0') {
+      return false;
+    }
+    if (*p != '?' && std::tolower(static_cast<unsigned char>(*p)) != std::tolower(static_cast<unsigned char>(*s))) {
+      return false;
+    }
+    ++p;
+    ++s;
+  }
+}
+
+} // namespace
+
+// OpenSSH's match_hostname(): a comma-separated list matches when some pattern matches and no
+// negated (`!`) pattern does.
+bool known_hosts_pattern_matches(const std::string& list, const std::string& host) {
+  bool positive = false;
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    std::size_t comma = list.find(',', start);
+    std::string pattern = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    start = comma == std::string::npos ? list.size() + 1 : comma + 1;
+    bool negated = !pattern.empty() && pattern[0] == '!';
+    if (negated) {
+      pattern.erase(0, 1);
+    }
+    if (!pattern.empty() && glob_match(pattern.c_str(), host.c_str())) {
+      if (negated) {
+        return false;
+      }
+      positive = true;
+    }
+  }
+  return positive;
+}
+
+namespace {
 
 int check_in(const KnownHostsFile& f, const std::string& host, int port, const char* key, std::size_t len, int key_bits,
              libssh2_knownhost** found) {
@@ -236,6 +315,25 @@ std::optional<SetupFailure> verify_host_key(LIBSSH2_SESSION* s, const SshTarget&
       known_fp = fingerprint_of_base64(found ? found->key : nullptr);
     }
   }
+  // Pattern entries (libssh2 cannot match them): a matching one with this key accepts it, one
+  // with another key of this type is a mismatch, one of another type a changed key type.
+  std::string pattern_other_types;
+  for (const auto& f : files) {
+    for (const auto& e : f.pattern_entries) {
+      if (!known_hosts_pattern_matches(e.patterns, kh_name)) {
+        continue;
+      }
+      if (e.type == kt->name && e.key == presented_b64) {
+        return std::nullopt;
+      }
+      if (e.type == kt->name && !mismatch_file) {
+        mismatch_file = &f;
+        known_fp = fingerprint_of_base64(e.key.c_str()) + " (pattern " + e.patterns + ")";
+      } else if (e.type != kt->name) {
+        pattern_other_types += (pattern_other_types.empty() ? "" : ", ") + e.type + " (pattern " + e.patterns + ")";
+      }
+    }
+  }
   if (mismatch_file) {
     return SetupFailure{
         Kind::refused,
@@ -258,8 +356,8 @@ std::optional<SetupFailure> verify_host_key(LIBSSH2_SESSION* s, const SshTarget&
     return std::nullopt;
   }
   auto other = known_types(files, lookup_host, lookup_port);
-  if (!other.empty()) {
-    std::string names;
+  if (!other.empty() || !pattern_other_types.empty()) {
+    std::string names = pattern_other_types;
     for (const auto* k : other) {
       names += (names.empty() ? "" : ", ") + std::string(k->name);
     }

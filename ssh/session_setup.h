@@ -69,4 +69,8 @@ std::string sha256_fingerprint(const unsigned char* blob, std::size_t len);
 // Monotonic milliseconds (the clock of SetupOptions::last_rx_ms).
 std::int64_t steady_ms();
 
+// OpenSSH's known_hosts host matching for a comma-separated pattern list (`*`, `?`, `!negation`),
+// e.g. ("*.corp,!bad.corp", "gpu1.corp") is true. Exposed for tests.
+bool known_hosts_pattern_matches(const std::string& list, const std::string& host);
+
 } // namespace smcp::ssh

@@ -298,6 +298,35 @@ TEST_F(SshHostTest, HostKeyMismatchIsRefusedWithBothFingerprints) {
   EXPECT_NE(msg.find("MISMATCH"), std::string::npos) << msg;
 }
 
+TEST_F(SshHostTest, WildcardKnownHostsEntriesAreHonoured) {
+  // OpenSSH matches `[127.0.0.*]:PORT` against this host; libssh2 alone would not, and accept-new
+  // would then accept (and append) any key.
+  auto wildcard = [](std::string line) { return line.replace(line.find("127.0.0.1"), 9, "127.0.0.*"); };
+  fx->write_known_hosts(wildcard(fx->wrong_known_hosts_line(1)));
+  auto host = make(*fx, "h1", HostKeyPolicy::accept_new);
+  exec::HostError::Kind kind{};
+  std::string msg = error_of([&] { run(host, "true"); }, &kind);
+  EXPECT_EQ(kind, exec::HostError::Kind::refused) << msg;
+  EXPECT_NE(msg.find("MISMATCH"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("pattern [127.0.0.*]"), std::string::npos) << msg;
+  std::ifstream kh(fx->known_hosts());
+  std::string content((std::istreambuf_iterator<char>(kh)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, wildcard(fx->wrong_known_hosts_line(1))) << "nothing may be appended after a mismatch";
+
+  fx->write_known_hosts(wildcard(fx->known_hosts_line(1)));
+  auto good = make(*fx, "h1", HostKeyPolicy::strict);
+  EXPECT_EQ(run(good, "echo ok").out, "ok\n") << "the right key under a pattern is accepted even when strict";
+
+  // A negated pattern excludes the host: then it is simply unknown (refused under strict).
+  std::string negated = wildcard(fx->known_hosts_line(1));
+  negated.insert(0, "!" + negated.substr(0, negated.find(' ')) + ",");
+  fx->write_known_hosts(negated);
+  auto excluded = make(*fx, "h1", HostKeyPolicy::strict);
+  msg = error_of([&] { run(excluded, "true"); }, &kind);
+  EXPECT_EQ(kind, exec::HostError::Kind::refused) << msg;
+  EXPECT_NE(msg.find("not in known_hosts"), std::string::npos) << msg;
+}
+
 TEST_F(SshHostTest, UnknownHostKeyUnderEachPolicy) {
   fx->write_known_hosts("");
   exec::HostError::Kind kind{};
