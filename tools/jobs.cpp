@@ -20,6 +20,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Ended jobs kept in memory (with their rings) beyond the ones in use.
+constexpr std::size_t k_cached_finished_jobs = 16;
+
 // Keeps the head and the tail of one stream of a foreground command and counts the rest.
 class StreamCapture {
 public:
@@ -77,8 +80,9 @@ struct JobManager::Job {
   state::JobRecord rec;
   RingBuffer ring;
   std::shared_ptr<exec::Host> host;
-  std::string note;      // why the status is what it is (unreachable host, ...)
-  bool complete = false; // durable: the end was seen and all output after it was read
+  std::string note;            // why the status is what it is (unreachable host, ...)
+  std::uint64_t last_used = 0; // JobManager::m_use_clock when last looked up (guarded by m_mutex)
+  bool complete = false;       // durable: the end was seen and all output after it was read
 
   // Durable jobs: one refresh at a time, so a chunk is never appended twice.
   std::mutex refresh_mutex;
@@ -368,6 +372,8 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
   if (job->persisted) {
     std::lock_guard jobs_lock(m_mutex);
     m_jobs.emplace(job->rec.id, job);
+    job->last_used = ++m_use_clock;
+    evict_finished_locked();
   }
   return r;
 }
@@ -458,6 +464,7 @@ std::shared_ptr<JobManager::Job> JobManager::find(const std::string& id) {
   {
     std::lock_guard lock(m_mutex);
     if (auto it = m_jobs.find(id); it != m_jobs.end()) {
+      it->second->last_used = ++m_use_clock;
       return it->second;
     }
   }
@@ -492,7 +499,34 @@ std::shared_ptr<JobManager::Job> JobManager::find(const std::string& id) {
   }
   std::lock_guard lock(m_mutex);
   auto [it, inserted] = m_jobs.emplace(id, job);
+  it->second->last_used = ++m_use_clock;
+  evict_finished_locked();
   return it->second;
+}
+
+std::size_t JobManager::cached_jobs() {
+  std::lock_guard lock(m_mutex);
+  return m_jobs.size();
+}
+
+void JobManager::evict_finished_locked() {
+  // Ended jobs are kept in memory only while recently used: their record is in the store and
+  // their output on disk, so find() reloads them (only as much as the ring holds) when read again.
+  std::vector<std::pair<std::uint64_t, std::string>> finished;
+  for (const auto& [id, job] : m_jobs) {
+    std::lock_guard job_lock(job->m);
+    const bool ended = job->rec.durable ? job->complete : (!job->attached || job->done);
+    if (ended && job->rec.status != "running" && job->rec.status != "unreachable") {
+      finished.emplace_back(job->last_used, id);
+    }
+  }
+  if (finished.size() <= k_cached_finished_jobs) {
+    return;
+  }
+  std::sort(finished.begin(), finished.end());
+  for (std::size_t i = 0; i + k_cached_finished_jobs < finished.size(); ++i) {
+    m_jobs.erase(finished[i].second);
+  }
 }
 
 void JobManager::refresh(Job& job) {

@@ -130,12 +130,15 @@ public:
   void set_change_listener(std::function<void(const std::string&)> listener);
 
   const JobOptions& options() const { return m_options; }
+  // Jobs held in memory now (running ones, plus a few recently used ended ones).
+  std::size_t cached_jobs();
 
 private:
   struct Job;
   class ForegroundSink;
 
   std::shared_ptr<Job> find(const std::string& id); // memory, then the store
+  void evict_finished_locked();                     // m_mutex held
   void refresh(Job& job);                           // pulls new output and state from the host
   void finish_attached(Job& job, const exec::ExitInfo& info, const std::optional<exec::HostError>& error);
   void finish_and_notify(Job& job, const exec::ExitInfo& info, const std::optional<exec::HostError>& error);
@@ -153,7 +156,8 @@ private:
 
   std::mutex m_mutex;
   std::map<std::string, std::shared_ptr<Job>> m_jobs;
-  std::size_t m_runners = 0; // foreground runner threads alive (guarded by m_mutex)
+  std::uint64_t m_use_clock = 0; // guarded by m_mutex
+  std::size_t m_runners = 0;     // foreground runner threads alive (guarded by m_mutex)
   std::condition_variable m_runners_cv;
   std::mutex m_listener_mutex;
   std::function<void(const std::string&)> m_listener;

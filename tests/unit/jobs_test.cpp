@@ -125,6 +125,20 @@ TEST_F(JobsTest, SpillFileStopsAtItsCapWithAMarker) {
   EXPECT_EQ(spilled.substr(5000), "\n[sandbox-mcp: output cap of 5000 bytes reached; further output is not kept]\n");
 }
 
+TEST_F(JobsTest, EndedJobsDoNotAccumulateInMemoryAndReloadWhenRead) {
+  host->run_output = {{exec::Stream::out, std::string(5000, 'x') + "\nlast line\n"}};
+  std::vector<std::string> ids;
+  for (int i = 0; i < 40; ++i) {
+    ids.push_back(manager().run("", spec("big"), "", nullptr, std::stop_token()).bash_id);
+    ASSERT_FALSE(ids.back().empty()) << "truncated output is kept as a job";
+  }
+  EXPECT_LE(manager().cached_jobs(), 16u) << "ended jobs must not pile up in memory";
+  auto first = read(ids.front()); // evicted long ago: reloaded from the store and its spill file
+  EXPECT_EQ(first.job.status, "exited");
+  EXPECT_NE(first.output.find("last line"), std::string::npos);
+  EXPECT_LE(manager().cached_jobs(), 16u);
+}
+
 TEST_F(JobsTest, SlowForegroundCommandIsPromotedToABackgroundJob) {
   options.promote_after = 50ms;
   host->block_until_released = true;
