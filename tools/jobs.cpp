@@ -199,8 +199,11 @@ JobManager::JobManager(HostRegistry& hosts, state::StateStore& store, JobOptions
       continue;
     }
     if (!rec.durable) {
+      // A foreground command attached to an earlier run that ended without stopping it (a crash):
+      // its process cannot be reached from here. It ends now as far as we are concerned, so it can
+      // be removed and expires like any ended job.
       rec.status = "unreachable";
-      rec.ended_at_ms = 0;
+      rec.ended_at_ms = now_ms();
       m_store.put_job(rec);
       continue;
     }
@@ -748,8 +751,14 @@ KillAnswer JobManager::kill(const std::string& id, int signal) {
   if (!job->running()) {
     a.job = job->rec;
     a.verified = job->rec.status != "unreachable";
-    a.note = job->rec.status == "unreachable" ? "the job's host cannot be reached; nothing was signalled"
-                                              : "the job had already ended; nothing was signalled";
+    if (job->rec.status != "unreachable") {
+      a.note = "the job had already ended; nothing was signalled";
+    } else if (!job->rec.durable) {
+      a.note = "this command was attached to an earlier run of the server that ended without stopping it; it "
+               "cannot be signalled from here (find it with `ps` through remote_bash)";
+    } else {
+      a.note = "the job's host cannot be reached; nothing was signalled";
+    }
     return a;
   }
   m_store.audit({now_ms(), job->rec.host, "kill", id, exec::signal_name(signal)});
@@ -837,7 +846,8 @@ std::size_t JobManager::expire() {
   const auto cutoff = now_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(m_options.retention).count();
   std::size_t removed = 0;
   for (const auto& rec : m_store.list_jobs(1000000)) {
-    if (rec.status == "running" || rec.status == "unreachable" || rec.ended_at_ms == 0 || rec.ended_at_ms > cutoff) {
+    const bool live = rec.status == "running" || (rec.status == "unreachable" && rec.durable);
+    if (live || rec.ended_at_ms == 0 || rec.ended_at_ms > cutoff) {
       continue;
     }
     try {

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 namespace smcp::transport {
@@ -48,7 +50,19 @@ private:
 
 } // namespace
 
-StdioTransport::StdioTransport(StdioOptions options) : m_options(options) {}
+StdioTransport::StdioTransport(StdioOptions options)
+    : m_options(options), m_stop_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+StdioTransport::~StdioTransport() {
+  if (m_stop_fd >= 0) {
+    ::close(m_stop_fd);
+  }
+}
+
+void StdioTransport::stop() {
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(m_stop_fd, &one, sizeof one);
+}
 
 int StdioTransport::run(EndpointFactory& factory) {
   auto sink = std::make_shared<FdSink>(m_options.out_fd);
@@ -72,6 +86,19 @@ int StdioTransport::run(EndpointFactory& factory) {
   };
 
   for (;;) {
+    pollfd fds[2] = {{m_options.in_fd, POLLIN, 0}, {m_stop_fd, POLLIN, 0}};
+    if (::poll(fds, m_stop_fd >= 0 ? 2 : 1, -1) < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      spdlog::error("stdio: poll error: {}", std::strerror(errno));
+      rc = 1;
+      break;
+    }
+    if (m_stop_fd >= 0 && (fds[1].revents & POLLIN)) {
+      spdlog::info("stdio: stopping");
+      break;
+    }
     ssize_t n = ::read(m_options.in_fd, buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) {

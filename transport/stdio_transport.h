@@ -19,12 +19,18 @@ struct StdioOptions {
 class StdioTransport {
 public:
   explicit StdioTransport(StdioOptions options);
-  // Serves one endpoint until end of input, then closes it (cancelling in-flight work).
-  // Returns 0 on a clean EOF, 1 on a read error.
+  ~StdioTransport();
+  StdioTransport(const StdioTransport&) = delete;
+  StdioTransport& operator=(const StdioTransport&) = delete;
+  // Serves one endpoint until end of input or stop(), then closes it (cancelling in-flight work).
+  // Returns 0 on a clean end, 1 on a read error.
   int run(EndpointFactory& factory);
+  // Makes run() finish as if the input had ended (thread-safe, e.g. from a signal thread).
+  void stop();
 
 private:
   StdioOptions m_options;
+  int m_stop_fd = -1;
 };
 
 } // namespace smcp::transport

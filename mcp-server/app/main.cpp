@@ -1,6 +1,7 @@
 // sandbox-mcp: the MCP server (`serve`) and the sandbox manager CLI. Thin: parse, wire, run.
 #include "mcp-server/app/app.h"
 #include "mcp-server/app/serve_http.h"
+#include "mcp-server/app/signals.h"
 #include "transport/stdio_transport.h"
 
 #include <CLI/CLI.hpp>
@@ -48,23 +49,28 @@ int main(int argc, char** argv) {
 
   auto* serve = cli.add_subcommand("serve", "Serve MCP on stdio (default) or Streamable HTTP (--http)");
   smcp::app::add_http_options(*serve, http);
-  serve->add_option("--state-dir", config.state_dir, "State directory (default: $SANDBOX_MCP_STATE_DIR, "
-                                                     "$XDG_STATE_HOME/sandbox-mcp or ~/.local/state/sandbox-mcp)");
-  serve->add_option("--default-host", config.default_host, "Default host for the tools (default: $SSH_HOST, else local)");
+  serve->add_option("--state-dir", config.state_dir,
+                    "State directory (default: $SANDBOX_MCP_STATE_DIR, "
+                    "$XDG_STATE_HOME/sandbox-mcp or ~/.local/state/sandbox-mcp)");
+  serve->add_option("--default-host", config.default_host,
+                    "Default host for the tools (default: $SSH_HOST, else local)");
   serve->add_option("--log-level", log_level, "trace, debug, info, warn, error (logs go to stderr)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   serve->add_option("--max-message-bytes", max_message_bytes, "Largest accepted JSON-RPC message")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30));
-  serve->add_option("--output-cap", config.jobs.max_output_chars,
-                    "Characters of stdout/stderr returned per stream (the rest is cut in the middle)")
+  serve
+      ->add_option("--output-cap", config.jobs.max_output_chars,
+                   "Characters of stdout/stderr returned per stream (the rest is cut in the middle)")
       ->check(CLI::Range(std::size_t{256}, std::size_t{1} << 30));
   serve->add_option("--ring-bytes", config.jobs.ring_bytes, "In-memory output ring per background job")
       ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 32));
-  serve->add_option("--promote-after-ms", promote_after_ms,
-                    "A foreground command still running after this long becomes a background job (0: never)")
+  serve
+      ->add_option("--promote-after-ms", promote_after_ms,
+                   "A foreground command still running after this long becomes a background job (0: never)")
       ->check(CLI::Range(0LL, 86400000LL));
-  serve->add_option("--job-retention-hours", retention_hours,
-                    "Ended jobs older than this are deleted with their output files (0: keep forever)")
+  serve
+      ->add_option("--job-retention-hours", retention_hours,
+                   "Ended jobs older than this are deleted with their output files (0: keep forever)")
       ->check(CLI::Range(0LL, 24LL * 365 * 10));
 
   std::string name, branch;
@@ -100,11 +106,12 @@ int main(int argc, char** argv) {
       smcp::app::App app(config);
       return smcp::app::serve_http(app, std::move(options));
     }
+    smcp::app::block_termination_signals();
     smcp::app::App app(config);
     smcp::transport::StdioOptions options;
     options.max_message_bytes = max_message_bytes;
     smcp::transport::StdioTransport transport(options);
-    return transport.run(*app.server());
+    return smcp::app::run_until_signal([&] { return transport.run(*app.server()); }, [&] { transport.stop(); });
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;

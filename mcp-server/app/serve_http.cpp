@@ -1,5 +1,7 @@
 #include "mcp-server/app/serve_http.h"
 
+#include "mcp-server/app/signals.h"
+
 #include "mcp-server/protocol.h"
 
 #include <CLI/CLI.hpp>
@@ -92,33 +94,12 @@ transport::HttpOptions http_options_from_cli(const HttpCli& cli, std::size_t max
   return options;
 }
 
-void block_termination_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
-
 int serve_http(App& app, transport::HttpOptions options) {
   transport::HttpTransport transport(std::move(options), *app.server());
   transport.bind();
 
-  // SIGINT/SIGTERM (blocked in every thread) are taken here and stop the server.
-  std::thread signals([&transport] {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    int sig = 0;
-    sigwait(&set, &sig);
-    spdlog::info("http: {} received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    transport.stop();
-  });
-  int rc = transport.run();
-  pthread_kill(signals.native_handle(), SIGTERM); // ends the signal thread if no signal came
-  signals.join();
-  return rc;
+  // SIGINT/SIGTERM/SIGHUP (blocked in every thread by main) stop the server.
+  return run_until_signal([&transport] { return transport.run(); }, [&transport] { transport.stop(); });
 }
 
 } // namespace smcp::app

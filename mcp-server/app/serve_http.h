@@ -34,10 +34,6 @@ void add_http_options(CLI::App& serve, HttpCli& cli);
 // and checks that serving is safe. Throws std::runtime_error with a message for the user.
 transport::HttpOptions http_options_from_cli(const HttpCli& cli, std::size_t max_message_bytes);
 
-// Blocks SIGINT and SIGTERM in the calling thread and in the threads it creates afterwards, so that
-// serve_http() can receive them and shut down cleanly. Call before building the App.
-void block_termination_signals();
-
 // Serves the App over Streamable HTTP until SIGINT or SIGTERM; returns the exit code.
 int serve_http(App& app, transport::HttpOptions options);
 

@@ -415,6 +415,35 @@ TEST_F(JobsTest, AHangingHostDoesNotStopOtherHostsJobsFromBeingTracked) {
   hanging->hang_reads(false);
 }
 
+TEST_F(JobsTest, ForegroundJobLeftByACrashedRunCanBeRemovedAndExpires) {
+  state::JobRecord rec;
+  rec.id = "bash_0000000000aa";
+  rec.host = "fake";
+  rec.command = "sleep 1000";
+  rec.status = "running";
+  rec.durable = false; // a promoted foreground command of a run that crashed
+  rec.started_at_ms = 1;
+  store->put_job(rec);
+  auto r = read(rec.id);
+  EXPECT_EQ(r.job.status, "unreachable");
+  auto k = manager().kill(rec.id, SIGTERM);
+  EXPECT_FALSE(k.signalled);
+  EXPECT_NE(k.note.find("earlier run of the server"), std::string::npos) << k.note;
+  manager().remove(rec.id);
+  EXPECT_FALSE(store->get_job(rec.id));
+
+  rec.id = "bash_0000000000bb";
+  store->put_job(rec);
+  jobs.reset();
+  options.retention = std::chrono::hours(1);
+  manager(); // marks it unreachable and ended now
+  auto loaded = *store->get_job(rec.id);
+  EXPECT_EQ(loaded.status, "unreachable");
+  loaded.ended_at_ms -= 2 * 3600 * 1000;
+  store->put_job(loaded);
+  EXPECT_EQ(manager().expire(), 1u) << "such records expire like ended jobs";
+}
+
 TEST_F(JobsTest, ListShowsJobsNewestFirst) {
   auto a = manager().start("", spec("first"), "");
   std::this_thread::sleep_for(5ms);

@@ -1,0 +1,81 @@
+// The real `sandbox-mcp serve` process: SIGTERM (what MCP clients send to stdio servers) ends it
+// cleanly — running foreground commands are ended, durable jobs are left running — and so does the
+// end of its input.
+#include "tests/bench/stdio_client.h"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sys/wait.h>
+#include <thread>
+
+namespace smcp {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+int count_processes(const std::string& prefix) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    std::ifstream cmdline(entry.path() / "cmdline");
+    std::string s((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    std::ifstream stat(entry.path() / "stat");
+    std::string st((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    auto paren = st.rfind(')');
+    bool zombie = paren != std::string::npos && paren + 2 < st.size() && st[paren + 2] == 'Z';
+    std::replace(s.begin(), s.end(), '\0', ' ');
+    if (!zombie && s.rfind(prefix, 0) == 0) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+TEST(ServerLifecycle, SigtermEndsForegroundCommandsAndKeepsDurableJobs) {
+  auto dir = std::filesystem::temp_directory_path() / ("smcp-lifecycle-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const std::string tag = std::to_string(::getpid() % 100000);
+  const std::string fg = "sleep 1001." + tag, bg = "sleep 1002." + tag;
+  {
+    bench::StdioClient client(SMCP_BINARY, {"serve", "--state-dir", (dir / "state").string()});
+    json job = client.call("remote_bash", {{"command", bg}, {"run_in_background", true}});
+    client.send({{"jsonrpc", "2.0"},
+                 {"id", client.next_id()},
+                 {"method", "tools/call"},
+                 {"params", {{"name", "remote_bash"}, {"arguments", {{"command", fg}}}}}});
+    for (int i = 0; i < 200 && (count_processes(fg) == 0 || count_processes(bg) == 0); ++i) {
+      std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_EQ(count_processes(fg), 1);
+    ASSERT_EQ(count_processes(bg), 1);
+    ASSERT_EQ(::kill(client.pid(), SIGTERM), 0);
+    int status = 0;
+    pid_t r = 0;
+    for (int i = 0; i < 1000 && (r = ::waitpid(client.pid(), &status, WNOHANG)) == 0; ++i) {
+      std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_EQ(r, client.pid()) << "the server did not exit after SIGTERM";
+    EXPECT_TRUE(WIFEXITED(status)) << "killed by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+    EXPECT_EQ(count_processes(fg), 0) << "the running foreground command survived the server";
+    EXPECT_EQ(count_processes(bg), 1) << "the durable job must outlive the server";
+  }
+  // A new server still knows the job and can end it.
+  bench::StdioClient again(SMCP_BINARY, {"serve", "--state-dir", (dir / "state").string()});
+  json jobs = again.call("remote_bash_list", json::object());
+  ASSERT_FALSE(jobs["jobs"].empty());
+  json killed = again.call("remote_bash_kill", {{"bash_id", jobs["jobs"][0]["bash_id"]}});
+  EXPECT_EQ(killed["verified"], true);
+  EXPECT_EQ(count_processes(bg), 0);
+  std::filesystem::remove_all(dir);
+}
+
+} // namespace
+} // namespace smcp
