@@ -187,6 +187,9 @@ private:
   void handle_notification(const std::string& method, const json& params);
   json handle_initialize(const json& id, const json& params);
   void start_tool_call(const json& id, const json& params, const std::shared_ptr<Inbound>& inbound);
+  // Runs `work` on a worker thread as a cancellable request; its result is the response (none is
+  // sent when the request was cancelled). Answers with an error instead when it cannot start.
+  void run_in_worker(const json& id, const std::shared_ptr<Inbound>& inbound, std::function<json(const Call&)> work);
   bool batches_allowed() const;
 
   std::shared_ptr<Server> m_server;
@@ -437,16 +440,23 @@ void Session::handle_request(const std::string& method, const json& id, const js
   // list lets clients that enumerate them at connect time proceed.
   if (method == "resources/list" || method == "resources/templates/list" || method == "prompts/list") {
     auto* provider = m_server->resources();
-    json items = json::array();
-    const char* key = "prompts";
-    if (method == "resources/list") {
-      key = "resources";
-      items = provider ? provider->list() : json::array();
-    } else if (method == "resources/templates/list") {
-      key = "resourceTemplates";
-      items = provider ? provider->templates() : json::array();
+    if (method == "prompts/list" || !provider) {
+      const char* key = method == "resources/list"             ? "resources"
+                        : method == "resources/templates/list" ? "resourceTemplates"
+                                                               : "prompts";
+      inbound->respond_now(make_result(id, {{key, json::array()}}));
+      return;
     }
-    inbound->respond_now(make_result(id, {{key, std::move(items)}}));
+    // The provider may ask hosts: never on the connection's reading thread.
+    const bool templates = method == "resources/templates/list";
+    run_in_worker(id, inbound, [provider, templates, id](const Call&) {
+      try {
+        return templates ? make_result(id, {{"resourceTemplates", provider->templates()}})
+                         : make_result(id, {{"resources", provider->list()}});
+      } catch (const std::exception& e) {
+        return make_error(id, error_code::internal_error, std::string("Cannot list resources: ") + e.what());
+      }
+    });
     return;
   }
   if (method == "resources/subscribe" || method == "resources/unsubscribe" || method == "resources/read") {
@@ -458,21 +468,26 @@ void Session::handle_request(const std::string& method, const json& id, const js
     const std::string uri = uri_it->get<std::string>();
     if (method == "resources/read") {
       auto* provider = m_server->resources();
-      std::optional<json> contents;
-      try {
-        contents = provider ? provider->read(uri) : std::nullopt;
-      } catch (const std::exception& e) {
-        inbound->respond_now(make_error(id, error_code::internal_error, "Cannot read " + uri + ": " + e.what()));
+      if (!provider) {
+        inbound->respond_now(
+            make_error(id, error_code::resource_not_found, "Resource not found: " + uri, {{"uri", uri}}));
         return;
       }
-      if (!contents) {
-        inbound->respond_now(make_error(id, error_code::resource_not_found,
-                                        "Resource not found: " + uri +
-                                            " (resources are job outputs: job://BASH_ID/output; see resources/list)",
-                                        {{"uri", uri}}));
-      } else {
-        inbound->respond_now(make_result(id, {{"contents", std::move(*contents)}}));
-      }
+      run_in_worker(id, inbound, [provider, uri, id](const Call&) {
+        std::optional<json> contents;
+        try {
+          contents = provider->read(uri);
+        } catch (const std::exception& e) {
+          return make_error(id, error_code::internal_error, "Cannot read " + uri + ": " + e.what());
+        }
+        if (!contents) {
+          return make_error(id, error_code::resource_not_found,
+                            "Resource not found: " + uri +
+                                " (resources are job outputs: job://BASH_ID/output; see resources/list)",
+                            {{"uri", uri}});
+        }
+        return make_result(id, {{"contents", std::move(*contents)}});
+      });
       return;
     }
     {
@@ -576,6 +591,49 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
     }
   }
 
+  run_in_worker(
+      id, inbound,
+      [self = shared_from_this(), tool, arguments = std::move(arguments), id, inbound,
+       progress_token](const Call& call) {
+        CallContext context(self, inbound, call.stop.get_token(), progress_token);
+        try {
+          ToolResult result = tool->handler(arguments, context);
+          json body = json::object();
+          if (!result.is_error && !tool->output_schema.is_null()) {
+            if (auto err = validate_json(tool->output_schema, result.structured, "")) {
+              spdlog::error("tool {} produced a result that violates its outputSchema: {}", tool->name, *err);
+              result = ToolResult::error("Internal error: tool " + tool->name + " produced an invalid result (" + *err +
+                                         "); please report this bug");
+            }
+          }
+          std::string text = result.text.empty() ? serialize(result.structured) : result.text;
+          body["content"] = json::array({{{"type", "text"}, {"text", std::move(text)}}});
+          if (!result.is_error && !result.structured.is_null()) {
+            body["structuredContent"] = std::move(result.structured);
+          }
+          if (result.is_error) {
+            body["isError"] = true;
+          }
+          return make_result(id, std::move(body));
+        } catch (const InvalidArgument& e) {
+          return make_error(id, error_code::invalid_params,
+                            "Invalid arguments for tool " + tool->name + ": '" + e.field() + "': " + e.what());
+        } catch (const ToolError& e) {
+          return make_result(id,
+                             {{"content", json::array({{{"type", "text"}, {"text", e.what()}}})}, {"isError", true}});
+        } catch (const std::exception& e) {
+          spdlog::error("tool {} failed: {}", tool->name, e.what());
+          return make_result(
+              id,
+              {{"content", json::array({{{"type", "text"},
+                                         {"text", std::string("Internal error in ") + tool->name + ": " + e.what()}}})},
+               {"isError", true}});
+        }
+      });
+}
+
+void Session::run_in_worker(const json& id, const std::shared_ptr<Inbound>& inbound,
+                            std::function<json(const Call&)> work) {
   auto call = std::make_shared<Call>();
   const std::string key = id.dump();
   {
@@ -591,7 +649,7 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
     }
     if (m_calls.size() >= m_server->options().max_concurrent_calls) {
       inbound->respond_now(make_error(id, error_code::internal_error,
-                                      "Too many tool calls in flight (" + std::to_string(m_calls.size()) +
+                                      "Too many requests in flight (" + std::to_string(m_calls.size()) +
                                           "); wait for some to finish or use run_in_background"));
       return;
     }
@@ -599,43 +657,9 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
     ++m_workers;
   }
   inbound->expect();
-
-  auto self = shared_from_this();
-  std::thread([self, call, tool, arguments = std::move(arguments), id, key, inbound, progress_token]() mutable {
-    CallContext context(self, inbound, call->stop.get_token(), progress_token);
-    json response;
-    try {
-      ToolResult result = tool->handler(arguments, context);
-      json body = json::object();
-      if (!result.is_error && !tool->output_schema.is_null()) {
-        if (auto err = validate_json(tool->output_schema, result.structured, "")) {
-          spdlog::error("tool {} produced a result that violates its outputSchema: {}", tool->name, *err);
-          result = ToolResult::error("Internal error: tool " + tool->name + " produced an invalid result (" + *err +
-                                     "); please report this bug");
-        }
-      }
-      std::string text = result.text.empty() ? serialize(result.structured) : result.text;
-      body["content"] = json::array({{{"type", "text"}, {"text", std::move(text)}}});
-      if (!result.is_error && !result.structured.is_null()) {
-        body["structuredContent"] = std::move(result.structured);
-      }
-      if (result.is_error) {
-        body["isError"] = true;
-      }
-      response = make_result(id, std::move(body));
-    } catch (const InvalidArgument& e) {
-      response = make_error(id, error_code::invalid_params,
-                            "Invalid arguments for tool " + tool->name + ": '" + e.field() + "': " + e.what());
-    } catch (const ToolError& e) {
-      response =
-          make_result(id, {{"content", json::array({{{"type", "text"}, {"text", e.what()}}})}, {"isError", true}});
-    } catch (const std::exception& e) {
-      spdlog::error("tool {} failed: {}", tool->name, e.what());
-      response = make_result(
-          id, {{"content", json::array({{{"type", "text"},
-                                         {"text", std::string("Internal error in ") + tool->name + ": " + e.what()}}})},
-               {"isError", true}});
-    }
+  m_server->worker_started();
+  std::thread([self = shared_from_this(), call, key, inbound, work = std::move(work)] {
+    json response = work(*call);
     bool cancelled;
     {
       std::lock_guard lock(self->m_mutex);
@@ -643,7 +667,7 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
       self->m_calls.erase(key);
     }
     if (cancelled) {
-      spdlog::debug("tools/call {} was cancelled; no response sent", key);
+      spdlog::debug("request {} was cancelled; no response sent", key);
       inbound->respond(std::nullopt);
     } else {
       inbound->respond(std::move(response));
@@ -654,6 +678,7 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
       --self->m_workers;
     }
     self->m_idle.notify_all();
+    self->m_server->worker_finished();
   }).detach();
 }
 
@@ -693,6 +718,22 @@ std::shared_ptr<transport::Endpoint> Server::open(std::shared_ptr<transport::Mes
   std::erase_if(m_sessions, [](const auto& w) { return w.expired(); });
   m_sessions.push_back(session);
   return session;
+}
+
+void Server::worker_started() {
+  std::lock_guard lock(m_workers_mutex);
+  ++m_workers;
+}
+
+void Server::worker_finished() {
+  std::lock_guard lock(m_workers_mutex);
+  --m_workers;
+  m_workers_idle.notify_all();
+}
+
+bool Server::wait_idle(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(m_workers_mutex);
+  return m_workers_idle.wait_for(lock, timeout, [&] { return m_workers == 0; });
 }
 
 void Server::notify_resource_updated(const std::string& uri) {

@@ -62,10 +62,19 @@ public:
   // Sends notifications/resources/updated to every session subscribed to `uri` (thread-safe).
   void notify_resource_updated(const std::string& uri);
 
+  // Request worker threads of all sessions. Before the objects the tools use are destroyed, wait
+  // until none runs: a tool that ignores cancellation could otherwise use them after they are gone.
+  void worker_started();
+  void worker_finished();
+  bool wait_idle(std::chrono::milliseconds timeout);
+
 private:
   ServerOptions m_options;
   std::shared_ptr<const ToolRegistry> m_tools;
   std::shared_ptr<ResourceProvider> m_resources;
+  std::mutex m_workers_mutex;
+  std::condition_variable m_workers_idle;
+  std::size_t m_workers = 0;
   std::mutex m_sessions_mutex;
   std::vector<std::weak_ptr<ResourceSubscriber>> m_sessions;
 };

@@ -17,7 +17,7 @@ public:
 
   json list() override {
     json out = json::array();
-    for (const auto& rec : m_jobs.list(k_listed_jobs)) {
+    for (const auto& rec : m_jobs.list(k_listed_jobs, /*refresh=*/false)) {
       std::string title = rec.command.size() > 80 ? rec.command.substr(0, 77) + "..." : rec.command;
       out.push_back({{"uri", job_resource_uri(rec.id)},
                      {"name", rec.id},

@@ -797,9 +797,10 @@ KillAnswer JobManager::kill(const std::string& id, int signal) {
   return a;
 }
 
-std::vector<state::JobRecord> JobManager::list(std::size_t limit) {
-  // Jobs believed to be running are asked for their state first, so the list is current.
-  refresh_all(live_durable_jobs());
+std::vector<state::JobRecord> JobManager::list(std::size_t limit, bool refresh) {
+  if (refresh) {
+    refresh_all(live_durable_jobs());
+  }
   auto records = m_store.list_jobs(limit);
   std::lock_guard lock(m_mutex);
   for (auto& r : records) {

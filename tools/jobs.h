@@ -119,8 +119,9 @@ public:
   // Removes ended jobs older than the retention period; returns how many were removed.
   std::size_t expire();
 
-  // Newest first, with current status.
-  std::vector<state::JobRecord> list(std::size_t limit);
+  // Newest first. With `refresh`, running jobs are asked for their state first (their hosts are
+  // contacted in parallel); without, the state is the last one seen (at most a sweep old).
+  std::vector<state::JobRecord> list(std::size_t limit, bool refresh = true);
 
   // The job's newest output and state, without moving its read cursor.
   JobPeek peek(const std::string& bash_id, std::size_t max_bytes);

@@ -28,6 +28,17 @@ int not_yet(const std::string& what) {
   return 3;
 }
 
+// The transport has closed its sessions (cancelling their calls). The App's objects must outlive
+// every request thread: wait for them; if one ignores cancellation, leave without destroying them.
+int finish(smcp::app::App& app, int rc) {
+  if (!app.server()->wait_idle(std::chrono::seconds(30))) {
+    spdlog::critical("requests still running 30 s after shutdown began; exiting without cleanup");
+    spdlog::shutdown();
+    std::_Exit(rc ? rc : 1);
+  }
+  return rc;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -104,14 +115,15 @@ int main(int argc, char** argv) {
       }
       smcp::app::block_termination_signals();
       smcp::app::App app(config);
-      return smcp::app::serve_http(app, std::move(options));
+      return finish(app, smcp::app::serve_http(app, std::move(options)));
     }
     smcp::app::block_termination_signals();
     smcp::app::App app(config);
     smcp::transport::StdioOptions options;
     options.max_message_bytes = max_message_bytes;
     smcp::transport::StdioTransport transport(options);
-    return smcp::app::run_until_signal([&] { return transport.run(*app.server()); }, [&] { transport.stop(); });
+    return finish(app,
+                  smcp::app::run_until_signal([&] { return transport.run(*app.server()); }, [&] { transport.stop(); }));
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;

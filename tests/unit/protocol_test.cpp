@@ -495,6 +495,40 @@ public:
   }
 };
 
+class SlowResources : public FakeResources {
+public:
+  json list() override {
+    std::unique_lock lock(m);
+    cv.wait_for(lock, std::chrono::seconds(10), [&] { return released; });
+    return FakeResources::list();
+  }
+  void release() {
+    {
+      std::lock_guard lock(m);
+      released = true;
+    }
+    cv.notify_all();
+  }
+  std::mutex m;
+  std::condition_variable cv;
+  bool released = false;
+};
+
+TEST(ProtocolResources, ASlowResourceListDoesNotBlockTheConnection) {
+  Probe probe;
+  auto slow = std::make_shared<SlowResources>();
+  auto server = std::make_shared<Server>(ServerOptions{}, make_registry(probe), slow);
+  transport::MemoryConnection c(*server);
+  c.send(R"({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25"}})");
+  parse(c.next());
+  c.send(R"({"jsonrpc":"2.0","id":1,"method":"resources/list"})"); // blocks in the provider
+  c.send(R"({"jsonrpc":"2.0","id":2,"method":"ping"})");
+  json first = parse(c.next(std::chrono::seconds(2)));
+  EXPECT_EQ(first["id"], 2) << "the ping must not wait behind resources/list";
+  slow->release();
+  EXPECT_EQ(parse(c.next())["id"], 1);
+}
+
 TEST(ProtocolResources, ListReadSubscribeAndNotify) {
   Probe probe;
   auto server = std::make_shared<Server>(ServerOptions{}, make_registry(probe), std::make_shared<FakeResources>());
