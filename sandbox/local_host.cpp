@@ -13,9 +13,11 @@
 #include <filesystem>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sstream>
 #include <thread>
 #include <unistd.h>
 
@@ -164,6 +166,26 @@ std::string boot_id() {
     id.pop_back();
   }
   return id;
+}
+
+// Field 22 of /proc/PID/stat: when the process started (clock ticks since boot). With the boot
+// id it tells a live supervisor from an unrelated process that got the same pid later.
+std::string start_time_of(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  std::string stat = read_small_file(path);
+  auto close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos) {
+    return {};
+  }
+  std::istringstream fields(stat.substr(close_paren + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i == 22) {
+      return field;
+    }
+  }
+  return {};
 }
 
 pid_t session_of(pid_t pid) {
@@ -626,6 +648,11 @@ JobRef LocalHost::start_job(const CommandSpec& spec, const std::string& job_id, 
   if (got != sizeof supervisor) {
     throw HostError(HostError::Kind::io, "the job supervisor did not start (see " + job_dir + ")");
   }
+  if (std::string started = start_time_of(supervisor); !started.empty()) {
+    Fd fd(::open((job_dir + "/starttime").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    started += "\n";
+    write_all(fd.get(), started.data(), started.size());
+  }
   return JobRef{job_id, job_dir, static_cast<long>(supervisor)};
 }
 
@@ -638,7 +665,13 @@ JobState LocalHost::job_state(const JobRef& job) {
   while (!recorded_boot.empty() && recorded_boot.back() == '\n') {
     recorded_boot.pop_back();
   }
-  bool alive = job.pid > 0 && recorded_boot == boot_id() && session_of(static_cast<pid_t>(job.pid)) == job.pid;
+  std::string recorded_start = read_small_file(job.dir + "/starttime");
+  while (!recorded_start.empty() && recorded_start.back() == '\n') {
+    recorded_start.pop_back();
+  }
+  const auto pid = static_cast<pid_t>(job.pid);
+  bool alive = job.pid > 0 && recorded_boot == boot_id() && session_of(pid) == pid &&
+               (recorded_start.empty() || start_time_of(pid) == recorded_start);
   if (alive) {
     return state; // running
   }
@@ -688,6 +721,11 @@ JobChunk LocalHost::read_job(const JobRef& job, std::uint64_t offset, std::size_
 bool LocalHost::kill_job(const JobRef& job, int signal, std::chrono::milliseconds grace) {
   if (job.pid <= 0) {
     return false;
+  }
+  // An ended job is not signalled: its supervisor is gone, and its pid may belong to an unrelated
+  // process by now.
+  if (job_state(job).phase != JobState::Phase::running) {
+    return true;
   }
   // The supervisor (the session leader) is spared: it records how the job ended.
   const auto sid = static_cast<pid_t>(job.pid);
@@ -837,6 +875,9 @@ std::uint64_t find_tail_start(int fd, std::uint64_t size, std::uint64_t back, st
   return 0;
 }
 
+// Files that report no size (procfs) are read up to this much.
+constexpr std::uint64_t k_unsized_file_limit = 16ull * 1024 * 1024;
+
 } // namespace
 
 FileWindow read_file_window(const FileReadRequest& req, std::uint64_t count_lines_below) {
@@ -861,6 +902,31 @@ FileWindow read_file_window(const FileReadRequest& req, std::uint64_t count_line
   }
   if (!S_ISREG(st.st_mode)) {
     throw HostError(HostError::Kind::invalid, req.path + " is not a regular file (device, FIFO or socket)");
+  }
+  if (st.st_size == 0) {
+    // procfs and friends report size 0 for files with content: copy what a read gives (bounded)
+    // into memory and window that instead.
+    Fd copy(::memfd_create("sandbox-mcp-window", MFD_CLOEXEC));
+    char buf[64 * 1024];
+    std::uint64_t total = 0;
+    for (;;) {
+      ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0 || !copy) {
+        break;
+      }
+      write_all(copy.get(), buf, static_cast<std::size_t>(n));
+      total += static_cast<std::uint64_t>(n);
+      if (total >= k_unsized_file_limit) {
+        break;
+      }
+    }
+    if (copy && total > 0) {
+      fd = std::move(copy);
+      st.st_size = static_cast<off_t>(total);
+    }
   }
   const auto size = static_cast<std::uint64_t>(st.st_size);
   {

@@ -1,5 +1,6 @@
 #include "tools/common.h"
 
+#include <algorithm>
 #include <ctime>
 #include <stdexcept>
 
@@ -15,7 +16,16 @@ long long arg_int(const json& args, const char* name, long long fallback) {
   if (it == args.end() || !it->is_number()) {
     return fallback;
   }
-  return it->is_number_float() ? static_cast<long long>(it->get<double>()) : it->get<long long>();
+  // Integral floats pass the schema (1e300 is an integer to JSON Schema): clamp before converting.
+  constexpr long long k_limit = 1LL << 53;
+  if (it->is_number_float()) {
+    return static_cast<long long>(
+        std::clamp(it->get<double>(), -static_cast<double>(k_limit), static_cast<double>(k_limit)));
+  }
+  if (it->is_number_unsigned()) {
+    return static_cast<long long>(std::min<std::uint64_t>(it->get<std::uint64_t>(), k_limit));
+  }
+  return std::clamp(it->get<long long>(), -k_limit, k_limit);
 }
 
 bool arg_bool(const json& args, const char* name, bool fallback) {

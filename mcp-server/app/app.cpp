@@ -12,7 +12,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <pwd.h>
 #include <stdexcept>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef SMCP_VERSION
 #define SMCP_VERSION "0.0.0"
@@ -27,22 +30,52 @@ std::string default_state_dir() {
   if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg) {
     return std::string(xdg) + "/sandbox-mcp";
   }
-  const char* home = std::getenv("HOME");
-  return std::string(home && *home ? home : "/tmp") + "/.local/state/sandbox-mcp";
+  std::string home;
+  if (const char* env = std::getenv("HOME"); env && *env) {
+    home = env;
+  } else if (const passwd* pw = ::getpwuid(::getuid()); pw && pw->pw_dir && *pw->pw_dir) {
+    home = pw->pw_dir;
+  } else {
+    throw std::runtime_error("cannot find a home directory for the state; set --state-dir or SANDBOX_MCP_STATE_DIR");
+  }
+  return home + "/.local/state/sandbox-mcp";
 }
+
+namespace {
+
+// The state holds job records whose paths and pids the server acts on: it must be ours alone.
+void prepare_state_dir(const std::string& dir) {
+  std::error_code ec;
+  const bool existed = std::filesystem::exists(dir, ec);
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    throw std::runtime_error("cannot create state directory " + dir + ": " + ec.message() +
+                             " (set --state-dir or SANDBOX_MCP_STATE_DIR)");
+  }
+  if (!existed) {
+    ::chmod(dir.c_str(), 0700);
+  }
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    throw std::runtime_error("state directory " + dir + " is not a directory");
+  }
+  if (st.st_uid != ::geteuid()) {
+    throw std::runtime_error("state directory " + dir + " belongs to another user (uid " + std::to_string(st.st_uid) +
+                             "); use a directory of your own (--state-dir)");
+  }
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    throw std::runtime_error("state directory " + dir + " is writable by other users; `chmod go-w " + dir +
+                             "` or use another --state-dir");
+  }
+}
+
+} // namespace
 
 App::App(AppConfig config) : m_config(std::move(config)) {
   if (m_config.state_dir.empty()) {
     m_config.state_dir = default_state_dir();
   }
-  std::error_code ec;
-  std::filesystem::create_directories(m_config.state_dir, ec);
-  if (ec) {
-    throw std::runtime_error("cannot create state directory " + m_config.state_dir + ": " + ec.message() +
-                             " (set --state-dir or SANDBOX_MCP_STATE_DIR)");
-  }
-  std::filesystem::permissions(m_config.state_dir, std::filesystem::perms::owner_all,
-                               std::filesystem::perm_options::replace, ec);
+  prepare_state_dir(m_config.state_dir);
   m_store = state::open_sqlite_store(m_config.state_dir + "/state.db");
 
   exec::LocalHostOptions local;

@@ -221,6 +221,11 @@ test('remote_file_read returns numbered windows', async () => {
   const head = await conn.client.callTool({ name: 'remote_file_read', arguments: { file_path: file, limit: 1 } });
   assert.equal(head.structuredContent.content, '     1\tline 1\n');
   assert.equal(head.structuredContent.truncated, true);
+  // Absurd but schema-valid integers are clamped, not undefined behaviour.
+  const far = await conn.client.callTool({ name: 'remote_file_read', arguments: { file_path: file, offset: 1e300 } });
+  assert.equal(far.structuredContent.lines, 0);
+  const all = await conn.client.callTool({ name: 'remote_file_read', arguments: { file_path: file, offset: -1e300, limit: 1 } });
+  assert.equal(all.structuredContent.content, '     1\tline 1\n');
 });
 
 test('bad input gets specific errors and the server keeps serving', async () => {

@@ -272,6 +272,44 @@ TEST_F(LocalHostTest, DurableJobOutlivesItsHostObjectAndIsKilledAsATree) {
   EXPECT_EQ(host->read_job(ref, 0, 100).data, "ready\n");
 }
 
+TEST_F(LocalHostTest, AReusedPidIsNotMistakenForTheJob) {
+  CommandSpec spec;
+  spec.command = "sleep 1000.5151";
+  JobRef ref = host->start_job(spec, "bash_reuse", (dir / "jobs" / "bash_reuse").string());
+  EXPECT_EQ(host->read_job(ref, 0, 100).state.phase, JobState::Phase::running);
+  ASSERT_TRUE(std::filesystem::exists(ref.dir + "/starttime"));
+  // Pretend the supervisor died unnoticed and its pid now leads an unrelated session, started
+  // later (start times count clock ticks: a real pid reuse is never within the same tick).
+  std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(::system("setsid sleep 1000.5252 < /dev/null > /dev/null 2>&1 &"), 0);
+  pid_t other = 0;
+  for (int i = 0; i < 200 && other == 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      const std::string name = entry.path().filename();
+      if (name.find_first_not_of("0123456789") == std::string::npos) {
+        std::ifstream cmdline(entry.path() / "cmdline");
+        std::string c((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+        if (c.rfind(std::string("sleep\0001000.5252", 15), 0) == 0) {
+          other = std::stoi(name);
+        }
+      }
+    }
+  }
+  ASSERT_GT(other, 0);
+  ASSERT_EQ(::getsid(other), other) << "the stranger leads its own session";
+  JobRef stranger = ref;
+  stranger.pid = other;
+  EXPECT_EQ(host->read_job(stranger, 0, 100).state.phase, JobState::Phase::vanished)
+      << "a live session leader with another start time is not the job";
+  EXPECT_TRUE(host->kill_job(stranger, SIGTERM, 100ms));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(count_processes("sleep 1000.5252"), 1) << "the unrelated session was signalled";
+  ::kill(other, SIGKILL);
+  EXPECT_TRUE(host->kill_job(ref, SIGKILL, 100ms));
+  EXPECT_EQ(count_processes("sleep 1000.5151"), 0);
+}
+
 TEST_F(LocalHostTest, JobKilledFromOutsideReportsTheSignal) {
   CommandSpec spec;
   spec.command = "echo $$ > pidfile; exec sleep 1000.4747";
@@ -397,6 +435,18 @@ TEST_F(LocalHostTest, FileWindowCutsLongLinesAndRefusesBinaryAndDirectories) {
   } catch (const HostError& e) {
     EXPECT_EQ(e.kind(), HostError::Kind::not_found);
   }
+}
+
+TEST_F(LocalHostTest, ProcFilesWithoutASizeAreReadToTheirEnd) {
+  FileReadRequest req;
+  req.path = "/proc/self/status"; // size 0 in stat(), content on read
+  FileWindow w = host->read_file(req);
+  ASSERT_GT(w.lines.size(), 5u);
+  EXPECT_EQ(w.lines[0].rfind("Name:", 0), 0u) << w.lines[0];
+  req.offset = -1;
+  w = host->read_file(req);
+  ASSERT_EQ(w.lines.size(), 1u);
+  EXPECT_GT(w.start_line, 5);
 }
 
 TEST_F(LocalHostTest, TailOfATwoGigabyteFileReadsOnlyTheTail) {

@@ -77,5 +77,24 @@ TEST(ServerLifecycle, SigtermEndsForegroundCommandsAndKeepsDurableJobs) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(ServerLifecycle, RefusesAStateDirectoryOthersCanWrite) {
+  auto dir = std::filesystem::temp_directory_path() / ("smcp-shared-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::filesystem::permissions(dir, std::filesystem::perms::all); // 0777, like /tmp without the sticky bit
+  std::string cmd = std::string(SMCP_BINARY) + " serve --state-dir " + dir.string() + " < /dev/null 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p)) {
+    out += buf;
+  }
+  int status = ::pclose(p);
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_NE(out.find("writable by other users"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "state.db")) << "nothing may be created in it";
+  std::filesystem::remove_all(dir);
+}
+
 } // namespace
 } // namespace smcp
