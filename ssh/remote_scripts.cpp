@@ -106,6 +106,7 @@ void check_spec(const exec::CommandSpec& spec) {
 constexpr const char* k_sh_proc_helpers = R"SH(
 sid_of() {
   _s=
+  _t=
   if [ -r /proc/self/stat ]; then
     _l=
     read -r _l 2>/dev/null < "/proc/$1/stat" || return 0
@@ -113,6 +114,7 @@ sid_of() {
     set -- $_r
     [ "$1" = Z ] && return 0
     _s=$4
+    _t=${20}
   else
     _s=$(ps -o sid= -o stat= -p "$1" 2>/dev/null | awk '$2 !~ /^Z/ { print $1 }')
   fi
@@ -363,6 +365,15 @@ if ($mid == 0) {
   open(STDOUT, '>', '/dev/null');
   open(STDERR, '>', '/dev/null');
   $SIG{$_} = 'IGNORE' for @sigs;
+  # The start time (field 22 of /proc/PID/stat) tells this supervisor from a later process that
+  # gets the same pid.
+  if (open(my $sf, '<', "/proc/$$/stat")) {
+    my $l = <$sf> // '';
+    close($sf);
+    $l =~ s/^.*\) //s;
+    my @f = split(/ /, $l);
+    put("$dir/starttime", "$f[19]\n") if defined $f[19];
+  }
   put("$dir/pid", "$$\n");
   syswrite($w, "$$\n");
   close($w);
@@ -484,13 +495,19 @@ printf '%s\n' "$b" > "$d/boot_id"
 : > "$d/output"
 )SH";
   s.input +=
-      "sup=" + sh_quote(supervisor) + "\n" +
+      std::string(k_sh_proc_helpers) + "sup=" + sh_quote(supervisor) + "\n" +
       R"SH(setsid -f /bin/sh -c "$sup" sh "$d" </dev/null >/dev/null 2>&1 || { setsid /bin/sh -c "$sup" sh "$d" </dev/null >/dev/null 2>&1 & }
 i=0
 while [ ! -s "$d/pid" ] && [ "$i" -lt 500 ]; do sleep 0.01 2>/dev/null || sleep 1; i=$((i + 1)); done
 p=
 read -r p 2>/dev/null < "$d/pid"
-if [ -n "$p" ]; then echo "pid $p"; else echo "error io the job supervisor did not start (see $d)"; fi
+if [ -n "$p" ]; then
+  sid_of "$p"
+  [ -n "$_t" ] && printf '%s\n' "$_t" > "$d/starttime"
+  echo "pid $p"
+else
+  echo "error io the job supervisor did not start (see $d)"
+fi
 )SH";
   return s;
 }
@@ -532,6 +549,11 @@ if [ -z "$st" ]; then
   if [ "$b" = "$cur" ] && [ "$pid" -gt 0 ]; then
     sid_of "$pid"
     [ "$_s" = "$pid" ] && alive=1
+    if [ "$alive" = 1 ] && [ -f "$d/starttime" ] && [ -n "$_t" ]; then
+      t0=
+      read -r t0 2>/dev/null < "$d/starttime"
+      [ "$_t" = "$t0" ] || alive=0
+    fi
   fi
   if [ "$alive" = 1 ]; then
     st=running
@@ -613,13 +635,19 @@ std::string kill_session_script(long sid, long exclude, int signal, std::chrono:
                              : "-" + std::to_string(signal);
   long ticks = std::max<long>(1, static_cast<long>(grace.count() / 50));
   return "sid=" + std::to_string(sid) + "\nex=" + std::to_string(exclude) + "\nticks=" + std::to_string(ticks) +
-         "\nd=" + sh_quote(job_dir) + "\n" + R"SH(
+         "\nd=" + sh_quote(job_dir) + "\n" + k_sh_proc_helpers + R"SH(
 if [ -n "$d" ]; then
   b=
   read -r b 2>/dev/null < "$d/boot_id"
   cur=
   read -r cur 2>/dev/null < /proc/sys/kernel/random/boot_id
   if [ -n "$b" ] && [ "$b" != "$cur" ]; then echo "gone (the host rebooted)"; exit 0; fi
+  if [ -f "$d/starttime" ]; then
+    t0=
+    read -r t0 2>/dev/null < "$d/starttime"
+    sid_of "$sid"
+    if [ -n "$_t" ] && [ "$_t" != "$t0" ]; then echo "gone (the job's process id now belongs to another process)"; exit 0; fi
+  fi
 fi
 members() {
   m=

@@ -137,7 +137,8 @@ TEST_F(SshMcpTest, BackgroundJobSurvivesSshdDeathAndCatchesUp) {
   std::this_thread::sleep_for(1500ms); // the job keeps writing on the host meanwhile
 
   fx->restart(2);
-  for (int i = 0; i < 60; ++i) {
+  // Each wait returns at the first new output, so bound the loop by time, not by reads.
+  for (auto until = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < until;) {
     r = client->call("remote_bash_output", {{"bash_id", id}, {"wait_ms", 2000}});
     all += r["output"].get<std::string>();
     if (r["status"] != "running" && r["status"] != "unreachable") {

@@ -253,6 +253,29 @@ TEST_P(SshScripts, JobWhoseProcessesVanishedIsReportedSo) {
   EXPECT_EQ(chunk.state.phase, exec::JobState::Phase::vanished);
 }
 
+TEST_P(SshScripts, AReusedPidIsNotMistakenForTheJob) {
+  const std::string marker = "sleep 8" + std::to_string(::getpid()) + std::to_string(counter) + "1";
+  exec::CommandSpec spec;
+  spec.command = marker;
+  auto ref = host->start_job(spec, "bash_test5", host->jobs_root() + "/bash_test5");
+  const auto starttime = dir / "jobs" / "bash_test5" / "starttime";
+  for (int i = 0; i < 100 && !std::filesystem::exists(starttime); ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(std::filesystem::exists(starttime)) << "the supervisor records its start time";
+  EXPECT_EQ(host->read_job(ref, 0, 100).state.phase, exec::JobState::Phase::running);
+  // As if the supervisor had died and its pid now belonged to a process started at another time.
+  std::string real;
+  std::getline(std::ifstream(starttime), real);
+  std::ofstream(starttime) << "1\n";
+  EXPECT_EQ(host->read_job(ref, 0, 100).state.phase, exec::JobState::Phase::vanished);
+  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 500ms));
+  EXPECT_EQ(count_processes(marker), 1) << "a process that is not the job's was signalled";
+  std::ofstream(starttime) << real << "\n";
+  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 1s));
+  EXPECT_EQ(count_processes(marker), 0);
+}
+
 TEST_P(SshScripts, SkipCommandBashrcRunsTheCommandAtShellLevelTwo) {
   SshHostOptions o;
   o.name = "fake";
