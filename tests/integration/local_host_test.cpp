@@ -3,6 +3,7 @@
 // file windows that read only what they return, and a 200 MB job with bounded memory.
 #include "mcp-server/state_store.h"
 #include "sandbox/local_host.h"
+#include "tests/support/processes.h"
 #include "tools/hosts.h"
 #include "tools/jobs.h"
 
@@ -31,31 +32,7 @@ public:
   std::string out, err;
 };
 
-// Live processes whose command line starts with `marker` (e.g. "sleep 1000.42").
-int count_processes(const std::string& marker) {
-  int n = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos || std::stoi(name) == ::getpid()) {
-      continue;
-    }
-    std::ifstream cmdline(entry.path() / "cmdline");
-    std::string s((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
-    std::ifstream stat(entry.path() / "stat");
-    std::string st((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    auto paren = st.rfind(')');
-    bool zombie = paren != std::string::npos && paren + 2 < st.size() && st[paren + 2] == 'Z';
-    for (char& c : s) {
-      if (c == '\0') {
-        c = ' ';
-      }
-    }
-    if (!zombie && s.rfind(marker, 0) == 0) {
-      ++n;
-    }
-  }
-  return n;
-}
+using testing::count_processes;
 
 std::uint64_t bytes_read_by_this_process() {
   std::ifstream io("/proc/self/io");
@@ -285,16 +262,8 @@ TEST_F(LocalHostTest, AReusedPidIsNotMistakenForTheJob) {
   pid_t other = 0;
   for (int i = 0; i < 200 && other == 0; ++i) {
     std::this_thread::sleep_for(10ms);
-    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-      const std::string name = entry.path().filename();
-      if (name.find_first_not_of("0123456789") == std::string::npos) {
-        std::ifstream cmdline(entry.path() / "cmdline");
-        std::string c((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
-        if (c.rfind(std::string("sleep\0001000.5252", 15), 0) == 0) {
-          other = std::stoi(name);
-        }
-      }
-    }
+    auto found = testing::live_processes("sleep 1000.5252");
+    other = found.empty() ? 0 : found.front();
   }
   ASSERT_GT(other, 0);
   ASSERT_EQ(::getsid(other), other) << "the stranger leads its own session";

@@ -2,6 +2,7 @@
 // cleanly — running foreground commands are ended, durable jobs are left running — and so does the
 // end of its input.
 #include "tests/bench/stdio_client.h"
+#include "tests/support/processes.h"
 
 #include <gtest/gtest.h>
 
@@ -17,26 +18,7 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-int count_processes(const std::string& prefix) {
-  int n = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) {
-      continue;
-    }
-    std::ifstream cmdline(entry.path() / "cmdline");
-    std::string s((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
-    std::ifstream stat(entry.path() / "stat");
-    std::string st((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    auto paren = st.rfind(')');
-    bool zombie = paren != std::string::npos && paren + 2 < st.size() && st[paren + 2] == 'Z';
-    std::replace(s.begin(), s.end(), '\0', ' ');
-    if (!zombie && s.rfind(prefix, 0) == 0) {
-      ++n;
-    }
-  }
-  return n;
-}
+using testing::count_processes;
 
 TEST(ServerLifecycle, SigtermEndsForegroundCommandsAndKeepsDurableJobs) {
   auto dir = std::filesystem::temp_directory_path() / ("smcp-lifecycle-" + std::to_string(::getpid()));

@@ -6,6 +6,7 @@
 #include "ssh/remote_scripts.h"
 #include "ssh/ssh_host.h"
 #include "tests/support/local_shell_executor.h"
+#include "tests/support/processes.h"
 
 #include <gtest/gtest.h>
 
@@ -62,10 +63,7 @@ protected:
 
   // Processes whose command line starts with `needle` (the sleeps themselves, not the shells that
   // mention them).
-  static int count_processes(const std::string& needle) {
-    ProcessResult r = run_process({"pgrep", "-f", "-c", "^" + needle}, 5s);
-    return r.out.empty() ? 0 : std::stoi(r.out);
-  }
+  static int count_processes(const std::string& needle) { return testing::count_processes(needle); }
 
   exec::JobChunk wait_job_end(const exec::JobRef& ref, std::chrono::milliseconds limit = 10s) {
     auto until = std::chrono::steady_clock::now() + limit;
