@@ -13,6 +13,6 @@ case "$sanitize" in
   tsan) flags+=(-DSMCP_TSAN=ON) ;;
   *) echo "SMCP_SANITIZE must be asan or tsan" >&2; exit 2 ;;
 esac
-cmake -S "$root" -B "$build_dir" -G Ninja "${flags[@]}" "$@" >/dev/null
-cmake --build "$build_dir" -j"$(nproc)"
+cmake -S "$root" -B "$build_dir" -G Ninja "${flags[@]}" "$@" >&2
+cmake --build "$build_dir" -j"$(nproc)" >&2  # progress and errors on stderr; stdout is the build dir
 echo "$build_dir"
