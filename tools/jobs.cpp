@@ -55,8 +55,7 @@ public:
     std::size_t tail_skip = utf8_suffix_start(tail, 0);
     dropped += (head.size() - head_keep) + tail_skip;
     head.resize(head_keep);
-    return head + "\n\n[... " + std::to_string(dropped) + " bytes omitted from the middle; " + where_full +
-           " ...]\n\n" + tail.substr(tail_skip);
+    return head + omission_marker(dropped, where_full) + tail.substr(tail_skip);
   }
 
 private:

@@ -27,6 +27,11 @@ std::size_t utf8_suffix_start(std::string_view s, std::size_t i) {
   return i;
 }
 
+std::string omission_marker(std::uint64_t bytes, std::string_view where_full) {
+  return "\n\n[... " + std::to_string(bytes) + " bytes omitted from the middle; " + std::string(where_full) +
+         " ...]\n\n";
+}
+
 std::string middle_cut(std::string_view s, std::size_t max, std::string_view where_full) {
   if (s.size() <= max) {
     return std::string(s);
@@ -36,9 +41,7 @@ std::string middle_cut(std::string_view s, std::size_t max, std::string_view whe
   std::string out;
   out.reserve(max + 200);
   out.append(s.substr(0, head));
-  out += "\n\n[... " + std::to_string(tail - head) + " bytes omitted from the middle; ";
-  out.append(where_full);
-  out += " ...]\n\n";
+  out += omission_marker(tail - head, where_full);
   out.append(s.substr(tail));
   return out;
 }

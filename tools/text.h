@@ -2,6 +2,7 @@
 // line iteration over output buffers.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -11,6 +12,9 @@ namespace smcp::tools {
 std::size_t utf8_prefix_length(std::string_view s, std::size_t n);
 // The smallest j >= i such that s[j] does not continue a UTF-8 sequence (or s.size()).
 std::size_t utf8_suffix_start(std::string_view s, std::size_t i);
+
+// The marker that stands where the middle of an output was cut out.
+std::string omission_marker(std::uint64_t bytes, std::string_view where_full);
 
 // `s` if it fits in `max` bytes, else its head and tail with a marker in between saying how many
 // bytes were omitted and `where_full` (where to find everything).
