@@ -370,6 +370,7 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
     r.signal = job->rec.signal;
     r.timed_out = job->timed_out;
   }
+  r.status = r.running ? "running" : job->rec.status;
   lock.unlock();
   if (job->persisted) {
     std::lock_guard jobs_lock(m_mutex);

@@ -45,6 +45,7 @@ struct ForegroundResult {
   std::string host;
   std::string bash_id;  // set when promoted to the background or when the output was truncated
   bool running = false; // promoted: still running as bash_id
+  std::string status;   // "running", "exited" or "killed", as the job record says
   std::optional<int> exit_code;
   std::optional<int> signal;
   bool timed_out = false;

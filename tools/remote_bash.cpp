@@ -136,7 +136,7 @@ mcp::Tool make_remote_bash_tool(ToolEnv& env) {
           {"duration_ms", r.duration_ms},
           {"truncated", r.truncated},
           {"timed_out", r.timed_out},
-          {"status", r.running ? "running" : (r.signal ? "killed" : "exited")},
+          {"status", r.status},
           {"host", r.host},
           {"stdout_bytes", r.stdout_bytes},
           {"stderr_bytes", r.stderr_bytes},
