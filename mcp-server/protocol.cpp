@@ -177,6 +177,18 @@ public:
         serialize({{"jsonrpc", "2.0"}, {"method", "notifications/resources/updated"}, {"params", {{"uri", uri}}}}));
   }
 
+  void server_log(LogLevel level, const std::string& logger, const std::string& text) override {
+    {
+      std::lock_guard lock(m_mutex);
+      if (m_closed || !m_unsolicited || !m_log_level_set || level < m_log_level) {
+        return;
+      }
+    }
+    m_unsolicited->send(serialize({{"jsonrpc", "2.0"},
+                                   {"method", "notifications/message"},
+                                   {"params", {{"level", log_level_name(level)}, {"logger", logger}, {"data", text}}}}));
+  }
+
   // Used by the per-call context.
   void send_log(Inbound& inbound, LogLevel level, const json& data);
 
@@ -201,12 +213,19 @@ private:
   bool m_initialize_answered = false;
   bool m_closed = false;
   LogLevel m_log_level = LogLevel::warning;
+  bool m_log_level_set = false; // the client asked for logs: operational messages go to it too
   json m_client_info;
   std::map<std::string, std::shared_ptr<Call>> m_calls; // in-flight tools/call by id
   std::set<std::string> m_subscriptions;                // resources/subscribe
   std::size_t m_workers = 0;                            // tool-call threads not yet finished
 };
 
+// Per-call services. Notifications for the call (progress, logs) go out on the worker thread or
+// any other; once the handler returned, the context is closed under the same lock, so nothing can
+// follow the call's response. A client may also process notifications later than responses (the
+// official TypeScript SDK handles a notification in a microtask but a response at once: a progress
+// line read in the same chunk as its response is reported as "unknown token"), so the response
+// waits until `quiet` has passed since the call's last progress notification.
 class CallContext final : public ToolContext {
 public:
   CallContext(std::shared_ptr<Session> session, std::shared_ptr<Inbound> inbound, std::stop_token stop,
@@ -222,13 +241,35 @@ public:
       return;
     }
     std::lock_guard lock(m_mutex);
+    if (m_closed) {
+      return;
+    }
     json params = {{"progressToken", m_progress_token}, {"progress", ++m_progress}, {"message", std::move(message)}};
     m_inbound->notify({{"jsonrpc", "2.0"}, {"method", "notifications/progress"}, {"params", std::move(params)}});
+    m_last_progress = std::chrono::steady_clock::now();
   }
 
   void log(LogLevel level, json data) override {
-    if (!m_stop.stop_requested()) {
+    if (m_stop.stop_requested()) {
+      return;
+    }
+    std::lock_guard lock(m_mutex);
+    if (!m_closed) {
       m_session->send_log(*m_inbound, level, data);
+    }
+  }
+
+  // No notification for this call is sent after this returns. Waits (at most `quiet`) so the last
+  // progress notification reaches the client well before the response.
+  void close(std::chrono::milliseconds quiet) {
+    std::chrono::steady_clock::time_point last;
+    {
+      std::lock_guard lock(m_mutex);
+      m_closed = true;
+      last = m_last_progress;
+    }
+    if (m_progress > 0 && quiet.count() > 0) {
+      std::this_thread::sleep_until(last + quiet);
     }
   }
 
@@ -239,6 +280,8 @@ private:
   json m_progress_token;
   std::mutex m_mutex;
   long m_progress = 0;
+  bool m_closed = false;
+  std::chrono::steady_clock::time_point m_last_progress;
 };
 
 void Session::receive_oversized(std::size_t bytes, std::size_t limit, std::shared_ptr<transport::MessageSink> reply) {
@@ -432,6 +475,7 @@ void Session::handle_request(const std::string& method, const json& id, const js
     {
       std::lock_guard lock(m_mutex);
       m_log_level = *level;
+      m_log_level_set = true;
     }
     inbound->respond_now(make_result(id, json::object()));
     return;
@@ -596,8 +640,17 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
       [self = shared_from_this(), tool, arguments = std::move(arguments), id, inbound,
        progress_token](const Call& call) {
         CallContext context(self, inbound, call.stop.get_token(), progress_token);
+        // Closed on every way out of the handler, before the response is handed to the transport.
+        struct CloseOnExit {
+          CallContext& context;
+          std::chrono::milliseconds quiet;
+          ~CloseOnExit() { context.close(quiet); }
+        };
         try {
-          ToolResult result = tool->handler(arguments, context);
+          ToolResult result = [&] {
+            CloseOnExit closer{context, self->m_server->options().progress_quiet};
+            return tool->handler(arguments, context);
+          }();
           json body = json::object();
           if (!result.is_error && !tool->output_schema.is_null()) {
             if (auto err = validate_json(tool->output_schema, result.structured, "")) {
@@ -734,6 +787,21 @@ void Server::worker_finished() {
 bool Server::wait_idle(std::chrono::milliseconds timeout) {
   std::unique_lock lock(m_workers_mutex);
   return m_workers_idle.wait_for(lock, timeout, [&] { return m_workers == 0; });
+}
+
+void Server::broadcast_log(LogLevel level, const std::string& logger, const std::string& text) {
+  std::vector<std::shared_ptr<ResourceSubscriber>> live;
+  {
+    std::lock_guard lock(m_sessions_mutex);
+    for (const auto& w : m_sessions) {
+      if (auto s = w.lock()) {
+        live.push_back(std::move(s));
+      }
+    }
+  }
+  for (auto& s : live) {
+    s->server_log(level, logger, text);
+  }
 }
 
 void Server::notify_resource_updated(const std::string& uri) {

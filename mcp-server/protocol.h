@@ -40,6 +40,9 @@ struct ServerOptions {
   std::size_t max_concurrent_calls = 128;
   // How long close() waits for cancelled tool calls to return.
   std::chrono::milliseconds close_grace{10000};
+  // A tool call's response is sent at least this long after its last progress notification, so a
+  // client that handles notifications asynchronously sees the progress before the response.
+  std::chrono::milliseconds progress_quiet{100};
 };
 
 // Implemented by sessions so the server can tell them about resource changes.
@@ -47,6 +50,8 @@ class ResourceSubscriber {
 public:
   virtual ~ResourceSubscriber() = default;
   virtual void resource_updated(const std::string& uri) = 0;
+  // An operational log message for sessions whose client asked for logs (logging/setLevel).
+  virtual void server_log(LogLevel level, const std::string& logger, const std::string& text) = 0;
 };
 
 class Server : public transport::EndpointFactory, public std::enable_shared_from_this<Server> {
@@ -61,6 +66,9 @@ public:
 
   // Sends notifications/resources/updated to every session subscribed to `uri` (thread-safe).
   void notify_resource_updated(const std::string& uri);
+  // Sends notifications/message to every session whose client set a level at or below `level`
+  // with logging/setLevel (thread-safe; never call it while holding a session's lock).
+  void broadcast_log(LogLevel level, const std::string& logger, const std::string& text);
 
   // Request worker threads of all sessions. Before the objects the tools use are destroyed, wait
   // until none runs: a tool that ignores cancellation could otherwise use them after they are gone.

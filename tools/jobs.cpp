@@ -322,7 +322,8 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
       break;
     }
     const auto now = Clock::now();
-    if (on_progress && (job->last_line != last_reported || now - last_report_at >= m_options.heartbeat_interval)) {
+    if (on_progress && now - started >= m_options.first_progress_after &&
+        (job->last_line != last_reported || now - last_report_at >= m_options.heartbeat_interval)) {
       // The newest line, or a heartbeat so clients that reset their timeout on progress keep waiting.
       std::string message =
           job->last_line != last_reported

@@ -32,6 +32,9 @@ struct JobOptions {
   std::chrono::milliseconds sweep_interval{2000}; // how often running jobs are checked for their end
   std::chrono::milliseconds kill_grace{3000};     // TERM -> KILL
   std::chrono::milliseconds progress_interval{500};
+  // A foreground command sends no progress before it has run this long: a quick call needs none,
+  // and a notification written just before its response can reach a client after it.
+  std::chrono::milliseconds first_progress_after{1000};
   // While a call waits, progress notifications (for callers that sent a progressToken) come at
   // least this often, so clients that reset their request timeout on progress keep waiting.
   std::chrono::milliseconds heartbeat_interval{10000};

@@ -1,16 +1,38 @@
 #include "tools/tools.h"
 
+#include "tools/result_text.h"
+
 namespace smcp::tools {
 
-void register_tools(mcp::ToolRegistry& registry, ToolEnv& env) {
-  registry.add(make_remote_bash_tool(env));
-  registry.add(make_remote_bash_output_tool(env));
-  registry.add(make_remote_bash_kill_tool(env));
-  registry.add(make_remote_bash_list_tool(env));
-  registry.add(make_remote_file_read_tool(env));
-  registry.add(make_remote_hosts_tool(env));
+namespace {
+
+// A successful result without text of its own gets the model-facing rendering of its structured
+// content (the protocol core sends the JSON when the text stays empty).
+mcp::Tool with_text(mcp::Tool tool, ResultText text) {
+  if (text == ResultText::json) {
+    return tool;
+  }
+  tool.handler = [inner = std::move(tool.handler), name = tool.name](const json& args, mcp::ToolContext& ctx) {
+    mcp::ToolResult result = inner(args, ctx);
+    if (!result.is_error && result.text.empty()) {
+      result.text = result_text(name, result.structured);
+    }
+    return result;
+  };
+  return tool;
+}
+
+} // namespace
+
+void register_tools(mcp::ToolRegistry& registry, ToolEnv& env, ResultText text) {
+  registry.add(with_text(make_remote_bash_tool(env), text));
+  registry.add(with_text(make_remote_bash_output_tool(env), text));
+  registry.add(with_text(make_remote_bash_kill_tool(env), text));
+  registry.add(with_text(make_remote_bash_list_tool(env), text));
+  registry.add(with_text(make_remote_file_read_tool(env), text));
+  registry.add(with_text(make_remote_hosts_tool(env), text));
   for (auto& tool : make_sandbox_tools(env)) {
-    registry.add(std::move(tool));
+    registry.add(with_text(std::move(tool), text));
   }
 }
 

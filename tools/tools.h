@@ -23,7 +23,11 @@ mcp::Tool make_remote_file_read_tool(ToolEnv& env);
 mcp::Tool make_remote_hosts_tool(ToolEnv& env);
 std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env);
 
-void register_tools(mcp::ToolRegistry& registry, ToolEnv& env);
+// What the text block of a result holds: text written for the model (the output, then a short
+// status line; see result_text.h) or the structuredContent JSON again (for clients that want it).
+enum class ResultText { terminal, json };
+
+void register_tools(mcp::ToolRegistry& registry, ToolEnv& env, ResultText text = ResultText::terminal);
 
 // The initialize result's instructions: how the tools fit together, for an agent.
 std::string server_instructions();

@@ -94,7 +94,7 @@ App::App(AppConfig config) : m_config(std::move(config)) {
 
   m_registry = std::make_shared<mcp::ToolRegistry>();
   m_env = std::make_unique<tools::ToolEnv>(tools::ToolEnv{m_hosts, *m_jobs, *m_store});
-  tools::register_tools(*m_registry, *m_env);
+  tools::register_tools(*m_registry, *m_env, m_config.result_text);
 
   mcp::ServerOptions options;
   options.version = SMCP_VERSION;

@@ -20,6 +20,7 @@ struct AppConfig {
   std::string config_file;  // empty: $SANDBOX_MCP_CONFIG or ~/.config/sandbox-mcp/config.json (see config.h)
   tools::JobOptions jobs;
   std::chrono::milliseconds kill_grace{3000};
+  tools::ResultText result_text = tools::ResultText::terminal; // the text block of results
 };
 
 // SANDBOX_MCP_STATE_DIR, else $XDG_STATE_HOME/sandbox-mcp, else ~/.local/state/sandbox-mcp.

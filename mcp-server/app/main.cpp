@@ -1,11 +1,11 @@
 // sandbox-mcp: the MCP server (`serve`) and the sandbox manager CLI. Thin: parse, wire, run.
 #include "mcp-server/app/app.h"
+#include "mcp-server/app/logging.h"
 #include "mcp-server/app/serve_http.h"
 #include "mcp-server/app/signals.h"
 #include "transport/stdio_transport.h"
 
 #include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -13,14 +13,6 @@
 #include <iostream>
 
 namespace {
-
-void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("sandbox-mcp");
-  spdlog::set_default_logger(logger);
-  spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] %v");
-  spdlog::set_level(spdlog::level::from_str(level));
-  spdlog::flush_on(spdlog::level::info);
-}
 
 int not_yet(const std::string& what) {
   std::cerr << "sandbox-mcp " << what
@@ -52,7 +44,8 @@ int main(int argc, char** argv) {
   cli.add_option("--repo_base", repo_base, "Repository the sandboxes' worktrees come from");
 
   smcp::app::AppConfig config;
-  std::string log_level = std::getenv("SANDBOX_MCP_LOG_LEVEL") ? std::getenv("SANDBOX_MCP_LOG_LEVEL") : "info";
+  // Default: warnings and errors only on stdio (clients show the server's stderr as errors), info on HTTP.
+  std::string log_level = std::getenv("SANDBOX_MCP_LOG_LEVEL") ? std::getenv("SANDBOX_MCP_LOG_LEVEL") : "";
   smcp::app::HttpCli http;
   std::size_t max_message_bytes = 4 * 1024 * 1024;
   long long promote_after_ms = config.jobs.promote_after.count();
@@ -65,8 +58,17 @@ int main(int argc, char** argv) {
                     "$XDG_STATE_HOME/sandbox-mcp or ~/.local/state/sandbox-mcp)");
   serve->add_option("--default-host", config.default_host,
                     "Default host for the tools (default: $SSH_HOST, else local)");
-  serve->add_option("--log-level", log_level, "trace, debug, info, warn, error (logs go to stderr)")
+  serve
+      ->add_option("--log-level", log_level,
+                   "trace, debug, info, warn, error, off: what goes to stderr (default: warn on stdio, info with "
+                   "--http); clients that send logging/setLevel also get info and above as notifications/message")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  std::string result_text = std::getenv("SANDBOX_MCP_RESULT_TEXT") ? std::getenv("SANDBOX_MCP_RESULT_TEXT") : "terminal";
+  serve
+      ->add_option("--result-text", result_text,
+                   "What a result's text block holds: 'terminal' (the output, then a short status line; what the "
+                   "model reads) or 'json' (the structuredContent again); env SANDBOX_MCP_RESULT_TEXT")
+      ->check(CLI::IsMember({"terminal", "json"}));
   serve->add_option("--max-message-bytes", max_message_bytes, "Largest accepted JSON-RPC message")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30));
   serve
@@ -97,11 +99,19 @@ int main(int argc, char** argv) {
   cli.add_subcommand("reset", "Remove every sandbox and forget the state");
 
   CLI11_PARSE(cli, argc, argv);
-  setup_logging(log_level);
+  if (log_level.empty()) {
+    log_level = serve->parsed() && !http.listen.empty() ? "info" : "warn";
+  }
+  smcp::app::setup_logging(log_level);
 
   if (!serve->parsed()) {
     return not_yet(cli.get_subcommands().front()->get_name());
   }
+  if (result_text != "terminal" && result_text != "json") {
+    spdlog::critical("SANDBOX_MCP_RESULT_TEXT must be 'terminal' or 'json', not '{}'", result_text);
+    return 2;
+  }
+  config.result_text = result_text == "json" ? smcp::tools::ResultText::json : smcp::tools::ResultText::terminal;
   config.jobs.promote_after = std::chrono::milliseconds(promote_after_ms);
   config.jobs.retention = std::chrono::hours(retention_hours);
   try {
@@ -115,10 +125,12 @@ int main(int argc, char** argv) {
       }
       smcp::app::block_termination_signals();
       smcp::app::App app(config);
+      smcp::app::forward_logs_to(app.server());
       return finish(app, smcp::app::serve_http(app, std::move(options)));
     }
     smcp::app::block_termination_signals();
     smcp::app::App app(config);
+    smcp::app::forward_logs_to(app.server());
     smcp::transport::StdioOptions options;
     options.max_message_bytes = max_message_bytes;
     smcp::transport::StdioTransport transport(options);

@@ -91,7 +91,7 @@ test('SDK client: listTools, callTool remote_bash with structuredContent, ping, 
 test('SDK client: progress notifications arrive on the SSE stream before the result', async () => {
   const seen = [];
   const r = await conn.client.callTool(
-    { name: 'remote_bash', arguments: { command: 'for i in 1 2 3 4; do echo "step $i"; sleep 0.3; done' } },
+    { name: 'remote_bash', arguments: { command: 'for i in 1 2 3 4 5 6 7; do echo "step $i"; sleep 0.3; done' } },
     undefined,
     { onprogress: (p) => seen.push(p) },
   );

@@ -100,7 +100,8 @@ test('remote_bash runs on the local host and returns structured results', async 
   assert.equal(r.structuredContent.stderr, 'oops\n');
   assert.equal(r.structuredContent.host, 'local');
   assert.equal(r.structuredContent.status, 'exited');
-  assert.deepEqual(JSON.parse(r.content[0].text), r.structuredContent);
+  // The text block is written for the model: the output, then one status line.
+  assert.match(r.content[0].text, /^hello\n\[stderr\]\noops\n\[exit 2 · \d+ ms\]\n$/);
 });
 
 test('remote_bash honours cwd and env', async () => {
@@ -128,7 +129,7 @@ test('a foreground timeout ends the whole process tree', async () => {
 test('progress notifications carry output lines of a running command', async () => {
   const seen = [];
   const r = await conn.client.callTool(
-    { name: 'remote_bash', arguments: { command: 'for i in 1 2 3 4; do echo "step $i"; sleep 0.3; done' } },
+    { name: 'remote_bash', arguments: { command: 'for i in 1 2 3 4 5 6 7; do echo "step $i"; sleep 0.3; done' } },
     undefined,
     { onprogress: (p) => seen.push(p) },
   );

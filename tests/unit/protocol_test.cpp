@@ -338,6 +338,57 @@ TEST_F(ProtocolTest, ProgressNotificationsArriveInOrderBeforeTheResponse) {
   EXPECT_EQ(r["result"]["structuredContent"]["steps"], 3);
 }
 
+// A client may handle notifications later than responses (the TypeScript SDK does), so the
+// response must not follow its last progress notification closely: it waits progress_quiet.
+TEST_F(ProtocolTest, ResponseWaitsTheQuietPeriodAfterTheLastProgress) {
+  initialize();
+  conn->send(tool_call(3, "steps", json::object(), {{"progressToken", 7}}).dump());
+  std::chrono::steady_clock::time_point last_progress;
+  for (int i = 1; i <= 3; ++i) {
+    json n = parse(conn->next());
+    ASSERT_EQ(n["method"], "notifications/progress") << n;
+    last_progress = std::chrono::steady_clock::now();
+  }
+  parse(conn->next()); // the warning log
+  json r = parse(conn->next());
+  const auto gap = std::chrono::steady_clock::now() - last_progress;
+  EXPECT_EQ(r["id"], 3);
+  EXPECT_GE(gap, server->options().progress_quiet - 20ms) << "the response followed the progress too closely";
+  // Nothing for the call after its response.
+  EXPECT_FALSE(conn->next(300ms).has_value());
+}
+
+TEST_F(ProtocolTest, QuickCallsWithoutProgressAreNotDelayed) {
+  initialize();
+  const auto start = std::chrono::steady_clock::now();
+  json r = call(tool_call(3, "echo", {{"text", "hi"}}, {{"progressToken", "t"}}));
+  EXPECT_EQ(r["id"], 3) << r;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, server->options().progress_quiet)
+      << "a call that sent no progress waits for nothing";
+}
+
+// Operational messages (the server's own log lines) reach only the sessions that asked for logs.
+TEST_F(ProtocolTest, ServerLogsReachOnlySessionsThatSetALevel) {
+  initialize();
+  auto quiet = std::make_unique<transport::MemoryConnection>(*server);
+  quiet->send(json({{"jsonrpc", "2.0"},
+                    {"id", 0},
+                    {"method", "initialize"},
+                    {"params", {{"protocolVersion", "2025-11-25"}, {"capabilities", json::object()}}}})
+                  .dump());
+  parse(quiet->next());
+  server->broadcast_log(LogLevel::info, "sandbox-mcp", "before any setLevel");
+  EXPECT_FALSE(conn->next(200ms).has_value()) << "no logs before logging/setLevel";
+  call({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "logging/setLevel"}, {"params", {{"level", "info"}}}});
+  server->broadcast_log(LogLevel::debug, "sandbox-mcp", "too detailed");
+  server->broadcast_log(LogLevel::info, "sandbox-mcp", "ssh host gpu1 reconnected");
+  json n = parse(conn->next());
+  EXPECT_EQ(n["method"], "notifications/message");
+  EXPECT_EQ(n["params"]["level"], "info");
+  EXPECT_EQ(n["params"]["data"], "ssh host gpu1 reconnected");
+  EXPECT_FALSE(quiet->next(200ms).has_value()) << "a session that set no level gets no server logs";
+}
+
 TEST_F(ProtocolTest, NoProgressWithoutAToken) {
   initialize();
   call({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "logging/setLevel"}, {"params", {{"level", "error"}}}});

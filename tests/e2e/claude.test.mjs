@@ -1,0 +1,197 @@
+// End-to-end with Claude Code's own CLI (from npm, no account): the README's exact `claude mcp add`
+// lines, `claude mcp list` health checks over stdio and HTTP, the repository's project config
+// (.mcp.json) from a subfolder, every tool listed, and the standard agent task through a stub of the
+// Anthropic API that records what the model is shown of each tool result.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runAgentTask, SERVER_NAME } from './claude/agent-task.mjs';
+import { startStub } from './claude/stub-api.mjs';
+
+const BIN = process.env.SANDBOX_MCP_BIN;
+assert.ok(BIN, 'SANDBOX_MCP_BIN must name the sandbox-mcp binary');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '../..');
+const CLAUDE = path.join(HERE, 'node_modules/.bin/claude');
+// scripts/mcp-server.sh finds the binary here (the build this test was given).
+const BUILD_DIR = path.resolve(path.dirname(BIN), '../..');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'smcp-e2e-claude-'));
+const children = [];
+
+after(async () => {
+  for (const c of children) c.kill('SIGTERM');
+  await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.on('exit', r)) : null)));
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+// A scratch HOME per scenario, so nothing touches the real ~/.claude.json.
+function scratchHome(name, settings = null) {
+  const home = path.join(tmp, name);
+  fs.mkdirSync(path.join(home, '.claude'), { recursive: true });
+  if (settings) fs.writeFileSync(path.join(home, '.claude/settings.json'), JSON.stringify(settings));
+  return home;
+}
+
+function claudeEnv(home, extra = {}) {
+  return {
+    ...process.env,
+    HOME: home,
+    PATH: `${path.dirname(CLAUDE)}:${process.env.PATH}`,
+    SMCP_BUILD_DIR: BUILD_DIR,
+    SSH_HOST: '',
+    SANDBOX_MCP_STATE_DIR: path.join(home, 'state'),
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+    DISABLE_AUTOUPDATER: '1',
+    MCP_TIMEOUT: '30000',
+    ...extra,
+  };
+}
+
+function sh(command, { cwd = ROOT, env }) {
+  const r = spawnSync('bash', ['-c', command], { cwd, env, encoding: 'utf8', timeout: 120000 });
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+// The `claude mcp add` lines of the README's "Add it to Claude Code" section, verbatim.
+function readmeAddLines() {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const section = readme.split(/^## /m).find((s) => s.startsWith('Add it to Claude Code'));
+  assert.ok(section, 'README has an "Add it to Claude Code" section');
+  return section.split('\n').filter((l) => /^claude mcp add /.test(l.trim())).map((l) => l.trim());
+}
+
+function startHttpServer(port) {
+  const child = spawn(BIN, ['serve', '--http', `127.0.0.1:${port}`, '--state-dir', path.join(tmp, `http-${port}`)], {
+    env: { ...process.env, SSH_HOST: '', SANDBOX_MCP_HTTP_TOKEN: '' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  children.push(child);
+  let stderr = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), 10000);
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      const m = /listening on (http:\/\/\S+\/mcp)/.exec(stderr);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ url: m[1], child, stderr: () => stderr });
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${stderr}`)));
+  });
+}
+
+test('README: its claude mcp add lines work as written; claude mcp list says Connected (stdio and HTTP)', async () => {
+  const lines = readmeAddLines();
+  const stdioLines = lines.filter((l) => !l.includes('--transport http'));
+  const httpLines = lines.filter((l) => l.includes('--transport http'));
+  assert.ok(stdioLines.length >= 1 && httpLines.length >= 1, `README add lines: ${lines.join(' | ')}`);
+  // The README's HTTP lines name port 8765; the test's server runs on a free port in its place.
+  const probe = await startHttpServer(0);
+  const port = new URL(probe.url).port;
+  for (const [i, line] of lines.entries()) {
+    const home = scratchHome(`readme-${i}`);
+    const env = claudeEnv(home);
+    // A line that adds an SSH default host (SSH_HOST=gpu1) is checked for being accepted and listed;
+    // gpu1 does not exist here, so only the local ones must connect.
+    const command = line
+      .replace('http://127.0.0.1:8765/mcp', `http://127.0.0.1:${port}/mcp`)
+      .replaceAll('"$PWD/build/', `"${BUILD_DIR}/`);
+    const add = sh(command, { env });
+    assert.equal(add.code, 0, `${command}\n${add.out}`);
+    const list = sh('claude mcp list', { env });
+    assert.equal(list.code, 0, list.out);
+    const name = /claude mcp add (?:--\S+ \S+ )*(\S+)/.exec(command.replace(/-e \S+ /g, ''))[1];
+    const row = list.out.split('\n').find((l) => l.startsWith(`${name}:`));
+    assert.ok(row, `claude mcp list shows ${name}:\n${list.out}`);
+    if (/SSH_HOST=gpu1/.test(line)) continue;
+    assert.match(row, /✔ Connected/, `${command}\n${list.out}`);
+  }
+  // Claude Code never DELETEs its HTTP sessions; the server stays usable (see the LRU eviction).
+  assert.equal(probe.child.exitCode, null, probe.stderr());
+});
+
+test('project config: the repository .mcp.json connects from a subfolder', () => {
+  const home = scratchHome('project', { enableAllProjectMcpServers: true });
+  for (const dir of [ROOT, path.join(ROOT, 'docs'), path.join(ROOT, 'tests/e2e/claude')]) {
+    const list = sh('claude mcp list', { cwd: dir, env: claudeEnv(home) });
+    assert.equal(list.code, 0, list.out);
+    const row = list.out.split('\n').find((l) => l.startsWith(`${SERVER_NAME}:`));
+    assert.ok(row, `from ${dir}, claude mcp list shows ${SERVER_NAME}:\n${list.out}`);
+    assert.match(row, /✔ Connected/, `from ${dir}:\n${list.out}`);
+  }
+});
+
+test('Claude Code lists all ten tools with no schema warning', async () => {
+  const home = scratchHome('tools');
+  const stub = await startStub({ steps: [], toolPrefix: `mcp__${SERVER_NAME}__` });
+  try {
+    const config = path.join(home, 'mcp.json');
+    fs.writeFileSync(config, JSON.stringify({ mcpServers: { [SERVER_NAME]: { command: BIN, args: ['serve'] } } }));
+    const r = sh(
+      `claude -p hi --strict-mcp-config --mcp-config ${config} --output-format stream-json --verbose --debug-file ${home}/debug.log`,
+      {
+        env: claudeEnv(home, {
+          ANTHROPIC_BASE_URL: stub.url,
+          ANTHROPIC_API_KEY: 'sk-ant-placeholder-not-a-key',
+          MCP_CONNECTION_NONBLOCKING: 'false',
+        }),
+      },
+    );
+    const init = r.out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l))
+      .find((m) => m.type === 'system' && m.subtype === 'init');
+    assert.ok(init, r.out);
+    const server = init.mcp_servers.find((s) => s.name === SERVER_NAME);
+    assert.equal(server?.status, 'connected', JSON.stringify(init.mcp_servers));
+    const ours = init.tools.filter((t) => t.startsWith(`mcp__${SERVER_NAME}__`)).map((t) => t.split('__')[2]);
+    for (const tool of [
+      'remote_bash', 'remote_bash_output', 'remote_bash_kill', 'remote_bash_list', 'remote_file_read',
+      'remote_hosts', 'sandbox_new', 'sandbox_ls', 'sandbox_rm', 'sandbox_attach',
+    ]) {
+      assert.ok(ours.includes(tool), `Claude Code lists ${tool}: ${ours.join(', ')}`);
+    }
+    const debug = fs.existsSync(`${home}/debug.log`) ? fs.readFileSync(`${home}/debug.log`, 'utf8') : '';
+    const ourLines = debug.split('\n').filter((l) => l.includes(SERVER_NAME));
+    const warnings = ourLines.filter((l) => /schema|invalid|unknown token|\berror\b/i.test(l));
+    assert.deepEqual(warnings, [], 'no schema or protocol warning about the server in the debug log');
+  } finally {
+    await stub.close();
+  }
+});
+
+test('the standard agent task costs under 1 KB of model-visible text, read like a terminal', async () => {
+  const run = await runAgentTask({ claudeBin: CLAUDE, serverArgv: [BIN, 'serve'], scratch: path.join(tmp, 'agent') });
+  assert.deepEqual(run.stub.errors, [], `${run.claude.stdout}\n${run.claude.stderr}`);
+  assert.equal(run.texts.length, run.steps, `every step ran:\n${run.claude.stdout}\n${run.claude.stderr}`);
+  const [start, wait, tail, kill] = run.texts;
+  assert.match(start, /^\[running in the background · bash_[0-9a-f]{12} · read with remote_bash_output\]\n$/);
+  assert.match(wait, /epoch 1 loss/);
+  assert.match(wait, /epoch 3 loss/);
+  assert.doesNotMatch(wait, /step \d+ lr/, 'the filter kept only loss lines');
+  assert.match(wait, /\[running · \d+ lines? filtered out\]\n$/);
+  assert.match(tail, /^\s+1\tstep 100 lr/m);
+  assert.match(tail, /\[lines 1-\d+ of \d+\]\n$/);
+  assert.match(kill, /^\[bash_[0-9a-f]{12} · killed by SIGTERM · no process left\]\n$/);
+  for (const t of run.texts) assert.doesNotMatch(t, /"stderr":|"timed_out":|\{"/, 'no JSON in front of the model');
+  const total = run.texts.reduce((n, t) => n + Buffer.byteLength(t), 0);
+  assert.ok(total < 1024, `model-visible text of the task: ${total} bytes\n${run.texts.join('\n---\n')}`);
+});
+
+test('--result-text json puts the structured JSON in front of the model instead', async () => {
+  const run = await runAgentTask({
+    claudeBin: CLAUDE,
+    serverArgv: [BIN, 'serve', '--result-text', 'json'],
+    scratch: path.join(tmp, 'agent-json'),
+  });
+  assert.equal(run.texts.length, run.steps, `${run.claude.stdout}\n${run.claude.stderr}`);
+  const start = JSON.parse(run.texts[0]);
+  assert.equal(start.status, 'running');
+  assert.match(start.bash_id, /^bash_[0-9a-f]{12}$/);
+});
