@@ -75,6 +75,27 @@ std::size_t nesting_depth(std::string_view raw) {
   return max_depth;
 }
 
+bool wants_structured(const ServerOptions& options, const json& client_info) {
+  switch (options.structured_content) {
+  case StructuredContent::always:
+    return true;
+  case StructuredContent::never:
+    return false;
+  case StructuredContent::automatic:
+    break;
+  }
+  auto name = client_info.find("name");
+  if (name == client_info.end() || !name->is_string()) {
+    return true;
+  }
+  for (const auto& n : options.text_first_clients) {
+    if (n == name->get_ref<const std::string&>()) {
+      return false;
+    }
+  }
+  return true;
+}
+
 bool valid_id(const json& id) {
   return id.is_string() || id.is_number_integer();
 }
@@ -203,6 +224,10 @@ private:
   // sent when the request was cancelled). Answers with an error instead when it cannot start.
   void run_in_worker(const json& id, const std::shared_ptr<Inbound>& inbound, std::function<json(const Call&)> work);
   bool batches_allowed() const;
+  bool structured() const {
+    std::lock_guard lock(m_mutex);
+    return m_structured;
+  }
 
   std::shared_ptr<Server> m_server;
   std::shared_ptr<transport::MessageSink> m_unsolicited;
@@ -215,6 +240,7 @@ private:
   LogLevel m_log_level = LogLevel::warning;
   bool m_log_level_set = false; // the client asked for logs: operational messages go to it too
   json m_client_info;
+  bool m_structured = true; // results carry structuredContent, tools/list outputSchema
   std::map<std::string, std::shared_ptr<Call>> m_calls; // in-flight tools/call by id
   std::set<std::string> m_subscriptions;                // resources/subscribe
   std::size_t m_workers = 0;                            // tool-call threads not yet finished
@@ -449,7 +475,13 @@ void Session::handle_request(const std::string& method, const json& id, const js
       inbound->respond_now(make_error(id, error_code::invalid_params, "Invalid params: 'cursor' must be a string"));
       return;
     }
-    inbound->respond_now(make_result(id, {{"tools", m_server->tools().list()}}));
+    json tools = m_server->tools().list();
+    if (!structured()) {
+      for (auto& tool : tools) {
+        tool.erase("outputSchema");
+      }
+    }
+    inbound->respond_now(make_result(id, {{"tools", std::move(tools)}}));
     return;
   }
   if (method == "tools/call") {
@@ -577,9 +609,11 @@ json Session::handle_initialize(const json& id, const json& params) {
     m_initialize_answered = true;
     m_version = version;
     m_client_info = params.value("clientInfo", json::object());
+    m_structured = wants_structured(m_server->options(), m_client_info);
   }
-  spdlog::info("initialize: client {} {} asked for protocol {}, using {}", m_client_info.value("name", "?"),
-               m_client_info.value("version", "?"), requested, version);
+  spdlog::info("initialize: client {} {} asked for protocol {}, using {}{}", m_client_info.value("name", "?"),
+               m_client_info.value("version", "?"), requested, version,
+               structured() ? "" : "; results as text only (no structuredContent)");
   const auto& opts = m_server->options();
   json result = {
       {"protocolVersion", version},
@@ -637,8 +671,8 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
 
   run_in_worker(
       id, inbound,
-      [self = shared_from_this(), tool, arguments = std::move(arguments), id, inbound,
-       progress_token](const Call& call) {
+      [self = shared_from_this(), tool, arguments = std::move(arguments), id, inbound, progress_token,
+       structured = structured()](const Call& call) {
         CallContext context(self, inbound, call.stop.get_token(), progress_token);
         // Closed on every way out of the handler, before the response is handed to the transport.
         struct CloseOnExit {
@@ -661,7 +695,7 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
           }
           std::string text = result.text.empty() ? serialize(result.structured) : result.text;
           body["content"] = json::array({{{"type", "text"}, {"text", std::move(text)}}});
-          if (!result.is_error && !result.structured.is_null()) {
+          if (!result.is_error && !result.structured.is_null() && structured) {
             body["structuredContent"] = std::move(result.structured);
           }
           if (result.is_error) {

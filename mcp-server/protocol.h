@@ -31,6 +31,12 @@ inline constexpr int internal_error = -32603;
 inline constexpr int resource_not_found = -32002;
 } // namespace error_code
 
+// Whether tool results carry structuredContent (and tools/list outputSchema). Some clients put
+// structuredContent, serialized as JSON, in front of the model instead of the text block (Claude
+// Code 2.1 does); for them the text written for the model only reaches it without structured
+// results. automatic: structured results for every client except those in text_first_clients.
+enum class StructuredContent { automatic, always, never };
+
 struct ServerOptions {
   std::string name = "sandbox-mcp";
   std::string title = "sandbox-mcp";
@@ -43,6 +49,9 @@ struct ServerOptions {
   // A tool call's response is sent at least this long after its last progress notification, so a
   // client that handles notifications asynchronously sees the progress before the response.
   std::chrono::milliseconds progress_quiet{100};
+  StructuredContent structured_content = StructuredContent::automatic;
+  // clientInfo.name values served without structured results in automatic mode.
+  std::vector<std::string> text_first_clients = {"claude-code"};
 };
 
 // Implemented by sessions so the server can tell them about resource changes.

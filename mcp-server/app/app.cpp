@@ -99,6 +99,7 @@ App::App(AppConfig config) : m_config(std::move(config)) {
   mcp::ServerOptions options;
   options.version = SMCP_VERSION;
   options.instructions = tools::server_instructions();
+  options.structured_content = m_config.structured_content;
   m_server = std::make_shared<mcp::Server>(options, m_registry, tools::make_job_resources(*m_jobs));
   // Subscribers to job://ID/output hear when the job's output grows or it ends. The server outlives
   // no job manager: ~App stops the manager (and its threads) before the server goes.

@@ -21,6 +21,7 @@ struct AppConfig {
   tools::JobOptions jobs;
   std::chrono::milliseconds kill_grace{3000};
   tools::ResultText result_text = tools::ResultText::terminal; // the text block of results
+  mcp::StructuredContent structured_content = mcp::StructuredContent::automatic;
 };
 
 // SANDBOX_MCP_STATE_DIR, else $XDG_STATE_HOME/sandbox-mcp, else ~/.local/state/sandbox-mcp.

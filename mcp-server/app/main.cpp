@@ -69,6 +69,14 @@ int main(int argc, char** argv) {
                    "What a result's text block holds: 'terminal' (the output, then a short status line; what the "
                    "model reads) or 'json' (the structuredContent again); env SANDBOX_MCP_RESULT_TEXT")
       ->check(CLI::IsMember({"terminal", "json"}));
+  std::string structured =
+      std::getenv("SANDBOX_MCP_STRUCTURED_CONTENT") ? std::getenv("SANDBOX_MCP_STRUCTURED_CONTENT") : "auto";
+  serve
+      ->add_option("--structured-content", structured,
+                   "Whether results carry structuredContent (and tools/list outputSchema): 'auto' (every client but "
+                   "Claude Code, which shows structuredContent to the model as JSON instead of the text), 'always', "
+                   "'never'; env SANDBOX_MCP_STRUCTURED_CONTENT")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
   serve->add_option("--max-message-bytes", max_message_bytes, "Largest accepted JSON-RPC message")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30));
   serve
@@ -111,6 +119,13 @@ int main(int argc, char** argv) {
     spdlog::critical("SANDBOX_MCP_RESULT_TEXT must be 'terminal' or 'json', not '{}'", result_text);
     return 2;
   }
+  if (structured != "auto" && structured != "always" && structured != "never") {
+    spdlog::critical("SANDBOX_MCP_STRUCTURED_CONTENT must be auto, always or never, not '{}'", structured);
+    return 2;
+  }
+  config.structured_content = structured == "always"  ? smcp::mcp::StructuredContent::always
+                              : structured == "never" ? smcp::mcp::StructuredContent::never
+                                                      : smcp::mcp::StructuredContent::automatic;
   config.result_text = result_text == "json" ? smcp::tools::ResultText::json : smcp::tools::ResultText::terminal;
   config.jobs.promote_after = std::chrono::milliseconds(promote_after_ms);
   config.jobs.retention = std::chrono::hours(retention_hours);

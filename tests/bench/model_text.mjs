@@ -13,10 +13,12 @@ const names = ['remote_bash (start in background)', 'remote_bash_output (filter 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'smcp-model-text-'));
 const runs = {};
 try {
+  // terminal: the default. json: structuredContent sent to Claude Code too, which then shows the
+  // model that JSON instead of the text (what every result cost before issue 9).
   for (const mode of ['terminal', 'json']) {
     const run = await runAgentTask({
       claudeBin: claude,
-      serverArgv: [bin, 'serve', '--result-text', mode],
+      serverArgv: [bin, 'serve', '--structured-content', mode === 'json' ? 'always' : 'auto'],
       scratch: path.join(tmp, mode),
     });
     if (run.texts.length !== run.steps) {
@@ -31,7 +33,7 @@ try {
 const bytes = (t) => Buffer.byteLength(t);
 console.log('Model-visible text of the standard agent task (bytes), through Claude Code ' +
   `${(await import('node:child_process')).execFileSync(claude, ['--version']).toString().trim()}:\n`);
-console.log('| step | terminal (default) | json |');
+console.log('| step | terminal text (default) | structuredContent JSON (--structured-content always) |');
 console.log('|---|---|---|');
 names.forEach((n, i) => console.log(`| ${n} | ${bytes(runs.terminal[i])} | ${bytes(runs.json[i])} |`));
 const total = (m) => runs[m].reduce((s, t) => s + bytes(t), 0);

@@ -52,7 +52,7 @@ function claudeEnv(home, extra = {}) {
 }
 
 function sh(command, { cwd = ROOT, env }) {
-  const r = spawnSync('bash', ['-c', command], { cwd, env, encoding: 'utf8', timeout: 120000 });
+  const r = spawnSync('bash', ['-c', command], { cwd, env, encoding: 'utf8', timeout: 120000, input: '' });
   return { code: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
@@ -184,14 +184,17 @@ test('the standard agent task costs under 1 KB of model-visible text, read like 
   assert.ok(total < 1024, `model-visible text of the task: ${total} bytes\n${run.texts.join('\n---\n')}`);
 });
 
-test('--result-text json puts the structured JSON in front of the model instead', async () => {
+// What Claude Code 2.1 shows the model when a result has structuredContent: that JSON, not the text
+// block. The reason the server leaves structuredContent out for Claude Code (--structured-content auto).
+test('with structuredContent (--structured-content always), Claude Code shows the model that JSON', async () => {
   const run = await runAgentTask({
     claudeBin: CLAUDE,
-    serverArgv: [BIN, 'serve', '--result-text', 'json'],
-    scratch: path.join(tmp, 'agent-json'),
+    serverArgv: [BIN, 'serve', '--structured-content', 'always'],
+    scratch: path.join(tmp, 'agent-structured'),
   });
   assert.equal(run.texts.length, run.steps, `${run.claude.stdout}\n${run.claude.stderr}`);
   const start = JSON.parse(run.texts[0]);
   assert.equal(start.status, 'running');
   assert.match(start.bash_id, /^bash_[0-9a-f]{12}$/);
+  assert.equal(start.stderr, '', 'every field of structuredContent reaches the model');
 });

@@ -389,6 +389,58 @@ TEST_F(ProtocolTest, ServerLogsReachOnlySessionsThatSetALevel) {
   EXPECT_FALSE(quiet->next(200ms).has_value()) << "a session that set no level gets no server logs";
 }
 
+// Claude Code shows structuredContent (as JSON) to the model instead of the text block: in the
+// automatic mode it gets text-only results, every other client structured ones.
+TEST_F(ProtocolTest, ClaudeCodeGetsTextOnlyResultsOthersStructuredOnes) {
+  auto session = [&](const std::string& client) {
+    auto c = std::make_unique<transport::MemoryConnection>(*server);
+    c->send(json({{"jsonrpc", "2.0"},
+                  {"id", 0},
+                  {"method", "initialize"},
+                  {"params",
+                   {{"protocolVersion", "2025-11-25"},
+                    {"capabilities", json::object()},
+                    {"clientInfo", {{"name", client}, {"version", "2.1.332"}}}}}})
+                .dump());
+    parse(c->next());
+    return c;
+  };
+  for (const std::string client : {"claude-code", "other-client"}) {
+    auto c = session(client);
+    const bool structured = client != "claude-code";
+    c->send(R"({"jsonrpc":"2.0","id":1,"method":"tools/list"})");
+    json list = parse(c->next());
+    bool echo_seen = false;
+    for (const auto& t : list["result"]["tools"]) {
+      if (t["name"] == "echo") {
+        echo_seen = true;
+        EXPECT_EQ(t.contains("outputSchema"), structured) << client;
+      }
+    }
+    EXPECT_TRUE(echo_seen);
+    c->send(tool_call(2, "echo", {{"text", "hi"}}).dump());
+    json r = parse(c->next());
+    EXPECT_EQ(r["result"].contains("structuredContent"), structured) << client << ": " << r;
+    EXPECT_EQ(json::parse(r["result"]["content"][0]["text"].get<std::string>())["text"], "hi") << r;
+  }
+}
+
+TEST(ProtocolOptions, StructuredContentAlwaysAndNeverIgnoreTheClient) {
+  for (auto mode : {StructuredContent::always, StructuredContent::never}) {
+    ServerOptions options;
+    options.structured_content = mode;
+    Probe probe;
+    auto server = std::make_shared<Server>(options, make_registry(probe));
+    transport::MemoryConnection c(*server);
+    c.send(R"({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25",
+              "capabilities":{},"clientInfo":{"name":"claude-code","version":"1"}}})");
+    parse(c.next());
+    c.send(R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}})");
+    json r = parse(c.next());
+    EXPECT_EQ(r["result"].contains("structuredContent"), mode == StructuredContent::always) << r;
+  }
+}
+
 TEST_F(ProtocolTest, NoProgressWithoutAToken) {
   initialize();
   call({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "logging/setLevel"}, {"params", {{"level", "error"}}}});

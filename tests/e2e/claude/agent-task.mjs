@@ -17,13 +17,22 @@ function trainCommand(workDir) {
   );
 }
 
+// Our tools the task uses; step 0 loads their schemas with Claude Code's ToolSearch (MCP tools are
+// deferred: the model sees only their names until it asks).
+export const TASK_TOOLS = ['remote_bash', 'remote_bash_output', 'remote_file_read', 'remote_bash_kill'];
+
 export function agentSteps(workDir) {
   const id = (results) => {
-    const m = /bash_[0-9a-f]{12}/.exec(modelText(results[0]));
-    if (!m) throw new Error(`no bash_id in the model-visible start result: ${modelText(results[0])}`);
+    const m = /bash_[0-9a-f]{12}/.exec(modelText(results[1]));
+    if (!m) throw new Error(`no bash_id in the model-visible start result: ${modelText(results[1])}`);
     return m[0];
   };
   return [
+    () => ({
+      name: 'ToolSearch',
+      builtin: true,
+      input: { query: `select:${TASK_TOOLS.map((t) => `mcp__${SERVER_NAME}__${t}`).join(',')}` },
+    }),
     () => ({
       name: 'remote_bash',
       input: { command: trainCommand(workDir), run_in_background: true, description: 'training run' },
@@ -98,6 +107,14 @@ export async function runAgentTask({ claudeBin, serverArgv, scratch, extraEnv = 
     120000,
   );
   await stub.close();
-  const results = stub.state.results;
-  return { texts: results.map(modelText), results, claude, stub: stub.state, steps: steps.length };
+  // What the model read of our tools (the ToolSearch answer is Claude Code's, kept apart).
+  const results = stub.state.results.slice(1);
+  return {
+    texts: results.map(modelText),
+    results,
+    schemas: modelText(stub.state.results[0]),
+    claude,
+    stub: stub.state,
+    steps: steps.length - 1,
+  };
 }

@@ -5,8 +5,11 @@
 // stub records. Requests that are not the agent loop (titles, quota checks) get a short text reply.
 import http from 'node:http';
 
-// steps: array of (previousResults) => {name, input} | null  (null: the agent stops with a text).
-// toolPrefix: Claude Code names MCP tools mcp__<server>__<tool>.
+// steps: array of (previousResults) => {name, input, builtin?} | null (null: the agent stops with a
+// text). toolPrefix: Claude Code names MCP tools mcp__<server>__<tool>; a `builtin` step names one of
+// Claude Code's own tools (ToolSearch loads deferred tools' schemas, as a model must before it can
+// call MCP tools). A request is the agent loop when it mentions toolPrefix (Claude Code lists
+// deferred MCP tools by name in the conversation, and loaded ones in `tools`).
 export async function startStub({ steps, toolPrefix }) {
   const state = { requests: [], results: [], errors: [] };
 
@@ -79,7 +82,7 @@ export async function startStub({ steps, toolPrefix }) {
         res.end(JSON.stringify({ input_tokens: 1 }));
         return;
       }
-      const isAgent = (body.tools ?? []).some((t) => String(t.name).startsWith(toolPrefix));
+      const isAgent = raw.includes(toolPrefix);
       if (!isAgent) {
         reply(res, body, [{ type: 'text', text: 'ok' }], 'end_turn');
         return;
@@ -100,7 +103,14 @@ export async function startStub({ steps, toolPrefix }) {
       reply(
         res,
         body,
-        [{ type: 'tool_use', id: `toolu_stub_${step}`, name: toolPrefix + call.name, input: call.input }],
+        [
+          {
+            type: 'tool_use',
+            id: `toolu_stub_${step}`,
+            name: call.builtin ? call.name : toolPrefix + call.name,
+            input: call.input,
+          },
+        ],
         'tool_use',
       );
     });
