@@ -56,6 +56,21 @@ function sh(command, { cwd = ROOT, env }) {
   return { code: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
+// The same, without blocking the event loop (needed while an in-process stub must answer).
+function shAsync(command, { cwd = ROOT, env }) {
+  return new Promise((resolve) => {
+    const child = spawn('bash', ['-c', command], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
 // The `claude mcp add` lines of the README's "Add it to Claude Code" section, verbatim.
 function readmeAddLines() {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
@@ -126,13 +141,13 @@ test('project config: the repository .mcp.json connects from a subfolder', () =>
   }
 });
 
-test('Claude Code lists all ten tools with no schema warning', async () => {
+test('Claude Code lists all ten tools with no schema warning and no stderr noise', async () => {
   const home = scratchHome('tools');
   const stub = await startStub({ steps: [], toolPrefix: `mcp__${SERVER_NAME}__` });
   try {
     const config = path.join(home, 'mcp.json');
     fs.writeFileSync(config, JSON.stringify({ mcpServers: { [SERVER_NAME]: { command: BIN, args: ['serve'] } } }));
-    const r = sh(
+    const r = await shAsync(
       `claude -p hi --strict-mcp-config --mcp-config ${config} --output-format stream-json --verbose --debug-file ${home}/debug.log`,
       {
         env: claudeEnv(home, {
@@ -159,8 +174,11 @@ test('Claude Code lists all ten tools with no schema warning', async () => {
     }
     const debug = fs.existsSync(`${home}/debug.log`) ? fs.readFileSync(`${home}/debug.log`, 'utf8') : '';
     const ourLines = debug.split('\n').filter((l) => l.includes(SERVER_NAME));
+    assert.ok(ourLines.some((l) => /Successfully connected/.test(l)), `the debug log follows the server:\n${debug}`);
     const warnings = ourLines.filter((l) => /schema|invalid|unknown token|\berror\b/i.test(l));
     assert.deepEqual(warnings, [], 'no schema or protocol warning about the server in the debug log');
+    // Claude Code logs whatever a server writes to stderr as an error: by default it writes nothing.
+    assert.deepEqual(ourLines.filter((l) => /Server stderr/.test(l)), [], 'nothing on stderr by default');
   } finally {
     await stub.close();
   }
