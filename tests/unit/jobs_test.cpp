@@ -36,6 +36,7 @@ protected:
     options.sweep_interval = 50ms;
     options.promote_after = 0ms;
     options.progress_interval = 20ms;
+    options.first_progress_after = 0ms;
   }
   void TearDown() override {
     jobs.reset();
@@ -69,6 +70,20 @@ protected:
   HostRegistry hosts;
   JobOptions options;
   std::unique_ptr<JobManager> jobs;
+  // The progress lines of a foreground command that runs for `runs_for` (promotion far away).
+  std::vector<std::string> progress_of_a_run(std::chrono::milliseconds runs_for) {
+    options.promote_after = 5s;
+    host->block_until_released = true;
+    host->run_output = {{exec::Stream::out, "epoch 1 loss 0.5\n"}};
+    std::vector<std::string> lines;
+    std::thread releaser([&] {
+      std::this_thread::sleep_for(runs_for);
+      host->release();
+    });
+    manager().run("", spec("train"), "", [&](const std::string& l) { lines.push_back(l); }, std::stop_token());
+    releaser.join();
+    return lines;
+  }
 };
 
 TEST_F(JobsTest, ForegroundKeepsStreamsApartAndReportsExit) {
@@ -184,6 +199,20 @@ TEST_F(JobsTest, ProgressReportsTheLatestLine) {
   releaser.join();
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.front(), "epoch 2 loss 0.4");
+}
+
+// A call that ends within first_progress_after reports no progress at all (a notification sent
+// just before the response can reach a client after it); a longer one does.
+TEST_F(JobsTest, QuickCommandsReportNoProgress) {
+  options.first_progress_after = 400ms;
+  auto lines = progress_of_a_run(100ms);
+  EXPECT_TRUE(lines.empty()) << "a quick call got progress: " << lines.front();
+}
+
+TEST_F(JobsTest, CommandsRunningPastTheFirstProgressDelayReportProgress) {
+  options.first_progress_after = 400ms;
+  auto lines = progress_of_a_run(800ms);
+  EXPECT_FALSE(lines.empty());
 }
 
 TEST_F(JobsTest, ChattyCommandIsStillPromoted) {
