@@ -1,6 +1,8 @@
 #include "mcp-server/json_schema.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 namespace smcp::mcp {
 
@@ -68,6 +70,27 @@ std::string short_json(const json& v) {
   return s;
 }
 
+// Integers beyond 2^53 - 1 cannot all be told apart once read as doubles (as JavaScript clients and
+// our own range checks do): such a value is refused rather than silently rounded or clamped.
+constexpr double k_max_safe_integer = 9007199254740991.0;
+
+bool safe_integer(const json& v) {
+  if (v.is_number_unsigned()) {
+    return v.get<std::uint64_t>() <= static_cast<std::uint64_t>(k_max_safe_integer);
+  }
+  if (v.is_number_integer()) {
+    const auto i = v.get<std::int64_t>();
+    return i <= static_cast<std::int64_t>(k_max_safe_integer) && i >= -static_cast<std::int64_t>(k_max_safe_integer);
+  }
+  const double d = v.get<double>();
+  return d <= k_max_safe_integer && d >= -k_max_safe_integer;
+}
+
+bool allows_type(const json& type, const char* name) {
+  return type.is_string() ? type.get_ref<const std::string&>() == name
+                          : type.is_array() && std::find(type.begin(), type.end(), name) != type.end();
+}
+
 std::size_t utf8_length(const std::string& s) {
   std::size_t n = 0;
   for (unsigned char c : s) {
@@ -76,7 +99,44 @@ std::size_t utf8_length(const std::string& s) {
   return n;
 }
 
+// The first string or object key holding U+0000, as a message naming its field.
+std::optional<std::string> find_nul(const json& value, const std::string& path) {
+  if (value.is_string()) {
+    const auto& s = value.get_ref<const std::string&>();
+    if (auto at = s.find('\0'); at != std::string::npos) {
+      return "'" + path + "' contains a NUL character (\\u0000) at character " +
+             std::to_string(utf8_length(s.substr(0, at)) + 1) +
+             "; strings that reach commands, paths and environments cannot hold NUL";
+    }
+  } else if (value.is_array()) {
+    for (std::size_t i = 0; i < value.size(); ++i) {
+      if (auto err = find_nul(value[i], path + "[" + std::to_string(i) + "]")) {
+        return err;
+      }
+    }
+  } else if (value.is_object()) {
+    for (const auto& [key, child] : value.items()) {
+      if (key.find('\0') != std::string::npos) {
+        return "'" + (path.empty() ? std::string("arguments") : path) +
+               "' has a key containing a NUL character (\\u0000): " + short_json(json(key)) +
+               "; names that reach commands, paths and environments cannot hold NUL";
+      }
+      if (auto err = find_nul(child, child_path(path, key))) {
+        return err;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 } // namespace
+
+std::optional<std::string> validate_arguments(const json& schema, const json& arguments) {
+  if (auto err = find_nul(arguments, "")) {
+    return err;
+  }
+  return validate_json(schema, arguments, "");
+}
 
 std::optional<std::string> validate_json(const json& schema, const json& value, const std::string& path) {
   if (schema.is_boolean()) {
@@ -101,6 +161,10 @@ std::optional<std::string> validate_json(const json& schema, const json& value, 
     }
     if (!ok) {
       return where + " must be " + expected + ", got " + type_of(value) + " " + short_json(value);
+    }
+    if (value.is_number() && allows_type(*it, "integer") && !allows_type(*it, "number") && !safe_integer(value)) {
+      return where + " must be an integer between -9007199254740991 and 9007199254740991 (2^53 - 1), got " +
+             short_json(value);
     }
   }
   if (auto it = schema.find("enum"); it != schema.end()) {

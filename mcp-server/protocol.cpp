@@ -566,13 +566,31 @@ void Session::handle_request(const std::string& method, const json& id, const js
       });
       return;
     }
+    if (method == "resources/subscribe") {
+      // Only to a resource that exists (the spec's -32002 otherwise); the check may touch the store.
+      auto* provider = m_server->resources();
+      run_in_worker(id, inbound, [self = shared_from_this(), provider, uri, id](const Call&) {
+        bool exists = false;
+        try {
+          exists = provider && provider->exists(uri);
+        } catch (const std::exception& e) {
+          return make_error(id, error_code::internal_error, "Cannot subscribe to " + uri + ": " + e.what());
+        }
+        if (!exists) {
+          return make_error(id, error_code::resource_not_found,
+                            "Resource not found: " + uri +
+                                " (resources are job outputs: job://BASH_ID/output; see resources/list)",
+                            {{"uri", uri}});
+        }
+        std::lock_guard lock(self->m_mutex);
+        self->m_subscriptions.insert(uri);
+        return make_result(id, json::object());
+      });
+      return;
+    }
     {
       std::lock_guard lock(m_mutex);
-      if (method == "resources/subscribe") {
-        m_subscriptions.insert(uri);
-      } else {
-        m_subscriptions.erase(uri);
-      }
+      m_subscriptions.erase(uri);
     }
     inbound->respond_now(make_result(id, json::object()));
     return;
@@ -656,7 +674,7 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
                                     "Invalid params: 'arguments' of tool " + name + " must be an object"));
     return;
   }
-  if (auto err = validate_json(tool->input_schema, arguments, "")) {
+  if (auto err = validate_arguments(tool->input_schema, arguments)) {
     inbound->respond_now(
         make_error(id, error_code::invalid_params, "Invalid arguments for tool " + name + ": " + *err));
     return;
@@ -664,7 +682,14 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
   json progress_token = nullptr;
   if (auto meta = params.find("_meta"); meta != params.end() && meta->is_object()) {
     auto token = meta->find("progressToken");
-    if (token != meta->end() && (token->is_string() || token->is_number_integer())) {
+    if (token != meta->end()) {
+      if (!token->is_string() && !token->is_number_integer()) { // the spec's ProgressToken: string | integer
+        const std::string got = token->is_structured() ? std::string("an ") + token->type_name() : token->dump();
+        inbound->respond_now(
+            make_error(id, error_code::invalid_params,
+                       "Invalid params: '_meta.progressToken' must be a string or an integer, got " + got));
+        return;
+      }
       progress_token = *token;
     }
   }

@@ -19,6 +19,8 @@ public:
   virtual nlohmann::json templates() = 0;
   // The `contents` array of resources/read, or nullopt when `uri` names no resource.
   virtual std::optional<nlohmann::json> read(const std::string& uri) = 0;
+  // Whether `uri` names a resource (resources/subscribe refuses others).
+  virtual bool exists(const std::string& uri) { return read(uri).has_value(); }
 };
 
 } // namespace smcp::mcp

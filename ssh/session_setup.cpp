@@ -516,6 +516,8 @@ std::optional<std::string> passphrase_for(const std::string& key_file, const Pas
       return std::nullopt;
     }
     value = r.out;
+  } else if (src.env_value) {
+    value = *src.env_value;
   } else if (!src.env.empty()) {
     const char* v = std::getenv(src.env.c_str());
     if (!v) {

@@ -26,7 +26,10 @@ std::optional<HostKeyPolicy> parse_policy(std::string_view name);
 struct PassphraseSource {
   std::string command; // run with /bin/sh -c; the key file is $1; its stdout (first line) is used
   std::string env;     // name of an environment variable
-  std::string file;    // a file holding the passphrase
+  // The value `env` had when the server started: the server takes it out of its environment so
+  // that no command or helper it starts sees it (see app::take_secret_env). Unset: read `env` now.
+  std::optional<std::string> env_value;
+  std::string file; // a file holding the passphrase
   bool empty() const { return command.empty() && env.empty() && file.empty(); }
 };
 

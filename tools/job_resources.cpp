@@ -1,6 +1,7 @@
 #include "tools/job_resources.h"
 
 #include "tools/common.h"
+#include "tools/text.h"
 
 namespace smcp::tools {
 
@@ -18,7 +19,8 @@ public:
   json list() override {
     json out = json::array();
     for (const auto& rec : m_jobs.list(k_listed_jobs, /*refresh=*/false)) {
-      std::string title = rec.command.size() > 80 ? rec.command.substr(0, 77) + "..." : rec.command;
+      std::string title =
+          rec.command.size() > 80 ? rec.command.substr(0, utf8_prefix_length(rec.command, 77)) + "..." : rec.command;
       out.push_back({{"uri", job_resource_uri(rec.id)},
                      {"name", rec.id},
                      {"title", title},
@@ -38,26 +40,35 @@ public:
   }
 
   std::optional<json> read(const std::string& uri) override {
-    if (uri.size() <= k_prefix.size() + k_suffix.size() || uri.rfind(k_prefix, 0) != 0 ||
-        uri.compare(uri.size() - k_suffix.size(), k_suffix.size(), k_suffix) != 0) {
+    auto p = peek(uri, k_read_bytes);
+    if (!p) {
       return std::nullopt;
     }
-    std::string id = uri.substr(k_prefix.size(), uri.size() - k_prefix.size() - k_suffix.size());
-    JobPeek p;
-    try {
-      p = m_jobs.peek(id, k_read_bytes);
-    } catch (const std::out_of_range&) {
-      return std::nullopt;
-    }
-    std::string text = p.tail;
-    if (p.from > 0) {
-      text = "[... " + std::to_string(p.from) + " earlier bytes; the full output is in " +
-             (p.job.job_dir.empty() ? p.job.spill_path : p.job.job_dir + "/output") + " ...]\n" + text;
+    std::string text = p->tail;
+    if (p->from > 0) {
+      text = "[... " + std::to_string(p->from) + " earlier bytes; the full output is in " +
+             (p->job.job_dir.empty() ? p->job.spill_path : p->job.job_dir + "/output") + " ...]\n" + text;
     }
     return json::array({{{"uri", uri}, {"mimeType", "text/plain"}, {"text", std::move(text)}}});
   }
 
+  bool exists(const std::string& uri) override { return peek(uri, 0).has_value(); }
+
 private:
+  // The job named by job://BASH_ID/output, with the newest `bytes` of its output; nullopt for
+  // anything else.
+  std::optional<JobPeek> peek(const std::string& uri, std::size_t bytes) {
+    if (uri.size() <= k_prefix.size() + k_suffix.size() || uri.rfind(k_prefix, 0) != 0 ||
+        uri.compare(uri.size() - k_suffix.size(), k_suffix.size(), k_suffix) != 0) {
+      return std::nullopt;
+    }
+    try {
+      return m_jobs.peek(uri.substr(k_prefix.size(), uri.size() - k_prefix.size() - k_suffix.size()), bytes);
+    } catch (const std::out_of_range&) {
+      return std::nullopt;
+    }
+  }
+
   JobManager& m_jobs;
 };
 

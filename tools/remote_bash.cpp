@@ -12,8 +12,8 @@ const char* k_input_schema = R"({
   "properties": {
     "command": {"type": "string", "minLength": 1,
       "description": "The bash command line to run (run as `bash -c COMMAND` on the host)."},
-    "description": {"type": "string",
-      "description": "A few words saying what the command does; recorded in the audit log."},
+    "description": {"type": "string", "maxLength": 1024,
+      "description": "A few words saying what the command does (at most 1024 characters); recorded in the audit log."},
     "timeout": {"type": "integer", "minimum": 1, "maximum": 600000, "default": 120000,
       "description": "Milliseconds before a foreground command's whole process tree is ended (default 120000, max 600000). Ignored for background jobs."},
     "run_in_background": {"type": "boolean", "default": false,
@@ -64,8 +64,14 @@ exec::CommandSpec spec_from(const json& args) {
   spec.profile = arg_string(args, "profile");
   if (auto env = args.find("env"); env != args.end()) {
     for (const auto& [key, value] : env->items()) {
-      if (key.empty() || key.find('=') != std::string::npos || key.find('\0') != std::string::npos) {
-        throw mcp::InvalidArgument("env." + key, "environment variable names must be non-empty and contain no '='");
+      if (key.empty()) {
+        throw mcp::InvalidArgument("env", "environment variable names must not be empty");
+      }
+      if (key.find('=') != std::string::npos) {
+        throw mcp::InvalidArgument("env." + key, "environment variable names must not contain '='");
+      }
+      if (key.find('\0') != std::string::npos) { // refused by validate_arguments already
+        throw mcp::InvalidArgument("env", "environment variable names must not contain NUL (\\u0000)");
       }
       spec.env.emplace_back(key, value.get<std::string>());
     }

@@ -1,16 +1,36 @@
 #include "tools/common.h"
+#include "tools/text.h"
 #include "tools/tools.h"
 
 namespace smcp::tools {
 
 namespace {
 
+// A listing identifies jobs; it does not repeat megabytes of command text. Longer commands (and
+// descriptions recorded before remote_bash bounded them) are cut here with a marker;
+// remote_bash_output returns a job's whole command.
+constexpr std::size_t k_command_bytes = 1024;
+constexpr std::size_t k_description_bytes = 4096; // remote_bash's maxLength of 1024 characters, in UTF-8
+// Jobs beyond this many bytes of listing are left out with a note (limit 1000 of ordinary jobs fits).
+constexpr std::size_t k_answer_bytes = 1024 * 1024;
+
+void cut_field(json& entry, const char* key, std::size_t max_bytes) {
+  auto& text = entry[key].get_ref<std::string&>();
+  if (text.size() > max_bytes) {
+    const std::size_t keep = utf8_prefix_length(text, max_bytes);
+    const std::size_t dropped = text.size() - keep;
+    text.resize(keep);
+    text += " [... " + std::to_string(dropped) + " more bytes; remote_bash_output shows the whole " + key + "]";
+  }
+}
+
 const char* k_input_schema = R"({
   "type": "object",
   "properties": {
     "host": {"type": "string", "minLength": 1, "description": "Only jobs on this host."},
     "status": {"type": "string", "enum": ["running", "exited", "killed", "unreachable"]},
-    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50,
+      "description": "Most jobs to list (newest first). Commands longer than 1024 bytes are cut in the listing."}
   },
   "additionalProperties": false
 })";
@@ -35,7 +55,8 @@ const char* k_output_schema = R"({
         "output_file_host": {"type": "string"}
       },
       "required": ["bash_id", "host", "command", "status", "started_at"]
-    }}
+    }},
+    "note": {"type": "string", "description": "set when jobs were left out to keep the answer bounded"}
   },
   "required": ["jobs"],
   "additionalProperties": false
@@ -57,17 +78,32 @@ mcp::Tool make_remote_bash_list_tool(ToolEnv& env) {
     const std::string status = arg_string(args, "status");
     const auto limit = static_cast<std::size_t>(arg_int(args, "limit", 50));
     json jobs = json::array();
+    std::size_t bytes = 0;
+    bool left_out = false;
     // Filtering happens after the fetch, so fetch generously.
     for (const auto& rec : env.jobs.list(host.empty() && status.empty() ? limit : 100000)) {
       if ((!host.empty() && rec.host != host) || (!status.empty() && rec.status != status)) {
         continue;
       }
-      jobs.push_back(job_json(rec));
       if (jobs.size() >= limit) {
         break;
       }
+      json entry = job_json(rec);
+      cut_field(entry, "command", k_command_bytes);
+      cut_field(entry, "description", k_description_bytes);
+      bytes += entry.dump(-1, ' ', false, json::error_handler_t::replace).size();
+      if (bytes > k_answer_bytes && !jobs.empty()) {
+        left_out = true;
+        break;
+      }
+      jobs.push_back(std::move(entry));
     }
-    return mcp::ToolResult::ok({{"jobs", std::move(jobs)}});
+    json out = {{"jobs", std::move(jobs)}};
+    if (left_out) {
+      out["note"] = "only the newest " + std::to_string(out["jobs"].size()) +
+                    " matching jobs fit in this answer; narrow it with host, status or a smaller limit";
+    }
+    return mcp::ToolResult::ok(std::move(out));
   };
   return tool;
 }

@@ -10,7 +10,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <filesystem>
 #include <pwd.h>
 #include <stdexcept>
@@ -41,41 +44,152 @@ std::string default_state_dir() {
   return home + "/.local/state/sandbox-mcp";
 }
 
+std::optional<std::string> take_secret_env(const std::string& name) {
+  const char* value = name.empty() ? nullptr : std::getenv(name.c_str());
+  if (!value) {
+    return std::nullopt;
+  }
+  std::string taken = value;
+  ::unsetenv(name.c_str());
+  return taken;
+}
+
 namespace {
 
-// The state holds job records whose paths and pids the server acts on: it must be ours alone.
-void prepare_state_dir(const std::string& dir) {
-  std::error_code ec;
-  const bool existed = std::filesystem::exists(dir, ec);
-  std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    throw std::runtime_error("cannot create state directory " + dir + ": " + ec.message() +
-                             " (set --state-dir or SANDBOX_MCP_STATE_DIR)");
-  }
-  if (!existed) {
-    ::chmod(dir.c_str(), 0700);
-  }
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    throw std::runtime_error("state directory " + dir + " is not a directory");
-  }
-  if (st.st_uid != ::geteuid()) {
-    throw std::runtime_error("state directory " + dir + " belongs to another user (uid " + std::to_string(st.st_uid) +
-                             "); use a directory of your own (--state-dir)");
-  }
-  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-    throw std::runtime_error("state directory " + dir + " is writable by other users; `chmod go-w " + dir +
-                             "` or use another --state-dir");
-  }
+[[noreturn]] void state_error(const std::string& dir, const std::string& what) {
+  throw std::runtime_error("state directory " + dir + ": " + what);
+}
+
+bool trusted_owner(uid_t uid) {
+  return uid == 0 || uid == ::geteuid();
+}
+
+bool others_can_write(const struct stat& st) {
+  return (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
 }
 
 } // namespace
 
+// The state holds job records whose paths and pids the server acts on, and the server keeps
+// creating files in it: nobody else may be able to redirect it. Resolved once, here, component by
+// component from /: each directory and symbolic link on the way must belong to root or to us, and
+// may sit in a directory others can write only if that directory is sticky (like /tmp, where others
+// cannot rename or replace our entries). Missing directories are created (0700). The result is the
+// real path, used from then on, so re-pointing a link afterwards changes nothing.
+std::string secure_state_dir(const std::string& dir) {
+  if (dir.empty()) {
+    state_error("(empty)", "no path given");
+  }
+  std::deque<std::string> todo;
+  auto push_front_path = [&todo](const std::string& path) {
+    std::vector<std::string> parts;
+    std::size_t i = 0;
+    while (i <= path.size()) {
+      std::size_t j = path.find('/', i);
+      if (j == std::string::npos) {
+        j = path.size();
+      }
+      if (j > i && path.compare(i, j - i, ".") != 0) {
+        parts.push_back(path.substr(i, j - i));
+      }
+      i = j + 1;
+    }
+    todo.insert(todo.begin(), parts.begin(), parts.end());
+  };
+  push_front_path(dir);
+  if (dir[0] != '/') {
+    std::error_code ec;
+    const std::string cwd = std::filesystem::current_path(ec).string();
+    if (ec) {
+      state_error(dir, "cannot resolve a relative path: " + ec.message());
+    }
+    push_front_path(cwd);
+  }
+  std::string real = "/";
+  struct stat here {};
+  if (::lstat("/", &here) != 0 || !trusted_owner(here.st_uid) || others_can_write(here)) {
+    state_error(dir, "/ can be changed by other users");
+  }
+  int links = 0;
+  int creations = 0; // mkdir attempts: bounded, should something keep removing what we create
+  while (!todo.empty()) {
+    const std::string name = todo.front();
+    todo.pop_front();
+    if (name == "..") {
+      real = std::filesystem::path(real).parent_path().string();
+      ::lstat(real.c_str(), &here);
+      continue;
+    }
+    const std::string path = real == "/" ? "/" + name : real + "/" + name;
+    // Others who can write the directory holding `name` could replace it, unless the directory is
+    // sticky (then only an entry's owner can, and every entry must be root's or ours).
+    if (others_can_write(here) && !(here.st_mode & S_ISVTX)) {
+      state_error(dir, real + " (holding " + name +
+                           ") can be written by other users and has no sticky bit: they could replace " + path +
+                           "; use a directory of your own (--state-dir)");
+    }
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+      if (errno != ENOENT) {
+        state_error(dir, "cannot inspect " + path + ": " + std::strerror(errno));
+      }
+      if (++creations > 64 || (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)) {
+        state_error(dir, "cannot create " + path + ": " + std::strerror(errno) +
+                             " (set --state-dir or SANDBOX_MCP_STATE_DIR)");
+      }
+      todo.push_front(name); // look again at what is there now
+      continue;
+    }
+    if (!trusted_owner(st.st_uid)) {
+      state_error(dir, path + (S_ISLNK(st.st_mode) ? " is a symbolic link owned by" : " belongs to") +
+                           " another user (uid " + std::to_string(st.st_uid) +
+                           "), who could redirect it; use a directory of your own (--state-dir)");
+    }
+    if (S_ISLNK(st.st_mode)) {
+      if (++links > 40) {
+        state_error(dir, "too many symbolic links");
+      }
+      std::string target(static_cast<std::size_t>(st.st_size > 0 ? st.st_size : 4096) + 1, '\0');
+      ssize_t n = ::readlink(path.c_str(), target.data(), target.size());
+      if (n < 0 || static_cast<std::size_t>(n) >= target.size()) {
+        state_error(dir, "cannot read the symbolic link " + path);
+      }
+      target.resize(static_cast<std::size_t>(n));
+      push_front_path(target);
+      if (!target.empty() && target[0] == '/') {
+        real = "/";
+        ::lstat("/", &here);
+      }
+      continue;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      state_error(dir, path + " is not a directory");
+    }
+    real = path;
+    here = st;
+  }
+  if (here.st_uid != ::geteuid()) {
+    state_error(dir, "it belongs to another user (uid " + std::to_string(here.st_uid) +
+                         "); use a directory of your own (--state-dir)");
+  }
+  if (others_can_write(here)) {
+    state_error(dir, "it is writable by other users; `chmod go-w " + real + "` or use another --state-dir");
+  }
+  return real;
+}
+
 App::App(AppConfig config) : m_config(std::move(config)) {
+  // The config file first: a passphrase it takes from the environment leaves the environment
+  // before any host, thread or child exists.
+  const std::string config_path = m_config.config_file.empty() ? default_config_path() : m_config.config_file;
+  auto file_config = std::make_shared<FileConfig>(load_config(config_path));
+  if (!file_config->passphrase.env.empty()) {
+    file_config->passphrase.env_value = take_secret_env(file_config->passphrase.env);
+  }
   if (m_config.state_dir.empty()) {
     m_config.state_dir = default_state_dir();
   }
-  prepare_state_dir(m_config.state_dir);
+  m_config.state_dir = secure_state_dir(m_config.state_dir);
   m_store = state::open_sqlite_store(m_config.state_dir + "/state.db");
 
   exec::LocalHostOptions local;
@@ -83,7 +197,7 @@ App::App(AppConfig config) : m_config(std::move(config)) {
   local.kill_grace = m_config.kill_grace;
   m_hosts.add(exec::make_local_host(local));
 
-  add_ssh_hosts();
+  add_ssh_hosts(std::move(file_config));
   spdlog::info("default host: {}; state: {}", m_hosts.default_name(), m_config.state_dir);
 
   if (m_config.jobs.spill_dir.empty()) {
@@ -161,9 +275,7 @@ ssh::SshHostOptions ssh_options(const std::string& name, const SshHostEntry* ent
 
 } // namespace
 
-void App::add_ssh_hosts() {
-  const std::string path = m_config.config_file.empty() ? default_config_path() : m_config.config_file;
-  auto fc = std::make_shared<const FileConfig>(load_config(path));
+void App::add_ssh_hosts(std::shared_ptr<const FileConfig> fc) {
   if (!fc->path.empty()) {
     spdlog::info("configuration: {} ({} SSH host(s), host key policy {})", fc->path, fc->hosts.size(),
                  ssh::policy_name(fc->host_key_policy));

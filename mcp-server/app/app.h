@@ -10,9 +10,12 @@
 #include "tools/tools.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace smcp::app {
+
+struct FileConfig; // config.h
 
 struct AppConfig {
   std::string state_dir;    // holds state.db, jobs/ and spill/
@@ -27,6 +30,16 @@ struct AppConfig {
 // SANDBOX_MCP_STATE_DIR, else $XDG_STATE_HOME/sandbox-mcp, else ~/.local/state/sandbox-mcp.
 std::string default_state_dir();
 
+// Creates the state directory if needed and returns its real path, after checking that no one but
+// root and us can change any directory or symbolic link leading to it and that it is ours alone;
+// throws std::runtime_error saying what to fix otherwise.
+std::string secure_state_dir(const std::string& dir);
+
+// The value of the environment variable `name` (nullopt when unset), removed from the environment
+// so that no command, supervisor or `ssh -G` the server starts inherits it. For the server's own
+// secrets (SANDBOX_MCP_HTTP_TOKEN, the SSH key passphrase variable); call before threads start.
+std::optional<std::string> take_secret_env(const std::string& name);
+
 class App {
 public:
   explicit App(AppConfig config);
@@ -39,7 +52,8 @@ public:
   const AppConfig& config() const { return m_config; }
 
 private:
-  void add_ssh_hosts(); // configured SSH hosts, the default host, and the factory for other aliases
+  // Configured SSH hosts, the default host, and the factory for other aliases.
+  void add_ssh_hosts(std::shared_ptr<const FileConfig> file_config);
 
   AppConfig m_config;
   std::unique_ptr<state::StateStore> m_store;

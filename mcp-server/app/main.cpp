@@ -107,6 +107,9 @@ int main(int argc, char** argv) {
   cli.add_subcommand("reset", "Remove every sandbox and forget the state");
 
   CLI11_PARSE(cli, argc, argv);
+  // Our own secret leaves the environment before any thread or child exists: no command, job
+  // supervisor or `ssh -G` may inherit it.
+  http.env_token = smcp::app::take_secret_env("SANDBOX_MCP_HTTP_TOKEN");
   if (log_level.empty()) {
     log_level = serve->parsed() && !http.listen.empty() ? "info" : "warn";
   }

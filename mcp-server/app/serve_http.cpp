@@ -78,8 +78,8 @@ transport::HttpOptions http_options_from_cli(const HttpCli& cli, std::size_t max
   }
   if (!cli.token_file.empty()) {
     options.bearer_token = read_token_file(cli.token_file);
-  } else if (const char* env = std::getenv("SANDBOX_MCP_HTTP_TOKEN"); env && *env) {
-    options.bearer_token = env;
+  } else if (cli.env_token && !cli.env_token->empty()) {
+    options.bearer_token = *cli.env_token;
   }
   options.allowed_origins = cli.allow_origins;
   options.allowed_hosts = cli.allow_hosts;

@@ -7,6 +7,7 @@
 #include "transport/http_transport.h"
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,12 +26,13 @@ struct HttpCli {
   long long session_idle_timeout_s = 3600;
   std::size_t max_body_bytes = 0; // 0: --max-message-bytes
   std::size_t max_connections = 512;
+  std::optional<std::string> env_token; // SANDBOX_MCP_HTTP_TOKEN, taken out of the environment by main()
 };
 
 // Adds --http and the options that go with it to the `serve` subcommand.
 void add_http_options(CLI::App& serve, HttpCli& cli);
 
-// Builds the transport options: reads the token (--auth-token-file, else SANDBOX_MCP_HTTP_TOKEN)
+// Builds the transport options: reads the token (--auth-token-file, else cli.env_token)
 // and checks that serving is safe. Throws std::runtime_error with a message for the user.
 transport::HttpOptions http_options_from_cli(const HttpCli& cli, std::size_t max_message_bytes);
 

@@ -222,11 +222,16 @@ test('remote_file_read returns numbered windows', async () => {
   const head = await conn.client.callTool({ name: 'remote_file_read', arguments: { file_path: file, limit: 1 } });
   assert.equal(head.structuredContent.content, '     1\tline 1\n');
   assert.equal(head.structuredContent.truncated, true);
-  // Absurd but schema-valid integers are clamped, not undefined behaviour.
-  const far = await conn.client.callTool({ name: 'remote_file_read', arguments: { file_path: file, offset: 1e300 } });
+  // The largest exact integers are taken as they are; beyond 2^53 - 1 a number would be rounded, so
+  // it is refused (never silently changed).
+  const far = await conn.client.callTool({ name: 'remote_file_read', arguments: { file_path: file, offset: Number.MAX_SAFE_INTEGER } });
   assert.equal(far.structuredContent.lines, 0);
-  const all = await conn.client.callTool({ name: 'remote_file_read', arguments: { file_path: file, offset: -1e300, limit: 1 } });
+  const all = await conn.client.callTool({ name: 'remote_file_read', arguments: { file_path: file, offset: -Number.MAX_SAFE_INTEGER, limit: 1 } });
   assert.equal(all.structuredContent.content, '     1\tline 1\n');
+  await assert.rejects(
+    conn.client.callTool({ name: 'remote_file_read', arguments: { file_path: file, offset: 1e300 } }),
+    (e) => e.code === -32602 && /'offset' must be an integer between/.test(e.message),
+  );
 });
 
 test('bad input gets specific errors and the server keeps serving', async () => {

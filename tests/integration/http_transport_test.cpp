@@ -395,6 +395,40 @@ TEST(HttpTransport, BearerTokenIsRequiredWhenConfigured) {
   EXPECT_TRUE(server.alive());
 }
 
+// The bearer token is the server's own secret: SANDBOX_MCP_HTTP_TOKEN leaves the environment at
+// start, so neither a command nor a background job (its supervisor) can print it.
+TEST(HttpTransport, TheTokenReachesNoCommandEnvironment) {
+  const std::string token = "env-secret-token-0123456789abcdef";
+  ServerProcess server({}, {"SANDBOX_MCP_HTTP_TOKEN=" + token});
+  const int port = server.port();
+  const Headers auth = {{"Authorization", "Bearer " + token}};
+  const std::string session = open_session(port, "2025-11-25", auth);
+  auto call = [&](int id, const json& args) {
+    json message = {
+        {"jsonrpc", "2.0"},
+        {"id", id},
+        {"method", "tools/call"},
+        {"params", {{"name", args.contains("bash_id") ? "remote_bash_output" : "remote_bash"}, {"arguments", args}}}};
+    json m = response_with_id(post(port, session, message, auth), id);
+    EXPECT_TRUE(m.contains("result")) << m.dump();
+    return m["result"]["structuredContent"];
+  };
+  json fg = call(3, {{"command", "env"}});
+  EXPECT_NE(fg["stdout"].get<std::string>().find("PATH="), std::string::npos) << fg.dump();
+  EXPECT_EQ(fg["stdout"].get<std::string>().find(token), std::string::npos) << "a command saw the token";
+  EXPECT_EQ(fg["stdout"].get<std::string>().find("SANDBOX_MCP_HTTP_TOKEN"), std::string::npos);
+  json bg = call(4, {{"command", "env"}, {"run_in_background", true}});
+  std::string output;
+  json out = json::object();
+  for (int i = 0; i < 20 && out.value("status", "running") == "running"; ++i) {
+    out = call(5 + i, {{"bash_id", bg["bash_id"]}, {"wait_ms", 5000}});
+    output += out.value("output", "");
+  }
+  EXPECT_EQ(out["status"], "exited") << out.dump();
+  EXPECT_NE(output.find("PATH="), std::string::npos) << output;
+  EXPECT_EQ(output.find(token), std::string::npos) << "a background job saw the token";
+}
+
 TEST(HttpTransport, TokenFromFile) {
   char tmpl[] = "/tmp/smcp-token.XXXXXX";
   int fd = ::mkstemp(tmpl);
