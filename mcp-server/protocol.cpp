@@ -205,9 +205,10 @@ public:
         return;
       }
     }
-    m_unsolicited->send(serialize({{"jsonrpc", "2.0"},
-                                   {"method", "notifications/message"},
-                                   {"params", {{"level", log_level_name(level)}, {"logger", logger}, {"data", text}}}}));
+    m_unsolicited->send(
+        serialize({{"jsonrpc", "2.0"},
+                   {"method", "notifications/message"},
+                   {"params", {{"level", log_level_name(level)}, {"logger", logger}, {"data", text}}}}));
   }
 
   // Used by the per-call context.
@@ -240,7 +241,7 @@ private:
   LogLevel m_log_level = LogLevel::warning;
   bool m_log_level_set = false; // the client asked for logs: operational messages go to it too
   json m_client_info;
-  bool m_structured = true; // results carry structuredContent, tools/list outputSchema
+  bool m_structured = true;                             // results carry structuredContent, tools/list outputSchema
   std::map<std::string, std::shared_ptr<Call>> m_calls; // in-flight tools/call by id
   std::set<std::string> m_subscriptions;                // resources/subscribe
   std::size_t m_workers = 0;                            // tool-call threads not yet finished

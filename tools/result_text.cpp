@@ -46,7 +46,9 @@ std::string join(const std::vector<std::string>& parts) {
 }
 
 // "[a · b · c]" on its own line.
-std::string status_line(const std::vector<std::string>& parts) { return "[" + join(parts) + "]"; }
+std::string status_line(const std::vector<std::string>& parts) {
+  return "[" + join(parts) + "]";
+}
 
 // Output text followed by a newline unless empty or already ending with one.
 std::string block(const std::string& text) {
@@ -83,9 +85,10 @@ std::string remote_bash(const json& r) {
   }
   if (status == "running") {
     const long long ran = num(r, "duration_ms");
-    return out + status_line({"running in the background", id, host_part(r),
-                              ran > 0 ? "still running after " + human_duration(ran) : std::string(),
-                              "read with remote_bash_output"}) +
+    return out +
+           status_line({"running in the background", id, host_part(r),
+                        ran > 0 ? "still running after " + human_duration(ran) : std::string(),
+                        "read with remote_bash_output"}) +
            "\n";
   }
   std::vector<std::string> parts = {ending(r), human_duration(num(r, "duration_ms")), host_part(r)};
@@ -190,8 +193,8 @@ std::string remote_bash_list(const json& r) {
         c = ' ';
       }
     }
-    out += str(j, "bash_id") + "  " + state + "  " + str(j, "host") + "  " + str(j, "started_at") + "  " +
-           command + "\n";
+    out +=
+        str(j, "bash_id") + "  " + state + "  " + str(j, "host") + "  " + str(j, "started_at") + "  " + command + "\n";
   }
   return out + "[" + std::to_string(jobs.size()) + (jobs.size() == 1 ? " job" : " jobs") + "]\n";
 }

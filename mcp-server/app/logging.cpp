@@ -117,6 +117,8 @@ void setup_logging(const std::string& stderr_level) {
   spdlog::flush_on(spdlog::level::info);
 }
 
-void forward_logs_to(std::shared_ptr<mcp::Server> server) { Forwarder::instance().set_server(std::move(server)); }
+void forward_logs_to(std::shared_ptr<mcp::Server> server) {
+  Forwarder::instance().set_server(std::move(server));
+}
 
 } // namespace smcp::app

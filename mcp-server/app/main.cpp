@@ -63,7 +63,8 @@ int main(int argc, char** argv) {
                    "trace, debug, info, warn, error, off: what goes to stderr (default: warn on stdio, info with "
                    "--http); clients that send logging/setLevel also get info and above as notifications/message")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
-  std::string result_text = std::getenv("SANDBOX_MCP_RESULT_TEXT") ? std::getenv("SANDBOX_MCP_RESULT_TEXT") : "terminal";
+  std::string result_text =
+      std::getenv("SANDBOX_MCP_RESULT_TEXT") ? std::getenv("SANDBOX_MCP_RESULT_TEXT") : "terminal";
   serve
       ->add_option("--result-text", result_text,
                    "What a result's text block holds: 'terminal' (the output, then a short status line; what the "

@@ -80,7 +80,8 @@ protected:
       std::this_thread::sleep_for(runs_for);
       host->release();
     });
-    manager().run("", spec("train"), "", [&](const std::string& l) { lines.push_back(l); }, std::stop_token());
+    manager().run(
+        "", spec("train"), "", [&](const std::string& l) { lines.push_back(l); }, std::stop_token());
     releaser.join();
     return lines;
   }

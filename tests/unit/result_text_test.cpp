@@ -9,8 +9,8 @@ namespace smcp::tools {
 namespace {
 
 json foreground(json overrides = json::object()) {
-  json r = {{"exit_code", 0},    {"signal", nullptr}, {"stdout", "hi\n"},        {"stderr", ""},
-            {"duration_ms", 12}, {"truncated", false}, {"timed_out", false},     {"status", "exited"},
+  json r = {{"exit_code", 0},    {"signal", nullptr},  {"stdout", "hi\n"},   {"stderr", ""},
+            {"duration_ms", 12}, {"truncated", false}, {"timed_out", false}, {"status", "exited"},
             {"host", "local"},   {"stdout_bytes", 3},  {"stderr_bytes", 0}};
   r.update(overrides);
   return r;
@@ -32,7 +32,10 @@ TEST(ResultText, RemoteHostsAreNamedLocalIsNot) {
 }
 
 TEST(ResultText, BackgroundStartSaysHowToRead) {
-  json r = foreground({{"stdout", ""}, {"exit_code", nullptr}, {"status", "running"}, {"duration_ms", 0},
+  json r = foreground({{"stdout", ""},
+                       {"exit_code", nullptr},
+                       {"status", "running"},
+                       {"duration_ms", 0},
                        {"bash_id", "bash_0123456789ab"}});
   EXPECT_EQ(result_text("remote_bash", r),
             "[running in the background · bash_0123456789ab · read with remote_bash_output]\n");
@@ -43,8 +46,13 @@ TEST(ResultText, BackgroundStartSaysHowToRead) {
 }
 
 TEST(ResultText, TimeoutAndTruncationAreSaid) {
-  json r = foreground({{"exit_code", nullptr}, {"signal", "SIGTERM"}, {"status", "killed"}, {"timed_out", true},
-                       {"truncated", true}, {"bash_id", "bash_0123456789ab"}, {"duration_ms", 120000}});
+  json r = foreground({{"exit_code", nullptr},
+                       {"signal", "SIGTERM"},
+                       {"status", "killed"},
+                       {"timed_out", true},
+                       {"truncated", true},
+                       {"bash_id", "bash_0123456789ab"},
+                       {"duration_ms", 120000}});
   EXPECT_EQ(result_text("remote_bash", r), "hi\n[killed by SIGTERM · 2 min 0 s · timed out: process tree ended · "
                                            "cut in the middle; all of it: remote_bash_output bash_0123456789ab]\n");
 }
@@ -55,7 +63,8 @@ TEST(ResultText, OutputReadsShowStatusAndWhatTheFilterLeftOut) {
             {"skipped_lines", 4},  {"dropped_bytes", 0},
             {"truncated", false},  {"matched", true},
             {"total_bytes", 900},  {"output_file", "/s/jobs/bash_1/output"}};
-  EXPECT_EQ(result_text("remote_bash_output", r), "epoch 1 loss 0.8\nepoch 2 loss 0.7\n[running · 4 lines filtered out]\n");
+  EXPECT_EQ(result_text("remote_bash_output", r),
+            "epoch 1 loss 0.8\nepoch 2 loss 0.7\n[running · 4 lines filtered out]\n");
   r["output"] = "";
   r["skipped_lines"] = 0;
   r["status"] = "exited";
@@ -70,15 +79,16 @@ TEST(ResultText, OutputReadsShowStatusAndWhatTheFilterLeftOut) {
 }
 
 TEST(ResultText, KillSaysWhatEndedAndWhetherItIsVerified) {
-  json r = {{"bash_id", "bash_1"}, {"status", "killed"},  {"exit_code", nullptr}, {"signal", "SIGTERM"},
-            {"signalled", true},   {"verified", true},    {"removed", false},     {"host", "local"}};
+  json r = {{"bash_id", "bash_1"}, {"status", "killed"}, {"exit_code", nullptr}, {"signal", "SIGTERM"},
+            {"signalled", true},   {"verified", true},   {"removed", false},     {"host", "local"}};
   EXPECT_EQ(result_text("remote_bash_kill", r), "[bash_1 · killed by SIGTERM · no process left]\n");
   r["signalled"] = false;
   r["status"] = "exited";
   r["exit_code"] = 0;
   r["signal"] = nullptr;
   r["removed"] = true;
-  EXPECT_EQ(result_text("remote_bash_kill", r), "[bash_1 · had already ended: exit 0 · no process left · files removed]\n");
+  EXPECT_EQ(result_text("remote_bash_kill", r),
+            "[bash_1 · had already ended: exit 0 · no process left · files removed]\n");
   r["verified"] = false;
   r["note"] = "pid 42 is still there";
   EXPECT_EQ(result_text("remote_bash_kill", r), "[bash_1 · had already ended: exit 0 · NOT verified: processes may "
