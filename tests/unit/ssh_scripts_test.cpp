@@ -225,7 +225,9 @@ TEST_P(SshScripts, DurableJobSurvivesAndIsKilledAsAGroup) {
   EXPECT_EQ(chunk.state.phase, exec::JobState::Phase::running);
   EXPECT_EQ(chunk.data, "begin\n");
   EXPECT_EQ(count_processes(marker), 2);
-  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 1s));
+  std::string detail;
+  EXPECT_EQ(host->kill_job(ref, SIGTERM, 1s, &detail), GetParam() == Supervisor::perl)
+      << "verified only with the subreaper supervisor: " << detail;
   EXPECT_EQ(count_processes(marker), 0);
   chunk = wait_job_end(ref, 5s);
   EXPECT_EQ(chunk.state.phase, exec::JobState::Phase::signaled);
@@ -267,11 +269,96 @@ TEST_P(SshScripts, AReusedPidIsNotMistakenForTheJob) {
   std::getline(std::ifstream(starttime), real);
   std::ofstream(starttime) << "1\n";
   EXPECT_EQ(host->read_job(ref, 0, 100).state.phase, exec::JobState::Phase::vanished);
+  // The job's own command still carries the job's marker: it is found (and ended) without its
+  // supervisor, while the process that holds the pid now is left alone.
   EXPECT_TRUE(host->kill_job(ref, SIGTERM, 500ms));
-  EXPECT_EQ(count_processes(marker), 1) << "a process that is not the job's was signalled";
-  std::ofstream(starttime) << real << "\n";
-  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 1s));
   EXPECT_EQ(count_processes(marker), 0);
+  EXPECT_EQ(::kill(static_cast<pid_t>(ref.pid), 0), 0) << "the process that holds the job's pid was signalled";
+  std::ofstream(starttime) << real << "\n";
+  wait_job_end(ref);
+  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 1s));
+}
+
+TEST_P(SshScripts, TimeoutEndsProcessesThatLeftTheSessionOrSaysItCannot) {
+  const std::string a = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "1";
+  const std::string b = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "2";
+  Capture c;
+  auto info = run("setsid " + a + " & " + b + "; wait", c, 700ms);
+  EXPECT_TRUE(info.timed_out);
+  EXPECT_EQ(count_processes(b), 0);
+  if (GetParam() == Supervisor::perl) {
+    EXPECT_TRUE(info.tree_verified) << info.tree_note;
+    EXPECT_EQ(count_processes(a), 0) << "a setsid descendant survived the timeout";
+  } else {
+    EXPECT_FALSE(info.tree_verified) << "the sh fallback cannot see processes that left the session";
+    EXPECT_NE(info.tree_note.find("cannot track processes that left the session"), std::string::npos) << info.tree_note;
+  }
+  run_process({"pkill", "-f", a}, 5s);
+}
+
+TEST_P(SshScripts, ProcessesLeftRunningAreEndedWhenTheCommandReturns) {
+  const std::string a = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "3";
+  const std::string b = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "4";
+  Capture c;
+  auto start = std::chrono::steady_clock::now();
+  auto info = run(a + " & setsid " + b + " & echo started", c);
+  EXPECT_EQ(info.exit_code, 0);
+  EXPECT_EQ(c.out, "started\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  if (GetParam() == Supervisor::perl) {
+    EXPECT_EQ(info.leftovers, 2);
+    EXPECT_NE(info.leftover_names.find("sleep"), std::string::npos) << info.leftover_names;
+    EXPECT_EQ(count_processes(a), 0) << "a background child outlived its foreground command";
+    EXPECT_EQ(count_processes(b), 0) << "a setsid child outlived its foreground command";
+  }
+  run_process({"pkill", "-f", a}, 5s);
+  run_process({"pkill", "-f", b}, 5s);
+}
+
+TEST_P(SshScripts, KillingAJobEndsItsSetsidChildren) {
+  const std::string a = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "5";
+  exec::CommandSpec spec;
+  spec.command = "setsid " + a + " & wait";
+  auto ref = host->start_job(spec, "bash_setsid", host->jobs_root() + "/bash_setsid");
+  for (int i = 0; i < 300 && count_processes(a) == 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(count_processes(a), 1);
+  std::string detail;
+  bool verified = host->kill_job(ref, SIGTERM, 1s, &detail);
+  EXPECT_EQ(count_processes(a), 0) << "kill_job left the job's setsid child running";
+  if (GetParam() == Supervisor::perl) {
+    EXPECT_TRUE(verified) << detail;
+  } else {
+    EXPECT_FALSE(verified) << "without the subreaper the end is not verified";
+    EXPECT_NE(detail.find("cannot track"), std::string::npos) << detail;
+  }
+  run_process({"pkill", "-f", a}, 5s);
+}
+
+TEST_P(SshScripts, AJobWhoseSupervisorWasKilledIsEndedAndSaysSo) {
+  const std::string a = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "6";
+  const std::string b = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "7";
+  exec::CommandSpec spec;
+  spec.command = "setsid " + a + " & " + b + " & wait";
+  auto ref = host->start_job(spec, "bash_orphan", host->jobs_root() + "/bash_orphan");
+  for (int i = 0; i < 300 && (count_processes(a) == 0 || count_processes(b) == 0); ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(count_processes(b), 1);
+  ASSERT_EQ(::kill(static_cast<pid_t>(ref.pid), SIGKILL), 0);
+  for (int i = 0; i < 200 && ::kill(static_cast<pid_t>(ref.pid), 0) == 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  auto chunk = host->read_job(ref, 0, 100);
+  EXPECT_EQ(chunk.state.phase, exec::JobState::Phase::vanished);
+  EXPECT_NE(chunk.state.note.find("of the job that were still running were ended"), std::string::npos)
+      << chunk.state.note;
+  EXPECT_EQ(count_processes(b), 0) << "the job's processes outlived its killed supervisor";
+  EXPECT_EQ(count_processes(a), 0) << "a setsid process outlived the job's killed supervisor";
+  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 500ms));
+  run_process({"pkill", "-f", a}, 5s);
+  run_process({"pkill", "-f", b}, 5s);
 }
 
 TEST_P(SshScripts, SkipCommandBashrcRunsTheCommandAtShellLevelTwo) {
