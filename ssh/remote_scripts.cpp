@@ -140,7 +140,6 @@ sid_of() {
 // setsid — is re-parented to the supervisor; find its live descendants through /proc; reap its
 // children; end its whole tree and tell whether anything survived.
 constexpr const char* k_perl_tree_helpers = R"PERL(
-require POSIX;
 our ($main_pid, $main_st, $main_done) = (0, 0, 0);
 sub subreaper {
   return 0 unless $^O eq 'linux';
@@ -177,7 +176,7 @@ sub descendants {
 }
 sub reap_all {
   for (;;) {
-    my $r = waitpid(-1, POSIX::WNOHANG());
+    my $r = waitpid(-1, 1); # WNOHANG (loading POSIX would cost every command milliseconds)
     if ($r > 0) {
       ($main_st, $main_done) = ($?, 1) if $r == $main_pid;
       next;
@@ -476,6 +475,7 @@ ForegroundScript job_start_script(const exec::CommandSpec& spec, const std::stri
               ";\nmy @env = " + perl_env_list(spec) + ";\nmy @sigs = " + perl_signal_list() +
               ";\nmy $cap = " + std::to_string(output_cap) + ";\nmy $grace = " + seconds(grace) + ";\n" +
               k_perl_tree_helpers + R"PERL(
+require POSIX;
 sub fail { syswrite(STDOUT, "error $_[0] $_[1]\n"); exit(0); }
 sub put {
   my ($path, $text) = @_;

@@ -379,6 +379,37 @@ TEST_P(SshScripts, SkipCommandBashrcRunsTheCommandAtShellLevelTwo) {
   EXPECT_EQ(c2.out, "6\n") << "a SHLVL the caller sets wins";
 }
 
+// The server ends a remote command on its timeout over a second channel; when the server is gone
+// (killed, or its connection lost), the perl supervisor ends the tree itself a little later.
+TEST(SshScriptsGuard, PerlSupervisorEndsTheTreeWhenItsServerNeverDoes) {
+  if (!std::filesystem::exists("/usr/bin/perl")) {
+    GTEST_SKIP() << "perl is not installed";
+  }
+  const std::string a = "sleep 9" + std::to_string(::getpid()) + "81",
+                    b = "sleep 9" + std::to_string(::getpid()) + "82";
+  exec::CommandSpec spec;
+  spec.command = "setsid " + a + " & " + b;
+  spec.timeout = 1s;
+  ForegroundScript fs = foreground_script(spec, "/bin/bash", "n0nce", "/usr/bin/perl", 200ms);
+  auto script = std::filesystem::temp_directory_path() / ("smcp-guard-" + std::to_string(::getpid()) + ".pl");
+  std::ofstream(script) << fs.input;
+  // Nobody will ever kill it: the supervisor runs on its own, as after its server died.
+  ASSERT_EQ(std::system(("/usr/bin/perl " + script.string() + " </dev/null >/dev/null 2>&1 &").c_str()), 0);
+  for (int i = 0; i < 300 && (testing::count_processes(a) == 0 || testing::count_processes(b) == 0); ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(testing::count_processes(b), 1);
+  // Its own deadline: timeout + grace + 5 s (whole seconds).
+  for (int i = 0; i < 1200 && (testing::count_processes(a) > 0 || testing::count_processes(b) > 0); ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(testing::count_processes(b), 0) << "the command outlived its timeout without a server";
+  EXPECT_EQ(testing::count_processes(a), 0) << "a setsid child outlived its timeout without a server";
+  run_process({"pkill", "-f", a}, 5s);
+  run_process({"pkill", "-f", b}, 5s);
+  std::filesystem::remove(script);
+}
+
 INSTANTIATE_TEST_SUITE_P(Supervisors, SshScripts, ::testing::Values(Supervisor::perl, Supervisor::shell),
                          [](const auto& p) { return p.param == Supervisor::perl ? "perl" : "shell"; });
 
