@@ -287,11 +287,11 @@ struct ForegroundPlan {
   const char* shell;
   char* const* argv;
   char* const* envp;
-  const char* cwd; // null: inherit
   int out_w, err_w;
   int ctl_r; // the server holds the write end: EOF (closed, or the server died) = end the tree now
   int rep_w; // records for the server: "exit N" / "signal N", "left K NAMES", then "gone" / "survived"
   long grace_ms;
+  SpawnSetup* setup; // how the command starts: default signals, no mask, cwd, fds 0-2 only
 };
 
 void reset_signals_for_command() {
@@ -364,19 +364,13 @@ std::size_t status_record(char* text, int st) {
   const int sfd = supervisor_signals();
   char text[512];
 
-  pid_t job = ::fork();
-  if (job == 0) {
-    reset_signals_for_command();
-    ::syscall(SYS_close_range, 3, ~0U, 0);
-    if (plan.cwd && ::chdir(plan.cwd) != 0) {
-      static const char msg[] = "sandbox-mcp: cannot change to the working directory\n";
-      write_all(2, msg, sizeof msg - 1);
-      ::_exit(126);
-    }
-    ::execve(plan.shell, plan.argv, plan.envp);
-    static const char msg[] = "sandbox-mcp: cannot execute the shell\n";
+  // posix_spawn (vfork-like, prepared by the server before fork) rather than a second fork: no
+  // copy of the server's page tables on the path of every command.
+  pid_t job = -1;
+  if (int rc = plan.setup->spawn(job, plan.shell, plan.argv, plan.envp); rc != 0) {
+    static const char msg[] = "sandbox-mcp: cannot start the shell (or change to the working directory)\n";
     write_all(2, msg, sizeof msg - 1);
-    ::_exit(127);
+    job = -1;
   }
   // Only the command's tree may hold the output pipes: their end tells the server it is over.
   int null_out = ::open("/dev/null", O_WRONLY);
@@ -461,15 +455,20 @@ ExitInfo LocalHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_tok
 
   CStrings argv({m_options.shell, "-c", spec.command});
   CStrings envp(build_env(spec.env));
+  SpawnSetup setup(/*new_session=*/false); // the supervisor leads the session
+  if (!spec.cwd.empty()) {
+    setup.chdir(spec.cwd);
+  }
+  setup.close_from(3);
   ForegroundPlan plan{m_options.shell.c_str(),
                       argv.get(),
                       envp.get(),
-                      spec.cwd.empty() ? nullptr : spec.cwd.c_str(),
                       out_w.get(),
                       err_w.get(),
                       ctl_r.get(),
                       rep_w.get(),
-                      static_cast<long>(m_options.kill_grace.count())};
+                      static_cast<long>(m_options.kill_grace.count()),
+                      &setup};
   const pid_t supervisor = ::fork();
   if (supervisor < 0) {
     throw HostError(HostError::Kind::io, "fork: " + errno_text(errno));
