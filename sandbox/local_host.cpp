@@ -759,7 +759,14 @@ ExitInfo LocalHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_tok
       }
     }
   }
-  // A job is its whole tree: what the command left running is ended with it, and said so.
+  // A job is its whole tree: what the command left running is ended with it, and said so. What is
+  // ending anyway (a kill reached the whole tree) gets a moment first, so it is not named.
+  for (int i = 0; i < 50 && reap_children(job, &st, &reaped); ++i) {
+    pollfd fds[1] = {{sfd, POLLIN, 0}};
+    if (::poll(fds, 1, 2) > 0) {
+      drain_signalfd(sfd);
+    }
+  }
   if (reap_children(job, &st, &reaped)) {
     char names[200];
     std::size_t names_len = 0;

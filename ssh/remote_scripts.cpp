@@ -610,7 +610,12 @@ if ($mid == 0) {
     }
   }
   $st = $main_st;
-  # A job is its whole tree: what the command left running is ended with it, and said so.
+  # A job is its whole tree: what the command left running is ended with it, and said so. What is
+  # ending anyway (a kill reached the whole tree) gets a moment first, so it is not named.
+  for (1 .. 5) {
+    last if reap_all() < 0;
+    nap(0.02);
+  }
   if (reap_all() == 0) {
     my @left = descendants($$);
     my $gone = end_tree($grace);

@@ -265,7 +265,8 @@ TEST_F(LocalHostTest, PassesRawBytesAndUnicodeThrough) {
 TEST_F(LocalHostTest, DurableJobRecordsOutputAndExit) {
   CommandSpec spec;
   spec.command = "echo one; echo two >&2; exit 5";
-  JobRef ref = host->start_job(spec, "bash_t1", (dir / "jobs" / "bash_t1").string());
+  JobRef ref = host->start_job(spec, "bash_t1_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_t1_" + std::to_string(::getpid()))).string());
   EXPECT_GT(ref.pid, 0);
   JobState st = wait_for_end(ref);
   EXPECT_EQ(st.phase, JobState::Phase::exited);
@@ -283,7 +284,8 @@ TEST_F(LocalHostTest, DurableJobRecordsOutputAndExit) {
 TEST_F(LocalHostTest, DurableJobOutlivesItsHostObjectAndIsKilledAsATree) {
   CommandSpec spec;
   spec.command = "sh -c 'sleep 1000.4646 & sleep 1000.4646' & echo ready; wait";
-  JobRef ref = host->start_job(spec, "bash_t2", (dir / "jobs" / "bash_t2").string());
+  JobRef ref = host->start_job(spec, "bash_t2_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_t2_" + std::to_string(::getpid()))).string());
   host.reset(); // "the server restarts": a new host object knows the job only by its record
   LocalHostOptions o;
   o.jobs_root = (dir / "jobs").string();
@@ -304,7 +306,8 @@ TEST_F(LocalHostTest, DurableJobOutlivesItsHostObjectAndIsKilledAsATree) {
 TEST_F(LocalHostTest, KillJobEndsProcessesThatLeftTheSession) {
   CommandSpec spec;
   spec.command = "setsid sleep 1000.6161 & sleep 1000.6262 & echo ready; wait";
-  JobRef ref = host->start_job(spec, "bash_setsid", (dir / "jobs" / "bash_setsid").string());
+  JobRef ref = host->start_job(spec, "bash_setsid_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_setsid_" + std::to_string(::getpid()))).string());
   for (int i = 0; i < 300 && (count_processes("sleep 1000.6161") == 0 || count_processes("sleep 1000.6262") == 0);
        ++i) {
     std::this_thread::sleep_for(10ms);
@@ -320,7 +323,8 @@ TEST_F(LocalHostTest, KillJobEndsProcessesThatLeftTheSession) {
 TEST_F(LocalHostTest, AJobWhoseSupervisorWasKilledIsEndedAndSaysSo) {
   CommandSpec spec;
   spec.command = "setsid sleep 1000.6363 & sleep 1000.6464 & wait";
-  JobRef ref = host->start_job(spec, "bash_orphan", (dir / "jobs" / "bash_orphan").string());
+  JobRef ref = host->start_job(spec, "bash_orphan_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_orphan_" + std::to_string(::getpid()))).string());
   for (int i = 0; i < 300 && (count_processes("sleep 1000.6363") == 0 || count_processes("sleep 1000.6464") == 0);
        ++i) {
     std::this_thread::sleep_for(10ms);
@@ -343,7 +347,8 @@ TEST_F(LocalHostTest, AJobWhoseSupervisorWasKilledIsEndedAndSaysSo) {
 TEST_F(LocalHostTest, AReusedPidIsNotMistakenForTheJob) {
   CommandSpec spec;
   spec.command = "sleep 1000.5151";
-  JobRef ref = host->start_job(spec, "bash_reuse", (dir / "jobs" / "bash_reuse").string());
+  JobRef ref = host->start_job(spec, "bash_reuse_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_reuse_" + std::to_string(::getpid()))).string());
   EXPECT_EQ(host->read_job(ref, 0, 100).state.phase, JobState::Phase::running);
   ASSERT_TRUE(std::filesystem::exists(ref.dir + "/starttime"));
   // Pretend the supervisor died unnoticed and its pid now leads an unrelated session, started
@@ -375,7 +380,8 @@ TEST_F(LocalHostTest, JobKilledFromOutsideReportsTheSignal) {
   CommandSpec spec;
   spec.command = "echo $$ > pidfile; exec sleep 1000.4747";
   spec.cwd = dir.string();
-  JobRef ref = host->start_job(spec, "bash_t3", (dir / "jobs" / "bash_t3").string());
+  JobRef ref = host->start_job(spec, "bash_t3_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_t3_" + std::to_string(::getpid()))).string());
   for (int i = 0; i < 200 && !std::filesystem::exists(dir / "pidfile"); ++i) {
     std::this_thread::sleep_for(10ms);
   }
@@ -397,7 +403,8 @@ TEST_F(LocalHostTest, DurableJobOutputIsCappedWithMarkers) {
   host = make_local_host(o);
   CommandSpec spec;
   spec.command = "head -c 5000 /dev/zero | tr '\\0' 'y'; echo; echo done";
-  JobRef ref = host->start_job(spec, "bash_cap", (dir / "jobs" / "bash_cap").string());
+  JobRef ref = host->start_job(spec, "bash_cap_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_cap_" + std::to_string(::getpid()))).string());
   JobState st = wait_for_end(ref);
   EXPECT_EQ(st.phase, JobState::Phase::exited);
   EXPECT_EQ(st.exit_code, 0) << "the job is not disturbed by the cap";
@@ -413,7 +420,8 @@ TEST_F(LocalHostTest, DurableJobOutputIsCappedWithMarkers) {
 TEST_F(LocalHostTest, DurableJobEndsWhenItsCommandEndsAndEndsWhatItLeftRunning) {
   CommandSpec spec;
   spec.command = "sleep 1000.4848 & setsid sleep 1000.4949 & echo parent-done";
-  JobRef ref = host->start_job(spec, "bash_left", (dir / "jobs" / "bash_left").string());
+  JobRef ref = host->start_job(spec, "bash_left_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_left_" + std::to_string(::getpid()))).string());
   JobState st = wait_for_end(ref, 5s);
   EXPECT_EQ(st.phase, JobState::Phase::exited);
   std::string out = host->read_job(ref, 0, 1000).data;

@@ -192,16 +192,17 @@ TEST_P(SshScripts, CancelEndsTheTree) {
 TEST_P(SshScripts, DurableJobLifecycle) {
   exec::CommandSpec spec;
   spec.command = "echo one; echo two >&2; exit 7";
-  auto ref = host->start_job(spec, "bash_test1", host->jobs_root() + "/bash_test1");
+  auto ref = host->start_job(spec, "bash_test1_" + std::to_string(::getpid()),
+                             host->jobs_root() + "/bash_test1_" + std::to_string(::getpid()));
   EXPECT_GT(ref.pid, 1);
-  EXPECT_EQ(ref.dir, (dir / "jobs" / "bash_test1").string());
+  EXPECT_EQ(ref.dir, (dir / "jobs" / ("bash_test1_" + std::to_string(::getpid()))).string());
   auto chunk = wait_job_end(ref);
   EXPECT_EQ(chunk.state.phase, exec::JobState::Phase::exited);
   EXPECT_EQ(chunk.state.exit_code, 7);
   EXPECT_EQ(chunk.data, "one\ntwo\n");
   EXPECT_EQ(chunk.size, 8u);
   for (const char* f : {"output", "pid", "status", "command", "boot_id"}) {
-    EXPECT_TRUE(std::filesystem::exists(dir / "jobs" / "bash_test1" / f)) << f;
+    EXPECT_TRUE(std::filesystem::exists(std::filesystem::path(ref.dir) / f)) << f;
   }
   // Reads by offset, newest bytes first when capped.
   auto tail = host->read_job(ref, 0, 4);
@@ -211,7 +212,7 @@ TEST_P(SshScripts, DurableJobLifecycle) {
   EXPECT_EQ(from.offset, 6u);
   EXPECT_EQ(from.data, "o\n");
   host->remove_job(ref);
-  EXPECT_FALSE(std::filesystem::exists(dir / "jobs" / "bash_test1"));
+  EXPECT_FALSE(std::filesystem::exists(ref.dir));
   EXPECT_THROW(host->read_job(ref, 0, 10), exec::HostError);
 }
 
@@ -219,7 +220,8 @@ TEST_P(SshScripts, DurableJobSurvivesAndIsKilledAsAGroup) {
   const std::string marker = "sleep 7" + std::to_string(::getpid()) + std::to_string(counter) + "9";
   exec::CommandSpec spec;
   spec.command = "echo begin; " + marker + " & " + marker + "; echo never";
-  auto ref = host->start_job(spec, "bash_test2", host->jobs_root() + "/bash_test2");
+  auto ref = host->start_job(spec, "bash_test2_" + std::to_string(::getpid()),
+                             host->jobs_root() + "/bash_test2_" + std::to_string(::getpid()));
   std::this_thread::sleep_for(300ms);
   auto chunk = host->read_job(ref, 0, 1024);
   EXPECT_EQ(chunk.state.phase, exec::JobState::Phase::running);
@@ -239,13 +241,16 @@ TEST_P(SshScripts, JobWithMissingCwdIsRefused) {
   exec::CommandSpec spec;
   spec.command = "true";
   spec.cwd = (dir / "missing").string();
-  EXPECT_THROW(host->start_job(spec, "bash_test3", host->jobs_root() + "/bash_test3"), exec::HostError);
+  EXPECT_THROW(host->start_job(spec, "bash_test3_" + std::to_string(::getpid()),
+                               host->jobs_root() + "/bash_test3_" + std::to_string(::getpid())),
+               exec::HostError);
 }
 
 TEST_P(SshScripts, JobWhoseProcessesVanishedIsReportedSo) {
   exec::CommandSpec spec;
   spec.command = "sleep 30";
-  auto ref = host->start_job(spec, "bash_test4", host->jobs_root() + "/bash_test4");
+  auto ref = host->start_job(spec, "bash_test4_" + std::to_string(::getpid()),
+                             host->jobs_root() + "/bash_test4_" + std::to_string(::getpid()));
   // Kill the supervisor and everything else in the session from outside: no status is written.
   ProcessResult r = run_process({"pkill", "-KILL", "-s", std::to_string(ref.pid)}, 5s);
   std::this_thread::sleep_for(200ms);
@@ -257,8 +262,9 @@ TEST_P(SshScripts, AReusedPidIsNotMistakenForTheJob) {
   const std::string marker = "sleep 8" + std::to_string(::getpid()) + std::to_string(counter) + "1";
   exec::CommandSpec spec;
   spec.command = marker;
-  auto ref = host->start_job(spec, "bash_test5", host->jobs_root() + "/bash_test5");
-  const auto starttime = dir / "jobs" / "bash_test5" / "starttime";
+  auto ref = host->start_job(spec, "bash_test5_" + std::to_string(::getpid()),
+                             host->jobs_root() + "/bash_test5_" + std::to_string(::getpid()));
+  const auto starttime = std::filesystem::path(ref.dir) / "starttime";
   for (int i = 0; i < 100 && !std::filesystem::exists(starttime); ++i) {
     std::this_thread::sleep_for(10ms);
   }
@@ -319,7 +325,8 @@ TEST_P(SshScripts, KillingAJobEndsItsSetsidChildren) {
   const std::string a = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "5";
   exec::CommandSpec spec;
   spec.command = "setsid " + a + " & wait";
-  auto ref = host->start_job(spec, "bash_setsid", host->jobs_root() + "/bash_setsid");
+  auto ref = host->start_job(spec, "bash_setsid_" + std::to_string(::getpid()),
+                             host->jobs_root() + "/bash_setsid_" + std::to_string(::getpid()));
   for (int i = 0; i < 300 && count_processes(a) == 0; ++i) {
     std::this_thread::sleep_for(10ms);
   }
@@ -341,7 +348,8 @@ TEST_P(SshScripts, AJobWhoseSupervisorWasKilledIsEndedAndSaysSo) {
   const std::string b = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "7";
   exec::CommandSpec spec;
   spec.command = "setsid " + a + " & " + b + " & wait";
-  auto ref = host->start_job(spec, "bash_orphan", host->jobs_root() + "/bash_orphan");
+  auto ref = host->start_job(spec, "bash_orphan_" + std::to_string(::getpid()),
+                             host->jobs_root() + "/bash_orphan_" + std::to_string(::getpid()));
   for (int i = 0; i < 300 && (count_processes(a) == 0 || count_processes(b) == 0); ++i) {
     std::this_thread::sleep_for(10ms);
   }
