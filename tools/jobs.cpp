@@ -813,9 +813,14 @@ KillAnswer JobManager::kill(const std::string& id, int signal) {
     // A foreground command promoted to the background: its runner ends the process tree.
     job->stop.request_stop();
     a.signalled = true;
-    a.verified = job->cv.wait_for(lock, m_options.kill_grace + std::chrono::seconds(5), [&] { return job->done; });
+    const bool ended =
+        job->cv.wait_for(lock, m_options.kill_grace + std::chrono::seconds(5), [&] { return job->done; });
+    a.verified = ended && job->tree_verified;
     a.job = job->rec;
-    a.note = a.verified ? "ended (TERM, then KILL after the grace period)" : "the command did not end in time";
+    a.note = !ended                   ? "the command did not end in time"
+             : a.verified             ? "ended (TERM, then KILL after the grace period)"
+             : job->tree_note.empty() ? "the command ended, but the end of its whole process tree is not verified"
+                                      : job->tree_note;
     return a;
   }
   auto host = job->host;
