@@ -57,6 +57,14 @@ struct ExitInfo {
   std::optional<int> signal;
   bool timed_out = false;
   bool cancelled = false;
+  // Processes the command left running when it ended (`sleep 100 &`): they were ended (TERM,
+  // then KILL after the grace period) when the call returned. A few of their names, comma-separated.
+  int leftovers = 0;
+  std::string leftover_names;
+  // False when some process of the command's tree may remain: one survived SIGKILL, or the host
+  // cannot track processes that left the command's session (no subreaper there). `tree_note` says which.
+  bool tree_verified = true;
+  std::string tree_note;
 };
 
 // A durable background job: it runs detached from the server (its own session), its combined
@@ -72,6 +80,9 @@ struct JobState {
   Phase phase = Phase::running; // vanished: no status was written and no process remains
   int exit_code = 0;
   int signal = 0;
+  // vanished: what was found of the job after its supervisor disappeared (processes still running
+  // were ended), or empty.
+  std::string note;
 };
 
 struct JobChunk {
@@ -117,8 +128,11 @@ public:
   virtual JobChunk read_job(const JobRef& job, std::uint64_t offset, std::size_t max_bytes) = 0;
 
   // Sends `signal` to the job's whole process tree; if it is still alive after `grace`, sends
-  // SIGKILL. Returns true when no process of the job remains.
-  virtual bool kill_job(const JobRef& job, int signal, std::chrono::milliseconds grace) = 0;
+  // SIGKILL. Returns true when no process of the job remains (verified). An ended job is checked
+  // too: processes it left behind, or that outlived a supervisor killed from outside, are ended.
+  // `detail`, when given, receives what limits the verification (empty when none).
+  virtual bool kill_job(const JobRef& job, int signal, std::chrono::milliseconds grace,
+                        std::string* detail = nullptr) = 0;
 
   // Deletes the job's directory (the job must have ended).
   virtual void remove_job(const JobRef& job) = 0;

@@ -14,6 +14,8 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -28,6 +30,9 @@ namespace smcp::exec {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// In the environment of every durable job's command: finds its processes after its supervisor is gone.
+constexpr const char* k_job_marker = "SANDBOX_MCP_JOB";
 
 class Fd {
 public:
@@ -240,7 +245,7 @@ public:
   ExitInfo run(const CommandSpec& spec, OutputSink& sink, std::stop_token stop) override;
   JobRef start_job(const CommandSpec& spec, const std::string& job_id, const std::string& job_dir) override;
   JobChunk read_job(const JobRef& job, std::uint64_t offset, std::size_t max_bytes) override;
-  bool kill_job(const JobRef& job, int signal, std::chrono::milliseconds grace) override;
+  bool kill_job(const JobRef& job, int signal, std::chrono::milliseconds grace, std::string* detail) override;
   void remove_job(const JobRef& job) override;
   FileWindow read_file(const FileReadRequest& request) override {
     return read_file_window(request, m_options.count_lines_below);
@@ -248,176 +253,11 @@ public:
 
 private:
   JobState job_state(const JobRef& job);
+  bool is_supervisor(const JobRef& job);               // job.pid is the job's live supervisor
+  std::vector<pid_t> job_processes(const JobRef& job); // every live process of the job but its supervisor
 
   LocalHostOptions m_options;
 };
-
-ExitInfo LocalHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_token stop) {
-  check_cwd(spec.cwd);
-  int out_pipe[2], err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
-    throw HostError(HostError::Kind::io, "pipe: " + errno_text(errno));
-  }
-  Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
-    throw HostError(HostError::Kind::io, "pipe: " + errno_text(errno));
-  }
-  Fd err_r(err_pipe[0]), err_w(err_pipe[1]);
-
-  SpawnSetup setup(/*new_session=*/true);
-  setup.stdin_from_null().dup_to(out_w.get(), 1).dup_to(err_w.get(), 2);
-  if (!spec.cwd.empty()) {
-    setup.chdir(spec.cwd);
-  }
-  setup.close_from(3);
-  CStrings argv({m_options.shell, "-c", spec.command});
-  CStrings envp(build_env(spec.env));
-  pid_t pid = 0;
-  int rc = setup.spawn(pid, m_options.shell.c_str(), argv.get(), envp.get());
-  if (rc != 0) {
-    throw HostError(HostError::Kind::io, "cannot start " + m_options.shell + ": " + errno_text(rc));
-  }
-  out_w.reset();
-  err_w.reset();
-
-  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  Fd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  std::stop_callback on_stop(stop, [&wake] {
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wake.get(), &one, sizeof one);
-  });
-
-  const auto deadline = spec.timeout.count() > 0 ? Clock::now() + spec.timeout : Clock::time_point::max();
-  bool timed_out = false, cancelled = false, exited = false;
-  int status = 0;
-  char buf[64 * 1024];
-
-  auto read_into_sink = [&](Fd& fd, Stream stream) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n > 0) {
-      sink.on_output(stream, std::string_view(buf, static_cast<std::size_t>(n)));
-    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-      fd.reset();
-    }
-  };
-
-  auto reap = [&](bool block) {
-    if (exited) {
-      return;
-    }
-    pid_t r;
-    do {
-      r = ::waitpid(pid, &status, block ? 0 : WNOHANG);
-    } while (r < 0 && errno == EINTR);
-    if (r == pid) {
-      exited = true;
-    }
-  };
-
-  // Phase 1: until the command exits, times out or is cancelled.
-  while (!exited) {
-    pollfd fds[4];
-    nfds_t n = 0;
-    int i_out = -1, i_err = -1, i_pid = -1, i_wake = -1;
-    if (out_r) {
-      i_out = static_cast<int>(n);
-      fds[n++] = {out_r.get(), POLLIN, 0};
-    }
-    if (err_r) {
-      i_err = static_cast<int>(n);
-      fds[n++] = {err_r.get(), POLLIN, 0};
-    }
-    if (pidfd) {
-      i_pid = static_cast<int>(n);
-      fds[n++] = {pidfd.get(), POLLIN, 0};
-    }
-    i_wake = static_cast<int>(n);
-    fds[n++] = {wake.get(), POLLIN, 0};
-    int timeout_ms = 1000; // also bounds the wait when pidfd is unavailable
-    if (deadline != Clock::time_point::max()) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      timeout_ms = static_cast<int>(std::clamp<long long>(left, 0, 1000));
-    }
-    int pr = ::poll(fds, n, timeout_ms);
-    if (pr < 0 && errno != EINTR) {
-      break;
-    }
-    if (i_out >= 0 && (fds[i_out].revents & (POLLIN | POLLHUP | POLLERR))) {
-      read_into_sink(out_r, Stream::out);
-    }
-    if (i_err >= 0 && (fds[i_err].revents & (POLLIN | POLLHUP | POLLERR))) {
-      read_into_sink(err_r, Stream::err);
-    }
-    if (i_pid >= 0 && (fds[i_pid].revents & POLLIN)) {
-      reap(true);
-      break;
-    }
-    if (!pidfd || (!out_r && !err_r)) {
-      reap(!out_r && !err_r && !pidfd); // without pidfd: block only once the pipes are closed
-    }
-    if (exited) {
-      break;
-    }
-    if (fds[i_wake].revents & POLLIN) {
-      cancelled = true;
-      break;
-    }
-    if (Clock::now() >= deadline) {
-      timed_out = true;
-      break;
-    }
-  }
-
-  if (!exited) {
-    // Timeout or cancellation: end the whole session and verify it is gone.
-    if (!end_session(pid, SIGTERM, m_options.kill_grace)) {
-      spdlog::warn("local: some processes of session {} survived SIGKILL", pid);
-    }
-    for (int i = 0; i < 500 && !exited; ++i) {
-      reap(false);
-      if (!exited) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
-    }
-    if (!exited) {
-      reap(true);
-    }
-  }
-
-  // Phase 2: drain what is left in the pipes. Background children may hold them open (and keep
-  // writing): stop after a short quiet period, and in any case after a second. Closing the pipes
-  // then gives such writers EPIPE/SIGPIPE.
-  auto quiet_deadline = Clock::now() + std::chrono::milliseconds(100);
-  const auto drain_limit = Clock::now() + std::chrono::seconds(1);
-  while ((out_r || err_r) && Clock::now() < std::min(quiet_deadline, drain_limit)) {
-    pollfd fds[2];
-    nfds_t n = 0;
-    int i_out = -1, i_err = -1;
-    if (out_r) {
-      i_out = static_cast<int>(n);
-      fds[n++] = {out_r.get(), POLLIN, 0};
-    }
-    if (err_r) {
-      i_err = static_cast<int>(n);
-      fds[n++] = {err_r.get(), POLLIN, 0};
-    }
-    if (::poll(fds, n, 20) <= 0) {
-      continue;
-    }
-    if (i_out >= 0 && fds[i_out].revents) {
-      read_into_sink(out_r, Stream::out);
-    }
-    if (i_err >= 0 && fds[i_err].revents) {
-      read_into_sink(err_r, Stream::err);
-    }
-    quiet_deadline = std::max(quiet_deadline, Clock::now() + std::chrono::milliseconds(20));
-  }
-
-  ExitInfo info = exit_info_from(status);
-  info.timed_out = timed_out;
-  info.cancelled = cancelled;
-  return info;
-}
 
 // Everything the supervisor needs, prepared before fork: after it only async-signal-safe calls.
 struct SupervisorPlan {
@@ -432,6 +272,7 @@ struct SupervisorPlan {
   char* const* envp;
   std::uint64_t output_cap;
   int report_fd; // receives the supervisor's pid
+  long grace_ms; // TERM -> KILL for processes the command leaves behind
 };
 
 std::size_t append_text(char* buf, std::size_t at, const char* text) {
@@ -439,6 +280,366 @@ std::size_t append_text(char* buf, std::size_t at, const char* text) {
     buf[at++] = *text++;
   }
   return at;
+}
+
+// Everything the foreground supervisor needs, prepared before fork.
+struct ForegroundPlan {
+  const char* shell;
+  char* const* argv;
+  char* const* envp;
+  int out_w, err_w;
+  int ctl_r; // the server holds the write end: EOF (closed, or the server died) = end the tree now
+  int rep_w; // records for the server: "exit N" / "signal N", "left K NAMES", then "gone" / "survived"
+  long grace_ms;
+  SpawnSetup* setup; // how the command starts: default signals, no mask, cwd, fds 0-2 only
+};
+
+void reset_signals_for_command() {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) {
+      ::sigaction(sig, &dfl, nullptr);
+    }
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+// Supervisors ignore the signals meant for their command, and take SIGCHLD through a signalfd.
+int supervisor_signals() {
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU}) {
+    ::sigaction(sig, &ignore, nullptr);
+  }
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(SIGCHLD, &dfl, nullptr); // never SIG_IGN: children would be reaped without a status
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  ::sigprocmask(SIG_SETMASK, &chld, nullptr);
+  return ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+void drain_signalfd(int fd) {
+  signalfd_siginfo si;
+  while (::read(fd, &si, sizeof si) > 0) {
+  }
+}
+
+std::size_t status_record(char* text, int st) {
+  std::size_t len;
+  if (WIFSIGNALED(st)) {
+    len = append_text(text, 0, "signal ");
+    len += format_int(text + len, WTERMSIG(st));
+  } else {
+    len = append_text(text, 0, "exit ");
+    len += format_int(text + len, WEXITSTATUS(st));
+  }
+  text[len++] = '\n';
+  return len;
+}
+
+// The foreground supervisor: leader of the command's session and a child subreaper, so every
+// descendant of the command — also those that call setsid — stays in its tree. It reports how the
+// command ended; when the server closes the control pipe (the command ended and its output was
+// drained, or a timeout or cancellation), or the server dies, it ends whatever remains of the
+// tree and reports whether anything survived. Async-signal-safe only.
+[[noreturn]] void supervise_foreground(const ForegroundPlan& plan) {
+  ::setsid();
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  int fds[4] = {::fcntl(plan.out_w, F_DUPFD, 100), ::fcntl(plan.err_w, F_DUPFD, 100), ::fcntl(plan.ctl_r, F_DUPFD, 100),
+                ::fcntl(plan.rep_w, F_DUPFD, 100)};
+  int null_fd = ::open("/dev/null", O_RDWR);
+  ::dup2(null_fd, 0);
+  ::dup2(fds[0], 1);
+  ::dup2(fds[1], 2);
+  ::dup2(fds[2], 3);
+  ::dup2(fds[3], 4);
+  ::syscall(SYS_close_range, 5, ~0U, 0);
+  const int ctl = 3, rep = 4;
+  const int sfd = supervisor_signals();
+  char text[512];
+
+  // posix_spawn (vfork-like, prepared by the server before fork) rather than a second fork: no
+  // copy of the server's page tables on the path of every command.
+  pid_t job = -1;
+  if (int rc = plan.setup->spawn(job, plan.shell, plan.argv, plan.envp); rc != 0) {
+    static const char msg[] = "sandbox-mcp: cannot start the shell (or change to the working directory)\n";
+    write_all(2, msg, sizeof msg - 1);
+    job = -1;
+  }
+  // Only the command's tree may hold the output pipes: their end tells the server it is over.
+  int null_out = ::open("/dev/null", O_WRONLY);
+  ::dup2(null_out, 1);
+  ::dup2(null_out, 2);
+  if (job < 0) {
+    static const char failed[] = "exit 127\ngone\n";
+    write_all(rep, failed, sizeof failed - 1);
+    ::_exit(0);
+  }
+  int st = 0;
+  bool done = false, reported = false, children = true;
+  for (;;) {
+    children = reap_children(job, &st, &done);
+    if (done && !reported) {
+      write_all(rep, text, status_record(text, st));
+      reported = true;
+    }
+    if (!children) {
+      break; // the command and every process it started are gone
+    }
+    pollfd pfds[2] = {{ctl, POLLIN, 0}, {sfd, POLLIN, 0}};
+    int n = ::poll(pfds, sfd >= 0 ? 2 : 1, sfd >= 0 ? -1 : 50);
+    if (n > 0 && (pfds[1].revents & POLLIN)) {
+      drain_signalfd(sfd);
+    }
+    if (n > 0 && (pfds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+      char c;
+      if (::read(ctl, &c, 1) <= 0) {
+        break; // end the tree now
+      }
+    }
+  }
+  bool gone = true;
+  if (children) {
+    if (done) {
+      // Left behind by a command that ended: name them for the server's answer.
+      std::size_t len = 0;
+      char names[200];
+      std::size_t k = describe_descendants(names, sizeof names, &len);
+      if (k > 0) {
+        std::size_t m = append_text(text, 0, "left ");
+        m += format_int(text + m, static_cast<long>(k));
+        text[m++] = ' ';
+        for (std::size_t i = 0; i < len; ++i) {
+          text[m++] = names[i];
+        }
+        text[m++] = '\n';
+        write_all(rep, text, m);
+      }
+    }
+    int signalled = 0;
+    gone = end_subtree(SIGTERM, plan.grace_ms, job, &st, &done, &signalled);
+    if (done && !reported) {
+      write_all(rep, text, status_record(text, st));
+    }
+  }
+  static const char ok[] = "gone\n", bad[] = "survived\n";
+  write_all(rep, gone ? ok : bad, gone ? sizeof ok - 1 : sizeof bad - 1);
+  ::_exit(0);
+}
+
+ExitInfo LocalHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_token stop) {
+  check_cwd(spec.cwd);
+  int out_pipe[2], err_pipe[2], ctl_pipe[2], rep_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+    throw HostError(HostError::Kind::io, "pipe: " + errno_text(errno));
+  }
+  Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    throw HostError(HostError::Kind::io, "pipe: " + errno_text(errno));
+  }
+  Fd err_r(err_pipe[0]), err_w(err_pipe[1]);
+  if (::pipe2(ctl_pipe, O_CLOEXEC) != 0) {
+    throw HostError(HostError::Kind::io, "pipe: " + errno_text(errno));
+  }
+  Fd ctl_r(ctl_pipe[0]), ctl_w(ctl_pipe[1]);
+  if (::pipe2(rep_pipe, O_CLOEXEC) != 0) {
+    throw HostError(HostError::Kind::io, "pipe: " + errno_text(errno));
+  }
+  Fd rep_r(rep_pipe[0]), rep_w(rep_pipe[1]);
+
+  CStrings argv({m_options.shell, "-c", spec.command});
+  CStrings envp(build_env(spec.env));
+  SpawnSetup setup(/*new_session=*/false); // the supervisor leads the session
+  if (!spec.cwd.empty()) {
+    setup.chdir(spec.cwd);
+  }
+  setup.close_from(3);
+  ForegroundPlan plan{m_options.shell.c_str(),
+                      argv.get(),
+                      envp.get(),
+                      out_w.get(),
+                      err_w.get(),
+                      ctl_r.get(),
+                      rep_w.get(),
+                      static_cast<long>(m_options.kill_grace.count()),
+                      &setup};
+  const pid_t supervisor = ::fork();
+  if (supervisor < 0) {
+    throw HostError(HostError::Kind::io, "fork: " + errno_text(errno));
+  }
+  if (supervisor == 0) {
+    supervise_foreground(plan);
+  }
+  out_w.reset();
+  err_w.reset();
+  ctl_r.reset();
+  rep_w.reset();
+
+  Fd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  std::stop_callback on_stop(stop, [&wake] {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake.get(), &one, sizeof one);
+  });
+
+  const auto deadline = spec.timeout.count() > 0 ? Clock::now() + spec.timeout : Clock::time_point::max();
+  bool timed_out = false, cancelled = false;
+  std::optional<int> status; // how the command ended, as its supervisor saw it
+  std::optional<Clock::time_point> ended_at, rep_closed_at;
+  bool reported_gone = false, reported_survivors = false;
+  int leftovers = 0;
+  std::string leftover_names, rep_buf;
+  auto last_output = Clock::now();
+  char buf[64 * 1024];
+
+  auto read_into_sink = [&](Fd& fd, Stream stream) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n > 0) {
+      last_output = Clock::now();
+      sink.on_output(stream, std::string_view(buf, static_cast<std::size_t>(n)));
+    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+      fd.reset();
+    }
+  };
+  auto read_reports = [&] {
+    ssize_t n = ::read(rep_r.get(), buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+      return;
+    }
+    if (n <= 0) {
+      rep_r.reset();
+      rep_closed_at = Clock::now();
+      last_output = std::max(last_output, *rep_closed_at); // take what is still in the pipes
+      return;
+    }
+    rep_buf.append(buf, static_cast<std::size_t>(n));
+    for (auto nl = rep_buf.find('\n'); nl != std::string::npos; nl = rep_buf.find('\n')) {
+      std::string line = rep_buf.substr(0, nl);
+      rep_buf.erase(0, nl + 1);
+      int value = 0;
+      if (std::sscanf(line.c_str(), "exit %d", &value) == 1) {
+        status = value << 8;
+        ended_at = Clock::now();
+      } else if (std::sscanf(line.c_str(), "signal %d", &value) == 1) {
+        status = value & 0x7f;
+        ended_at = Clock::now();
+      } else if (std::sscanf(line.c_str(), "left %d", &value) == 1) {
+        leftovers = value;
+        auto sp = line.find(' ', 5);
+        leftover_names = sp == std::string::npos ? std::string() : line.substr(sp + 1);
+      } else if (line == "gone") {
+        reported_gone = true;
+      } else if (line == "survived") {
+        reported_survivors = true;
+      }
+    }
+  };
+
+  constexpr auto quiet = std::chrono::milliseconds(100);
+  constexpr auto drain_limit = std::chrono::seconds(1);
+  for (;;) {
+    const auto now = Clock::now();
+    // The control pipe closes when the tree is to be ended: on timeout or cancellation, or once
+    // the command ended and its output was drained (what it left behind is ended then).
+    if (!rep_r) {
+      ctl_w.reset(); // the supervisor is gone
+    }
+    if (ctl_w) {
+      if (!ended_at && now >= deadline) {
+        timed_out = true;
+        ctl_w.reset();
+      } else if (!ended_at && stop.stop_requested()) {
+        cancelled = true;
+        ctl_w.reset();
+      } else if (ended_at && ((!out_r && !err_r) || now - last_output >= quiet || now - *ended_at >= drain_limit)) {
+        ctl_w.reset();
+      }
+    }
+    if (!rep_r) {
+      // The supervisor is done: read what is still in the pipes, briefly.
+      if ((!out_r && !err_r) || now - last_output >= quiet || now - *rep_closed_at >= drain_limit) {
+        break;
+      }
+    }
+    auto wake_at = now + std::chrono::seconds(1);
+    if (ctl_w && !ended_at) {
+      wake_at = std::min(wake_at, deadline);
+    } else if (ctl_w || !rep_r) {
+      wake_at = std::min(wake_at, last_output + quiet);
+    }
+    pollfd fds[4];
+    nfds_t n = 0;
+    int i_out = -1, i_err = -1, i_rep = -1, i_wake = -1;
+    if (out_r) {
+      i_out = static_cast<int>(n);
+      fds[n++] = {out_r.get(), POLLIN, 0};
+    }
+    if (err_r) {
+      i_err = static_cast<int>(n);
+      fds[n++] = {err_r.get(), POLLIN, 0};
+    }
+    if (rep_r) {
+      i_rep = static_cast<int>(n);
+      fds[n++] = {rep_r.get(), POLLIN, 0};
+    }
+    if (ctl_w && !ended_at) {
+      i_wake = static_cast<int>(n);
+      fds[n++] = {wake.get(), POLLIN, 0};
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(wake_at - now).count();
+    int pr = ::poll(fds, n, static_cast<int>(std::clamp<long long>(left, 0, 1000)));
+    if (pr < 0 && errno != EINTR) {
+      break;
+    }
+    if (pr <= 0) {
+      continue;
+    }
+    if (i_out >= 0 && (fds[i_out].revents & (POLLIN | POLLHUP | POLLERR))) {
+      read_into_sink(out_r, Stream::out);
+    }
+    if (i_err >= 0 && (fds[i_err].revents & (POLLIN | POLLHUP | POLLERR))) {
+      read_into_sink(err_r, Stream::err);
+    }
+    if (i_rep >= 0 && (fds[i_rep].revents & (POLLIN | POLLHUP | POLLERR))) {
+      read_reports();
+    }
+    if (i_wake >= 0 && (fds[i_wake].revents & POLLIN)) {
+      std::uint64_t v;
+      [[maybe_unused]] auto r = ::read(wake.get(), &v, sizeof v);
+    }
+  }
+  ctl_w.reset();
+  int sup_status = 0;
+  while (::waitpid(supervisor, &sup_status, 0) < 0 && errno == EINTR) {
+  }
+
+  ExitInfo info;
+  if (status) {
+    info = exit_info_from(*status);
+  } else {
+    info.signal = SIGKILL; // the supervisor itself was killed before it could report
+  }
+  info.timed_out = timed_out;
+  info.cancelled = cancelled;
+  info.leftovers = leftovers;
+  info.leftover_names = leftover_names;
+  if (reported_survivors) {
+    info.tree_verified = false;
+    info.tree_note = "some processes of the command survived SIGKILL";
+    spdlog::warn("local: some processes of `{}` survived SIGKILL", spec.command.substr(0, 80));
+  } else if (!reported_gone) {
+    // The supervisor was killed from outside: end what is left of the command's session.
+    end_session(supervisor, SIGTERM, m_options.kill_grace);
+    info.tree_verified = false;
+    info.tree_note = "the command's supervisor was killed from outside; processes that left the command's session "
+                     "cannot be tracked";
+  }
+  return info;
 }
 
 // The job's supervisor: leader of the job's session, it runs the command with stdout and stderr
@@ -452,27 +653,16 @@ std::size_t append_text(char* buf, std::size_t at, const char* text) {
   ::dup2(null_fd, 2);
   ::dup2(plan.report_fd, 3);
   ::syscall(SYS_close_range, 4, ~0U, 0);
-  struct sigaction ignore {};
-  ignore.sa_handler = SIG_IGN;
-  for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU}) {
-    ::sigaction(sig, &ignore, nullptr);
-  }
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // Orphans of the job's tree (also those that left its session) become our children.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  const int sfd = supervisor_signals();
 
   int pipe_fds[2] = {-1, -1};
   bool have_pipe = ::pipe2(pipe_fds, O_CLOEXEC) == 0;
   int out = ::open(plan.output, O_WRONLY | O_APPEND | O_CLOEXEC);
   pid_t job = ::fork();
   if (job == 0) {
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig) {
-      if (sig != SIGKILL && sig != SIGSTOP) {
-        ::sigaction(sig, &dfl, nullptr);
-      }
-    }
+    reset_signals_for_command();
     int target = have_pipe ? pipe_fds[1] : out;
     ::dup2(target, 1);
     ::dup2(target, 2);
@@ -487,7 +677,7 @@ std::size_t append_text(char* buf, std::size_t at, const char* text) {
     write_all(2, msg, sizeof msg - 1);
     ::_exit(127);
   }
-  char text[256];
+  char text[512];
   std::size_t n = format_int(text, static_cast<long>(::getpid()));
   text[n++] = '\n';
   write_file_atomic(plan.pid_tmp, plan.pid_file, text, n);
@@ -504,7 +694,6 @@ std::size_t append_text(char* buf, std::size_t at, const char* text) {
   bool reaped = false;
   if (have_pipe) {
     ::close(pipe_fds[1]);
-    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, job, 0));
     std::uint64_t written = 0, discarded = 0;
     static char buf[64 * 1024];
     auto copy = [&](ssize_t got) {
@@ -525,13 +714,10 @@ std::size_t append_text(char* buf, std::size_t at, const char* text) {
       }
     };
     bool open_pipe = true;
-    while (open_pipe && !reaped) {
-      pollfd fds[2] = {{pipe_fds[0], POLLIN, 0}, {pidfd, POLLIN, 0}};
-      int pr = ::poll(fds, pidfd >= 0 ? 2 : 1, -1);
-      if (pr < 0) {
-        continue; // EINTR
-      }
-      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+    while (!reaped) {
+      pollfd fds[2] = {{open_pipe ? pipe_fds[0] : -1, POLLIN, 0}, {sfd, POLLIN, 0}};
+      int pr = ::poll(fds, 2, sfd >= 0 ? -1 : 100);
+      if (pr > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
         ssize_t got = ::read(pipe_fds[0], buf, sizeof buf);
         if (got > 0) {
           copy(got);
@@ -539,14 +725,13 @@ std::size_t append_text(char* buf, std::size_t at, const char* text) {
           open_pipe = false;
         }
       }
-      if (pidfd >= 0 && (fds[1].revents & POLLIN)) {
-        while (::waitpid(job, &st, 0) < 0 && errno == EINTR) {
-        }
-        reaped = true;
+      if (pr > 0 && (fds[1].revents & POLLIN)) {
+        drain_signalfd(sfd);
       }
+      reap_children(job, &st, &reaped);
     }
     // The command ended: take what is already in the pipe. Processes it left behind that write
-    // later get EPIPE: the job is over.
+    // later get EPIPE, and are ended below: the job is over.
     ::fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
     for (;;) {
       ssize_t got = ::read(pipe_fds[0], buf, sizeof buf);
@@ -563,19 +748,44 @@ std::size_t append_text(char* buf, std::size_t at, const char* text) {
     }
     ::close(pipe_fds[0]);
   }
-  if (!reaped) {
-    while (::waitpid(job, &st, 0) < 0 && errno == EINTR) {
+  while (!reaped) {
+    if (!reap_children(job, &st, &reaped)) {
+      break;
+    }
+    if (!reaped) {
+      pollfd fds[1] = {{sfd, POLLIN, 0}};
+      if (::poll(fds, 1, sfd >= 0 ? -1 : 100) > 0) {
+        drain_signalfd(sfd);
+      }
     }
   }
-  std::size_t len;
-  if (WIFSIGNALED(st)) {
-    len = append_text(text, 0, "signal ");
-    len += format_int(text + len, WTERMSIG(st));
-  } else {
-    len = append_text(text, 0, "exit ");
-    len += format_int(text + len, WEXITSTATUS(st));
+  // A job is its whole tree: what the command left running is ended with it, and said so. What is
+  // ending anyway (a kill reached the whole tree) gets a moment first, so it is not named.
+  for (int i = 0; i < 50 && reap_children(job, &st, &reaped); ++i) {
+    pollfd fds[1] = {{sfd, POLLIN, 0}};
+    if (::poll(fds, 1, 2) > 0) {
+      drain_signalfd(sfd);
+    }
   }
-  text[len++] = '\n';
+  if (reap_children(job, &st, &reaped)) {
+    char names[200];
+    std::size_t names_len = 0;
+    std::size_t k = describe_descendants(names, sizeof names, &names_len);
+    int signalled = 0;
+    bool gone = end_subtree(SIGTERM, plan.grace_ms, job, &st, &reaped, &signalled);
+    if (k > 0) {
+      std::size_t m = append_text(text, 0, "[sandbox-mcp: the command ended; ");
+      m += format_int(text + m, static_cast<long>(k));
+      m = append_text(text, m,
+                      k == 1 ? " process it left running was ended (" : " processes it left running were ended (");
+      for (std::size_t i = 0; i < names_len; ++i) {
+        text[m++] = names[i];
+      }
+      m = append_text(text, m, gone ? ")]\n" : "); some survived SIGKILL]\n");
+      write_all(out, text, m);
+    }
+  }
+  std::size_t len = status_record(text, st);
   write_file_atomic(plan.status_tmp, plan.status, text, len);
   ::_exit(0);
 }
@@ -601,7 +811,10 @@ JobRef LocalHost::start_job(const CommandSpec& spec, const std::string& job_id, 
   const std::string pid_file = job_dir + "/pid";
   const std::string pid_tmp = job_dir + "/pid.tmp";
   CStrings argv({m_options.shell, "-c", spec.command});
-  CStrings envp(build_env(spec.env));
+  // The marker finds the job's processes even after its supervisor was killed and they left its session.
+  auto env = spec.env;
+  env.emplace_back(k_job_marker, job_id);
+  CStrings envp(build_env(env));
   {
     Fd fd(::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) {
@@ -616,7 +829,7 @@ JobRef LocalHost::start_job(const CommandSpec& spec, const std::string& job_id, 
   SupervisorPlan plan{output.c_str(),           status.c_str(),  status_tmp.c_str(),
                       pid_file.c_str(),         pid_tmp.c_str(), spec.cwd.empty() ? nullptr : spec.cwd.c_str(),
                       m_options.shell.c_str(),  argv.get(),      envp.get(),
-                      m_options.job_output_cap, report_w.get()};
+                      m_options.job_output_cap, report_w.get(),  static_cast<long>(m_options.kill_grace.count())};
 
   pid_t middle = ::fork();
   if (middle < 0) {
@@ -656,11 +869,7 @@ JobRef LocalHost::start_job(const CommandSpec& spec, const std::string& job_id, 
   return JobRef{job_id, job_dir, static_cast<long>(supervisor)};
 }
 
-JobState LocalHost::job_state(const JobRef& job) {
-  JobState state;
-  if (parse_status(read_small_file(job.dir + "/status"), state)) {
-    return state;
-  }
+bool LocalHost::is_supervisor(const JobRef& job) {
   std::string recorded_boot = read_small_file(job.dir + "/boot_id");
   while (!recorded_boot.empty() && recorded_boot.back() == '\n') {
     recorded_boot.pop_back();
@@ -670,16 +879,67 @@ JobState LocalHost::job_state(const JobRef& job) {
     recorded_start.pop_back();
   }
   const auto pid = static_cast<pid_t>(job.pid);
-  bool alive = job.pid > 0 && recorded_boot == boot_id() && session_of(pid) == pid &&
-               (recorded_start.empty() || start_time_of(pid) == recorded_start);
-  if (alive) {
+  return job.pid > 0 && recorded_boot == boot_id() && session_of(pid) == pid &&
+         (recorded_start.empty() || start_time_of(pid) == recorded_start);
+}
+
+std::vector<pid_t> LocalHost::job_processes(const JobRef& job) {
+  std::vector<pid_t> out;
+  std::string recorded_boot = read_small_file(job.dir + "/boot_id");
+  while (!recorded_boot.empty() && recorded_boot.back() == '\n') {
+    recorded_boot.pop_back();
+  }
+  if (job.pid <= 0 || (!recorded_boot.empty() && recorded_boot != boot_id())) {
+    return out; // the host rebooted since: nothing of the job can be running
+  }
+  const auto sid = static_cast<pid_t>(job.pid);
+  const bool supervised = is_supervisor(job);
+  if (supervised) {
+    out = descendants(sid); // complete: the supervisor is a child subreaper
+  }
+  // A session id is not reused while any process still has it: unless the job's pid now leads
+  // another session, the members of the job's session are the job's.
+  if (supervised || !process_alive(sid)) {
+    for (pid_t p : session_members(sid, sid)) {
+      if (std::find(out.begin(), out.end(), p) == out.end()) {
+        out.push_back(p);
+      }
+    }
+  }
+  for (pid_t p : processes_with_env(std::string(k_job_marker) + "=" + job.id)) {
+    if (std::find(out.begin(), out.end(), p) == out.end()) {
+      out.push_back(p);
+    }
+  }
+  return out;
+}
+
+JobState LocalHost::job_state(const JobRef& job) {
+  JobState state;
+  if (parse_status(read_small_file(job.dir + "/status"), state)) {
+    return state;
+  }
+  if (is_supervisor(job)) {
     return state; // running
   }
   // The supervisor may have written the status just now.
   if (parse_status(read_small_file(job.dir + "/status"), state)) {
     return state;
   }
+  // The supervisor is gone without a status (killed from outside): the job cannot be followed
+  // any more (its output went to the supervisor), so whatever still runs of it is ended.
   state.phase = JobState::Phase::vanished;
+  auto left = job_processes(job);
+  if (!left.empty()) {
+    bool gone = end_processes([&] { return job_processes(job); }, SIGTERM, m_options.kill_grace);
+    state.note = "the job's supervisor was killed from outside, so its output and exit status could no longer be "
+                 "recorded; " +
+                 std::to_string(left.size()) +
+                 (left.size() == 1 ? " process of the job that was still running "
+                                   : " processes of the job that were still running ") +
+                 (gone ? (left.size() == 1 ? "was ended" : "were ended") : "could not all be ended");
+    spdlog::warn("local: job {}: {}", job.id, state.note);
+  }
   return state;
 }
 
@@ -718,21 +978,15 @@ JobChunk LocalHost::read_job(const JobRef& job, std::uint64_t offset, std::size_
   return chunk;
 }
 
-bool LocalHost::kill_job(const JobRef& job, int signal, std::chrono::milliseconds grace) {
+bool LocalHost::kill_job(const JobRef& job, int signal, std::chrono::milliseconds grace, std::string*) {
   if (job.pid <= 0) {
     return false;
   }
-  // An ended job is not signalled: its supervisor is gone, and its pid may belong to an unrelated
-  // process by now.
-  if (job_state(job).phase != JobState::Phase::running) {
-    return true;
-  }
-  // The supervisor (the session leader) is spared: it records how the job ended.
-  const auto sid = static_cast<pid_t>(job.pid);
-  if (session_of(sid) != sid && session_members(sid).empty()) {
-    return true;
-  }
-  return end_session(sid, signal, grace, sid);
+  // The supervisor is spared: it records how the job ended. An ended job is checked as well:
+  // processes that outlived it are found by session and marker (job_processes guards against a
+  // reused pid).
+  job_state(job);
+  return end_processes([&] { return job_processes(job); }, signal, grace);
 }
 
 void LocalHost::remove_job(const JobRef& job) {

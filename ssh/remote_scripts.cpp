@@ -101,6 +101,20 @@ void check_spec(const exec::CommandSpec& spec) {
   }
 }
 
+std::string seconds(std::chrono::milliseconds ms) {
+  return std::to_string(ms.count() / 1000) + "." + std::to_string(ms.count() % 1000 / 100) +
+         std::to_string(ms.count() % 100 / 10) + std::to_string(ms.count() % 10);
+}
+
+// The remote supervisor's own deadline: after the server's (which normally ends the command
+// first), so it only acts when the server is gone. 0: none.
+long guard_seconds(const exec::CommandSpec& spec, std::chrono::milliseconds grace) {
+  if (spec.timeout.count() <= 0) {
+    return 0;
+  }
+  return static_cast<long>((spec.timeout + grace).count() / 1000) + 5;
+}
+
 // Reads a session id of a pid from /proc (sh). Sets `alive_sid` to the session when the process
 // exists and is not a zombie.
 constexpr const char* k_sh_proc_helpers = R"SH(
@@ -120,6 +134,91 @@ sid_of() {
   fi
 }
 )SH";
+
+// Perl helpers of both supervisors: become a child subreaper (prctl(PR_SET_CHILD_SUBREAPER), by
+// syscall number, Linux only), so every orphan of the command's tree — also one that called
+// setsid — is re-parented to the supervisor; find its live descendants through /proc; reap its
+// children; end its whole tree and tell whether anything survived.
+constexpr const char* k_perl_tree_helpers = R"PERL(
+our ($main_pid, $main_st, $main_done) = (0, 0, 0);
+sub subreaper {
+  return 0 unless $^O eq 'linux';
+  require Config;
+  my $a = $Config::Config{archname} // '';
+  my $nr = $a =~ /^x86_64/ ? 157 : $a =~ /^(aarch64|arm64|riscv64|loongarch64)/ ? 167
+         : $a =~ /^(i[3-6]86|arm|s390)/ ? 172 : $a =~ /^(powerpc|ppc)/ ? 171 : 0;
+  return $nr && syscall($nr, 36, 1, 0, 0, 0) == 0 ? 1 : 0;
+}
+sub descendants {
+  my ($root) = @_;
+  my (%kids, %state);
+  opendir(my $d, '/proc') or return ();
+  for my $e (readdir($d)) {
+    next unless $e =~ /^\d+$/;
+    open(my $f, '<', "/proc/$e/stat") or next;
+    my $l = <$f>;
+    close($f);
+    next unless defined($l) && $l =~ /\)\s+(\S)\s+(-?\d+)/;
+    push(@{$kids{$2}}, $e);
+    $state{$e} = $1;
+  }
+  closedir($d);
+  my (@out, %seen);
+  my @todo = ($root);
+  while (@todo) {
+    for my $c (@{$kids{shift(@todo)} // []}) {
+      next if $seen{$c}++;
+      push(@todo, $c);
+      push(@out, $c) if $state{$c} ne 'Z';
+    }
+  }
+  return @out;
+}
+sub reap_all {
+  for (;;) {
+    my $r = waitpid(-1, 1); # WNOHANG (loading POSIX would cost every command milliseconds)
+    if ($r > 0) {
+      ($main_st, $main_done) = ($?, 1) if $r == $main_pid;
+      next;
+    }
+    return $r; # 0: children remain; -1: none left
+  }
+}
+sub names_of {
+  my @n;
+  for my $p (@_[0 .. ($#_ < 7 ? $#_ : 7)]) {
+    open(my $f, '<', "/proc/$p/comm") or next;
+    my $c = <$f> // '';
+    close($f);
+    chomp($c);
+    $c =~ s/[\s,]/_/g;
+    push(@n, $c);
+  }
+  return join(',', @n);
+}
+sub nap { select(undef, undef, undef, $_[0]); }
+# TERM (then KILL after $grace seconds) to every descendant; 1 when no child is left.
+sub end_tree {
+  my ($grace) = @_;
+  return 1 if reap_all() < 0;
+  my @d = descendants($$);
+  kill('TERM', @d);
+  kill('CONT', @d);
+  for (my $t = 0; $t < $grace; $t += 0.02) {
+    return 1 if reap_all() < 0;
+    nap(0.02);
+  }
+  for my $round (1 .. 25) {
+    return 1 if reap_all() < 0;
+    kill('KILL', descendants($$));
+    for (1 .. 10) {
+      return 1 if reap_all() < 0;
+      nap(0.02);
+    }
+  }
+  return reap_all() < 0 ? 1 : 0;
+}
+)PERL";
 
 } // namespace
 
@@ -174,23 +273,26 @@ HostFacts parse_probe(std::string_view out) {
 // ---- foreground ----
 
 ForegroundScript foreground_script(const exec::CommandSpec& spec, const std::string& command_shell,
-                                   const std::string& nonce, const std::string& perl) {
+                                   const std::string& nonce, const std::string& perl, std::chrono::milliseconds grace) {
   check_spec(spec);
   ForegroundScript s;
   if (!perl.empty()) {
     s.exec = perl_exec(perl);
     s.input = "my $n = " + perl_quote(nonce) + ";\nmy $cmd = " + perl_quote(spec.command) +
               ";\nmy $cwd = " + perl_quote(spec.cwd) + ";\nmy $shell = " + perl_quote(command_shell) +
-              ";\nmy @env = " + perl_env_list(spec) + ";\nmy @sigs = " + perl_signal_list() + ";\n" +
+              ";\nmy @env = " + perl_env_list(spec) + ";\nmy @sigs = " + perl_signal_list() +
+              ";\nmy $grace = " + seconds(grace) + ";\nmy $limit = " + std::to_string(guard_seconds(spec, grace)) +
+              ";\n" + k_perl_tree_helpers +
               R"PERL(
 $SIG{$_} = 'IGNORE' for @sigs;
+my $sr = subreaper();
 my $sid = getpgrp();
 if (open(my $f, '<', "/proc/$$/stat")) {
   my $l = <$f>;
   close($f);
   $sid = $1 if defined($l) && $l =~ /\)\s+\S+\s+-?\d+\s+-?\d+\s+(\d+)/;
 }
-syswrite(STDERR, "\x1e$n sid $sid $$\n");
+syswrite(STDERR, "\x1e$n sid $sid $$ $sr\n");
 if ($cwd ne '' && !-d $cwd) {
   syswrite(STDERR, "\x1e$n error cwd\n");
   exit(0);
@@ -215,9 +317,43 @@ if ($pid == 0) {
   syswrite(STDERR, "sandbox-mcp: cannot execute $shell: $!\n");
   exit(127);
 }
-waitpid($pid, 0);
-my $st = $?;
+$main_pid = $pid;
+# The server ends the command on its timeout; this guard does it when the server is gone.
+eval {
+  local $SIG{ALRM} = sub { die "expired\n" }; # perl restarts waitpid after a handler that returns
+  alarm($limit) if $limit > 0;
+  until ($main_done) {
+    my $r = waitpid(-1, 0);
+    if ($r == $pid) {
+      ($main_st, $main_done) = ($?, 1);
+    } elsif ($r < 0) {
+      last;
+    }
+  }
+  alarm(0);
+};
+alarm(0);
+my $gone = 1;
+my $ended = 0;
+if (!$main_done) {
+  $gone = end_tree($grace);
+  $ended = 1;
+}
+my $st = $main_st;
 syswrite(STDERR, ($st & 127) ? "\x1e$n signal " . ($st & 127) . "\n" : "\x1e$n exit " . ($st >> 8) . "\n");
+if ($sr && !$ended) {
+  # What the command left running gets a moment to end by itself, then is ended.
+  for (1 .. 5) {
+    last if reap_all() < 0;
+    nap(0.02);
+  }
+  if (reap_all() == 0) {
+    my @left = descendants($$);
+    syswrite(STDERR, "\x1e$n left " . scalar(@left) . " " . names_of(@left) . "\n") if @left;
+    $gone = end_tree($grace);
+  }
+}
+syswrite(STDERR, "\x1e$n " . ($gone ? "gone" : "survived") . "\n") if $sr;
 exit(0);
 )PERL";
     return s;
@@ -226,7 +362,7 @@ exit(0);
   s.input = "n=" + sh_quote(nonce) + "\n" + k_sh_proc_helpers + "trap : " + k_supervisor_signals + "\n" +
             R"SH(sid_of $$
 [ -n "$_s" ] || _s=$$
-printf '\036%s sid %s %s\n' "$n" "$_s" "$$" >&2
+printf '\036%s sid %s %s 0\n' "$n" "$_s" "$$" >&2
 )SH";
   if (!spec.cwd.empty()) {
     s.input += "if [ ! -d " + sh_quote(spec.cwd) + " ]; then printf '\\036%s error cwd\\n' \"$n\" >&2; exit 0; fi\n";
@@ -303,6 +439,15 @@ void apply_record(const std::string& record, SupervisorReport& report) {
   if (words[0] == "sid" && words.size() >= 3) {
     report.sid = to_number<long>(words[1]);
     report.supervisor_pid = to_number<long>(words[2]);
+    report.subreaper = words.size() >= 4 && words[3] == "1";
+  } else if (words[0] == "left" && words.size() >= 2) {
+    report.leftovers = to_number<int>(words[1]).value_or(0);
+    report.leftover_names = words.size() >= 3 ? std::string(words[2]) : std::string();
+  } else if (words[0] == "gone") {
+    report.tree_done = true;
+  } else if (words[0] == "survived") {
+    report.tree_done = true;
+    report.survivors = true;
   } else if (words[0] == "exit" && words.size() >= 2) {
     report.exit_code = to_number<int>(words[1]);
   } else if (words[0] == "signal" && words.size() >= 2) {
@@ -316,7 +461,8 @@ void apply_record(const std::string& record, SupervisorReport& report) {
 // ---- durable jobs ----
 
 ForegroundScript job_start_script(const exec::CommandSpec& spec, const std::string& job_dir,
-                                  const std::string& command_shell, const std::string& perl, std::uint64_t output_cap) {
+                                  const std::string& command_shell, const std::string& perl, std::uint64_t output_cap,
+                                  std::chrono::milliseconds grace) {
   check_spec(spec);
   if (contains_nul(job_dir) || job_dir.empty() || job_dir[0] != '/') {
     throw HostError(HostError::Kind::invalid, "job directory must be an absolute path: " + job_dir);
@@ -327,7 +473,8 @@ ForegroundScript job_start_script(const exec::CommandSpec& spec, const std::stri
     s.input = "my $dir = " + perl_quote(job_dir) + ";\nmy $cmd = " + perl_quote(spec.command) +
               ";\nmy $cwd = " + perl_quote(spec.cwd) + ";\nmy $shell = " + perl_quote(command_shell) +
               ";\nmy @env = " + perl_env_list(spec) + ";\nmy @sigs = " + perl_signal_list() +
-              ";\nmy $cap = " + std::to_string(output_cap) + ";\n" + R"PERL(
+              ";\nmy $cap = " + std::to_string(output_cap) + ";\nmy $grace = " + seconds(grace) + ";\n" +
+              k_perl_tree_helpers + R"PERL(
 require POSIX;
 sub fail { syswrite(STDOUT, "error $_[0] $_[1]\n"); exit(0); }
 sub put {
@@ -361,6 +508,8 @@ if ($mid == 0) {
   my $sup = fork();
   POSIX::_exit(defined($sup) ? 0 : 1) if !defined($sup) || $sup != 0;
   POSIX::setsid();
+  # Orphans of the job's tree (also those that left its session) become our children.
+  my $sr = subreaper();
   open(STDIN, '<', '/dev/null');
   open(STDOUT, '>', '/dev/null');
   open(STDERR, '>', '/dev/null');
@@ -374,6 +523,7 @@ if ($mid == 0) {
     my @f = split(/ /, $l);
     put("$dir/starttime", "$f[19]\n") if defined $f[19];
   }
+  put("$dir/tracked", "1\n") if $sr;
   put("$dir/pid", "$$\n");
   syswrite($w, "$$\n");
   close($w);
@@ -405,6 +555,7 @@ if ($mid == 0) {
     put("$dir/status", "exit 127\n");
     POSIX::_exit(1);
   }
+  $main_pid = $job;
   my $st;
   my $reaped = 0;
   if ($piped) {
@@ -434,8 +585,9 @@ if ($mid == 0) {
         my $got = sysread($pr, my $buf, 65536);
         if ($got) { $copy->($buf); } elsif (defined($got)) { $open = 0; }
       }
-      if (waitpid($job, POSIX::WNOHANG()) == $job) {
-        $st = $?;
+      reap_all();
+      if ($main_done) {
+        $st = $main_st;
         $reaped = 1;
       }
     }
@@ -449,9 +601,30 @@ if ($mid == 0) {
     syswrite($out, "[sandbox-mcp: $discarded bytes of output were discarded after the cap]\n") if $discarded;
     close($pr);
   }
-  if (!$reaped) {
-    waitpid($job, 0);
-    $st = $?;
+  until ($main_done) {
+    my $r = waitpid(-1, 0);
+    if ($r == $job) {
+      ($main_st, $main_done) = ($?, 1);
+    } elsif ($r < 0 && !$!{EINTR}) {
+      last;
+    }
+  }
+  $st = $main_st;
+  # A job is its whole tree: what the command left running is ended with it, and said so. What is
+  # ending anyway (a kill reached the whole tree) gets a moment first, so it is not named.
+  for (1 .. 5) {
+    last if reap_all() < 0;
+    nap(0.02);
+  }
+  if (reap_all() == 0) {
+    my @left = descendants($$);
+    my $gone = end_tree($grace);
+    if (@left && open(my $lo, '>>', "$dir/output")) {
+      syswrite($lo, "[sandbox-mcp: the command ended; " . scalar(@left) .
+                    (@left == 1 ? " process it left running was ended (" : " processes it left running were ended (") .
+                    names_of(@left) . ($gone ? ")]\n" : "); some survived SIGKILL]\n"));
+      close($lo);
+    }
   }
   put("$dir/status", ($st & 127) ? "signal " . ($st & 127) . "\n" : "exit " . ($st >> 8) . "\n");
   POSIX::_exit(0);
@@ -534,9 +707,51 @@ long parse_job_start(std::string_view out, const std::string& job_dir) {
   return pid;
 }
 
+namespace {
+
+// Sets $m to the live processes of a command or job, except the supervisor $ex: members of
+// session $s, descendants of $root (the supervisor, when it is alive and ours; complete when it is
+// a subreaper), and processes whose environment holds $mark.
+constexpr const char* k_sh_members = R"SH(
+members() {
+  m=$( {
+    for p in /proc/[0-9]*; do
+      l=
+      read -r l 2>/dev/null < "$p/stat" || continue
+      r=${l##*) }
+      set -- $r
+      echo "${p#/proc/} $2 $4 $1"
+    done
+    [ -n "$mark" ] && grep -lzxF -e "$mark" /proc/[0-9]*/environ 2>/dev/null | sed 's,^/proc/\([0-9]*\)/environ$,E \1,'
+  } | awk -v s="$s" -v e="$ex" -v root="$root" '
+    $1 == "E" { env[$2] = 1; next }
+    { st[$1] = $4; pp[$1] = $2; ss[$1] = $3 }
+    END {
+      if (root != "") {
+        d[root] = 1
+        do { ch = 0; for (p in pp) if (!(p in d) && (pp[p] in d)) { d[p] = 1; ch = 1 } } while (ch)
+      }
+      for (p in st) {
+        if (p == e || p == root || st[p] == "Z") continue
+        if ((s != "" && ss[p] == s) || (p in d) || (p in env)) printf " %s", p
+      }
+    }')
+  if [ -z "$m" ] && [ ! -r /proc/self/stat ] && [ -n "$s" ]; then
+    m=$(ps -A -o pid= -o sid= -o stat= 2>/dev/null | awk -v s="$s" -v e="$ex" '$2 == s && $1 != e && $3 !~ /^Z/ { printf " %s", $1 }')
+  fi
+}
+)SH";
+
+} // namespace
+
+std::string job_marker(const std::string& job_id) {
+  return std::string(k_job_marker_name) + "=" + job_id;
+}
+
 std::string job_read_script(const exec::JobRef& job, std::uint64_t offset, std::size_t max_bytes) {
   return "d=" + sh_quote(job.dir) + "\npid=" + std::to_string(job.pid) + "\noff=" + std::to_string(offset) +
-         "\nmax=" + std::to_string(max_bytes) + "\n" + k_sh_proc_helpers + R"SH(
+         "\nmax=" + std::to_string(max_bytes) + "\nmark=" + sh_quote(job_marker(job.id)) + "\n" + k_sh_proc_helpers +
+         k_sh_members + R"SH(
 [ -d "$d" ] || { echo gone; exit 0; }
 st=
 [ -f "$d/status" ] && read -r st 2>/dev/null < "$d/status"
@@ -559,8 +774,36 @@ if [ -z "$st" ]; then
     st=running
   else
     [ -f "$d/status" ] && read -r st 2>/dev/null < "$d/status"
-    [ -n "$st" ] || st=vanished
   fi
+  if [ -z "$st" ] && [ "$b" = "$cur" ]; then
+    # The supervisor is gone without a status (killed from outside): the job's output and exit
+    # status can no longer be recorded, so whatever still runs of it is ended.
+    s=$pid
+    ex=$pid
+    root=
+    if [ -f "$d/starttime" ]; then
+      t0=
+      read -r t0 2>/dev/null < "$d/starttime"
+      sid_of "$pid"
+      if [ -n "$_t" ] && [ "$_t" != "$t0" ]; then s=; fi
+    fi
+    members
+    if [ -n "$m" ]; then
+      set -- $m
+      n=$#
+      kill -s TERM $m 2>/dev/null
+      kill -s CONT $m 2>/dev/null
+      i=0
+      while [ -n "$m" ] && [ "$i" -lt 40 ]; do
+        sleep 0.05 2>/dev/null || sleep 1
+        [ "$i" -ge 20 ] && kill -s KILL $m 2>/dev/null
+        members
+        i=$((i + 1))
+      done
+      if [ -z "$m" ]; then st="vanished ended $n"; else st="vanished left $n"; fi
+    fi
+  fi
+  [ -n "$st" ] || st=vanished
 fi
 size=0
 if [ -f "$d/output" ]; then
@@ -609,6 +852,15 @@ exec::JobChunk parse_job_read(std::string_view out, const exec::JobRef& job) {
         chunk.state.phase = exec::JobState::Phase::running;
       } else if (words[1] == "vanished") {
         chunk.state.phase = exec::JobState::Phase::vanished;
+        if (words.size() >= 4) {
+          std::string n(words[3]);
+          chunk.state.note = "the job's supervisor was killed from outside, so its output and exit status could no "
+                             "longer be recorded; " +
+                             n +
+                             (n == "1" ? " process of the job that was still running "
+                                       : " processes of the job that were still running ") +
+                             (words[2] == "ended" ? (n == "1" ? "was ended" : "were ended") : "could not all be ended");
+        }
       } else if (words[1] == "exit" && words.size() >= 3) {
         chunk.state.phase = exec::JobState::Phase::exited;
         chunk.state.exit_code = to_number<int>(words[2]).value_or(0);
@@ -628,73 +880,76 @@ exec::JobChunk parse_job_read(std::string_view out, const exec::JobRef& job) {
 }
 
 std::string kill_session_script(long sid, long exclude, int signal, std::chrono::milliseconds grace,
-                                const std::string& job_dir) {
+                                const std::string& job_dir, const std::string& marker, bool tracked) {
   std::string name = exec::signal_name(signal);
   std::string kill_arg = name.rfind("SIG", 0) == 0 && name.find_first_of("0123456789") == std::string::npos
                              ? "-s " + name.substr(3)
                              : "-" + std::to_string(signal);
   long ticks = std::max<long>(1, static_cast<long>(grace.count() / 50));
   return "sid=" + std::to_string(sid) + "\nex=" + std::to_string(exclude) + "\nticks=" + std::to_string(ticks) +
-         "\nd=" + sh_quote(job_dir) + "\n" + k_sh_proc_helpers + R"SH(
+         "\nd=" + sh_quote(job_dir) + "\nmark=" + sh_quote(marker) + "\ntracked=" + (tracked ? "1" : "0") + "\n" +
+         k_sh_proc_helpers + k_sh_members + R"SH(
+s=$sid
+root=
+if [ "$ex" -gt 1 ]; then
+  sid_of "$ex"
+  [ -n "$_s" ] && root=$ex
+fi
 if [ -n "$d" ]; then
   b=
   read -r b 2>/dev/null < "$d/boot_id"
   cur=
   read -r cur 2>/dev/null < /proc/sys/kernel/random/boot_id
   if [ -n "$b" ] && [ "$b" != "$cur" ]; then echo "gone (the host rebooted)"; exit 0; fi
+  [ -f "$d/tracked" ] && tracked=1
   if [ -f "$d/starttime" ]; then
     t0=
     read -r t0 2>/dev/null < "$d/starttime"
     sid_of "$sid"
-    if [ -n "$_t" ] && [ "$_t" != "$t0" ]; then echo "gone (the job's process id now belongs to another process)"; exit 0; fi
+    # The job's pid belongs to another process now: only the marker still finds the job's processes.
+    if [ -n "$_t" ] && [ "$_t" != "$t0" ]; then s=; root=; fi
   fi
+  # Without its supervisor, a job's remaining processes are found by session and marker.
+  [ -z "$root" ] && tracked=1
 fi
-members() {
-  m=
-  if [ -r /proc/self/stat ]; then
-    for p in /proc/[0-9]*; do
-      l=
-      read -r l 2>/dev/null < "$p/stat" || continue
-      r=${l##*) }
-      set -- $r
-      [ "$4" = "$sid" ] || continue
-      [ "$1" = Z ] && continue
-      p=${p#/proc/}
-      [ "$p" = "$ex" ] && continue
-      m="$m $p"
-    done
-  else
-    m=$(ps -A -o pid= -o sid= -o stat= 2>/dev/null | awk -v s="$sid" -v e="$ex" '$2 == s && $1 != e && $3 !~ /^Z/ { printf " %s", $1 }')
-  fi
-}
+[ "$sid" -gt 1 ] || s=
+ok=gone
+[ "$tracked" = 1 ] || ok="gone untracked"
 nap() { sleep 0.05 2>/dev/null || sleep 1; }
-[ "$sid" -gt 1 ] || { echo "gone"; exit 0; }
 members
-[ -z "$m" ] && { echo gone; exit 0; }
+[ -z "$m" ] && { echo "$ok"; exit 0; }
 )SH" + "kill " +
          kill_arg +
          R"SH( $m 2>/dev/null
+kill -s CONT $m 2>/dev/null
 i=0
 while [ "$i" -lt "$ticks" ]; do
   nap
   members
-  [ -z "$m" ] && { echo gone; exit 0; }
+  [ -z "$m" ] && { echo "$ok"; exit 0; }
   i=$((i + 1))
 done
-kill -s KILL $m 2>/dev/null
 i=0
 while [ "$i" -lt 40 ]; do
+  kill -s KILL $m 2>/dev/null
   nap
   members
-  [ -z "$m" ] && { echo gone; exit 0; }
+  [ -z "$m" ] && { echo "$ok"; exit 0; }
   i=$((i + 1))
 done
 echo "left$m"
 )SH";
 }
 
-bool parse_kill(std::string_view out) {
-  return out.rfind("gone", 0) == 0;
+KillOutcome parse_kill(std::string_view out) {
+  KillOutcome k;
+  k.gone = out.rfind("gone", 0) == 0;
+  k.untracked = k.gone && out.rfind("gone untracked", 0) == 0;
+  if (!k.gone) {
+    auto nl = out.find('\n');
+    k.left = std::string(out.substr(out.rfind("left", 0) == 0 ? 4 : 0, nl == std::string_view::npos ? out.size() : nl));
+  }
+  return k;
 }
 
 std::string remove_job_script(const std::string& job_dir) {

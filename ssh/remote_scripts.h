@@ -49,8 +49,14 @@ struct ForegroundScript {
   std::string exec;
   std::string input;
 };
+//
+// The perl supervisor is a child subreaper (Linux): it ends what the command leaves running
+// ("left K NAMES", then "gone" or "survived"), and ends the whole tree itself when the command
+// outlives its timeout by far (the server that should have ended it is gone). The sh fallback
+// cannot track processes that leave the command's session, and says so ("sid SID PID 0").
 ForegroundScript foreground_script(const exec::CommandSpec& spec, const std::string& command_shell,
-                                   const std::string& nonce, const std::string& perl);
+                                   const std::string& nonce, const std::string& perl,
+                                   std::chrono::milliseconds grace = std::chrono::milliseconds(3000));
 
 // Removes supervisor records from a stderr stream, however the stream is split into chunks.
 class MarkerFilter {
@@ -75,6 +81,11 @@ struct SupervisorReport {
   std::optional<int> signal;
   bool guessed = false; // signal inferred from an exit status above 128 (no perl)
   bool cwd_missing = false;
+  bool subreaper = false; // the supervisor tracks every descendant (perl on Linux)
+  int leftovers = 0;      // processes the command left running (ended by the supervisor)
+  std::string leftover_names;
+  bool tree_done = false; // the supervisor finished ending the tree ("gone" / "survived")
+  bool survivors = false; // ... and some process survived SIGKILL
 };
 void apply_record(const std::string& record, SupervisorReport& report);
 
@@ -85,19 +96,36 @@ void apply_record(const std::string& record, SupervisorReport& report);
 // LocalHost's supervisor does. The shell fallback appends the output directly, without a cap.
 ForegroundScript job_start_script(const exec::CommandSpec& spec, const std::string& job_dir,
                                   const std::string& command_shell, const std::string& perl,
-                                  std::uint64_t output_cap = 1ull << 30);
+                                  std::uint64_t output_cap = 1ull << 30,
+                                  std::chrono::milliseconds grace = std::chrono::milliseconds(3000));
 // Returns the job's session id (the supervisor's pid); throws exec::HostError.
 long parse_job_start(std::string_view out, const std::string& job_dir);
 
+// In the environment of every durable job's command ("SANDBOX_MCP_JOB=ID", as on the local host):
+// finds its processes after its supervisor is gone and they left its session.
+constexpr const char* k_job_marker_name = "SANDBOX_MCP_JOB";
+std::string job_marker(const std::string& job_id);
+
+// Reads the job's state and output. A job whose supervisor is gone without a status is
+// "vanished"; whatever still runs of it (its session, its marker) is ended then.
 std::string job_read_script(const exec::JobRef& job, std::uint64_t offset, std::size_t max_bytes);
 // Throws exec::HostError(not_found) when the job's directory is gone.
 exec::JobChunk parse_job_read(std::string_view out, const exec::JobRef& job);
 
-// Ends every process of session `sid` except `exclude`: `signal`, then KILL after `grace`; prints
-// "gone" when none remains. With `job_dir`, a job from an earlier boot counts as gone.
+// Ends every process of a command or job except its supervisor `exclude`: the members of session
+// `sid`, the supervisor's descendants, and (with `marker`, "NAME=value") the processes whose
+// environment holds it: `signal`, then KILL after `grace`. Prints "gone" when none remains, "gone
+// untracked" when none was found but the supervisor cannot track processes that left the session
+// (no subreaper: the sh fallback), "left PIDS" otherwise. With `job_dir`, a job from an earlier boot
+// counts as gone, and the job's own `tracked` file says whether its supervisor is a subreaper.
 std::string kill_session_script(long sid, long exclude, int signal, std::chrono::milliseconds grace,
-                                const std::string& job_dir);
-bool parse_kill(std::string_view out);
+                                const std::string& job_dir, const std::string& marker = {}, bool tracked = false);
+struct KillOutcome {
+  bool gone = false;      // no process was found
+  bool untracked = false; // ... but processes that left the session could not be looked for
+  std::string left;       // the pids that survived
+};
+KillOutcome parse_kill(std::string_view out);
 
 std::string remove_job_script(const std::string& job_dir);
 

@@ -20,6 +20,9 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr const char* k_default_jobs_root = "~/.local/state/sandbox-mcp/jobs";
+constexpr const char* k_untracked_note =
+    "no process of its session, tree or marker remains, but without perl (the subreaper supervisor) this host "
+    "cannot track processes that left the session (setsid), so the end is not verified";
 // After the command itself ended, output from children it left behind is read until the stream
 // has been quiet this long (as LocalHost does).
 constexpr auto k_quiet_after_end = milliseconds(100);
@@ -56,7 +59,7 @@ public:
   exec::ExitInfo run(const exec::CommandSpec& spec, exec::OutputSink& sink, std::stop_token stop) override;
   exec::JobRef start_job(const exec::CommandSpec& spec, const std::string& job_id, const std::string& job_dir) override;
   exec::JobChunk read_job(const exec::JobRef& job, std::uint64_t offset, std::size_t max_bytes) override;
-  bool kill_job(const exec::JobRef& job, int signal, milliseconds grace) override;
+  bool kill_job(const exec::JobRef& job, int signal, milliseconds grace, std::string* detail) override;
   void remove_job(const exec::JobRef& job) override;
   exec::FileWindow read_file(const exec::FileReadRequest& request) override;
   HostStatus status() const override;
@@ -182,7 +185,7 @@ exec::ExitInfo SshHost::run(const exec::CommandSpec& spec, exec::OutputSink& sin
   const HostFacts f = facts();
   exec::CommandSpec s = remote_spec(spec, f);
   const std::string nonce = make_nonce();
-  ForegroundScript fs = foreground_script(s, command_shell(f), nonce, perl(f));
+  ForegroundScript fs = foreground_script(s, command_shell(f), nonce, perl(f), m_options.kill_grace);
 
   struct Shared {
     explicit Shared(const std::string& n, exec::OutputSink* out) : sink(out), filter(n) {}
@@ -229,12 +232,30 @@ exec::ExitInfo SshHost::run(const exec::CommandSpec& spec, exec::OutputSink& sin
     }
     const auto now = Clock::now();
     if (ended_marker) {
-      // The command ended; its channel stays open only while children it left behind hold its
-      // output. Read what they write until the stream is quiet (at most k_drain_after_end), then
-      // let them be (as LocalHost).
       if (!ended_at) {
         ended_at = now;
       }
+      bool tracking = false;
+      {
+        std::lock_guard lock(shared->m);
+        tracking = shared->report.subreaper && !shared->report.tree_done;
+      }
+      if (tracking) {
+        // The subreaper supervisor ends what the command left running, says so, and exits.
+        const auto limit = *ended_at + k_drain_after_end + m_options.kill_grace + std::chrono::seconds(6);
+        if (call->wait_until(std::min(now + milliseconds(50), limit), stop)) {
+          break;
+        }
+        if (stop.stop_requested() || Clock::now() >= limit) {
+          call->cancel();
+          call->wait_until(Clock::now() + std::chrono::seconds(5));
+          break;
+        }
+        continue;
+      }
+      // The command ended; its channel stays open only while children it left behind hold its
+      // output. Read what they write until the stream is quiet (at most k_drain_after_end), then
+      // let them be (without a subreaper, they cannot all be found).
       const auto drain_limit = *ended_at + k_drain_after_end;
       auto quiet_until = std::min(std::max(last, now) + k_quiet_after_end, drain_limit);
       if (call->wait_until(std::min(quiet_until, deadline), stop)) {
@@ -265,6 +286,8 @@ exec::ExitInfo SshHost::run(const exec::CommandSpec& spec, exec::OutputSink& sin
     }
   }
 
+  bool tree_verified = true;
+  std::string tree_note;
   if (timed_out || cancelled) {
     SupervisorReport rep;
     {
@@ -274,19 +297,30 @@ exec::ExitInfo SshHost::run(const exec::CommandSpec& spec, exec::OutputSink& sin
     if (rep.sid && *rep.sid > 1) {
       try {
         RemoteResult r =
-            run_script(kill_session_script(*rep.sid, rep.supervisor_pid.value_or(0), SIGTERM, m_options.kill_grace, ""),
+            run_script(kill_session_script(*rep.sid, rep.supervisor_pid.value_or(0), SIGTERM, m_options.kill_grace, "",
+                                           "", rep.subreaper),
                        "ending " + short_command(spec.command), true, m_options.kill_grace + std::chrono::seconds(15));
-        if (!parse_kill(r.out)) {
-          spdlog::warn("ssh {}: some processes of session {} survived SIGKILL:{}", m_options.name, *rep.sid,
-                       r.out.substr(4));
+        KillOutcome k = parse_kill(r.out);
+        if (!k.gone) {
+          spdlog::warn("ssh {}: some processes of session {} survived SIGKILL:{}", m_options.name, *rep.sid, k.left);
+          tree_verified = false;
+          tree_note = "some processes of the command survived SIGKILL";
+        } else if (k.untracked) {
+          tree_verified = false;
+          tree_note = "the command's session was ended, but without perl (the subreaper supervisor) this host cannot "
+                      "track processes that left the session (setsid), so the end of the whole tree is not verified";
         }
       } catch (const HostError& e) {
         spdlog::warn("ssh {}: cannot end the processes of {}: {}", m_options.name, short_command(spec.command),
                      e.what());
+        tree_verified = false;
+        tree_note = std::string("the command's processes could not be ended: ") + e.what();
       }
     } else {
       spdlog::warn("ssh {}: {} did not report its session; closing its channel without a kill", m_options.name,
                    short_command(spec.command));
+      tree_verified = false;
+      tree_note = "the command did not report its session; its channel was closed without a verified kill";
     }
     if (!call->wait_until(Clock::now() + std::chrono::seconds(3))) {
       call->cancel();
@@ -317,6 +351,10 @@ exec::ExitInfo SshHost::run(const exec::CommandSpec& spec, exec::OutputSink& sin
   exec::ExitInfo info;
   info.timed_out = timed_out;
   info.cancelled = cancelled;
+  info.leftovers = rep.leftovers;
+  info.leftover_names = rep.leftover_names;
+  info.tree_verified = tree_verified && !rep.survivors;
+  info.tree_note = rep.survivors ? "some processes the command left running survived SIGKILL" : tree_note;
   if (rep.exit_code) {
     info.exit_code = rep.exit_code;
   } else if (rep.signal) {
@@ -340,7 +378,9 @@ exec::JobRef SshHost::start_job(const exec::CommandSpec& spec, const std::string
   const HostFacts f = facts();
   exec::CommandSpec s = remote_spec(spec, f);
   const std::string dir = expand_home(job_dir, f.home);
-  ForegroundScript fs = job_start_script(s, dir, command_shell(f), perl(f), m_options.job_output_cap);
+  s.env.emplace_back(k_job_marker_name, job_id); // finds the job's processes after its supervisor is gone
+  ForegroundScript fs =
+      job_start_script(s, dir, command_shell(f), perl(f), m_options.job_output_cap, m_options.kill_grace);
   RemoteResult r = ex->run(RemoteCommand{fs.exec, std::move(fs.input), "starting job " + job_id, false, {}},
                            m_options.script_timeout);
   try {
@@ -360,17 +400,19 @@ exec::JobChunk SshHost::read_job(const exec::JobRef& job, std::uint64_t offset, 
   return parse_job_read(r.out, job);
 }
 
-bool SshHost::kill_job(const exec::JobRef& job, int signal, milliseconds grace) {
+bool SshHost::kill_job(const exec::JobRef& job, int signal, milliseconds grace, std::string* detail) {
   if (job.pid <= 0) {
     return false;
   }
-  RemoteResult r = run_script(kill_session_script(job.pid, job.pid, signal, grace, job.dir), "killing job " + job.id,
-                              true, grace + std::chrono::seconds(15));
-  bool gone = parse_kill(r.out);
-  if (!gone) {
-    spdlog::warn("ssh {}: job {}: processes survived SIGKILL:{}", m_options.name, job.id, r.out.substr(4));
+  RemoteResult r = run_script(kill_session_script(job.pid, job.pid, signal, grace, job.dir, job_marker(job.id)),
+                              "killing job " + job.id, true, grace + std::chrono::seconds(15));
+  KillOutcome k = parse_kill(r.out);
+  if (!k.gone) {
+    spdlog::warn("ssh {}: job {}: processes survived SIGKILL:{}", m_options.name, job.id, k.left);
+  } else if (k.untracked && detail) {
+    *detail = k_untracked_note;
   }
-  return gone;
+  return k.gone && !k.untracked;
 }
 
 void SshHost::remove_job(const exec::JobRef& job) {

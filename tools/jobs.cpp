@@ -97,6 +97,8 @@ struct JobManager::Job {
   std::string last_line;
   std::unique_ptr<StreamCapture> out, err;
   bool timed_out = false;
+  std::string tree_note; // processes left behind and ended, or what may remain of the tree
+  bool tree_verified = true;
   std::optional<exec::HostError> error; // the runner could not run the command
 
   ~Job() {
@@ -370,6 +372,8 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
     r.exit_code = job->rec.exit_code;
     r.signal = job->rec.signal;
     r.timed_out = job->timed_out;
+    r.tree_note = job->tree_note;
+    r.tree_verified = job->tree_verified;
   }
   r.status = r.running ? "running" : job->rec.status;
   lock.unlock();
@@ -395,10 +399,23 @@ void JobManager::finish_attached(Job& job, const exec::ExitInfo& info, const std
     job.rec.exit_code = info.exit_code;
     job.rec.signal = info.signal;
     job.timed_out = info.timed_out;
+    job.tree_verified = info.tree_verified;
+    if (!info.tree_verified) {
+      job.tree_note = info.tree_note.empty() ? "some processes of the command may still be running" : info.tree_note;
+    } else if (info.leftovers > 0) {
+      job.tree_note = "the command left " + std::to_string(info.leftovers) +
+                      (info.leftovers == 1 ? " process" : " processes") + " running in the background (" +
+                      info.leftover_names + "); " + (info.leftovers == 1 ? "it was" : "they were") +
+                      " ended when the command returned. A foreground command ends with its whole process tree: "
+                      "start processes that must keep running with run_in_background";
+    }
+    const std::string ended = info.tree_verified ? "the process tree was ended" : job.tree_note;
     if (info.timed_out) {
-      job.note = "timed out: the process tree was ended";
+      job.note = "timed out: " + ended;
     } else if (info.cancelled) {
-      job.note = "cancelled: the process tree was ended";
+      job.note = "cancelled: " + ended;
+    } else if (!job.tree_note.empty()) {
+      job.note = job.tree_note;
     }
   }
   if (job.spill_fd >= 0) {
@@ -600,8 +617,12 @@ void JobManager::refresh(Job& job) {
     break;
   case exec::JobState::Phase::vanished:
     job.rec.status = "killed";
-    job.note = "the job's processes are gone and it left no exit status (the host may have rebooted, or the job "
-               "was killed from outside)";
+    if (!chunk.state.note.empty()) {
+      job.note = chunk.state.note;
+    } else if (job.note.empty() || was_running) {
+      job.note = "the job's processes are gone and it left no exit status (the host may have rebooted, or the job "
+                 "was killed from outside)";
+    }
     break;
   }
   if (!job.running()) {
@@ -749,11 +770,37 @@ KillAnswer JobManager::kill(const std::string& id, int signal) {
   refresh(*job);
   KillAnswer a;
   std::unique_lock lock(job->m);
+  if (!job->running() && job->rec.durable && job->rec.status != "unreachable") {
+    // Ended, but processes may have outlived it (a supervisor killed from outside, an earlier
+    // server's job): the host checks, and ends any it finds.
+    auto host = job->host;
+    auto ref = job->ref();
+    lock.unlock();
+    if (!host) {
+      host = m_hosts.get(job->rec.host);
+    }
+    try {
+      std::string detail;
+      a.verified = host->kill_job(ref, signal, m_options.kill_grace, &detail);
+      a.note = a.verified ? "the job had already ended; no process of it remains"
+                          : "the job had already ended; " +
+                                (detail.empty() ? std::string("some of its processes could not be ended") : detail);
+    } catch (const exec::HostError& e) {
+      a.verified = false;
+      a.note =
+          std::string("the job had already ended; its host could not check for processes left behind: ") + e.what();
+    }
+    lock.lock();
+    a.job = job->rec;
+    return a;
+  }
   if (!job->running()) {
     a.job = job->rec;
-    a.verified = job->rec.status != "unreachable";
+    a.verified = job->rec.status != "unreachable" && job->done && job->tree_verified;
     if (job->rec.status != "unreachable") {
-      a.note = "the job had already ended; nothing was signalled";
+      a.note = a.verified ? "the job had already ended; nothing was signalled"
+                          : "the job had already ended; " +
+                                (job->tree_note.empty() ? std::string("its end was not verified") : job->tree_note);
     } else if (!job->rec.durable) {
       a.note = "this command was attached to an earlier run of the server that ended without stopping it; it "
                "cannot be signalled from here (find it with `ps` through remote_bash)";
@@ -767,9 +814,14 @@ KillAnswer JobManager::kill(const std::string& id, int signal) {
     // A foreground command promoted to the background: its runner ends the process tree.
     job->stop.request_stop();
     a.signalled = true;
-    a.verified = job->cv.wait_for(lock, m_options.kill_grace + std::chrono::seconds(5), [&] { return job->done; });
+    const bool ended =
+        job->cv.wait_for(lock, m_options.kill_grace + std::chrono::seconds(5), [&] { return job->done; });
+    a.verified = ended && job->tree_verified;
     a.job = job->rec;
-    a.note = a.verified ? "ended (TERM, then KILL after the grace period)" : "the command did not end in time";
+    a.note = !ended                   ? "the command did not end in time"
+             : a.verified             ? "ended (TERM, then KILL after the grace period)"
+             : job->tree_note.empty() ? "the command ended, but the end of its whole process tree is not verified"
+                                      : job->tree_note;
     return a;
   }
   auto host = job->host;
@@ -779,7 +831,8 @@ KillAnswer JobManager::kill(const std::string& id, int signal) {
     host = m_hosts.get(job->rec.host);
   }
   a.signalled = true;
-  a.verified = host->kill_job(ref, signal, m_options.kill_grace);
+  std::string detail;
+  a.verified = host->kill_job(ref, signal, m_options.kill_grace, &detail);
   // The job's supervisor records how it ended right after the job does.
   const auto until = Clock::now() + std::chrono::seconds(3);
   do {
@@ -794,7 +847,8 @@ KillAnswer JobManager::kill(const std::string& id, int signal) {
   } while (Clock::now() < until);
   lock.lock();
   a.job = job->rec;
-  a.note = a.verified ? "no process of the job remains" : "some processes of the job could not be ended";
+  a.note = a.verified ? "no process of the job remains"
+                      : (detail.empty() ? std::string("some processes of the job could not be ended") : detail);
   return a;
 }
 

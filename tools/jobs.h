@@ -52,6 +52,10 @@ struct ForegroundResult {
   std::optional<int> exit_code;
   std::optional<int> signal;
   bool timed_out = false;
+  // How the process tree ended: processes the command left running that were ended when it
+  // returned, or what may remain ("" when the whole tree is verified gone and nothing was left).
+  std::string tree_note;
+  bool tree_verified = true;
   std::string stdout_text;
   std::string stderr_text;
   std::uint64_t stdout_bytes = 0;

@@ -159,8 +159,11 @@ mcp::Tool make_remote_bash_tool(ToolEnv& env) {
                       " (its timeout still applies). Wait for it with remote_bash_output {bash_id: \"" + r.bash_id +
                       "\", wait_ms: 60000}.";
       } else if (r.timed_out) {
-        out["note"] = "timed out after " + std::to_string(spec.timeout.count()) +
-                      " ms; the whole process tree was ended. Use a larger timeout or run_in_background.";
+        out["note"] = "timed out after " + std::to_string(spec.timeout.count()) + " ms; " +
+                      (r.tree_verified ? std::string("the whole process tree was ended") : r.tree_note) +
+                      ". Use a larger timeout or run_in_background.";
+      } else if (!r.tree_note.empty()) {
+        out["note"] = r.tree_note + ".";
       }
       return mcp::ToolResult::ok(std::move(out));
     });

@@ -138,6 +138,40 @@ TEST_P(DurableJobsTest, JobStartedBeforeARestartIsKilledAfterIt) {
   EXPECT_EQ(check["stdout"], "0\n") << "a process of the killed job survived";
 }
 
+TEST_P(DurableJobsTest, AJobWhoseSupervisorWasKilledIsEndedNotReportedGoneWhileItRuns) {
+  const std::string a = "sleep " + marker() + "1", b = "sleep " + marker() + "2";
+  json started = start_job("setsid " + a + " & " + b + " & wait");
+  const std::string id = started["bash_id"];
+  auto count = [&](const std::string& what) {
+    json r = client->call("remote_bash", {{"command", "pgrep -c -f '^" + what + "' || true"}, {"host", host}});
+    return r["stdout"].get<std::string>();
+  };
+  for (int i = 0; i < 100 && (count(a) != "1\n" || count(b) != "1\n"); ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(count(b), "1\n");
+  // The supervisor's pid is in the job's directory, next to its output file.
+  json listed = client->call("remote_bash_list", {{"host", host}});
+  ASSERT_FALSE(listed["jobs"].empty());
+  std::string output_file = listed["jobs"][0]["output_file"];
+  std::string pid_file = output_file.substr(0, output_file.rfind('/')) + "/pid";
+  json pid = client->call("remote_file_read", {{"file_path", pid_file}, {"host", host}});
+  std::string text = pid["content"];
+  long supervisor = std::stol(text.substr(text.find('\t') + 1));
+  ASSERT_GT(supervisor, 1);
+  json k9 = client->call("remote_bash", {{"command", "kill -9 " + std::to_string(supervisor)}, {"host", host}});
+  ASSERT_EQ(k9["exit_code"], 0) << k9.dump();
+  std::this_thread::sleep_for(200ms);
+
+  json r = client->call("remote_bash_output", {{"bash_id", id}, {"wait_ms", 3000}});
+  EXPECT_EQ(r["status"], "killed") << r.dump();
+  EXPECT_NE(r["note"].get<std::string>().find("were ended"), std::string::npos) << r.dump();
+  EXPECT_EQ(count(b), "0\n") << "the job was reported killed while its processes kept running";
+  EXPECT_EQ(count(a), "0\n") << "a setsid process of the job outlived its killed supervisor";
+  json killed = client->call("remote_bash_kill", {{"bash_id", id}});
+  EXPECT_EQ(killed["verified"], true) << killed.dump();
+}
+
 TEST_P(DurableJobsTest, FilteredReadOverAnOverflowedRingCountsDropsAndTheFullOutputStaysReadable) {
   start_server({"--ring-bytes", "65536"});
   // 20000 lines (~250 KB): far more than the 64 KiB ring.

@@ -210,6 +210,52 @@ TEST_F(LocalHostTest, ABackgroundWriterDoesNotKeepTheCommandRunning) {
   EXPECT_EQ(count_processes("yes yes-4949"), 0) << "the writer should die of EPIPE once the pipes close";
 }
 
+TEST_F(LocalHostTest, TimeoutEndsProcessesThatLeftTheSession) {
+  // setsid puts `sleep 1000.5353` in a session of its own: only the supervisor's subreaper tree
+  // still holds it.
+  Collect c;
+  ExitInfo info = run("setsid sleep 1000.5353 & sleep 1000.5454; wait", c, 300ms);
+  EXPECT_TRUE(info.timed_out);
+  EXPECT_TRUE(info.tree_verified) << info.tree_note;
+  EXPECT_EQ(count_processes("sleep 1000.5454"), 0);
+  EXPECT_EQ(count_processes("sleep 1000.5353"), 0) << "a setsid descendant survived the timeout";
+  ::system("pkill -f '^sleep 1000.5[34]'");
+}
+
+TEST_F(LocalHostTest, CancellationEndsProcessesThatLeftTheSession) {
+  Collect c;
+  std::stop_source stop;
+  std::thread t([&] {
+    std::this_thread::sleep_for(200ms);
+    stop.request_stop();
+  });
+  ExitInfo info = run("setsid -f sleep 1000.5555; sleep 1000.5656", c, 0ms, stop.get_token());
+  t.join();
+  EXPECT_TRUE(info.cancelled);
+  EXPECT_TRUE(info.tree_verified);
+  EXPECT_EQ(count_processes("sleep 1000.5555"), 0) << "a double-forked setsid descendant survived";
+  EXPECT_EQ(count_processes("sleep 1000.5656"), 0);
+  ::system("pkill -f '^sleep 1000.5[56]'");
+}
+
+TEST_F(LocalHostTest, ProcessesLeftRunningAreEndedWhenTheCommandReturnsAndNamed) {
+  Collect c;
+  auto t0 = std::chrono::steady_clock::now();
+  ExitInfo info = run("sleep 1000.5757 & setsid sleep 1000.5858 & echo started", c);
+  EXPECT_EQ(info.exit_code, 0);
+  EXPECT_EQ(c.out, "started\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  EXPECT_EQ(info.leftovers, 2);
+  EXPECT_NE(info.leftover_names.find("sleep"), std::string::npos) << info.leftover_names;
+  EXPECT_TRUE(info.tree_verified);
+  EXPECT_EQ(count_processes("sleep 1000.5757"), 0) << "a background child outlived its foreground command";
+  EXPECT_EQ(count_processes("sleep 1000.5858"), 0) << "a setsid child outlived its foreground command";
+  ::system("pkill -f '^sleep 1000.5[78]'");
+  Collect quiet;
+  ExitInfo clean = run("sleep 0.01 & wait; echo done", quiet);
+  EXPECT_EQ(clean.leftovers, 0) << "nothing was left behind";
+}
+
 TEST_F(LocalHostTest, PassesRawBytesAndUnicodeThrough) {
   Collect c;
   run("printf 'h\\303\\251llo \\342\\234\\223\\n'; printf '\\377\\000\\001'", c);
@@ -219,7 +265,8 @@ TEST_F(LocalHostTest, PassesRawBytesAndUnicodeThrough) {
 TEST_F(LocalHostTest, DurableJobRecordsOutputAndExit) {
   CommandSpec spec;
   spec.command = "echo one; echo two >&2; exit 5";
-  JobRef ref = host->start_job(spec, "bash_t1", (dir / "jobs" / "bash_t1").string());
+  JobRef ref = host->start_job(spec, "bash_t1_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_t1_" + std::to_string(::getpid()))).string());
   EXPECT_GT(ref.pid, 0);
   JobState st = wait_for_end(ref);
   EXPECT_EQ(st.phase, JobState::Phase::exited);
@@ -237,7 +284,8 @@ TEST_F(LocalHostTest, DurableJobRecordsOutputAndExit) {
 TEST_F(LocalHostTest, DurableJobOutlivesItsHostObjectAndIsKilledAsATree) {
   CommandSpec spec;
   spec.command = "sh -c 'sleep 1000.4646 & sleep 1000.4646' & echo ready; wait";
-  JobRef ref = host->start_job(spec, "bash_t2", (dir / "jobs" / "bash_t2").string());
+  JobRef ref = host->start_job(spec, "bash_t2_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_t2_" + std::to_string(::getpid()))).string());
   host.reset(); // "the server restarts": a new host object knows the job only by its record
   LocalHostOptions o;
   o.jobs_root = (dir / "jobs").string();
@@ -255,10 +303,52 @@ TEST_F(LocalHostTest, DurableJobOutlivesItsHostObjectAndIsKilledAsATree) {
   EXPECT_EQ(host->read_job(ref, 0, 100).data, "ready\n");
 }
 
+TEST_F(LocalHostTest, KillJobEndsProcessesThatLeftTheSession) {
+  CommandSpec spec;
+  spec.command = "setsid sleep 1000.6161 & sleep 1000.6262 & echo ready; wait";
+  JobRef ref = host->start_job(spec, "bash_setsid_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_setsid_" + std::to_string(::getpid()))).string());
+  for (int i = 0; i < 300 && (count_processes("sleep 1000.6161") == 0 || count_processes("sleep 1000.6262") == 0);
+       ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(count_processes("sleep 1000.6161"), 1);
+  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 1s));
+  EXPECT_EQ(count_processes("sleep 1000.6262"), 0);
+  EXPECT_EQ(count_processes("sleep 1000.6161"), 0) << "kill_job verified a job whose setsid child still runs";
+  EXPECT_EQ(wait_for_end(ref).phase, JobState::Phase::signaled);
+  ::system("pkill -f '^sleep 1000.6[12]'");
+}
+
+TEST_F(LocalHostTest, AJobWhoseSupervisorWasKilledIsEndedAndSaysSo) {
+  CommandSpec spec;
+  spec.command = "setsid sleep 1000.6363 & sleep 1000.6464 & wait";
+  JobRef ref = host->start_job(spec, "bash_orphan_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_orphan_" + std::to_string(::getpid()))).string());
+  for (int i = 0; i < 300 && (count_processes("sleep 1000.6363") == 0 || count_processes("sleep 1000.6464") == 0);
+       ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(count_processes("sleep 1000.6464"), 1);
+  ASSERT_EQ(::kill(static_cast<pid_t>(ref.pid), SIGKILL), 0);
+  for (int i = 0; i < 200 && ::kill(static_cast<pid_t>(ref.pid), 0) == 0; ++i) {
+    std::this_thread::sleep_for(10ms); // until init has reaped it
+  }
+  JobChunk c = host->read_job(ref, 0, 100);
+  EXPECT_EQ(c.state.phase, JobState::Phase::vanished);
+  EXPECT_NE(c.state.note.find("processes of the job that were still running were ended"), std::string::npos)
+      << c.state.note;
+  EXPECT_EQ(count_processes("sleep 1000.6464"), 0) << "the job's processes outlived its killed supervisor";
+  EXPECT_EQ(count_processes("sleep 1000.6363"), 0) << "a setsid process outlived the job's killed supervisor";
+  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 500ms));
+  ::system("pkill -f '^sleep 1000.6[34]'");
+}
+
 TEST_F(LocalHostTest, AReusedPidIsNotMistakenForTheJob) {
   CommandSpec spec;
   spec.command = "sleep 1000.5151";
-  JobRef ref = host->start_job(spec, "bash_reuse", (dir / "jobs" / "bash_reuse").string());
+  JobRef ref = host->start_job(spec, "bash_reuse_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_reuse_" + std::to_string(::getpid()))).string());
   EXPECT_EQ(host->read_job(ref, 0, 100).state.phase, JobState::Phase::running);
   ASSERT_TRUE(std::filesystem::exists(ref.dir + "/starttime"));
   // Pretend the supervisor died unnoticed and its pid now leads an unrelated session, started
@@ -290,7 +380,8 @@ TEST_F(LocalHostTest, JobKilledFromOutsideReportsTheSignal) {
   CommandSpec spec;
   spec.command = "echo $$ > pidfile; exec sleep 1000.4747";
   spec.cwd = dir.string();
-  JobRef ref = host->start_job(spec, "bash_t3", (dir / "jobs" / "bash_t3").string());
+  JobRef ref = host->start_job(spec, "bash_t3_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_t3_" + std::to_string(::getpid()))).string());
   for (int i = 0; i < 200 && !std::filesystem::exists(dir / "pidfile"); ++i) {
     std::this_thread::sleep_for(10ms);
   }
@@ -312,7 +403,8 @@ TEST_F(LocalHostTest, DurableJobOutputIsCappedWithMarkers) {
   host = make_local_host(o);
   CommandSpec spec;
   spec.command = "head -c 5000 /dev/zero | tr '\\0' 'y'; echo; echo done";
-  JobRef ref = host->start_job(spec, "bash_cap", (dir / "jobs" / "bash_cap").string());
+  JobRef ref = host->start_job(spec, "bash_cap_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_cap_" + std::to_string(::getpid()))).string());
   JobState st = wait_for_end(ref);
   EXPECT_EQ(st.phase, JobState::Phase::exited);
   EXPECT_EQ(st.exit_code, 0) << "the job is not disturbed by the cap";
@@ -325,14 +417,20 @@ TEST_F(LocalHostTest, DurableJobOutputIsCappedWithMarkers) {
   EXPECT_LT(out.size(), 1200u);
 }
 
-TEST_F(LocalHostTest, DurableJobEndsWhenItsCommandEndsDespiteLeftovers) {
+TEST_F(LocalHostTest, DurableJobEndsWhenItsCommandEndsAndEndsWhatItLeftRunning) {
   CommandSpec spec;
-  spec.command = "sleep 1000.4848 & echo parent-done";
-  JobRef ref = host->start_job(spec, "bash_left", (dir / "jobs" / "bash_left").string());
+  spec.command = "sleep 1000.4848 & setsid sleep 1000.4949 & echo parent-done";
+  JobRef ref = host->start_job(spec, "bash_left_" + std::to_string(::getpid()),
+                               (dir / "jobs" / ("bash_left_" + std::to_string(::getpid()))).string());
   JobState st = wait_for_end(ref, 5s);
   EXPECT_EQ(st.phase, JobState::Phase::exited);
-  EXPECT_EQ(host->read_job(ref, 0, 100).data, "parent-done\n");
-  ::system("pkill -f '^sleep 1000.4848'");
+  std::string out = host->read_job(ref, 0, 1000).data;
+  EXPECT_EQ(out.rfind("parent-done\n[sandbox-mcp: the command ended; 2 processes it left running were ended (", 0), 0u)
+      << out;
+  EXPECT_EQ(count_processes("sleep 1000.4848"), 0);
+  EXPECT_EQ(count_processes("sleep 1000.4949"), 0) << "a setsid leftover outlived its job";
+  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 500ms)) << "nothing of the ended job remains";
+  ::system("pkill -f '^sleep 1000.4[89]'");
 }
 
 TEST_F(LocalHostTest, FileWindowsFromStartAndEnd) {

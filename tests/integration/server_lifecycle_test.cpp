@@ -59,6 +59,40 @@ TEST(ServerLifecycle, SigtermEndsForegroundCommandsAndKeepsDurableJobs) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(ServerLifecycle, KillNineOfTheServerEndsItsForegroundCommands) {
+  auto dir = std::filesystem::temp_directory_path() / ("smcp-kill9-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const std::string tag = std::to_string(::getpid() % 100000);
+  const std::string fg = "sleep 1003." + tag, escaped = "sleep 1004." + tag, bg = "sleep 1005." + tag;
+  bench::StdioClient client(SMCP_BINARY, {"serve", "--state-dir", (dir / "state").string()});
+  json job = client.call("remote_bash", {{"command", bg}, {"run_in_background", true}});
+  client.send({{"jsonrpc", "2.0"},
+               {"id", client.next_id()},
+               {"method", "tools/call"},
+               {"params", {{"name", "remote_bash"}, {"arguments", {{"command", "setsid " + escaped + " & " + fg}}}}}});
+  for (int i = 0; i < 300 && (count_processes(fg) == 0 || count_processes(escaped) == 0 || count_processes(bg) == 0);
+       ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(count_processes(fg), 1);
+  ASSERT_EQ(count_processes(escaped), 1);
+  ASSERT_EQ(::kill(client.pid(), SIGKILL), 0); // no chance to clean up
+  for (int i = 0; i < 500 && (count_processes(fg) > 0 || count_processes(escaped) > 0); ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(count_processes(fg), 0)
+      << "a foreground command outlived its killed server (its timeout would never apply)";
+  EXPECT_EQ(count_processes(escaped), 0) << "a setsid child of a foreground command outlived its killed server";
+  EXPECT_EQ(count_processes(bg), 1) << "the durable job must outlive the server";
+  // The next server still ends the durable job.
+  bench::StdioClient again(SMCP_BINARY, {"serve", "--state-dir", (dir / "state").string()});
+  json killed = again.call("remote_bash_kill", {{"bash_id", job["bash_id"]}});
+  EXPECT_EQ(killed["verified"], true);
+  EXPECT_EQ(count_processes(bg), 0);
+  ::system(("pkill -f '^sleep 100[345]." + tag + "'").c_str());
+  std::filesystem::remove_all(dir);
+}
+
 TEST(ServerLifecycle, RefusesAStateDirectoryOthersCanWrite) {
   auto dir = std::filesystem::temp_directory_path() / ("smcp-shared-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

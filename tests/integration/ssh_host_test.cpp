@@ -172,6 +172,31 @@ TEST_F(SshHostTest, TimeoutKillsTheRemoteProcessTree) {
   EXPECT_EQ(check.out, "") << "survivors in session " << sid;
 }
 
+TEST_F(SshHostTest, TimeoutEndsRemoteProcessesThatLeftTheSession) {
+  auto host = make(*fx, "h0");
+  const std::string escaped = "sleep 33" + std::to_string(::getpid()), main = "sleep 34" + std::to_string(::getpid());
+  auto r = run(host, "setsid " + escaped + " & " + main + "; wait", 1500ms);
+  EXPECT_TRUE(r.info.timed_out);
+  EXPECT_TRUE(r.info.tree_verified) << r.info.tree_note;
+  EXPECT_EQ(run(host, "pgrep -c -f '^" + main + "' || true").out, "0\n");
+  EXPECT_EQ(run(host, "pgrep -c -f '^" + escaped + "' || true").out, "0\n")
+      << "a setsid descendant survived a timeout reported as ending the whole tree";
+  run(host, "pkill -f '^sleep 3[34]" + std::to_string(::getpid()) + "' || true");
+}
+
+TEST_F(SshHostTest, ProcessesLeftRunningAreEndedWhenTheCommandReturns) {
+  auto host = make(*fx, "h0");
+  const std::string left = "sleep 35" + std::to_string(::getpid()), escaped = "sleep 36" + std::to_string(::getpid());
+  auto r = run(host, left + " & setsid " + escaped + " & echo started");
+  EXPECT_EQ(r.info.exit_code, 0);
+  EXPECT_EQ(r.out, "started\n");
+  EXPECT_EQ(r.info.leftovers, 2);
+  EXPECT_NE(r.info.leftover_names.find("sleep"), std::string::npos) << r.info.leftover_names;
+  EXPECT_EQ(run(host, "pgrep -c -f '^" + left + "' || true").out, "0\n") << "a background child outlived its command";
+  EXPECT_EQ(run(host, "pgrep -c -f '^" + escaped + "' || true").out, "0\n") << "a setsid child outlived its command";
+  run(host, "pkill -f '^sleep 3[56]" + std::to_string(::getpid()) + "' || true");
+}
+
 TEST_F(SshHostTest, ABackgroundWriterDoesNotKeepTheCommandRunning) {
   auto host = make(*fx, "h0");
   const std::string writer = "yes ssh-writer-" + std::to_string(::getpid());
@@ -495,12 +520,13 @@ TEST_F(SshHostTest, DurableJobOverSsh) {
   EXPECT_EQ(chunk.data, "line 1\nline 2\nline 3\n");
   // Long-running job killed as a whole group, verified.
   const std::string sleeper = "sleep 32" + std::to_string(::getpid());
-  spec.command = sleeper + " & " + sleeper;
+  spec.command = sleeper + " & setsid " + sleeper + " & " + sleeper;
   auto ref2 = host->start_job(spec, "bash_ssh2", host->jobs_root() + "/bash_ssh2");
   std::this_thread::sleep_for(300ms);
-  EXPECT_EQ(run(host, "pgrep -c -f '^" + sleeper + "'").out, "2\n");
+  EXPECT_EQ(run(host, "pgrep -c -f '^" + sleeper + "'").out, "3\n");
   EXPECT_TRUE(host->kill_job(ref2, SIGTERM, 1s));
-  EXPECT_EQ(run(host, "pgrep -c -f '^" + sleeper + "' || true").out, "0\n");
+  EXPECT_EQ(run(host, "pgrep -c -f '^" + sleeper + "' || true").out, "0\n")
+      << "kill_job verified with a setsid child alive";
   host->remove_job(ref);
   EXPECT_FALSE(std::filesystem::exists(ref.dir));
 }

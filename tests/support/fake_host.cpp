@@ -101,7 +101,7 @@ exec::JobChunk FakeHost::read_job(const exec::JobRef& job, std::uint64_t offset,
   return chunk;
 }
 
-bool FakeHost::kill_job(const exec::JobRef& job, int signal, std::chrono::milliseconds) {
+bool FakeHost::kill_job(const exec::JobRef& job, int signal, std::chrono::milliseconds, std::string*) {
   std::lock_guard lock(m_mutex);
   throw_if_unreachable();
   kills.emplace_back(job.id, signal);

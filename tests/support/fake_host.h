@@ -49,7 +49,8 @@ public:
   exec::ExitInfo run(const exec::CommandSpec& spec, exec::OutputSink& sink, std::stop_token stop) override;
   exec::JobRef start_job(const exec::CommandSpec& spec, const std::string& job_id, const std::string& job_dir) override;
   exec::JobChunk read_job(const exec::JobRef& job, std::uint64_t offset, std::size_t max_bytes) override;
-  bool kill_job(const exec::JobRef& job, int signal, std::chrono::milliseconds grace) override;
+  bool kill_job(const exec::JobRef& job, int signal, std::chrono::milliseconds grace,
+                std::string* detail = nullptr) override;
   void remove_job(const exec::JobRef& job) override;
   exec::FileWindow read_file(const exec::FileReadRequest& request) override;
 

@@ -16,10 +16,15 @@ std::vector<pid_t> live_processes(const std::string& command_prefix) {
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) {
       continue;
     }
-    std::ifstream cmdline(it->path() / "cmdline");
-    std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
-    std::ifstream stat(it->path() / "stat");
-    std::string st((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    std::string args, st;
+    try { // a process that ends meanwhile makes the read fail (ESRCH), and libstdc++ throw
+      std::ifstream cmdline(it->path() / "cmdline");
+      args.assign(std::istreambuf_iterator<char>(cmdline), std::istreambuf_iterator<char>());
+      std::ifstream stat(it->path() / "stat");
+      st.assign(std::istreambuf_iterator<char>(stat), std::istreambuf_iterator<char>());
+    } catch (const std::exception&) {
+      continue;
+    }
     auto paren = st.rfind(')');
     const bool zombie = paren != std::string::npos && paren + 2 < st.size() && st[paren + 2] == 'Z';
     std::replace(args.begin(), args.end(), '\0', ' ');

@@ -192,16 +192,17 @@ TEST_P(SshScripts, CancelEndsTheTree) {
 TEST_P(SshScripts, DurableJobLifecycle) {
   exec::CommandSpec spec;
   spec.command = "echo one; echo two >&2; exit 7";
-  auto ref = host->start_job(spec, "bash_test1", host->jobs_root() + "/bash_test1");
+  auto ref = host->start_job(spec, "bash_test1_" + std::to_string(::getpid()),
+                             host->jobs_root() + "/bash_test1_" + std::to_string(::getpid()));
   EXPECT_GT(ref.pid, 1);
-  EXPECT_EQ(ref.dir, (dir / "jobs" / "bash_test1").string());
+  EXPECT_EQ(ref.dir, (dir / "jobs" / ("bash_test1_" + std::to_string(::getpid()))).string());
   auto chunk = wait_job_end(ref);
   EXPECT_EQ(chunk.state.phase, exec::JobState::Phase::exited);
   EXPECT_EQ(chunk.state.exit_code, 7);
   EXPECT_EQ(chunk.data, "one\ntwo\n");
   EXPECT_EQ(chunk.size, 8u);
   for (const char* f : {"output", "pid", "status", "command", "boot_id"}) {
-    EXPECT_TRUE(std::filesystem::exists(dir / "jobs" / "bash_test1" / f)) << f;
+    EXPECT_TRUE(std::filesystem::exists(std::filesystem::path(ref.dir) / f)) << f;
   }
   // Reads by offset, newest bytes first when capped.
   auto tail = host->read_job(ref, 0, 4);
@@ -211,7 +212,7 @@ TEST_P(SshScripts, DurableJobLifecycle) {
   EXPECT_EQ(from.offset, 6u);
   EXPECT_EQ(from.data, "o\n");
   host->remove_job(ref);
-  EXPECT_FALSE(std::filesystem::exists(dir / "jobs" / "bash_test1"));
+  EXPECT_FALSE(std::filesystem::exists(ref.dir));
   EXPECT_THROW(host->read_job(ref, 0, 10), exec::HostError);
 }
 
@@ -219,13 +220,16 @@ TEST_P(SshScripts, DurableJobSurvivesAndIsKilledAsAGroup) {
   const std::string marker = "sleep 7" + std::to_string(::getpid()) + std::to_string(counter) + "9";
   exec::CommandSpec spec;
   spec.command = "echo begin; " + marker + " & " + marker + "; echo never";
-  auto ref = host->start_job(spec, "bash_test2", host->jobs_root() + "/bash_test2");
+  auto ref = host->start_job(spec, "bash_test2_" + std::to_string(::getpid()),
+                             host->jobs_root() + "/bash_test2_" + std::to_string(::getpid()));
   std::this_thread::sleep_for(300ms);
   auto chunk = host->read_job(ref, 0, 1024);
   EXPECT_EQ(chunk.state.phase, exec::JobState::Phase::running);
   EXPECT_EQ(chunk.data, "begin\n");
   EXPECT_EQ(count_processes(marker), 2);
-  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 1s));
+  std::string detail;
+  EXPECT_EQ(host->kill_job(ref, SIGTERM, 1s, &detail), GetParam() == Supervisor::perl)
+      << "verified only with the subreaper supervisor: " << detail;
   EXPECT_EQ(count_processes(marker), 0);
   chunk = wait_job_end(ref, 5s);
   EXPECT_EQ(chunk.state.phase, exec::JobState::Phase::signaled);
@@ -237,13 +241,16 @@ TEST_P(SshScripts, JobWithMissingCwdIsRefused) {
   exec::CommandSpec spec;
   spec.command = "true";
   spec.cwd = (dir / "missing").string();
-  EXPECT_THROW(host->start_job(spec, "bash_test3", host->jobs_root() + "/bash_test3"), exec::HostError);
+  EXPECT_THROW(host->start_job(spec, "bash_test3_" + std::to_string(::getpid()),
+                               host->jobs_root() + "/bash_test3_" + std::to_string(::getpid())),
+               exec::HostError);
 }
 
 TEST_P(SshScripts, JobWhoseProcessesVanishedIsReportedSo) {
   exec::CommandSpec spec;
   spec.command = "sleep 30";
-  auto ref = host->start_job(spec, "bash_test4", host->jobs_root() + "/bash_test4");
+  auto ref = host->start_job(spec, "bash_test4_" + std::to_string(::getpid()),
+                             host->jobs_root() + "/bash_test4_" + std::to_string(::getpid()));
   // Kill the supervisor and everything else in the session from outside: no status is written.
   ProcessResult r = run_process({"pkill", "-KILL", "-s", std::to_string(ref.pid)}, 5s);
   std::this_thread::sleep_for(200ms);
@@ -255,8 +262,9 @@ TEST_P(SshScripts, AReusedPidIsNotMistakenForTheJob) {
   const std::string marker = "sleep 8" + std::to_string(::getpid()) + std::to_string(counter) + "1";
   exec::CommandSpec spec;
   spec.command = marker;
-  auto ref = host->start_job(spec, "bash_test5", host->jobs_root() + "/bash_test5");
-  const auto starttime = dir / "jobs" / "bash_test5" / "starttime";
+  auto ref = host->start_job(spec, "bash_test5_" + std::to_string(::getpid()),
+                             host->jobs_root() + "/bash_test5_" + std::to_string(::getpid()));
+  const auto starttime = std::filesystem::path(ref.dir) / "starttime";
   for (int i = 0; i < 100 && !std::filesystem::exists(starttime); ++i) {
     std::this_thread::sleep_for(10ms);
   }
@@ -267,11 +275,98 @@ TEST_P(SshScripts, AReusedPidIsNotMistakenForTheJob) {
   std::getline(std::ifstream(starttime), real);
   std::ofstream(starttime) << "1\n";
   EXPECT_EQ(host->read_job(ref, 0, 100).state.phase, exec::JobState::Phase::vanished);
+  // The job's own command still carries the job's marker: it is found (and ended) without its
+  // supervisor, while the process that holds the pid now is left alone.
   EXPECT_TRUE(host->kill_job(ref, SIGTERM, 500ms));
-  EXPECT_EQ(count_processes(marker), 1) << "a process that is not the job's was signalled";
-  std::ofstream(starttime) << real << "\n";
-  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 1s));
   EXPECT_EQ(count_processes(marker), 0);
+  EXPECT_EQ(::kill(static_cast<pid_t>(ref.pid), 0), 0) << "the process that holds the job's pid was signalled";
+  std::ofstream(starttime) << real << "\n";
+  wait_job_end(ref);
+  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 1s));
+}
+
+TEST_P(SshScripts, TimeoutEndsProcessesThatLeftTheSessionOrSaysItCannot) {
+  const std::string a = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "1";
+  const std::string b = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "2";
+  Capture c;
+  auto info = run("setsid " + a + " & " + b + "; wait", c, 700ms);
+  EXPECT_TRUE(info.timed_out);
+  EXPECT_EQ(count_processes(b), 0);
+  if (GetParam() == Supervisor::perl) {
+    EXPECT_TRUE(info.tree_verified) << info.tree_note;
+    EXPECT_EQ(count_processes(a), 0) << "a setsid descendant survived the timeout";
+  } else {
+    EXPECT_FALSE(info.tree_verified) << "the sh fallback cannot see processes that left the session";
+    EXPECT_NE(info.tree_note.find("cannot track processes that left the session"), std::string::npos) << info.tree_note;
+  }
+  run_process({"pkill", "-f", a}, 5s);
+}
+
+TEST_P(SshScripts, ProcessesLeftRunningAreEndedWhenTheCommandReturns) {
+  const std::string a = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "3";
+  const std::string b = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "4";
+  Capture c;
+  auto start = std::chrono::steady_clock::now();
+  auto info = run(a + " & setsid " + b + " & echo started", c);
+  EXPECT_EQ(info.exit_code, 0);
+  EXPECT_EQ(c.out, "started\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  if (GetParam() == Supervisor::perl) {
+    EXPECT_EQ(info.leftovers, 2);
+    EXPECT_NE(info.leftover_names.find("sleep"), std::string::npos) << info.leftover_names;
+    EXPECT_EQ(count_processes(a), 0) << "a background child outlived its foreground command";
+    EXPECT_EQ(count_processes(b), 0) << "a setsid child outlived its foreground command";
+  }
+  run_process({"pkill", "-f", a}, 5s);
+  run_process({"pkill", "-f", b}, 5s);
+}
+
+TEST_P(SshScripts, KillingAJobEndsItsSetsidChildren) {
+  const std::string a = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "5";
+  exec::CommandSpec spec;
+  spec.command = "setsid " + a + " & wait";
+  auto ref = host->start_job(spec, "bash_setsid_" + std::to_string(::getpid()),
+                             host->jobs_root() + "/bash_setsid_" + std::to_string(::getpid()));
+  for (int i = 0; i < 300 && count_processes(a) == 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(count_processes(a), 1);
+  std::string detail;
+  bool verified = host->kill_job(ref, SIGTERM, 1s, &detail);
+  EXPECT_EQ(count_processes(a), 0) << "kill_job left the job's setsid child running";
+  if (GetParam() == Supervisor::perl) {
+    EXPECT_TRUE(verified) << detail;
+  } else {
+    EXPECT_FALSE(verified) << "without the subreaper the end is not verified";
+    EXPECT_NE(detail.find("cannot track"), std::string::npos) << detail;
+  }
+  run_process({"pkill", "-f", a}, 5s);
+}
+
+TEST_P(SshScripts, AJobWhoseSupervisorWasKilledIsEndedAndSaysSo) {
+  const std::string a = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "6";
+  const std::string b = "sleep 9" + std::to_string(::getpid()) + std::to_string(counter) + "7";
+  exec::CommandSpec spec;
+  spec.command = "setsid " + a + " & " + b + " & wait";
+  auto ref = host->start_job(spec, "bash_orphan_" + std::to_string(::getpid()),
+                             host->jobs_root() + "/bash_orphan_" + std::to_string(::getpid()));
+  for (int i = 0; i < 300 && (count_processes(a) == 0 || count_processes(b) == 0); ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(count_processes(b), 1);
+  ASSERT_EQ(::kill(static_cast<pid_t>(ref.pid), SIGKILL), 0);
+  for (int i = 0; i < 200 && ::kill(static_cast<pid_t>(ref.pid), 0) == 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  auto chunk = host->read_job(ref, 0, 100);
+  EXPECT_EQ(chunk.state.phase, exec::JobState::Phase::vanished);
+  EXPECT_NE(chunk.state.note.find("of the job that were still running were ended"), std::string::npos)
+      << chunk.state.note;
+  EXPECT_EQ(count_processes(b), 0) << "the job's processes outlived its killed supervisor";
+  EXPECT_EQ(count_processes(a), 0) << "a setsid process outlived the job's killed supervisor";
+  EXPECT_TRUE(host->kill_job(ref, SIGTERM, 500ms));
+  run_process({"pkill", "-f", a}, 5s);
+  run_process({"pkill", "-f", b}, 5s);
 }
 
 TEST_P(SshScripts, SkipCommandBashrcRunsTheCommandAtShellLevelTwo) {
@@ -290,6 +385,37 @@ TEST_P(SshScripts, SkipCommandBashrcRunsTheCommandAtShellLevelTwo) {
   Capture c2;
   skipping->run(spec, c2, {});
   EXPECT_EQ(c2.out, "6\n") << "a SHLVL the caller sets wins";
+}
+
+// The server ends a remote command on its timeout over a second channel; when the server is gone
+// (killed, or its connection lost), the perl supervisor ends the tree itself a little later.
+TEST(SshScriptsGuard, PerlSupervisorEndsTheTreeWhenItsServerNeverDoes) {
+  if (!std::filesystem::exists("/usr/bin/perl")) {
+    GTEST_SKIP() << "perl is not installed";
+  }
+  const std::string a = "sleep 9" + std::to_string(::getpid()) + "81",
+                    b = "sleep 9" + std::to_string(::getpid()) + "82";
+  exec::CommandSpec spec;
+  spec.command = "setsid " + a + " & " + b;
+  spec.timeout = 1s;
+  ForegroundScript fs = foreground_script(spec, "/bin/bash", "n0nce", "/usr/bin/perl", 200ms);
+  auto script = std::filesystem::temp_directory_path() / ("smcp-guard-" + std::to_string(::getpid()) + ".pl");
+  std::ofstream(script) << fs.input;
+  // Nobody will ever kill it: the supervisor runs on its own, as after its server died.
+  ASSERT_EQ(std::system(("/usr/bin/perl " + script.string() + " </dev/null >/dev/null 2>&1 &").c_str()), 0);
+  for (int i = 0; i < 300 && (testing::count_processes(a) == 0 || testing::count_processes(b) == 0); ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(testing::count_processes(b), 1);
+  // Its own deadline: timeout + grace + 5 s (whole seconds).
+  for (int i = 0; i < 1200 && (testing::count_processes(a) > 0 || testing::count_processes(b) > 0); ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(testing::count_processes(b), 0) << "the command outlived its timeout without a server";
+  EXPECT_EQ(testing::count_processes(a), 0) << "a setsid child outlived its timeout without a server";
+  run_process({"pkill", "-f", a}, 5s);
+  run_process({"pkill", "-f", b}, 5s);
+  std::filesystem::remove(script);
 }
 
 INSTANTIATE_TEST_SUITE_P(Supervisors, SshScripts, ::testing::Values(Supervisor::perl, Supervisor::shell),
