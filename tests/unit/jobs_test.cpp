@@ -409,6 +409,8 @@ TEST_F(JobsTest, RemoveDeletesAnEndedJobButNotARunningOne) {
 
 TEST_F(JobsTest, RetentionRemovesOnlyOldEndedJobs) {
   options.retention = std::chrono::hours(1);
+  // No background sweep: it could write the job's in-memory record back over the aged one below.
+  options.sweep_interval = std::chrono::hours(1);
   auto old_job = manager().start("", spec("old"), "");
   auto fresh = manager().start("", spec("fresh"), "");
   auto running = manager().start("", spec("running"), "");
