@@ -6,14 +6,16 @@
 # and p50/p99 latency for tools/list and for remote_bash `true` with 1, 16 and 64 concurrent clients;
 # last, GET /healthz latency while 520 sockets trickle half-sent requests (slowloris).
 #   tests/bench/http_load.sh [SECONDS_PER_RUN (default 5)] [IDLE_SESSIONS (default 1000)]
-# Environment: SMCP_BUILD_DIR (default build-release). Not part of ctest. Client and server share
-# the machine's cores, so the figures are a floor for a separate client machine.
+# Environment: SMCP_BUILD_DIR (default build-release); SMCP_BENCH_SERVER=PATH benchmarks another
+# sandbox-mcp binary (e.g. an older build, to compare) with this tree's load generator;
+# SMCP_SLOWLORIS_SOCKETS (default 520, 0 skips that phase). Not part of ctest. Client and server
+# share the machine's cores, so the figures are a floor for a separate client machine.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 seconds="${1:-5}"
 idle="${2:-1000}"
 build_dir="$(SMCP_BUILD_TYPE=Release SMCP_BUILD_DIR="${SMCP_BUILD_DIR:-$root/build-release}" "$root/scripts/build.sh" | tail -n 1)"
-bin="$build_dir/mcp-server/app/sandbox-mcp"
+bin="${SMCP_BENCH_SERVER:-$build_dir/mcp-server/app/sandbox-mcp}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/smcp-bench-http.XXXXXX")"
 pid=""
 cleanup() {

@@ -27,7 +27,11 @@ public:
   explicit ScriptedEndpoint(std::shared_ptr<MessageSink> unsolicited) : m_unsolicited(std::move(unsolicited)) {}
   ~ScriptedEndpoint() override {
     if (m_worker.joinable()) {
-      m_worker.join();
+      if (m_worker.get_id() == std::this_thread::get_id()) {
+        m_worker.detach(); // the worker dropped the last reference (its reply sink held the session)
+      } else {
+        m_worker.join();
+      }
     }
   }
 
