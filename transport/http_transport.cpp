@@ -707,6 +707,8 @@ struct Response {
   std::function<void()> on_stream_end; // once, when the stream response ends (or never starts)
   bool close = false;                  // close the connection after this response
   bool authenticated = false;          // the request passed the bearer-token check
+  bool keep_alive = true;              // set with `wire`
+  std::string wire;                    // a plain answer as sent: status line, headers, body
 
   void set_header(const std::string& name, std::string value) {
     for (auto& [k, v] : headers) {
@@ -2052,9 +2054,13 @@ public:
       return;
     }
     m_state = State::closed;
-    boost::system::error_code ec;
-    m_socket.shutdown(tcp::socket::shutdown_both, ec);
-    m_socket.close(ec);
+    {
+      boost::system::error_code ec;
+      std::lock_guard lock(m_fd_mutex);
+      m_fd_closed = true;
+      m_socket.shutdown(tcp::socket::shutdown_both, ec);
+      m_socket.close(ec);
+    }
     m_deadline.cancel();
     m_keepalive.cancel();
     end_stream_bookkeeping();
@@ -2144,8 +2150,39 @@ private:
         set_error(*res, 500, k_code_transport, std::string("Internal error: ") + e.what());
       }
       spdlog::debug("http: {} {} -> {} ({})", req->method, req->path, res->status, req->remote_addr);
-      asio::post(self->m_socket.get_executor(), [self, req, res] { self->on_handled(*req, *res); });
+      // A plain answer leaves from this thread at once (no wait for the I/O thread to be
+      // scheduled); what the socket does not take now, the I/O thread writes.
+      std::size_t sent = 0;
+      if (!res->sse) {
+        res->keep_alive = req->keep_alive && !res->close && !self->m_impl.m_stopping.load();
+        res->wire = serialize_head(*res, false, res->keep_alive, req->version) + res->body;
+        sent = self->send_from_worker(res->wire);
+      }
+      asio::post(self->m_socket.get_executor(), [self, req, res, sent] { self->on_handled(*req, *res, sent); });
     });
+  }
+
+  // Worker thread, while the I/O thread leaves the socket alone (state handling: no read or
+  // write pending); close() takes the same lock, so the descriptor cannot be closed (and reused)
+  // under this write.
+  std::size_t send_from_worker(const std::string& bytes) {
+    std::lock_guard lock(m_fd_mutex);
+    if (m_fd_closed) {
+      return 0;
+    }
+    std::size_t sent = 0;
+    while (sent < bytes.size()) {
+      ssize_t n =
+          ::send(m_socket.native_handle(), bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) {
+          continue;
+        }
+        break; // full (the I/O thread goes on) or failed (its write fails too)
+      }
+      sent += static_cast<std::size_t>(n);
+    }
+    return sent;
   }
 
   void on_read_error(const beast::error_code& ec) {
@@ -2169,7 +2206,7 @@ private:
     write(serialize_head(res, false, false, 11) + res.body, [self = shared_from_this()] { self->linger(); });
   }
 
-  void on_handled(const Request& req, Response& res) {
+  void on_handled(const Request& req, Response& res, std::size_t sent) {
     if (m_state != State::handling) {
       if (res.on_stream_end) {
         res.on_stream_end();
@@ -2177,21 +2214,28 @@ private:
       return;
     }
     m_trusted = m_trusted || res.authenticated;
-    const bool keep = req.keep_alive && !res.close && !m_impl.m_stopping.load() &&
-                      !(res.sse && req.version == 10); // a 1.0 stream ends with the connection
-    m_keep_alive = keep;
-    m_chunked = req.version != 10;
-    m_state = State::writing;
     if (!res.sse) {
-      write(serialize_head(res, false, keep, req.version) + res.body, [self = shared_from_this(), keep] {
+      const bool keep = res.keep_alive && !m_impl.m_stopping.load();
+      m_state = State::writing;
+      auto next = [self = shared_from_this(), keep] {
         if (keep) {
           self->read_next();
         } else {
           self->linger();
         }
-      });
+      };
+      if (sent >= res.wire.size()) {
+        next();
+      } else {
+        write(res.wire.substr(sent), std::move(next));
+      }
       return;
     }
+    const bool keep = req.keep_alive && !res.close && !m_impl.m_stopping.load() &&
+                      req.version != 10; // a 1.0 stream ends with the connection
+    m_keep_alive = keep;
+    m_chunked = req.version != 10;
+    m_state = State::writing;
     m_sse = res.sse;
     m_on_stream_end = std::move(res.on_stream_end);
     write(serialize_head(res, m_chunked, keep, req.version), [self = shared_from_this()] { self->start_stream(); });
@@ -2431,6 +2475,8 @@ private:
   std::atomic<bool> m_pump_posted{false};
   Clock::time_point m_last_write;
   std::array<char, 4096> m_drain{};
+  std::mutex m_fd_mutex; // see send_from_worker()
+  bool m_fd_closed = false;
 };
 
 void HttpTransport::Impl::on_accepted(tcp::socket socket) {
