@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ pkg-config ccache git
-  libssh2-1-dev nlohmann-json3-dev libcpp-httplib-dev libasio-dev libspdlog-dev libfmt-dev
+  libssh2-1-dev nlohmann-json3-dev libboost-dev libasio-dev libspdlog-dev libfmt-dev
   libcli11-dev libpcre2-dev libsqlite3-dev sqlite3 openssh-client
 )
 if [[ "${1:-}" == "--test" ]]; then

@@ -2,8 +2,10 @@
 // client messages and answers as application/json or as an SSE stream, GET opens the session's
 // server-to-client SSE stream (resumable with Last-Event-ID), DELETE ends a session. Safe by
 // default: loopback bind, Host and Origin validation, bearer-token authentication (required beyond
-// loopback), bounded bodies, sessions and connections. GET /healthz answers without
-// authentication. cpp-httplib is an implementation detail of http_transport.cpp.
+// loopback), bounded bodies, sessions and connections, header and body deadlines. GET /healthz
+// answers without authentication. The HTTP/1.1 server (Boost.Asio + Boost.Beast's parser, one
+// event-driven I/O thread plus a worker pool for request handlers) is an implementation detail of
+// http_transport.cpp; its request parsing and checks are pure functions in http_request.h.
 #pragma once
 
 #include "transport/transport.h"
@@ -29,12 +31,23 @@ struct HttpOptions {
   // Host header names (with or without ":port") allowed besides localhost, 127.0.0.1 and [::1].
   // When bound beyond loopback and this is empty, any Host is accepted (the token protects).
   std::vector<std::string> allowed_hosts;
+  // Sessions open at once; when full, the least recently used idle session (no request in flight,
+  // no open stream) is ended to admit a new one; 503 only when every session is in use.
   std::size_t max_sessions = 1024;
   std::chrono::seconds session_idle_timeout{3600}; // a session without requests this long ends
   std::size_t max_body_bytes = 4 * 1024 * 1024;
-  // Worker threads: each open HTTP connection (keep-alive included) and each SSE stream holds one
-  // while it lasts; connections beyond this wait in the accept queue.
+  // Open HTTP connections (each SSE stream is one). At the limit a new connection replaces the one
+  // that has waited longest for a complete request (never-authenticated ones first); connections
+  // busy with a request or a stream are kept, and when all are busy the new one gets 503. Also the
+  // bound of the request-handler threads; GET streams are refused beyond three quarters of it.
   std::size_t max_connections = 512;
+  // A request's headers must arrive within header_timeout of the connection starting to wait for
+  // it (an idle keep-alive connection closes then), its body within body_timeout of the headers'
+  // end; bytes trickling in extend neither (408, then the connection closes). A write (answer or
+  // SSE event) that does not complete within write_timeout closes the connection.
+  std::chrono::milliseconds header_timeout{10000};
+  std::chrono::milliseconds body_timeout{30000};
+  std::chrono::milliseconds write_timeout{10000};
   std::chrono::milliseconds sse_keepalive{15000}; // comment line on idle SSE streams
   std::size_t sse_history = 1024;                 // events kept per stream for Last-Event-ID
   std::chrono::milliseconds sse_retry{1000};      // "retry:" advertised in the priming event

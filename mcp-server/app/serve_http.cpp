@@ -53,7 +53,10 @@ void add_http_options(CLI::App& serve, HttpCli& cli) {
   serve.add_option("--allow-host", cli.allow_hosts,
                    "HTTP: a Host header name allowed besides localhost, 127.0.0.1 and [::1], e.g. the name a "
                    "reverse proxy forwards (repeatable)");
-  serve.add_option("--max-sessions", cli.max_sessions, "HTTP: sessions open at once (more get 503)")
+  serve
+      .add_option("--max-sessions", cli.max_sessions,
+                  "HTTP: sessions open at once; when full, the least recently used idle session is ended to "
+                  "admit a new one (503 only when all are in use)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}));
   serve
       .add_option("--session-idle-timeout", cli.session_idle_timeout_s,
@@ -65,7 +68,8 @@ void add_http_options(CLI::App& serve, HttpCli& cli) {
       ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30));
   serve
       .add_option("--max-connections", cli.max_connections,
-                  "HTTP: worker threads; each open connection and SSE stream holds one while it lasts")
+                  "HTTP: open connections (each SSE stream is one); at the limit, connections still waiting for a "
+                  "complete request give way to new ones")
       ->check(CLI::Range(std::size_t{8}, std::size_t{16384}));
 }
 

@@ -2,7 +2,8 @@
 // with its own MCP session and keep-alive connection, send requests back to back for a fixed
 // time; prints requests/s and latency percentiles. First it opens idle sessions (they stay open
 // during the runs) and reports the server's resident memory before and after.
-//   http_load PORT SERVER_PID [SECONDS_PER_RUN] [IDLE_SESSIONS] [TOKEN]
+//   http_load PORT SERVER_PID [SECONDS_PER_RUN] [IDLE_SESSIONS] [TOKEN] [SLOWLORIS_SOCKETS (default 520)]
+// Last, it measures GET /healthz while SLOWLORIS_SOCKETS connections trickle half-sent requests.
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -251,6 +252,49 @@ long rss_kib(int pid) {
   return -1;
 }
 
+// A connection that sends one header line of a never-ending request every second (slowloris).
+int trickling_socket() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(g_port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (fd >= 0) {
+      ::close(fd);
+    }
+    return -1;
+  }
+  const std::string start = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  ::send(fd, start.data(), start.size(), MSG_NOSIGNAL);
+  return fd;
+}
+
+// GET /healthz on a new connection: milliseconds until the answer, or -1 after `timeout_ms`.
+double healthz_ms(int timeout_ms) {
+  auto t0 = Clock::now();
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(g_port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  double result = -1;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string req = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+    char buf[512];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 12 && std::string(buf, 12) == "HTTP/1.1 200") {
+      result = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    }
+  }
+  ::close(fd);
+  return result;
+}
+
 int threads_of(int pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;
@@ -266,7 +310,7 @@ int threads_of(int pid) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::cerr << "usage: http_load PORT SERVER_PID [SECONDS_PER_RUN] [IDLE_SESSIONS] [TOKEN]\n";
+    std::cerr << "usage: http_load PORT SERVER_PID [SECONDS_PER_RUN] [IDLE_SESSIONS] [TOKEN] [SLOWLORIS_SOCKETS]\n";
     return 2;
   }
   g_port = std::stoi(argv[1]);
@@ -274,6 +318,7 @@ int main(int argc, char** argv) {
   const double seconds = argc > 3 ? std::stod(argv[3]) : 5.0;
   const int idle_sessions = argc > 4 ? std::stoi(argv[4]) : 1000;
   g_token = argc > 5 ? argv[5] : "";
+  const int slow_sockets = argc > 6 ? std::stoi(argv[6]) : 520;
 
   const std::vector<Op> ops = {
       {"tools/list", R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})", "\"tools\""},
@@ -308,6 +353,50 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("server threads after the runs: %d\n", threads_of(pid));
+
+  // Slowloris: sockets that each send one header line per second and never finish their request.
+  if (slow_sockets > 0) {
+    std::vector<int> slow;
+    for (int i = 0; i < slow_sockets; ++i) {
+      int fd = trickling_socket();
+      if (fd >= 0) {
+        slow.push_back(fd);
+      }
+    }
+    std::atomic<bool> stop{false};
+    std::thread trickle([&] {
+      for (int line = 0; !stop.load(); ++line) {
+        const std::string header = "X-Slow-" + std::to_string(line) + ": 1\r\n";
+        for (int fd : slow) {
+          ::send(fd, header.data(), header.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        for (int i = 0; i < 10 && !stop.load(); ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    std::vector<double> answered;
+    int unanswered = 0;
+    for (int i = 0; i < 5; ++i) {
+      double ms = healthz_ms(10000);
+      if (ms < 0) {
+        ++unanswered;
+      } else {
+        answered.push_back(ms);
+      }
+    }
+    std::sort(answered.begin(), answered.end());
+    std::printf("slowloris: %zu sockets trickling one header line per second; GET /healthz on a new connection: "
+                "%zu of 5 answered (median %.1f ms, max %.1f ms), %d not answered within 10 s\n",
+                slow.size(), answered.size(), percentile(answered, 50), answered.empty() ? 0.0 : answered.back(),
+                unanswered);
+    stop = true;
+    trickle.join();
+    for (int fd : slow) {
+      ::close(fd);
+    }
+  }
 
   return 0;
 }

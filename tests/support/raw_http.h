@@ -153,10 +153,11 @@ public:
     }
   }
 
-  // Sends a request; Host defaults to 127.0.0.1:PORT unless `headers` has one. With `chunked`,
-  // the body goes with Transfer-Encoding: chunked (in 64 KiB chunks) instead of Content-Length.
-  void send(const std::string& method, const std::string& target, const Headers& headers, const std::string& body,
-            bool chunked = false) {
+  // The bytes of a request; Host defaults to 127.0.0.1:PORT unless `headers` has one. With
+  // `chunked`, the body goes with Transfer-Encoding: chunked (in 64 KiB chunks) instead of
+  // Content-Length.
+  static std::string format(int port, const std::string& method, const std::string& target, const Headers& headers,
+                            const std::string& body, bool chunked = false) {
     std::string req = method + " " + target + " HTTP/1.1\r\n";
     bool has_host = false;
     for (const auto& [k, v] : headers) {
@@ -164,7 +165,7 @@ public:
       req += k + ": " + v + "\r\n";
     }
     if (!has_host) {
-      req += "Host: 127.0.0.1:" + std::to_string(m_port) + "\r\n";
+      req += "Host: 127.0.0.1:" + std::to_string(port) + "\r\n";
     }
     if (chunked) {
       req += "Transfer-Encoding: chunked\r\n\r\n";
@@ -181,14 +182,27 @@ public:
       }
       req += "\r\n" + body;
     }
+    return req;
+  }
+
+  // Sends a request (see format()).
+  void send(const std::string& method, const std::string& target, const Headers& headers, const std::string& body,
+            bool chunked = false) {
+    send_raw(format(m_port, method, target, headers, body, chunked));
+  }
+
+  // Sends bytes as they are (several pipelined requests, a partial request, garbage). Returns
+  // false when the connection refused them (e.g. the server closed it).
+  bool send_raw(const std::string& bytes) {
     std::size_t sent = 0;
-    while (sent < req.size()) {
-      ssize_t n = ::send(m_fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+    while (sent < bytes.size()) {
+      ssize_t n = ::send(m_fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
       if (n <= 0) {
-        break; // the server may answer early and close; the answer is still readable
+        return false; // the server may answer early and close; the answer is still readable
       }
       sent += static_cast<std::size_t>(n);
     }
+    return true;
   }
 
   // Status line and headers; the body is read with read_body / read_body_until.
@@ -221,7 +235,8 @@ public:
     }
     m_chunked = lower(r.header("Transfer-Encoding")) == "chunked";
     m_length_left = r.has_header("Content-Length") ? std::stoull(r.header("Content-Length")) : 0;
-    m_until_close = !m_chunked && !r.has_header("Content-Length");
+    const bool no_body = r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
+    m_until_close = !no_body && !m_chunked && !r.has_header("Content-Length");
     m_body_done = !m_chunked && !m_until_close && m_length_left == 0;
     return r;
   }
