@@ -79,8 +79,8 @@ function readmeAddLines() {
   return section.split('\n').filter((l) => /^claude mcp add /.test(l.trim())).map((l) => l.trim());
 }
 
-function startHttpServer(port) {
-  const child = spawn(BIN, ['serve', '--http', `127.0.0.1:${port}`, '--state-dir', path.join(tmp, `http-${port}`)], {
+function startHttpServer(port, extra = []) {
+  const child = spawn(BIN, ['serve', '--http', `127.0.0.1:${port}`, '--state-dir', path.join(tmp, `http-${port}`), ...extra], {
     env: { ...process.env, SSH_HOST: '', SANDBOX_MCP_HTTP_TOKEN: '' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -100,13 +100,15 @@ function startHttpServer(port) {
   });
 }
 
-test('README: its claude mcp add lines work as written; claude mcp list says Connected (stdio and HTTP)', async () => {
+test('README: its claude mcp add lines work as written; claude mcp list says Connected (stdio and HTTP, sessions never closed)', async () => {
   const lines = readmeAddLines();
   const stdioLines = lines.filter((l) => !l.includes('--transport http'));
   const httpLines = lines.filter((l) => l.includes('--transport http'));
   assert.ok(stdioLines.length >= 1 && httpLines.length >= 1, `README add lines: ${lines.join(' | ')}`);
   // The README's HTTP lines name port 8765; the test's server runs on a free port in its place.
-  const probe = await startHttpServer(0);
+  // Claude Code never DELETEs its sessions: with room for 2, the 3rd and later `claude mcp list`
+  // must still connect (the least recently used idle session is evicted, not the newcomer refused).
+  const probe = await startHttpServer(0, ['--max-sessions', '2']);
   const port = new URL(probe.url).port;
   for (const [i, line] of lines.entries()) {
     const home = scratchHome(`readme-${i}`);
@@ -118,16 +120,23 @@ test('README: its claude mcp add lines work as written; claude mcp list says Con
       .replaceAll('"$PWD/build/', `"${BUILD_DIR}/`);
     const add = sh(command, { env });
     assert.equal(add.code, 0, `${command}\n${add.out}`);
-    const list = sh('claude mcp list', { env });
-    assert.equal(list.code, 0, list.out);
+    const rounds = line.includes('--transport http') ? 4 : 1;
+    let list;
+    for (let round = 0; round < rounds; round++) {
+      list = sh('claude mcp list', { env });
+      assert.equal(list.code, 0, list.out);
+      if (round < rounds - 1) assert.match(list.out, /✔ Connected/, `round ${round}:\n${list.out}`);
+    }
     const name = /claude mcp add (?:--\S+ \S+ )*(\S+)/.exec(command.replace(/-e \S+ /g, ''))[1];
     const row = list.out.split('\n').find((l) => l.startsWith(`${name}:`));
     assert.ok(row, `claude mcp list shows ${name}:\n${list.out}`);
     if (/SSH_HOST=gpu1/.test(line)) continue;
     assert.match(row, /✔ Connected/, `${command}\n${list.out}`);
   }
-  // Claude Code never DELETEs its HTTP sessions; the server stays usable (see the LRU eviction).
+  // (spawnSync held the event loop: let the server's stderr reach us.)
+  await new Promise((r) => setTimeout(r, 300));
   assert.equal(probe.child.exitCode, null, probe.stderr());
+  assert.match(probe.stderr(), /evicted \(least recently used/, 'the full session table made room by eviction');
 });
 
 test('project config: the repository .mcp.json connects from a subfolder', () => {
