@@ -72,6 +72,11 @@ struct JobState {
   Phase phase = Phase::running; // vanished: no status was written and no process remains
   int exit_code = 0;
   int signal = 0;
+  // Set when the job's output file could not be written (errno, e.g. ENOSPC): it holds the first
+  // `output_written` bytes; `output_lost` more were produced and not kept.
+  int output_errno = 0;
+  std::uint64_t output_written = 0;
+  std::uint64_t output_lost = 0;
 };
 
 struct JobChunk {

@@ -156,6 +156,9 @@ mcp::Tool make_remote_bash_tool(ToolEnv& env) {
         out["note"] = "timed out after " + std::to_string(spec.timeout.count()) +
                       " ms; the whole process tree was ended. Use a larger timeout or run_in_background.";
       }
+      if (!r.note.empty()) {
+        out["note"] = out.contains("note") ? out["note"].get<std::string>() + " " + r.note : r.note;
+      }
       return mcp::ToolResult::ok(std::move(out));
     });
   };
