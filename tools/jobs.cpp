@@ -753,8 +753,9 @@ void JobManager::refresh(Job& job) {
     break;
   case exec::JobState::Phase::vanished:
     job.rec.status = "killed";
-    job.note = "the job's processes are gone and it left no exit status (the host may have rebooted, or the job "
-               "was killed from outside)";
+    job.note = "the job's processes are gone and it left no exit status (the host may have rebooted, the job was "
+               "killed from outside, or its disk was full when it ended: check `df " +
+               job.rec.job_dir + "`)";
     break;
   }
   if (chunk.state.output_errno != 0) {
