@@ -112,18 +112,28 @@ public:
   }
 
   // A response for an expected request (nullopt: the request was cancelled, send nothing).
-  void respond(std::optional<json> response) {
+  // `on_sent` (ToolContext::on_response_sent hooks) run once the response is handed to the sink:
+  // right after it for a single message, after the batch array for a batch; dropped with no response.
+  void respond(std::optional<json> response, std::vector<std::function<void()>> on_sent = {}) {
     bool done;
+    bool sent = false;
     {
       std::lock_guard lock(m_mutex);
       if (response) {
         if (m_batch) {
           m_responses.push_back(std::move(*response));
+          for (auto& hook : on_sent) {
+            m_batch_hooks.push_back(std::move(hook));
+          }
         } else {
           m_sink->send(serialize(*response));
+          sent = true;
         }
       }
       done = --m_pending == 0 && m_sealed;
+    }
+    if (sent) {
+      run_hooks(on_sent);
     }
     if (done) {
       finish();
@@ -155,14 +165,27 @@ private:
   void finish() {
     if (m_batch && !m_responses.empty()) {
       m_sink->send(serialize(m_responses));
+      run_hooks(m_batch_hooks);
     }
     m_sink->end();
+  }
+
+  static void run_hooks(std::vector<std::function<void()>>& hooks) {
+    for (auto& hook : hooks) {
+      try {
+        hook();
+      } catch (const std::exception& e) {
+        spdlog::error("after a response was sent: {}", e.what());
+      }
+    }
+    hooks.clear();
   }
 
   std::shared_ptr<transport::MessageSink> m_sink;
   bool m_batch;
   std::mutex m_mutex;
   json m_responses = json::array();
+  std::vector<std::function<void()>> m_batch_hooks; // on_sent hooks of the batch's responses
   int m_pending = 0;
   bool m_sealed = false;
 };
@@ -170,6 +193,8 @@ private:
 struct Call {
   std::stop_source stop;
   bool cancelled = false; // guarded by Session::m_mutex
+  // ToolContext::on_response_sent hooks, handed over by the call's thread when its work returns.
+  mutable std::vector<std::function<void()>> on_sent;
 };
 
 class Session final : public transport::Endpoint,
@@ -300,6 +325,16 @@ public:
     }
   }
 
+  // Kept until the call's work returns, then handed to its Call (see start_tool_call).
+  void on_response_sent(std::function<void()> hook) override {
+    std::lock_guard lock(m_mutex);
+    m_on_sent.push_back(std::move(hook));
+  }
+  std::vector<std::function<void()>> take_on_sent() {
+    std::lock_guard lock(m_mutex);
+    return std::move(m_on_sent);
+  }
+
 private:
   std::shared_ptr<Session> m_session;
   std::shared_ptr<Inbound> m_inbound;
@@ -309,6 +344,7 @@ private:
   long m_progress = 0;
   bool m_closed = false;
   std::chrono::steady_clock::time_point m_last_progress;
+  std::vector<std::function<void()>> m_on_sent;
 };
 
 void Session::receive_oversized(std::size_t bytes, std::size_t limit, std::shared_ptr<transport::MessageSink> reply) {
@@ -717,8 +753,10 @@ void Session::start_tool_call(const json& id, const json& params, const std::sha
               spdlog::error("tool {} produced a result that violates its outputSchema: {}", tool->name, *err);
               result = ToolResult::error("Internal error: tool " + tool->name + " produced an invalid result (" + *err +
                                          "); please report this bug");
+              context.take_on_sent(); // the tool's answer is not delivered: its hooks must not run
             }
           }
+          call.on_sent = context.take_on_sent(); // run by run_in_worker once the response is sent
           std::string text = result.text.empty() ? serialize(result.structured) : result.text;
           body["content"] = json::array({{{"type", "text"}, {"text", std::move(text)}}});
           if (!result.is_error && !result.structured.is_null() && structured) {
@@ -781,9 +819,9 @@ void Session::run_in_worker(const json& id, const std::shared_ptr<Inbound>& inbo
     }
     if (cancelled) {
       spdlog::debug("request {} was cancelled; no response sent", key);
-      inbound->respond(std::nullopt);
+      inbound->respond(std::nullopt); // drops call->on_sent: nothing was delivered
     } else {
-      inbound->respond(std::move(response));
+      inbound->respond(std::move(response), std::move(call->on_sent));
     }
     // Last touch of shared state: close() waits for this before it returns.
     {

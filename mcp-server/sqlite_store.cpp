@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
+#include <cerrno>
 #include <mutex>
 #include <stdexcept>
 
@@ -51,11 +52,34 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 )sql";
 
+bool is_disk_full(sqlite3* db, int rc) {
+  if ((rc & 0xff) == SQLITE_FULL) {
+    return true;
+  }
+  const int err = sqlite3_system_errno(db);
+  return (rc & 0xff) == SQLITE_IOERR && (err == ENOSPC || err == EDQUOT);
+}
+
+// Throws the error for a failed SQLite call: StoreFull (with the path and what to do) when the disk
+// is full, std::runtime_error with SQLite's message otherwise.
+[[noreturn]] void fail(sqlite3* db, int rc, const std::string& what) {
+  const char* file = sqlite3_db_filename(db, "main");
+  const std::string path = file && *file ? file : ":memory:";
+  if (is_disk_full(db, rc)) {
+    const std::string dir = path.substr(0, path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/'));
+    throw StoreFull("disk full: cannot write the state database " + path + " (" + sqlite3_errmsg(db) +
+                    "). Free some space on its filesystem (`df " + (dir.empty() ? "." : dir) +
+                    "`; a few MB is enough), e.g. by removing ended jobs (remote_bash_kill {remove: true}) or "
+                    "large files; reading jobs and files keeps working meanwhile.");
+  }
+  throw std::runtime_error("sqlite " + what + " failed on " + path + ": " + sqlite3_errmsg(db));
+}
+
 class Statement {
 public:
   Statement(sqlite3* db, const char* sql) : m_db(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &m_stmt, nullptr) != SQLITE_OK) {
-      throw std::runtime_error(std::string("sqlite prepare failed: ") + sqlite3_errmsg(db));
+    if (int rc = sqlite3_prepare_v2(db, sql, -1, &m_stmt, nullptr); rc != SQLITE_OK) {
+      fail(db, rc, "prepare");
     }
   }
   ~Statement() { sqlite3_finalize(m_stmt); }
@@ -85,7 +109,7 @@ public:
       return true;
     }
     if (rc != SQLITE_DONE) {
-      throw std::runtime_error(std::string("sqlite step failed: ") + sqlite3_errmsg(m_db));
+      fail(m_db, rc, "step");
     }
     return false;
   }
@@ -148,28 +172,26 @@ SandboxRecord read_sandbox(const Statement& s) {
 class SqliteStateStore final : public StateStore {
 public:
   explicit SqliteStateStore(const std::string& path) {
-    int rc = sqlite3_open_v2(path.c_str(), &m_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                             nullptr);
-    if (rc != SQLITE_OK) {
-      std::string msg = m_db ? sqlite3_errmsg(m_db) : "out of memory";
+    try {
+      open(path, false);
+    } catch (const StoreFull& e) {
+      // A full disk: the WAL index (state.db-shm) cannot be created. With exclusive locking SQLite
+      // keeps that index in memory, so an existing database opens and serves reads; writes fail
+      // with StoreFull until space is freed. (No other process can open the database meanwhile.)
       sqlite3_close(m_db);
-      throw std::runtime_error("cannot open state database " + path + ": " + msg);
+      m_db = nullptr;
+      spdlog::warn("{}", e.what());
+      try {
+        open(path, true);
+      } catch (...) {
+        sqlite3_close(m_db);
+        throw;
+      }
+      spdlog::warn("state database {} opened in exclusive mode because the disk is full", path);
+    } catch (...) {
+      sqlite3_close(m_db);
+      throw;
     }
-    sqlite3_busy_timeout(m_db, 5000);
-    exec("PRAGMA journal_mode=WAL");
-    exec("PRAGMA synchronous=NORMAL");
-    exec("PRAGMA foreign_keys=ON");
-    Statement v(m_db, "PRAGMA user_version");
-    v.step();
-    auto version = v.int64(0);
-    if (version > k_schema_version) {
-      throw std::runtime_error("state database " + path + " was written by a newer sandbox-mcp (schema " +
-                               std::to_string(version) + "); upgrade sandbox-mcp or use another --state-dir");
-    }
-    exec("BEGIN");
-    exec(k_schema);
-    exec("PRAGMA user_version = " + std::to_string(k_schema_version));
-    exec("COMMIT");
   }
   ~SqliteStateStore() override { sqlite3_close(m_db); }
 
@@ -209,7 +231,7 @@ public:
 
   void set_job_cursor(const std::string& id, std::uint64_t cursor) override {
     std::lock_guard lock(m_mutex);
-    Statement s(m_db, "UPDATE jobs SET cursor = ? WHERE id = ?");
+    Statement s(m_db, "UPDATE jobs SET cursor = MAX(cursor, ?) WHERE id = ?");
     s.bind(1, static_cast<std::int64_t>(cursor)).bind(2, id);
     s.step();
   }
@@ -282,12 +304,43 @@ public:
   }
 
 private:
+  void open(const std::string& path, bool exclusive) {
+    int rc = sqlite3_open_v2(path.c_str(), &m_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                             nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = m_db ? sqlite3_errmsg(m_db) : "out of memory";
+      sqlite3_close(m_db);
+      m_db = nullptr;
+      throw std::runtime_error("cannot open state database " + path + ": " + msg);
+    }
+    sqlite3_busy_timeout(m_db, 5000);
+    if (exclusive) {
+      exec("PRAGMA locking_mode=EXCLUSIVE");
+    }
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=NORMAL");
+    exec("PRAGMA foreign_keys=ON");
+    Statement v(m_db, "PRAGMA user_version");
+    v.step();
+    auto version = v.int64(0);
+    if (version > k_schema_version) {
+      throw std::runtime_error("state database " + path + " was written by a newer sandbox-mcp (schema " +
+                               std::to_string(version) + "); upgrade sandbox-mcp or use another --state-dir");
+    }
+    if (version == k_schema_version) {
+      return; // up to date: nothing to write (a full disk must not keep the server from starting)
+    }
+    exec("BEGIN");
+    exec(k_schema);
+    exec("PRAGMA user_version = " + std::to_string(k_schema_version));
+    exec("COMMIT");
+  }
+
   void exec(const std::string& sql) {
     char* err = nullptr;
-    if (sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string msg = err ? err : "unknown error";
+    if (int rc = sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, &err); rc != SQLITE_OK) {
       sqlite3_free(err);
-      throw std::runtime_error("sqlite: " + msg + " in: " + sql.substr(0, 80));
+      fail(m_db, rc, "'" + sql.substr(0, 40) + "'");
     }
   }
 

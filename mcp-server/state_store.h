@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,14 @@ struct AuditEvent {
   std::string detail;  // exit status, error, ...
 };
 
+// A write failed because the disk (or the user's quota) is full. The message says so and names the
+// database; reads keep working, and writes work again once space is freed.
+class StoreFull : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+// Writes throw StoreFull when the disk is full, std::runtime_error for other failures.
 class StateStore {
 public:
   virtual ~StateStore() = default;
@@ -55,6 +64,7 @@ public:
   virtual void put_job(const JobRecord& job) = 0; // insert or replace
   virtual std::optional<JobRecord> get_job(const std::string& id) = 0;
   virtual std::vector<JobRecord> list_jobs(std::size_t limit) = 0; // newest first
+  // Moves the saved read position forward only (a smaller value than the saved one is ignored).
   virtual void set_job_cursor(const std::string& id, std::uint64_t cursor) = 0;
   virtual void delete_job(const std::string& id) = 0;
 
@@ -67,7 +77,8 @@ public:
   virtual std::vector<AuditEvent> recent_audit(std::size_t limit) = 0; // newest first
 };
 
-// Opens (creating or migrating) the database at `path`; ":memory:" for tests.
+// Opens (creating or migrating) the database at `path`; ":memory:" for tests. On a full disk an
+// existing database still opens (for reading; writes throw StoreFull until space is freed).
 // Throws std::runtime_error with the path and SQLite's message when it cannot.
 std::unique_ptr<StateStore> open_sqlite_store(const std::string& path);
 

@@ -30,6 +30,11 @@ public:
   virtual void progress(std::string message) = 0;
   // Sends notifications/message when `level` passes the session's logging/setLevel threshold.
   virtual void log(LogLevel level, json data) = 0;
+  // Runs `hook` once this call's response has been handed to the transport (written to stdout,
+  // queued on the HTTP stream), on the call's thread; never when no response is sent (the call was
+  // cancelled). A tool commits here what must not outlive an answer the caller never got
+  // (remote_bash_output's read cursor). Contexts that cannot tell run it at once.
+  virtual void on_response_sent(std::function<void()> hook) { hook(); }
 };
 
 struct ToolResult {

@@ -83,6 +83,11 @@ struct JobState {
   // vanished: what was found of the job after its supervisor disappeared (processes still running
   // were ended), or empty.
   std::string note;
+  // Set when the job's output file could not be written (errno, e.g. ENOSPC): it holds the first
+  // `output_written` bytes; `output_lost` more were produced and not kept.
+  int output_errno = 0;
+  std::uint64_t output_written = 0;
+  std::uint64_t output_lost = 0;
 };
 
 struct JobChunk {

@@ -109,18 +109,23 @@ void check_cwd(const std::string& cwd) {
   }
 }
 
-void write_all(int fd, const char* p, std::size_t n) {
+// Returns 0, or the errno of the write that failed; `done` (if given) counts the bytes written.
+int write_all(int fd, const char* p, std::size_t n, std::uint64_t* done = nullptr) {
   while (n > 0) {
     ssize_t w = ::write(fd, p, n);
     if (w < 0) {
       if (errno == EINTR) {
         continue;
       }
-      return;
+      return errno;
     }
     p += w;
     n -= static_cast<std::size_t>(w);
+    if (done) {
+      *done += static_cast<std::uint64_t>(w);
+    }
   }
+  return 0;
 }
 
 // Async-signal-safe integer formatting (used between fork and exec/_exit).
@@ -150,6 +155,34 @@ void write_file_atomic(const char* tmp, const char* path, const char* text, std:
     return;
   }
   write_all(fd, text, n);
+  ::fsync(fd);
+  ::close(fd);
+  ::rename(tmp, path);
+}
+
+// The supervisor's status file is written into space reserved when the job starts (status.tmp is
+// created with this many bytes), so a job that fills the disk still records how it ended.
+constexpr std::size_t k_status_reserve = 128;
+
+void reserve_status(const char* tmp) {
+  char blank[k_status_reserve];
+  std::memset(blank, '\n', sizeof blank);
+  int fd = ::open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    write_all(fd, blank, sizeof blank);
+    ::close(fd);
+  }
+}
+
+// Overwrites the reserved status.tmp in place (no new blocks needed), then renames it; async-signal-safe.
+void write_status(const char* tmp, const char* path, const char* text, std::size_t n) {
+  int fd = ::open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return;
+  }
+  while (::pwrite(fd, text, n, 0) < 0 && errno == EINTR) {
+  }
+  [[maybe_unused]] int rc = ::ftruncate(fd, static_cast<off_t>(n));
   ::fsync(fd);
   ::close(fd);
   ::rename(tmp, path);
@@ -215,14 +248,22 @@ bool parse_status(const std::string& text, JobState& state) {
   if (std::sscanf(text.c_str(), "exit %d", &value) == 1) {
     state.phase = JobState::Phase::exited;
     state.exit_code = value;
-    return true;
-  }
-  if (std::sscanf(text.c_str(), "signal %d", &value) == 1) {
+  } else if (std::sscanf(text.c_str(), "signal %d", &value) == 1) {
     state.phase = JobState::Phase::signaled;
     state.signal = value;
-    return true;
+  } else {
+    return false;
   }
-  return false;
+  // "output-error ERRNO WRITTEN LOST": the output file could not be written (disk full).
+  if (auto at = text.find("\noutput-error "); at != std::string::npos) {
+    unsigned long long written = 0, lost = 0;
+    if (std::sscanf(text.c_str() + at + 1, "output-error %d %llu %llu", &value, &written, &lost) == 3) {
+      state.output_errno = value;
+      state.output_written = written;
+      state.output_lost = lost;
+    }
+  }
+  return true;
 }
 
 ExitInfo exit_info_from(int status) {
@@ -681,30 +722,38 @@ ExitInfo LocalHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_tok
   std::size_t n = format_int(text, static_cast<long>(::getpid()));
   text[n++] = '\n';
   write_file_atomic(plan.pid_tmp, plan.pid_file, text, n);
+  reserve_status(plan.status_tmp);
   pid_t self = ::getpid();
   write_all(3, reinterpret_cast<const char*>(&self), sizeof self);
   ::close(3);
   if (job < 0) {
     static const char failed[] = "exit 127\n";
-    write_file_atomic(plan.status_tmp, plan.status, failed, sizeof failed - 1);
+    write_status(plan.status_tmp, plan.status, failed, sizeof failed - 1);
     ::_exit(1);
   }
 
   int st = 0;
   bool reaped = false;
+  int write_error = 0;          // errno of the first failed write to the output file (disk full)
+  std::uint64_t write_lost = 0; // output bytes not written after it
+  std::uint64_t written = 0, discarded = 0;
   if (have_pipe) {
     ::close(pipe_fds[1]);
-    std::uint64_t written = 0, discarded = 0;
     static char buf[64 * 1024];
     auto copy = [&](ssize_t got) {
       std::uint64_t room = written < plan.output_cap ? plan.output_cap - written : 0;
       std::size_t keep = static_cast<std::size_t>(std::min<std::uint64_t>(room, static_cast<std::uint64_t>(got)));
       if (keep > 0) {
-        write_all(out, buf, keep);
-        written += keep;
+        // A failed write (disk full) ends the output file; the status says where and how much was lost.
+        std::uint64_t done = 0;
+        if (write_error == 0) {
+          write_error = write_all(out, buf, keep, &done);
+        }
+        written += keep; // counted against the cap whether it could be written or not
+        write_lost += keep - done;
       }
       if (keep < static_cast<std::size_t>(got)) {
-        if (discarded == 0) {
+        if (discarded == 0 && write_error == 0) {
           std::size_t m = append_text(text, 0, "\n[sandbox-mcp: output cap of ");
           m += format_int(text + m, static_cast<long>(plan.output_cap));
           m = append_text(text, m, " bytes reached; further output is discarded]\n");
@@ -740,7 +789,7 @@ ExitInfo LocalHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_tok
       }
       copy(got);
     }
-    if (discarded > 0) {
+    if (discarded > 0 && write_error == 0) {
       std::size_t m = append_text(text, 0, "[sandbox-mcp: ");
       m += format_int(text + m, static_cast<long>(discarded));
       m = append_text(text, m, " bytes of output were discarded after the cap]\n");
@@ -786,7 +835,16 @@ ExitInfo LocalHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_tok
     }
   }
   std::size_t len = status_record(text, st);
-  write_file_atomic(plan.status_tmp, plan.status, text, len);
+  if (write_error != 0) {
+    len = append_text(text, len, "output-error ");
+    len += format_int(text + len, write_error);
+    text[len++] = ' ';
+    len += format_int(text + len, static_cast<long>(written - write_lost));
+    text[len++] = ' ';
+    len += format_int(text + len, static_cast<long>(write_lost + discarded));
+    text[len++] = '\n';
+  }
+  write_status(plan.status_tmp, plan.status, text, len);
   ::_exit(0);
 }
 

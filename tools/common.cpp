@@ -53,6 +53,8 @@ mcp::ToolResult guarded(const std::string& tool, const std::string& host,
       break;
     }
     throw mcp::ToolError(tool + " failed on host '" + host + "': " + e.what() + advice);
+  } catch (const state::StoreFull& e) {
+    throw mcp::ToolError(tool + ": " + e.what());
   } catch (const std::out_of_range& e) {
     throw mcp::ToolError(tool + ": " + e.what());
   } catch (const std::logic_error& e) {

@@ -20,8 +20,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Ended jobs kept in memory (with their rings) beyond the ones in use.
+// Ended jobs kept in memory beyond the ones in use (their rings are released; records are small).
 constexpr std::size_t k_cached_finished_jobs = 16;
+
+// How long a read waits for the previous answer of the same job to be confirmed sent.
+constexpr std::chrono::seconds k_unconfirmed_answer_wait{10};
 
 // Keeps the head and the tail of one stream of a foreground command and counts the rest.
 class StreamCapture {
@@ -83,6 +86,13 @@ struct JobManager::Job {
   std::uint64_t last_used = 0; // JobManager::m_use_clock when last looked up (guarded by m_mutex)
   bool complete = false;       // durable: the end was seen and all output after it was read
 
+  // Reading. rec.cursor is the saved read position; read_pos is where the next read starts: ahead
+  // of rec.cursor while an answer's delivery is unconfirmed (inflight), see ReadReceipt.
+  std::uint64_t read_pos = 0;
+  int inflight = 0;      // answers handed out, neither committed nor given back
+  int readers = 0;       // output() / peek() calls using the ring now
+  bool released = false; // the ring gave its memory back; ensure_loaded() refills it from the file
+
   // Durable jobs: one refresh at a time, so a chunk is never appended twice.
   std::mutex refresh_mutex;
 
@@ -94,6 +104,9 @@ struct JobManager::Job {
   int spill_fd = -1;
   std::uint64_t spilled = 0; // bytes written to the spill file
   bool spill_capped = false;
+  bool spill_failed = false; // a write to the spill file failed (disk full): it is incomplete
+  int spill_error = 0;
+  std::uint64_t spill_lost = 0; // bytes not written to the spill file after it failed
   std::string last_line;
   std::unique_ptr<StreamCapture> out, err;
   bool timed_out = false;
@@ -143,7 +156,7 @@ public:
 
   // Called with job.m held: writes what the ring has so far, then follows the stream.
   static void open_spill_locked(Job& job, const JobOptions& options) {
-    if (job.spill_fd >= 0 || !job.rec.spill_path.empty() || options.spill_dir.empty()) {
+    if (job.spill_fd >= 0 || !job.rec.spill_path.empty() || job.spill_failed || options.spill_dir.empty()) {
       return; // already spilling (or spilled and closed)
     }
     std::error_code ec;
@@ -151,7 +164,12 @@ public:
     std::string path = options.spill_dir + "/" + job.rec.id + ".out";
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-      spdlog::warn("cannot create spill file {}: {}", path, std::strerror(errno));
+      const int err = errno;
+      spdlog::warn("cannot create spill file {}: {}", path, std::strerror(err));
+      job.spill_failed = true;
+      job.spill_error = err;
+      job.note = (err == ENOSPC ? std::string("disk full") : std::strerror(err)) + ": cannot create " + path +
+                 " to keep the full output (`df " + options.spill_dir + "`)";
       return;
     }
     job.spill_fd = fd;
@@ -159,12 +177,29 @@ public:
     spill_locked(job, options, job.ring.read(job.ring.start(), job.ring.end()));
   }
 
-  // Appends to the spill file up to the cap; past it, a marker once, then nothing.
+  // Appends to the spill file up to the cap; past it, a marker once, then nothing. A failed write
+  // (disk full) ends the spill: the note says where and how much was not kept.
   static void spill_locked(Job& job, const JobOptions& options, std::string_view data) {
     const std::uint64_t room = job.spilled < options.spill_cap ? options.spill_cap - job.spilled : 0;
     const auto keep = static_cast<std::size_t>(std::min<std::uint64_t>(room, data.size()));
-    write_all(job.spill_fd, data.substr(0, keep));
-    job.spilled += keep;
+    if (job.spill_failed) {
+      job.spill_lost += keep;
+    } else if (int err = write_all(job.spill_fd, data.substr(0, keep)); err != 0) {
+      job.spill_failed = true;
+      job.spill_error = err;
+      job.spill_lost += keep;
+    } else {
+      job.spilled += keep;
+    }
+    if (job.spill_failed) {
+      job.note = (job.spill_error == ENOSPC ? std::string("disk full") : std::strerror(job.spill_error)) +
+                 ": the full output file " + job.rec.spill_path + " stops after " + std::to_string(job.spilled) +
+                 " bytes; " + std::to_string(job.spill_lost) +
+                 " more bytes could not be kept there (free at least that "
+                 "much on its filesystem, `df " +
+                 options.spill_dir + "`)";
+      return;
+    }
     if (keep < data.size() && !job.spill_capped) {
       job.spill_capped = true;
       write_all(job.spill_fd, "\n[sandbox-mcp: output cap of " + std::to_string(options.spill_cap) +
@@ -172,17 +207,19 @@ public:
     }
   }
 
-  static void write_all(int fd, std::string_view data) {
+  // 0, or the errno of the write that failed.
+  static int write_all(int fd, std::string_view data) {
     while (!data.empty()) {
       ssize_t n = ::write(fd, data.data(), data.size());
       if (n < 0) {
         if (errno == EINTR) {
           continue;
         }
-        return;
+        return errno;
       }
       data.remove_prefix(static_cast<std::size_t>(n));
     }
+    return 0;
   }
 
 private:
@@ -205,12 +242,18 @@ JobManager::JobManager(HostRegistry& hosts, state::StateStore& store, JobOptions
       // be removed and expires like any ended job.
       rec.status = "unreachable";
       rec.ended_at_ms = now_ms();
-      m_store.put_job(rec);
+      try {
+        m_store.put_job(rec);
+      } catch (const std::exception& e) {
+        // A full disk must not keep the server from serving: the record is fixed on a later start.
+        spdlog::warn("cannot record that job {} is unreachable: {}", rec.id, e.what());
+      }
       continue;
     }
     auto job = std::make_shared<Job>(m_options.ring_bytes);
     job->rec = rec;
     job->ring.skip_to(rec.cursor);
+    job->read_pos = rec.cursor;
     m_jobs.emplace(rec.id, std::move(job));
   }
   m_sweeper = std::jthread([this](std::stop_token stop) { sweep_loop(stop); });
@@ -269,6 +312,15 @@ void JobManager::persist(Job& job) {
   }
 }
 
+void JobManager::audit(const state::AuditEvent& event) {
+  try {
+    m_store.audit(event);
+  } catch (const std::exception& e) {
+    // The command still runs (on a full disk it may be the one that frees space); the log keeps it.
+    spdlog::warn("audit not recorded ({}): {} {} {} {}", e.what(), event.host, event.kind, event.command, event.detail);
+  }
+}
+
 ForegroundResult JobManager::run(const std::string& host_name, const exec::CommandSpec& spec,
                                  const std::string& description,
                                  const std::function<void(const std::string&)>& on_progress, std::stop_token stop) {
@@ -286,7 +338,7 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
   job->rec.status = "running";
   job->rec.started_at_ms = now_ms();
   const auto started = Clock::now();
-  m_store.audit({job->rec.started_at_ms, job->rec.host, "run", spec.command, job->rec.id});
+  audit({job->rec.started_at_ms, job->rec.host, "run", spec.command, job->rec.id});
 
   // The runner owns a reference to the job; it outlives this call when the command is promoted.
   {
@@ -376,6 +428,9 @@ ForegroundResult JobManager::run(const std::string& host_name, const exec::Comma
     r.tree_verified = job->tree_verified;
   }
   r.status = r.running ? "running" : job->rec.status;
+  if (job->spill_failed) {
+    r.note = job->note;
+  }
   lock.unlock();
   if (job->persisted) {
     std::lock_guard jobs_lock(m_mutex);
@@ -435,11 +490,7 @@ void JobManager::finish_attached(Job& job, const exec::ExitInfo& info, const std
   if (error) {
     detail += std::string(" ") + error->what();
   }
-  try {
-    m_store.audit({job.rec.ended_at_ms, job.rec.host, "end", job.rec.id, detail});
-  } catch (const std::exception& e) {
-    spdlog::warn("audit: {}", e.what());
-  }
+  audit({job.rec.ended_at_ms, job.rec.host, "end", job.rec.id, detail});
   job.cv.notify_all();
 }
 
@@ -471,13 +522,28 @@ state::JobRecord JobManager::start(const std::string& host_name, const exec::Com
   job->rec.durable = true;
   job->rec.started_at_ms = now_ms();
   std::string dir = host->jobs_root() + "/" + job->rec.id;
-  exec::JobRef ref = host->start_job(spec, job->rec.id, dir);
+  // Recorded before it starts: a job the store cannot track (a full disk) is refused, not orphaned.
+  job->rec.job_dir = dir;
+  m_store.put_job(job->rec);
+  exec::JobRef ref;
+  try {
+    ref = host->start_job(spec, job->rec.id, dir);
+  } catch (...) {
+    try {
+      m_store.delete_job(job->rec.id);
+    } catch (const std::exception& e) {
+      spdlog::warn("cannot forget job {} that did not start: {}", job->rec.id, e.what());
+    }
+    throw;
+  }
   job->rec.job_dir = ref.dir;
   job->rec.pid = ref.pid;
   persist(*job);
-  m_store.audit({job->rec.started_at_ms, job->rec.host, "job", spec.command, job->rec.id});
+  audit({job->rec.started_at_ms, job->rec.host, "job", spec.command, job->rec.id});
   std::lock_guard lock(m_mutex);
   m_jobs.emplace(job->rec.id, job);
+  job->last_used = ++m_use_clock;
+  evict_finished_locked();
   return job->rec;
 }
 
@@ -496,28 +562,10 @@ std::shared_ptr<JobManager::Job> JobManager::find(const std::string& id) {
   }
   auto job = std::make_shared<Job>(m_options.ring_bytes);
   job->rec = *rec;
-  // A finished job's output is read again from its source: the spill file (attached) or the
-  // host's job directory (durable), starting where the last reader stopped.
-  job->ring.skip_to(rec->cursor);
-  if (!rec->durable && !rec->spill_path.empty()) {
-    int fd = ::open(rec->spill_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      off_t end = ::lseek(fd, 0, SEEK_END);
-      std::uint64_t size = end > 0 ? static_cast<std::uint64_t>(end) : 0;
-      std::uint64_t from =
-          std::max<std::uint64_t>(rec->cursor, size > m_options.ring_bytes ? size - m_options.ring_bytes : 0);
-      if (from < size) {
-        std::string buf(static_cast<std::size_t>(size - from), '\0');
-        ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(from));
-        buf.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
-        job->ring.skip_to(from);
-        job->ring.append(buf);
-      }
-      ::close(fd);
-    } else {
-      job->note = "the spill file " + rec->spill_path + " is gone: " + std::strerror(errno);
-    }
-  }
+  // Its output is loaded from its file when read (ensure_loaded), from where the last reader stopped.
+  job->read_pos = rec->cursor;
+  job->ring.reset(rec->cursor);
+  job->released = true;
   std::lock_guard lock(m_mutex);
   auto [it, inserted] = m_jobs.emplace(id, job);
   it->second->last_used = ++m_use_clock;
@@ -530,6 +578,104 @@ std::size_t JobManager::cached_jobs() {
   return m_jobs.size();
 }
 
+std::size_t JobManager::ring_memory() {
+  std::lock_guard lock(m_mutex);
+  std::size_t total = 0;
+  for (const auto& [id, job] : m_jobs) {
+    std::lock_guard job_lock(job->m);
+    total += job->ring.memory();
+  }
+  return total;
+}
+
+void JobManager::ensure_loaded(Job& job) {
+  std::lock_guard refresh_lock(job.refresh_mutex); // a refresh in flight must not skip what we reload
+  std::lock_guard lock(job.m);
+  if (!job.released) {
+    return;
+  }
+  job.released = false;
+  job.ring.reset(job.read_pos);
+  if (job.rec.durable) {
+    job.complete = false; // refresh() reads the output again from the host, from read_pos on
+    return;
+  }
+  if (job.rec.spill_path.empty()) {
+    return; // nothing was kept beyond what was read
+  }
+  int fd = ::open(job.rec.spill_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    job.note = "the spill file " + job.rec.spill_path + " is gone: " + std::strerror(errno);
+    return;
+  }
+  off_t end = ::lseek(fd, 0, SEEK_END);
+  std::uint64_t size = end > 0 ? static_cast<std::uint64_t>(end) : 0;
+  std::uint64_t from =
+      std::max<std::uint64_t>(job.read_pos, size > m_options.ring_bytes ? size - m_options.ring_bytes : 0);
+  if (from < size) {
+    std::string buf(static_cast<std::size_t>(size - from), '\0');
+    ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(from));
+    buf.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    job.ring.reset(from);
+    job.ring.append(buf);
+  }
+  ::close(fd);
+}
+
+bool JobManager::release_ring_locked(Job& job) {
+  if (job.released) {
+    return true;
+  }
+  if (job.readers > 0 || (job.attached && !job.done)) {
+    return false;
+  }
+  bool reloadable = job.rec.durable; // the host keeps the whole output in the job's directory
+  if (!job.rec.durable) {
+    // A kept foreground command: its spill file has everything unless it was capped or failed.
+    reloadable = job.read_pos >= job.ring.end() ||
+                 (!job.rec.spill_path.empty() && job.spill_fd < 0 && !job.spill_capped && !job.spill_failed);
+  }
+  if (!reloadable) {
+    return false;
+  }
+  job.ring.release();
+  job.released = true;
+  return true;
+}
+
+void JobManager::release_idle_rings() {
+  // Ended jobs nobody is reading give their rings back at once (their output is in a file); the
+  // rings of running jobs too, least recently used first, while all rings together exceed the
+  // budget. A released ring is refilled from the file by the next read.
+  std::lock_guard lock(m_mutex);
+  std::vector<std::pair<std::uint64_t, Job*>> running;
+  std::size_t total = 0;
+  for (const auto& [id, job] : m_jobs) {
+    std::lock_guard job_lock(job->m);
+    const bool ended = job->rec.durable ? job->complete : (!job->attached || job->done);
+    if (ended && job->rec.status != "running" && release_ring_locked(*job)) {
+      continue;
+    }
+    total += job->ring.memory();
+    if (job->rec.durable && job->rec.status == "running" && job->ring.memory() > 0) {
+      running.emplace_back(job->last_used, job.get());
+    }
+  }
+  const std::size_t budget = m_options.ring_budget ? m_options.ring_budget : 32 * m_options.ring_bytes;
+  std::sort(running.begin(), running.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [used, job] : running) {
+    if (total <= budget) {
+      break;
+    }
+    std::lock_guard job_lock(job->m);
+    const std::size_t held = job->ring.memory();
+    if (release_ring_locked(*job)) {
+      total -= held;
+    }
+  }
+  evict_finished_locked();
+}
+
 void JobManager::evict_finished_locked() {
   // Ended jobs are kept in memory only while recently used: their record is in the store and
   // their output on disk, so find() reloads them (only as much as the ring holds) when read again.
@@ -537,7 +683,10 @@ void JobManager::evict_finished_locked() {
   for (const auto& [id, job] : m_jobs) {
     std::lock_guard job_lock(job->m);
     const bool ended = job->rec.durable ? job->complete : (!job->attached || job->done);
-    if (ended && job->rec.status != "running" && job->rec.status != "unreachable") {
+    // A job being read, or whose last answer is not yet confirmed, keeps its place: a copy loaded
+    // afresh from the store would start again from the saved read position.
+    const bool busy = job->readers > 0 || job->inflight > 0;
+    if (ended && !busy && job->rec.status != "running" && job->rec.status != "unreachable") {
       finished.emplace_back(job->last_used, id);
     }
   }
@@ -563,19 +712,21 @@ void JobManager::refresh(Job& job) {
   std::lock_guard refresh_lock(job.refresh_mutex);
   exec::JobRef ref;
   std::uint64_t from;
+  std::size_t max_bytes;
   std::shared_ptr<exec::Host> host;
   {
     std::lock_guard lock(job.m);
     ref = job.ref();
     from = job.ring.end();
     host = job.host;
+    max_bytes = job.released ? 0 : m_options.ring_bytes; // released: only the state and the size
   }
   exec::JobChunk chunk;
   try {
     if (!host) {
       host = m_hosts.get(job.rec.host);
     }
-    chunk = host->read_job(ref, from, m_options.ring_bytes);
+    chunk = host->read_job(ref, from, max_bytes);
   } catch (const std::exception& e) {
     std::lock_guard lock(job.m);
     job.host = host;
@@ -595,6 +746,9 @@ void JobManager::refresh(Job& job) {
   job.host = host;
   const std::uint64_t end_before = job.ring.end();
   const std::string status_before = job.rec.status;
+  if (job.released) {
+    job.ring.skip_to(chunk.offset + chunk.data.size()); // released meanwhile: keep only the position
+  }
   if (chunk.offset > job.ring.end()) {
     job.ring.skip_to(chunk.offset);
   }
@@ -620,10 +774,19 @@ void JobManager::refresh(Job& job) {
     if (!chunk.state.note.empty()) {
       job.note = chunk.state.note;
     } else if (job.note.empty() || was_running) {
-      job.note = "the job's processes are gone and it left no exit status (the host may have rebooted, or the job "
-                 "was killed from outside)";
+      job.note = "the job's processes are gone and it left no exit status (the host may have rebooted, the job was "
+                 "killed from outside, or its disk was full when it ended: check `df " +
+                 job.rec.job_dir + "`)";
     }
     break;
+  }
+  if (chunk.state.output_errno != 0) {
+    const int err = chunk.state.output_errno;
+    job.note = (err == ENOSPC ? std::string("disk full") : std::string(std::strerror(err))) +
+               ": the job's output file " + job.rec.job_dir + "/output on " + job.rec.host + " stops after " +
+               std::to_string(chunk.state.output_written) + " bytes; " + std::to_string(chunk.state.output_lost) +
+               " more bytes of output could not be written (free at least that much on its filesystem, `df " +
+               job.rec.job_dir + "`). The exit status is the job's own.";
   }
   if (!job.running()) {
     job.complete = true;
@@ -657,30 +820,151 @@ void JobManager::changed_job(const std::string& id) {
   }
 }
 
+// Marks a job as being read: its ring is not released meanwhile, and is released afterwards when
+// the job has ended (its output is in a file; the next read reloads it).
+class JobManager::Reading {
+public:
+  Reading(JobManager& manager, const std::shared_ptr<Job>& job) : m_manager(manager), m_job(job) {
+    std::lock_guard lock(m_job->m);
+    ++m_job->readers;
+  }
+  ~Reading() {
+    {
+      std::lock_guard lock(m_job->m);
+      --m_job->readers;
+    }
+    m_manager.release_idle_rings();
+  }
+  Reading(const Reading&) = delete;
+  Reading& operator=(const Reading&) = delete;
+
+private:
+  JobManager& m_manager;
+  std::shared_ptr<Job> m_job;
+};
+
+class JobManager::Receipt final : public ReadReceipt {
+public:
+  Receipt(JobManager& manager, std::shared_ptr<Job> job, std::uint64_t from, std::uint64_t to)
+      : m_manager(manager), m_job(std::move(job)), m_from(from), m_to(to) {}
+  ~Receipt() override {
+    if (m_done) {
+      return;
+    }
+    // Never delivered: the next read starts at this answer's window again (unless a later read
+    // already moved on, which cannot happen while this one is in flight).
+    std::lock_guard lock(m_job->m);
+    if (m_job->read_pos == m_to) {
+      m_job->read_pos = m_from;
+    }
+    --m_job->inflight;
+    m_job->cv.notify_all();
+  }
+  void commit() override {
+    if (m_done) {
+      return;
+    }
+    m_done = true;
+    m_manager.commit_read(*m_job, m_to); // saved before the next read of the job may start
+    std::lock_guard lock(m_job->m);
+    --m_job->inflight;
+    m_job->cv.notify_all();
+  }
+
+private:
+  JobManager& m_manager;
+  std::shared_ptr<Job> m_job;
+  std::uint64_t m_from, m_to;
+  bool m_done = false;
+};
+
+void JobManager::commit_read(Job& job, std::uint64_t to) {
+  bool persisted;
+  std::string id;
+  {
+    std::lock_guard lock(job.m);
+    job.rec.cursor = std::max(job.rec.cursor, to);
+    persisted = job.rec.durable || job.persisted || !job.attached;
+    id = job.rec.id;
+  }
+  if (persisted) {
+    try {
+      m_store.set_job_cursor(id, to);
+    } catch (const std::exception& e) {
+      // The answer was delivered; only a restart would show this window again.
+      spdlog::warn("cannot save the read position of {}: {}", id, e.what());
+    }
+  }
+}
+
 JobPeek JobManager::peek(const std::string& id, std::size_t max_bytes) {
   auto job = find(id);
+  Reading reading(*this, job);
   refresh(*job);
-  std::lock_guard lock(job->m);
+  std::unique_lock lock(job->m);
   JobPeek p;
   p.job = job->rec;
   p.total_bytes = job->ring.end();
-  p.from = std::max(job->ring.start(), p.total_bytes > max_bytes ? p.total_bytes - max_bytes : 0);
+  const std::uint64_t want = p.total_bytes > max_bytes ? p.total_bytes - max_bytes : 0;
+  if (!job->released && job->ring.start() <= want) {
+    p.from = want;
+    p.tail = job->ring.read(p.from, p.total_bytes);
+    return p;
+  }
+  // The ring does not hold the tail (released, or reloaded from the read position): the file does.
+  if (job->rec.durable) {
+    auto host = job->host;
+    auto ref = job->ref();
+    lock.unlock();
+    try {
+      if (!host) {
+        host = m_hosts.get(p.job.host);
+      }
+      exec::JobChunk chunk = host->read_job(ref, 0, max_bytes);
+      p.from = chunk.offset;
+      p.total_bytes = chunk.size;
+      p.tail = std::move(chunk.data);
+    } catch (const std::exception& e) {
+      spdlog::debug("job {}: cannot read the tail of its output: {}", id, e.what());
+    }
+    return p;
+  }
+  if (!job->rec.spill_path.empty() && !job->spill_failed) {
+    int fd = ::open(job->rec.spill_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      off_t end = ::lseek(fd, 0, SEEK_END);
+      const std::uint64_t size = end > 0 ? static_cast<std::uint64_t>(end) : 0;
+      p.from = size > max_bytes ? size - max_bytes : 0;
+      p.tail.resize(static_cast<std::size_t>(size - p.from));
+      ssize_t n = ::pread(fd, p.tail.data(), p.tail.size(), static_cast<off_t>(p.from));
+      p.tail.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+      ::close(fd);
+      return p;
+    }
+  }
+  p.from = std::max(job->ring.start(), want);
   p.tail = job->ring.read(p.from, p.total_bytes);
   return p;
 }
 
 OutputAnswer JobManager::output(const OutputQuery& q, std::stop_token stop) {
   auto job = find(q.bash_id);
+  Reading reading(*this, job);
+  ensure_loaded(*job);
   const auto deadline = Clock::now() + q.wait;
   std::uint64_t scan = 0;    // stream offset up to which lines were checked for the wait condition
   bool matched = false;      // `until` matched a line
   bool filtered_new = false; // a line passed the filter
   auto last_heartbeat = Clock::now();
+  std::stop_callback wake_on_stop(stop, [&job] { job->cv.notify_all(); });
   for (;;) {
     refresh(*job);
     std::unique_lock lock(job->m);
+    // The previous answer's delivery is not confirmed yet: wait for it (it is being written), so
+    // this read starts where that one is known to have ended.
+    job->cv.wait_for(lock, k_unconfirmed_answer_wait, [&] { return job->inflight == 0 || stop.stop_requested(); });
     const bool running = job->running();
-    const std::uint64_t begin = std::max(job->rec.cursor, job->ring.start());
+    const std::uint64_t begin = std::max(job->read_pos, job->ring.start());
     std::uint64_t end = job->ring.end();
     std::string text = job->ring.read(begin, end);
     // While the job runs, a filtered read holds back a partial last line until it is complete.
@@ -705,7 +989,7 @@ OutputAnswer JobManager::output(const OutputQuery& q, std::stop_token stop) {
                  (q.until ? matched : has_new);
     if (ready) {
       OutputAnswer a;
-      a.dropped_bytes = job->ring.start() > job->rec.cursor ? job->ring.start() - job->rec.cursor : 0;
+      a.dropped_bytes = job->ring.start() > job->read_pos ? job->ring.start() - job->read_pos : 0;
       a.matched = matched;
       std::string out;
       if (q.filter) {
@@ -735,19 +1019,19 @@ OutputAnswer JobManager::output(const OutputQuery& q, std::stop_token stop) {
         a.truncated = true;
       }
       a.output = std::move(out);
-      job->rec.cursor = std::max(job->rec.cursor, end);
-      a.cursor = job->rec.cursor;
+      const std::uint64_t window_from = job->read_pos;
+      job->read_pos = std::max(job->read_pos, end);
+      a.cursor = job->read_pos;
       a.total_bytes = job->ring.end();
       a.job = job->rec;
       a.note = job->note;
-      const bool persisted = job->rec.durable || job->persisted || !job->attached;
+      if (q.defer_commit) {
+        ++job->inflight;
+        a.receipt = std::make_shared<Receipt>(*this, job, window_from, a.cursor);
+      }
       lock.unlock();
-      if (persisted) {
-        try {
-          m_store.set_job_cursor(a.job.id, a.cursor);
-        } catch (const std::exception& e) {
-          spdlog::warn("cannot save the cursor of {}: {}", a.job.id, e.what());
-        }
+      if (!q.defer_commit) {
+        commit_read(*job, a.cursor);
       }
       return a;
     }
@@ -760,7 +1044,6 @@ OutputAnswer JobManager::output(const OutputQuery& q, std::stop_token stop) {
       lock.lock();
     }
     auto wake = std::min(deadline, Clock::now() + m_options.poll_interval);
-    std::stop_callback wake_on_stop(stop, [&job] { job->cv.notify_all(); });
     job->cv.wait_until(lock, wake);
   }
 }
@@ -809,7 +1092,7 @@ KillAnswer JobManager::kill(const std::string& id, int signal) {
     }
     return a;
   }
-  m_store.audit({now_ms(), job->rec.host, "kill", id, exec::signal_name(signal)});
+  audit({now_ms(), job->rec.host, "kill", id, exec::signal_name(signal)});
   if (job->attached) {
     // A foreground command promoted to the background: its runner ends the process tree.
     job->stop.request_stop();
@@ -890,7 +1173,7 @@ void JobManager::remove(const std::string& id) {
     std::filesystem::remove(rec.spill_path, ec);
   }
   m_store.delete_job(id);
-  m_store.audit({now_ms(), rec.host, "remove", id, rec.job_dir.empty() ? rec.spill_path : rec.job_dir});
+  audit({now_ms(), rec.host, "remove", id, rec.job_dir.empty() ? rec.spill_path : rec.job_dir});
   std::lock_guard lock(m_mutex);
   m_jobs.erase(id);
 }
@@ -975,6 +1258,7 @@ void JobManager::sweep_loop(std::stop_token stop) {
       return;
     }
     refresh_all(live_durable_jobs());
+    release_idle_rings();
   }
 }
 

@@ -25,8 +25,10 @@
 namespace smcp::tools {
 
 struct JobOptions {
-  std::size_t ring_bytes = 8 * 1024 * 1024;       // per job, in memory (about 80k lines of a training log)
-  std::size_t max_output_chars = 30000;           // per stream of a foreground answer; per output answer
+  std::size_t ring_bytes = 8 * 1024 * 1024; // per job, in memory (about 80k lines of a training log)
+  std::size_t ring_budget = 0;          // all running jobs' rings together (beyond it the least recently read ones are
+                                        // released and refilled from their files when read); 0: 32 rings' worth
+  std::size_t max_output_chars = 30000; // per stream of a foreground answer; per output answer
   std::chrono::milliseconds promote_after{55000}; // a foreground command still running then becomes a job; 0: never
   std::chrono::milliseconds poll_interval{100};   // how often a waiting read looks for new output
   std::chrono::milliseconds sweep_interval{2000}; // how often running jobs are checked for their end
@@ -63,6 +65,7 @@ struct ForegroundResult {
   bool truncated = false;
   std::string spill_path; // the full combined output when truncated or promoted (on the server)
   std::int64_t duration_ms = 0;
+  std::string note; // e.g. the spill file could not be written (disk full)
 };
 
 struct OutputQuery {
@@ -71,6 +74,20 @@ struct OutputQuery {
   const Regex* until = nullptr;
   std::chrono::milliseconds wait{0};
   std::function<void(const std::string&)> on_progress; // heartbeats while waiting
+  // The caller saves the read position itself, through the answer's receipt, once the answer has
+  // reached the client (remote_bash_output: when the response was sent). Without it the position
+  // is saved before output() returns.
+  bool defer_commit = false;
+};
+
+// The read position an answer moved its job to. commit() saves it (once the answer was delivered);
+// destroyed without commit() (the answer never left), the window is given back to the next read.
+// Until one of the two, a new read of the same job waits (briefly), so reads never overlap and a
+// restart re-delivers an answer whose delivery was not confirmed.
+class ReadReceipt {
+public:
+  virtual ~ReadReceipt() = default;
+  virtual void commit() = 0;
 };
 
 struct OutputAnswer {
@@ -83,6 +100,7 @@ struct OutputAnswer {
   std::uint64_t cursor = 0;      // stream offset after this read
   std::uint64_t total_bytes = 0; // bytes the job has written so far (as far as known)
   std::string note;
+  std::shared_ptr<ReadReceipt> receipt; // with defer_commit
 };
 
 struct JobPeek {
@@ -141,10 +159,20 @@ public:
   const JobOptions& options() const { return m_options; }
   // Jobs held in memory now (running ones, plus a few recently used ended ones).
   std::size_t cached_jobs();
+  // Bytes of job output held in memory now (the rings of cached jobs).
+  std::size_t ring_memory();
 
 private:
   struct Job;
   class ForegroundSink;
+  class Receipt;
+  class Reading;
+
+  void commit_read(Job& job, std::uint64_t to); // saves the read position (no lock held)
+  void ensure_loaded(Job& job);                 // reloads a released ring from the output's file
+  bool release_ring_locked(Job& job);           // job.m held; false when it must stay
+  void release_idle_rings();                    // ended jobs nobody reads give their rings back
+  void audit(const state::AuditEvent& event);   // a failure to record is logged, not fatal
 
   std::shared_ptr<Job> find(const std::string& id); // memory, then the store
   void evict_finished_locked();                     // m_mutex held

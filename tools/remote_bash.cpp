@@ -165,6 +165,9 @@ mcp::Tool make_remote_bash_tool(ToolEnv& env) {
       } else if (!r.tree_note.empty()) {
         out["note"] = r.tree_note + ".";
       }
+      if (!r.note.empty()) {
+        out["note"] = out.contains("note") ? out["note"].get<std::string>() + " " + r.note : r.note;
+      }
       return mcp::ToolResult::ok(std::move(out));
     });
   };

@@ -1,6 +1,8 @@
 #include "tools/common.h"
 #include "tools/tools.h"
 
+#include <csignal>
+#include <cstdlib>
 #include <optional>
 
 namespace smcp::tools {
@@ -80,11 +82,20 @@ mcp::Tool make_remote_bash_output_tool(ToolEnv& env) {
     q.filter = filter ? &*filter : nullptr;
     q.until = until ? &*until : nullptr;
     q.wait = std::chrono::milliseconds(arg_int(args, "wait_ms", 0));
+    // The read position moves for good only once the answer is on its way to the client: a crash
+    // before that (or a cancelled call) gives this window to the next read, after a restart too.
+    q.defer_commit = true;
     if (ctx.wants_progress()) {
       q.on_progress = [&ctx](const std::string& message) { ctx.progress(message); };
     }
     return guarded("remote_bash_output", "", [&]() -> mcp::ToolResult {
       OutputAnswer a = env.jobs.output(q, ctx.stop_token());
+      ctx.on_response_sent([receipt = a.receipt] { receipt->commit(); });
+      if (std::getenv("SANDBOX_MCP_TEST_CRASH_BEFORE_ANSWER")) {
+        // Test-only switch (tests/integration/durable_jobs_test.cpp): die the hardest way between
+        // reading the output and answering, where a crash once lost the window for good.
+        std::raise(SIGKILL);
+      }
       json job = job_json(a.job);
       json out = {
           {"bash_id", a.job.id},

@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <malloc.h>
 
 namespace {
 
@@ -35,6 +36,10 @@ int finish(smcp::app::App& app, int rc) {
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
+  // Blocks of 256 KiB and more (job output read in bulk, answers) are mapped and unmapped, so
+  // their memory goes back to the system when freed. glibc's default threshold grows to the
+  // largest block freed so far, after which such blocks stay in its arenas for good.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
   CLI::App cli{"sandbox-mcp: an MCP server that gives AI agents fast, durable, safe hands on this machine, SSH "
                "hosts, containers and Slurm nodes; and the sandbox manager CLI."};

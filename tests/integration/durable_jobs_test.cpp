@@ -3,14 +3,18 @@
 // reading with no gap and no duplicate; a job that ends while the server is down reports its real
 // exit code afterwards; a job started before a restart is killed after it; and a filtered read
 // over output that overflowed the ring reports the dropped bytes while the full output stays
-// readable with remote_file_read.
+// readable with remote_file_read. A crash between reading and answering loses no line; ended jobs
+// leave no memory behind; a job that fills the disk keeps its exit code and the server keeps serving.
 #include "tests/bench/stdio_client.h"
 #include "tests/support/sshd_fixture.h"
 
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <sys/mount.h>
 #include <thread>
 
 namespace smcp {
@@ -43,7 +47,40 @@ protected:
   void TearDown() override {
     client.reset();
     sshd.reset();
+    if (!mounted.empty()) {
+      ::umount2(mounted.c_str(), MNT_DETACH);
+    }
     std::filesystem::remove_all(dir);
+  }
+
+  // Waits until every job in `ids` has ended (remote_bash_list asks the hosts).
+  void wait_until_ended(const std::vector<std::string>& ids) {
+    for (int i = 0; i < 600; ++i) {
+      json listed = client->call("remote_bash_list", {{"host", host}, {"limit", 1000}});
+      std::size_t ended = 0;
+      for (const auto& j : listed["jobs"]) {
+        if (std::find(ids.begin(), ids.end(), j["bash_id"]) != ids.end() && j["status"] != "running") {
+          ++ended;
+        }
+      }
+      if (ended == ids.size()) {
+        return;
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    FAIL() << "the jobs did not end";
+  }
+
+  // The server's resident memory, in KiB.
+  long rss_kib() const {
+    std::ifstream status("/proc/" + std::to_string(client->pid()) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("VmRSS:", 0) == 0) {
+        return std::stol(line.substr(6));
+      }
+    }
+    return -1;
   }
 
   void start_server(const std::vector<std::string>& extra = {}) {
@@ -80,6 +117,7 @@ protected:
 
   std::string host;
   std::filesystem::path dir;
+  std::filesystem::path mounted; // a small filesystem this test mounted (unmounted in TearDown)
   std::unique_ptr<testing::SshdFixture> sshd;
   std::unique_ptr<StdioClient> client;
 };
@@ -224,6 +262,117 @@ TEST_P(DurableJobsTest, RemovingAnEndedJobDeletesItsDirectoryOnTheHost) {
   EXPECT_EQ(gone["stdout"], "gone\n") << "the job directory is still on the host";
   json unknown = client->request("tools/call", {{"name", "remote_bash_output"}, {"arguments", {{"bash_id", id}}}});
   EXPECT_EQ(unknown["isError"], true);
+}
+
+TEST_P(DurableJobsTest, ACrashBeforeTheAnswerIsWrittenLosesNoLineAndADeliveredOneIsNotRepeated) {
+  json started = start_job("seq 1 1000");
+  const std::string id = started["bash_id"];
+  wait_until_ended({id});
+  std::string expected;
+  for (int i = 1; i <= 1000; ++i) {
+    expected += std::to_string(i) + "\n";
+  }
+  // The server dies (SIGKILL, by its test-only switch) after reading the output, before answering.
+  ::setenv("SANDBOX_MCP_TEST_CRASH_BEFORE_ANSWER", "1", 1);
+  start_server();
+  ::unsetenv("SANDBOX_MCP_TEST_CRASH_BEFORE_ANSWER");
+  EXPECT_THROW(client->call("remote_bash_output", {{"bash_id", id}}), std::runtime_error) << "the server answered";
+  start_server();
+  json r = client->call("remote_bash_output", {{"bash_id", id}});
+  EXPECT_EQ(r["output"], expected) << "lines lost by the crash";
+  EXPECT_EQ(r["exit_code"], 0);
+  // A delivered answer stays delivered, even when the server is killed right after the next read.
+  EXPECT_EQ(client->call("remote_bash_output", {{"bash_id", id}})["output"], "");
+  ::kill(client->pid(), SIGKILL);
+  start_server();
+  EXPECT_EQ(client->call("remote_bash_output", {{"bash_id", id}})["output"], "") << "lines repeated after a crash";
+}
+
+TEST_P(DurableJobsTest, EndedJobsWhoseOutputWasReadLeaveNoMemoryBehind) {
+  if (host != "local") {
+    GTEST_SKIP() << "measured once, on the local host: the server's memory does not depend on where jobs run";
+  }
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "resident memory is not meaningful under sanitizers (quarantine, shadow memory)";
+#endif
+  const int n = 30;
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; ++i) {
+    ids.push_back(start_job("yes 'a line of a big training log' | head -c 10000000")["bash_id"]);
+  }
+  wait_until_ended(ids);
+  for (const auto& id : ids) {
+    json r = client->call("remote_bash_output", {{"bash_id", id}});
+    ASSERT_EQ(r["total_bytes"], 10000000) << r.dump().substr(0, 300);
+  }
+  const long rss = rss_kib();
+  std::cout << "server RSS after " << n << " ended jobs of 10 MB, each read: " << rss / 1024 << " MiB\n";
+  EXPECT_GT(rss, 0);
+  EXPECT_LT(rss, 100 * 1024) << "ended jobs keep their output in memory";
+}
+
+TEST_P(DurableJobsTest, AJobThatFillsTheDiskKeepsItsExitCodeAndTheServerKeepsServing) {
+  if (host != "local") {
+    GTEST_SKIP() << "needs a small local filesystem for the state directory";
+  }
+  const auto small = dir / "small";
+  std::filesystem::create_directories(small);
+  if (::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=2m,mode=0700") != 0) {
+    GTEST_SKIP() << "cannot mount a 2 MB tmpfs here (" << std::strerror(errno) << "); the test needs root";
+  }
+  mounted = small;
+  const auto state = small / "state";
+  auto serve = [&] {
+    client.reset();
+    client = std::make_unique<StdioClient>(
+        SMCP_BINARY, std::vector<std::string>{"serve", "--state-dir", state.string(), "--log-level", "error"});
+  };
+  serve();
+  const std::string id =
+      start_job("echo start; head -c 5000000 /dev/zero | tr '\\0' y; echo; echo end; exit 3")["bash_id"];
+  wait_until_ended({id});
+  json r = client->call("remote_bash_output", {{"bash_id", id}});
+  EXPECT_EQ(r["status"], "exited") << r.dump().substr(0, 600);
+  EXPECT_EQ(r["exit_code"], 3) << "the job's own exit status is lost";
+  const std::string note = r.value("note", "");
+  EXPECT_NE(note.find("disk full"), std::string::npos) << note;
+  EXPECT_NE(note.find((state / "jobs" / id / "output").string()), std::string::npos) << "where: " << note;
+  EXPECT_NE(note.find("more bytes of output could not be written"), std::string::npos) << "how much: " << note;
+  EXPECT_EQ(note.find("rebooted"), std::string::npos) << note;
+  EXPECT_EQ(r["output"].get<std::string>().rfind("start\nyyyy", 0), 0u);
+
+  // What needs no disk keeps working.
+  json fg = client->call("remote_bash", {{"command", "echo still serving"}, {"host", host}});
+  EXPECT_EQ(fg["stdout"], "still serving\n");
+  json listed = client->call("remote_bash_list", {{"host", host}});
+  EXPECT_EQ(listed["jobs"][0]["exit_code"], 3);
+  json file = client->call("remote_file_read", {{"file_path", r["output_file"]}, {"limit", 1}});
+  EXPECT_EQ(file["content"], "     1\tstart\n");
+
+  // A restart on the full disk still serves.
+  serve();
+  json again = client->call("remote_bash_output", {{"bash_id", id}});
+  EXPECT_EQ(again["exit_code"], 3) << again.dump().substr(0, 600);
+  EXPECT_NE(again.value("note", "").find("disk full"), std::string::npos);
+  json listed_again = client->call("remote_bash_list", {{"host", host}});
+  EXPECT_EQ(listed_again["jobs"][0]["bash_id"], id);
+  json fg_again = client->call("remote_bash", {{"command", "echo after restart"}, {"host", host}});
+  EXPECT_EQ(fg_again["stdout"], "after restart\n");
+
+  // What must be recorded fails with a clear error naming the database, not SQLite's raw message.
+  json refused = client->request(
+      "tools/call", {{"name", "remote_bash"},
+                     {"arguments", {{"command", "echo later"}, {"run_in_background", true}, {"host", host}}}});
+  EXPECT_EQ(refused.value("isError", false), true) << refused.dump();
+  const std::string why = refused["content"][0]["text"];
+  EXPECT_NE(why.find("disk full"), std::string::npos) << why;
+  EXPECT_NE(why.find((state / "state.db").string()), std::string::npos) << why;
+  // Removing the job frees its output; then jobs start again.
+  EXPECT_EQ(client->call("remote_bash_kill", {{"bash_id", id}, {"remove", true}})["removed"], true);
+  json later = client->call("remote_bash", {{"command", "echo later"}, {"run_in_background", true}, {"host", host}});
+  std::string all;
+  EXPECT_EQ(read_to_end(later["bash_id"], all)["exit_code"], 0);
+  EXPECT_EQ(all, "later\n");
 }
 
 INSTANTIATE_TEST_SUITE_P(Hosts, DurableJobsTest, ::testing::Values("local", "h0"),

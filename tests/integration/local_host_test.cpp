@@ -1,6 +1,7 @@
 // The local host against real processes: exit codes, signals, stream separation, timeouts that
 // end whole process trees, raw bytes, durable jobs that outlive their server, verified kills,
-// file windows that read only what they return, and a 200 MB job with bounded memory.
+// file windows that read only what they return, a job that fills its disk, and a 200 MB job with
+// bounded memory.
 #include "mcp-server/state_store.h"
 #include "sandbox/local_host.h"
 #include "tests/support/processes.h"
@@ -9,11 +10,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <sys/mount.h>
 #include <thread>
 #include <unistd.h>
 
@@ -555,6 +559,29 @@ TEST_F(LocalHostTest, TailOfATwoGigabyteFileReadsOnlyTheTail) {
   EXPECT_EQ(w.start_line, -100) << "too large to count: numbered from the end";
   EXPECT_FALSE(w.total_lines);
   EXPECT_LT(read, 1024u * 1024u) << "read " << read << " bytes for a 100-line tail";
+}
+
+TEST_F(LocalHostTest, AJobThatFillsItsDiskRecordsItsExitStatusAndWhatWasLost) {
+  const auto small = dir / "small";
+  std::filesystem::create_directories(small);
+  if (::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=1m,mode=0700") != 0) {
+    GTEST_SKIP() << "cannot mount a 1 MB tmpfs here (" << std::strerror(errno) << "); the test needs root";
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{small.string()};
+  CommandSpec spec;
+  spec.command = "echo first; head -c 3000000 /dev/zero | tr '\\0' z; exit 9";
+  JobRef ref = host->start_job(spec, "bash_full", (small / "bash_full").string());
+  JobState st = wait_for_end(ref);
+  EXPECT_EQ(st.phase, JobState::Phase::exited) << "the status could not be written on the full disk";
+  EXPECT_EQ(st.exit_code, 9);
+  EXPECT_EQ(st.output_errno, ENOSPC);
+  const auto kept = std::filesystem::file_size(small / "bash_full" / "output");
+  EXPECT_EQ(st.output_written, kept);
+  EXPECT_EQ(st.output_written + st.output_lost, 6u + 3000000u) << "written + lost is everything the job printed";
+  host->remove_job(ref);
 }
 
 TEST_F(LocalHostTest, TwoHundredMegabyteJobKeepsMemoryBounded) {

@@ -496,5 +496,119 @@ TEST_F(JobsTest, UnknownHostIsAClearError) {
   }
 }
 
+OutputQuery deferred(const std::string& id) {
+  OutputQuery q;
+  q.bash_id = id;
+  q.defer_commit = true;
+  return q;
+}
+
+TEST_F(JobsTest, AnAnswerNeverDeliveredIsReadAgain) {
+  auto rec = manager().start("", spec("train"), "");
+  host->job_append(rec.id, "one\ntwo\n");
+  {
+    auto lost = manager().output(deferred(rec.id), std::stop_token());
+    EXPECT_EQ(lost.output, "one\ntwo\n");
+    // The receipt goes without commit(): the response was never sent (a cancelled call).
+  }
+  EXPECT_EQ(store->get_job(rec.id)->cursor, 0u) << "nothing delivered, nothing saved";
+  auto again = manager().output(deferred(rec.id), std::stop_token());
+  EXPECT_EQ(again.output, "one\ntwo\n") << "the window is given to the next read";
+  again.receipt->commit();
+  EXPECT_EQ(store->get_job(rec.id)->cursor, 8u) << "saved once the answer was sent";
+  host->job_append(rec.id, "three\n");
+  EXPECT_EQ(read(rec.id).output, "three\n") << "no line repeated after a delivered answer";
+}
+
+TEST_F(JobsTest, ARestartBeforeTheAnswerWasSentReadsTheWindowAgain) {
+  auto rec = manager().start("", spec("train"), "");
+  host->job_append(rec.id, "epoch 1\n");
+  host->job_finish(rec.id, {exec::JobState::Phase::exited, 0, 0});
+  auto pending = manager().output(deferred(rec.id), std::stop_token());
+  ASSERT_EQ(pending.output, "epoch 1\n");
+  // The server dies before it answers: a new one over the same store (the old one never commits).
+  JobManager restarted(hosts, *store, options);
+  OutputQuery q;
+  q.bash_id = rec.id;
+  EXPECT_EQ(restarted.output(q, std::stop_token()).output, "epoch 1\n");
+  EXPECT_EQ(restarted.output(q, std::stop_token()).output, "") << "read once after the restart";
+  pending.receipt.reset();
+}
+
+TEST_F(JobsTest, AReadWaitsUntilThePreviousAnswerIsConfirmed) {
+  auto rec = manager().start("", spec("train"), "");
+  host->job_append(rec.id, "a\n");
+  auto first = manager().output(deferred(rec.id), std::stop_token());
+  ASSERT_EQ(first.output, "a\n");
+  std::atomic<bool> second_done{false};
+  std::string second_output = "unset";
+  std::thread second([&] {
+    second_output = read(rec.id).output;
+    second_done = true;
+  });
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(second_done) << "a read answered before the previous answer was confirmed sent";
+  first.receipt->commit();
+  second.join();
+  EXPECT_EQ(second_output, "") << "it starts where the confirmed answer ended";
+}
+
+TEST_F(JobsTest, EndedJobsGiveTheirMemoryBack) {
+  std::vector<std::string> ids;
+  const std::string lots(20000, 'x');
+  for (int i = 0; i < 40; ++i) {
+    auto rec = manager().start("", spec("flood"), "");
+    host->job_append(rec.id, lots);
+    host->job_finish(rec.id, {exec::JobState::Phase::exited, 0, 0});
+    ids.push_back(rec.id);
+  }
+  for (const auto& id : ids) {
+    auto r = read(id);
+    EXPECT_EQ(r.total_bytes, lots.size());
+    EXPECT_EQ(r.job.status, "exited");
+  }
+  EXPECT_EQ(manager().ring_memory(), 0u) << "ended jobs whose output was read still hold their rings";
+  EXPECT_LE(manager().cached_jobs(), 17u);
+}
+
+TEST_F(JobsTest, RingsOfJobsNobodyReadsStayWithinTheBudgetAndReloadWhenRead) {
+  options.ring_budget = 3 * 6096; // three full rings (ring_bytes becomes 6096 with these options)
+  std::vector<std::string> running;
+  std::string lots;
+  for (int i = 0; i < 1000; ++i) {
+    lots += "line " + std::to_string(i) + "\n";
+  }
+  for (int i = 0; i < 10; ++i) {
+    auto rec = manager().start("", spec("train"), "");
+    host->job_append(rec.id, lots);
+    running.push_back(rec.id);
+  }
+  auto ended = manager().start("", spec("done"), "");
+  host->job_append(ended.id, "the end\n");
+  host->job_finish(ended.id, {exec::JobState::Phase::exited, 4, 0});
+  // The sweep pulls every running job's output into memory, then trims to the budget.
+  std::size_t memory = 0;
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(20ms);
+    memory = manager().ring_memory();
+    if (memory > 0 && memory <= options.ring_budget) {
+      break;
+    }
+  }
+  EXPECT_GT(memory, 0u);
+  EXPECT_LE(memory, options.ring_budget);
+  const std::size_t ring = manager().options().ring_bytes;
+  for (const auto& id : running) {
+    auto r = read(id);
+    EXPECT_EQ(r.total_bytes, lots.size());
+    EXPECT_EQ(r.dropped_bytes, lots.size() - ring) << "a released ring reloads the same window";
+    EXPECT_TRUE(r.truncated);
+    EXPECT_NE(r.output.find("line 999\n"), std::string::npos);
+  }
+  auto e = read(ended.id);
+  EXPECT_EQ(e.output, "the end\n") << "an ended job released before anyone read it reloads its output";
+  EXPECT_EQ(e.job.exit_code, 4);
+}
+
 } // namespace
 } // namespace smcp::tools

@@ -65,6 +65,25 @@ TEST(RingBuffer, KeepsTheNewestBytesWithAbsoluteOffsets) {
   EXPECT_EQ(ring.read(0, 6000), "x");
 }
 
+TEST(RingBuffer, ReleaseGivesTheMemoryBackAndResetReloadsFromAnEarlierOffset) {
+  tools::RingBuffer ring(8);
+  EXPECT_EQ(ring.memory(), 0u) << "nothing is allocated before the first byte";
+  ring.append("abcdefghijk");
+  EXPECT_EQ(ring.memory(), 8u);
+  ring.release();
+  EXPECT_EQ(ring.memory(), 0u);
+  EXPECT_EQ(ring.start(), 11u);
+  EXPECT_EQ(ring.end(), 11u);
+  EXPECT_EQ(ring.read(0, 100), "");
+  ring.reset(4); // reload from offset 4 (the output's file has it)
+  ring.append("efg");
+  EXPECT_EQ(ring.start(), 4u);
+  EXPECT_EQ(ring.read(0, 100), "efg");
+  ring.append("hijklmn"); // wraps: 10 bytes appended to an 8-byte ring
+  EXPECT_EQ(ring.start(), 6u);
+  EXPECT_EQ(ring.read(0, 100), "ghijklmn");
+}
+
 TEST(Text, MiddleCutKeepsHeadAndTailOnUtf8Boundaries) {
   std::string s;
   for (int i = 0; i < 100; ++i) {
