@@ -887,32 +887,25 @@ bool Server::wait_idle(std::chrono::milliseconds timeout) {
   return m_workers_idle.wait_for(lock, timeout, [&] { return m_workers == 0; });
 }
 
-void Server::broadcast_log(LogLevel level, const std::string& logger, const std::string& text) {
+std::vector<std::shared_ptr<ResourceSubscriber>> Server::live_sessions() {
   std::vector<std::shared_ptr<ResourceSubscriber>> live;
-  {
-    std::lock_guard lock(m_sessions_mutex);
-    for (const auto& w : m_sessions) {
-      if (auto s = w.lock()) {
-        live.push_back(std::move(s));
-      }
+  std::lock_guard lock(m_sessions_mutex);
+  for (const auto& w : m_sessions) {
+    if (auto s = w.lock()) {
+      live.push_back(std::move(s));
     }
   }
-  for (auto& s : live) {
+  return live;
+}
+
+void Server::broadcast_log(LogLevel level, const std::string& logger, const std::string& text) {
+  for (auto& s : live_sessions()) {
     s->server_log(level, logger, text);
   }
 }
 
 void Server::notify_resource_updated(const std::string& uri) {
-  std::vector<std::shared_ptr<ResourceSubscriber>> live;
-  {
-    std::lock_guard lock(m_sessions_mutex);
-    for (const auto& w : m_sessions) {
-      if (auto s = w.lock()) {
-        live.push_back(std::move(s));
-      }
-    }
-  }
-  for (auto& s : live) {
+  for (auto& s : live_sessions()) {
     s->resource_updated(uri);
   }
 }

@@ -86,6 +86,9 @@ public:
   bool wait_idle(std::chrono::milliseconds timeout);
 
 private:
+  // The sessions still open, outside the lock (notifying them may take their own locks).
+  std::vector<std::shared_ptr<ResourceSubscriber>> live_sessions();
+
   ServerOptions m_options;
   std::shared_ptr<const ToolRegistry> m_tools;
   std::shared_ptr<ResourceProvider> m_resources;

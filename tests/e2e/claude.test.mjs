@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runAgentTask, SERVER_NAME } from './claude/agent-task.mjs';
+import { startHttpServer as startHttpServer_ } from './lib/http-server.mjs';
 import { startStub } from './claude/stub-api.mjs';
 
 const BIN = process.env.SANDBOX_MCP_BIN;
@@ -79,25 +80,10 @@ function readmeAddLines() {
   return section.split('\n').filter((l) => /^claude mcp add /.test(l.trim())).map((l) => l.trim());
 }
 
-function startHttpServer(port, extra = []) {
-  const child = spawn(BIN, ['serve', '--http', `127.0.0.1:${port}`, '--state-dir', path.join(tmp, `http-${port}`), ...extra], {
-    env: { ...process.env, SSH_HOST: '', SANDBOX_MCP_HTTP_TOKEN: '' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  children.push(child);
-  let stderr = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), 10000);
-    child.stderr.on('data', (d) => {
-      stderr += d;
-      const m = /listening on (http:\/\/\S+\/mcp)/.exec(stderr);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ url: m[1], child, stderr: () => stderr });
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${stderr}`)));
-  });
+async function startHttpServer(port, extra = []) {
+  const server = await startHttpServer_(BIN, { port, stateDir: path.join(tmp, `http-${port}`), args: extra });
+  children.push(server.child);
+  return server;
 }
 
 test('README: its claude mcp add lines work as written; claude mcp list says Connected (stdio and HTTP, sessions never closed)', async () => {

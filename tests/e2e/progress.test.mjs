@@ -9,7 +9,7 @@
 // progress at all, and long calls must still get progress.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { startHttpServer as startHttpServer_ } from './lib/http-server.mjs';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,25 +28,10 @@ after(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-function startHttpServer(name) {
-  const child = spawn(BIN, ['serve', '--http', '127.0.0.1:0', '--state-dir', path.join(tmp, name)], {
-    env: { ...process.env, SSH_HOST: '', SANDBOX_MCP_HTTP_TOKEN: '' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  children.push(child);
-  let stderr = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), 10000);
-    child.stderr.on('data', (d) => {
-      stderr += d;
-      const m = /listening on (http:\/\/\S+\/mcp)/.exec(stderr);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${stderr}`)));
-  });
+async function startHttpServer(name) {
+  const server = await startHttpServer_(BIN, { stateDir: path.join(tmp, name) });
+  children.push(server.child);
+  return server.url;
 }
 
 // Connects and records every message in arrival order, before the SDK handles it.
