@@ -123,11 +123,10 @@ struct KnownHostsFile {
   }
 };
 
-KnownHostsFile load_known_hosts(LIBSSH2_SESSION* s, const std::string& path) {
+KnownHostsFile parse_known_hosts(LIBSSH2_SESSION* s, const std::string& path, std::istream& in) {
   KnownHostsFile f;
   f.path = path;
   f.hosts = libssh2_knownhost_init(s);
-  std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) {
     std::size_t i = line.find_first_not_of(" \t");
@@ -160,6 +159,11 @@ KnownHostsFile load_known_hosts(LIBSSH2_SESSION* s, const std::string& path) {
     }
   }
   return f;
+}
+
+KnownHostsFile load_known_hosts(LIBSSH2_SESSION* s, const std::string& path) {
+  std::ifstream in(path);
+  return parse_known_hosts(s, path, in);
 }
 
 // OpenSSH's match_pattern(): '*' and '?' wildcards; host names compare case-insensitively.
@@ -274,11 +278,10 @@ std::string q(const std::string& s) {
   return "'" + s + "'";
 }
 
+// Checks the host key `key` (raw blob, LIBSSH2_HOSTKEY_TYPE_* `type`) the server presented.
 std::optional<SetupFailure> verify_host_key(LIBSSH2_SESSION* s, const SshTarget& t,
-                                            const std::vector<KnownHostsFile>& files, const SetupOptions& o) {
-  std::size_t len = 0;
-  int type = 0;
-  const char* key = libssh2_session_hostkey(s, &len, &type);
+                                            const std::vector<KnownHostsFile>& files, const SetupOptions& o,
+                                            const char* key, std::size_t len, int type) {
   if (!key || len == 0) {
     return SetupFailure{Kind::io, "the server of " + o.host_name + " sent no host key", false};
   }
@@ -790,6 +793,32 @@ int tcp_connect(const std::string& host, int port, std::chrono::milliseconds tim
   return result;
 }
 
+std::optional<SetupFailure> check_host_key(const SshTarget& t, std::string_view known_hosts, std::string_view key_type,
+                                           std::string_view key_blob, const SetupOptions& o) {
+  libssh2_global_init();
+  LIBSSH2_SESSION* s = libssh2_session_init();
+  if (!s) {
+    return SetupFailure{Kind::io, "cannot allocate an SSH session", false};
+  }
+  std::optional<SetupFailure> failure;
+  {
+    std::vector<KnownHostsFile> files;
+    std::istringstream in{std::string(known_hosts)};
+    files.push_back(parse_known_hosts(s, "known_hosts", in));
+    (void)known_types(files, t.host_key_alias.empty() ? t.hostname : t.host_key_alias,
+                      t.host_key_alias.empty() ? t.port : -1);
+    int type = LIBSSH2_HOSTKEY_TYPE_UNKNOWN;
+    for (const auto& k : k_key_types) {
+      if (key_type == k.name) {
+        type = k.hostkey_type;
+      }
+    }
+    failure = verify_host_key(s, t, files, o, key_blob.data(), key_blob.size(), type);
+  } // the collections belong to the session: free them first
+  libssh2_session_free(s);
+  return failure;
+}
+
 SetupResult setup_session(int fd, const SshTarget& t, const SetupOptions& o) {
   libssh2_global_init();
   SetupResult r;
@@ -858,7 +887,10 @@ SetupResult setup_session(int fd, const SshTarget& t, const SetupOptions& o) {
     free_session(s, -1, false);
     return r;
   }
-  auto key_failure = verify_host_key(s, t, files, o);
+  std::size_t key_len = 0;
+  int key_type = 0;
+  const char* key = libssh2_session_hostkey(s, &key_len, &key_type);
+  auto key_failure = verify_host_key(s, t, files, o, key, key_len, key_type);
   files.clear(); // the collections belong to the session: free them first
   if (key_failure) {
     r.failure = std::move(key_failure);
