@@ -334,9 +334,9 @@ struct Stats {
   std::mutex m;
   std::vector<double> latency[op_count];
   long failures[op_count] = {};
-  long calls = 0;     // MCP requests sent
-  long lost = 0;      // requests without an answer
-  long lines = 0;     // output lines checked
+  long calls = 0; // MCP requests sent
+  long lost = 0;  // requests without an answer
+  long lines = 0; // output lines checked
   long lines_lost = 0;
   long lines_repeated = 0;
   std::vector<std::string> first_failures;
@@ -502,8 +502,8 @@ private:
 
   void do_job(bool with_filter) {
     const int n = uniform(100, 3000);
-    std::string command = "for i in $(seq 1 " + std::to_string(n) +
-                          "); do echo L$i; case $i in *00) sleep 0.05;; esac; done; echo DONE";
+    std::string command =
+        "for i in $(seq 1 " + std::to_string(n) + "); do echo L$i; case $i in *00) sleep 0.05;; esac; done; echo DONE";
     json started = call("remote_bash", {{"command", command}, {"run_in_background", true}});
     std::string id = started.value("bash_id", "");
     if (id.empty()) {
@@ -558,8 +558,7 @@ private:
       limit = static_cast<int>(-offset);
       first = k_file_lines + offset + 1;
     }
-    json w = call("remote_file_read",
-                  {{"file_path", g_work + "/lines.txt"}, {"offset", offset}, {"limit", limit}});
+    json w = call("remote_file_read", {{"file_path", g_work + "/lines.txt"}, {"offset", offset}, {"limit", limit}});
     long last = std::min<long>(first + limit - 1, k_file_lines);
     std::vector<std::string> expected, got;
     for (long i = first; i <= last; ++i) {
@@ -574,7 +573,8 @@ private:
   }
 
   void do_kill() {
-    json started = call("remote_bash", {{"command", "while :; do echo tick; sleep 0.2; done"}, {"run_in_background", true}});
+    json started =
+        call("remote_bash", {{"command", "while :; do echo tick; sleep 0.2; done"}, {"run_in_background", true}});
     std::string id = started.value("bash_id", "");
     std::this_thread::sleep_for(std::chrono::milliseconds(uniform(0, 500)));
     json k = call("remote_bash_kill", {{"bash_id", id}, {"signal", "TERM"}});
@@ -607,8 +607,8 @@ private:
       expected_code = -32601;
       break;
     case 2:
-      answer = raw(json{{"jsonrpc", "2.0"}, {"id", id}, {"method", "tools/call"}, {"params", {{"name", "nope"}}}}.dump(),
-                   id);
+      answer = raw(
+          json{{"jsonrpc", "2.0"}, {"id", id}, {"method", "tools/call"}, {"params", {{"name", "nope"}}}}.dump(), id);
       expected_code = -32602;
       break;
     case 3:
@@ -621,16 +621,18 @@ private:
       expected_code = -32602;
       break;
     default:
-      answer = raw(json{{"jsonrpc", "2.0"},
-                        {"id", id},
-                        {"method", "tools/call"},
-                        {"params", {{"name", "remote_bash_output"}, {"arguments", {{"bash_id", "x"}, {"filter", "("}}}}}}
-                       .dump(),
-                   id);
+      answer =
+          raw(json{{"jsonrpc", "2.0"},
+                   {"id", id},
+                   {"method", "tools/call"},
+                   {"params", {{"name", "remote_bash_output"}, {"arguments", {{"bash_id", "x"}, {"filter", "("}}}}}}
+                  .dump(),
+              id);
       expected_code = -32602;
     }
     if (!answer.contains("error") || answer["error"].value("code", 0) != expected_code) {
-      throw std::runtime_error("expected error " + std::to_string(expected_code) + ", got " + answer.dump().substr(0, 300));
+      throw std::runtime_error("expected error " + std::to_string(expected_code) + ", got " +
+                               answer.dump().substr(0, 300));
     }
     request("ping", json::object()); // still serving
   }
@@ -826,8 +828,8 @@ int main(int argc, char** argv) {
     auto pct = [&](double p) {
       return v.empty() ? 0.0 : v[std::min(v.size() - 1, static_cast<std::size_t>(p / 100 * (v.size() - 1) + 0.5))];
     };
-    std::printf("%-12s %8zu %8ld %9.1f %9.1f %9.1f\n", k_op_names[op], v.size(), g_stats.failures[op], pct(50),
-                pct(99), v.empty() ? 0.0 : v.back());
+    std::printf("%-12s %8zu %8ld %9.1f %9.1f %9.1f\n", k_op_names[op], v.size(), g_stats.failures[op], pct(50), pct(99),
+                v.empty() ? 0.0 : v.back());
     total_failures += g_stats.failures[op];
   }
   std::printf("MCP requests: %ld, lost (no answer in %ld s): %ld\n", g_stats.calls,
