@@ -123,12 +123,25 @@ struct KnownHostsFile {
   }
 };
 
+// Canonical base64: only the alphabet, then at most two '=' at the end, in groups of four.
+bool strict_base64(std::string_view text) {
+  std::size_t data = text.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+  if (data == std::string_view::npos) {
+    data = text.size();
+  }
+  const std::size_t pad = text.size() - data;
+  return data > 0 && pad <= 2 && text.find_first_not_of('=', data) == std::string_view::npos && text.size() % 4 == 0;
+}
+
 // `|1|SALT|HASH` as ssh-keygen -H writes it: base64 of a salt and of an HMAC-SHA1 (20 bytes).
 bool valid_hashed_host(std::string_view field) {
   field.remove_prefix(3);
   auto bar = field.find('|');
-  return bar != std::string_view::npos && !base64_decode(field.substr(0, bar)).empty() &&
-         base64_decode(field.substr(bar + 1)).size() == 20;
+  if (bar == std::string_view::npos) {
+    return false;
+  }
+  std::string_view salt = field.substr(0, bar), hash = field.substr(bar + 1);
+  return strict_base64(salt) && strict_base64(hash) && base64_decode(hash).size() == 20;
 }
 
 KnownHostsFile parse_known_hosts(LIBSSH2_SESSION* s, const std::string& path, std::istream& in) {

@@ -69,6 +69,7 @@ TEST(KnownHostsCheck, AcceptsTheRecordedKeyAndRefusesAnother) {
 TEST(KnownHostsCheck, MalformedHashedEntriesAreSkippedWithoutLeaking) {
   const std::string known = std::string("|1|Lc4Dreo1fkGquCdYAKq0kXS8yEk=|jq411WiLjMzpm2r+yBfdM2@x ssh-ed25519 ") +
                             k_other_key_b64 + "\n|1|c2FsdA==|c2hvcnQ= ssh-ed25519 " + k_other_key_b64 +
+                            "\n|1|NB0=|mL=Cv6uRS75PFuUxPhGNvbloFEs= ssh-ed25519 " + k_other_key_b64 +
                             "\n|1|!!|!! ssh-ed25519 " + k_other_key_b64 + "\ngpu1 ssh-ed25519 " + k_key_b64 + "\n";
   ASSERT_FALSE(check_host_key(gpu1(), known, "ssh-ed25519", ed25519_blob(1), strict()));
   // Heap in use before and after many checks (0 under ASan, whose leak checker covers this then).
