@@ -680,8 +680,8 @@ Sample sample(pid_t pid, double t) {
   return Sample{t, status_field(pid, "VmRSS:"), fd_count(pid), static_cast<int>(status_field(pid, "Threads:"))};
 }
 
-std::vector<std::string> serve_args(const std::string& state) {
-  return {"serve", "--state-dir", state, "--log-level", "warning"};
+std::vector<std::string> serve_args(const std::string& state, const char* log_level = "warn") {
+  return {"serve", "--state-dir", state, "--log-level", log_level};
 }
 
 void report_series(const char* name, const std::vector<Sample>& s, double seconds) {
@@ -750,8 +750,8 @@ int main(int argc, char** argv) {
     int null = ::open("/dev/null", O_RDWR);
     ::dup2(null, 0);
     ::dup2(null, 1);
-    auto args = serve_args(g_work + "/http-state");
-    args.insert(args.end(), {"--http", "127.0.0.1:0", "--log-level", "info"});
+    auto args = serve_args(g_work + "/http-state", "info"); // info: the line with the port
+    args.insert(args.end(), {"--http", "127.0.0.1:0"});
     std::vector<char*> av{const_cast<char*>(binary.c_str())};
     for (auto& a : args) {
       av.push_back(a.data());

@@ -6,12 +6,13 @@
 # and compared between the minute after warm-up and the last minute. Prints the figures and
 # "result: OK" (exit 0) or the failures (exit 1). Not part of ctest.
 #   tests/bench/soak.sh [SECONDS (default 600)] [CLIENTS (default 16)]
-# Environment: SMCP_BUILD_DIR (default build-release). Clients and servers share the machine.
+# Uses the normal tree (scripts/build.sh: build/, RelWithDebInfo): a stability run, not a speed one.
+# Clients and servers share the machine.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 seconds="${1:-600}"
 clients="${2:-16}"
-build_dir="$(SMCP_BUILD_TYPE=Release SMCP_BUILD_DIR="${SMCP_BUILD_DIR:-$root/build-release}" "$root/scripts/build.sh" | tail -n 1)"
+build_dir="$("$root/scripts/build.sh" | tail -n 1)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/smcp-soak.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 echo "sandbox-mcp $("$build_dir/mcp-server/app/sandbox-mcp" --version | awk '{print $2}'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
