@@ -48,9 +48,14 @@ for name in "${names[@]}"; do
   mkdir -p "$corpus" "$artifacts" "$seeds"
   flags=(-max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 -print_final_stats=1
          -artifact_prefix="$artifacts/")
-  for dict in "$root/tests/fuzz/$short.dict" "$root/tests/fuzz/corpus/$short.dict"; do
-    [[ -f "$dict" ]] && flags+=(-dict="$dict")
-  done
+  if [[ -f "$root/tests/fuzz/$short.dict" ]]; then
+    flags+=(-dict="$root/tests/fuzz/$short.dict")
+  fi
+  if [[ -f "$root/tests/fuzz/$short.options" ]]; then  # libFuzzer flags of this target, one per line
+    while read -r option; do
+      [[ -n "$option" && "$option" != \#* ]] && flags+=("$option")
+    done <"$root/tests/fuzz/$short.options"
+  fi
   echo "fuzz.sh: $name for ${seconds}s (seeds: tests/fuzz/corpus/$short, $(ls "$seeds" | wc -l) files)" >&2
   log="$build_dir/fuzz-artifacts/$short.log"
   if "$binary" "${flags[@]}" "$@" "$corpus" "$seeds" >"$log" 2>&1; then
