@@ -369,11 +369,15 @@ void Session::receive(std::string_view raw, std::shared_ptr<transport::MessageSi
   json message;
   try {
     message = json::parse(raw);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for a number too large for a double (1e400): both are input
+    // that is not JSON we can represent.
     auto inbound = std::make_shared<Inbound>(std::move(reply), false);
     std::string what = e.what();
     if (auto pos = what.find("parse error"); pos != std::string::npos) {
       what = what.substr(pos);
+    } else if (auto end = what.find("] "); what.rfind("[json.exception.", 0) == 0 && end != std::string::npos) {
+      what = what.substr(end + 2);
     }
     inbound->respond_now(make_error(nullptr, error_code::parse_error, "Parse error: " + what));
     inbound->seal();

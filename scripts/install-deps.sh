@@ -15,6 +15,7 @@ if [[ "${1:-}" == "--test" ]]; then
     libgtest-dev libgmock-dev libbenchmark-dev
     openssh-server tmux curl procps psmisc
     nodejs npm
+    clang libclang-rt-14-dev llvm  # libFuzzer + clang's ASan/UBSan runtimes, llvm-symbolizer (tests/fuzz)
   )
 fi
 

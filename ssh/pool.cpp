@@ -602,7 +602,8 @@ void SshPool::Core::advance_connects() {
     }
   }
   for (auto& [id, f] : failed) {
-    auto it = std::find_if(connects.begin(), connects.end(), [&](const auto& r) { return r->id == id; });
+    // (named capture: clang 14 cannot capture a structured binding)
+    auto it = std::find_if(connects.begin(), connects.end(), [&id = id](const auto& r) { return r->id == id; });
     if (it != connects.end()) {
       connect_failed(**it, f);
     }

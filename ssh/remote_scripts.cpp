@@ -1106,7 +1106,12 @@ exec::FileWindow parse_file_window(std::string_view out, const exec::FileReadReq
       break;
     }
   });
-  if (!have_size || !have_end || static_cast<long>(w.lines.size()) != count) {
+  // Counts are never negative, and bounded so the arithmetic below cannot overflow (the file may
+  // grow while it is read: they are not bounded by `size`).
+  constexpr long k_max_count = 1L << 62;
+  const auto sane = [&](long n) { return n >= 0 && n <= k_max_count; };
+  if (!have_size || !have_end || static_cast<long>(w.lines.size()) != count || !sane(found) || !sane(records) ||
+      (newline_count && *newline_count > static_cast<std::uint64_t>(k_max_count))) {
     throw HostError(HostError::Kind::io, "unexpected answer while reading " + req.path +
                                              " (the host needs a POSIX sh with awk, head, tail, od and wc)");
   }

@@ -62,6 +62,14 @@ int tcp_connect(const std::string& host, int port, std::chrono::milliseconds tim
 // Handshake, host key check and authentication over the connected socket `fd` (not owned).
 SetupResult setup_session(int fd, const SshTarget& target, const SetupOptions& options);
 
+// The host key check of setup_session, without a connection: known_hosts given as text, and the
+// key the server would present (`key_type` as known_hosts spells it, e.g. "ssh-ed25519"; the raw
+// key blob). With accept-new it appends to the first of target.user_known_hosts_files: leave that
+// list empty to write nothing. For tests and the fuzzer.
+std::optional<SetupFailure> check_host_key(const SshTarget& target, std::string_view known_hosts,
+                                           std::string_view key_type, std::string_view key_blob,
+                                           const SetupOptions& options);
+
 // Frees a session (channels included) without waiting on the network: `polite` sends a
 // disconnect message first; a socket `fd` given is shut down so open channels need no answer.
 void free_session(_LIBSSH2_SESSION* session, int fd, bool polite);

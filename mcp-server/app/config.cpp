@@ -207,7 +207,7 @@ FileConfig load_config(const std::string& path) {
   json doc;
   try {
     doc = json::parse(in, nullptr, true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) { // parse_error; out_of_range for a number like 1e400
     throw std::runtime_error("configuration " + path + " is not valid JSON: " + e.what());
   }
   return parse_config(doc, path);

@@ -2,11 +2,29 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
+#include <cstdio>
 #include <system_error>
 
 namespace smcp::testing {
+
+namespace {
+
+// A /proc file's contents; empty or partial when the process is gone. (Reading the file of a
+// process that just exited fails with ESRCH, which istreambuf_iterator turns into an exception.)
+std::string read_proc_file(const std::filesystem::path& path) {
+  std::string out;
+  if (FILE* f = std::fopen(path.c_str(), "re")) {
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+      out.append(buf, n);
+    }
+    std::fclose(f);
+  }
+  return out;
+}
+
+} // namespace
 
 std::vector<pid_t> live_processes(const std::string& command_prefix) {
   std::vector<pid_t> out;
@@ -16,15 +34,8 @@ std::vector<pid_t> live_processes(const std::string& command_prefix) {
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) {
       continue;
     }
-    std::string args, st;
-    try { // a process that ends meanwhile makes the read fail (ESRCH), and libstdc++ throw
-      std::ifstream cmdline(it->path() / "cmdline");
-      args.assign(std::istreambuf_iterator<char>(cmdline), std::istreambuf_iterator<char>());
-      std::ifstream stat(it->path() / "stat");
-      st.assign(std::istreambuf_iterator<char>(stat), std::istreambuf_iterator<char>());
-    } catch (const std::exception&) {
-      continue;
-    }
+    std::string args = read_proc_file(it->path() / "cmdline");
+    const std::string st = read_proc_file(it->path() / "stat");
     auto paren = st.rfind(')');
     const bool zombie = paren != std::string::npos && paren + 2 < st.size() && st[paren + 2] == 'Z';
     std::replace(args.begin(), args.end(), '\0', ' ');

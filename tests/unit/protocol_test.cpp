@@ -188,6 +188,18 @@ TEST_F(ProtocolTest, ParseErrorHasNullIdAndServerKeepsServing) {
   expect_ping_works();
 }
 
+// Found by fuzz_jsonrpc: nlohmann::json throws out_of_range, not parse_error, for a number beyond
+// a double's range, and that escaped receive() and ended the server.
+TEST_F(ProtocolTest, NumberTooLargeForADoubleIsAParseErrorNotACrash) {
+  conn->send(R"({"jsonrpc":"2.0","id":2,"method":"ping","params":{"x":1e400}})");
+  json r = parse(conn->next());
+  EXPECT_EQ(r["error"]["code"], error_code::parse_error);
+  EXPECT_TRUE(r["id"].is_null());
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("number overflow"), std::string::npos)
+      << r["error"]["message"];
+  expect_ping_works();
+}
+
 TEST_F(ProtocolTest, DeeplyNestedJsonIsAParseErrorNotACrash) {
   std::string deep(100000, '[');
   deep += std::string(100000, ']');

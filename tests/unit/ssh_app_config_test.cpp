@@ -85,6 +85,14 @@ TEST(SshAppConfig, InvalidJsonFileIsReported) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos);
   }
+  // nlohmann::json throws out_of_range, not parse_error, for a number beyond a double's range.
+  std::ofstream(path) << "{ \"pool\": { \"max_sessions\": 1e400 } }";
+  try {
+    load_config(path.string());
+    FAIL() << "1e400 is not a number we can represent";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
+  }
   std::ofstream(path) << "{ \"hosts\": [ // a comment is fine\n \"a\" ] }";
   EXPECT_EQ(load_config(path.string()).hosts.size(), 1u);
   std::filesystem::remove(path);
