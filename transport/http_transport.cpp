@@ -106,7 +106,7 @@ std::optional<json> parse_top_level(std::string_view text, std::string* error = 
   };
   try {
     return json::parse(text, top_level_only);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) { // parse_error, and out_of_range for numbers like 1e400
     if (error) {
       std::string what = e.what();
       if (auto pos = what.find("parse error"); pos != std::string::npos) {

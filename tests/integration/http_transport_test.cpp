@@ -318,6 +318,12 @@ TEST(HttpTransport, RejectsWrongContentTypesVersionsMethodsAndMalformedJson) {
   Response parse_no_session = request(port, "POST", mcp_headers(), "{not json");
   EXPECT_EQ(parse_no_session.status, 400);
   EXPECT_EQ(parse_no_session.error_code(), -32700);
+  // A number beyond a double's range is a parse error too, with or without a session (was 500).
+  for (const auto& headers : {mcp_headers(session), mcp_headers()}) {
+    Response huge = request(port, "POST", headers, R"({"jsonrpc":"2.0","id":8,"method":"ping","params":{"x":1e400}})");
+    EXPECT_EQ(huge.status, 400) << huge.body;
+    EXPECT_EQ(huge.error_code(), -32700) << huge.body;
+  }
   expect_serving(port, session);
 
   EXPECT_EQ(request(port, "PUT", mcp_headers(session), "{}").status, 405);
