@@ -733,9 +733,11 @@ members() {
       }
       for (p in st) {
         if (p == e || p == root || st[p] == "Z") continue
-        if ((s != "" && ss[p] == s) || (p in d) || (p in env)) printf " %s", p
+        if ((s != "" && ss[p] == s) || (p in d) || (p in env)) print p
       }
-    }')
+    }' | sort -n | awk '{ printf " %s", $1 }')
+  # (In pid order, so a shell is signalled before the children it waits for: a child ended first
+  # would let the shell run on, and the job end as "exited" instead of by the signal.)
   if [ -z "$m" ] && [ ! -r /proc/self/stat ] && [ -n "$s" ]; then
     m=$(ps -A -o pid= -o sid= -o stat= 2>/dev/null | awk -v s="$s" -v e="$ex" '$2 == s && $1 != e && $3 !~ /^Z/ { printf " %s", $1 }')
   fi
