@@ -418,10 +418,22 @@ TEST_F(JobsTest, RetentionRemovesOnlyOldEndedJobs) {
   host->job_finish(fresh.id, {exec::JobState::Phase::exited, 0, 0});
   read(old_job.id);
   read(fresh.id);
-  auto rec = *store->get_job(old_job.id);
-  rec.ended_at_ms -= 2 * 3600 * 1000; // ended two hours ago
-  store->put_job(rec);
-  EXPECT_EQ(manager().expire(), 1u);
+  // Age the old job's record as if it ended two hours ago. The manager may still be persisting the
+  // job's end (from the read) and write its own record over ours: age it again until it sticks.
+  std::size_t expired = 0;
+  for (int attempt = 0; attempt < 50 && expired == 0; ++attempt) {
+    auto rec = *store->get_job(old_job.id);
+    rec.ended_at_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count() -
+        2 * 3600 * 1000;
+    store->put_job(rec);
+    expired = manager().expire();
+    if (expired == 0) {
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  EXPECT_EQ(expired, 1u);
   EXPECT_FALSE(store->get_job(old_job.id));
   EXPECT_TRUE(store->get_job(fresh.id));
   EXPECT_TRUE(store->get_job(running.id));
