@@ -4,6 +4,8 @@
 // during the runs) and reports the server's resident memory before and after.
 //   http_load PORT SERVER_PID [SECONDS_PER_RUN] [IDLE_SESSIONS] [TOKEN] [SLOWLORIS_SOCKETS (default 520)]
 // Last, it measures GET /healthz while SLOWLORIS_SOCKETS connections trickle half-sent requests.
+#include "http_head.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -94,30 +96,11 @@ private:
     }
     std::string head = m_buf.substr(0, end);
     m_buf.erase(0, end + 4);
-    r.status = std::stoi(head.substr(9, 3));
-    std::size_t length = 0;
-    bool chunked = false;
-    std::istringstream lines(head);
-    std::string line;
-    while (std::getline(lines, line)) {
-      if (!line.empty() && line.back() == '\r') {
-        line.pop_back();
-      }
-      auto colon = line.find(':');
-      if (colon == std::string::npos) {
-        continue;
-      }
-      std::string name = line.substr(0, colon);
-      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-      std::string value = line.substr(colon + 2);
-      if (name == "content-length") {
-        length = std::stoul(value);
-      } else if (name == "transfer-encoding") {
-        chunked = value == "chunked";
-      } else if (name == "mcp-session-id") {
-        r.session = value;
-      }
-    }
+    const auto h = smcp::bench::parse_response_head(head);
+    r.status = h.status;
+    r.session = h.session;
+    const std::size_t length = h.length;
+    const bool chunked = h.chunked;
     if (!chunked) {
       while (m_buf.size() < length) {
         fill();

@@ -12,6 +12,8 @@
 // Every job is removed after its check. Every call must get its answer (else it is counted lost);
 // every line must arrive exactly once. The servers' RSS, open fds and threads are sampled every 5 s.
 //   soak BINARY WORKDIR SECONDS CLIENTS
+#include "http_head.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -267,32 +269,12 @@ private:
     }
     std::string head = m_buf.substr(0, end);
     m_buf.erase(0, end + 4);
-    r.status = std::stoi(head.substr(9, 3));
-    std::size_t length = 0;
-    bool chunked = false;
-    std::istringstream lines(head);
-    std::string line;
-    while (std::getline(lines, line)) {
-      if (!line.empty() && line.back() == '\r') {
-        line.pop_back();
-      }
-      auto colon = line.find(':');
-      if (colon == std::string::npos) {
-        continue;
-      }
-      std::string name = line.substr(0, colon);
-      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-      std::string value = line.substr(colon + 2);
-      if (name == "content-length") {
-        length = std::stoul(value);
-      } else if (name == "transfer-encoding") {
-        chunked = value == "chunked";
-      } else if (name == "mcp-session-id") {
-        r.session = value;
-      } else if (name == "content-type") {
-        r.sse = value.rfind("text/event-stream", 0) == 0;
-      }
-    }
+    const auto h = smcp::bench::parse_response_head(head);
+    r.status = h.status;
+    r.session = h.session;
+    r.sse = h.sse;
+    const std::size_t length = h.length;
+    const bool chunked = h.chunked;
     if (!chunked) {
       while (m_buf.size() < length) {
         fill(deadline);
