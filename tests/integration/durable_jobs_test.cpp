@@ -5,6 +5,7 @@
 // over output that overflowed the ring reports the dropped bytes while the full output stays
 // readable with remote_file_read. A crash between reading and answering loses no line; ended jobs
 // leave no memory behind; a job that fills the disk keeps its exit code and the server keeps serving.
+#include "tests/support/sanitizers.h"
 #include "tests/bench/stdio_client.h"
 #include "tests/support/sshd_fixture.h"
 
@@ -292,13 +293,7 @@ TEST_P(DurableJobsTest, EndedJobsWhoseOutputWasReadLeaveNoMemoryBehind) {
   if (host != "local") {
     GTEST_SKIP() << "measured once, on the local host: the server's memory does not depend on where jobs run";
   }
-// gcc says __SANITIZE_ADDRESS__; clang 14 says __has_feature(address_sanitizer).
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SMCP_SKIP_RSS 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(SMCP_SKIP_RSS)
+#if SMCP_UNDER_SANITIZER
   GTEST_SKIP() << "resident memory is not meaningful under sanitizers (quarantine, shadow memory)";
 #endif
   const int n = 30;

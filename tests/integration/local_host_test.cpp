@@ -2,6 +2,7 @@
 // end whole process trees, raw bytes, durable jobs that outlive their server, verified kills,
 // file windows that read only what they return, a job that fills its disk, and a 200 MB job with
 // bounded memory.
+#include "tests/support/sanitizers.h"
 #include "mcp-server/state_store.h"
 #include "sandbox/local_host.h"
 #include "tests/support/processes.h"
@@ -21,12 +22,6 @@
 #include <thread>
 #include <unistd.h>
 
-// gcc says __SANITIZE_ADDRESS__; clang 14 says __has_feature(address_sanitizer).
-#if defined(__has_feature)
-#define SMCP_CLANG_SANITIZER (__has_feature(address_sanitizer) || __has_feature(thread_sanitizer))
-#else
-#define SMCP_CLANG_SANITIZER 0
-#endif
 
 namespace smcp::exec {
 namespace {
@@ -621,7 +616,7 @@ TEST_F(LocalHostTest, TwoHundredMegabyteJobKeepsMemoryBounded) {
   EXPECT_LE(a.output.size(), jobs.options().max_output_chars + 400);
   EXPECT_NE(a.output.find("END"), std::string::npos) << "the newest output is what the ring kept";
   EXPECT_EQ(std::filesystem::file_size(rec.job_dir + "/output"), total) << "the full output is on disk";
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || SMCP_CLANG_SANITIZER
+#if SMCP_UNDER_SANITIZER
   std::printf("[  SKIPPED ] RSS bound not checked: sanitizer allocators keep freed memory (quarantine)\n");
   (void)rss_before;
 #else
