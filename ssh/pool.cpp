@@ -22,6 +22,10 @@
 namespace smcp::ssh {
 
 using exec::HostError;
+using exec::HostStatus;
+using exec::RemoteCall;
+using exec::RemoteCommand;
+using exec::RemoteResult;
 using Kind = HostError::Kind;
 
 namespace {
@@ -216,6 +220,9 @@ struct SshPool::Core : std::enable_shared_from_this<SshPool::Core> {
     for (const auto& j : opt.target.jumps) {
       snapshot.via.push_back(j.alias + " (" + j.endpoint() + ")");
     }
+    snapshot.kind = "ssh";
+    snapshot.has_connection = true;
+    snapshot.state = "idle";
     snapshot.max_sessions = opt.limits.max_sessions;
     snapshot.max_channels_per_session = opt.limits.max_channels_per_session;
     snapshot.max_concurrency = opt.limits.max_concurrency;

@@ -7,8 +7,8 @@
 // dropped handshakes. ProxyJump hops are reached through direct-tcpip channels.
 #pragma once
 
-#include "ssh/host_status.h"
-#include "ssh/remote_executor.h"
+#include "sandbox/exec/host_status.h"
+#include "sandbox/exec/remote_executor.h"
 #include "ssh/session_setup.h"
 #include "ssh/ssh_config.h"
 
@@ -39,15 +39,15 @@ struct PoolOptions {
   PoolLimits limits;
 };
 
-class SshPool final : public RemoteExecutor, public HostStatusProvider {
+class SshPool final : public exec::RemoteExecutor {
 public:
   explicit SshPool(PoolOptions options);
   ~SshPool() override;
   SshPool(const SshPool&) = delete;
   SshPool& operator=(const SshPool&) = delete;
 
-  std::shared_ptr<RemoteCall> start(RemoteCommand command) override;
-  HostStatus status() const override;
+  std::shared_ptr<exec::RemoteCall> start(exec::RemoteCommand command) override;
+  exec::HostStatus status() const override;
 
   struct Core;
 

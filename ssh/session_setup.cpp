@@ -1,5 +1,7 @@
 #include "ssh/session_setup.h"
 
+#include "sandbox/exec/run_process.h"
+
 #include <libssh2.h>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
@@ -26,6 +28,8 @@
 namespace smcp::ssh {
 
 using exec::HostError;
+using exec::ProcessResult;
+using exec::run_process;
 using Kind = HostError::Kind;
 
 namespace {

@@ -5,7 +5,7 @@
 // Internal to ssh/: only pool.cpp and session_setup.cpp include libssh2.h.
 #pragma once
 
-#include "sandbox/exec.h"
+#include "sandbox/exec/host.h"
 #include "ssh/ssh_config.h"
 
 #include <atomic>

@@ -63,14 +63,4 @@ std::set<std::string> literal_host_patterns(const std::string& config_file, cons
 // ~ and %d/%u/%h/%r/%p/%n/%i/%% expansion, as ssh does for IdentityFile and known hosts files.
 std::string expand_ssh_tokens(std::string_view text, const SshTarget& target);
 
-// Result of running a local program (used for `ssh -G` and the passphrase command).
-struct ProcessResult {
-  int status = -1; // exit status; -1 when it could not run or was killed
-  std::string out;
-  std::string err;
-};
-ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::milliseconds timeout);
-
-std::string local_home();
-
 } // namespace smcp::ssh

@@ -1,9 +1,9 @@
 // Helpers shared by the tool handlers: argument access, error translation and timestamps.
 #pragma once
 
-#include "mcp-server/tool.h"
-#include "mcp-server/state_store.h"
-#include "sandbox/exec.h"
+#include "mcp-server/core/tool.h"
+#include "mcp-server/store/state_store.h"
+#include "sandbox/exec/host.h"
 
 #include <functional>
 #include <string>

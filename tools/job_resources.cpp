@@ -1,7 +1,7 @@
 #include "tools/job_resources.h"
 
 #include "tools/common.h"
-#include "tools/text.h"
+#include "tools/jobs/text.h"
 
 namespace smcp::tools {
 

@@ -2,8 +2,8 @@
 // (without moving its read cursor); subscribers hear when it grows or the job ends.
 #pragma once
 
-#include "mcp-server/resource.h"
-#include "tools/jobs.h"
+#include "mcp-server/core/resource.h"
+#include "tools/jobs/jobs.h"
 
 #include <memory>
 

@@ -1,5 +1,5 @@
 #include "tools/common.h"
-#include "tools/text.h"
+#include "tools/jobs/text.h"
 #include "tools/tools.h"
 
 namespace smcp::tools {

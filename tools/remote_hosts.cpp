@@ -1,4 +1,3 @@
-#include "ssh/host_status.h"
 #include "tools/common.h"
 #include "tools/tools.h"
 
@@ -63,9 +62,9 @@ public:
 
 json describe(const std::string& name, const std::shared_ptr<exec::Host>& host, const std::string& default_name) {
   json h = {{"name", name}, {"default", name == default_name}};
-  if (const auto* provider = dynamic_cast<const ssh::HostStatusProvider*>(host.get())) {
-    ssh::HostStatus s = provider->status();
-    h["kind"] = s.kind;
+  const exec::HostStatus s = host->status();
+  h["kind"] = s.kind;
+  if (s.has_connection) {
     h["target"] = s.target;
     h["via"] = s.via;
     h["state"] = s.state;
@@ -84,8 +83,7 @@ json describe(const std::string& name, const std::shared_ptr<exec::Host>& host, 
     h["latency_ms"] = s.last_latency_ms ? json(*s.last_latency_ms) : json(nullptr);
     h["host_key_policy"] = s.host_key_policy;
   } else {
-    h["kind"] = name == "local" ? "local" : "other";
-    h["state"] = "connected";
+    h["state"] = s.state;
     h["connected"] = true;
   }
   return h;
@@ -140,7 +138,7 @@ mcp::Tool make_remote_hosts_tool(ToolEnv& env) {
         for (auto& [n, h] : hosts) {
           probes.push_back(
               std::async(std::launch::async, [host = h]() -> std::pair<std::optional<double>, std::string> {
-                if (!dynamic_cast<const ssh::HostStatusProvider*>(host.get())) {
+                if (!host->status().has_connection) {
                   return {std::nullopt, {}};
                 }
                 exec::CommandSpec spec;

@@ -2,10 +2,10 @@
 // interfaces in ToolEnv. register_tools() adds them all to a registry.
 #pragma once
 
-#include "mcp-server/state_store.h"
-#include "mcp-server/tool_registry.h"
-#include "tools/hosts.h"
-#include "tools/jobs.h"
+#include "mcp-server/store/state_store.h"
+#include "mcp-server/core/tool_registry.h"
+#include "tools/jobs/hosts.h"
+#include "tools/jobs/jobs.h"
 
 namespace smcp::tools {
 

@@ -1,7 +1,8 @@
 #include "mcp-server/app/app.h"
 
 #include "mcp-server/app/config.h"
-#include "sandbox/local_host.h"
+#include "sandbox/exec/local_host.h"
+#include "sandbox/exec/run_process.h"
 #include "ssh/ssh_config.h"
 #include "ssh/ssh_host.h"
 #include "tools/job_resources.h"
@@ -233,7 +234,7 @@ namespace {
 // those with a literal `Host NAME` block in the ssh config ssh itself reads (so a typo or a
 // made-up name never opens a connection or adds a known_hosts entry).
 bool defined_in_ssh_config(const std::string& name, const FileConfig& fc) {
-  const std::string home = ssh::local_home();
+  const std::string home = exec::local_home();
   if (!fc.ssh_config.empty()) {
     return ssh::literal_host_patterns(fc.ssh_config, home + "/.ssh").count(name) > 0;
   }

@@ -3,10 +3,10 @@
 // build the whole server in-process.
 #pragma once
 
-#include "mcp-server/protocol.h"
-#include "mcp-server/state_store.h"
-#include "tools/hosts.h"
-#include "tools/jobs.h"
+#include "mcp-server/core/protocol.h"
+#include "mcp-server/store/state_store.h"
+#include "tools/jobs/hosts.h"
+#include "tools/jobs/jobs.h"
 #include "tools/tools.h"
 
 #include <memory>

@@ -1,5 +1,6 @@
 #include "mcp-server/app/config.h"
 
+#include "sandbox/exec/run_process.h"
 #include "ssh/ssh_config.h"
 
 #include <spdlog/spdlog.h>
@@ -21,7 +22,7 @@ namespace {
 
 std::string expand(const std::string& path) {
   if (path == "~" || path.rfind("~/", 0) == 0) {
-    return ssh::local_home() + path.substr(1);
+    return exec::local_home() + path.substr(1);
   }
   return path;
 }
@@ -93,7 +94,7 @@ std::string default_config_path() {
   if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg && *xdg) {
     return std::string(xdg) + "/sandbox-mcp/config.json";
   }
-  return ssh::local_home() + "/.config/sandbox-mcp/config.json";
+  return exec::local_home() + "/.config/sandbox-mcp/config.json";
 }
 
 FileConfig parse_config(const json& doc, const std::string& origin) {

@@ -4,7 +4,7 @@
 // lock is held cannot deadlock, and what the forwarder itself logs is never forwarded again.
 #pragma once
 
-#include "mcp-server/protocol.h"
+#include "mcp-server/core/protocol.h"
 
 #include <memory>
 #include <string>

@@ -2,7 +2,7 @@
 
 #include "mcp-server/app/signals.h"
 
-#include "mcp-server/protocol.h"
+#include "mcp-server/core/protocol.h"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>

@@ -3,7 +3,7 @@
 //   2. background output throughput (a job writing 1 GB, read through remote_bash_output)
 //   3. server memory per background job (200 jobs) and after a 200 MB flood
 //   4. remote_file_read of the last 100 lines of a 2 GB file (p50, p95)
-#include "tests/bench/stdio_client.h"
+#include "tests/support/stdio_client.h"
 
 #include <filesystem>
 #include <iostream>

@@ -5,7 +5,7 @@
 //   ssh_bench SANDBOX_MCP_BINARY [--calls N] [--ssh-calls N] [--bashrc]
 // --bashrc: the login shell sources the user's real ~/.bashrc for every command (as it does on
 // most hosts); without it the sshd passes SHLVL=1 so bash skips it (a non-interactive-safe bashrc).
-#include "tests/bench/stdio_client.h"
+#include "tests/support/stdio_client.h"
 #include "tests/support/sshd_fixture.h"
 
 #include <nlohmann/json.hpp>

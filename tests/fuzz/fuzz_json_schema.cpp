@@ -5,8 +5,8 @@
 //
 // Input: the JSON value (inputs that are not JSON are skipped; the protocol answers those with a
 // parse error before any validation).
-#include "mcp-server/json_schema.h"
-#include "mcp-server/state_store.h"
+#include "mcp-server/core/json_schema.h"
+#include "mcp-server/store/state_store.h"
 #include "tests/support/fake_host.h"
 #include "tools/tools.h"
 

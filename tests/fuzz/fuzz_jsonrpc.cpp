@@ -9,8 +9,8 @@
 // and every inbound message is fully answered exactly once (MessageSink::end()). The server and
 // its jobs outlive one input (see below): a crash that needs the jobs of earlier inputs may not
 // replay from its input alone; run the fuzzer on the whole corpus directory then.
-#include "mcp-server/protocol.h"
-#include "mcp-server/state_store.h"
+#include "mcp-server/core/protocol.h"
+#include "mcp-server/store/state_store.h"
 #include "tests/support/fake_host.h"
 #include "tools/job_resources.h"
 #include "tools/tools.h"

@@ -4,7 +4,7 @@
 // A host's answer is untrusted text: a parser may throw exec::HostError, nothing else.
 //
 // Input: byte 0 picks the parser, bytes 1-8 its parameters, the rest is the host's answer.
-#include "ssh/remote_scripts.h"
+#include "sandbox/exec/remote_scripts.h"
 
 #include <algorithm>
 #include <cstddef>

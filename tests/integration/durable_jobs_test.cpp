@@ -6,7 +6,7 @@
 // readable with remote_file_read. A crash between reading and answering loses no line; ended jobs
 // leave no memory behind; a job that fills the disk keeps its exit code and the server keeps serving.
 #include "tests/support/sanitizers.h"
-#include "tests/bench/stdio_client.h"
+#include "tests/support/stdio_client.h"
 #include "tests/support/sshd_fixture.h"
 
 #include <gtest/gtest.h>

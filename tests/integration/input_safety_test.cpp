@@ -3,7 +3,7 @@
 // field); integers are never silently rounded; descriptions and job listings are bounded;
 // resources/subscribe refuses unknown job URIs; and the SSH key passphrase taken from the
 // environment reaches no command the server starts (yet still unlocks the key).
-#include "tests/bench/stdio_client.h"
+#include "tests/support/stdio_client.h"
 #include "tests/support/sshd_fixture.h"
 
 #include <gtest/gtest.h>

@@ -3,11 +3,11 @@
 // file windows that read only what they return, a job that fills its disk, and a 200 MB job with
 // bounded memory.
 #include "tests/support/sanitizers.h"
-#include "mcp-server/state_store.h"
-#include "sandbox/local_host.h"
+#include "mcp-server/store/state_store.h"
+#include "sandbox/exec/local_host.h"
 #include "tests/support/processes.h"
-#include "tools/hosts.h"
-#include "tools/jobs.h"
+#include "tools/jobs/hosts.h"
+#include "tools/jobs/jobs.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // The real `sandbox-mcp serve` process: SIGTERM (what MCP clients send to stdio servers) ends it
 // cleanly — running foreground commands are ended, durable jobs are left running — and so does the
 // end of its input.
-#include "tests/bench/stdio_client.h"
+#include "tests/support/stdio_client.h"
 #include "tests/support/processes.h"
 
 #include <gtest/gtest.h>

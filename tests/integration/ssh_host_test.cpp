@@ -2,7 +2,8 @@
 // timeouts that end remote process trees, host key policies, authentication failures, ProxyJump,
 // server death and restart, keepalive, pool limits (MaxSessions, MaxStartups), idle reaping,
 // durable jobs and file windows.
-#include "ssh/host_status.h"
+#include "sandbox/exec/host_status.h"
+#include "sandbox/exec/run_process.h"
 #include "ssh/ssh_host.h"
 #include "tests/support/sshd_fixture.h"
 
@@ -15,6 +16,8 @@
 #include <thread>
 
 namespace smcp::ssh {
+using exec::ProcessResult;
+using exec::run_process;
 namespace {
 
 using namespace std::chrono_literals;
@@ -35,8 +38,8 @@ struct Ran {
   std::string out, err;
 };
 
-HostStatus status_of(const std::shared_ptr<exec::Host>& host) {
-  return dynamic_cast<const HostStatusProvider&>(*host).status();
+exec::HostStatus status_of(const std::shared_ptr<exec::Host>& host) {
+  return host->status();
 }
 
 std::string error_of(const std::function<void()>& f, exec::HostError::Kind* kind = nullptr) {

@@ -3,7 +3,7 @@
 // background job on an SSH host survives its sshd being killed (status `unreachable` with the
 // output so far), then catches up from its recorded offset after the restart, and is killed as a
 // whole process group.
-#include "tests/bench/stdio_client.h"
+#include "tests/support/stdio_client.h"
 #include "tests/support/sshd_fixture.h"
 
 #include <gtest/gtest.h>

@@ -2,7 +2,7 @@
 // re-pointing a symbolic link on its path afterwards moves no job or spill file; and a path that
 // someone else could redirect (a link or directory of another user, a link in a directory others
 // can write without the sticky bit) is refused with a message saying why.
-#include "tests/bench/stdio_client.h"
+#include "tests/support/stdio_client.h"
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 // and every call is recorded for assertions.
 #pragma once
 
-#include "sandbox/exec.h"
+#include "sandbox/exec/host.h"
 
 #include <condition_variable>
 #include <map>

@@ -1,6 +1,6 @@
 #include "tests/support/local_shell_executor.h"
 
-#include "sandbox/spawn.h"
+#include "sandbox/exec/spawn.h"
 
 #include <cerrno>
 #include <condition_variable>
@@ -20,9 +20,9 @@ namespace smcp::testing {
 
 namespace {
 
-class ShellCall final : public ssh::RemoteCall, public std::enable_shared_from_this<ShellCall> {
+class ShellCall final : public exec::RemoteCall, public std::enable_shared_from_this<ShellCall> {
 public:
-  explicit ShellCall(ssh::RemoteCommand command) : m_command(std::move(command)) {
+  explicit ShellCall(exec::RemoteCommand command) : m_command(std::move(command)) {
     m_cancel_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   }
   ~ShellCall() override { ::close(m_cancel_fd); }
@@ -64,7 +64,7 @@ public:
     std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(m_cancel_fd, &one, sizeof one);
   }
-  ssh::RemoteResult result() override {
+  exec::RemoteResult result() override {
     std::unique_lock lock(m_mutex);
     m_cv.wait(lock, [&] { return m_done; });
     if (m_error) {
@@ -184,19 +184,19 @@ private:
     m_cv.notify_all();
   }
 
-  ssh::RemoteCommand m_command;
+  exec::RemoteCommand m_command;
   int m_cancel_fd = -1;
-  ssh::RemoteResult m_collected;
+  exec::RemoteResult m_collected;
   std::mutex m_mutex;
   std::condition_variable_any m_cv;
   bool m_done = false;
   std::optional<exec::HostError> m_error;
-  ssh::RemoteResult m_result;
+  exec::RemoteResult m_result;
 };
 
 } // namespace
 
-std::shared_ptr<ssh::RemoteCall> LocalShellExecutor::start(ssh::RemoteCommand command) {
+std::shared_ptr<exec::RemoteCall> LocalShellExecutor::start(exec::RemoteCommand command) {
   ++m_calls;
   auto call = std::make_shared<ShellCall>(std::move(command));
   call->launch();

@@ -5,15 +5,15 @@
 // is not signalled.
 #pragma once
 
-#include "ssh/remote_executor.h"
+#include "sandbox/exec/remote_executor.h"
 
 #include <atomic>
 
 namespace smcp::testing {
 
-class LocalShellExecutor final : public ssh::RemoteExecutor {
+class LocalShellExecutor final : public exec::RemoteExecutor {
 public:
-  std::shared_ptr<ssh::RemoteCall> start(ssh::RemoteCommand command) override;
+  std::shared_ptr<exec::RemoteCall> start(exec::RemoteCommand command) override;
   int calls() const { return m_calls; }
 
 private:

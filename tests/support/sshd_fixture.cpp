@@ -1,5 +1,6 @@
 #include "tests/support/sshd_fixture.h"
 
+#include "sandbox/exec/run_process.h"
 #include "ssh/ssh_config.h"
 
 #include <arpa/inet.h>
@@ -37,8 +38,8 @@ std::string read_file(const std::string& path) {
 }
 
 void keygen(const std::string& path, const std::string& comment) {
-  ssh::ProcessResult r =
-      ssh::run_process({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path}, 30s);
+  exec::ProcessResult r =
+      exec::run_process({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path}, 30s);
   if (r.status != 0) {
     throw std::runtime_error("ssh-keygen failed: " + r.err);
   }
@@ -172,7 +173,7 @@ SshdFixture::SshdFixture(SshdOptions options) : m_options(std::move(options)) {
   keygen(client_key(), "smcp-test-client");
   keygen(wrong_key(), "smcp-test-wrong");
   {
-    ssh::ProcessResult r = ssh::run_process({"ssh-keygen", "-q", "-t", "ed25519", "-N", encrypted_key_passphrase(),
+    exec::ProcessResult r = exec::run_process({"ssh-keygen", "-q", "-t", "ed25519", "-N", encrypted_key_passphrase(),
                                              "-C", "smcp-test-encrypted", "-f", encrypted_key()},
                                             30s);
     if (r.status != 0) {
@@ -366,8 +367,8 @@ std::string SshdFixture::agent_socket() {
   for (int tries = 0; tries < 300 && ::access(sock.c_str(), F_OK) != 0; ++tries) {
     std::this_thread::sleep_for(10ms);
   }
-  ssh::ProcessResult r =
-      ssh::run_process({"/bin/sh", "-c", "SSH_AUTH_SOCK=\"$1\" ssh-add -q \"$2\"", "sh", sock, client_key()}, 30s);
+  exec::ProcessResult r =
+      exec::run_process({"/bin/sh", "-c", "SSH_AUTH_SOCK=\"$1\" ssh-add -q \"$2\"", "sh", sock, client_key()}, 30s);
   if (r.status != 0) {
     throw std::runtime_error("ssh-add failed: " + r.err);
   }
@@ -375,7 +376,7 @@ std::string SshdFixture::agent_socket() {
 }
 
 int SshdFixture::ssh_cli(const std::string& alias_name, const std::string& command, std::string* output) const {
-  ssh::ProcessResult r = ssh::run_process({"ssh", "-F", config_file(), alias_name, command}, 60s);
+  exec::ProcessResult r = exec::run_process({"ssh", "-F", config_file(), alias_name, command}, 60s);
   if (output) {
     *output = r.out + r.err;
   }

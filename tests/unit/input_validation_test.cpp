@@ -1,8 +1,8 @@
 // What the protocol core refuses before a tool runs, through the in-memory transport: NUL
 // characters in arguments, integers that would be rounded, malformed progress tokens, and
 // subscriptions to resources that do not exist.
-#include "mcp-server/json_schema.h"
-#include "mcp-server/protocol.h"
+#include "mcp-server/core/json_schema.h"
+#include "mcp-server/core/protocol.h"
 #include "transport/memory_transport.h"
 
 #include <gtest/gtest.h>

@@ -2,7 +2,7 @@
 // truncation, promotion, background reads with cursors, filters, waiting, the ring's dropped
 // bytes, unreachable hosts, kills, and a restart of the manager.
 #include "tests/support/fake_host.h"
-#include "tools/jobs.h"
+#include "tools/jobs/jobs.h"
 
 #include <gtest/gtest.h>
 

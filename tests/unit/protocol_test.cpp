@@ -1,6 +1,6 @@
 // The MCP protocol core driven through an in-memory transport: lifecycle, errors, tool calls,
 // cancellation, progress, logging, batches and oversized input.
-#include "mcp-server/protocol.h"
+#include "mcp-server/core/protocol.h"
 #include "transport/memory_transport.h"
 #include "transport/stdio_transport.h"
 

@@ -2,7 +2,7 @@
 // runs only once its call's response has been handed to the transport (for a batch, once the
 // batch array has), and never for a call whose response is not sent (cancelled) or whose result
 // was replaced by an error.
-#include "mcp-server/protocol.h"
+#include "mcp-server/core/protocol.h"
 #include "transport/memory_transport.h"
 
 #include <gtest/gtest.h>

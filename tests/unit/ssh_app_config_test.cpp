@@ -1,5 +1,6 @@
 // The sandbox-mcp config file: hosts, policies, pool limits, passphrase sources, and clear errors.
 #include "mcp-server/app/config.h"
+#include "sandbox/exec/run_process.h"
 
 #include <gtest/gtest.h>
 
@@ -32,7 +33,7 @@ TEST(SshAppConfig, ParsesEverything) {
   })");
   FileConfig c = parse_config(doc, "test.json");
   EXPECT_EQ(c.default_host, "gpu1");
-  EXPECT_EQ(c.ssh_config, ssh::local_home() + "/cfg");
+  EXPECT_EQ(c.ssh_config, exec::local_home() + "/cfg");
   EXPECT_EQ(c.host_key_policy, ssh::HostKeyPolicy::strict);
   EXPECT_TRUE(c.allow_unlisted_hosts);
   EXPECT_TRUE(c.skip_command_bashrc);

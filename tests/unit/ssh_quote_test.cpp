@@ -1,8 +1,9 @@
 // The pure building blocks of the SSH host: quoting (checked by round trips through a real sh and
 // perl), the supervisor record filter, `ssh -G` parsing, ProxyJump specs and Host pattern scans.
-#include "sandbox/local_host.h"
-#include "ssh/quote.h"
-#include "ssh/remote_scripts.h"
+#include "sandbox/exec/local_host.h"
+#include "sandbox/exec/quote.h"
+#include "sandbox/exec/remote_scripts.h"
+#include "sandbox/exec/run_process.h"
 #include "ssh/ssh_config.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 
 namespace smcp::ssh {
 namespace {
+using namespace smcp::exec;
 
 const std::vector<std::string> k_nasty = {
     "",

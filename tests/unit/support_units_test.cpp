@@ -1,10 +1,10 @@
 // Small building blocks: the JSON Schema subset, the ring buffer, text cuts, regex filters and
 // the SQLite state store.
-#include "mcp-server/json_schema.h"
-#include "mcp-server/state_store.h"
-#include "tools/regex.h"
-#include "tools/ring_buffer.h"
-#include "tools/text.h"
+#include "mcp-server/core/json_schema.h"
+#include "mcp-server/store/state_store.h"
+#include "tools/jobs/regex.h"
+#include "tools/jobs/ring_buffer.h"
+#include "tools/jobs/text.h"
 
 #include <gtest/gtest.h>
 

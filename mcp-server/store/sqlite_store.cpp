@@ -1,0 +1,357 @@
+#include "mcp-server/store/state_store.h"
+
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
+
+#include <cerrno>
+#include <mutex>
+#include <stdexcept>
+
+namespace smcp::state {
+
+namespace {
+
+constexpr int k_schema_version = 1;
+
+constexpr const char* k_schema = R"sql(
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY,
+  host TEXT NOT NULL,
+  command TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '',
+  cwd TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL,
+  exit_code INTEGER,
+  signal INTEGER,
+  job_dir TEXT NOT NULL DEFAULT '',
+  pid INTEGER NOT NULL DEFAULT 0,
+  spill_path TEXT NOT NULL DEFAULT '',
+  cursor INTEGER NOT NULL DEFAULT 0,
+  durable INTEGER NOT NULL DEFAULT 0,
+  started_at_ms INTEGER NOT NULL,
+  ended_at_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_started ON jobs(started_at_ms);
+CREATE TABLE IF NOT EXISTS sandboxes (
+  name TEXT PRIMARY KEY,
+  branch TEXT,
+  container_id TEXT,
+  slurm_job_id TEXT,
+  work_dir TEXT,
+  ccr_mode INTEGER DEFAULT 0,
+  created_at TEXT DEFAULT (datetime('now')),
+  updated_at TEXT DEFAULT (datetime('now'))
+);
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  at_ms INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  command TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT ''
+);
+)sql";
+
+bool is_disk_full(sqlite3* db, int rc) {
+  if ((rc & 0xff) == SQLITE_FULL) {
+    return true;
+  }
+  const int err = sqlite3_system_errno(db);
+  return (rc & 0xff) == SQLITE_IOERR && (err == ENOSPC || err == EDQUOT);
+}
+
+// Throws the error for a failed SQLite call: StoreFull (with the path and what to do) when the disk
+// is full, std::runtime_error with SQLite's message otherwise.
+[[noreturn]] void fail(sqlite3* db, int rc, const std::string& what) {
+  const char* file = sqlite3_db_filename(db, "main");
+  const std::string path = file && *file ? file : ":memory:";
+  if (is_disk_full(db, rc)) {
+    const std::string dir = path.substr(0, path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/'));
+    throw StoreFull("disk full: cannot write the state database " + path + " (" + sqlite3_errmsg(db) +
+                    "). Free some space on its filesystem (`df " + (dir.empty() ? "." : dir) +
+                    "`; a few MB is enough), e.g. by removing ended jobs (remote_bash_kill {remove: true}) or "
+                    "large files; reading jobs and files keeps working meanwhile.");
+  }
+  throw std::runtime_error("sqlite " + what + " failed on " + path + ": " + sqlite3_errmsg(db));
+}
+
+class Statement {
+public:
+  Statement(sqlite3* db, const char* sql) : m_db(db) {
+    if (int rc = sqlite3_prepare_v2(db, sql, -1, &m_stmt, nullptr); rc != SQLITE_OK) {
+      fail(db, rc, "prepare");
+    }
+  }
+  ~Statement() { sqlite3_finalize(m_stmt); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& bind(int i, const std::string& v) {
+    sqlite3_bind_text(m_stmt, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(m_stmt, i, v);
+    return *this;
+  }
+  Statement& bind(int i, std::optional<int> v) {
+    if (v) {
+      sqlite3_bind_int64(m_stmt, i, *v);
+    } else {
+      sqlite3_bind_null(m_stmt, i);
+    }
+    return *this;
+  }
+  // Returns true while a row is available.
+  bool step() {
+    int rc = sqlite3_step(m_stmt);
+    if (rc == SQLITE_ROW) {
+      return true;
+    }
+    if (rc != SQLITE_DONE) {
+      fail(m_db, rc, "step");
+    }
+    return false;
+  }
+  std::string text(int col) const {
+    auto p = sqlite3_column_text(m_stmt, col);
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, col)))
+             : std::string();
+  }
+  std::int64_t int64(int col) const { return sqlite3_column_int64(m_stmt, col); }
+  std::optional<int> opt_int(int col) const {
+    if (sqlite3_column_type(m_stmt, col) == SQLITE_NULL) {
+      return std::nullopt;
+    }
+    return static_cast<int>(sqlite3_column_int64(m_stmt, col));
+  }
+
+private:
+  sqlite3* m_db;
+  sqlite3_stmt* m_stmt = nullptr;
+};
+
+constexpr const char* k_job_columns =
+    "id, host, command, description, cwd, status, exit_code, signal, job_dir, pid, spill_path, cursor, durable, "
+    "started_at_ms, ended_at_ms";
+
+JobRecord read_job(const Statement& s) {
+  JobRecord j;
+  j.id = s.text(0);
+  j.host = s.text(1);
+  j.command = s.text(2);
+  j.description = s.text(3);
+  j.cwd = s.text(4);
+  j.status = s.text(5);
+  j.exit_code = s.opt_int(6);
+  j.signal = s.opt_int(7);
+  j.job_dir = s.text(8);
+  j.pid = static_cast<long>(s.int64(9));
+  j.spill_path = s.text(10);
+  j.cursor = static_cast<std::uint64_t>(s.int64(11));
+  j.durable = s.int64(12) != 0;
+  j.started_at_ms = s.int64(13);
+  j.ended_at_ms = s.int64(14);
+  return j;
+}
+
+SandboxRecord read_sandbox(const Statement& s) {
+  SandboxRecord r;
+  r.name = s.text(0);
+  r.branch = s.text(1);
+  r.container_id = s.text(2);
+  r.slurm_job_id = s.text(3);
+  r.work_dir = s.text(4);
+  r.ccr_mode = s.int64(5) != 0;
+  r.created_at = s.text(6);
+  r.updated_at = s.text(7);
+  return r;
+}
+
+class SqliteStateStore final : public StateStore {
+public:
+  explicit SqliteStateStore(const std::string& path) {
+    try {
+      open(path, false);
+    } catch (const StoreFull& e) {
+      // A full disk: the WAL index (state.db-shm) cannot be created. With exclusive locking SQLite
+      // keeps that index in memory, so an existing database opens and serves reads; writes fail
+      // with StoreFull until space is freed. (No other process can open the database meanwhile.)
+      sqlite3_close(m_db);
+      m_db = nullptr;
+      spdlog::warn("{}", e.what());
+      try {
+        open(path, true);
+      } catch (...) {
+        sqlite3_close(m_db);
+        throw;
+      }
+      spdlog::warn("state database {} opened in exclusive mode because the disk is full", path);
+    } catch (...) {
+      sqlite3_close(m_db);
+      throw;
+    }
+  }
+  ~SqliteStateStore() override { sqlite3_close(m_db); }
+
+  void put_job(const JobRecord& j) override {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db, "INSERT OR REPLACE INTO jobs (id, host, command, description, cwd, status, exit_code, signal, "
+                      "job_dir, pid, spill_path, cursor, durable, started_at_ms, ended_at_ms) "
+                      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    s.bind(1, j.id).bind(2, j.host).bind(3, j.command).bind(4, j.description).bind(5, j.cwd).bind(6, j.status);
+    s.bind(7, j.exit_code).bind(8, j.signal).bind(9, j.job_dir).bind(10, static_cast<std::int64_t>(j.pid));
+    s.bind(11, j.spill_path).bind(12, static_cast<std::int64_t>(j.cursor)).bind(13, std::int64_t{j.durable});
+    s.bind(14, j.started_at_ms).bind(15, j.ended_at_ms);
+    s.step();
+  }
+
+  std::optional<JobRecord> get_job(const std::string& id) override {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db, (std::string("SELECT ") + k_job_columns + " FROM jobs WHERE id = ?").c_str());
+    s.bind(1, id);
+    if (!s.step()) {
+      return std::nullopt;
+    }
+    return read_job(s);
+  }
+
+  std::vector<JobRecord> list_jobs(std::size_t limit) override {
+    std::lock_guard lock(m_mutex);
+    Statement s(
+        m_db, (std::string("SELECT ") + k_job_columns + " FROM jobs ORDER BY started_at_ms DESC, id LIMIT ?").c_str());
+    s.bind(1, static_cast<std::int64_t>(limit));
+    std::vector<JobRecord> out;
+    while (s.step()) {
+      out.push_back(read_job(s));
+    }
+    return out;
+  }
+
+  void set_job_cursor(const std::string& id, std::uint64_t cursor) override {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db, "UPDATE jobs SET cursor = MAX(cursor, ?) WHERE id = ?");
+    s.bind(1, static_cast<std::int64_t>(cursor)).bind(2, id);
+    s.step();
+  }
+
+  void delete_job(const std::string& id) override {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db, "DELETE FROM jobs WHERE id = ?");
+    s.bind(1, id);
+    s.step();
+  }
+
+  void put_sandbox(const SandboxRecord& r) override {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db,
+                "INSERT INTO sandboxes (name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, "
+                "updated_at) VALUES (?,?,?,?,?,?, COALESCE(NULLIF(?, ''), datetime('now')), datetime('now')) "
+                "ON CONFLICT(name) DO UPDATE SET branch=excluded.branch, container_id=excluded.container_id, "
+                "slurm_job_id=excluded.slurm_job_id, work_dir=excluded.work_dir, ccr_mode=excluded.ccr_mode, "
+                "updated_at=datetime('now')");
+    s.bind(1, r.name).bind(2, r.branch).bind(3, r.container_id).bind(4, r.slurm_job_id).bind(5, r.work_dir);
+    s.bind(6, std::int64_t{r.ccr_mode}).bind(7, r.created_at);
+    s.step();
+  }
+
+  std::optional<SandboxRecord> get_sandbox(const std::string& name) override {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db, "SELECT name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, updated_at "
+                      "FROM sandboxes WHERE name = ?");
+    s.bind(1, name);
+    if (!s.step()) {
+      return std::nullopt;
+    }
+    return read_sandbox(s);
+  }
+
+  std::vector<SandboxRecord> list_sandboxes() override {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db, "SELECT name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, updated_at "
+                      "FROM sandboxes ORDER BY created_at, name");
+    std::vector<SandboxRecord> out;
+    while (s.step()) {
+      out.push_back(read_sandbox(s));
+    }
+    return out;
+  }
+
+  void delete_sandbox(const std::string& name) override {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db, "DELETE FROM sandboxes WHERE name = ?");
+    s.bind(1, name);
+    s.step();
+  }
+
+  void audit(const AuditEvent& e) override {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db, "INSERT INTO audit (at_ms, host, kind, command, detail) VALUES (?,?,?,?,?)");
+    s.bind(1, e.at_ms).bind(2, e.host).bind(3, e.kind).bind(4, e.command).bind(5, e.detail);
+    s.step();
+  }
+
+  std::vector<AuditEvent> recent_audit(std::size_t limit) override {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db, "SELECT at_ms, host, kind, command, detail FROM audit ORDER BY seq DESC LIMIT ?");
+    s.bind(1, static_cast<std::int64_t>(limit));
+    std::vector<AuditEvent> out;
+    while (s.step()) {
+      out.push_back({s.int64(0), s.text(1), s.text(2), s.text(3), s.text(4)});
+    }
+    return out;
+  }
+
+private:
+  void open(const std::string& path, bool exclusive) {
+    int rc = sqlite3_open_v2(path.c_str(), &m_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                             nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = m_db ? sqlite3_errmsg(m_db) : "out of memory";
+      sqlite3_close(m_db);
+      m_db = nullptr;
+      throw std::runtime_error("cannot open state database " + path + ": " + msg);
+    }
+    sqlite3_busy_timeout(m_db, 5000);
+    if (exclusive) {
+      exec("PRAGMA locking_mode=EXCLUSIVE");
+    }
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=NORMAL");
+    exec("PRAGMA foreign_keys=ON");
+    Statement v(m_db, "PRAGMA user_version");
+    v.step();
+    auto version = v.int64(0);
+    if (version > k_schema_version) {
+      throw std::runtime_error("state database " + path + " was written by a newer sandbox-mcp (schema " +
+                               std::to_string(version) + "); upgrade sandbox-mcp or use another --state-dir");
+    }
+    if (version == k_schema_version) {
+      return; // up to date: nothing to write (a full disk must not keep the server from starting)
+    }
+    exec("BEGIN");
+    exec(k_schema);
+    exec("PRAGMA user_version = " + std::to_string(k_schema_version));
+    exec("COMMIT");
+  }
+
+  void exec(const std::string& sql) {
+    char* err = nullptr;
+    if (int rc = sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, &err); rc != SQLITE_OK) {
+      sqlite3_free(err);
+      fail(m_db, rc, "'" + sql.substr(0, 40) + "'");
+    }
+  }
+
+  sqlite3* m_db = nullptr;
+  std::mutex m_mutex;
+};
+
+} // namespace
+
+std::unique_ptr<StateStore> open_sqlite_store(const std::string& path) {
+  return std::make_unique<SqliteStateStore>(path);
+}
+
+} // namespace smcp::state

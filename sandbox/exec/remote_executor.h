@@ -1,0 +1,63 @@
+// The seam between what ScriptHost means (scripts that run, read and kill things on a host) and
+// how the bytes travel. ssh::SshPool implements it over libssh2 sessions; any other way to run
+// `sh -s` somewhere (`podman exec -i C`, `srun --overlap`) can too. Tests use a fake that runs the
+// same exec strings with a local /bin/sh, so the remote scripts are tested without an SSH server.
+#pragma once
+
+#include "sandbox/exec/host.h"
+#include "sandbox/exec/host_status.h"
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+
+namespace smcp::exec {
+
+struct RemoteCommand {
+  std::string exec;  // the exec request: run by the remote user's login shell
+  std::string input; // written to the command's stdin, then EOF
+  std::string what;  // for error messages, e.g. "remote_bash `make -j8`"
+  // The command may be run again when the connection drops before it ends (reads, probes, kills).
+  // Commands that were never sent are always re-queued, whatever this says.
+  bool retry_safe = false;
+  // Streaming output, called on the executor's thread. When empty, output is collected into
+  // RemoteResult::out / err instead.
+  std::function<void(exec::Stream, std::string_view)> on_output;
+};
+
+struct RemoteResult {
+  std::optional<int> exit_status;
+  std::optional<int> exit_signal; // the signal that ended the command, as reported by the server
+  std::string out;
+  std::string err;
+};
+
+class RemoteCall {
+public:
+  virtual ~RemoteCall() = default;
+  // Waits until the call ended, `deadline` passed or `stop` was requested; true when it ended.
+  virtual bool wait_until(std::chrono::steady_clock::time_point deadline, std::stop_token stop = {}) = 0;
+  // Closes the channel (the remote process is not signalled by this); the call then ends.
+  virtual void cancel() = 0;
+  // After the call ended: its result, or the exec::HostError that ended it.
+  virtual RemoteResult result() = 0;
+};
+
+class RemoteExecutor {
+public:
+  virtual ~RemoteExecutor() = default;
+  virtual std::shared_ptr<RemoteCall> start(RemoteCommand command) = 0;
+
+  // The state of the way there, for remote_hosts (a connection's sessions and errors); the
+  // default says nothing beyond "connected".
+  virtual HostStatus status() const { return {}; }
+
+  // Starts `command` and waits for its result; throws exec::HostError (io) after `timeout`.
+  RemoteResult run(RemoteCommand command, std::chrono::milliseconds timeout);
+};
+
+} // namespace smcp::exec
