@@ -58,9 +58,9 @@ private:
       m_resolve_error.clear();
     } catch (const exec::HostError& e) {
       m_resolve_error = e.what();
-      m_resolve_error_at = std::chrono::duration_cast<std::chrono::milliseconds>(
-                               std::chrono::system_clock::now().time_since_epoch())
-                               .count();
+      m_resolve_error_at =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
       throw;
     }
     return m_pool;

@@ -11,10 +11,10 @@ namespace smcp::exec {
 
 struct HostStatus {
   std::string name;
-  std::string kind = "other";   // local | ssh | other
-  bool has_connection = false;  // the fields below describe a connection (SSH hosts)
-  std::string target;           // user@hostname:port as resolved by `ssh -G` (empty until resolved)
-  std::vector<std::string> via; // ProxyJump hops, outermost first
+  std::string kind = "other";      // local | ssh | other
+  bool has_connection = false;     // the fields below describe a connection (SSH hosts)
+  std::string target;              // user@hostname:port as resolved by `ssh -G` (empty until resolved)
+  std::vector<std::string> via;    // ProxyJump hops, outermost first
   std::string state = "connected"; // idle (never connected) | connecting | connected | disconnected | error
   int sessions = 0;                // authenticated sessions open now
   int connecting = 0;              // sessions being set up

@@ -1,5 +1,6 @@
 #include "sandbox/exec/run_process.h"
 
+#include "sandbox/exec/event_loop.h"
 #include "sandbox/exec/spawn.h"
 
 #include <algorithm>
@@ -8,7 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
-#include <poll.h>
+#include <functional>
+#include <memory>
 #include <pwd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,47 +61,46 @@ ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::mil
     result.err = "cannot run " + argv[0] + ": " + std::strerror(rc);
     return result;
   }
+  // Reads both pipes to their end, or kills the program at the deadline.
   const auto deadline = Clock::now() + timeout;
-  int fds[2] = {out_pipe[0], err_pipe[0]};
-  std::string* sinks[2] = {&result.out, &result.err};
-  bool killed = false;
-  char buf[16384];
-  while (fds[0] >= 0 || fds[1] >= 0) {
-    pollfd p[2];
-    int n = 0, map[2];
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i] >= 0) {
-        map[n] = i;
-        p[n++] = {fds[i], POLLIN, 0};
+  EventLoop loop;
+  struct Stream {
+    int fd;
+    std::string* sink;
+    std::unique_ptr<EventLoop::Watch> watch;
+  };
+  Stream streams[2] = {{out_pipe[0], &result.out, nullptr}, {err_pipe[0], &result.err, nullptr}};
+  int open_streams = 2;
+  std::function<void(Stream&)> arm = [&](Stream& s) {
+    s.watch->on_readable([&](bool) {
+      char buf[16384];
+      ssize_t r = ::read(s.fd, buf, sizeof buf);
+      if (r > 0) {
+        s.sink->append(buf, static_cast<std::size_t>(r));
+        arm(s);
+      } else if (r < 0 && (errno == EINTR || errno == EAGAIN)) {
+        arm(s);
+      } else {
+        --open_streams; // end of file or an error: this stream is done
       }
-    }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) {
+    });
+  };
+  for (auto& s : streams) {
+    s.watch = std::make_unique<EventLoop::Watch>(loop, s.fd);
+    arm(s);
+  }
+  bool killed = false;
+  while (open_streams > 0) {
+    if (Clock::now() >= deadline) {
       ::kill(pid, SIGKILL);
       killed = true;
       break;
     }
-    int pr = ::poll(p, static_cast<nfds_t>(n), static_cast<int>(std::min<long long>(left, 1000)));
-    if (pr < 0 && errno != EINTR) {
-      break;
-    }
-    for (int i = 0; i < n; ++i) {
-      if (!p[i].revents) {
-        continue;
-      }
-      ssize_t r = ::read(p[i].fd, buf, sizeof buf);
-      if (r > 0) {
-        sinks[map[i]]->append(buf, static_cast<std::size_t>(r));
-      } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
-        ::close(fds[map[i]]);
-        fds[map[i]] = -1;
-      }
-    }
+    loop.run_until(deadline);
   }
-  for (int fd : fds) {
-    if (fd >= 0) {
-      ::close(fd);
-    }
+  for (auto& s : streams) {
+    s.watch.reset();
+    ::close(s.fd);
   }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
