@@ -15,6 +15,7 @@ if [[ "${1:-}" == "--test" ]]; then
     libgtest-dev libgmock-dev libbenchmark-dev
     openssh-server tmux curl procps psmisc
     nodejs npm
+    clang-format                   # scripts/format.sh --check (stage 0 of scripts/test.sh)
     clang libclang-rt-14-dev llvm  # libFuzzer + clang's ASan/UBSan runtimes, llvm-symbolizer (tests/fuzz)
   )
 fi

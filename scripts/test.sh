@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian 12 machine to a green test suite: installs everything the tests
 # drive for real (sshd, tmux, node + the MCP SDK, clang + libFuzzer, ...), builds, and runs:
+#   0. the clang-format check (scripts/format.sh --check); the build treats warnings as errors
+#      (SMCP_WERROR=ON, as CMakePresets.json's "ci" preset);
 #   1. every test (unit, integration, e2e, conformance) in build/;
 #   2. the unit and integration tests again under ASan + UBSan, in the clang tree build-fuzz/;
 #   3. each libFuzzer target for $SMCP_FUZZ_SECONDS (default 20) from its seed corpus.
@@ -16,8 +18,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 start=$SECONDS
 stage() { echo "test.sh: $1 ($((SECONDS - start)) s so far)" >&2; }
 
-stage "stage 1: build and run every test"
-build_dir="$("$root/scripts/build.sh" | tail -n 1)"
+stage "stage 0: clang-format check"
+"$root/scripts/format.sh" --check
+
+stage "stage 1: build (warnings are errors) and run every test"
+build_dir="$("$root/scripts/build.sh" -DSMCP_WERROR=ON | tail -n 1)"
 (cd "$build_dir" && ctest --output-on-failure --timeout 900 -j2 "$@")
 if [[ $# -gt 0 || "${SMCP_QUICK:-}" == 1 || -n "${SMCP_SANITIZE:-}" ]]; then
   stage "done"
@@ -27,7 +32,7 @@ fi
 stage "stage 2: unit and integration tests under ASan + UBSan (clang, build-fuzz)"
 fuzz_dir="$root/build-fuzz"
 cmake -S "$root" -B "$fuzz_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-  -DSMCP_FUZZ=ON -DSMCP_BUILD_BENCH=OFF >&2
+  -DSMCP_FUZZ=ON -DSMCP_BUILD_BENCH=OFF -DSMCP_WERROR=ON >&2
 cmake --build "$fuzz_dir" -j"$(nproc)" >&2
 (cd "$fuzz_dir" &&
   ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -1,6 +1,7 @@
 // The execution seam: everything the tools do on a machine goes through Host, so a tool never
 // knows whether it runs on this machine (LocalHost), through scripts over an executor (ScriptHost:
-// SSH, later containers and Slurm) or inside a sandbox. Tests use FakeHost (tests/support). Errors are reported by throwing HostError.
+// SSH, later containers and Slurm) or inside a sandbox. Tests use FakeHost (tests/support). Errors are reported by
+// throwing HostError.
 #pragma once
 
 #include "sandbox/exec/host_status.h"
