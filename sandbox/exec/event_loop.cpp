@@ -5,7 +5,6 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include <poll.h>
 #include <utility>
 
 namespace smcp::exec {
@@ -50,18 +49,6 @@ void EventLoop::post(std::function<void()> fn) {
 
 // ---- Watch ----
 
-namespace {
-
-// The reactor is edge-triggered (epoll with EPOLLET): a wait armed while the descriptor is already
-// ready would sleep until the next change. Watches are level-triggered instead: readiness present
-// when a wait is armed completes it at once.
-bool ready_now(int fd, short events) {
-  pollfd p{fd, events, 0};
-  return ::poll(&p, 1, 0) > 0;
-}
-
-} // namespace
-
 struct EventLoop::Watch::Impl {
   Impl(asio::io_context& io, int fd) : descriptor(io, fd) {}
   asio::posix::stream_descriptor descriptor;
@@ -86,16 +73,6 @@ void EventLoop::Watch::on_readable(std::function<void(bool ok)> fn) {
     return;
   }
   m_impl->reading = true;
-  if (ready_now(m_impl->descriptor.native_handle(), POLLIN)) {
-    asio::post(m_impl->descriptor.get_executor(), [weak = std::weak_ptr<Impl>(m_impl), fn = std::move(fn)] {
-      auto impl = weak.lock();
-      if (impl && impl->reading) {
-        impl->reading = false;
-        fn(true);
-      }
-    });
-    return;
-  }
   m_impl->descriptor.async_wait(
       asio::posix::stream_descriptor::wait_read,
       [weak = std::weak_ptr<Impl>(m_impl), fn = std::move(fn)](const boost::system::error_code& ec) {
@@ -113,16 +90,6 @@ void EventLoop::Watch::on_writable(std::function<void(bool ok)> fn) {
     return;
   }
   m_impl->writing = true;
-  if (ready_now(m_impl->descriptor.native_handle(), POLLOUT)) {
-    asio::post(m_impl->descriptor.get_executor(), [weak = std::weak_ptr<Impl>(m_impl), fn = std::move(fn)] {
-      auto impl = weak.lock();
-      if (impl && impl->writing) {
-        impl->writing = false;
-        fn(true);
-      }
-    });
-    return;
-  }
   m_impl->descriptor.async_wait(
       asio::posix::stream_descriptor::wait_write,
       [weak = std::weak_ptr<Impl>(m_impl), fn = std::move(fn)](const boost::system::error_code& ec) {

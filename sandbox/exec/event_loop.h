@@ -45,9 +45,10 @@ private:
 
 // Watches and timers are used on the loop's thread (or while the loop is not running).
 //
-// Waits for a file descriptor to become readable or writable (level-triggered: a wait armed while
-// the descriptor is ready completes at once). The descriptor is not owned: it is never closed here,
-// and must stay open while the Watch exists (destroy the Watch first). Asio puts it in non-blocking
+// Waits for a file descriptor to become readable or writable, level-triggered: a wait armed while
+// the descriptor is ready completes at once (Asio re-arms its edge-triggered epoll registration
+// with EPOLL_CTL_MOD for every wait, which reports readiness that is already there). The descriptor is not owned: it is
+// never closed here, and must stay open while the Watch exists (destroy the Watch first). Asio puts it in non-blocking
 // mode: reads and writes on it may fail with EAGAIN.
 class EventLoop::Watch {
 public:
