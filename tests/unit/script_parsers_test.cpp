@@ -1,6 +1,6 @@
 // Answers of the remote scripts that no well-behaved host sends (found by fuzz_remote_scripts):
 // the parsers refuse them with exec::HostError instead of computing with them.
-#include "sandbox/exec/remote_scripts.h"
+#include "sandbox/exec/script_parsers.h"
 
 #include <gtest/gtest.h>
 

@@ -3,6 +3,7 @@
 #include "sandbox/exec/local_host.h"
 #include "sandbox/exec/quote.h"
 #include "sandbox/exec/remote_scripts.h"
+#include "sandbox/exec/script_parsers.h"
 #include "sandbox/exec/run_process.h"
 #include "ssh/ssh_config.h"
 
