@@ -153,9 +153,10 @@ private:
   };
   RunEnd wait_for_end(RemoteCall& call, const ForegroundOutput& output, Clock::time_point deadline,
                       std::stop_token stop) const;
-  // After the command's end: true when the call is over (its channel closed, if need be).
-  bool drained(RemoteCall& call, const ForegroundOutput& output, const SupervisorReport& report,
-               Clock::time_point ended_at, Clock::time_point deadline, std::stop_token stop) const;
+  // One wait after the command ended (children it left may still write, or the subreaper
+  // supervisor end them): true when the call is over (its channel closed, if need be).
+  bool wait_after_end(RemoteCall& call, const ForegroundOutput& output, const SupervisorReport& report,
+                      Clock::time_point ended_at, Clock::time_point deadline, std::stop_token stop) const;
   TreeEnd end_tree(const CommandSpec& spec, const SupervisorReport& report);
   ExitInfo exit_info(const CommandSpec& spec, RunEnd end, const TreeEnd& tree, const SupervisorReport& report,
                      RemoteCall& call) const;
@@ -257,7 +258,7 @@ ScriptHost::RunEnd ScriptHost::wait_for_end(RemoteCall& call, const ForegroundOu
       if (!ended_at) {
         ended_at = now;
       }
-      if (drained(call, output, report, *ended_at, deadline, stop)) {
+      if (wait_after_end(call, output, report, *ended_at, deadline, stop)) {
         return RunEnd::ended;
       }
       continue;
@@ -274,8 +275,8 @@ ScriptHost::RunEnd ScriptHost::wait_for_end(RemoteCall& call, const ForegroundOu
   }
 }
 
-bool ScriptHost::drained(RemoteCall& call, const ForegroundOutput& output, const SupervisorReport& report,
-                         Clock::time_point ended_at, Clock::time_point deadline, std::stop_token stop) const {
+bool ScriptHost::wait_after_end(RemoteCall& call, const ForegroundOutput& output, const SupervisorReport& report,
+                                Clock::time_point ended_at, Clock::time_point deadline, std::stop_token stop) const {
   const auto now = Clock::now();
   if (report.subreaper && !report.tree_done) {
     // The subreaper supervisor ends what the command left running, says so, and exits.

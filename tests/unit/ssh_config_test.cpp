@@ -1,4 +1,5 @@
 // `ssh -G` parsing, ProxyJump specs and the Host pattern scan of an ssh config file.
+#include "sandbox/exec/host.h"
 #include "sandbox/exec/run_process.h"
 #include "ssh/ssh_config.h"
 
