@@ -77,7 +77,7 @@ KillOutcome parse_kill(std::string_view out);
 
 // ---- file windows ----
 
-// Same semantics as sandbox/exec/local_host.cpp read_file_window; throws exec::HostError.
+// Same semantics as LocalHost's read_file_window; throws exec::HostError.
 exec::FileWindow parse_file_window(std::string_view out, const exec::FileReadRequest& request,
                                    std::uint64_t count_lines_below);
 

@@ -1,6 +1,6 @@
-# Formats lines like local_host.cpp collect_lines: cuts long lines at a UTF-8 boundary with a
-# marker, stops at `lim` lines or once `mtb` bytes were emitted. In tail mode it keeps counting
-# the lines it does not print, to know where the window starts. Last line:
+# Formats lines as LocalHost does for a file window (read_file_window): cuts long lines at a UTF-8
+# boundary with a marker, stops at `lim` lines or once `mtb` bytes were emitted. In tail mode it
+# keeps counting the lines it does not print, to know where the window starts. Last line:
 # E PRINTED MORE CUT FOUND BYTES RECORDS.
 function cont(c) { return c >= "\200" && c < "\300" }
 BEGIN { n = 0; total = 0; cut = 0; more = 0; found = 0; bytes = 0 }
