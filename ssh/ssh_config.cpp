@@ -2,6 +2,7 @@
 
 #include "sandbox/exec/host.h"
 #include "sandbox/exec/run_process.h"
+#include "sandbox/exec/words.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -51,24 +52,6 @@ int to_int(std::string_view s, int fallback) {
   int v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   return ec == std::errc() && p == s.data() + s.size() ? v : fallback;
-}
-
-std::vector<std::string> split_ws(std::string_view s) {
-  std::vector<std::string> out;
-  std::size_t i = 0;
-  while (i < s.size()) {
-    while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) {
-      ++i;
-    }
-    std::size_t start = i;
-    while (i < s.size() && s[i] != ' ' && s[i] != '\t') {
-      ++i;
-    }
-    if (i > start) {
-      out.emplace_back(s.substr(start, i - start));
-    }
-  }
-  return out;
 }
 
 std::string local_user() {
@@ -241,9 +224,9 @@ SshTarget parse_ssh_g(std::string_view output, const std::string& alias) {
     } else if (key == "identityagent") {
       raw_agent = value;
     } else if (key == "userknownhostsfile") {
-      raw_user_kh = split_ws(value);
+      raw_user_kh = exec::split_words(value);
     } else if (key == "globalknownhostsfile") {
-      raw_global_kh = split_ws(value);
+      raw_global_kh = exec::split_words(value);
     } else if (key == "hostkeyalias") {
       t.host_key_alias = value;
     } else if (key == "stricthostkeychecking") {

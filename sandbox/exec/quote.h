@@ -1,4 +1,4 @@
-// Quoting for the command strings sent to SSH hosts. Every untrusted piece (a command, a path, an
+// Quoting for the programs ScriptHost sends to a host. Every untrusted piece (a command, a path, an
 // environment value) that goes into a remote script passes through exactly one of these helpers:
 // the remote side never re-parses anything we did not quote here.
 #pragma once

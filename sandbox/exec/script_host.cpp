@@ -1,6 +1,7 @@
 #include "sandbox/exec/script_host.h"
 
 #include "sandbox/exec/remote_scripts.h"
+#include "sandbox/exec/script_parsers.h"
 
 #include <spdlog/spdlog.h>
 
@@ -48,6 +49,66 @@ std::string short_command(const std::string& command) {
   return "`" + (one.size() <= 80 ? one : one.substr(0, 80) + "...") + "`";
 }
 
+// Closes a call's channel and gives it a moment to end.
+void close_call(RemoteCall& call) {
+  call.cancel();
+  call.wait_until(Clock::now() + std::chrono::seconds(5));
+}
+
+// The output of a foreground run as it arrives on the executor's thread: stdout goes to the sink,
+// stderr through the MarkerFilter, whose records make the supervisor's report.
+class ForegroundOutput {
+public:
+  ForegroundOutput(const std::string& nonce, OutputSink* sink) : m_sink(sink), m_filter(nonce) {}
+
+  void on_output(Stream stream, std::string_view data) {
+    std::lock_guard lock(m_mutex);
+    m_last_output = Clock::now();
+    if (stream == Stream::out) {
+      if (m_sink) {
+        m_sink->on_output(stream, data);
+      }
+      return;
+    }
+    std::string pass = m_filter.feed(data);
+    for (const auto& record : m_filter.take_records()) {
+      apply_record(record, m_report);
+    }
+    if (!pass.empty() && m_sink) {
+      m_sink->on_output(Stream::err, pass);
+    }
+  }
+
+  SupervisorReport report() const {
+    std::lock_guard lock(m_mutex);
+    return m_report;
+  }
+
+  Clock::time_point last_output() const {
+    std::lock_guard lock(m_mutex);
+    return m_last_output;
+  }
+
+  // Passes on what the filter held back, then drops whatever the call still delivers (it may,
+  // after run returned). Returns the final report.
+  SupervisorReport finish() {
+    std::lock_guard lock(m_mutex);
+    std::string rest = m_filter.flush();
+    if (!rest.empty() && m_sink) {
+      m_sink->on_output(Stream::err, rest);
+    }
+    m_sink = nullptr;
+    return m_report;
+  }
+
+private:
+  mutable std::mutex m_mutex;
+  OutputSink* m_sink;
+  MarkerFilter m_filter;
+  SupervisorReport m_report;
+  Clock::time_point m_last_output = Clock::now();
+};
+
 class ScriptHost final : public Host {
 public:
   ScriptHost(ScriptHostOptions options, std::shared_ptr<RemoteExecutor> executor)
@@ -82,6 +143,23 @@ private:
     return s;
   }
   RemoteResult run_script(const std::string& script, const std::string& what, bool retry_safe, milliseconds timeout);
+
+  // The steps of run(): wait for the command's end (or its timeout, or a stop), then, when it did
+  // not end by itself, end its tree on the host; then tell how it ended.
+  enum class RunEnd { ended, timed_out, cancelled };
+  struct TreeEnd {
+    bool verified = true;
+    std::string note;
+  };
+  RunEnd wait_for_end(RemoteCall& call, const ForegroundOutput& output, Clock::time_point deadline,
+                      std::stop_token stop) const;
+  // One wait after the command ended (children it left may still write, or the subreaper
+  // supervisor end them): true when the call is over (its channel closed, if need be).
+  bool wait_after_end(RemoteCall& call, const ForegroundOutput& output, const SupervisorReport& report,
+                      Clock::time_point ended_at, Clock::time_point deadline, std::stop_token stop) const;
+  TreeEnd end_tree(const CommandSpec& spec, const SupervisorReport& report);
+  ExitInfo exit_info(const CommandSpec& spec, RunEnd end, const TreeEnd& tree, const SupervisorReport& report,
+                     RemoteCall& call) const;
 
   ScriptHostOptions m_options;
   std::shared_ptr<RemoteExecutor> m_executor;
@@ -135,7 +213,7 @@ std::string ScriptHost::jobs_root() const {
 }
 
 RemoteResult ScriptHost::run_script(const std::string& script, const std::string& what, bool retry_safe,
-                                 milliseconds timeout) {
+                                    milliseconds timeout) {
   auto ex = executor();
   RemoteResult r = ex->run(RemoteCommand{sh_exec(), script, what, retry_safe, {}}, timeout);
   if (r.out.empty() && (r.exit_signal || (r.exit_status && *r.exit_status != 0))) {
@@ -147,184 +225,138 @@ RemoteResult ScriptHost::run_script(const std::string& script, const std::string
 }
 
 ExitInfo ScriptHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_token stop) {
-  auto ex = executor();
   const HostFacts f = facts();
-  CommandSpec s = remote_spec(spec, f);
   const std::string nonce = make_nonce();
-  ForegroundScript fs = foreground_script(s, command_shell(f), nonce, perl(f), m_options.kill_grace);
-
-  struct Shared {
-    explicit Shared(const std::string& n, OutputSink* out) : sink(out), filter(n) {}
-    std::mutex m;
-    OutputSink* sink;
-    MarkerFilter filter;
-    SupervisorReport report;
-    Clock::time_point last_output = Clock::now();
-  };
-  auto shared = std::make_shared<Shared>(nonce, &sink);
+  ForegroundScript fs = foreground_script(remote_spec(spec, f), command_shell(f), nonce, perl(f), m_options.kill_grace);
+  auto output = std::make_shared<ForegroundOutput>(nonce, &sink);
   RemoteCommand cmd;
   cmd.exec = fs.exec;
   cmd.input = std::move(fs.input);
   cmd.what = short_command(spec.command);
-  cmd.on_output = [shared](Stream stream, std::string_view data) {
-    std::lock_guard lock(shared->m);
-    shared->last_output = Clock::now();
-    if (stream == Stream::out) {
-      if (shared->sink) {
-        shared->sink->on_output(stream, data);
-      }
-      return;
-    }
-    std::string pass = shared->filter.feed(data);
-    for (const auto& record : shared->filter.take_records()) {
-      apply_record(record, shared->report);
-    }
-    if (!pass.empty() && shared->sink) {
-      shared->sink->on_output(Stream::err, pass);
-    }
-  };
-  auto call = ex->start(std::move(cmd));
+  cmd.on_output = [output](Stream stream, std::string_view data) { output->on_output(stream, data); };
+  auto call = executor()->start(std::move(cmd));
 
   const auto deadline = spec.timeout.count() > 0 ? Clock::now() + spec.timeout : Clock::time_point::max();
-  bool timed_out = false, cancelled = false;
+  const RunEnd end = wait_for_end(*call, *output, deadline, stop);
+  TreeEnd tree;
+  if (end != RunEnd::ended) {
+    tree = end_tree(spec, output->report());
+    if (!call->wait_until(Clock::now() + std::chrono::seconds(3))) {
+      close_call(*call);
+    }
+  }
+  return exit_info(spec, end, tree, output->finish(), *call);
+}
+
+ScriptHost::RunEnd ScriptHost::wait_for_end(RemoteCall& call, const ForegroundOutput& output,
+                                            Clock::time_point deadline, std::stop_token stop) const {
   std::optional<Clock::time_point> ended_at; // when the supervisor reported the command's end
   for (;;) {
-    bool ended_marker = false;
-    Clock::time_point last;
-    {
-      std::lock_guard lock(shared->m);
-      ended_marker = shared->report.exit_code || shared->report.signal || shared->report.cwd_missing;
-      last = shared->last_output;
-    }
+    const SupervisorReport report = output.report();
     const auto now = Clock::now();
-    if (ended_marker) {
+    if (report.exit_code || report.signal || report.cwd_missing) {
       if (!ended_at) {
         ended_at = now;
       }
-      bool tracking = false;
-      {
-        std::lock_guard lock(shared->m);
-        tracking = shared->report.subreaper && !shared->report.tree_done;
-      }
-      if (tracking) {
-        // The subreaper supervisor ends what the command left running, says so, and exits.
-        const auto limit = *ended_at + k_drain_after_end + m_options.kill_grace + std::chrono::seconds(6);
-        if (call->wait_until(std::min(now + milliseconds(50), limit), stop)) {
-          break;
-        }
-        if (stop.stop_requested() || Clock::now() >= limit) {
-          call->cancel();
-          call->wait_until(Clock::now() + std::chrono::seconds(5));
-          break;
-        }
-        continue;
-      }
-      // The command ended; its channel stays open only while children it left behind hold its
-      // output. Read what they write until the stream is quiet (at most k_drain_after_end), then
-      // let them be (without a subreaper, they cannot all be found).
-      const auto drain_limit = *ended_at + k_drain_after_end;
-      auto quiet_until = std::min(std::max(last, now) + k_quiet_after_end, drain_limit);
-      if (call->wait_until(std::min(quiet_until, deadline), stop)) {
-        break;
-      }
-      bool quiet = false;
-      {
-        std::lock_guard lock(shared->m);
-        quiet = Clock::now() - shared->last_output >= k_quiet_after_end;
-      }
-      if (quiet || stop.stop_requested() || Clock::now() >= deadline || Clock::now() >= drain_limit) {
-        call->cancel();
-        call->wait_until(Clock::now() + std::chrono::seconds(5));
-        break;
+      if (wait_after_end(call, output, report, *ended_at, deadline, stop)) {
+        return RunEnd::ended;
       }
       continue;
     }
-    if (call->wait_until(std::min(deadline, now + milliseconds(100)), stop)) {
-      break;
+    if (call.wait_until(std::min(deadline, now + milliseconds(100)), stop)) {
+      return RunEnd::ended;
     }
     if (stop.stop_requested()) {
-      cancelled = true;
-      break;
+      return RunEnd::cancelled;
     }
     if (Clock::now() >= deadline) {
-      timed_out = true;
-      break;
+      return RunEnd::timed_out;
     }
   }
+}
 
-  bool tree_verified = true;
-  std::string tree_note;
-  if (timed_out || cancelled) {
-    SupervisorReport rep;
-    {
-      std::lock_guard lock(shared->m);
-      rep = shared->report;
+bool ScriptHost::wait_after_end(RemoteCall& call, const ForegroundOutput& output, const SupervisorReport& report,
+                                Clock::time_point ended_at, Clock::time_point deadline, std::stop_token stop) const {
+  const auto now = Clock::now();
+  if (report.subreaper && !report.tree_done) {
+    // The subreaper supervisor ends what the command left running, says so, and exits.
+    const auto limit = ended_at + k_drain_after_end + m_options.kill_grace + std::chrono::seconds(6);
+    if (call.wait_until(std::min(now + milliseconds(50), limit), stop)) {
+      return true;
     }
-    if (rep.sid && *rep.sid > 1) {
-      try {
-        RemoteResult r =
-            run_script(kill_session_script(*rep.sid, rep.supervisor_pid.value_or(0), SIGTERM, m_options.kill_grace, "",
-                                           "", rep.subreaper),
-                       "ending " + short_command(spec.command), true, m_options.kill_grace + std::chrono::seconds(15));
-        KillOutcome k = parse_kill(r.out);
-        if (!k.gone) {
-          spdlog::warn("host {}: some processes of session {} survived SIGKILL:{}", m_options.name, *rep.sid, k.left);
-          tree_verified = false;
-          tree_note = "some processes of the command survived SIGKILL";
-        } else if (k.untracked) {
-          tree_verified = false;
-          tree_note = "the command's session was ended, but without perl (the subreaper supervisor) this host cannot "
-                      "track processes that left the session (setsid), so the end of the whole tree is not verified";
-        }
-      } catch (const HostError& e) {
-        spdlog::warn("host {}: cannot end the processes of {}: {}", m_options.name, short_command(spec.command),
-                     e.what());
-        tree_verified = false;
-        tree_note = std::string("the command's processes could not be ended: ") + e.what();
-      }
-    } else {
-      spdlog::warn("host {}: {} did not report its session; closing its channel without a kill", m_options.name,
-                   short_command(spec.command));
-      tree_verified = false;
-      tree_note = "the command did not report its session; its channel was closed without a verified kill";
+    if (stop.stop_requested() || Clock::now() >= limit) {
+      close_call(call);
+      return true;
     }
-    if (!call->wait_until(Clock::now() + std::chrono::seconds(3))) {
-      call->cancel();
-      call->wait_until(Clock::now() + std::chrono::seconds(5));
-    }
+    return false;
   }
+  // The command ended; its channel stays open only while children it left behind hold its
+  // output. Read what they write until the stream is quiet (at most k_drain_after_end), then
+  // let them be (without a subreaper, they cannot all be found).
+  const auto drain_limit = ended_at + k_drain_after_end;
+  auto quiet_until = std::min(std::max(output.last_output(), now) + k_quiet_after_end, drain_limit);
+  if (call.wait_until(std::min(quiet_until, deadline), stop)) {
+    return true;
+  }
+  const bool quiet = Clock::now() - output.last_output() >= k_quiet_after_end;
+  if (quiet || stop.stop_requested() || Clock::now() >= deadline || Clock::now() >= drain_limit) {
+    close_call(call);
+    return true;
+  }
+  return false;
+}
 
-  SupervisorReport rep;
-  {
-    std::lock_guard lock(shared->m);
-    std::string rest = shared->filter.flush();
-    if (!rest.empty() && shared->sink) {
-      shared->sink->on_output(Stream::err, rest);
-    }
-    shared->sink = nullptr; // the call may still deliver bytes after we return: drop them
-    rep = shared->report;
+ScriptHost::TreeEnd ScriptHost::end_tree(const CommandSpec& spec, const SupervisorReport& report) {
+  if (!report.sid || *report.sid <= 1) {
+    spdlog::warn("host {}: {} did not report its session; closing its channel without a kill", m_options.name,
+                 short_command(spec.command));
+    return {false, "the command did not report its session; its channel was closed without a verified kill"};
   }
+  try {
+    RemoteResult r =
+        run_script(kill_session_script(*report.sid, report.supervisor_pid.value_or(0), SIGTERM, m_options.kill_grace,
+                                       "", "", report.subreaper),
+                   "ending " + short_command(spec.command), true, m_options.kill_grace + std::chrono::seconds(15));
+    KillOutcome k = parse_kill(r.out);
+    if (!k.gone) {
+      spdlog::warn("host {}: some processes of session {} survived SIGKILL:{}", m_options.name, *report.sid, k.left);
+      return {false, "some processes of the command survived SIGKILL"};
+    }
+    if (k.untracked) {
+      return {false, "the command's session was ended, but without perl (the subreaper supervisor) this host cannot "
+                     "track processes that left the session (setsid), so the end of the whole tree is not verified"};
+    }
+    return {};
+  } catch (const HostError& e) {
+    spdlog::warn("host {}: cannot end the processes of {}: {}", m_options.name, short_command(spec.command), e.what());
+    return {false, std::string("the command's processes could not be ended: ") + e.what()};
+  }
+}
+
+ExitInfo ScriptHost::exit_info(const CommandSpec& spec, RunEnd end, const TreeEnd& tree, const SupervisorReport& report,
+                               RemoteCall& call) const {
+  const bool timed_out = end == RunEnd::timed_out, cancelled = end == RunEnd::cancelled;
   RemoteResult rr;
   std::optional<HostError> error;
   try {
-    rr = call->result();
+    rr = call.result();
   } catch (const HostError& e) {
     error = e;
   }
-  if (rep.cwd_missing) {
+  if (report.cwd_missing) {
     throw HostError(Kind::invalid, "working directory " + spec.cwd + " does not exist on " + m_options.name);
   }
   ExitInfo info;
   info.timed_out = timed_out;
   info.cancelled = cancelled;
-  info.leftovers = rep.leftovers;
-  info.leftover_names = rep.leftover_names;
-  info.tree_verified = tree_verified && !rep.survivors;
-  info.tree_note = rep.survivors ? "some processes the command left running survived SIGKILL" : tree_note;
-  if (rep.exit_code) {
-    info.exit_code = rep.exit_code;
-  } else if (rep.signal) {
-    info.signal = rep.signal;
+  info.leftovers = report.leftovers;
+  info.leftover_names = report.leftover_names;
+  info.tree_verified = tree.verified && !report.survivors;
+  info.tree_note = report.survivors ? "some processes the command left running survived SIGKILL" : tree.note;
+  if (report.exit_code) {
+    info.exit_code = report.exit_code;
+  } else if (report.signal) {
+    info.signal = report.signal;
   } else if (error && !timed_out && !cancelled) {
     throw *error;
   } else if (rr.exit_signal) {

@@ -1,10 +1,10 @@
-// Fuzzes the parsers of what the remote scripts print on an SSH host (ssh/remote_scripts.h): the
+// Fuzzes the parsers of what the remote scripts print on a host (sandbox/exec/script_parsers.h): the
 // host probe, the foreground supervisor's stderr records (split into chunks anywhere), the job
 // start / job read (status + output window framing) / kill answers and the file window framing.
 // A host's answer is untrusted text: a parser may throw exec::HostError, nothing else.
 //
 // Input: byte 0 picks the parser, bytes 1-8 its parameters, the rest is the host's answer.
-#include "sandbox/exec/remote_scripts.h"
+#include "sandbox/exec/script_parsers.h"
 
 #include <algorithm>
 #include <cstddef>
@@ -26,7 +26,7 @@ void check(bool ok) {
 // The supervisor's record filter: fed in chunks of `chunk` bytes, it must return exactly the input
 // when no record start byte is in it, and records never hold a newline.
 void marker_filter(std::string_view out, std::size_t chunk) {
-  ssh::MarkerFilter filter("n0nce");
+  exec::MarkerFilter filter("n0nce");
   std::string passed;
   for (std::size_t i = 0; i < out.size(); i += chunk) {
     passed += filter.feed(out.substr(i, chunk));
@@ -36,10 +36,10 @@ void marker_filter(std::string_view out, std::size_t chunk) {
     check(passed == out);
   }
   check(passed.size() <= out.size());
-  ssh::SupervisorReport report;
+  exec::SupervisorReport report;
   for (const auto& record : filter.take_records()) {
     check(record.find('\n') == std::string::npos);
-    ssh::apply_record(record, report);
+    exec::apply_record(record, report);
   }
 }
 
@@ -57,21 +57,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     switch (which % 6) {
     case 0:
-      (void)ssh::parse_probe(out);
+      (void)exec::parse_probe(out);
       break;
     case 1:
       marker_filter(out, static_cast<std::size_t>(param & 0xff) + 1);
       break;
     case 2:
-      check(ssh::parse_job_start(out, job.dir) > 0);
+      check(exec::parse_job_start(out, job.dir) > 0);
       break;
     case 3: {
-      auto chunk = ssh::parse_job_read(out, job);
+      auto chunk = exec::parse_job_read(out, job);
       (void)chunk;
       break;
     }
     case 4:
-      (void)ssh::parse_kill(out);
+      (void)exec::parse_kill(out);
       break;
     case 5: {
       exec::FileReadRequest req;
@@ -82,7 +82,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         req.offset = 1;
       }
       std::uint64_t count_lines_below = (param & 1) ? 64ull << 20 : 0;
-      auto w = ssh::parse_file_window(out, req, count_lines_below);
+      auto w = exec::parse_file_window(out, req, count_lines_below);
       (void)w;
       break;
     }

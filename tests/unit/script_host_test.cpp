@@ -1,7 +1,7 @@
-// SshHost's remote half, run with a local /bin/sh instead of sshd (LocalShellExecutor): foreground
-// runs, timeouts that end whole process trees, durable jobs, kills, and file windows that must
-// match LocalHost's read_file_window line for line. Each test runs with the perl supervisor and
-// with the POSIX sh fallback.
+// ScriptHost (the remote half of an SSH host), run with a local /bin/sh instead of sshd
+// (LocalShellExecutor): foreground runs, timeouts that end whole process trees, durable jobs,
+// kills, and file windows that must match LocalHost's read_file_window line for line. Each test
+// runs with the perl supervisor and with the POSIX sh fallback.
 #include "sandbox/exec/local_host.h"
 #include "sandbox/exec/remote_scripts.h"
 #include "sandbox/exec/run_process.h"
@@ -390,7 +390,7 @@ TEST_P(RemoteScripts, SkipCommandBashrcRunsTheCommandAtShellLevelTwo) {
 
 // The server ends a remote command on its timeout over a second channel; when the server is gone
 // (killed, or its connection lost), the perl supervisor ends the tree itself a little later.
-TEST(SshScriptsGuard, PerlSupervisorEndsTheTreeWhenItsServerNeverDoes) {
+TEST(ScriptHostGuard, PerlSupervisorEndsTheTreeWhenItsServerNeverDoes) {
   if (!std::filesystem::exists("/usr/bin/perl")) {
     GTEST_SKIP() << "perl is not installed";
   }
@@ -424,7 +424,7 @@ INSTANTIATE_TEST_SUITE_P(Supervisors, RemoteScripts, ::testing::Values(Superviso
 
 // ---- file windows: the remote script must agree with LocalHost's reader ----
 
-class SshFileWindow : public ::testing::Test {
+class ScriptHostFileWindow : public ::testing::Test {
 protected:
   void SetUp() override {
     dir = std::filesystem::temp_directory_path() / ("smcp-ssh-window-" + std::to_string(::getpid()));
@@ -456,7 +456,7 @@ protected:
   std::shared_ptr<exec::Host> host;
 };
 
-TEST_F(SshFileWindow, MatchesLocalReaderOnManyFilesAndWindows) {
+TEST_F(ScriptHostFileWindow, MatchesLocalReaderOnManyFilesAndWindows) {
   std::mt19937 rng(42);
   std::vector<std::pair<std::string, std::string>> files = {
       {"empty", ""},
@@ -504,7 +504,7 @@ TEST_F(SshFileWindow, MatchesLocalReaderOnManyFilesAndWindows) {
   }
 }
 
-TEST_F(SshFileWindow, ErrorsMatchLocalKinds) {
+TEST_F(ScriptHostFileWindow, ErrorsMatchLocalKinds) {
   auto kind_of = [&](const std::string& path) {
     exec::FileReadRequest req;
     req.path = path;
@@ -521,7 +521,7 @@ TEST_F(SshFileWindow, ErrorsMatchLocalKinds) {
   EXPECT_EQ(kind_of("/dev/null"), exec::HostError::Kind::invalid);
 }
 
-TEST_F(SshFileWindow, TildeMeansTheRemoteHome) {
+TEST_F(ScriptHostFileWindow, TildeMeansTheRemoteHome) {
   exec::FileReadRequest req;
   req.path = "~/.smcp-test-does-not-exist";
   try {

@@ -2,6 +2,8 @@
 // line iteration over output buffers.
 #pragma once
 
+#include "sandbox/exec/words.h"
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -20,18 +22,8 @@ std::string omission_marker(std::uint64_t bytes, std::string_view where_full);
 // bytes were omitted and `where_full` (where to find everything).
 std::string middle_cut(std::string_view s, std::size_t max, std::string_view where_full);
 
-// Calls fn(line) for each '\n'-terminated line (newline excluded) and for a final partial line.
-template <typename Fn> void for_each_line(std::string_view text, Fn&& fn) {
-  while (!text.empty()) {
-    auto nl = text.find('\n');
-    if (nl == std::string_view::npos) {
-      fn(text);
-      return;
-    }
-    fn(text.substr(0, nl));
-    text.remove_prefix(nl + 1);
-  }
-}
+// Calls fn(line) for each line of a text, without its newline (sandbox/exec/words.h).
+using exec::for_each_line;
 
 // The last line of `text` (after its last '\n'; the whole text when there is none).
 std::string_view last_line(std::string_view text);

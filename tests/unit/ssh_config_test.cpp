@@ -1,8 +1,5 @@
-// The pure building blocks of the SSH host: quoting (checked by round trips through a real sh and
-// perl), the supervisor record filter, `ssh -G` parsing, ProxyJump specs and Host pattern scans.
-#include "sandbox/exec/local_host.h"
-#include "sandbox/exec/quote.h"
-#include "sandbox/exec/remote_scripts.h"
+// `ssh -G` parsing, ProxyJump specs and the Host pattern scan of an ssh config file.
+#include "sandbox/exec/host.h"
 #include "sandbox/exec/run_process.h"
 #include "ssh/ssh_config.h"
 
@@ -10,119 +7,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 namespace smcp::ssh {
 namespace {
 using namespace smcp::exec;
-
-const std::vector<std::string> k_nasty = {
-    "",
-    "plain",
-    "it's",
-    "''",
-    "'\\''",
-    "a b  c",
-    "$HOME `id` $(id) ${x:-y}",
-    "back\\slash\\\\",
-    "new\nline\n",
-    "tab\there",
-    "semi; rm -rf /tmp/nothing && echo || true",
-    "*?[a-z]{1,2}~",
-    "unicode: é ü 日本 🚀",
-    "\"double\" 'single' \"mixed'\"",
-    "-n",
-    "!bang !! !$",
-    std::string("\x01\x02\x1e\x7f", 4),
-};
-
-std::string run_sh(const std::string& script) {
-  ProcessResult r = run_process({"/bin/sh", "-c", script}, std::chrono::seconds(10));
-  EXPECT_EQ(r.status, 0) << r.err;
-  return r.out;
-}
-
-TEST(SshQuote, ShQuoteWrapsInSingleQuotes) {
-  EXPECT_EQ(sh_quote(""), "''");
-  EXPECT_EQ(sh_quote("abc"), "'abc'");
-  EXPECT_EQ(sh_quote("it's"), "'it'\\''s'");
-  EXPECT_EQ(sh_quote("'"), "''\\'''");
-}
-
-TEST(SshQuote, ShQuoteRoundTripsThroughARealShell) {
-  for (const auto& s : k_nasty) {
-    EXPECT_EQ(run_sh("printf '%s' " + sh_quote(s)), s) << "input: " << s;
-    // Also as one word among others (no splitting, no globbing).
-    EXPECT_EQ(run_sh("set -- x " + sh_quote(s) + " y; printf '%s|' \"$#\" \"$2\""), "3|" + s + "|");
-  }
-}
-
-TEST(SshQuote, NestedQuotingRoundTrips) {
-  for (const auto& s : k_nasty) {
-    std::string inner = "printf '%s' " + sh_quote(s);
-    EXPECT_EQ(run_sh("sh -c " + sh_quote(inner)), s) << "input: " << s;
-  }
-}
-
-TEST(SshQuote, PerlQuoteRoundTripsThroughPerl) {
-  if (!std::filesystem::exists("/usr/bin/perl")) {
-    GTEST_SKIP() << "perl is not installed";
-  }
-  for (const auto& s : k_nasty) {
-    ProcessResult r = run_process({"/usr/bin/perl", "-e", "print " + perl_quote(s) + ";"}, std::chrono::seconds(10));
-    EXPECT_EQ(r.out, s) << "input: " << s << " err: " << r.err;
-  }
-  EXPECT_EQ(perl_quote("a'b\\c"), "'a\\'b\\\\c'");
-}
-
-TEST(SshQuote, ShellIdentifiers) {
-  EXPECT_TRUE(is_shell_identifier("PATH"));
-  EXPECT_TRUE(is_shell_identifier("_x1"));
-  EXPECT_FALSE(is_shell_identifier("1x"));
-  EXPECT_FALSE(is_shell_identifier("A-B"));
-  EXPECT_FALSE(is_shell_identifier(""));
-  EXPECT_FALSE(is_shell_identifier("A B"));
-  EXPECT_TRUE(contains_nul(std::string("a\0b", 3)));
-  EXPECT_FALSE(contains_nul("ab"));
-}
-
-TEST(SshMarkerFilter, RemovesRecordsWhateverTheChunking) {
-  const std::string nonce = "0123abcd";
-  const std::string stream =
-      "err1\n\x1e" + nonce + " sid 42 43\npartial line\x1e" + nonce + " exit 3\nafter\x1eother\x1e" + nonce;
-  const std::string expected_text = "err1\npartial lineafter\x1eother\x1e" + nonce;
-  for (std::size_t chunk = 1; chunk <= stream.size(); ++chunk) {
-    MarkerFilter f(nonce);
-    std::string out;
-    for (std::size_t i = 0; i < stream.size(); i += chunk) {
-      out += f.feed(std::string_view(stream).substr(i, chunk));
-    }
-    out += f.flush();
-    EXPECT_EQ(out, expected_text) << "chunk " << chunk;
-    auto records = f.take_records();
-    ASSERT_EQ(records.size(), 2u) << "chunk " << chunk;
-    SupervisorReport rep;
-    for (const auto& r : records) {
-      apply_record(r, rep);
-    }
-    EXPECT_EQ(rep.sid, 42);
-    EXPECT_EQ(rep.supervisor_pid, 43);
-    EXPECT_EQ(rep.exit_code, 3);
-  }
-}
-
-TEST(SshMarkerFilter, SignalRecords) {
-  SupervisorReport rep;
-  apply_record("signal 15", rep);
-  EXPECT_EQ(rep.signal, 15);
-  EXPECT_FALSE(rep.guessed);
-  SupervisorReport guessed;
-  apply_record("signal 9 guessed", guessed);
-  EXPECT_EQ(guessed.signal, 9);
-  EXPECT_TRUE(guessed.guessed);
-  SupervisorReport cwd;
-  apply_record("error cwd", cwd);
-  EXPECT_TRUE(cwd.cwd_missing);
-}
 
 TEST(SshConfig, ParsesSshG) {
   const char* out = "host gpu1\nhostname 10.0.0.5\nuser alice\nport 2222\n"
@@ -206,14 +95,6 @@ TEST(SshConfig, LiteralHostPatternsFollowIncludes) {
   auto names = literal_host_patterns((dir / "config").string(), dir.string());
   EXPECT_EQ(names, (std::set<std::string>{"gpu1", "gpu2", "inc1", "inc2", "quoted one"}));
   std::filesystem::remove_all(dir);
-}
-
-TEST(SshPaths, ExpandHome) {
-  EXPECT_EQ(expand_home("~", "/home/a"), "/home/a");
-  EXPECT_EQ(expand_home("~/x/y", "/home/a"), "/home/a/x/y");
-  EXPECT_EQ(expand_home("/abs", "/home/a"), "/abs");
-  EXPECT_EQ(expand_home("~bob/x", "/home/a"), "~bob/x");
-  EXPECT_EQ(expand_home("rel", "/home/a"), "rel");
 }
 
 } // namespace
