@@ -13,7 +13,6 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
-using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 namespace {
@@ -128,7 +127,7 @@ void Connection::on_body(beast::error_code ec) {
   fill_parsed(*m_parser, *req);
   req->version = m_parser->get().version() == 10 ? 10 : 11;
   m_parser.reset();
-  req->path = http::target_path(req->target);
+  req->path = target_path(req->target);
   req->remote_addr = m_remote;
   m_state = State::handling;
   auto self = shared_from_this();
@@ -228,6 +227,8 @@ void Connection::on_handled(const Request& req, Response& res, std::size_t sent)
   m_on_stream_end = std::move(res.on_stream_end);
   write(serialize_head(res, m_chunked, keep, req.version), [self = shared_from_this()] { self->start_stream(); });
 }
+
+// ------------------------------------------------------------------ SSE
 
 void Connection::start_stream() {
   m_state = State::streaming;
@@ -346,6 +347,8 @@ void Connection::arm_keepalive() {
     self->arm_keepalive();
   });
 }
+
+// ------------------------------------------------------------------ writing, deadlines, closing
 
 void Connection::write(std::string data, std::function<void()> then) {
   m_out = std::move(data);

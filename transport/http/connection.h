@@ -50,6 +50,7 @@ public:
 // answers leave in request order.
 class Connection : public std::enable_shared_from_this<Connection> {
 public:
+  using Clock = std::chrono::steady_clock;
   enum class State { head, body, handling, writing, streaming, lingering, closed };
 
   Connection(ConnectionOwner& owner, boost::asio::ip::tcp::socket socket);
@@ -59,9 +60,8 @@ public:
   // At --max-connections: a connection waiting for (the rest of) a request may give way.
   bool evictable() const { return m_state == State::head || (m_state == State::body && !m_trusted); }
   bool trusted() const { return m_trusted; }
-  std::chrono::steady_clock::time_point waiting_since() const { return m_wait_started; }
+  Clock::time_point waiting_since() const { return m_wait_started; }
   const std::string& remote() const { return m_remote; }
-  State state() const { return m_state; }
 
   // Answers 503 and closes (used right after accept, for a connection over the limit).
   void refuse();
@@ -73,53 +73,37 @@ public:
   void on_shutdown();
 
 private:
+  // ------------------------------------------------------------------ reading, handing over
   void read_next();
-
   void on_head(boost::beast::error_code ec);
-
   void on_body(boost::beast::error_code ec);
-
   // Worker thread, while the I/O thread leaves the socket alone (state handling: no read or
   // write pending); close() takes the same lock, so the descriptor cannot be closed (and reused)
   // under this write.
   std::size_t send_from_worker(const std::string& bytes);
-
   void on_read_error(const boost::beast::error_code& ec);
-
   void respond_error_and_close(int status, const std::string& message);
-
   void on_handled(const Request& req, Response& res, std::size_t sent);
 
   // ------------------------------------------------------------------ SSE
   void start_stream();
-
   // From any thread: the stream has news.
   void schedule_pump();
-
   void pump();
-
   void end_stream();
-
   void end_stream_bookkeeping();
-
   // A client that goes away during a stream is noticed at once (not at the next keepalive).
   void watch_peer();
-
   void arm_keepalive();
 
   // ------------------------------------------------------------------ writing, deadlines, closing
   void write(std::string data, std::function<void()> then);
-
   void arm(std::chrono::milliseconds timeout);
-
   void disarm();
-
   void on_deadline();
-
   // After the last response: no more sending; unread request bytes are drained (briefly) so that
   // the close does not reset the connection before the client read the answer.
   void linger();
-
   void drain();
 
   ConnectionOwner& m_owner;
@@ -129,7 +113,7 @@ private:
   boost::beast::flat_buffer m_buffer;
   std::optional<Parser> m_parser;
   State m_state = State::head;
-  std::chrono::steady_clock::time_point m_wait_started = Clock::now();
+  Clock::time_point m_wait_started = Clock::now();
   std::string m_remote;
   bool m_trusted = false; // a request on this connection passed authentication
   bool m_keep_alive = true;
@@ -141,7 +125,7 @@ private:
   std::shared_ptr<SseWriter> m_sse;
   std::function<void()> m_on_stream_end;
   std::atomic<bool> m_pump_posted{false};
-  std::chrono::steady_clock::time_point m_last_write;
+  Clock::time_point m_last_write;
   std::array<char, 4096> m_drain{};
   std::mutex m_fd_mutex; // see send_from_worker()
   bool m_fd_closed = false;
