@@ -16,10 +16,8 @@
 #include <thread>
 #include <vector>
 
-namespace smcp::http_test {
+namespace smcp::testing::http {
 namespace {
-
-using namespace smcp::testing::http;
 
 TEST(HttpTransport, SessionCapEvictsTheLeastRecentlyUsedIdleSessionAndIdleExpiry) {
   HttpServerProcess server({"--max-sessions", "2", "--session-idle-timeout", "2"});
@@ -179,4 +177,4 @@ TEST(HttpTransport, BadContentLengthIsAnsweredAtOnce) {
 }
 
 } // namespace
-} // namespace smcp::http_test
+} // namespace smcp::testing::http

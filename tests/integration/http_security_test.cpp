@@ -12,10 +12,8 @@
 #include <unistd.h>
 #include <vector>
 
-namespace smcp::http_test {
+namespace smcp::testing::http {
 namespace {
-
-using namespace smcp::testing::http;
 
 TEST(HttpTransport, RejectsBadOriginAndHostAndKeepsServing) {
   HttpServerProcess server({"--allow-origin", "https://app.example.com", "--allow-host", "mcp.internal"});
@@ -270,4 +268,4 @@ TEST(HttpTransport, RefusesToServeBeyondLoopbackWithoutAToken) {
 }
 
 } // namespace
-} // namespace smcp::http_test
+} // namespace smcp::testing::http

@@ -16,10 +16,8 @@
 #include <thread>
 #include <vector>
 
-namespace smcp::http_test {
+namespace smcp::testing::http {
 namespace {
-
-using namespace smcp::testing::http;
 
 TEST(HttpTransport, SessionLifecycleInitializeListCallDelete) {
   HttpServerProcess server;
@@ -335,4 +333,4 @@ TEST(HttpTransport, StopsCleanlyOnSigtermWithStreamsAndCallsOpen) {
 }
 
 } // namespace
-} // namespace smcp::http_test
+} // namespace smcp::testing::http

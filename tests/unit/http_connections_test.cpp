@@ -14,10 +14,8 @@
 #include <utility>
 #include <vector>
 
-namespace smcp::transport {
+namespace smcp::testing::http {
 namespace {
-
-using namespace smcp::testing::http;
 
 // Requests pipelined on one connection are all answered, in order.
 TEST_F(HttpTransportTest, PipelinedRequestsAreAllAnsweredInOrder) {
@@ -155,4 +153,4 @@ TEST_F(HttpTransportTest, HalfSentRequestsGiveWayAtTheConnectionLimit) {
 }
 
 } // namespace
-} // namespace smcp::transport
+} // namespace smcp::testing::http

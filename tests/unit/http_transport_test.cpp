@@ -11,10 +11,8 @@
 
 #include <thread>
 
-namespace smcp::transport {
+namespace smcp::testing::http {
 namespace {
-
-using namespace smcp::testing::http;
 
 TEST_F(HttpTransportTest, ServerInitiatedMessagesGoToTheGetStreamAndAreResumable) {
   start();
@@ -218,4 +216,4 @@ TEST_F(HttpTransportTest, StopDuringACallAnswersItWithAnError) {
 }
 
 } // namespace
-} // namespace smcp::transport
+} // namespace smcp::testing::http
