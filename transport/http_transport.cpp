@@ -192,15 +192,6 @@ private:
     });
   }
 
-  template <typename... Args>
-  static void warn_rate_limited(Clock::time_point& last, spdlog::format_string_t<Args...> fmt, Args&&... args) {
-    auto now = Clock::now();
-    if (now - last >= 10s) {
-      last = now;
-      spdlog::warn(fmt, std::forward<Args>(args)...);
-    }
-  }
-
   void on_accepted(tcp::socket socket);
   void close_all_connections();
   void begin_shutdown();
