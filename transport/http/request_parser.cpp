@@ -1,3 +1,4 @@
+// The request parser configuration, and parse_request / drain_limit_for of http_request.h.
 #include "transport/http/request_parser.h"
 
 #include "transport/http/text.h"
