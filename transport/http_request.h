@@ -2,8 +2,8 @@
 // (the very parser and limits the server reads sockets with) and every check a request header goes
 // through (Accept, Content-Type, Host, Origin, bearer token, MCP-Protocol-Version, Mcp-Session-Id,
 // Last-Event-ID, the kind of a session-less body). No I/O, no state: unit tests and the libFuzzer
-// target (tests/fuzz/fuzz_http_request.cpp) call them directly. Implemented in http_transport.cpp
-// (the only includer of Boost.Beast).
+// target (tests/fuzz/fuzz_http_request.cpp) call them directly. Implemented in http_checks.cpp (the
+// header checks), http/request_parser.cpp (parsing, with Boost.Beast) and http/jsonrpc.cpp (bodies).
 #pragma once
 
 #include <cstddef>
@@ -95,7 +95,9 @@ std::optional<std::string> bearer_token(std::string_view authorization);
 // A YYYY-MM-DD protocol version.
 bool looks_like_version(std::string_view version);
 
-// Session ids this server issues are 48 lower-case hex digits; anything else is unknown at once.
+// Session ids this server issues are this many random bytes as lower-case hex digits (48).
+inline constexpr std::size_t session_id_bytes = 24;
+// Whether `id` has that form; anything else is unknown at once.
 bool plausible_session_id(std::string_view id);
 
 // "STREAM-SEQ" event ids; nullopt when malformed.

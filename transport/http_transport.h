@@ -5,7 +5,8 @@
 // loopback), bounded bodies, sessions and connections, header and body deadlines. GET /healthz
 // answers without authentication. The HTTP/1.1 server (Boost.Asio + Boost.Beast's parser, one
 // event-driven I/O thread plus a worker pool for request handlers) is an implementation detail of
-// http_transport.cpp; its request parsing and checks are pure functions in http_request.h.
+// http_transport.cpp and transport/http/; its request parsing and checks are pure functions in
+// http_request.h.
 #pragma once
 
 #include "transport/transport.h"

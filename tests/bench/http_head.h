@@ -1,5 +1,5 @@
 // The head of an HTTP/1.1 response as the benchmark clients need it (status, body framing, MCP
-// session id, SSE or not); shared by http_load and soak.
+// session id, SSE or not); used by http_client.h.
 #pragma once
 
 #include <algorithm>

@@ -4,22 +4,18 @@
 // during the runs) and reports the server's resident memory before and after.
 //   http_load PORT SERVER_PID [SECONDS_PER_RUN] [IDLE_SESSIONS] [TOKEN] [SLOWLORIS_SOCKETS (default 520)]
 // Last, it measures GET /healthz while SLOWLORIS_SOCKETS connections trickle half-sent requests.
-#include "http_head.h"
+#include "http_client.h"
+#include "tests/support/process_stats.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <memory>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <sys/socket.h>
@@ -29,105 +25,27 @@
 
 namespace {
 
+using smcp::bench::percentile;
+using smcp::bench::rss_kb;
+using smcp::bench::status_field;
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
 int g_port = 0;
 std::string g_token;
 
-// One keep-alive HTTP/1.1 connection; requests are sent one at a time.
+// One keep-alive connection to the server under test; requests carry the bearer token, if any.
 class Connection {
 public:
-  Connection() {
-    m_fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(g_port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(m_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
-    }
-    int one = 1;
-    ::setsockopt(m_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  ~Connection() { ::close(m_fd); }
+  Connection() : m_http(g_port) {}
 
-  struct Response {
-    int status = 0;
-    std::string session;
-    std::string body;
-  };
-
-  Response post(const std::string& session, const std::string& body, const char* method = "POST") {
-    std::string req = std::string(method) + " /mcp HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(g_port) +
-                      "\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n";
-    if (!session.empty()) {
-      req += "Mcp-Session-Id: " + session + "\r\nMCP-Protocol-Version: 2025-11-25\r\n";
-    }
-    if (!g_token.empty()) {
-      req += "Authorization: Bearer " + g_token + "\r\n";
-    }
-    req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-    for (std::size_t sent = 0; sent < req.size();) {
-      ssize_t n = ::send(m_fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) {
-        throw std::runtime_error("send failed");
-      }
-      sent += static_cast<std::size_t>(n);
-    }
-    return read_response();
+  smcp::bench::HttpConnection::Response post(const std::string& session, const std::string& body,
+                                             const char* method = "POST") {
+    return m_http.post(session, body, method, g_token);
   }
 
 private:
-  void fill() {
-    char buf[65536];
-    ssize_t n = ::recv(m_fd, buf, sizeof buf, 0);
-    if (n <= 0) {
-      throw std::runtime_error("connection closed");
-    }
-    m_buf.append(buf, static_cast<std::size_t>(n));
-  }
-
-  Response read_response() {
-    Response r;
-    std::size_t end;
-    while ((end = m_buf.find("\r\n\r\n")) == std::string::npos) {
-      fill();
-    }
-    std::string head = m_buf.substr(0, end);
-    m_buf.erase(0, end + 4);
-    const auto h = smcp::bench::parse_response_head(head);
-    r.status = h.status;
-    r.session = h.session;
-    const std::size_t length = h.length;
-    const bool chunked = h.chunked;
-    if (!chunked) {
-      while (m_buf.size() < length) {
-        fill();
-      }
-      r.body = m_buf.substr(0, length);
-      m_buf.erase(0, length);
-      return r;
-    }
-    for (;;) {
-      std::size_t crlf;
-      while ((crlf = m_buf.find("\r\n")) == std::string::npos) {
-        fill();
-      }
-      std::size_t size = std::stoul(m_buf.substr(0, crlf), nullptr, 16);
-      while (m_buf.size() < crlf + 2 + size + 2) {
-        fill();
-      }
-      r.body += m_buf.substr(crlf + 2, size);
-      m_buf.erase(0, crlf + 2 + size + 2);
-      if (size == 0) {
-        return r;
-      }
-    }
-  }
-
-  int m_fd;
-  std::string m_buf;
+  smcp::bench::HttpConnection m_http;
 };
 
 std::string open_session(Connection& c) {
@@ -146,7 +64,7 @@ std::string open_session(Connection& c) {
   return r.session;
 }
 
-struct Op {
+struct Operation {
   const char* name;
   std::string body;
   const char* expect; // a substring of a good answer
@@ -158,7 +76,7 @@ struct RunResult {
   long errors = 0;
 };
 
-RunResult run(const Op& op, int clients, double seconds) {
+RunResult run(const Operation& op, int clients, double seconds) {
   std::vector<std::unique_ptr<Connection>> conns;
   std::vector<std::string> sessions;
   for (int i = 0; i < clients; ++i) {
@@ -216,36 +134,10 @@ RunResult run(const Op& op, int clients, double seconds) {
   return result;
 }
 
-double percentile(const std::vector<double>& sorted, double p) {
-  if (sorted.empty()) {
-    return 0;
-  }
-  auto i = static_cast<std::size_t>(p / 100.0 * static_cast<double>(sorted.size() - 1) + 0.5);
-  return sorted[std::min(i, sorted.size() - 1)];
-}
-
-long rss_kib(int pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      return std::stol(line.substr(6));
-    }
-  }
-  return -1;
-}
-
 // A connection that sends one header line of a never-ending request every second (slowloris).
 int trickling_socket() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(g_port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    if (fd >= 0) {
-      ::close(fd);
-    }
+  int fd = smcp::bench::connect_loopback(g_port);
+  if (fd < 0) {
     return -1;
   }
   const std::string start = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n";
@@ -257,10 +149,8 @@ int trickling_socket() {
 double healthz_ms(int timeout_ms) {
   auto t0 = Clock::now();
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(g_port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sockaddr_in addr = smcp::bench::loopback_address(g_port);
+  // Set before connect(), which they bound too.
   timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -278,17 +168,6 @@ double healthz_ms(int timeout_ms) {
   return result;
 }
 
-int threads_of(int pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("Threads:", 0) == 0) {
-      return std::stoi(line.substr(8));
-    }
-  }
-  return -1;
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
@@ -303,14 +182,14 @@ int main(int argc, char** argv) {
   g_token = argc > 5 ? argv[5] : "";
   const int slow_sockets = argc > 6 ? std::stoi(argv[6]) : 520;
 
-  const std::vector<Op> ops = {
+  const std::vector<Operation> ops = {
       {"tools/list", R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})", "\"tools\""},
       {"remote_bash true",
        R"({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"remote_bash","arguments":{"command":"true"}}})",
        "\"exit_code\":0"},
   };
   // Idle sessions: initialize + initialized, then nothing.
-  const long before = rss_kib(pid);
+  const long before = rss_kb(pid);
   {
     Connection c;
     for (int i = 0; i < idle_sessions; ++i) {
@@ -318,10 +197,11 @@ int main(int argc, char** argv) {
     }
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  const long after = rss_kib(pid);
+  const long after = rss_kb(pid);
   std::printf("idle sessions: %d; server RSS %.1f MiB before, %.1f MiB after (+%.1f KiB per session); threads %d\n",
               idle_sessions, static_cast<double>(before) / 1024.0, static_cast<double>(after) / 1024.0,
-              static_cast<double>(after - before) / std::max(1, idle_sessions), threads_of(pid));
+              static_cast<double>(after - before) / std::max(1, idle_sessions),
+              static_cast<int>(status_field(pid, "Threads:")));
 
   std::printf("%-18s %8s %10s %9s %9s %9s %9s %7s\n", "request", "clients", "req/s", "p50 ms", "p99 ms", "max ms",
               "requests", "errors");
@@ -335,7 +215,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
   }
-  std::printf("server threads after the runs: %d\n", threads_of(pid));
+  std::printf("server threads after the runs: %d\n", static_cast<int>(status_field(pid, "Threads:")));
 
   // Slowloris: sockets that each send one header line per second and never finish their request.
   if (slow_sockets > 0) {

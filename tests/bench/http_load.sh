@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HTTP load benchmark (issue 4): builds a Release tree, starts `sandbox-mcp serve --http` on a free
+# HTTP load benchmark: builds a Release tree, starts `sandbox-mcp serve --http` on a free
 # loopback port and drives it with tests/bench/http_load (a second process: N clients, each with its
 # own MCP session and keep-alive connection, requests back to back). First it opens 1,000 idle
 # sessions (kept open during the runs) and prints the server RSS before and after; then requests/s

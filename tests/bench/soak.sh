@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak benchmark (issue 10): CLIENTS clients (half over stdio, each with its own server; half over
+# Soak benchmark: CLIENTS clients (half over stdio, each with its own server; half over
 # Streamable HTTP on one server) run mixed calls for SECONDS (foreground commands, background jobs
 # followed with waiting and filtered reads, file windows, kills, malformed messages), checking
 # every answer and every output line; the servers' RSS, open fds and threads are sampled every 5 s

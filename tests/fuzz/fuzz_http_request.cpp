@@ -5,7 +5,8 @@
 // the bearer token, MCP-Protocol-Version, Mcp-Session-Id, Last-Event-ID; the body through the
 // session-less classification and the request/response id extraction. Nothing may crash, hang, or
 // read out of bounds; a complete request must consume at least one byte.
-//   links: smcp_transport (transport/http_transport.cpp implements transport/http_request.h)
+//   links: smcp_transport (http_checks.cpp, http/request_parser.cpp and http/jsonrpc.cpp implement
+//   transport/http_request.h)
 #include "transport/http_request.h"
 
 #include <cstddef>

@@ -2,11 +2,14 @@
 // sends tools/call requests, measuring round trips. Header-only; benchmarks only.
 #pragma once
 
+#include "tests/support/process_stats.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fcntl.h>
 #include <stdexcept>
 #include <string>
 #include <sys/wait.h>
@@ -24,9 +27,12 @@ struct ServerProcess {
   FILE* out = nullptr;
 };
 
-inline ServerProcess spawn_stdio_server(const std::string& binary, const std::vector<std::string>& args) {
+// Spawns `binary args...`; its stderr goes to `stderr_log` (appended) when not empty. The pipes
+// are close-on-exec, so that servers spawned later do not hold this one's input open.
+inline ServerProcess spawn_stdio_server(const std::string& binary, const std::vector<std::string>& args,
+                                        const std::string& stderr_log = "") {
   int to_child[2], from_child[2];
-  if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) {
+  if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0) {
     throw std::runtime_error("pipe");
   }
   ServerProcess p;
@@ -34,8 +40,9 @@ inline ServerProcess spawn_stdio_server(const std::string& binary, const std::ve
   if (p.pid == 0) {
     ::dup2(to_child[0], 0);
     ::dup2(from_child[1], 1);
-    ::close(to_child[1]);
-    ::close(from_child[0]);
+    if (!stderr_log.empty()) {
+      ::dup2(::open(stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600), 2);
+    }
     std::vector<char*> argv{const_cast<char*>(binary.c_str())};
     for (const auto& a : args) {
       argv.push_back(const_cast<char*>(a.c_str()));
@@ -51,26 +58,44 @@ inline ServerProcess spawn_stdio_server(const std::string& binary, const std::ve
   return p;
 }
 
+// Closes the server's input and output and waits for it; returns its wait status.
+inline int stop_stdio_server(ServerProcess& p) {
+  ::close(p.in);
+  std::fclose(p.out);
+  int status = 0;
+  ::waitpid(p.pid, &status, 0);
+  p = ServerProcess();
+  return status;
+}
+
+// Writes all of `data` to `fd`; throws when the server closed its input.
+inline void write_all(int fd, const std::string& data) {
+  const char* p = data.data();
+  std::size_t left = data.size();
+  while (left) {
+    ssize_t n = ::write(fd, p, left);
+    if (n <= 0) {
+      throw std::runtime_error("server closed its input");
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
 class StdioClient {
 public:
-  StdioClient(const std::string& binary, const std::vector<std::string>& args) {
-    ServerProcess p = spawn_stdio_server(binary, args);
-    m_pid = p.pid;
-    m_in = p.in;
-    m_out = p.out;
+  StdioClient(const std::string& binary, const std::vector<std::string>& args)
+      : m_server(spawn_stdio_server(binary, args)) {
     request("initialize", {{"protocolVersion", "2025-11-25"},
                            {"capabilities", json::object()},
                            {"clientInfo", {{"name", "bench"}, {"version", "1"}}}});
     send({{"jsonrpc", "2.0"}, {"method", "notifications/initialized"}});
   }
-  ~StdioClient() {
-    ::close(m_in);
-    std::fclose(m_out);
-    int st = 0;
-    ::waitpid(m_pid, &st, 0);
-  }
+  ~StdioClient() { stop_stdio_server(m_server); }
+  StdioClient(const StdioClient&) = delete;
+  StdioClient& operator=(const StdioClient&) = delete;
 
-  pid_t pid() const { return m_pid; }
+  pid_t pid() const { return m_server.pid; }
 
   json request(const std::string& method, const json& params) {
     int id = ++m_id;
@@ -95,23 +120,11 @@ public:
   }
 
   // Raw messaging, for clients that keep several requests in flight.
-  void send(const json& m) {
-    std::string s = m.dump() + "\n";
-    const char* p = s.data();
-    std::size_t left = s.size();
-    while (left) {
-      ssize_t n = ::write(m_in, p, left);
-      if (n <= 0) {
-        throw std::runtime_error("server closed its input");
-      }
-      p += n;
-      left -= static_cast<std::size_t>(n);
-    }
-  }
+  void send(const json& m) { write_all(m_server.in, m.dump() + "\n"); }
   json read() {
     std::string line;
     int c;
-    while ((c = std::fgetc(m_out)) != EOF && c != '\n') {
+    while ((c = std::fgetc(m_server.out)) != EOF && c != '\n') {
       line.push_back(static_cast<char>(c));
     }
     if (line.empty() && c == EOF) {
@@ -122,35 +135,8 @@ public:
   int next_id() { return ++m_id; }
 
 private:
-  pid_t m_pid = -1;
-  int m_in = -1;
-  FILE* m_out = nullptr;
+  ServerProcess m_server;
   int m_id = 0;
 };
-
-inline double percentile(std::vector<double> v, double p) {
-  if (v.empty()) {
-    return 0;
-  }
-  std::sort(v.begin(), v.end());
-  std::size_t i = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
-inline long rss_kb(pid_t pid) {
-  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "r");
-  if (!f) {
-    return -1;
-  }
-  char line[256];
-  long kb = -1;
-  while (std::fgets(line, sizeof line, f)) {
-    if (std::sscanf(line, "VmRSS: %ld", &kb) == 1) {
-      break;
-    }
-  }
-  std::fclose(f);
-  return kb;
-}
 
 } // namespace smcp::bench
