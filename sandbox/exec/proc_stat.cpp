@@ -1,5 +1,6 @@
 #include "sandbox/exec/proc_stat.h"
 
+#include "sandbox/exec/fd.h"
 #include "sandbox/exec/signal_safe.h"
 
 #include <cerrno>
@@ -86,18 +87,22 @@ bool parse_proc_stat(const char* text, ProcStat& out) {
   return true;
 }
 
-bool read_proc_stat(pid_t pid, ProcStat& out) {
+ssize_t read_proc_file(pid_t pid, const char* leaf, char* buf, std::size_t size) {
   char path[64];
-  proc_path(path, pid, "stat");
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return false;
+  proc_path(path, pid, leaf);
+  UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    return -1;
   }
-  char buf[1024];
   ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf - 1)) < 0 && errno == EINTR) {
+  while ((n = ::read(fd.get(), buf, size)) < 0 && errno == EINTR) {
   }
-  ::close(fd);
+  return n;
+}
+
+bool read_proc_stat(pid_t pid, ProcStat& out) {
+  char buf[1024];
+  ssize_t n = read_proc_file(pid, "stat", buf, sizeof buf - 1);
   if (n <= 0) {
     return false;
   }

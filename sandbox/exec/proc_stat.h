@@ -2,6 +2,7 @@
 // Async-signal-safe: the process-tree walk uses it between fork and _exit.
 #pragma once
 
+#include <cstddef>
 #include <sys/types.h>
 
 namespace smcp::exec {
@@ -27,5 +28,8 @@ bool read_proc_stat(pid_t pid, ProcStat& out);
 
 // "/proc/PID/<leaf>" into `buf` (room for 32 bytes plus the leaf).
 void proc_path(char* buf, pid_t pid, const char* leaf);
+
+// One read of at most `size` bytes of /proc/PID/<leaf> into `buf`; -1 when it cannot be read.
+ssize_t read_proc_file(pid_t pid, const char* leaf, char* buf, std::size_t size);
 
 } // namespace smcp::exec

@@ -1,5 +1,6 @@
 #include "sandbox/exec/process_tree.h"
 
+#include "sandbox/exec/fd.h"
 #include "sandbox/exec/signal_safe.h"
 
 #include <algorithm>
@@ -50,14 +51,14 @@ std::size_t own_descendants() {
 } // namespace
 
 std::size_t scan_processes(ProcEntry* entries, std::size_t max) {
-  int dir = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) {
+  UniqueFd dir(::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) {
     return 0;
   }
   std::size_t total = 0;
   alignas(8) char buf[16 * 1024];
   for (;;) {
-    long got = ::syscall(SYS_getdents64, dir, buf, sizeof buf);
+    long got = ::syscall(SYS_getdents64, dir.get(), buf, sizeof buf);
     if (got <= 0) {
       break;
     }
@@ -83,7 +84,7 @@ std::size_t scan_processes(ProcEntry* entries, std::size_t max) {
       ++total;
     }
   }
-  ::close(dir);
+  dir.reset();
   std::sort(entries, entries + std::min(total, max),
             [](const ProcEntry& a, const ProcEntry& b) { return a.pid < b.pid; });
   return total;
@@ -189,15 +190,8 @@ std::size_t describe_descendants(char* buf, std::size_t max, std::size_t* len) {
   std::size_t k = own_descendants();
   std::size_t n = 0;
   for (std::size_t i = 0; i < k && n + 20 < max; ++i) {
-    char path[64];
-    proc_path(path, g_pids[i], "comm");
-    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      continue;
-    }
     char name[32];
-    ssize_t got = ::read(fd, name, sizeof name);
-    ::close(fd);
+    ssize_t got = read_proc_file(g_pids[i], "comm", name, sizeof name);
     if (got <= 0) {
       continue;
     }
@@ -253,20 +247,19 @@ std::vector<pid_t> processes_with_env(const std::string& entry) {
     }
     char path[64];
     proc_path(path, e.pid, "environ");
-    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+    if (!fd) {
       continue;
     }
     std::string env;
     char buf[16 * 1024];
     for (;;) {
-      ssize_t n = ::read(fd, buf, sizeof buf);
+      ssize_t n = ::read(fd.get(), buf, sizeof buf);
       if (n <= 0 || env.size() > (1u << 20)) {
         break;
       }
       env.append(buf, static_cast<std::size_t>(n));
     }
-    ::close(fd);
     for (std::size_t pos = 0; pos < env.size();) {
       std::size_t end = env.find('\0', pos);
       if (end == std::string::npos) {
