@@ -81,46 +81,58 @@ int EventLoop::Watch::fd() const {
   return const_cast<asio::posix::stream_descriptor&>(m_impl->descriptor).native_handle();
 }
 
-namespace {
-
-// Arms one direction of a Watch: `waiting` is its flag in the Watch's state, `events` what poll()
-// calls ready. A wait armed while the descriptor is ready completes at once (level-triggered).
-template <class Impl>
-void arm_wait(const std::shared_ptr<Impl>& impl, bool Impl::*waiting, asio::posix::stream_descriptor::wait_type type,
-              short events, std::function<void(bool ok)> fn) {
-  if ((*impl).*waiting) {
+void EventLoop::Watch::on_readable(std::function<void(bool ok)> fn) {
+  if (m_impl->reading) {
     return;
   }
-  (*impl).*waiting = true;
-  if (ready_now(impl->descriptor.native_handle(), events)) {
-    asio::post(impl->descriptor.get_executor(), [weak = std::weak_ptr<Impl>(impl), waiting, fn = std::move(fn)] {
-      auto alive = weak.lock();
-      if (alive && (*alive).*waiting) {
-        (*alive).*waiting = false;
+  m_impl->reading = true;
+  if (ready_now(m_impl->descriptor.native_handle(), POLLIN)) {
+    asio::post(m_impl->descriptor.get_executor(), [weak = std::weak_ptr<Impl>(m_impl), fn = std::move(fn)] {
+      auto impl = weak.lock();
+      if (impl && impl->reading) {
+        impl->reading = false;
         fn(true);
       }
     });
     return;
   }
-  impl->descriptor.async_wait(
-      type, [weak = std::weak_ptr<Impl>(impl), waiting, fn = std::move(fn)](const boost::system::error_code& ec) {
-        auto alive = weak.lock();
-        if (!alive || ec == asio::error::operation_aborted) {
+  m_impl->descriptor.async_wait(
+      asio::posix::stream_descriptor::wait_read,
+      [weak = std::weak_ptr<Impl>(m_impl), fn = std::move(fn)](const boost::system::error_code& ec) {
+        auto impl = weak.lock();
+        if (!impl || ec == asio::error::operation_aborted) {
           return; // cancelled, or the Watch is gone
         }
-        (*alive).*waiting = false;
+        impl->reading = false;
         fn(!ec);
       });
 }
 
-} // namespace
-
-void EventLoop::Watch::on_readable(std::function<void(bool ok)> fn) {
-  arm_wait(m_impl, &Impl::reading, asio::posix::stream_descriptor::wait_read, POLLIN, std::move(fn));
-}
-
 void EventLoop::Watch::on_writable(std::function<void(bool ok)> fn) {
-  arm_wait(m_impl, &Impl::writing, asio::posix::stream_descriptor::wait_write, POLLOUT, std::move(fn));
+  if (m_impl->writing) {
+    return;
+  }
+  m_impl->writing = true;
+  if (ready_now(m_impl->descriptor.native_handle(), POLLOUT)) {
+    asio::post(m_impl->descriptor.get_executor(), [weak = std::weak_ptr<Impl>(m_impl), fn = std::move(fn)] {
+      auto impl = weak.lock();
+      if (impl && impl->writing) {
+        impl->writing = false;
+        fn(true);
+      }
+    });
+    return;
+  }
+  m_impl->descriptor.async_wait(
+      asio::posix::stream_descriptor::wait_write,
+      [weak = std::weak_ptr<Impl>(m_impl), fn = std::move(fn)](const boost::system::error_code& ec) {
+        auto impl = weak.lock();
+        if (!impl || ec == asio::error::operation_aborted) {
+          return; // cancelled, or the Watch is gone
+        }
+        impl->writing = false;
+        fn(!ec);
+      });
 }
 
 bool EventLoop::Watch::waiting_readable() const {
