@@ -1,9 +1,11 @@
 // The `local` host: commands run on this machine with argv vectors (never a re-quoted shell
 // string), each in its own session so the whole tree can be ended; durable jobs run under a small
-// supervisor process that outlives the server and records how the job ended.
+// supervisor process that outlives the server and records how the job ended. Its parts live in
+// sandbox/exec/local/: foreground runs, durable jobs (server side and supervisor), file windows.
 #pragma once
 
 #include "sandbox/exec/host.h"
+#include "sandbox/exec/local/file_window.h" // read_file_window, shared with tests of other hosts
 
 #include <chrono>
 #include <memory>
@@ -23,8 +25,5 @@ struct LocalHostOptions {
 };
 
 std::shared_ptr<Host> make_local_host(LocalHostOptions options);
-
-// Helpers shared with other hosts that read files on this machine.
-FileWindow read_file_window(const FileReadRequest& request, std::uint64_t count_lines_below);
 
 } // namespace smcp::exec

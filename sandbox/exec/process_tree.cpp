@@ -1,5 +1,8 @@
 #include "sandbox/exec/process_tree.h"
 
+#include "sandbox/exec/fd.h"
+#include "sandbox/exec/signal_safe.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
@@ -15,95 +18,6 @@
 namespace smcp::exec {
 
 namespace {
-
-// Async-signal-safe decimal parsing; advances `p` past the digits (and a leading '-').
-long parse_long(const char*& p) {
-  bool neg = *p == '-';
-  if (neg) {
-    ++p;
-  }
-  long v = 0;
-  while (*p >= '0' && *p <= '9') {
-    v = v * 10 + (*p - '0');
-    ++p;
-  }
-  return neg ? -v : v;
-}
-
-std::size_t format_pid(char* buf, long v) {
-  char tmp[24];
-  std::size_t n = 0;
-  do {
-    tmp[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v > 0);
-  std::size_t out = 0;
-  while (n) {
-    buf[out++] = tmp[--n];
-  }
-  return out;
-}
-
-// "/proc/PID/<leaf>" into `buf` (async-signal-safe).
-void proc_path(char* buf, pid_t pid, const char* leaf) {
-  std::size_t n = 0;
-  for (const char* s = "/proc/"; *s; ++s) {
-    buf[n++] = *s;
-  }
-  n += format_pid(buf + n, pid);
-  buf[n++] = '/';
-  for (const char* s = leaf; *s; ++s) {
-    buf[n++] = *s;
-  }
-  buf[n] = '\0';
-}
-
-// Parses /proc/PID/stat: "pid (comm) state ppid pgrp session ...". comm may contain spaces and
-// parentheses, so fields are counted from the last ')'. Async-signal-safe.
-bool read_stat(pid_t pid, ProcEntry& out) {
-  char path[64];
-  proc_path(path, pid, "stat");
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return false;
-  }
-  char buf[1024];
-  ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) {
-    return false;
-  }
-  buf[n] = '\0';
-  char* close_paren = nullptr;
-  for (char* p = buf; *p; ++p) {
-    if (*p == ')') {
-      close_paren = p;
-    }
-  }
-  if (!close_paren || close_paren[1] != ' ' || close_paren[2] == '\0') {
-    return false;
-  }
-  const char* p = close_paren + 2;
-  out.pid = pid;
-  out.state = *p++;
-  if (*p++ != ' ') {
-    return false;
-  }
-  out.ppid = static_cast<pid_t>(parse_long(p));
-  if (*p++ != ' ') {
-    return false;
-  }
-  parse_long(p); // pgrp
-  if (*p++ != ' ') {
-    return false;
-  }
-  out.sid = static_cast<pid_t>(parse_long(p));
-  return true;
-}
-
-bool live(const ProcEntry& e) {
-  return e.state != 'Z' && e.state != 'X';
-}
 
 struct timespec now_mono() {
   struct timespec ts {};
@@ -137,14 +51,14 @@ std::size_t own_descendants() {
 } // namespace
 
 std::size_t scan_processes(ProcEntry* entries, std::size_t max) {
-  int dir = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) {
+  UniqueFd dir(::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) {
     return 0;
   }
   std::size_t total = 0;
   alignas(8) char buf[16 * 1024];
   for (;;) {
-    long got = ::syscall(SYS_getdents64, dir, buf, sizeof buf);
+    long got = ::syscall(SYS_getdents64, dir.get(), buf, sizeof buf);
     if (got <= 0) {
       break;
     }
@@ -161,7 +75,7 @@ std::size_t scan_processes(ProcEntry* entries, std::size_t max) {
         continue;
       }
       ProcEntry e;
-      if (!read_stat(static_cast<pid_t>(pid), e)) {
+      if (!read_proc_stat(static_cast<pid_t>(pid), e)) {
         continue;
       }
       if (total < max) {
@@ -170,7 +84,7 @@ std::size_t scan_processes(ProcEntry* entries, std::size_t max) {
       ++total;
     }
   }
-  ::close(dir);
+  dir.reset();
   std::sort(entries, entries + std::min(total, max),
             [](const ProcEntry& a, const ProcEntry& b) { return a.pid < b.pid; });
   return total;
@@ -198,7 +112,7 @@ std::size_t descendants_in(ProcEntry* entries, std::size_t n, pid_t root, pid_t*
   }
   std::size_t k = 0;
   for (std::size_t i = 0; i < n && k < max; ++i) {
-    if (entries[i].mark && live(entries[i])) {
+    if (entries[i].mark && entries[i].live()) {
       out[k++] = entries[i].pid;
     }
   }
@@ -276,15 +190,8 @@ std::size_t describe_descendants(char* buf, std::size_t max, std::size_t* len) {
   std::size_t k = own_descendants();
   std::size_t n = 0;
   for (std::size_t i = 0; i < k && n + 20 < max; ++i) {
-    char path[64];
-    proc_path(path, g_pids[i], "comm");
-    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      continue;
-    }
     char name[32];
-    ssize_t got = ::read(fd, name, sizeof name);
-    ::close(fd);
+    ssize_t got = read_proc_file(g_pids[i], "comm", name, sizeof name);
     if (got <= 0) {
       continue;
     }
@@ -297,11 +204,6 @@ std::size_t describe_descendants(char* buf, std::size_t max, std::size_t* len) {
   }
   *len = n;
   return k;
-}
-
-bool process_alive(pid_t pid) {
-  ProcEntry e;
-  return pid > 0 && read_stat(pid, e) && live(e);
 }
 
 namespace {
@@ -323,7 +225,7 @@ std::vector<ProcEntry> all_processes() {
 std::vector<pid_t> session_members(pid_t sid, pid_t exclude) {
   std::vector<pid_t> out;
   for (const auto& e : all_processes()) {
-    if (e.sid == sid && e.pid != exclude && live(e)) {
+    if (e.sid == sid && e.pid != exclude && e.live()) {
       out.push_back(e.pid);
     }
   }
@@ -340,25 +242,24 @@ std::vector<pid_t> descendants(pid_t root) {
 std::vector<pid_t> processes_with_env(const std::string& entry) {
   std::vector<pid_t> out;
   for (const auto& e : all_processes()) {
-    if (!live(e)) {
+    if (!e.live()) {
       continue;
     }
     char path[64];
     proc_path(path, e.pid, "environ");
-    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+    if (!fd) {
       continue;
     }
     std::string env;
     char buf[16 * 1024];
     for (;;) {
-      ssize_t n = ::read(fd, buf, sizeof buf);
+      ssize_t n = ::read(fd.get(), buf, sizeof buf);
       if (n <= 0 || env.size() > (1u << 20)) {
         break;
       }
       env.append(buf, static_cast<std::size_t>(n));
     }
-    ::close(fd);
     for (std::size_t pos = 0; pos < env.size();) {
       std::size_t end = env.find('\0', pos);
       if (end == std::string::npos) {

@@ -10,6 +10,8 @@
 // The functions marked async-signal-safe allocate nothing and are used between fork and _exit.
 #pragma once
 
+#include "sandbox/exec/proc_stat.h"
+
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -20,11 +22,7 @@
 namespace smcp::exec {
 
 // One process as seen in /proc/PID/stat.
-struct ProcEntry {
-  pid_t pid = 0;
-  pid_t ppid = 0;
-  pid_t sid = 0;
-  char state = '?';
+struct ProcEntry : ProcStat {
   bool mark = false; // scratch for descendants_in
 };
 
@@ -71,8 +69,5 @@ bool end_processes(const std::function<std::vector<pid_t>()>& collect, int signa
 // end_processes over the members of session `sid` (except `exclude`).
 bool end_session(pid_t sid, int signal, std::chrono::milliseconds grace, pid_t exclude = 0,
                  void (*reap)(void*) = nullptr, void* reap_arg = nullptr);
-
-// True when `pid` exists and is not a zombie.
-bool process_alive(pid_t pid);
 
 } // namespace smcp::exec

@@ -1,16 +1,14 @@
 #include "sandbox/exec/run_process.h"
 
 #include "sandbox/exec/event_loop.h"
+#include "sandbox/exec/fd.h"
+#include "sandbox/exec/pipe_reader.h"
 #include "sandbox/exec/spawn.h"
 
-#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <fcntl.h>
-#include <functional>
-#include <memory>
 #include <pwd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,19 +31,13 @@ std::string local_home() {
 
 ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
   ProcessResult result;
-  int out_pipe[2], err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+  Pipe out, err;
+  if (!open_pipe(out) || !open_pipe(err)) {
     result.err = std::strerror(errno);
-    return result;
-  }
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
-    result.err = std::strerror(errno);
-    ::close(out_pipe[0]);
-    ::close(out_pipe[1]);
     return result;
   }
   SpawnSetup setup(/*new_session=*/false);
-  setup.stdin_from_null().dup_to(out_pipe[1], 1).dup_to(err_pipe[1], 2);
+  setup.stdin_from_null().dup_to(out.write.get(), 1).dup_to(err.write.get(), 2);
   std::vector<char*> args;
   for (const auto& a : argv) {
     args.push_back(const_cast<char*>(a.c_str()));
@@ -53,54 +45,27 @@ ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::mil
   args.push_back(nullptr);
   pid_t pid = 0;
   int rc = setup.spawn(pid, argv[0].c_str(), args.data(), environ, /*search_path=*/true);
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
+  out.write.reset();
+  err.write.reset();
   if (rc != 0) {
-    ::close(out_pipe[0]);
-    ::close(err_pipe[0]);
     result.err = "cannot run " + argv[0] + ": " + std::strerror(rc);
     return result;
   }
   // Reads both pipes to their end, or kills the program at the deadline.
   const auto deadline = Clock::now() + timeout;
-  EventLoop loop;
-  struct Stream {
-    int fd;
-    std::string* sink;
-    std::unique_ptr<EventLoop::Watch> watch;
-  };
-  Stream streams[2] = {{out_pipe[0], &result.out, nullptr}, {err_pipe[0], &result.err, nullptr}};
-  int open_streams = 2;
-  std::function<void(Stream&)> arm = [&](Stream& s) {
-    s.watch->on_readable([&](bool) {
-      char buf[16384];
-      ssize_t r = ::read(s.fd, buf, sizeof buf);
-      if (r > 0) {
-        s.sink->append(buf, static_cast<std::size_t>(r));
-        arm(s);
-      } else if (r < 0 && (errno == EINTR || errno == EAGAIN)) {
-        arm(s);
-      } else {
-        --open_streams; // end of file or an error: this stream is done
-      }
-    });
-  };
-  for (auto& s : streams) {
-    s.watch = std::make_unique<EventLoop::Watch>(loop, s.fd);
-    arm(s);
-  }
   bool killed = false;
-  while (open_streams > 0) {
-    if (Clock::now() >= deadline) {
-      ::kill(pid, SIGKILL);
-      killed = true;
-      break;
+  {
+    EventLoop loop;
+    PipeReader out_reader(loop, std::move(out.read), [&](std::string_view d) { result.out.append(d); });
+    PipeReader err_reader(loop, std::move(err.read), [&](std::string_view d) { result.err.append(d); });
+    while (out_reader.open() || err_reader.open()) {
+      if (Clock::now() >= deadline) {
+        ::kill(pid, SIGKILL);
+        killed = true;
+        break;
+      }
+      loop.run_until(deadline);
     }
-    loop.run_until(deadline);
-  }
-  for (auto& s : streams) {
-    s.watch.reset();
-    ::close(s.fd);
   }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {

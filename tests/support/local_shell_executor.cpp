@@ -1,15 +1,18 @@
 #include "tests/support/local_shell_executor.h"
 
+#include "sandbox/exec/event_loop.h"
+#include "sandbox/exec/fd.h"
+#include "sandbox/exec/pipe_reader.h"
 #include "sandbox/exec/spawn.h"
 
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
 #include <mutex>
-#include <poll.h>
-#include <sys/eventfd.h>
+#include <optional>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -22,37 +25,32 @@ namespace {
 
 class ShellCall final : public exec::RemoteCall, public std::enable_shared_from_this<ShellCall> {
 public:
-  explicit ShellCall(exec::RemoteCommand command) : m_command(std::move(command)) {
-    m_cancel_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  }
-  ~ShellCall() override { ::close(m_cancel_fd); }
+  explicit ShellCall(exec::RemoteCommand command) : m_command(std::move(command)) {}
 
   void launch() {
-    int in[2], out[2], err[2];
-    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+    exec::Pipe in, out, err;
+    if (!exec::open_pipe(in) || !exec::open_pipe(out) || !exec::open_pipe(err)) {
       finish_error("pipe failed");
       return;
     }
     exec::SpawnSetup setup(/*new_session=*/true);
-    setup.dup_to(in[0], 0).dup_to(out[1], 1).dup_to(err[1], 2);
+    setup.dup_to(in.read.get(), 0).dup_to(out.write.get(), 1).dup_to(err.write.get(), 2);
     std::string exec = m_command.exec;
     char sh[] = "/bin/sh";
     char dash_c[] = "-c";
     char* argv[] = {sh, dash_c, exec.data(), nullptr};
     pid_t pid = 0;
     int rc = setup.spawn(pid, "/bin/sh", argv, environ);
-    ::close(in[0]);
-    ::close(out[1]);
-    ::close(err[1]);
+    in.read.reset();
+    out.write.reset();
+    err.write.reset();
     if (rc != 0) {
-      ::close(in[1]);
-      ::close(out[0]);
-      ::close(err[0]);
       finish_error(std::string("posix_spawn: ") + std::strerror(rc));
       return;
     }
-    std::thread([self = shared_from_this(), pid, in_fd = in[1], out_fd = out[0], err_fd = err[0]] {
-      self->pump(pid, in_fd, out_fd, err_fd);
+    std::thread([self = shared_from_this(), pid, in = std::move(in.write), out = std::move(out.read),
+                 err = std::move(err.read)]() mutable {
+      self->pump(pid, std::move(in), std::move(out), std::move(err));
     }).detach();
   }
 
@@ -61,8 +59,8 @@ public:
     return m_cv.wait_until(lock, stop, deadline, [&] { return m_done; });
   }
   void cancel() override {
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(m_cancel_fd, &one, sizeof one);
+    m_cancelled = true;
+    m_loop.post([] {}); // wakes the pump to see it
   }
   exec::RemoteResult result() override {
     std::unique_lock lock(m_mutex);
@@ -81,83 +79,60 @@ private:
     m_cv.notify_all();
   }
 
-  void deliver(exec::Stream stream, const char* data, std::size_t n) {
+  void deliver(exec::Stream stream, std::string_view data) {
     if (m_command.on_output) {
-      m_command.on_output(stream, std::string_view(data, n));
+      m_command.on_output(stream, data);
     } else {
-      (stream == exec::Stream::out ? m_collected.out : m_collected.err).append(data, n);
+      (stream == exec::Stream::out ? m_collected.out : m_collected.err).append(data);
     }
   }
 
-  void pump(pid_t pid, int in_fd, int out_fd, int err_fd) {
+  // Feeds the command's input to `in` as it becomes writable, then closes it (the Watch first).
+  void feed(std::optional<exec::EventLoop::Watch>& watch, exec::UniqueFd& in, std::size_t& written) {
+    watch->on_writable([this, &watch, &in, &written](bool) {
+      const std::string& input = m_command.input;
+      ssize_t w = ::write(in.get(), input.data() + written, input.size() - written);
+      if (w > 0) {
+        written += static_cast<std::size_t>(w);
+      }
+      if ((w < 0 && errno != EAGAIN) || written >= input.size()) {
+        watch.reset();
+        in.reset(); // end of input
+      } else {
+        feed(watch, in, written);
+      }
+    });
+  }
+
+  // Returns true when the call was cancelled before the output ended.
+  bool follow(exec::UniqueFd& in, exec::UniqueFd out, exec::UniqueFd err) {
+    exec::PipeReader out_reader(m_loop, std::move(out), [this](std::string_view d) { deliver(exec::Stream::out, d); });
+    exec::PipeReader err_reader(m_loop, std::move(err), [this](std::string_view d) { deliver(exec::Stream::err, d); });
+    std::optional<exec::EventLoop::Watch> input;
+    std::size_t written = 0;
+    if (m_command.input.empty()) {
+      in.reset();
+    } else {
+      ::fcntl(in.get(), F_SETFL, O_NONBLOCK);
+      input.emplace(m_loop, in.get());
+      feed(input, in, written);
+    }
+    while (out_reader.open() || err_reader.open()) {
+      if (m_cancelled) {
+        return true;
+      }
+      m_loop.run_until(std::chrono::steady_clock::time_point::max());
+    }
+    return false;
+  }
+
+  void pump(pid_t pid, exec::UniqueFd in, exec::UniqueFd out, exec::UniqueFd err) {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    std::size_t written = 0;
-    const std::string& input = m_command.input;
-    ::fcntl(in_fd, F_SETFL, O_NONBLOCK);
-    int fds[3] = {in_fd, out_fd, err_fd};
-    bool cancelled = false;
-    char buf[65536];
-    if (input.empty()) {
-      ::close(fds[0]);
-      fds[0] = -1;
-    }
-    while (fds[1] >= 0 || fds[2] >= 0) {
-      pollfd p[4];
-      int idx[4];
-      int n = 0;
-      if (fds[0] >= 0) {
-        idx[n] = 0;
-        p[n++] = {fds[0], POLLOUT, 0};
-      }
-      for (int i = 1; i < 3; ++i) {
-        if (fds[i] >= 0) {
-          idx[n] = i;
-          p[n++] = {fds[i], POLLIN, 0};
-        }
-      }
-      idx[n] = 3;
-      p[n++] = {m_cancel_fd, POLLIN, 0};
-      if (::poll(p, static_cast<nfds_t>(n), -1) < 0) {
-        continue;
-      }
-      for (int k = 0; k < n; ++k) {
-        if (!p[k].revents) {
-          continue;
-        }
-        int i = idx[k];
-        if (i == 3) {
-          cancelled = true;
-        } else if (i == 0) {
-          ssize_t w = ::write(fds[0], input.data() + written, input.size() - written);
-          if (w > 0) {
-            written += static_cast<std::size_t>(w);
-          }
-          if ((w < 0 && errno != EAGAIN) || written >= input.size()) {
-            ::close(fds[0]);
-            fds[0] = -1;
-          }
-        } else {
-          ssize_t r = ::read(fds[i], buf, sizeof buf);
-          if (r > 0) {
-            deliver(i == 1 ? exec::Stream::out : exec::Stream::err, buf, static_cast<std::size_t>(r));
-          } else if (r == 0 || errno != EINTR) {
-            ::close(fds[i]);
-            fds[i] = -1;
-          }
-        }
-      }
-      if (cancelled) {
-        break;
-      }
-    }
-    for (int fd : fds) {
-      if (fd >= 0) {
-        ::close(fd);
-      }
-    }
+    const bool cancelled = follow(in, std::move(out), std::move(err));
+    in.reset();
     int status = 0;
     bool reaped = false;
     if (cancelled) {
@@ -185,7 +160,8 @@ private:
   }
 
   exec::RemoteCommand m_command;
-  int m_cancel_fd = -1;
+  exec::EventLoop m_loop; // the pump's; cancel() posts to it from any thread
+  std::atomic<bool> m_cancelled{false};
   exec::RemoteResult m_collected;
   std::mutex m_mutex;
   std::condition_variable_any m_cv;

@@ -1,5 +1,7 @@
 #include "tests/support/processes.h"
 
+#include "sandbox/exec/proc_stat.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <cstdio>
@@ -34,13 +36,13 @@ std::vector<pid_t> live_processes(const std::string& command_prefix) {
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) {
       continue;
     }
+    const auto pid = static_cast<pid_t>(std::stol(name));
     std::string args = read_proc_file(it->path() / "cmdline");
-    const std::string st = read_proc_file(it->path() / "stat");
-    auto paren = st.rfind(')');
-    const bool zombie = paren != std::string::npos && paren + 2 < st.size() && st[paren + 2] == 'Z';
+    exec::ProcStat st;
+    const bool zombie = exec::read_proc_stat(pid, st) && st.state == 'Z';
     std::replace(args.begin(), args.end(), '\0', ' ');
     if (!zombie && args.rfind(command_prefix, 0) == 0) {
-      out.push_back(static_cast<pid_t>(std::stol(name)));
+      out.push_back(pid);
     }
   }
   return out;
