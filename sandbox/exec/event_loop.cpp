@@ -68,38 +68,35 @@ int EventLoop::Watch::fd() const {
   return const_cast<asio::posix::stream_descriptor&>(m_impl->descriptor).native_handle();
 }
 
-void EventLoop::Watch::on_readable(std::function<void(bool ok)> fn) {
-  if (m_impl->reading) {
+namespace {
+
+// Arms one wait of `descriptor` in one direction; `waiting` is the Watch's flag for it.
+template <typename ImplPtr>
+void arm_wait(const ImplPtr& impl, bool ImplPtr::element_type::*waiting, asio::posix::stream_descriptor::wait_type type,
+              std::function<void(bool ok)> fn) {
+  if ((*impl).*waiting) {
     return;
   }
-  m_impl->reading = true;
-  m_impl->descriptor.async_wait(
-      asio::posix::stream_descriptor::wait_read,
-      [weak = std::weak_ptr<Impl>(m_impl), fn = std::move(fn)](const boost::system::error_code& ec) {
-        auto impl = weak.lock();
-        if (!impl || ec == asio::error::operation_aborted) {
+  (*impl).*waiting = true;
+  impl->descriptor.async_wait(
+      type, [weak = std::weak_ptr(impl), waiting, fn = std::move(fn)](const boost::system::error_code& ec) {
+        auto alive = weak.lock();
+        if (!alive || ec == asio::error::operation_aborted) {
           return; // cancelled, or the Watch is gone
         }
-        impl->reading = false;
+        (*alive).*waiting = false;
         fn(!ec);
       });
 }
 
+} // namespace
+
+void EventLoop::Watch::on_readable(std::function<void(bool ok)> fn) {
+  arm_wait(m_impl, &Impl::reading, asio::posix::stream_descriptor::wait_read, std::move(fn));
+}
+
 void EventLoop::Watch::on_writable(std::function<void(bool ok)> fn) {
-  if (m_impl->writing) {
-    return;
-  }
-  m_impl->writing = true;
-  m_impl->descriptor.async_wait(
-      asio::posix::stream_descriptor::wait_write,
-      [weak = std::weak_ptr<Impl>(m_impl), fn = std::move(fn)](const boost::system::error_code& ec) {
-        auto impl = weak.lock();
-        if (!impl || ec == asio::error::operation_aborted) {
-          return; // cancelled, or the Watch is gone
-        }
-        impl->writing = false;
-        fn(!ec);
-      });
+  arm_wait(m_impl, &Impl::writing, asio::posix::stream_descriptor::wait_write, std::move(fn));
 }
 
 bool EventLoop::Watch::waiting_readable() const {
