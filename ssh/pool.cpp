@@ -1,14 +1,8 @@
 #include "ssh/pool_internal.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <csignal>
-#include <cstring>
-#include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 namespace smcp::ssh {
@@ -98,7 +92,6 @@ SshPool::Core::Core(PoolOptions opts) : options(std::move(opts)) {
   chain.push_back(options.target);
   target_hop = static_cast<int>(chain.size()) - 1;
   jumps.resize(static_cast<std::size_t>(target_hop));
-  wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   snapshot.name = options.name;
   snapshot.target = options.target.endpoint();
   for (const auto& j : options.target.jumps) {
@@ -113,15 +106,16 @@ SshPool::Core::Core(PoolOptions opts) : options(std::move(opts)) {
   snapshot.host_key_policy = policy_name(options.host_key_policy);
 }
 
-SshPool::Core::~Core() {
-  if (wake_fd >= 0) {
-    ::close(wake_fd);
-  }
-}
+SshPool::Core::~Core() = default;
 
+// Runs a tick on the pool thread soon; wakes coalesce into one tick.
 void SshPool::Core::wake() {
-  std::uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
+  if (!tick_posted.exchange(true)) {
+    loop.post([this] {
+      tick_posted = false;
+      tick();
+    });
+  }
 }
 
 void SshPool::Core::submit(const std::shared_ptr<PoolCall>& call) {
@@ -194,45 +188,36 @@ void SshPool::Core::note_error(const std::string& message) {
 
 void SshPool::Core::run() {
   block_sigpipe();
-  std::vector<pollfd> fds;
-  std::vector<Connection*> owners;
-  for (;;) {
-    again = false;
-    take_inbox();
-    if (stopping_now()) {
-      break;
-    }
-    handle_cancels();
-    schedule();
-    advance_connects();
-    if (step_all()) {
-      again = true;
-    }
-    sweep_dead();
-    schedule();
-    advance_connects();
-    timers();
-    sweep_dead();
-    publish();
-    int timeout = build_poll(fds, owners);
-    if (again) {
-      timeout = 0;
-    }
-    int rc = ::poll(fds.data(), static_cast<nfds_t>(fds.size()), timeout);
-    if (rc < 0 && errno != EINTR) {
-      spdlog::error("ssh pool {}: poll: {}", options.name, std::strerror(errno));
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    if (rc > 0) {
-      if (fds[0].revents & POLLIN) {
-        std::uint64_t v;
-        [[maybe_unused]] auto n = ::read(wake_fd, &v, sizeof v);
-      }
-      after_poll(fds, owners);
-      sweep_dead();
-    }
-  }
+  wake();
+  loop.run();
   shutdown_all();
+}
+
+// One round of the pool's work: new calls and handshake results, cancellations, scheduling,
+// stepping every channel until nothing moves, timers; then what to wait for (arm_waits).
+void SshPool::Core::tick() {
+  again = false;
+  take_inbox();
+  if (stopping_now()) {
+    loop.stop();
+    return;
+  }
+  handle_cancels();
+  schedule();
+  advance_connects();
+  if (step_all()) {
+    again = true;
+  }
+  sweep_dead();
+  schedule();
+  advance_connects();
+  timers();
+  sweep_dead();
+  publish();
+  arm_waits();
+  if (again) {
+    wake();
+  }
 }
 
 void SshPool::Core::take_inbox() {

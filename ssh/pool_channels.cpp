@@ -261,6 +261,7 @@ Outcome SshPool::Core::free_call_channel(PoolCall& call) {
 // ---- a tunnel ----
 
 void release_tunnel(JumpTunnel& t) {
+  t.watch.reset(); // before the socket closes
   if (t.fd >= 0) {
     ::close(t.fd);
     t.fd = -1;
@@ -330,6 +331,7 @@ bool SshPool::Core::open_tunnel(Connection& c, JumpTunnel& t, std::string& dead_
   }
   t.fd = sv[0];
   t.peer_fd = sv[1];
+  t.watch = std::make_unique<exec::EventLoop::Watch>(loop, t.fd);
   t.state = JumpTunnel::State::open;
   return true;
 }
@@ -423,6 +425,7 @@ bool SshPool::Core::forward_to_channel(Connection& c, JumpTunnel& t, std::string
 }
 
 bool SshPool::Core::close_tunnel(JumpTunnel& t) {
+  t.watch.reset(); // before the socket closes
   if (t.fd >= 0) {
     ::close(t.fd);
     t.fd = -1;

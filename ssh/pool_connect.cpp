@@ -202,6 +202,7 @@ void SshPool::Core::handle_result(ConnectResult& result) {
   c->hop = req.hop;
   c->session = result.session;
   c->fd = result.fd;
+  c->watch = std::make_unique<exec::EventLoop::Watch>(loop, c->fd);
   c->last_rx = std::move(result.last_rx);
   c->max_channels = learned_channels > 0 ? learned_channels : options.limits.max_channels_per_session;
   c->via = tunnel;

@@ -6,6 +6,7 @@
 // Everything but the inbox and the status snapshot belongs to the pool thread.
 #pragma once
 
+#include "sandbox/exec/event_loop.h"
 #include "ssh/pool.h"
 #include "ssh/session_internal.h"
 
@@ -19,7 +20,6 @@
 #include <vector>
 
 struct _LIBSSH2_CHANNEL;
-struct pollfd;
 
 namespace smcp::ssh {
 
@@ -86,8 +86,9 @@ struct JumpTunnel {
   std::string host;
   int port = 22;
   _LIBSSH2_CHANNEL* channel = nullptr;
-  int fd = -1;      // our end
-  int peer_fd = -1; // the session's end, until a handshake worker takes it
+  int fd = -1;                                   // our end
+  int peer_fd = -1;                              // the session's end, until a handshake worker takes it
+  std::unique_ptr<exec::EventLoop::Watch> watch; // on fd, while it is open
   std::string to_socket, to_channel;
   bool channel_eof = false, socket_eof = false, socket_shut = false, channel_eof_sent = false;
   bool abandon = false;
@@ -103,6 +104,7 @@ struct Connection {
   int hop = 0;
   _LIBSSH2_SESSION* session = nullptr;
   int fd = -1;
+  std::unique_ptr<exec::EventLoop::Watch> watch; // on fd, while it is open
   std::unique_ptr<std::atomic<std::int64_t>> last_rx;
   int max_channels = 10;
   std::vector<std::shared_ptr<PoolCall>> calls;
@@ -155,6 +157,7 @@ struct SshPool::Core : std::enable_shared_from_this<SshPool::Core> {
   // ---- the pool thread ----
   // pool.cpp
   void run();
+  void tick();
   void take_inbox();
   void handle_cancels();
   void requeue(const std::shared_ptr<PoolCall>& call);
@@ -175,8 +178,8 @@ struct SshPool::Core : std::enable_shared_from_this<SshPool::Core> {
   void close_connection(Connection& c, bool polite);
   void sweep_dead();
   void timers();
-  int build_poll(std::vector<pollfd>& fds, std::vector<Connection*>& idle_owner);
-  void after_poll(const std::vector<pollfd>& fds, const std::vector<Connection*>& idle_owner);
+  void arm_waits();
+  void on_socket_ready(Connection& c);
   int keepalive_interval(const Connection& c) const;
   std::vector<Connection*> all_connections();
   // pool_channels.cpp
@@ -198,7 +201,11 @@ struct SshPool::Core : std::enable_shared_from_this<SshPool::Core> {
   PoolOptions options;
   std::vector<SshTarget> chain; // ProxyJump hops, then the target
   int target_hop = 0;
-  int wake_fd = -1;
+  // Declared before everything that holds a Watch or Timer on it, so that it is destroyed after them.
+  exec::EventLoop loop;
+  exec::EventLoop::Timer timer{loop}; // the nearest deadline (keepalive, retry, close timeout, 1 s at most)
+  Clock::time_point timer_expiry;
+  std::atomic<bool> tick_posted{false};
   std::thread thread;
 
   mutable std::mutex mutex; // guards the inbox and the snapshot
@@ -215,7 +222,7 @@ struct SshPool::Core : std::enable_shared_from_this<SshPool::Core> {
   std::vector<std::unique_ptr<ConnectRequest>> connects;
   int workers = 0;
   int next_id = 1;
-  bool again = false;       // something changed: loop again without sleeping
+  bool again = false;       // something changed: tick again without waiting
   int peak_channels = 0;    // most channels the server accepted at once on one session
   int learned_channels = 0; // the server's MaxSessions as learned from refusals (0: none seen)
   std::uint64_t n_connects = 0, n_calls = 0;

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -145,6 +144,7 @@ void SshPool::Core::kill_connection(Connection& c, const std::string& reason) {
 }
 
 void SshPool::Core::close_connection(Connection& c, bool polite) {
+  c.watch.reset(); // before the socket closes
   free_session(c.session, c.fd, polite);
   c.session = nullptr;
   if (c.fd >= 0) {
@@ -241,44 +241,48 @@ void SshPool::Core::timers() {
   }
 }
 
-int SshPool::Core::build_poll(std::vector<pollfd>& fds, std::vector<Connection*>& owners) {
-  fds.clear();
-  owners.clear();
-  fds.push_back({wake_fd, POLLIN, 0});
-  owners.push_back(nullptr);
-  auto next = Clock::now() + std::chrono::seconds(1);
+// Arms the waits that end the pool thread's sleep: a busy session's socket in the directions
+// libssh2 is blocked on, a tunnel's socket while bytes can move, an idle session's socket (readable
+// means the server closed it or answered a keepalive), and the timer for the nearest deadline.
+void SshPool::Core::arm_waits() {
+  const auto now = Clock::now();
+  auto next = now + std::chrono::seconds(1);
+  auto ready = [this](bool) { wake(); };
   for (Connection* c : all_connections()) {
-    if (c->dead) {
+    if (c->dead || !c->watch) {
       continue;
     }
     next = std::min(next, c->next_keepalive);
-    if (c->busy()) {
-      int dirs = libssh2_session_block_directions(c->session);
-      short ev = static_cast<short>(((dirs & LIBSSH2_SESSION_BLOCK_INBOUND) ? POLLIN : 0) |
-                                    ((dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND) ? POLLOUT : 0));
-      fds.push_back({c->fd, ev ? ev : static_cast<short>(POLLIN), 0});
-      owners.push_back(nullptr);
-      for (auto& t : c->tunnels) {
-        if (t->state == JumpTunnel::State::open && t->fd >= 0) {
-          short pev = static_cast<short>(((!t->socket_eof && t->to_channel.size() < k_tunnel_buffer) ? POLLIN : 0) |
-                                         (!t->to_socket.empty() ? POLLOUT : 0));
-          if (pev) {
-            fds.push_back({t->fd, pev, 0});
-            owners.push_back(nullptr);
-          }
+    if (!c->busy()) {
+      if (!c->idle_rx_pending) {
+        c->watch->on_readable([this, c](bool) { on_socket_ready(*c); });
+      }
+      continue;
+    }
+    const int dirs = libssh2_session_block_directions(c->session);
+    if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND) {
+      c->watch->on_writable(ready);
+    }
+    if ((dirs & LIBSSH2_SESSION_BLOCK_INBOUND) || !(dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)) {
+      c->watch->on_readable([this, c](bool) { on_socket_ready(*c); });
+    }
+    for (auto& t : c->tunnels) {
+      if (t->state == JumpTunnel::State::open && t->watch) {
+        if (!t->socket_eof && t->to_channel.size() < k_tunnel_buffer) {
+          t->watch->on_readable(ready);
         }
-        if (t->state == JumpTunnel::State::closing) {
-          next = std::min(next, Clock::now() + milliseconds(20));
+        if (!t->to_socket.empty()) {
+          t->watch->on_writable(ready);
         }
       }
-      for (auto& call : c->calls) {
-        if (call->state == PoolCall::State::closing || call->state == PoolCall::State::freeing) {
-          next = std::min(next, Clock::now() + milliseconds(50));
-        }
+      if (t->state == JumpTunnel::State::closing) {
+        next = std::min(next, now + milliseconds(20));
       }
-    } else if (!c->idle_rx_pending) {
-      fds.push_back({c->fd, POLLIN, 0});
-      owners.push_back(c); // an idle session: readable means the server closed it or answered a keepalive
+    }
+    for (auto& call : c->calls) {
+      if (call->state == PoolCall::State::closing || call->state == PoolCall::State::freeing) {
+        next = std::min(next, now + milliseconds(50));
+      }
     }
   }
   for (auto& r : connects) {
@@ -286,31 +290,34 @@ int SshPool::Core::build_poll(std::vector<pollfd>& fds, std::vector<Connection*>
       next = std::min(next, r->not_before);
     }
   }
-  auto ms = std::chrono::duration_cast<milliseconds>(next - Clock::now()).count();
-  return static_cast<int>(std::clamp<long long>(ms, 0, 1000));
+  // A pending expiry no later than `next` stays: waking early only costs a tick.
+  if (!timer.pending() || next < timer_expiry) {
+    timer_expiry = next;
+    timer.at(next, [this] { wake(); });
+  }
 }
 
-void SshPool::Core::after_poll(const std::vector<pollfd>& fds, const std::vector<Connection*>& owners) {
-  for (std::size_t i = 1; i < fds.size(); ++i) {
-    Connection* c = owners[i];
-    if (!c || c->dead || !fds[i].revents) {
-      continue;
-    }
+// A session's socket is ready. For an idle session, see whether the server closed it or sent
+// something (a keepalive answer, noted for the silence check; libssh2 reads it when the session
+// is next used).
+void SshPool::Core::on_socket_ready(Connection& c) {
+  if (!c.dead && !c.busy() && !c.idle_rx_pending) {
     char b;
-    ssize_t n = ::recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = ::recv(c.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0) {
-      kill_connection(*c, "the server closed the connection");
+      kill_connection(c, "the server closed the connection");
     } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      kill_connection(*c, std::strerror(errno));
+      kill_connection(c, std::strerror(errno));
     } else if (n > 0) {
-      c->idle_rx_pending = true;
-      c->last_rx->store(steady_ms());
+      c.idle_rx_pending = true;
+      c.last_rx->store(steady_ms());
       int avail = 0;
-      if (::ioctl(c->fd, FIONREAD, &avail) == 0) {
-        c->idle_rx_seen = avail;
+      if (::ioctl(c.fd, FIONREAD, &avail) == 0) {
+        c.idle_rx_seen = avail;
       }
     }
   }
+  wake();
 }
 
 } // namespace smcp::ssh
