@@ -12,11 +12,6 @@
 namespace smcp::ssh {
 namespace {
 
-using namespace std::chrono_literals;
-using testing::host_error_of;
-using testing::SshdFixture;
-using testing::SshdOptions;
-
 TEST_F(SshHostTest, OpenSshItselfLogsIn) {
   std::string out;
   ASSERT_EQ(fx->ssh_cli("h0", "echo cli-ok", &out), 0) << out << fx->log(0);

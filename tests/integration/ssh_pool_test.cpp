@@ -12,10 +12,32 @@
 namespace smcp::ssh {
 namespace {
 
-using namespace std::chrono_literals;
-using testing::host_error_of;
-using testing::SshdFixture;
-using testing::SshdOptions;
+// The host h0 of `fx` with `limits`.
+std::shared_ptr<exec::Host> host_with_limits(SshdFixture& fx, const PoolLimits& limits) {
+  SshHostOptions ho;
+  ho.name = "h0";
+  ho.resolve.config_file = fx.config_file();
+  ho.limits = limits;
+  return make_ssh_host(ho);
+}
+
+struct Echoes {
+  int ok = 0;                      // calls that printed their number
+  std::vector<std::string> errors; // per call: what it threw, "" for nothing
+};
+
+// `n` calls at once of `sleep SECONDS; echo I` (I = 0 .. n - 1), each with a minute's timeout.
+Echoes echo_in_parallel(exec::Host& host, int n, const std::string& seconds) {
+  std::atomic<int> ok{0};
+  auto errors = testing::run_in_parallel(n, [&](int i) {
+    if (testing::run_command(host, "sleep " + seconds + "; echo " + std::to_string(i), 60s).out ==
+        std::to_string(i) + "\n") {
+      ++ok;
+    }
+    return std::string();
+  });
+  return {ok.load(), std::move(errors)};
+}
 
 TEST_F(SshHostTest, ManyCallsReuseOneSessionAndAreFast) {
   auto host = make(*fx, "h2");
@@ -164,18 +186,8 @@ TEST(SshLimits, MaxSessionsIsLearnedAndRespected) {
   PoolLimits limits;
   limits.max_sessions = 2;
   limits.max_channels_per_session = 10;
-  SshHostOptions ho;
-  ho.name = "h0";
-  ho.resolve.config_file = fx.config_file();
-  ho.limits = limits;
-  auto host = make_ssh_host(ho);
-  std::atomic<int> ok{0};
-  auto errors = testing::run_in_parallel(12, [&](int i) {
-    if (testing::run_command(*host, "sleep 0.3; echo " + std::to_string(i), 60s).out == std::to_string(i) + "\n") {
-      ++ok;
-    }
-    return std::string();
-  });
+  auto host = host_with_limits(fx, limits);
+  auto [ok, errors] = echo_in_parallel(*host, 12, "0.3");
   for (const auto& e : errors) {
     EXPECT_EQ(e, "");
   }
@@ -195,18 +207,8 @@ TEST(SshLimits, HandshakesDroppedByMaxStartupsAreRetried) {
   limits.max_channels_per_session = 1; // 16 queued calls want 4 sessions at once
   limits.max_handshakes = 4;
   limits.handshake_attempts = 8;
-  SshHostOptions ho;
-  ho.name = "h0";
-  ho.resolve.config_file = fx.config_file();
-  ho.limits = limits;
-  auto host = make_ssh_host(ho);
-  std::atomic<int> ok{0};
-  auto errors = testing::run_in_parallel(16, [&](int i) {
-    if (testing::run_command(*host, "sleep 0.5; echo " + std::to_string(i), 60s).out == std::to_string(i) + "\n") {
-      ++ok;
-    }
-    return std::string();
-  });
+  auto host = host_with_limits(fx, limits);
+  auto [ok, errors] = echo_in_parallel(*host, 16, "0.5");
   for (const auto& e : errors) {
     if (!e.empty()) {
       ADD_FAILURE() << e;

@@ -14,6 +14,11 @@
 
 namespace smcp::ssh {
 
+using namespace std::chrono_literals;
+using testing::host_error_of;
+using testing::SshdFixture;
+using testing::SshdOptions;
+
 class SshTestBase : public ::testing::Test {
 protected:
   static std::shared_ptr<exec::Host> make(testing::SshdFixture& fx, const std::string& alias,
