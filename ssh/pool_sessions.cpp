@@ -3,7 +3,6 @@
 // servers, idle sessions, and what to wait for between steps.
 #include "ssh/pool_internal.h"
 
-#include <libssh2.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -196,8 +195,7 @@ void SshPool::Core::timers() {
         }
       }
       int next = 0;
-      int rc = libssh2_keepalive_send(c->session, &next);
-      if (rc != 0 && rc != LIBSSH2_ERROR_EAGAIN) {
+      if (!send_keepalive(c->session, next)) {
         kill_connection(*c, "keepalive failed: " + session_error(c->session));
         continue;
       }
@@ -259,11 +257,11 @@ void SshPool::Core::arm_waits() {
       }
       continue;
     }
-    const int dirs = libssh2_session_block_directions(c->session);
-    if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND) {
+    const BlockedOn blocked = blocked_on(c->session);
+    if (blocked.write) {
       c->watch->on_writable(ready);
     }
-    if ((dirs & LIBSSH2_SESSION_BLOCK_INBOUND) || !(dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)) {
+    if (blocked.read || !blocked.write) {
       c->watch->on_readable([this, c](bool) { on_socket_ready(*c); });
     }
     for (auto& t : c->tunnels) {

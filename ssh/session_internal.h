@@ -30,6 +30,19 @@ inline std::string session_error(_LIBSSH2_SESSION* session) {
   return text + " (" + std::to_string(code) + ")";
 }
 
+// ---- an established session (session_setup.cpp) ----
+
+// Sends a keepalive when one is due; false when the session failed. `next_s`: seconds until the
+// next one is due.
+bool send_keepalive(_LIBSSH2_SESSION* session, int& next_s);
+
+// What libssh2 waits for on the session's socket before it can go on.
+struct BlockedOn {
+  bool read = false;
+  bool write = false;
+};
+BlockedOn blocked_on(_LIBSSH2_SESSION* session);
+
 // ---- known_hosts (known_hosts.cpp) ----
 
 // One known_hosts file parsed into a libssh2 collection. Lines libssh2 cannot parse (markers,

@@ -135,6 +135,16 @@ SetupResult setup_session(int fd, const SshTarget& t, const SetupOptions& o) {
   return r;
 }
 
+bool send_keepalive(LIBSSH2_SESSION* s, int& next_s) {
+  int rc = libssh2_keepalive_send(s, &next_s);
+  return rc == 0 || rc == LIBSSH2_ERROR_EAGAIN;
+}
+
+BlockedOn blocked_on(LIBSSH2_SESSION* s) {
+  const int dirs = libssh2_session_block_directions(s);
+  return {(dirs & LIBSSH2_SESSION_BLOCK_INBOUND) != 0, (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND) != 0};
+}
+
 void free_session(LIBSSH2_SESSION* s, int fd, bool polite) {
   if (!s) {
     return;
