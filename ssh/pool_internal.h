@@ -1,7 +1,8 @@
 // The inside of SshPool (ssh/pool.h), shared by the pool's files; only ssh/ includes it:
 //   pool.cpp          the pool thread's loop, the inbox other threads post to, status, shutdown;
 //   pool_connect.cpp  how many sessions to open, and opening them on handshake workers;
-//   pool_sessions.cpp the sessions: stepping their channels, keepalives, idle and dead sessions;
+//   pool_sessions.cpp the sessions: stepping their channels, keepalives, idle and dead sessions,
+//                     and what the loop waits for between ticks (arm_waits);
 //   pool_channels.cpp one call's exec channel, and the forwarding channels of ProxyJump tunnels.
 // Everything but the inbox and the status snapshot belongs to the pool thread.
 #pragma once
