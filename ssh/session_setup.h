@@ -2,7 +2,8 @@
 // known_hosts and authentication (agent, then identity files). These steps run in blocking mode on
 // a short-lived worker thread, so a slow handshake never stalls the channels of the host's event
 // loop; the ready session is then switched to non-blocking mode and handed to the loop.
-// Internal to ssh/: only pool.cpp and session_setup.cpp include libssh2.h.
+// tcp_connect.cpp, session_setup.cpp, known_hosts.cpp and authentication.cpp define these; libssh2.h
+// stays inside ssh/'s .cpp files (ssh/session_internal.h holds what they share).
 #pragma once
 
 #include "sandbox/exec/host.h"

@@ -4,20 +4,11 @@
 #include "sandbox/exec/run_process.h"
 #include "sandbox/exec/words.h"
 
-#include <algorithm>
-#include <cerrno>
 #include <charconv>
-#include <csignal>
-#include <cstring>
-#include <fcntl.h>
 #include <fstream>
 #include <glob.h>
-#include <poll.h>
 #include <pwd.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-extern char** environ;
 
 namespace smcp::ssh {
 

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <fcntl.h>
 #include <map>
@@ -151,6 +152,17 @@ void row(const std::string& name, const Stats& c1, const Stats& c16, const std::
               c16.p50, c16.p95, c16.per_s, note.empty() ? "" : (" " + note).c_str());
 }
 
+// Times calls_at(1), then calls_at(16) (each returns its calls' latencies), and prints them as one row.
+void measure_row(const std::string& name, const std::function<std::vector<double>(int concurrency)>& calls_at) {
+  auto t0 = Clock::now();
+  auto c1 = calls_at(1);
+  double w1 = ms_since(t0);
+  t0 = Clock::now();
+  auto c16 = calls_at(16);
+  double w16 = ms_since(t0);
+  row(name, stats(c1, w1), stats(c16, w16));
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -199,13 +211,7 @@ int main(int argc, char** argv) {
     const json args = {{"command", "true"}};
     client.run(std::min(calls, 30), 1, "remote_bash", args);  // connect, probe, warm up
     client.run(std::min(calls, 64), 16, "remote_bash", args); // open the extra sessions
-    auto t0 = Clock::now();
-    auto c1 = client.run(calls, 1, "remote_bash", args);
-    double w1 = ms_since(t0);
-    t0 = Clock::now();
-    auto c16 = client.run(calls, 16, "remote_bash", args);
-    double w16 = ms_since(t0);
-    row(label, stats(c1, w1), stats(c16, w16));
+    measure_row(label, [&](int concurrency) { return client.run(calls, concurrency, "remote_bash", args); });
   };
   bench_server("h0", "sandbox-mcp remote_bash (MCP stdio, pooled)");
   if (bashrc) {
@@ -215,13 +221,8 @@ int main(int argc, char** argv) {
   {
     std::vector<std::string> fresh = {"ssh", "-F",  cfg, "-o", "ControlMaster=no", "-o", "ControlPath=none",
                                       "h0",  "true"};
-    auto t0 = Clock::now();
-    auto c1 = run_processes(ssh_calls, 1, fresh, failures);
-    double w1 = ms_since(t0);
-    t0 = Clock::now();
-    auto c16 = run_processes(ssh_calls, 16, fresh, failures);
-    double w16 = ms_since(t0);
-    row("ssh h0 true (fresh connection)", stats(c1, w1), stats(c16, w16));
+    measure_row("ssh h0 true (fresh connection)",
+                [&](int concurrency) { return run_processes(ssh_calls, concurrency, fresh, failures); });
   }
   {
     const std::string control = fx.dir() + "/cm-%C";
@@ -230,13 +231,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> mux = {"ssh", "-F",  cfg, "-o", "ControlMaster=no", "-o", "ControlPath=" + control,
                                     "h0",  "true"};
     run_processes(5, 1, mux, failures);
-    auto t0 = Clock::now();
-    auto c1 = run_processes(ssh_calls, 1, mux, failures);
-    double w1 = ms_since(t0);
-    t0 = Clock::now();
-    auto c16 = run_processes(ssh_calls, 16, mux, failures);
-    double w16 = ms_since(t0);
-    row("ssh h0 true (ControlMaster multiplexed)", stats(c1, w1), stats(c16, w16));
+    measure_row("ssh h0 true (ControlMaster multiplexed)",
+                [&](int concurrency) { return run_processes(ssh_calls, concurrency, mux, failures); });
     run_quiet({"ssh", "-F", cfg, "-o", "ControlPath=" + control, "-O", "exit", "h0"});
   }
   if (failures > 0) {

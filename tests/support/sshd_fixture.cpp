@@ -174,8 +174,8 @@ SshdFixture::SshdFixture(SshdOptions options) : m_options(std::move(options)) {
   keygen(wrong_key(), "smcp-test-wrong");
   {
     exec::ProcessResult r = exec::run_process({"ssh-keygen", "-q", "-t", "ed25519", "-N", encrypted_key_passphrase(),
-                                             "-C", "smcp-test-encrypted", "-f", encrypted_key()},
-                                            30s);
+                                               "-C", "smcp-test-encrypted", "-f", encrypted_key()},
+                                              30s);
     if (r.status != 0) {
       throw std::runtime_error("ssh-keygen failed: " + r.err);
     }
@@ -367,8 +367,15 @@ std::string SshdFixture::agent_socket() {
   for (int tries = 0; tries < 300 && ::access(sock.c_str(), F_OK) != 0; ++tries) {
     std::this_thread::sleep_for(10ms);
   }
-  exec::ProcessResult r =
-      exec::run_process({"/bin/sh", "-c", "SSH_AUTH_SOCK=\"$1\" ssh-add -q \"$2\"", "sh", sock, client_key()}, 30s);
+  // The socket exists from ssh-agent's bind(); until its listen(), connecting is refused.
+  exec::ProcessResult r;
+  for (int tries = 0; tries < 100; ++tries) {
+    r = exec::run_process({"/bin/sh", "-c", "SSH_AUTH_SOCK=\"$1\" ssh-add -q \"$2\"", "sh", sock, client_key()}, 30s);
+    if (r.status == 0 || r.err.find("Connection refused") == std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
   if (r.status != 0) {
     throw std::runtime_error("ssh-add failed: " + r.err);
   }
