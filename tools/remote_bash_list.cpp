@@ -65,14 +65,12 @@ const char* k_output_schema = R"({
 } // namespace
 
 mcp::Tool make_remote_bash_list_tool(ToolEnv& env) {
-  mcp::Tool tool;
-  tool.name = "remote_bash_list";
-  tool.title = "List jobs";
-  tool.description = "List background jobs and kept foreground commands, newest first, with status, command, "
-                     "host, start and end times, and where the full output is.";
-  tool.input_schema = json::parse(k_input_schema);
-  tool.output_schema = json::parse(k_output_schema);
-  tool.annotations = {.read_only = true, .destructive = false, .idempotent = true, .open_world = false};
+  mcp::Tool tool =
+      declare_tool("remote_bash_list", "List jobs",
+                   "List background jobs and kept foreground commands, newest first, with status, command, "
+                   "host, start and end times, and where the full output is.",
+                   json::parse(k_input_schema), json::parse(k_output_schema),
+                   {.read_only = true, .destructive = false, .idempotent = true, .open_world = false});
   tool.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
     const std::string host = arg_string(args, "host");
     const std::string status = arg_string(args, "status");

@@ -175,8 +175,15 @@ private:
   void audit(const state::AuditEvent& event);   // a failure to record is logged, not fatal
 
   std::shared_ptr<Job> find(const std::string& id); // memory, then the store
-  void evict_finished_locked();                     // m_mutex held
-  void refresh(Job& job);                           // pulls new output and state from the host
+  // A running job's record for `spec` on `host`, with a new id (not yet cached nor stored).
+  std::shared_ptr<Job> new_job(const std::shared_ptr<exec::Host>& host, const exec::CommandSpec& spec,
+                               const std::string& description);
+  std::shared_ptr<Job> cache(const std::shared_ptr<Job>& job); // into m_jobs (the one there if any)
+  // The job's host as known, else looked up by name (throws std::out_of_range for an unknown one).
+  std::shared_ptr<exec::Host> host_for(std::shared_ptr<exec::Host> known, const std::string& name);
+  void evict_finished_locked(); // m_mutex held
+  void refresh(Job& job);       // pulls new output and state from the host
+  void launch_runner(std::shared_ptr<Job> job, std::shared_ptr<exec::Host> host, exec::CommandSpec spec);
   void finish_attached(Job& job, const exec::ExitInfo& info, const std::optional<exec::HostError>& error);
   void finish_and_notify(Job& job, const exec::ExitInfo& info, const std::optional<exec::HostError>& error);
   void changed_job(const std::string& id);
