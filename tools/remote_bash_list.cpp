@@ -7,8 +7,8 @@ namespace smcp::tools {
 namespace {
 
 // A listing identifies jobs; it does not repeat megabytes of command text. Longer commands (and
-// descriptions recorded before remote_bash bounded them) are cut here with a marker;
-// remote_bash_output returns a job's whole command.
+// descriptions longer than remote_bash accepts, which the store may hold) are cut here with a
+// marker; remote_bash_output returns a job's whole command.
 constexpr std::size_t k_command_bytes = 1024;
 constexpr std::size_t k_description_bytes = 4096; // remote_bash's maxLength of 1024 characters, in UTF-8
 // Jobs beyond this many bytes of listing are left out with a note (limit 1000 of ordinary jobs fits).

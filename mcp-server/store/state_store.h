@@ -29,7 +29,7 @@ struct JobRecord {
   std::int64_t ended_at_ms = 0; // 0 while running
 };
 
-// The seed's sandbox table columns, kept as they were.
+// A row of the sandboxes table (its columns match the databases the sandbox manager CLI writes).
 struct SandboxRecord {
   std::string name;
   std::string branch;
@@ -69,8 +69,8 @@ public:
   virtual void delete_job(const std::string& id) = 0;
 
   // The sandbox manager's records (`sandbox-mcp new/ls/rm/attach/reset`, whose backends are not
-  // built yet): the sandboxes table exists in every database the seed made, so its reader and
-  // writer live here with the schema; until the manager lands only tests call them.
+  // built yet): the sandboxes table is part of the schema, so its reader and writer live here
+  // with it; only tests call them until the manager is built.
   virtual void put_sandbox(const SandboxRecord& sandbox) = 0;
   virtual std::optional<SandboxRecord> get_sandbox(const std::string& name) = 0;
   virtual std::vector<SandboxRecord> list_sandboxes() = 0;

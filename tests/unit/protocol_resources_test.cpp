@@ -13,10 +13,6 @@ namespace {
 using namespace std::chrono_literals;
 using testing::parse;
 using testing::Probe;
-using testing::ProtocolTest;
-
-namespace smcp::mcp {
-namespace {
 
 class FakeResources : public ResourceProvider {
 public:
