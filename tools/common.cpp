@@ -105,6 +105,18 @@ json job_state_json(const state::JobRecord& j) {
   };
 }
 
+json job_answer_schema(const char* schema) {
+  json out = json::parse(schema);
+  out["properties"].update(json::parse(R"({
+    "bash_id": {"type": "string"},
+    "status": {"type": "string", "enum": ["running", "exited", "killed", "unreachable"]},
+    "exit_code": {"type": ["integer", "null"]},
+    "signal": {"type": ["string", "null"]},
+    "host": {"type": "string"}
+  })"));
+  return out;
+}
+
 void add_note(json& out, const std::string& note) {
   if (!note.empty()) {
     out["note"] = note;

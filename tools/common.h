@@ -39,6 +39,9 @@ json job_json(const state::JobRecord& job);
 
 // What every answer about one job says of it: bash_id, status, exit_code, signal and host.
 json job_state_json(const state::JobRecord& job);
+// The outputSchema of an answer about one job: `schema` (JSON text) with the properties of
+// job_state_json's fields added.
+json job_answer_schema(const char* schema);
 
 json signal_json(const std::optional<int>& signal);
 

@@ -20,17 +20,13 @@ const char* k_input_schema = R"({
   "additionalProperties": false
 })";
 
+// The job's bash_id, status, exit_code, signal and host come from job_answer_schema.
 const char* k_output_schema = R"({
   "type": "object",
   "properties": {
-    "bash_id": {"type": "string"},
-    "status": {"type": "string", "enum": ["running", "exited", "killed", "unreachable"]},
-    "exit_code": {"type": ["integer", "null"]},
-    "signal": {"type": ["string", "null"]},
     "signalled": {"type": "boolean", "description": "A signal was sent (the job was running)."},
     "verified": {"type": "boolean", "description": "No process of the job remains."},
     "removed": {"type": "boolean", "description": "The job's files and record were deleted."},
-    "host": {"type": "string"},
     "note": {"type": "string"}
   },
   "required": ["bash_id", "status", "signalled", "verified"],
@@ -45,7 +41,7 @@ mcp::Tool make_remote_bash_kill_tool(ToolEnv& env) {
       "End a job's whole process tree (signal, default TERM, then KILL after a grace period) and confirm that "
       "no process of it remains. Its output stays readable with remote_bash_output unless remove: true, which "
       "also deletes the job's files (use it on ended jobs to free disk).",
-      json::parse(k_input_schema), json::parse(k_output_schema),
+      json::parse(k_input_schema), job_answer_schema(k_output_schema),
       {.read_only = false, .destructive = true, .idempotent = true, .open_world = true});
   tool.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
     int sig = SIGTERM;

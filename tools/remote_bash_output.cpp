@@ -24,19 +24,15 @@ const char* k_input_schema = R"({
   "additionalProperties": false
 })";
 
+// The job's bash_id, status, exit_code, signal and host come from job_answer_schema.
 const char* k_output_schema = R"({
   "type": "object",
   "properties": {
-    "bash_id": {"type": "string"},
     "output": {"type": "string", "description": "Only what is new since the last read, filtered; stdout and stderr merged."},
-    "status": {"type": "string", "enum": ["running", "exited", "killed", "unreachable"]},
-    "exit_code": {"type": ["integer", "null"]},
-    "signal": {"type": ["string", "null"]},
     "skipped_lines": {"type": "integer", "description": "New lines the filter left out."},
     "dropped_bytes": {"type": "integer", "description": "New bytes that fell out of the ring buffer before this read (still in output_file)."},
     "truncated": {"type": "boolean", "description": "The answer was cut in the middle to fit; see output_file."},
     "matched": {"type": "boolean", "description": "`until` matched a new line."},
-    "host": {"type": "string"},
     "command": {"type": "string"},
     "total_bytes": {"type": "integer", "description": "Bytes of output the job has written so far."},
     "output_file": {"type": "string"},
@@ -69,7 +65,7 @@ mcp::Tool make_remote_bash_output_tool(ToolEnv& env) {
       "polling, wait: wait_ms blocks until new output arrives or the job ends; with `until` it returns as soon as "
       "a new line matches (e.g. until: \"Traceback|finished\", wait_ms: 600000). dropped_bytes counts output that "
       "fell out of the in-memory ring; the full output stays in output_file (read it with remote_file_read).",
-      json::parse(k_input_schema), json::parse(k_output_schema),
+      json::parse(k_input_schema), job_answer_schema(k_output_schema),
       {.read_only = true, .destructive = false, .idempotent = false, .open_world = true});
   tool.handler = [&env](const json& args, mcp::ToolContext& ctx) -> mcp::ToolResult {
     auto filter = compile(args, "filter");
