@@ -142,7 +142,8 @@ public:
   // job still runs, exec::HostError when its host cannot delete the files.
   void remove(const std::string& bash_id);
 
-  // Removes ended jobs older than the retention period; returns how many were removed.
+  // Removes ended jobs older than the retention period; returns how many were removed. The sweeper
+  // calls it every 10 minutes; tests call it directly.
   std::size_t expire();
 
   // Newest first. With `refresh`, running jobs are asked for their state first (their hosts are
@@ -157,7 +158,8 @@ public:
   void set_change_listener(std::function<void(const std::string&)> listener);
 
   const JobOptions& options() const { return m_options; }
-  // Jobs held in memory now (running ones, plus a few recently used ended ones).
+  // What the manager holds in memory, for the tests that check its bounds. Jobs held now (running
+  // ones, plus a few recently used ended ones):
   std::size_t cached_jobs();
   // Bytes of job output held in memory now (the rings of cached jobs).
   std::size_t ring_memory();
