@@ -6,6 +6,18 @@
 
 namespace smcp::tools {
 
+mcp::Tool declare_tool(std::string name, std::string title, std::string description, json input_schema,
+                       json output_schema, mcp::ToolAnnotations annotations) {
+  mcp::Tool tool;
+  tool.name = std::move(name);
+  tool.title = std::move(title);
+  tool.description = std::move(description);
+  tool.input_schema = std::move(input_schema);
+  tool.output_schema = std::move(output_schema);
+  tool.annotations = annotations;
+  return tool;
+}
+
 std::string arg_string(const json& args, const char* name, const std::string& fallback) {
   auto it = args.find(name);
   return it != args.end() && it->is_string() ? it->get<std::string>() : fallback;
@@ -31,6 +43,10 @@ long long arg_int(const json& args, const char* name, long long fallback) {
 bool arg_bool(const json& args, const char* name, bool fallback) {
   auto it = args.find(name);
   return it != args.end() && it->is_boolean() ? it->get<bool>() : fallback;
+}
+
+std::string host_label(const HostRegistry& hosts, const std::string& host) {
+  return host.empty() ? hosts.default_name() : host;
 }
 
 mcp::ToolResult guarded(const std::string& tool, const std::string& host,
@@ -79,20 +95,35 @@ json signal_json(const std::optional<int>& signal) {
   return signal ? json(exec::signal_name(*signal)) : json(nullptr);
 }
 
-json job_json(const state::JobRecord& j) {
-  json out = {
+json job_state_json(const state::JobRecord& j) {
+  return {
       {"bash_id", j.id},
-      {"host", j.host},
-      {"command", j.command},
-      {"description", j.description},
       {"status", j.status},
       {"exit_code", j.exit_code ? json(*j.exit_code) : json(nullptr)},
       {"signal", signal_json(j.signal)},
-      {"started_at", iso_time(j.started_at_ms)},
-      {"ended_at", j.ended_at_ms ? json(iso_time(j.ended_at_ms)) : json(nullptr)},
-      {"durable", j.durable},
+      {"host", j.host},
   };
-  // Where the full output is, for remote_file_read.
+}
+
+json job_answer_schema(const char* schema) {
+  json out = json::parse(schema);
+  out["properties"].update(json::parse(R"({
+    "bash_id": {"type": "string"},
+    "status": {"type": "string", "enum": ["running", "exited", "killed", "unreachable"]},
+    "exit_code": {"type": ["integer", "null"]},
+    "signal": {"type": ["string", "null"]},
+    "host": {"type": "string"}
+  })"));
+  return out;
+}
+
+void add_note(json& out, const std::string& note) {
+  if (!note.empty()) {
+    out["note"] = note;
+  }
+}
+
+void add_output_file(json& out, const state::JobRecord& j) {
   if (!j.job_dir.empty()) {
     out["output_file"] = j.job_dir + "/output";
     out["output_file_host"] = j.host;
@@ -100,6 +131,16 @@ json job_json(const state::JobRecord& j) {
     out["output_file"] = j.spill_path;
     out["output_file_host"] = "local";
   }
+}
+
+json job_json(const state::JobRecord& j) {
+  json out = job_state_json(j);
+  out["command"] = j.command;
+  out["description"] = j.description;
+  out["started_at"] = iso_time(j.started_at_ms);
+  out["ended_at"] = j.ended_at_ms ? json(iso_time(j.ended_at_ms)) : json(nullptr);
+  out["durable"] = j.durable;
+  add_output_file(out, j);
   return out;
 }
 

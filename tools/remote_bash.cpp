@@ -82,24 +82,21 @@ exec::CommandSpec spec_from(const json& args) {
 } // namespace
 
 mcp::Tool make_remote_bash_tool(ToolEnv& env) {
-  mcp::Tool tool;
-  tool.name = "remote_bash";
-  tool.title = "Run a bash command on a host";
-  tool.description =
+  mcp::Tool tool = declare_tool(
+      "remote_bash", "Run a bash command on a host",
       "Run a bash command on a host ('local' or an SSH host) and return exit_code, stdout, stderr and "
       "duration_ms. Output beyond the cap is cut in the middle (truncated: true) and stays readable in full "
       "through bash_id / full_output. A foreground command still running after the promotion budget becomes a "
       "background job (status 'running' with a bash_id) instead of failing. With run_in_background: true the "
       "command starts as a durable job and its bash_id returns at once; read new output with remote_bash_output "
-      "(filter, wait_ms, until), stop it with remote_bash_kill, list jobs with remote_bash_list.";
-  tool.input_schema = json::parse(k_input_schema);
-  tool.output_schema = json::parse(k_output_schema);
-  tool.annotations = {.read_only = false, .destructive = true, .idempotent = false, .open_world = true};
+      "(filter, wait_ms, until), stop it with remote_bash_kill, list jobs with remote_bash_list.",
+      json::parse(k_input_schema), json::parse(k_output_schema),
+      {.read_only = false, .destructive = true, .idempotent = false, .open_world = true});
   tool.handler = [&env](const json& args, mcp::ToolContext& ctx) -> mcp::ToolResult {
     exec::CommandSpec spec = spec_from(args);
     const std::string host = arg_string(args, "host");
     const std::string description = arg_string(args, "description");
-    const std::string host_label = host.empty() ? env.hosts.default_name() : host;
+    const std::string label = host_label(env.hosts, host);
     if (!spec.sandbox.empty()) {
       throw mcp::ToolError("remote_bash: sandbox '" + spec.sandbox +
                            "' cannot be used: sandbox backends are not available in this build yet. "
@@ -109,7 +106,7 @@ mcp::Tool make_remote_bash_tool(ToolEnv& env) {
       throw mcp::ToolError("remote_bash: execution profiles (bubblewrap) are not available in this build yet. "
                            "Run without 'profile'.");
     }
-    return guarded("remote_bash", host_label, [&]() -> mcp::ToolResult {
+    return guarded("remote_bash", label, [&]() -> mcp::ToolResult {
       if (arg_bool(args, "run_in_background", false)) {
         auto rec = env.jobs.start(host, spec, description);
         return mcp::ToolResult::ok({

@@ -20,17 +20,13 @@ const char* k_input_schema = R"({
   "additionalProperties": false
 })";
 
+// The job's bash_id, status, exit_code, signal and host come from job_answer_schema.
 const char* k_output_schema = R"({
   "type": "object",
   "properties": {
-    "bash_id": {"type": "string"},
-    "status": {"type": "string", "enum": ["running", "exited", "killed", "unreachable"]},
-    "exit_code": {"type": ["integer", "null"]},
-    "signal": {"type": ["string", "null"]},
     "signalled": {"type": "boolean", "description": "A signal was sent (the job was running)."},
     "verified": {"type": "boolean", "description": "No process of the job remains."},
     "removed": {"type": "boolean", "description": "The job's files and record were deleted."},
-    "host": {"type": "string"},
     "note": {"type": "string"}
   },
   "required": ["bash_id", "status", "signalled", "verified"],
@@ -40,16 +36,13 @@ const char* k_output_schema = R"({
 } // namespace
 
 mcp::Tool make_remote_bash_kill_tool(ToolEnv& env) {
-  mcp::Tool tool;
-  tool.name = "remote_bash_kill";
-  tool.title = "Stop a background job";
-  tool.description =
+  mcp::Tool tool = declare_tool(
+      "remote_bash_kill", "Stop a background job",
       "End a job's whole process tree (signal, default TERM, then KILL after a grace period) and confirm that "
       "no process of it remains. Its output stays readable with remote_bash_output unless remove: true, which "
-      "also deletes the job's files (use it on ended jobs to free disk).";
-  tool.input_schema = json::parse(k_input_schema);
-  tool.output_schema = json::parse(k_output_schema);
-  tool.annotations = {.read_only = false, .destructive = true, .idempotent = true, .open_world = true};
+      "also deletes the job's files (use it on ended jobs to free disk).",
+      json::parse(k_input_schema), job_answer_schema(k_output_schema),
+      {.read_only = false, .destructive = true, .idempotent = true, .open_world = true});
   tool.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
     int sig = SIGTERM;
     if (auto it = args.find("signal"); it != args.end()) {
@@ -63,7 +56,6 @@ mcp::Tool make_remote_bash_kill_tool(ToolEnv& env) {
     }
     return guarded("remote_bash_kill", "", [&]() -> mcp::ToolResult {
       KillAnswer a = env.jobs.kill(arg_string(args, "bash_id"), sig);
-      json job = job_json(a.job);
       bool removed = false;
       if (arg_bool(args, "remove", false)) {
         if (a.job.status == "running") {
@@ -73,14 +65,11 @@ mcp::Tool make_remote_bash_kill_tool(ToolEnv& env) {
         env.jobs.remove(a.job.id); // refuses (clear error) when the job's host cannot delete its files
         removed = true;
       }
-      json out = {
-          {"bash_id", a.job.id},     {"status", a.job.status},   {"exit_code", job["exit_code"]},
-          {"signal", job["signal"]}, {"signalled", a.signalled}, {"verified", a.verified},
-          {"removed", removed},      {"host", a.job.host},
-      };
-      if (!a.note.empty()) {
-        out["note"] = a.note;
-      }
+      json out = job_state_json(a.job);
+      out["signalled"] = a.signalled;
+      out["verified"] = a.verified;
+      out["removed"] = removed;
+      add_note(out, a.note);
       return mcp::ToolResult::ok(std::move(out));
     });
   };

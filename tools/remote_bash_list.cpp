@@ -7,8 +7,8 @@ namespace smcp::tools {
 namespace {
 
 // A listing identifies jobs; it does not repeat megabytes of command text. Longer commands (and
-// descriptions recorded before remote_bash bounded them) are cut here with a marker;
-// remote_bash_output returns a job's whole command.
+// descriptions longer than remote_bash accepts, which the store may hold) are cut here with a
+// marker; remote_bash_output returns a job's whole command.
 constexpr std::size_t k_command_bytes = 1024;
 constexpr std::size_t k_description_bytes = 4096; // remote_bash's maxLength of 1024 characters, in UTF-8
 // Jobs beyond this many bytes of listing are left out with a note (limit 1000 of ordinary jobs fits).
@@ -65,14 +65,12 @@ const char* k_output_schema = R"({
 } // namespace
 
 mcp::Tool make_remote_bash_list_tool(ToolEnv& env) {
-  mcp::Tool tool;
-  tool.name = "remote_bash_list";
-  tool.title = "List jobs";
-  tool.description = "List background jobs and kept foreground commands, newest first, with status, command, "
-                     "host, start and end times, and where the full output is.";
-  tool.input_schema = json::parse(k_input_schema);
-  tool.output_schema = json::parse(k_output_schema);
-  tool.annotations = {.read_only = true, .destructive = false, .idempotent = true, .open_world = false};
+  mcp::Tool tool =
+      declare_tool("remote_bash_list", "List jobs",
+                   "List background jobs and kept foreground commands, newest first, with status, command, "
+                   "host, start and end times, and where the full output is.",
+                   json::parse(k_input_schema), json::parse(k_output_schema),
+                   {.read_only = true, .destructive = false, .idempotent = true, .open_world = false});
   tool.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
     const std::string host = arg_string(args, "host");
     const std::string status = arg_string(args, "status");

@@ -24,19 +24,15 @@ const char* k_input_schema = R"({
   "additionalProperties": false
 })";
 
+// The job's bash_id, status, exit_code, signal and host come from job_answer_schema.
 const char* k_output_schema = R"({
   "type": "object",
   "properties": {
-    "bash_id": {"type": "string"},
     "output": {"type": "string", "description": "Only what is new since the last read, filtered; stdout and stderr merged."},
-    "status": {"type": "string", "enum": ["running", "exited", "killed", "unreachable"]},
-    "exit_code": {"type": ["integer", "null"]},
-    "signal": {"type": ["string", "null"]},
     "skipped_lines": {"type": "integer", "description": "New lines the filter left out."},
     "dropped_bytes": {"type": "integer", "description": "New bytes that fell out of the ring buffer before this read (still in output_file)."},
     "truncated": {"type": "boolean", "description": "The answer was cut in the middle to fit; see output_file."},
     "matched": {"type": "boolean", "description": "`until` matched a new line."},
-    "host": {"type": "string"},
     "command": {"type": "string"},
     "total_bytes": {"type": "integer", "description": "Bytes of output the job has written so far."},
     "output_file": {"type": "string"},
@@ -62,18 +58,15 @@ std::optional<Regex> compile(const json& args, const char* name) {
 } // namespace
 
 mcp::Tool make_remote_bash_output_tool(ToolEnv& env) {
-  mcp::Tool tool;
-  tool.name = "remote_bash_output";
-  tool.title = "Read new output of a background job";
-  tool.description =
+  mcp::Tool tool = declare_tool(
+      "remote_bash_output", "Read new output of a background job",
       "Return the output a job (from remote_bash) wrote since the last read, its status (running / exited / "
       "killed / unreachable) and exit code. `filter` keeps only matching lines (e.g. \"epoch|loss\"). Instead of "
       "polling, wait: wait_ms blocks until new output arrives or the job ends; with `until` it returns as soon as "
       "a new line matches (e.g. until: \"Traceback|finished\", wait_ms: 600000). dropped_bytes counts output that "
-      "fell out of the in-memory ring; the full output stays in output_file (read it with remote_file_read).";
-  tool.input_schema = json::parse(k_input_schema);
-  tool.output_schema = json::parse(k_output_schema);
-  tool.annotations = {.read_only = true, .destructive = false, .idempotent = false, .open_world = true};
+      "fell out of the in-memory ring; the full output stays in output_file (read it with remote_file_read).",
+      json::parse(k_input_schema), job_answer_schema(k_output_schema),
+      {.read_only = true, .destructive = false, .idempotent = false, .open_world = true});
   tool.handler = [&env](const json& args, mcp::ToolContext& ctx) -> mcp::ToolResult {
     auto filter = compile(args, "filter");
     auto until = compile(args, "until");
@@ -93,31 +86,19 @@ mcp::Tool make_remote_bash_output_tool(ToolEnv& env) {
       ctx.on_response_sent([receipt = a.receipt] { receipt->commit(); });
       if (std::getenv("SANDBOX_MCP_TEST_CRASH_BEFORE_ANSWER")) {
         // Test-only switch (tests/integration/durable_jobs_test.cpp): die the hardest way between
-        // reading the output and answering, where a crash once lost the window for good.
+        // reading the output and answering, where a crash must not lose the window.
         std::raise(SIGKILL);
       }
-      json job = job_json(a.job);
-      json out = {
-          {"bash_id", a.job.id},
-          {"output", a.output},
-          {"status", a.job.status},
-          {"exit_code", job["exit_code"]},
-          {"signal", job["signal"]},
-          {"skipped_lines", a.skipped_lines},
-          {"dropped_bytes", a.dropped_bytes},
-          {"truncated", a.truncated},
-          {"matched", a.matched},
-          {"host", a.job.host},
-          {"command", a.job.command},
-          {"total_bytes", a.total_bytes},
-      };
-      if (job.contains("output_file")) {
-        out["output_file"] = job["output_file"];
-        out["output_file_host"] = job["output_file_host"];
-      }
-      if (!a.note.empty()) {
-        out["note"] = a.note;
-      }
+      json out = job_state_json(a.job);
+      out["output"] = a.output;
+      out["skipped_lines"] = a.skipped_lines;
+      out["dropped_bytes"] = a.dropped_bytes;
+      out["truncated"] = a.truncated;
+      out["matched"] = a.matched;
+      out["command"] = a.job.command;
+      out["total_bytes"] = a.total_bytes;
+      add_output_file(out, a.job);
+      add_note(out, a.note);
       return mcp::ToolResult::ok(std::move(out));
     });
   };

@@ -40,17 +40,14 @@ const char* k_output_schema = R"({
 } // namespace
 
 mcp::Tool make_remote_file_read_tool(ToolEnv& env) {
-  mcp::Tool tool;
-  tool.name = "remote_file_read";
-  tool.title = "Read a window of a text file on a host";
-  tool.description =
+  mcp::Tool tool = declare_tool(
+      "remote_file_read", "Read a window of a text file on a host",
       "Read lines of a text file on a host, numbered like `cat -n`. offset is the first line (1-based); a "
       "negative offset reads from the end (offset: -100 is the last 100 lines) without reading the whole file, "
       "so the tail of a multi-GB log is cheap. limit is the number of lines (default 2000); lines longer than 2000 "
-      "bytes are cut with a marker. Binary files and directories are refused.";
-  tool.input_schema = json::parse(k_input_schema);
-  tool.output_schema = json::parse(k_output_schema);
-  tool.annotations = {.read_only = true, .destructive = false, .idempotent = true, .open_world = true};
+      "bytes are cut with a marker. Binary files and directories are refused.",
+      json::parse(k_input_schema), json::parse(k_output_schema),
+      {.read_only = true, .destructive = false, .idempotent = true, .open_world = true});
   tool.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
     exec::FileReadRequest req;
     req.path = arg_string(args, "file_path");
@@ -60,7 +57,7 @@ mcp::Tool make_remote_file_read_tool(ToolEnv& env) {
       throw mcp::InvalidArgument("offset", "must not be 0: use 1 for the first line or -N for the last N lines");
     }
     const std::string host_name = arg_string(args, "host");
-    const std::string label = host_name.empty() ? env.hosts.default_name() : host_name;
+    const std::string label = host_label(env.hosts, host_name);
     return guarded("remote_file_read", label, [&]() -> mcp::ToolResult {
       auto host = env.hosts.get(host_name);
       exec::FileWindow w = host->read_file(req);

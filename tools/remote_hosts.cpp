@@ -92,16 +92,13 @@ json describe(const std::string& name, const std::shared_ptr<exec::Host>& host, 
 } // namespace
 
 mcp::Tool make_remote_hosts_tool(ToolEnv& env) {
-  mcp::Tool tool;
-  tool.name = "remote_hosts";
-  tool.title = "List hosts and their connection state";
-  tool.description =
+  mcp::Tool tool = declare_tool(
+      "remote_hosts", "List hosts and their connection state",
       "List the hosts the other tools can use (host argument): 'local' and the SSH hosts configured or used so far, "
       "with their connection state (sessions, channels in use, queued calls, last error, latency). probe: true "
-      "runs `true` on each SSH host to check that it answers.";
-  tool.input_schema = json::parse(k_input_schema);
-  tool.output_schema = json::parse(k_output_schema);
-  tool.annotations = {.read_only = true, .destructive = false, .idempotent = true, .open_world = true};
+      "runs `true` on each SSH host to check that it answers.",
+      json::parse(k_input_schema), json::parse(k_output_schema),
+      {.read_only = true, .destructive = false, .idempotent = true, .open_world = true});
   tool.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
     const std::string only = arg_string(args, "host");
     const bool probe = arg_bool(args, "probe", false);

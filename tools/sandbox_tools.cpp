@@ -27,10 +27,69 @@ const char* k_sandbox_item = R"({
   "required": ["name", "work_dir"]
 })";
 
+const char* k_new_input = R"({
+  "type": "object",
+  "properties": {
+    "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+             "description": "Sandbox name (letters, digits, '.', '_', '-'); generated when absent."},
+    "branch": {"type": "string", "minLength": 1, "description": "Git branch for the worktree (default: the name)."},
+    "ccr": {"type": "boolean", "default": false, "description": "Claude Code Router mode."},
+    "slurm": {"type": "boolean", "default": false, "description": "Run the container on a Slurm compute node."},
+    "repo": {"type": "string", "minLength": 1, "description": "Repository to take the worktree from (default: --repo_base)."}
+  },
+  "additionalProperties": false
+})";
+
+const char* k_ls_input = R"({"type": "object", "properties": {}, "additionalProperties": false})";
+
+const char* k_rm_input = R"({
+  "type": "object",
+  "properties": {"name": {"type": "string", "minLength": 1}},
+  "required": ["name"],
+  "additionalProperties": false
+})";
+
+const char* k_rm_output = R"({
+  "type": "object",
+  "properties": {"name": {"type": "string"}, "removed": {"type": "boolean"}, "note": {"type": "string"}},
+  "required": ["name", "removed"],
+  "additionalProperties": false
+})";
+
+const char* k_attach_input = R"({
+  "type": "object",
+  "properties": {
+    "name": {"type": "string", "minLength": 1},
+    "keys": {"type": "string", "description": "Keys to send to the pane before capturing it, e.g. \"ls Enter\"."}
+  },
+  "required": ["name"],
+  "additionalProperties": false
+})";
+
+const char* k_attach_output = R"({
+  "type": "object",
+  "properties": {
+    "name": {"type": "string"},
+    "attach_command": {"type": "string"},
+    "pane": {"type": "string", "description": "The pane's current screen."}
+  },
+  "required": ["name", "attach_command", "pane"],
+  "additionalProperties": false
+})";
+
 [[noreturn]] void not_built(const std::string& tool) {
   throw mcp::ToolError(tool + " is not available yet: the sandbox backends (podman/docker containers, Slurm, "
                               "bubblewrap) are not built into this version of sandbox-mcp. Use remote_bash on a host "
                               "in the meantime.");
+}
+
+// A sandbox tool as it will be declared, whose handler says that it is not built yet.
+mcp::Tool not_built_tool(std::string name, std::string title, const std::string& description, json input_schema,
+                         json output_schema, mcp::ToolAnnotations annotations) {
+  mcp::Tool tool = declare_tool(name, std::move(title), std::string(k_not_yet) + description, std::move(input_schema),
+                                std::move(output_schema), annotations);
+  tool.handler = [name](const json&, mcp::ToolContext&) -> mcp::ToolResult { not_built(name); };
+  return tool;
 }
 
 } // namespace
@@ -39,95 +98,36 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv&) {
   std::vector<mcp::Tool> tools;
   json item = json::parse(k_sandbox_item);
 
-  mcp::Tool create;
-  create.name = "sandbox_new";
-  create.title = "Create a sandbox";
-  create.description =
-      std::string(k_not_yet) +
+  tools.push_back(not_built_tool(
+      "sandbox_new", "Create a sandbox",
       "Create an isolated sandbox: a git worktree of the repository on a new branch plus a container (podman or "
       "docker, detected) running tmux, on this machine or, with slurm: true, on a Slurm compute node. Run "
-      "commands in it with remote_bash {sandbox: NAME}; let a human join with sandbox_attach.";
-  create.input_schema = json::parse(R"({
-    "type": "object",
-    "properties": {
-      "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
-               "description": "Sandbox name (letters, digits, '.', '_', '-'); generated when absent."},
-      "branch": {"type": "string", "minLength": 1, "description": "Git branch for the worktree (default: the name)."},
-      "ccr": {"type": "boolean", "default": false, "description": "Claude Code Router mode."},
-      "slurm": {"type": "boolean", "default": false, "description": "Run the container on a Slurm compute node."},
-      "repo": {"type": "string", "minLength": 1, "description": "Repository to take the worktree from (default: --repo_base)."}
-    },
-    "additionalProperties": false
-  })");
-  create.output_schema = item;
-  create.annotations = {.read_only = false, .destructive = false, .idempotent = false, .open_world = true};
-  create.handler = [](const json&, mcp::ToolContext&) -> mcp::ToolResult { not_built("sandbox_new"); };
-  tools.push_back(std::move(create));
+      "commands in it with remote_bash {sandbox: NAME}; let a human join with sandbox_attach.",
+      json::parse(k_new_input), item,
+      {.read_only = false, .destructive = false, .idempotent = false, .open_world = true}));
 
-  mcp::Tool list;
-  list.name = "sandbox_ls";
-  list.title = "List sandboxes";
-  list.description =
-      std::string(k_not_yet) + "List sandboxes with their branch, container or Slurm job, work directory and status.";
-  list.input_schema = json::parse(R"({"type": "object", "properties": {}, "additionalProperties": false})");
-  list.output_schema = {{"type", "object"},
-                        {"properties", {{"sandboxes", {{"type", "array"}, {"items", item}}}}},
-                        {"required", {"sandboxes"}},
-                        {"additionalProperties", false}};
-  list.annotations = {.read_only = true, .destructive = false, .idempotent = true, .open_world = true};
-  list.handler = [](const json&, mcp::ToolContext&) -> mcp::ToolResult { not_built("sandbox_ls"); };
-  tools.push_back(std::move(list));
+  tools.push_back(not_built_tool("sandbox_ls", "List sandboxes",
+                                 "List sandboxes with their branch, container or Slurm job, work directory and status.",
+                                 json::parse(k_ls_input),
+                                 {{"type", "object"},
+                                  {"properties", {{"sandboxes", {{"type", "array"}, {"items", item}}}}},
+                                  {"required", {"sandboxes"}},
+                                  {"additionalProperties", false}},
+                                 {.read_only = true, .destructive = false, .idempotent = true, .open_world = true}));
 
-  mcp::Tool remove;
-  remove.name = "sandbox_rm";
-  remove.title = "Remove a sandbox";
-  remove.description = std::string(k_not_yet) +
-                       "Remove a sandbox: stop its container or cancel its Slurm job, remove its worktree and "
-                       "forget it. The branch is kept.";
-  remove.input_schema = json::parse(R"({
-    "type": "object",
-    "properties": {"name": {"type": "string", "minLength": 1}},
-    "required": ["name"],
-    "additionalProperties": false
-  })");
-  remove.output_schema = json::parse(R"({
-    "type": "object",
-    "properties": {"name": {"type": "string"}, "removed": {"type": "boolean"}, "note": {"type": "string"}},
-    "required": ["name", "removed"],
-    "additionalProperties": false
-  })");
-  remove.annotations = {.read_only = false, .destructive = true, .idempotent = true, .open_world = true};
-  remove.handler = [](const json&, mcp::ToolContext&) -> mcp::ToolResult { not_built("sandbox_rm"); };
-  tools.push_back(std::move(remove));
+  tools.push_back(
+      not_built_tool("sandbox_rm", "Remove a sandbox",
+                     "Remove a sandbox: stop its container or cancel its Slurm job, remove its worktree and "
+                     "forget it. The branch is kept.",
+                     json::parse(k_rm_input), json::parse(k_rm_output),
+                     {.read_only = false, .destructive = true, .idempotent = true, .open_world = true}));
 
-  mcp::Tool attach;
-  attach.name = "sandbox_attach";
-  attach.title = "Attach to a sandbox's tmux";
-  attach.description = std::string(k_not_yet) +
-                       "Return the command a human runs to attach to the sandbox's tmux session and the current "
-                       "screen of its pane; `keys` are sent to the pane first (tmux send-keys syntax).";
-  attach.input_schema = json::parse(R"({
-    "type": "object",
-    "properties": {
-      "name": {"type": "string", "minLength": 1},
-      "keys": {"type": "string", "description": "Keys to send to the pane before capturing it, e.g. \"ls Enter\"."}
-    },
-    "required": ["name"],
-    "additionalProperties": false
-  })");
-  attach.output_schema = json::parse(R"({
-    "type": "object",
-    "properties": {
-      "name": {"type": "string"},
-      "attach_command": {"type": "string"},
-      "pane": {"type": "string", "description": "The pane's current screen."}
-    },
-    "required": ["name", "attach_command", "pane"],
-    "additionalProperties": false
-  })");
-  attach.annotations = {.read_only = false, .destructive = false, .idempotent = false, .open_world = true};
-  attach.handler = [](const json&, mcp::ToolContext&) -> mcp::ToolResult { not_built("sandbox_attach"); };
-  tools.push_back(std::move(attach));
+  tools.push_back(
+      not_built_tool("sandbox_attach", "Attach to a sandbox's tmux",
+                     "Return the command a human runs to attach to the sandbox's tmux session and the current "
+                     "screen of its pane; `keys` are sent to the pane first (tmux send-keys syntax).",
+                     json::parse(k_attach_input), json::parse(k_attach_output),
+                     {.read_only = false, .destructive = false, .idempotent = false, .open_world = true}));
   return tools;
 }
 

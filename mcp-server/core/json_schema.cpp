@@ -129,134 +129,154 @@ std::optional<std::string> find_nul(const json& value, const std::string& path) 
   return std::nullopt;
 }
 
-} // namespace
+// Each check below applies one group of keywords of `schema` to `value` and returns the first
+// violation; validate_json runs them in order.
 
-std::optional<std::string> validate_arguments(const json& schema, const json& arguments) {
-  if (auto err = find_nul(arguments, "")) {
-    return err;
-  }
-  return validate_json(schema, arguments, "");
-}
-
-std::optional<std::string> validate_json(const json& schema, const json& value, const std::string& path) {
-  if (schema.is_boolean()) {
-    return schema.get<bool>() ? std::nullopt : std::optional<std::string>("'" + path + "' is not allowed");
-  }
-  if (!schema.is_object()) {
+std::optional<std::string> check_type(const json& schema, const json& value, const std::string& path) {
+  auto it = schema.find("type");
+  if (it == schema.end()) {
     return std::nullopt;
   }
-  const std::string where = "'" + path + "'";
-
-  if (auto it = schema.find("type"); it != schema.end()) {
-    bool ok = false;
-    std::string expected;
-    if (it->is_string()) {
-      ok = has_type(value, it->get<std::string>());
-      expected = it->get<std::string>();
-    } else if (it->is_array()) {
-      for (const auto& t : *it) {
-        ok = ok || has_type(value, t.get<std::string>());
-        expected += (expected.empty() ? "" : " or ") + t.get<std::string>();
-      }
-    }
-    if (!ok) {
-      return where + " must be " + expected + ", got " + type_of(value) + " " + short_json(value);
-    }
-    if (value.is_number() && allows_type(*it, "integer") && !allows_type(*it, "number") && !safe_integer(value)) {
-      return where + " must be an integer between -9007199254740991 and 9007199254740991 (2^53 - 1), got " +
-             short_json(value);
+  bool ok = false;
+  std::string expected;
+  if (it->is_string()) {
+    ok = has_type(value, it->get<std::string>());
+    expected = it->get<std::string>();
+  } else if (it->is_array()) {
+    for (const auto& t : *it) {
+      ok = ok || has_type(value, t.get<std::string>());
+      expected += (expected.empty() ? "" : " or ") + t.get<std::string>();
     }
   }
+  if (!ok) {
+    return "'" + path + "' must be " + expected + ", got " + type_of(value) + " " + short_json(value);
+  }
+  if (value.is_number() && allows_type(*it, "integer") && !allows_type(*it, "number") && !safe_integer(value)) {
+    return "'" + path + "' must be an integer between -9007199254740991 and 9007199254740991 (2^53 - 1), got " +
+           short_json(value);
+  }
+  return std::nullopt;
+}
+
+// enum and const.
+std::optional<std::string> check_allowed_values(const json& schema, const json& value, const std::string& path) {
   if (auto it = schema.find("enum"); it != schema.end()) {
     bool found = false;
     for (const auto& e : *it) {
       found = found || e == value;
     }
     if (!found) {
-      return where + " must be one of " + short_json(*it) + ", got " + short_json(value);
+      return "'" + path + "' must be one of " + short_json(*it) + ", got " + short_json(value);
     }
   }
   if (auto it = schema.find("const"); it != schema.end() && *it != value) {
-    return where + " must be " + short_json(*it);
+    return "'" + path + "' must be " + short_json(*it);
   }
-  if (value.is_number()) {
-    double d = value.get<double>();
-    if (auto it = schema.find("minimum"); it != schema.end() && d < it->get<double>()) {
-      return where + " must be >= " + it->dump() + ", got " + value.dump();
-    }
-    if (auto it = schema.find("maximum"); it != schema.end() && d > it->get<double>()) {
-      return where + " must be <= " + it->dump() + ", got " + value.dump();
-    }
-    if (auto it = schema.find("exclusiveMinimum"); it != schema.end() && d <= it->get<double>()) {
-      return where + " must be > " + it->dump() + ", got " + value.dump();
-    }
-    if (auto it = schema.find("exclusiveMaximum"); it != schema.end() && d >= it->get<double>()) {
-      return where + " must be < " + it->dump() + ", got " + value.dump();
-    }
+  return std::nullopt;
+}
+
+std::optional<std::string> check_number(const json& schema, const json& value, const std::string& path) {
+  if (!value.is_number()) {
+    return std::nullopt;
   }
-  if (value.is_string()) {
-    std::size_t len = utf8_length(value.get_ref<const std::string&>());
-    if (auto it = schema.find("minLength"); it != schema.end() && len < it->get<std::size_t>()) {
-      return where + " must have at least " + it->dump() + " characters";
-    }
-    if (auto it = schema.find("maxLength"); it != schema.end() && len > it->get<std::size_t>()) {
-      return where + " must have at most " + it->dump() + " characters, got " + std::to_string(len);
-    }
+  const std::string where = "'" + path + "'";
+  double d = value.get<double>();
+  if (auto it = schema.find("minimum"); it != schema.end() && d < it->get<double>()) {
+    return where + " must be >= " + it->dump() + ", got " + value.dump();
   }
-  if (value.is_array()) {
-    if (auto it = schema.find("minItems"); it != schema.end() && value.size() < it->get<std::size_t>()) {
-      return where + " must have at least " + it->dump() + " items";
-    }
-    if (auto it = schema.find("maxItems"); it != schema.end() && value.size() > it->get<std::size_t>()) {
-      return where + " must have at most " + it->dump() + " items";
-    }
-    if (auto it = schema.find("items"); it != schema.end()) {
-      for (std::size_t i = 0; i < value.size(); ++i) {
-        if (auto err = validate_json(*it, value[i], path + "[" + std::to_string(i) + "]")) {
-          return err;
-        }
+  if (auto it = schema.find("maximum"); it != schema.end() && d > it->get<double>()) {
+    return where + " must be <= " + it->dump() + ", got " + value.dump();
+  }
+  if (auto it = schema.find("exclusiveMinimum"); it != schema.end() && d <= it->get<double>()) {
+    return where + " must be > " + it->dump() + ", got " + value.dump();
+  }
+  if (auto it = schema.find("exclusiveMaximum"); it != schema.end() && d >= it->get<double>()) {
+    return where + " must be < " + it->dump() + ", got " + value.dump();
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> check_string(const json& schema, const json& value, const std::string& path) {
+  if (!value.is_string()) {
+    return std::nullopt;
+  }
+  std::size_t len = utf8_length(value.get_ref<const std::string&>());
+  if (auto it = schema.find("minLength"); it != schema.end() && len < it->get<std::size_t>()) {
+    return "'" + path + "' must have at least " + it->dump() + " characters";
+  }
+  if (auto it = schema.find("maxLength"); it != schema.end() && len > it->get<std::size_t>()) {
+    return "'" + path + "' must have at most " + it->dump() + " characters, got " + std::to_string(len);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> check_array(const json& schema, const json& value, const std::string& path) {
+  if (!value.is_array()) {
+    return std::nullopt;
+  }
+  if (auto it = schema.find("minItems"); it != schema.end() && value.size() < it->get<std::size_t>()) {
+    return "'" + path + "' must have at least " + it->dump() + " items";
+  }
+  if (auto it = schema.find("maxItems"); it != schema.end() && value.size() > it->get<std::size_t>()) {
+    return "'" + path + "' must have at most " + it->dump() + " items";
+  }
+  if (auto it = schema.find("items"); it != schema.end()) {
+    for (std::size_t i = 0; i < value.size(); ++i) {
+      if (auto err = validate_json(*it, value[i], path + "[" + std::to_string(i) + "]")) {
+        return err;
       }
     }
   }
-  if (value.is_object()) {
-    if (auto it = schema.find("required"); it != schema.end()) {
-      for (const auto& name : *it) {
-        if (!value.contains(name.get<std::string>())) {
-          return "missing required field '" + child_path(path, name.get<std::string>()) + "'";
-        }
+  return std::nullopt;
+}
+
+// required, properties and additionalProperties.
+std::optional<std::string> check_object(const json& schema, const json& value, const std::string& path) {
+  if (!value.is_object()) {
+    return std::nullopt;
+  }
+  if (auto it = schema.find("required"); it != schema.end()) {
+    for (const auto& name : *it) {
+      if (!value.contains(name.get<std::string>())) {
+        return "missing required field '" + child_path(path, name.get<std::string>()) + "'";
       }
     }
-    const json* props = nullptr;
-    if (auto it = schema.find("properties"); it != schema.end()) {
-      props = &*it;
-    }
-    const json* additional = nullptr;
-    if (auto it = schema.find("additionalProperties"); it != schema.end()) {
-      additional = &*it;
-    }
-    for (const auto& [key, child] : value.items()) {
-      if (props && props->contains(key)) {
-        if (auto err = validate_json((*props)[key], child, child_path(path, key))) {
-          return err;
-        }
-      } else if (additional) {
-        if (additional->is_boolean() && !additional->get<bool>()) {
-          std::string known;
-          if (props) {
-            for (const auto& [k, unused] : props->items()) {
-              (void)unused;
-              known += (known.empty() ? "" : ", ") + k;
-            }
+  }
+  const json* props = nullptr;
+  if (auto it = schema.find("properties"); it != schema.end()) {
+    props = &*it;
+  }
+  const json* additional = nullptr;
+  if (auto it = schema.find("additionalProperties"); it != schema.end()) {
+    additional = &*it;
+  }
+  for (const auto& [key, child] : value.items()) {
+    if (props && props->contains(key)) {
+      if (auto err = validate_json((*props)[key], child, child_path(path, key))) {
+        return err;
+      }
+    } else if (additional) {
+      if (additional->is_boolean() && !additional->get<bool>()) {
+        std::string known;
+        if (props) {
+          for (const auto& [k, unused] : props->items()) {
+            (void)unused;
+            known += (known.empty() ? "" : ", ") + k;
           }
-          return "unknown field '" + child_path(path, key) + "'" +
-                 (known.empty() ? std::string() : " (known fields: " + known + ")");
         }
-        if (auto err = validate_json(*additional, child, child_path(path, key))) {
-          return err;
-        }
+        return "unknown field '" + child_path(path, key) + "'" +
+               (known.empty() ? std::string() : " (known fields: " + known + ")");
+      }
+      if (auto err = validate_json(*additional, child, child_path(path, key))) {
+        return err;
       }
     }
   }
+  return std::nullopt;
+}
+
+// anyOf and oneOf.
+std::optional<std::string> check_alternatives(const json& schema, const json& value, const std::string& path) {
   if (auto it = schema.find("anyOf"); it != schema.end()) {
     std::optional<std::string> first;
     for (const auto& sub : *it) {
@@ -285,10 +305,36 @@ std::optional<std::string> validate_json(const json& schema, const json& value, 
       }
     }
     if (matches != 1) {
-      return matches == 0 ? *first : where + " matches more than one alternative";
+      return matches == 0 ? *first : "'" + path + "' matches more than one alternative";
     }
   }
   return std::nullopt;
+}
+
+} // namespace
+
+std::optional<std::string> validate_json(const json& schema, const json& value, const std::string& path) {
+  if (schema.is_boolean()) {
+    return schema.get<bool>() ? std::nullopt : std::optional<std::string>("'" + path + "' is not allowed");
+  }
+  if (!schema.is_object()) {
+    return std::nullopt;
+  }
+  using Check = std::optional<std::string> (*)(const json&, const json&, const std::string&);
+  for (Check check :
+       {check_type, check_allowed_values, check_number, check_string, check_array, check_object, check_alternatives}) {
+    if (auto err = check(schema, value, path)) {
+      return err;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> validate_arguments(const json& schema, const json& arguments) {
+  if (auto err = find_nul(arguments, "")) {
+    return err;
+  }
+  return validate_json(schema, arguments, "");
 }
 
 } // namespace smcp::mcp

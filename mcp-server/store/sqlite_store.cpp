@@ -102,6 +102,12 @@ public:
     }
     return *this;
   }
+  // Binds `args` to ?1, ?2, ... in order.
+  template <typename... Args> Statement& bind_all(const Args&... args) {
+    int i = 0;
+    (bind(++i, args), ...);
+    return *this;
+  }
   // Returns true while a row is available.
   bool step() {
     int rc = sqlite3_step(m_stmt);
@@ -169,6 +175,14 @@ SandboxRecord read_sandbox(const Statement& s) {
   return r;
 }
 
+AuditEvent read_audit(const Statement& s) {
+  return {s.int64(0), s.text(1), s.text(2), s.text(3), s.text(4)};
+}
+
+const std::string k_select_jobs = std::string("SELECT ") + k_job_columns + " FROM jobs ";
+constexpr const char* k_select_sandboxes =
+    "SELECT name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, updated_at FROM sandboxes ";
+
 class SqliteStateStore final : public StateStore {
 public:
   explicit SqliteStateStore(const std::string& path) {
@@ -196,111 +210,53 @@ public:
   ~SqliteStateStore() override { sqlite3_close(m_db); }
 
   void put_job(const JobRecord& j) override {
-    std::lock_guard lock(m_mutex);
-    Statement s(m_db, "INSERT OR REPLACE INTO jobs (id, host, command, description, cwd, status, exit_code, signal, "
-                      "job_dir, pid, spill_path, cursor, durable, started_at_ms, ended_at_ms) "
-                      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    s.bind(1, j.id).bind(2, j.host).bind(3, j.command).bind(4, j.description).bind(5, j.cwd).bind(6, j.status);
-    s.bind(7, j.exit_code).bind(8, j.signal).bind(9, j.job_dir).bind(10, static_cast<std::int64_t>(j.pid));
-    s.bind(11, j.spill_path).bind(12, static_cast<std::int64_t>(j.cursor)).bind(13, std::int64_t{j.durable});
-    s.bind(14, j.started_at_ms).bind(15, j.ended_at_ms);
-    s.step();
+    execute("INSERT OR REPLACE INTO jobs (" + std::string(k_job_columns) + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            j.id, j.host, j.command, j.description, j.cwd, j.status, j.exit_code, j.signal, j.job_dir,
+            static_cast<std::int64_t>(j.pid), j.spill_path, static_cast<std::int64_t>(j.cursor),
+            std::int64_t{j.durable}, j.started_at_ms, j.ended_at_ms);
   }
 
   std::optional<JobRecord> get_job(const std::string& id) override {
-    std::lock_guard lock(m_mutex);
-    Statement s(m_db, (std::string("SELECT ") + k_job_columns + " FROM jobs WHERE id = ?").c_str());
-    s.bind(1, id);
-    if (!s.step()) {
-      return std::nullopt;
-    }
-    return read_job(s);
+    return first(query(k_select_jobs + "WHERE id = ?", read_job, id));
   }
 
   std::vector<JobRecord> list_jobs(std::size_t limit) override {
-    std::lock_guard lock(m_mutex);
-    Statement s(
-        m_db, (std::string("SELECT ") + k_job_columns + " FROM jobs ORDER BY started_at_ms DESC, id LIMIT ?").c_str());
-    s.bind(1, static_cast<std::int64_t>(limit));
-    std::vector<JobRecord> out;
-    while (s.step()) {
-      out.push_back(read_job(s));
-    }
-    return out;
+    return query(k_select_jobs + "ORDER BY started_at_ms DESC, id LIMIT ?", read_job, static_cast<std::int64_t>(limit));
   }
 
   void set_job_cursor(const std::string& id, std::uint64_t cursor) override {
-    std::lock_guard lock(m_mutex);
-    Statement s(m_db, "UPDATE jobs SET cursor = MAX(cursor, ?) WHERE id = ?");
-    s.bind(1, static_cast<std::int64_t>(cursor)).bind(2, id);
-    s.step();
+    execute("UPDATE jobs SET cursor = MAX(cursor, ?) WHERE id = ?", static_cast<std::int64_t>(cursor), id);
   }
 
-  void delete_job(const std::string& id) override {
-    std::lock_guard lock(m_mutex);
-    Statement s(m_db, "DELETE FROM jobs WHERE id = ?");
-    s.bind(1, id);
-    s.step();
-  }
+  void delete_job(const std::string& id) override { execute("DELETE FROM jobs WHERE id = ?", id); }
 
   void put_sandbox(const SandboxRecord& r) override {
-    std::lock_guard lock(m_mutex);
-    Statement s(m_db,
-                "INSERT INTO sandboxes (name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, "
-                "updated_at) VALUES (?,?,?,?,?,?, COALESCE(NULLIF(?, ''), datetime('now')), datetime('now')) "
-                "ON CONFLICT(name) DO UPDATE SET branch=excluded.branch, container_id=excluded.container_id, "
-                "slurm_job_id=excluded.slurm_job_id, work_dir=excluded.work_dir, ccr_mode=excluded.ccr_mode, "
-                "updated_at=datetime('now')");
-    s.bind(1, r.name).bind(2, r.branch).bind(3, r.container_id).bind(4, r.slurm_job_id).bind(5, r.work_dir);
-    s.bind(6, std::int64_t{r.ccr_mode}).bind(7, r.created_at);
-    s.step();
+    execute("INSERT INTO sandboxes (name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, "
+            "updated_at) VALUES (?,?,?,?,?,?, COALESCE(NULLIF(?, ''), datetime('now')), datetime('now')) "
+            "ON CONFLICT(name) DO UPDATE SET branch=excluded.branch, container_id=excluded.container_id, "
+            "slurm_job_id=excluded.slurm_job_id, work_dir=excluded.work_dir, ccr_mode=excluded.ccr_mode, "
+            "updated_at=datetime('now')",
+            r.name, r.branch, r.container_id, r.slurm_job_id, r.work_dir, std::int64_t{r.ccr_mode}, r.created_at);
   }
 
   std::optional<SandboxRecord> get_sandbox(const std::string& name) override {
-    std::lock_guard lock(m_mutex);
-    Statement s(m_db, "SELECT name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, updated_at "
-                      "FROM sandboxes WHERE name = ?");
-    s.bind(1, name);
-    if (!s.step()) {
-      return std::nullopt;
-    }
-    return read_sandbox(s);
+    return first(query(k_select_sandboxes + std::string("WHERE name = ?"), read_sandbox, name));
   }
 
   std::vector<SandboxRecord> list_sandboxes() override {
-    std::lock_guard lock(m_mutex);
-    Statement s(m_db, "SELECT name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, updated_at "
-                      "FROM sandboxes ORDER BY created_at, name");
-    std::vector<SandboxRecord> out;
-    while (s.step()) {
-      out.push_back(read_sandbox(s));
-    }
-    return out;
+    return query(k_select_sandboxes + std::string("ORDER BY created_at, name"), read_sandbox);
   }
 
-  void delete_sandbox(const std::string& name) override {
-    std::lock_guard lock(m_mutex);
-    Statement s(m_db, "DELETE FROM sandboxes WHERE name = ?");
-    s.bind(1, name);
-    s.step();
-  }
+  void delete_sandbox(const std::string& name) override { execute("DELETE FROM sandboxes WHERE name = ?", name); }
 
   void audit(const AuditEvent& e) override {
-    std::lock_guard lock(m_mutex);
-    Statement s(m_db, "INSERT INTO audit (at_ms, host, kind, command, detail) VALUES (?,?,?,?,?)");
-    s.bind(1, e.at_ms).bind(2, e.host).bind(3, e.kind).bind(4, e.command).bind(5, e.detail);
-    s.step();
+    execute("INSERT INTO audit (at_ms, host, kind, command, detail) VALUES (?,?,?,?,?)", e.at_ms, e.host, e.kind,
+            e.command, e.detail);
   }
 
   std::vector<AuditEvent> recent_audit(std::size_t limit) override {
-    std::lock_guard lock(m_mutex);
-    Statement s(m_db, "SELECT at_ms, host, kind, command, detail FROM audit ORDER BY seq DESC LIMIT ?");
-    s.bind(1, static_cast<std::int64_t>(limit));
-    std::vector<AuditEvent> out;
-    while (s.step()) {
-      out.push_back({s.int64(0), s.text(1), s.text(2), s.text(3), s.text(4)});
-    }
-    return out;
+    return query("SELECT at_ms, host, kind, command, detail FROM audit ORDER BY seq DESC LIMIT ?", read_audit,
+                 static_cast<std::int64_t>(limit));
   }
 
 private:
@@ -334,6 +290,34 @@ private:
     exec(k_schema);
     exec("PRAGMA user_version = " + std::to_string(k_schema_version));
     exec("COMMIT");
+  }
+
+  // One statement with `args` bound, under the lock.
+  template <typename... Args> void execute(const std::string& sql, const Args&... args) {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db, sql.c_str());
+    s.bind_all(args...);
+    s.step();
+  }
+
+  // The rows of a query with `args` bound, each made by `read`.
+  template <typename Row, typename... Args>
+  std::vector<Row> query(const std::string& sql, Row (*read)(const Statement&), const Args&... args) {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db, sql.c_str());
+    s.bind_all(args...);
+    std::vector<Row> rows;
+    while (s.step()) {
+      rows.push_back(read(s));
+    }
+    return rows;
+  }
+
+  template <typename Row> static std::optional<Row> first(std::vector<Row> rows) {
+    if (rows.empty()) {
+      return std::nullopt;
+    }
+    return std::move(rows.front());
   }
 
   void exec(const std::string& sql) {

@@ -29,7 +29,7 @@ struct JobRecord {
   std::int64_t ended_at_ms = 0; // 0 while running
 };
 
-// The seed's sandbox table columns, kept as they were.
+// A row of the sandboxes table (its columns match the databases the sandbox manager CLI writes).
 struct SandboxRecord {
   std::string name;
   std::string branch;
@@ -68,13 +68,18 @@ public:
   virtual void set_job_cursor(const std::string& id, std::uint64_t cursor) = 0;
   virtual void delete_job(const std::string& id) = 0;
 
+  // The sandbox manager's records (`sandbox-mcp new/ls/rm/attach/reset`, whose backends are not
+  // built yet): the sandboxes table is part of the schema, so its reader and writer live here
+  // with it; only tests call them until the manager is built.
   virtual void put_sandbox(const SandboxRecord& sandbox) = 0;
   virtual std::optional<SandboxRecord> get_sandbox(const std::string& name) = 0;
   virtual std::vector<SandboxRecord> list_sandboxes() = 0;
   virtual void delete_sandbox(const std::string& name) = 0;
 
   virtual void audit(const AuditEvent& event) = 0;
-  virtual std::vector<AuditEvent> recent_audit(std::size_t limit) = 0; // newest first
+  // The audit log's reader, newest first. The server only writes the log (for people who inspect
+  // the database); tests read it back to check what a command recorded.
+  virtual std::vector<AuditEvent> recent_audit(std::size_t limit) = 0;
 };
 
 // Opens (creating or migrating) the database at `path`; ":memory:" for tests. On a full disk an

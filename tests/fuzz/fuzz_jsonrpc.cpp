@@ -12,6 +12,7 @@
 #include "mcp-server/core/protocol.h"
 #include "mcp-server/store/state_store.h"
 #include "tests/support/fake_host.h"
+#include "tests/support/test_tools.h"
 #include "tools/job_resources.h"
 #include "tools/tools.h"
 #include "transport/memory_transport.h"
@@ -54,14 +55,11 @@ struct Env {
     hosts.set_default("fake");
     host->run_output = {{exec::Stream::out, "hello\nepoch 1 loss 0.5\n"}, {exec::Stream::err, "warning\n"}};
     host->file_window.lines = {"first", "second"};
-    tools::JobOptions options;
-    options.spill_dir = g_spill_dir;
+    tools::JobOptions options = testing::quick_job_options(g_spill_dir);
     options.max_output_chars = 200;
-    options.ring_bytes = 4096;
     options.poll_interval = 2ms;
     options.sweep_interval = 20ms;
     options.kill_grace = 5ms;
-    options.promote_after = 0ms;
     options.progress_interval = 5ms;
     options.heartbeat_interval = 10ms;
     jobs = std::make_unique<tools::JobManager>(hosts, *store, options);

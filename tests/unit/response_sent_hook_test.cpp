@@ -3,6 +3,7 @@
 // batch array has), and never for a call whose response is not sent (cancelled) or whose result
 // was replaced by an error.
 #include "mcp-server/core/protocol.h"
+#include "tests/support/test_tools.h"
 #include "transport/memory_transport.h"
 
 #include <gtest/gtest.h>
@@ -25,45 +26,32 @@ struct Hooks {
 };
 
 std::shared_ptr<ToolRegistry> registry(Hooks& hooks) {
+  using testing::test_tool;
   auto reg = std::make_shared<ToolRegistry>();
-  Tool hooked;
-  hooked.name = "hooked";
-  hooked.description = "Registers a hook that records what the client had received when it ran";
-  hooked.input_schema = json::parse(R"({"type":"object"})");
-  hooked.handler = [&hooks](const json&, ToolContext& ctx) {
-    ctx.on_response_sent([&hooks] {
-      hooks.pending_when_run = static_cast<int>(hooks.conn->pending());
-      ++hooks.ran;
-    });
-    return ToolResult::ok({{"ok", true}});
-  };
-  reg->add(hooked);
+  reg->add(test_tool("hooked", "Registers a hook that records what the client had received when it ran",
+                     R"({"type":"object"})", [&hooks](const json&, ToolContext& ctx) {
+                       ctx.on_response_sent([&hooks] {
+                         hooks.pending_when_run = static_cast<int>(hooks.conn->pending());
+                         ++hooks.ran;
+                       });
+                       return ToolResult::ok({{"ok", true}});
+                     }));
 
-  Tool slow;
-  slow.name = "slow_hooked";
-  slow.description = "Registers a hook, then waits until cancelled";
-  slow.input_schema = json::parse(R"({"type":"object"})");
-  slow.handler = [&hooks](const json&, ToolContext& ctx) {
-    ctx.on_response_sent([&hooks] { ++hooks.ran; });
-    hooks.slow_started = true;
-    std::mutex m;
-    std::condition_variable_any cv;
-    std::unique_lock lock(m);
-    cv.wait_for(lock, ctx.stop_token(), 10s, [] { return false; });
-    return ToolResult::ok({{"done", true}});
-  };
-  reg->add(slow);
+  reg->add(test_tool("slow_hooked", "Registers a hook, then waits until cancelled", R"({"type":"object"})",
+                     [&hooks](const json&, ToolContext& ctx) {
+                       ctx.on_response_sent([&hooks] { ++hooks.ran; });
+                       hooks.slow_started = true;
+                       testing::wait_until_cancelled(ctx, 10s);
+                       return ToolResult::ok({{"done", true}});
+                     }));
 
-  Tool liar;
-  liar.name = "hooked_liar";
-  liar.description = "Registers a hook and returns a result that violates its outputSchema";
-  liar.input_schema = json::parse(R"({"type":"object"})");
-  liar.output_schema = json::parse(R"({"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]})");
-  liar.handler = [&hooks](const json&, ToolContext& ctx) {
-    ctx.on_response_sent([&hooks] { ++hooks.ran; });
-    return ToolResult::ok({{"n", "not a number"}});
-  };
-  reg->add(liar);
+  reg->add(test_tool(
+      "hooked_liar", "Registers a hook and returns a result that violates its outputSchema", R"({"type":"object"})",
+      [&hooks](const json&, ToolContext& ctx) {
+        ctx.on_response_sent([&hooks] { ++hooks.ran; });
+        return ToolResult::ok({{"n", "not a number"}});
+      },
+      R"({"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]})"));
   return reg;
 }
 
@@ -77,14 +65,7 @@ protected:
     hooks.conn = conn.get();
   }
   void initialize(const std::string& version = "2025-11-25") {
-    conn->send(json({{"jsonrpc", "2.0"},
-                     {"id", 0},
-                     {"method", "initialize"},
-                     {"params",
-                      {{"protocolVersion", version},
-                       {"capabilities", json::object()},
-                       {"clientInfo", {{"name", "test"}, {"version", "1"}}}}}})
-                   .dump());
+    conn->send(testing::initialize_request(version).dump());
     ASSERT_TRUE(conn->next().has_value());
     conn->send(R"({"jsonrpc":"2.0","method":"notifications/initialized"})");
   }

@@ -1,5 +1,5 @@
 // The text the model reads of each tool result: output first, one short status line, nothing that
-// says nothing (issue 9). structuredContent keeps every field; these renderings are what clients
+// says nothing. structuredContent keeps every field; these renderings are what clients
 // such as Claude Code put in front of the model.
 #include "tools/result_text.h"
 

@@ -142,7 +142,8 @@ public:
   // job still runs, exec::HostError when its host cannot delete the files.
   void remove(const std::string& bash_id);
 
-  // Removes ended jobs older than the retention period; returns how many were removed.
+  // Removes ended jobs older than the retention period; returns how many were removed. The sweeper
+  // calls it every 10 minutes; tests call it directly.
   std::size_t expire();
 
   // Newest first. With `refresh`, running jobs are asked for their state first (their hosts are
@@ -157,7 +158,8 @@ public:
   void set_change_listener(std::function<void(const std::string&)> listener);
 
   const JobOptions& options() const { return m_options; }
-  // Jobs held in memory now (running ones, plus a few recently used ended ones).
+  // What the manager holds in memory, for the tests that check its bounds. Jobs held now (running
+  // ones, plus a few recently used ended ones):
   std::size_t cached_jobs();
   // Bytes of job output held in memory now (the rings of cached jobs).
   std::size_t ring_memory();
@@ -175,8 +177,15 @@ private:
   void audit(const state::AuditEvent& event);   // a failure to record is logged, not fatal
 
   std::shared_ptr<Job> find(const std::string& id); // memory, then the store
-  void evict_finished_locked();                     // m_mutex held
-  void refresh(Job& job);                           // pulls new output and state from the host
+  // A running job's record for `spec` on `host`, with a new id (not yet cached nor stored).
+  std::shared_ptr<Job> new_job(const std::shared_ptr<exec::Host>& host, const exec::CommandSpec& spec,
+                               const std::string& description);
+  std::shared_ptr<Job> cache(const std::shared_ptr<Job>& job); // into m_jobs (the one there if any)
+  // The job's host as known, else looked up by name (throws std::out_of_range for an unknown one).
+  std::shared_ptr<exec::Host> host_for(std::shared_ptr<exec::Host> known, const std::string& name);
+  void evict_finished_locked(); // m_mutex held
+  void refresh(Job& job);       // pulls new output and state from the host
+  void launch_runner(std::shared_ptr<Job> job, std::shared_ptr<exec::Host> host, exec::CommandSpec spec);
   void finish_attached(Job& job, const exec::ExitInfo& info, const std::optional<exec::HostError>& error);
   void finish_and_notify(Job& job, const exec::ExitInfo& info, const std::optional<exec::HostError>& error);
   void changed_job(const std::string& id);

@@ -1,0 +1,141 @@
+#include "mcp-server/app/command_line.h"
+
+#include "mcp-server/app/logging.h"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+
+namespace smcp::app {
+
+namespace {
+
+std::string env_or(const char* name, const char* fallback) {
+  const char* value = std::getenv(name);
+  return value ? value : fallback;
+}
+
+// The values of `serve` that need checks or conversion after parsing.
+struct ServeValues {
+  std::string log_level;
+  std::string result_text;
+  std::string structured;
+  long long promote_after_ms = 0;
+  long long retention_hours = 0;
+};
+
+void add_serve_options(CLI::App& serve, CommandLine& out, ServeValues& values) {
+  add_http_options(serve, out.http);
+  serve.add_option("--state-dir", out.config.state_dir,
+                   "State directory (default: $SANDBOX_MCP_STATE_DIR, "
+                   "$XDG_STATE_HOME/sandbox-mcp or ~/.local/state/sandbox-mcp)");
+  serve.add_option("--default-host", out.config.default_host,
+                   "Default host for the tools (default: $SSH_HOST, else local)");
+  serve
+      .add_option("--log-level", values.log_level,
+                  "trace, debug, info, warn, error, off: what goes to stderr (default: warn on stdio, info with "
+                  "--http); clients that send logging/setLevel also get info and above as notifications/message")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  serve
+      .add_option("--result-text", values.result_text,
+                  "What a result's text block holds: 'terminal' (the output, then a short status line; what the "
+                  "model reads) or 'json' (the structuredContent again); env SANDBOX_MCP_RESULT_TEXT")
+      ->check(CLI::IsMember({"terminal", "json"}));
+  serve
+      .add_option("--structured-content", values.structured,
+                  "Whether results carry structuredContent (and tools/list outputSchema): 'auto' (every client but "
+                  "Claude Code, which shows structuredContent to the model as JSON instead of the text), 'always', "
+                  "'never'; env SANDBOX_MCP_STRUCTURED_CONTENT")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  serve.add_option("--max-message-bytes", out.max_message_bytes, "Largest accepted JSON-RPC message")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30));
+  serve
+      .add_option("--output-cap", out.config.jobs.max_output_chars,
+                  "Characters of stdout/stderr returned per stream (the rest is cut in the middle)")
+      ->check(CLI::Range(std::size_t{256}, std::size_t{1} << 30));
+  serve.add_option("--ring-bytes", out.config.jobs.ring_bytes, "In-memory output ring per background job")
+      ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 32));
+  serve
+      .add_option("--promote-after-ms", values.promote_after_ms,
+                  "A foreground command still running after this long becomes a background job (0: never)")
+      ->check(CLI::Range(0LL, 86400000LL));
+  serve
+      .add_option("--job-retention-hours", values.retention_hours,
+                  "Ended jobs older than this are deleted with their output files (0: keep forever)")
+      ->check(CLI::Range(0LL, 24LL * 365 * 10));
+}
+
+// The sandbox manager's subcommands (not built into this version yet: they only parse).
+void add_sandbox_commands(CLI::App& cli, std::string& name, std::string& branch, bool& ccr, bool& slurm) {
+  auto* cmd_new = cli.add_subcommand("new", "Create a sandbox (git worktree + container with tmux)");
+  cmd_new->add_option("-n,--name", name, "Sandbox name")->required();
+  cmd_new->add_option("-b,--branch", branch, "Branch (default: the name)");
+  cmd_new->add_flag("--ccr", ccr, "Claude Code Router mode");
+  cmd_new->add_flag("-s,--slurm", slurm, "Run on a Slurm compute node");
+  cli.add_subcommand("ls", "List sandboxes");
+  cli.add_subcommand("rm", "Remove a sandbox")->add_option("-n,--name", name, "Sandbox name")->required();
+  cli.add_subcommand("attach", "Attach to a sandbox's tmux")->add_option("-n,--name", name, "Sandbox name")->required();
+  cli.add_subcommand("reset", "Remove every sandbox and forget the state");
+}
+
+// Fills the config from the checked values; an exit code when one is invalid.
+std::optional<int> apply_serve_values(const ServeValues& values, AppConfig& config) {
+  if (values.result_text != "terminal" && values.result_text != "json") {
+    spdlog::critical("SANDBOX_MCP_RESULT_TEXT must be 'terminal' or 'json', not '{}'", values.result_text);
+    return 2;
+  }
+  if (values.structured != "auto" && values.structured != "always" && values.structured != "never") {
+    spdlog::critical("SANDBOX_MCP_STRUCTURED_CONTENT must be auto, always or never, not '{}'", values.structured);
+    return 2;
+  }
+  config.structured_content = values.structured == "always"  ? mcp::StructuredContent::always
+                              : values.structured == "never" ? mcp::StructuredContent::never
+                                                             : mcp::StructuredContent::automatic;
+  config.result_text = values.result_text == "json" ? tools::ResultText::json : tools::ResultText::terminal;
+  config.jobs.promote_after = std::chrono::milliseconds(values.promote_after_ms);
+  config.jobs.retention = std::chrono::hours(values.retention_hours);
+  return std::nullopt;
+}
+
+} // namespace
+
+std::optional<int> parse_command_line(int argc, char** argv, CommandLine& out) {
+  CLI::App cli{"sandbox-mcp: an MCP server that gives AI agents fast, durable, safe hands on this machine, SSH "
+               "hosts, containers and Slurm nodes; and the sandbox manager CLI."};
+  cli.set_version_flag("--version", std::string("sandbox-mcp ") + SMCP_VERSION);
+  cli.require_subcommand(1);
+  std::string repo_base;
+  cli.add_option("--repo_base", repo_base, "Repository the sandboxes' worktrees come from");
+
+  // Default log level: warnings and errors only on stdio (clients show the server's stderr as
+  // errors), info on HTTP.
+  ServeValues values{env_or("SANDBOX_MCP_LOG_LEVEL", ""), env_or("SANDBOX_MCP_RESULT_TEXT", "terminal"),
+                     env_or("SANDBOX_MCP_STRUCTURED_CONTENT", "auto"), out.config.jobs.promote_after.count(),
+                     out.config.jobs.retention.count()};
+  auto* serve = cli.add_subcommand("serve", "Serve MCP on stdio (default) or Streamable HTTP (--http)");
+  add_serve_options(*serve, out, values);
+  std::string name, branch;
+  bool ccr = false, slurm = false;
+  add_sandbox_commands(cli, name, branch, ccr, slurm);
+
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e);
+  }
+  // Our own secret leaves the environment before any thread or child exists: no command, job
+  // supervisor or `ssh -G` may inherit it.
+  out.http.env_token = take_secret_env("SANDBOX_MCP_HTTP_TOKEN");
+  if (values.log_level.empty()) {
+    values.log_level = serve->parsed() && !out.http.listen.empty() ? "info" : "warn";
+  }
+  setup_logging(values.log_level);
+  out.command = cli.get_subcommands().front()->get_name();
+  if (!serve->parsed()) {
+    return std::nullopt;
+  }
+  return apply_serve_values(values, out.config);
+}
+
+} // namespace smcp::app

@@ -1,0 +1,26 @@
+// The sandbox-mcp command line: `serve` with its options (stdio or --http) and the sandbox
+// manager's subcommands. Kept out of main.cpp so that main stays a thin dispatcher.
+#pragma once
+
+#include "mcp-server/app/app.h"
+#include "mcp-server/app/serve_http.h"
+
+#include <cstddef>
+#include <optional>
+#include <string>
+
+namespace smcp::app {
+
+struct CommandLine {
+  std::string command; // the subcommand given ("serve", "new", "ls", ...)
+  AppConfig config;
+  HttpCli http;
+  std::size_t max_message_bytes = 4 * 1024 * 1024;
+};
+
+// Parses argv, takes the HTTP token out of the environment (before any thread or child exists),
+// sets up logging and checks `serve`'s values. Returns the exit code when the program ends here
+// (--help, --version, a usage error), else nullopt with `out` filled in.
+std::optional<int> parse_command_line(int argc, char** argv, CommandLine& out);
+
+} // namespace smcp::app
