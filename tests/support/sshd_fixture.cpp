@@ -1,5 +1,6 @@
 #include "tests/support/sshd_fixture.h"
 
+#include "sandbox/exec/proc_stat.h"
 #include "sandbox/exec/run_process.h"
 #include "ssh/ssh_config.h"
 
@@ -106,18 +107,11 @@ std::map<pid_t, ProcInfo> process_table() {
     if (!end || *end || pid <= 0) {
       continue;
     }
-    std::string stat = read_file("/proc/" + std::string(e->d_name) + "/stat");
-    auto open = stat.find('(');
-    auto close = stat.rfind(')');
-    if (open == std::string::npos || close == std::string::npos) {
-      continue;
-    }
-    ProcInfo info;
-    info.comm = stat.substr(open + 1, close - open - 1);
-    char state = 0;
-    int ppid = 0;
-    if (std::sscanf(stat.c_str() + close + 2, "%c %d", &state, &ppid) == 2 && state != 'Z') {
-      info.ppid = ppid;
+    exec::ProcStat st;
+    if (exec::read_proc_stat(static_cast<pid_t>(pid), st) && st.state != 'Z') {
+      ProcInfo info;
+      info.comm = st.comm;
+      info.ppid = st.ppid;
       out[static_cast<pid_t>(pid)] = info;
     }
   }
