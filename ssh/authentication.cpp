@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <string_view>
 #include <sys/stat.h>
 
 namespace smcp::ssh {
@@ -27,8 +28,10 @@ std::string read_text(const std::string& path, std::size_t max = 1 << 20) {
 
 bool key_is_encrypted(const std::string& path) {
   std::string text = read_text(path, 64 * 1024);
-  static const std::string begin = "-----BEGIN OPENSSH PRIVATE KEY-----";
-  static const std::string end = "-----END OPENSSH PRIVATE KEY-----";
+  // No static std::string: handshake workers are detached threads, and a static's destructor at
+  // exit would race with one still running (TSan reports it).
+  constexpr std::string_view begin = "-----BEGIN OPENSSH PRIVATE KEY-----";
+  constexpr std::string_view end = "-----END OPENSSH PRIVATE KEY-----";
   auto b = text.find(begin);
   if (b != std::string::npos) {
     auto e = text.find(end, b);
