@@ -96,10 +96,11 @@ TEST(HttpTransport, LongToolCallOnOneSessionDoesNotBlockOthers) {
   const std::string slow_session = open_session(port);
   const std::string session = open_session(port);
 
+  // 4 s: long enough that the 16 sessions below finish first even under TSan on a loaded machine.
   std::atomic<bool> slow_done{false};
   Response slow;
   std::thread slow_client([&] {
-    slow = post(port, slow_session, tools_call(10, "sleep 2; echo slept"), {{"Accept", "application/json"}});
+    slow = post(port, slow_session, tools_call(10, "sleep 4; echo slept"), {{"Accept", "application/json"}});
     slow_done = true;
   });
   std::this_thread::sleep_for(200ms);
