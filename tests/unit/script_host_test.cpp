@@ -6,6 +6,7 @@
 #include "sandbox/exec/remote_scripts.h"
 #include "sandbox/exec/run_process.h"
 #include "sandbox/exec/script_host.h"
+#include "tests/support/host_calls.h"
 #include "tests/support/local_shell_executor.h"
 #include "tests/support/processes.h"
 
@@ -23,14 +24,7 @@ namespace {
 using namespace std::chrono_literals;
 using Supervisor = ScriptHostOptions::Supervisor;
 
-struct Capture final : exec::OutputSink {
-  std::mutex m;
-  std::string out, err;
-  void on_output(exec::Stream s, std::string_view d) override {
-    std::lock_guard lock(m);
-    (s == exec::Stream::out ? out : err).append(d);
-  }
-};
+using Capture = smcp::testing::CapturedOutput;
 
 class RemoteScripts : public ::testing::TestWithParam<Supervisor> {
 protected:
