@@ -292,6 +292,9 @@ std::optional<std::string> check_alternatives(const json& schema, const json& va
     if (first) {
       return first;
     }
+    if (it->empty()) {
+      return "'" + path + "' matches none of the alternatives"; // an empty anyOf matches nothing
+    }
   }
   if (auto it = schema.find("oneOf"); it != schema.end()) {
     int matches = 0;
@@ -305,7 +308,10 @@ std::optional<std::string> check_alternatives(const json& schema, const json& va
       }
     }
     if (matches != 1) {
-      return matches == 0 ? *first : "'" + path + "' matches more than one alternative";
+      if (matches > 1) {
+        return "'" + path + "' matches more than one alternative";
+      }
+      return first ? *first : "'" + path + "' matches none of the alternatives"; // an empty oneOf
     }
   }
   return std::nullopt;

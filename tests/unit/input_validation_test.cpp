@@ -106,6 +106,18 @@ TEST(JsonSchemaIntegers, OnlyExactlyRepresentableIntegersAreIntegers) {
   EXPECT_EQ(err({{"x", 1e300}}), "(valid)") << "numbers are not integers: no such bound";
 }
 
+TEST(JsonSchemaAlternatives, EmptyAnyOfOrOneOfMatchesNothing) {
+  // An empty list of alternatives is allowed by no value (and must not crash the validator).
+  for (const char* keyword : {"anyOf", "oneOf"}) {
+    json schema = {{keyword, json::array()}};
+    EXPECT_EQ(validate_json(schema, json(1), "x").value_or("(valid)"), "'x' matches none of the alternatives")
+        << keyword;
+  }
+  json one_of = json::parse(R"({"oneOf":[{"type":"integer"},{"type":"number"}]})");
+  EXPECT_EQ(validate_json(one_of, json(1), "x").value_or("(valid)"), "'x' matches more than one alternative");
+  EXPECT_EQ(validate_json(one_of, json(1.5), "x").value_or("(valid)"), "(valid)");
+}
+
 TEST_F(InputValidation, ProgressTokenMustBeAStringOrAnInteger) {
   for (const json& token : {json::object({{"a", 1}}), json(1.5), json(true), json(nullptr), json::array()}) {
     expect_invalid(record(json::object(), {{"progressToken", token}}), "'_meta.progressToken' must be a string");
