@@ -38,13 +38,9 @@ ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::mil
   }
   SpawnSetup setup(/*new_session=*/false);
   setup.stdin_from_null().dup_to(out.write.get(), 1).dup_to(err.write.get(), 2);
-  std::vector<char*> args;
-  for (const auto& a : argv) {
-    args.push_back(const_cast<char*>(a.c_str()));
-  }
-  args.push_back(nullptr);
+  CStrings args(argv);
   pid_t pid = 0;
-  int rc = setup.spawn(pid, argv[0].c_str(), args.data(), environ, /*search_path=*/true);
+  int rc = setup.spawn(pid, argv[0].c_str(), args.get(), environ, /*search_path=*/true);
   out.write.reset();
   err.write.reset();
   if (rc != 0) {

@@ -2,8 +2,16 @@
 
 #include <csignal>
 #include <fcntl.h>
+#include <utility>
 
 namespace smcp::exec {
+
+CStrings::CStrings(std::vector<std::string> items) : m_items(std::move(items)) {
+  for (auto& s : m_items) {
+    m_ptrs.push_back(s.data());
+  }
+  m_ptrs.push_back(nullptr);
+}
 
 SpawnSetup::SpawnSetup(bool new_session) {
   posix_spawn_file_actions_init(&m_actions);

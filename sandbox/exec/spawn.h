@@ -6,8 +6,22 @@
 #include <spawn.h>
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 namespace smcp::exec {
+
+// argv/envp arrays for execve and posix_spawn, valid while the object lives.
+class CStrings {
+public:
+  explicit CStrings(std::vector<std::string> items);
+  CStrings(const CStrings&) = delete;
+  CStrings& operator=(const CStrings&) = delete;
+  char* const* get() { return m_ptrs.data(); }
+
+private:
+  std::vector<std::string> m_items;
+  std::vector<char*> m_ptrs;
+};
 
 class SpawnSetup {
 public:

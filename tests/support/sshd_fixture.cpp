@@ -2,6 +2,7 @@
 
 #include "sandbox/exec/proc_stat.h"
 #include "sandbox/exec/run_process.h"
+#include "sandbox/exec/spawn.h"
 #include "ssh/ssh_config.h"
 
 #include <arpa/inet.h>
@@ -49,11 +50,7 @@ void keygen(const std::string& path, const std::string& comment) {
 // Starts `argv` with stdout/stderr appended to `out_path`. The child gets SIGKILL when the test
 // process dies, so a crashed test leaves no sshd behind.
 pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path) {
-  std::vector<char*> args;
-  for (const auto& a : argv) {
-    args.push_back(const_cast<char*>(a.c_str()));
-  }
-  args.push_back(nullptr);
+  exec::CStrings args(argv);
   const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
@@ -73,7 +70,7 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path) {
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execvp(args[0], args.data());
+    ::execvp(argv[0].c_str(), args.get());
     ::_exit(127);
   }
   return pid;

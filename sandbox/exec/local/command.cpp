@@ -66,13 +66,6 @@ std::vector<std::pair<std::string, std::string>> joined(std::vector<std::pair<st
 
 } // namespace
 
-CStrings::CStrings(std::vector<std::string> items) : m_items(std::move(items)) {
-  for (auto& s : m_items) {
-    m_ptrs.push_back(s.data());
-  }
-  m_ptrs.push_back(nullptr);
-}
-
 LocalCommand::LocalCommand(const CommandSpec& spec, const std::string& shell,
                            const std::vector<std::pair<std::string, std::string>>& extra_env)
     : program(spec.launcher.empty() ? shell : find_program(spec.launcher.front())), argv(command_argv(spec, shell)),

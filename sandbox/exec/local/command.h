@@ -5,25 +5,13 @@
 
 #include "sandbox/exec/fd.h"
 #include "sandbox/exec/host.h"
+#include "sandbox/exec/spawn.h"
 
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace smcp::exec {
-
-// argv/envp arrays for execve and posix_spawn.
-class CStrings {
-public:
-  explicit CStrings(std::vector<std::string> items);
-  CStrings(const CStrings&) = delete;
-  CStrings& operator=(const CStrings&) = delete;
-  char* const* get() { return m_ptrs.data(); }
-
-private:
-  std::vector<std::string> m_items;
-  std::vector<char*> m_ptrs;
-};
 
 struct LocalCommand {
   LocalCommand(const CommandSpec& spec, const std::string& shell,
