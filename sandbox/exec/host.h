@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <stop_token>
@@ -17,6 +18,8 @@
 #include <vector>
 
 namespace smcp::exec {
+
+class RemoteExecutor;
 
 // A failure the caller can explain to the user; `kind` says what to do about it.
 class HostError : public std::runtime_error {
@@ -156,6 +159,11 @@ public:
 
   // What the host tells about itself (remote_hosts); the default: its name, kind "other", connected.
   virtual HostStatus status() const;
+
+  // Runs programs on this host as they are (RemoteCommand::argv) or shell command lines: what the
+  // sandbox manager drives git, podman and tmux with, and what a container's executor wraps. Null
+  // when the host offers none (the default).
+  virtual std::shared_ptr<RemoteExecutor> executor() { return nullptr; }
 };
 
 std::string signal_name(int signal);                    // "SIGTERM"

@@ -3,6 +3,7 @@
 #include "sandbox/exec/local/file_window.h"
 #include "sandbox/exec/local/foreground.h"
 #include "sandbox/exec/local/jobs.h"
+#include "sandbox/exec/local_executor.h"
 
 namespace smcp::exec {
 
@@ -10,7 +11,8 @@ namespace {
 
 class LocalHost final : public Host {
 public:
-  explicit LocalHost(LocalHostOptions options) : m_options(std::move(options)) {}
+  explicit LocalHost(LocalHostOptions options)
+      : m_options(std::move(options)), m_executor(std::make_shared<LocalExecutor>()) {}
 
   std::string name() const override { return m_options.name; }
   std::string jobs_root() const override { return m_options.jobs_root; }
@@ -37,9 +39,11 @@ public:
   FileWindow read_file(const FileReadRequest& request) override {
     return read_file_window(request, m_options.count_lines_below);
   }
+  std::shared_ptr<RemoteExecutor> executor() override { return m_executor; }
 
 private:
   LocalHostOptions m_options;
+  std::shared_ptr<RemoteExecutor> m_executor;
 };
 
 } // namespace

@@ -14,11 +14,12 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace smcp::exec {
 
 struct RemoteCommand {
-  std::string exec;  // the exec request: run by the remote user's login shell
+  std::string exec; // the exec request: run by the remote user's login shell
   std::string input; // written to the command's stdin, then EOF
   std::string what;  // for error messages, e.g. "remote_bash `make -j8`"
   // The command may be run again when the connection drops before it ends (reads, probes, kills).
@@ -27,6 +28,9 @@ struct RemoteCommand {
   // Streaming output, called on the executor's thread. When empty, output is collected into
   // RemoteResult::out / err instead.
   std::function<void(exec::Stream, std::string_view)> on_output;
+  // Or a program and its arguments, run as they are: locally with execvp (no shell), over SSH as
+  // the words quoted one by one (the protocol carries one string). Takes precedence over `exec`.
+  std::vector<std::string> argv;
 };
 
 struct RemoteResult {

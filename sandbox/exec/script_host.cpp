@@ -123,9 +123,9 @@ public:
   void remove_job(const JobRef& job) override;
   FileWindow read_file(const FileReadRequest& request) override;
   HostStatus status() const override;
+  std::shared_ptr<RemoteExecutor> executor() override { return m_executor; }
 
 private:
-  const std::shared_ptr<RemoteExecutor>& executor() const { return m_executor; }
   HostFacts facts();
   std::string command_shell(const HostFacts& f) const { return f.bash.empty() ? "/bin/sh" : f.bash; }
   std::string perl(const HostFacts& f) const;

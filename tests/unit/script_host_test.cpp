@@ -1,5 +1,5 @@
 // ScriptHost (the remote half of an SSH host), run with a local /bin/sh instead of sshd
-// (LocalShellExecutor): foreground runs, timeouts that end whole process trees, durable jobs,
+// (exec::LocalExecutor): foreground runs, timeouts that end whole process trees, durable jobs,
 // kills, and file windows that must match LocalHost's read_file_window line for line. Each test
 // runs with the perl supervisor and with the POSIX sh fallback.
 #include "sandbox/exec/local_host.h"
@@ -7,7 +7,7 @@
 #include "sandbox/exec/run_process.h"
 #include "sandbox/exec/script_host.h"
 #include "tests/support/host_calls.h"
-#include "tests/support/local_shell_executor.h"
+#include "sandbox/exec/local_executor.h"
 #include "tests/support/processes.h"
 
 #include <gtest/gtest.h>
@@ -41,7 +41,7 @@ protected:
     o.kill_grace = 500ms;
     o.jobs_root = (dir / "jobs").string();
     o.count_lines_below = 4096; // small, so tail windows of bigger files use negative numbers
-    executor = std::make_shared<testing::LocalShellExecutor>();
+    executor = std::make_shared<exec::LocalExecutor>();
     host = make_script_host(o, executor);
   }
   void TearDown() override {
@@ -75,7 +75,7 @@ protected:
 
   static inline int counter = 0;
   std::filesystem::path dir;
-  std::shared_ptr<testing::LocalShellExecutor> executor;
+  std::shared_ptr<exec::LocalExecutor> executor;
   std::shared_ptr<exec::Host> host;
 };
 
@@ -369,7 +369,7 @@ TEST_P(RemoteScripts, SkipCommandBashrcRunsTheCommandAtShellLevelTwo) {
   o.name = "fake";
   o.supervisor = GetParam();
   o.skip_command_bashrc = true;
-  auto skipping = make_script_host(o, std::make_shared<testing::LocalShellExecutor>());
+  auto skipping = make_script_host(o, std::make_shared<exec::LocalExecutor>());
   exec::CommandSpec spec;
   spec.command = "echo $SHLVL";
   spec.timeout = 10s;
@@ -426,7 +426,7 @@ protected:
     ScriptHostOptions o;
     o.name = "fake";
     o.count_lines_below = k_count_below;
-    host = make_script_host(o, std::make_shared<testing::LocalShellExecutor>());
+    host = make_script_host(o, std::make_shared<exec::LocalExecutor>());
   }
   void TearDown() override {
     std::error_code ec;

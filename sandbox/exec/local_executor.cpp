@@ -1,4 +1,4 @@
-#include "tests/support/local_shell_executor.h"
+#include "sandbox/exec/local_executor.h"
 
 #include "sandbox/exec/event_loop.h"
 #include "sandbox/exec/fd.h"
@@ -19,13 +19,13 @@
 
 extern char** environ;
 
-namespace smcp::testing {
+namespace smcp::exec {
 
 namespace {
 
-class ShellCall final : public exec::RemoteCall, public std::enable_shared_from_this<ShellCall> {
+class LocalCall final : public exec::RemoteCall, public std::enable_shared_from_this<LocalCall> {
 public:
-  explicit ShellCall(exec::RemoteCommand command) : m_command(std::move(command)) {}
+  explicit LocalCall(exec::RemoteCommand command) : m_command(std::move(command)) {}
 
   void launch() {
     exec::Pipe in, out, err;
@@ -35,17 +35,19 @@ public:
     }
     exec::SpawnSetup setup(/*new_session=*/true);
     setup.dup_to(in.read.get(), 0).dup_to(out.write.get(), 1).dup_to(err.write.get(), 2);
-    std::string exec = m_command.exec;
-    char sh[] = "/bin/sh";
-    char dash_c[] = "-c";
-    char* argv[] = {sh, dash_c, exec.data(), nullptr};
+    const bool direct = !m_command.argv.empty();
+    exec::CStrings argv(direct ? m_command.argv : std::vector<std::string>{"/bin/sh", "-c", m_command.exec});
     pid_t pid = 0;
-    int rc = setup.spawn(pid, "/bin/sh", argv, environ);
+    int rc = setup.spawn(pid, argv.get()[0], argv.get(), environ, /*search_path=*/direct);
     in.read.reset();
     out.write.reset();
     err.write.reset();
     if (rc != 0) {
-      finish_error(std::string("posix_spawn: ") + std::strerror(rc));
+      if (direct && rc == ENOENT) {
+        finish_error(m_command.argv[0] + ": command not found", HostError::Kind::not_found);
+      } else {
+        finish_error(std::string("posix_spawn: ") + std::strerror(rc));
+      }
       return;
     }
     std::thread([self = shared_from_this(), pid, in = std::move(in.write), out = std::move(out.read),
@@ -72,9 +74,9 @@ public:
   }
 
 private:
-  void finish_error(const std::string& message) {
+  void finish_error(const std::string& message, HostError::Kind kind = HostError::Kind::io) {
     std::lock_guard lock(m_mutex);
-    m_error = exec::HostError(exec::HostError::Kind::io, message);
+    m_error = exec::HostError(kind, message);
     m_done = true;
     m_cv.notify_all();
   }
@@ -172,11 +174,11 @@ private:
 
 } // namespace
 
-std::shared_ptr<exec::RemoteCall> LocalShellExecutor::start(exec::RemoteCommand command) {
+std::shared_ptr<exec::RemoteCall> LocalExecutor::start(exec::RemoteCommand command) {
   ++m_calls;
-  auto call = std::make_shared<ShellCall>(std::move(command));
+  auto call = std::make_shared<LocalCall>(std::move(command));
   call->launch();
   return call;
 }
 
-} // namespace smcp::testing
+} // namespace smcp::exec

@@ -1,0 +1,77 @@
+// The command lines of the container backend, for podman and docker, as argv vectors: nothing here
+// runs anything, so every line is unit-tested (tests/unit/container_runtime_test.cpp) and the
+// backend (container_backend.cpp) only decides which to run, through a host's executor.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace smcp::sandbox {
+
+enum class Runtime { podman, docker };
+const char* runtime_name(Runtime runtime);
+
+struct Mount {
+  std::string source; // on the sandbox's host
+  std::string target; // in the container
+  bool read_only = false;
+};
+
+// How containers are made, from the config file and the call (see docs/sandboxes.md).
+struct ContainerOptions {
+  std::string runtime = "auto"; // podman | docker | auto (podman when installed, else docker)
+  std::string image = "localhost/sandbox-mcp:latest";
+  std::string user_home = "/home/agent"; // the image user's home: where the seed's files are mounted
+  int user_uid = 1000;                   // the image user's ids (podman maps the worktree's owner to them)
+  int user_gid = 1000;
+  std::vector<Mount> mounts;          // extra mounts (each only when its source exists)
+  std::string cpus;                   // --cpus (e.g. "2"); empty: no limit
+  std::string memory;                 // --memory (e.g. "4g"); empty: no limit
+  long pids = 0;                      // --pids-limit; 0: the runtime's default
+  std::vector<std::string> env_allow; // names passed from the server's environment when set there
+  std::vector<std::string> run_args;  // added to `run` as they are (e.g. "--runtime", "runc")
+};
+
+// What `run` is given for one sandbox.
+struct RunSpec {
+  std::string container; // the container's name
+  std::string sandbox;   // the sandbox's name (hostname, label)
+  std::string repo_base;
+  std::string work_dir;   // mounted at /workspace
+  std::string git_common; // the repository's git directory, mounted at the same path (git works inside)
+  std::vector<Mount> mounts; // seed and extra mounts whose source exists
+  bool ccr = false;
+  bool has_env_file = false; // environment comes on stdin (--env-file /dev/stdin): values never on argv
+  // podman, rootful, the worktree owned by another uid than the image user's: map the owner's
+  // ids to the image user's and everything else far away from the host's real users.
+  bool map_owner = false;
+  int owner_uid = 0;
+  int owner_gid = 0;
+  bool keep_id = false; // rootless podman: --userns=keep-id (the owner is the image user)
+};
+
+constexpr const char* k_tmux_session = "main";
+constexpr const char* k_workspace = "/workspace";
+constexpr const char* k_label = "sandbox-mcp.sandbox"; // label holding the sandbox's name
+
+std::vector<std::string> version_argv(Runtime r);
+std::vector<std::string> image_exists_argv(Runtime r, const std::string& image);
+std::vector<std::string> rootless_argv(Runtime r); // prints true/false (podman only)
+std::vector<std::string> container_run_argv(Runtime r, const ContainerOptions& o, const RunSpec& spec);
+// `exec -i C argv...`: stdin passed through, no tty.
+std::vector<std::string> exec_argv(Runtime r, const std::string& container, const std::vector<std::string>& argv);
+// What a human runs to attach (a tty).
+std::vector<std::string> attach_argv(Runtime r, const std::string& container);
+std::vector<std::string> tmux_new_argv(Runtime r, const std::string& container);
+std::vector<std::string> tmux_send_argv(Runtime r, const std::string& container, const std::vector<std::string>& keys,
+                                        bool literal);
+std::vector<std::string> tmux_capture_argv(Runtime r, const std::string& container);
+// Every container of ours: "NAME STATE" lines.
+std::vector<std::string> list_argv(Runtime r);
+std::vector<std::string> remove_argv(Runtime r, const std::string& container);
+std::vector<std::string> remove_image_argv(Runtime r, const std::vector<std::string>& images);
+
+// "smcp-<8 hex of repo_base>-<name>": sandboxes of two repositories never share a container name.
+std::string container_name(const std::string& repo_base, const std::string& sandbox);
+
+} // namespace smcp::sandbox

@@ -1,0 +1,24 @@
+// A RemoteExecutor on this machine: runs an exec string with /bin/sh the way sshd runs it with the
+// user's login shell, or a command's argv directly (execvp, never through a shell): in a new
+// session, stdin fed with the command's input and then closed, stdout and stderr kept apart, exit
+// status or signal reported. It is LocalHost's executor (what the sandbox manager drives git,
+// podman and tmux with on `local`), and lets ScriptHost's remote scripts be tested without an SSH
+// server. cancel() closes the pipes (like closing a channel): the process is not signalled.
+#pragma once
+
+#include "sandbox/exec/remote_executor.h"
+
+#include <atomic>
+
+namespace smcp::exec {
+
+class LocalExecutor final : public RemoteExecutor {
+public:
+  std::shared_ptr<RemoteCall> start(RemoteCommand command) override;
+  int calls() const { return m_calls; }
+
+private:
+  std::atomic<int> m_calls{0};
+};
+
+} // namespace smcp::exec

@@ -1,0 +1,61 @@
+#include "sandbox/host_commands.h"
+
+#include "sandbox/exec/quote.h"
+
+namespace smcp::sandbox {
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) {
+    return {};
+  }
+  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
+std::string CommandOutcome::message() const {
+  std::string m = trim(err.empty() ? out : err);
+  if (m.size() > 600) {
+    m = m.substr(0, 600) + "...";
+  }
+  if (m.empty()) {
+    m = status < 0 ? "ended by a signal" : "exit status " + std::to_string(status);
+  }
+  return m;
+}
+
+CommandOutcome run_argv(exec::RemoteExecutor& x, const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                        const std::string& input) {
+  exec::RemoteCommand c;
+  c.argv = argv;
+  c.input = input;
+  c.what = "`" + display_command(argv) + "`";
+  CommandOutcome o;
+  try {
+    exec::RemoteResult r = x.run(std::move(c), timeout);
+    o.status = r.exit_status ? *r.exit_status : -1;
+    o.out = std::move(r.out);
+    o.err = std::move(r.err);
+  } catch (const exec::HostError& e) {
+    if (e.kind() != exec::HostError::Kind::not_found) {
+      throw;
+    }
+    o.status = 127;
+    o.err = e.what();
+  }
+  return o;
+}
+
+std::string display_command(const std::vector<std::string>& argv) {
+  std::string s;
+  for (const auto& word : argv) {
+    bool plain = !word.empty();
+    for (char c : word) {
+      plain = plain && (std::isalnum(static_cast<unsigned char>(c)) || std::string_view("-_./:=@,%+").find(c) !=
+                                                                          std::string_view::npos);
+    }
+    s += (s.empty() ? "" : " ") + (plain ? word : exec::sh_quote(word));
+  }
+  return s;
+}
+
+} // namespace smcp::sandbox

@@ -1,0 +1,30 @@
+// Running one program on a sandbox's host through its executor, with its outcome made plain.
+#pragma once
+
+#include "sandbox/exec/remote_executor.h"
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace smcp::sandbox {
+
+struct CommandOutcome {
+  int status = -1; // exit status; -1 when a signal ended it; 127 when the program is not installed
+  std::string out;
+  std::string err;
+  bool ok() const { return status == 0; }
+  // stderr (else stdout), trimmed and cut to a few hundred bytes, for messages.
+  std::string message() const;
+};
+
+// Runs `argv` (never through a local shell); throws exec::HostError when the host cannot be
+// reached or the call timed out. A program that is not installed gives status 127.
+CommandOutcome run_argv(exec::RemoteExecutor& x, const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                        const std::string& input = {});
+
+std::string trim(const std::string& s);
+// The argv as a human would type it (each word shell-quoted when needed), for messages and attach.
+std::string display_command(const std::vector<std::string>& argv);
+
+} // namespace smcp::sandbox

@@ -1,0 +1,269 @@
+#include "sandbox/manager.h"
+
+#include "sandbox/container/container_executor.h"
+#include "sandbox/exec/script_host.h"
+#include "sandbox/host_commands.h"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace smcp::sandbox {
+
+namespace {
+
+using Kind = SandboxError::Kind;
+constexpr std::chrono::milliseconds k_quick{60000};
+
+[[noreturn]] void failed(const std::string& message) {
+  throw SandboxError(Kind::failed, message);
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!trim(line).empty()) {
+      lines.push_back(trim(line));
+    }
+  }
+  return lines;
+}
+
+bool mentions(const std::string& text, const char* what) {
+  std::string lower = text;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  return lower.find(what) != std::string::npos;
+}
+
+Runtime parse_runtime(const std::string& name) {
+  return name == "docker" ? Runtime::docker : Runtime::podman;
+}
+
+} // namespace
+
+std::string sandbox_of_host(const std::string& host_name) {
+  const std::string prefix = SandboxManager::k_host_prefix;
+  return host_name.rfind(prefix, 0) == 0 ? host_name.substr(prefix.size()) : host_name;
+}
+
+SandboxManager::SandboxManager(ManagerOptions options, HostLookup hosts)
+    : m_options(std::move(options)), m_hosts(std::move(hosts)) {}
+
+SandboxManager::~SandboxManager() = default;
+
+SandboxRegistry& SandboxManager::registry() {
+  std::lock_guard lock(m_mutex);
+  if (!m_registry) {
+    if (m_options.repo_base.empty()) {
+      throw SandboxError(Kind::invalid, "no repository base: pass --repo_base PATH (or set repo_base in the config)");
+    }
+    m_registry = SandboxRegistry::open(m_options.repo_base + "/.sandbox_db.sqlite");
+  }
+  return *m_registry;
+}
+
+std::shared_ptr<exec::RemoteExecutor> SandboxManager::executor_of(const std::string& host) {
+  std::shared_ptr<exec::Host> h;
+  try {
+    h = m_hosts(host);
+  } catch (const std::out_of_range& e) {
+    throw SandboxError(Kind::invalid, e.what());
+  }
+  auto x = h ? h->executor() : nullptr;
+  if (!x) {
+    throw SandboxError(Kind::invalid, "host '" + host + "' cannot hold sandboxes (it runs no programs for them)");
+  }
+  return x;
+}
+
+SandboxManager::HostRuntime SandboxManager::runtime_on(const std::string& host, exec::RemoteExecutor& x) {
+  {
+    std::lock_guard lock(m_mutex);
+    if (auto it = m_runtimes.find(host); it != m_runtimes.end()) {
+      return it->second;
+    }
+  }
+  HostRuntime rt;
+  const std::string& wanted = m_options.container.runtime;
+  if (wanted == "podman" || wanted == "docker") {
+    rt.runtime = parse_runtime(wanted);
+    if (run_argv(x, version_argv(rt.runtime), k_quick).status == 127) {
+      throw SandboxError(Kind::missing, wanted + " is not installed on " + host + " (the config asks for it): " +
+                                            (wanted == "podman" ? "apt-get install podman" : "apt-get install docker.io"));
+    }
+  } else if (run_argv(x, version_argv(Runtime::podman), k_quick).ok()) {
+    rt.runtime = Runtime::podman;
+  } else if (run_argv(x, version_argv(Runtime::docker), k_quick).ok()) {
+    rt.runtime = Runtime::docker;
+  } else {
+    throw SandboxError(Kind::missing, "neither podman nor docker works on " + host +
+                                          ": install podman (Debian: `apt-get install podman runc`) or docker "
+                                          "(`apt-get install docker.io`)");
+  }
+  if (rt.runtime == Runtime::podman) {
+    rt.rootless = trim(run_argv(x, rootless_argv(rt.runtime), k_quick).out) == "true";
+  }
+  std::lock_guard lock(m_mutex);
+  m_runtimes[host] = rt;
+  return rt;
+}
+
+std::string SandboxManager::repo_for(const NewRequest& request) const {
+  if (!request.repo_base.empty()) {
+    return request.repo_base;
+  }
+  if (request.host == "local") {
+    return m_options.repo_base;
+  }
+  if (auto it = m_options.host_repo_base.find(request.host); it != m_options.host_repo_base.end()) {
+    return it->second;
+  }
+  throw SandboxError(Kind::invalid, "no repository on " + request.host + ": pass repo_base (a git repository on " +
+                                        request.host + ") or set \"repo_base\" for that host in the config file");
+}
+
+std::string SandboxManager::attach_command(const SandboxRow& row) const {
+  std::string cmd = display_command(attach_argv_of(row));
+  return cmd;
+}
+
+std::vector<std::string> SandboxManager::attach_argv(const std::string& name) {
+  auto row = registry().get(sandbox_of_host(name));
+  if (!row) {
+    throw SandboxError(Kind::not_found, "no sandbox named '" + name + "'");
+  }
+  return attach_argv_of(*row);
+}
+
+std::vector<std::string> SandboxManager::attach_argv_of(const SandboxRow& row) {
+  std::vector<std::string> argv = sandbox::attach_argv(parse_runtime(row.runtime), row.container_id);
+  if (row.host != "local") {
+    argv.insert(argv.begin(), {"ssh", "-t", row.host});
+  }
+  return argv;
+}
+
+std::shared_ptr<exec::Host> SandboxManager::host(const std::string& host_name) {
+  const std::string name = sandbox_of_host(host_name);
+  {
+    std::lock_guard lock(m_mutex);
+    if (auto it = m_sandbox_hosts.find(name); it != m_sandbox_hosts.end()) {
+      return it->second;
+    }
+  }
+  auto row = registry().get(name);
+  if (!row || row->container_id.empty()) {
+    return nullptr;
+  }
+  exec::ScriptHostOptions o;
+  o.name = k_host_prefix + name;
+  o.kill_grace = m_options.kill_grace;
+  auto executor =
+      std::make_shared<ContainerExecutor>(executor_of(row->host), parse_runtime(row->runtime), row->container_id, row->host);
+  auto h = exec::make_script_host(std::move(o), std::move(executor));
+  std::lock_guard lock(m_mutex);
+  return m_sandbox_hosts.emplace(name, h).first->second;
+}
+
+std::vector<SandboxInfo> SandboxManager::list() {
+  std::vector<SandboxRow> rows = registry().list();
+  // One listing per host: every container of ours with its state.
+  std::map<std::string, std::map<std::string, std::string>> states;
+  std::map<std::string, std::string> host_errors;
+  for (const auto& row : rows) {
+    if (states.count(row.host) || host_errors.count(row.host) || row.runtime.empty()) {
+      continue;
+    }
+    try {
+      auto x = executor_of(row.host);
+      CommandOutcome o = run_argv(*x, list_argv(parse_runtime(row.runtime)), k_quick);
+      if (!o.ok()) {
+        host_errors[row.host] = row.runtime + " ps failed on " + row.host + ": " + o.message();
+        continue;
+      }
+      auto& m = states[row.host];
+      for (const auto& line : lines_of(o.out)) {
+        auto space = line.find(' ');
+        if (space != std::string::npos) {
+          m[line.substr(0, space)] = mentions(line.substr(space + 1), "up") ? "running" : line.substr(space + 1);
+        }
+      }
+    } catch (const std::exception& e) {
+      host_errors[row.host] = e.what();
+    }
+  }
+  std::vector<SandboxInfo> out;
+  for (const auto& row : rows) {
+    SandboxInfo info;
+    info.row = row;
+    info.attach_command = row.runtime.empty() ? "" : attach_command(row);
+    if (row.phase != "ready") {
+      info.state = row.phase;
+      info.note = row.phase == "creating" ? "half-made (new did not finish): sandbox_rm cleans it up" : "";
+    } else if (auto err = host_errors.find(row.host); err != host_errors.end()) {
+      info.state = "unknown";
+      info.note = err->second;
+    } else {
+      const auto& m = states[row.host];
+      auto it = m.find(row.container_id);
+      info.state = it == m.end() ? "missing" : it->second;
+      if (info.state == "missing") {
+        info.note = "its container is gone; sandbox_rm removes the worktree and the row";
+      }
+    }
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+AttachResult SandboxManager::attach(const std::string& name, const std::string& keys,
+                                    const std::vector<std::string>& special, std::chrono::milliseconds settle) {
+  auto row = registry().get(sandbox_of_host(name));
+  if (!row) {
+    throw SandboxError(Kind::not_found, "no sandbox named '" + name + "' (see sandbox_ls)");
+  }
+  auto x = executor_of(row->host);
+  const Runtime rt = parse_runtime(row->runtime);
+  auto send = [&](const std::vector<std::string>& words, bool literal) {
+    CommandOutcome o = run_argv(*x, tmux_send_argv(rt, row->container_id, words, literal), k_quick);
+    if (!o.ok()) {
+      failed("cannot type into sandbox " + row->name + "'s tmux: " + o.message());
+    }
+  };
+  if (!keys.empty()) {
+    std::size_t start = 0;
+    while (start <= keys.size()) {
+      std::size_t nl = keys.find('\n', start);
+      std::string part = keys.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+      if (!part.empty()) {
+        send({part}, true);
+      }
+      if (nl == std::string::npos) {
+        break;
+      }
+      send({"Enter"}, false);
+      start = nl + 1;
+    }
+  }
+  if (!special.empty()) {
+    send(special, false);
+  }
+  if ((!keys.empty() || !special.empty()) && settle.count() > 0) {
+    std::this_thread::sleep_for(settle);
+  }
+  CommandOutcome o = run_argv(*x, tmux_capture_argv(rt, row->container_id), k_quick);
+  if (!o.ok()) {
+    failed("cannot read sandbox " + row->name + "'s tmux pane: " + o.message() +
+           (mentions(o.message(), "no such container") ? " (the container is gone: sandbox_rm cleans up)" : ""));
+  }
+  // The pane's trailing blank lines say nothing.
+  std::string pane = o.out;
+  while (!pane.empty() && (pane.back() == '\n' || pane.back() == ' ')) {
+    pane.pop_back();
+  }
+  return {row->name, attach_command(*row), pane + "\n"};
+}
+
+} // namespace smcp::sandbox

@@ -1,0 +1,113 @@
+// The sandbox manager: new / ls / rm / attach / reset over the registry and the container backend,
+// on any host the server reaches. It drives git, podman|docker and tmux only through a host's
+// executor (exec::Host::executor()), so a sandbox on an SSH host is the same code; and each sandbox
+// is itself a Host (a ScriptHost over a ContainerExecutor) named "sandbox:NAME", so every tool works
+// inside it. `new` is a transaction: worktree -> container -> tmux -> row, undone on failure.
+#pragma once
+
+#include "sandbox/container/runtime.h"
+#include "sandbox/exec/host.h"
+#include "sandbox/registry.h"
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace smcp::sandbox {
+
+struct ManagerOptions {
+  std::string repo_base; // on this machine: the registry lives here; local sandboxes' repository
+  std::map<std::string, std::string> host_repo_base; // per SSH host: the repository there
+  ContainerOptions container;
+  std::string worktrees_dir = ".sandboxes"; // under the repository
+  std::chrono::milliseconds step_timeout{300000};
+  std::chrono::milliseconds kill_grace{3000}; // for the sandbox hosts' jobs
+};
+
+struct NewRequest {
+  std::string name; // empty: cnt_N
+  std::string branch = "main";
+  bool ccr = false;
+  bool slurm = false;
+  std::string host = "local";
+  std::string image;     // empty: the configured one
+  std::string repo_base; // empty: the host's configured repository
+  std::function<void(const std::string&)> progress;
+};
+
+struct SandboxInfo {
+  SandboxRow row;
+  std::string state; // running | exited | created | ... | missing | creating (half-made)
+  std::string attach_command;
+  std::string note;
+};
+
+struct RemoveResult {
+  std::string name;
+  bool removed = false;
+  std::vector<std::string> notes; // what was already gone, what could not be removed
+};
+
+struct AttachResult {
+  std::string name;
+  std::string attach_command;
+  std::string pane;
+};
+
+class SandboxManager {
+public:
+  using HostLookup = std::function<std::shared_ptr<exec::Host>(const std::string& name)>;
+  static constexpr const char* k_host_prefix = "sandbox:";
+
+  SandboxManager(ManagerOptions options, HostLookup hosts);
+  ~SandboxManager();
+
+  SandboxInfo create(const NewRequest& request);
+  std::vector<SandboxInfo> list();
+  RemoveResult remove(const std::string& name);
+  // `keys` typed literally into the pane (a "\n" presses Enter), `special` sent as tmux key names
+  // (C-c, Up, ...), then the pane is captured after `settle`.
+  AttachResult attach(const std::string& name, const std::string& keys, const std::vector<std::string>& special,
+                      std::chrono::milliseconds settle);
+  // The argv a human runs on this machine to attach (ssh -t HOST ... for a sandbox on an SSH host).
+  std::vector<std::string> attach_argv(const std::string& name);
+  // Removes every sandbox on `local` that is not a Slurm job, the worktrees directory and the
+  // sandbox images; returns one line per thing done.
+  std::vector<std::string> reset(const std::vector<std::string>& images);
+
+  // The sandbox as a Host ("sandbox:NAME" or NAME); null when no such sandbox is registered.
+  std::shared_ptr<exec::Host> host(const std::string& name);
+  SandboxRegistry& registry();
+  const ManagerOptions& options() const { return m_options; }
+
+private:
+  struct HostRuntime {
+    Runtime runtime = Runtime::podman;
+    bool rootless = false;
+  };
+  std::shared_ptr<exec::RemoteExecutor> executor_of(const std::string& host);
+  HostRuntime runtime_on(const std::string& host, exec::RemoteExecutor& x);
+  std::string repo_for(const NewRequest& request) const;
+  std::string attach_command(const SandboxRow& row) const;
+  static std::vector<std::string> attach_argv_of(const SandboxRow& row);
+  // The steps of create() after the row is reserved; `undo` collects how to take each back.
+  void build(SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x, const HostRuntime& rt,
+             const std::string& git_common, std::vector<std::function<void()>>& undo, std::string& note);
+  std::vector<Mount> existing_mounts(exec::RemoteExecutor& x);
+
+  ManagerOptions m_options;
+  HostLookup m_hosts;
+  std::mutex m_mutex;
+  std::unique_ptr<SandboxRegistry> m_registry;
+  std::map<std::string, HostRuntime> m_runtimes;
+  std::map<std::string, std::shared_ptr<exec::Host>> m_sandbox_hosts;
+};
+
+// "sandbox:NAME" -> "NAME"; other names unchanged.
+std::string sandbox_of_host(const std::string& host_name);
+
+} // namespace smcp::sandbox

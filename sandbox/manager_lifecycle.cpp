@@ -1,0 +1,328 @@
+// SandboxManager's lifecycles: create (a transaction: worktree -> container -> tmux -> row, each
+// step undone when a later one fails), remove (each step tolerates "already gone") and reset.
+#include "sandbox/host_commands.h"
+#include "sandbox/manager.h"
+
+#include <cstdlib>
+#include <sstream>
+
+namespace smcp::sandbox {
+
+namespace {
+
+using Kind = SandboxError::Kind;
+constexpr std::chrono::milliseconds k_quick{60000};
+
+[[noreturn]] void failed(const std::string& message) {
+  throw SandboxError(Kind::failed, message);
+}
+
+bool mentions(const std::string& text, const char* what) {
+  std::string lower = text;
+  for (auto& c : lower) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return lower.find(what) != std::string::npos;
+}
+
+Runtime parse_runtime(const std::string& name) {
+  return name == "docker" ? Runtime::docker : Runtime::podman;
+}
+
+// Appends `line` to a git exclude file unless it is there (a fixed program; the values are
+// positional parameters, never part of the program text).
+std::vector<std::string> exclude_argv(const std::string& file, const std::string& line) {
+  return {"sh", "-c", "mkdir -p \"$(dirname \"$2\")\" && { grep -qxF \"$1\" \"$2\" 2>/dev/null || printf '%s\\n' \"$1\" >> \"$2\"; }",
+          "sh", line, file};
+}
+
+} // namespace
+
+std::vector<Mount> SandboxManager::existing_mounts(exec::RemoteExecutor& x) {
+  const auto& o = m_options.container;
+  std::string home = trim(run_argv(x, {"printenv", "HOME"}, k_quick).out);
+  std::vector<Mount> wanted;
+  if (!home.empty()) {
+    wanted = {
+        {home + "/.claude-code-router/config.json", o.user_home + "/.claude-code-router/config.json", true},
+        {home + "/.config/gh", o.user_home + "/.config/gh", false},
+        {home + "/.git-credentials", o.user_home + "/.git-credentials", true},
+        {home + "/.gitconfig", o.user_home + "/.gitconfig", true},
+    };
+  }
+  for (auto m : o.mounts) {
+    if (m.source.rfind("~/", 0) == 0 && !home.empty()) {
+      m.source = home + m.source.substr(1);
+    }
+    wanted.push_back(m);
+  }
+  if (wanted.empty()) {
+    return {};
+  }
+  std::vector<std::string> argv = {"ls", "-d", "--"};
+  for (const auto& m : wanted) {
+    argv.push_back(m.source);
+  }
+  CommandOutcome listed = run_argv(x, argv, k_quick); // lists the ones that exist (exit 2 when some do not)
+  std::istringstream in(listed.out);
+  std::vector<std::string> present;
+  for (std::string line; std::getline(in, line);) {
+    present.push_back(line);
+  }
+  std::vector<Mount> out;
+  for (const auto& m : wanted) {
+    if (std::find(present.begin(), present.end(), m.source) != present.end()) {
+      out.push_back(m);
+    }
+  }
+  return out;
+}
+
+SandboxInfo SandboxManager::create(const NewRequest& request_in) {
+  NewRequest request = request_in;
+  if (request.host.empty()) {
+    request.host = "local";
+  }
+  if (!request.name.empty()) {
+    check_name(request.name);
+  }
+  if (request.branch.empty()) {
+    request.branch = "main";
+  }
+  check_branch(request.branch);
+  if (request.slurm) {
+    throw SandboxError(Kind::missing, "Slurm backend not built yet: sandboxes on Slurm compute nodes (-s / slurm: "
+                                      "true) come in a later version; create a container sandbox without it");
+  }
+  if (request.host.rfind(k_host_prefix, 0) == 0) {
+    throw SandboxError(Kind::invalid, "a sandbox cannot be made inside another sandbox (host '" + request.host + "')");
+  }
+  auto say = [&](const std::string& what) {
+    if (request.progress) {
+      request.progress(what);
+    }
+  };
+  const std::string repo = repo_for(request);
+  auto x = executor_of(request.host);
+  say("checking podman/docker on " + request.host);
+  const HostRuntime rt = runtime_on(request.host, *x);
+  const std::string image = request.image.empty() ? m_options.container.image : request.image;
+  if (!run_argv(*x, image_exists_argv(rt.runtime, image), k_quick).ok()) {
+    throw SandboxError(Kind::missing, "image " + image + " is not on " + request.host +
+                                          ": build it with `sandbox-mcp image build`" +
+                                          (request.host == "local" ? "" : " on " + request.host) +
+                                          " (or name another image with `image`)");
+  }
+  CommandOutcome git = run_argv(
+      *x, {"git", "-C", repo, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir"}, k_quick);
+  if (git.status == 127) {
+    throw SandboxError(Kind::missing, "git is not installed on " + request.host + " (apt-get install git)");
+  }
+  std::istringstream lines(git.out);
+  std::string top, common;
+  std::getline(lines, top);
+  std::getline(lines, common);
+  if (!git.ok() || top.empty() || common.empty()) {
+    throw SandboxError(Kind::invalid, repo + " on " + request.host + " is not a git repository (" + git.message() +
+                                          "); pass --repo_base / repo_base naming one");
+  }
+
+  SandboxRow row;
+  row.name = request.name;
+  row.branch = request.branch;
+  row.ccr_mode = request.ccr;
+  row.host = request.host;
+  row.runtime = runtime_name(rt.runtime);
+  row.image = image;
+  row.repo_base = top;
+  row = registry().reserve(row); // the name is ours from here on
+  say("sandbox " + row.name + ": making the worktree");
+  std::vector<std::function<void()>> undo;
+  std::string note;
+  try {
+    build(row, request, *x, rt, common, undo, note);
+  } catch (...) {
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+      try {
+        (*it)();
+      } catch (...) { // best effort: the original error is what the caller needs
+      }
+    }
+    registry().remove(row.name);
+    throw;
+  }
+  SandboxInfo info;
+  info.row = *registry().get(row.name);
+  info.state = "running";
+  info.attach_command = attach_command(info.row);
+  info.note = note;
+  return info;
+}
+
+// Long because it is the transaction's steps in order, each registering its undo right after it.
+void SandboxManager::build(SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x, const HostRuntime& rt,
+                           const std::string& git_common, std::vector<std::function<void()>>& undo, std::string& note) {
+  const std::string& top = row.repo_base;
+  const std::string dir = top + "/" + m_options.worktrees_dir + "/" + row.name;
+  row.work_dir = dir;
+  registry().update(row);
+  run_argv(x, exclude_argv(git_common + "/info/exclude", "/" + m_options.worktrees_dir + "/"), k_quick);
+  run_argv(x, exclude_argv(git_common + "/info/exclude", "/.sandbox_db.sqlite*"), k_quick);
+  const bool branch_exists =
+      run_argv(x, {"git", "-C", top, "rev-parse", "--verify", "--quiet", "refs/heads/" + row.branch}, k_quick).ok();
+  CommandOutcome wt;
+  if (branch_exists) {
+    wt = run_argv(x, {"git", "-C", top, "worktree", "add", dir, row.branch}, m_options.step_timeout);
+    if (!wt.ok() && (mentions(wt.message(), "already checked out") || mentions(wt.message(), "already used by"))) {
+      // The default branch is usually checked out in the repository itself: share it, and say so.
+      wt = run_argv(x, {"git", "-C", top, "worktree", "add", "--force", dir, row.branch}, m_options.step_timeout);
+      note = "branch " + row.branch + " is also checked out elsewhere (" + top +
+             "); commits made in one move the other's branch too. Use -b / branch for a branch of its own.";
+    }
+  } else {
+    wt = run_argv(x, {"git", "-C", top, "worktree", "add", "-b", row.branch, dir, "HEAD"}, m_options.step_timeout);
+  }
+  if (!wt.ok()) {
+    failed("git worktree add failed in " + top + ": " + wt.message());
+  }
+  undo.push_back([this, &x, top, dir, branch = row.branch, branch_exists] {
+    run_argv(x, {"git", "-C", top, "worktree", "remove", "--force", dir}, k_quick);
+    if (!branch_exists) {
+      run_argv(x, {"git", "-C", top, "branch", "-D", branch}, k_quick);
+    }
+  });
+
+  RunSpec spec;
+  spec.container = container_name(top, row.name);
+  spec.sandbox = row.name;
+  spec.repo_base = top;
+  spec.work_dir = dir;
+  spec.git_common = git_common;
+  spec.ccr = row.ccr_mode;
+  spec.mounts = existing_mounts(x);
+  if (rt.runtime == Runtime::podman) {
+    CommandOutcome owner = run_argv(x, {"stat", "-c", "%u %g", dir}, k_quick);
+    std::istringstream ids(owner.out);
+    int uid = -1, gid = -1;
+    ids >> uid >> gid;
+    if (rt.rootless) {
+      spec.keep_id = true;
+    } else if (owner.ok() && uid >= 0 && (uid != m_options.container.user_uid || gid != m_options.container.user_gid)) {
+      spec.map_owner = true;
+      spec.owner_uid = uid;
+      spec.owner_gid = gid;
+    }
+  }
+  std::string env_file;
+  for (const auto& name : m_options.container.env_allow) {
+    const char* value = std::getenv(name.c_str());
+    if (value && std::string(value).find('\n') == std::string::npos) {
+      env_file += name + "=" + value + "\n";
+    }
+  }
+  spec.has_env_file = !env_file.empty();
+  auto opts = m_options.container;
+  opts.image = row.image;
+  if (request.progress) {
+    request.progress("sandbox " + row.name + ": starting its container");
+  }
+  CommandOutcome run = run_argv(x, container_run_argv(rt.runtime, opts, spec), m_options.step_timeout, env_file);
+  if (!run.ok()) {
+    // A container of that name left by an earlier crash would be ours: say how to clear it.
+    failed(std::string(runtime_name(rt.runtime)) + " run failed on " + row.host + ": " + run.message());
+  }
+  undo.push_back([&x, rt, container = spec.container] { run_argv(x, remove_argv(rt.runtime, container), k_quick); });
+  row.container_id = spec.container;
+  registry().update(row);
+
+  if (request.progress) {
+    request.progress("sandbox " + row.name + ": starting tmux");
+  }
+  CommandOutcome tmux = run_argv(x, tmux_new_argv(rt.runtime, spec.container), k_quick);
+  if (!tmux.ok()) {
+    failed("tmux could not start in the container (is tmux in image " + row.image + "?): " + tmux.message());
+  }
+  row.phase = "ready";
+  registry().update(row);
+}
+
+RemoveResult SandboxManager::remove(const std::string& host_name) {
+  const std::string name = sandbox_of_host(host_name);
+  auto row = registry().get(name);
+  if (!row) {
+    throw SandboxError(Kind::not_found, "no sandbox named '" + name + "' (see sandbox_ls)");
+  }
+  RemoveResult result;
+  result.name = name;
+  auto x = executor_of(row->host);
+  {
+    std::lock_guard lock(m_mutex);
+    m_sandbox_hosts.erase(name);
+  }
+  if (!row->container_id.empty()) {
+    const Runtime rt = parse_runtime(row->runtime);
+    CommandOutcome o = run_argv(*x, remove_argv(rt, row->container_id), k_quick);
+    if (o.status == 127) {
+      throw SandboxError(Kind::missing, row->runtime + " is not installed on " + row->host + " any more; cannot remove "
+                                            "container " + row->container_id + " (install it, then rm again)");
+    }
+    if (!o.ok() && !mentions(o.message(), "no such container") && !mentions(o.message(), "no container with")) {
+      failed("cannot remove container " + row->container_id + " on " + row->host + ": " + o.message() +
+             " (the sandbox is kept; try again)");
+    }
+    if (!o.ok()) {
+      result.notes.push_back("container " + row->container_id + " was already gone");
+    }
+  }
+  if (!row->work_dir.empty()) {
+    CommandOutcome o =
+        run_argv(*x, {"git", "-C", row->repo_base, "worktree", "remove", "--force", row->work_dir}, k_quick);
+    if (!o.ok()) {
+      // Not (or no longer) a worktree: remove the directory when it is ours, then let git forget it.
+      const std::string ours = row->repo_base + "/" + m_options.worktrees_dir + "/";
+      if (row->work_dir.rfind(ours, 0) == 0 && row->work_dir.find("/../") == std::string::npos) {
+        run_argv(*x, {"rm", "-rf", "--", row->work_dir}, k_quick);
+      }
+      run_argv(*x, {"git", "-C", row->repo_base, "worktree", "prune"}, k_quick);
+      result.notes.push_back("worktree " + row->work_dir + ": " + trim(o.message()));
+    }
+  }
+  registry().remove(name);
+  result.removed = true;
+  return result;
+}
+
+std::vector<std::string> SandboxManager::reset(const std::vector<std::string>& images) {
+  std::vector<std::string> done;
+  for (const auto& row : registry().list()) {
+    if (row.host != "local") {
+      done.push_back("kept " + row.name + " (on " + row.host + "; remove it with rm -n " + row.name + ")");
+      continue;
+    }
+    if (!row.slurm_job_id.empty()) {
+      done.push_back("kept " + row.name + " (Slurm job " + row.slurm_job_id + ": reset never touches Slurm jobs)");
+      continue;
+    }
+    RemoveResult r = remove(row.name);
+    done.push_back("removed " + row.name);
+  }
+  auto x = executor_of("local");
+  const std::string dir = m_options.repo_base + "/" + m_options.worktrees_dir;
+  run_argv(*x, {"rm", "-rf", "--", dir}, k_quick);
+  run_argv(*x, {"git", "-C", m_options.repo_base, "worktree", "prune"}, k_quick);
+  done.push_back("removed " + dir);
+  try {
+    const HostRuntime rt = runtime_on("local", *x);
+    for (const auto& image : images) {
+      if (run_argv(*x, image_exists_argv(rt.runtime, image), k_quick).ok()) {
+        CommandOutcome o = run_argv(*x, remove_image_argv(rt.runtime, {image}), m_options.step_timeout);
+        done.push_back(o.ok() ? "removed image " + image : "could not remove image " + image + ": " + o.message());
+      }
+    }
+  } catch (const SandboxError& e) {
+    done.push_back(std::string("images: ") + e.what());
+  }
+  return done;
+}
+
+} // namespace smcp::sandbox

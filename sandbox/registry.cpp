@@ -1,0 +1,302 @@
+#include "sandbox/registry.h"
+
+#include <sqlite3.h>
+
+#include <cctype>
+#include <mutex>
+#include <set>
+
+namespace smcp::sandbox {
+
+namespace {
+
+// The original manager's table; our columns are added below, so an older database keeps working.
+constexpr const char* k_schema = R"sql(
+CREATE TABLE IF NOT EXISTS sandboxes (
+  name TEXT PRIMARY KEY,
+  branch TEXT,
+  container_id TEXT,
+  slurm_job_id TEXT,
+  work_dir TEXT,
+  ccr_mode INTEGER DEFAULT 0,
+  created_at TEXT DEFAULT (datetime('now')),
+  updated_at TEXT DEFAULT (datetime('now'))
+);
+)sql";
+
+constexpr const char* k_added_columns[][2] = {
+    {"host", "TEXT DEFAULT 'local'"}, {"runtime", "TEXT DEFAULT ''"},   {"image", "TEXT DEFAULT ''"},
+    {"repo_base", "TEXT DEFAULT ''"}, {"phase", "TEXT DEFAULT 'ready'"},
+};
+
+constexpr const char* k_columns = "name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, "
+                                  "updated_at, host, runtime, image, repo_base, phase";
+
+[[noreturn]] void fail(sqlite3* db, const std::string& path, const std::string& what) {
+  throw SandboxError(SandboxError::Kind::failed,
+                     "sandbox registry " + path + ": " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+}
+
+class Statement {
+public:
+  Statement(sqlite3* db, const std::string& path, const char* sql) : m_db(db), m_path(path) {
+    if (sqlite3_prepare_v2(db, sql, -1, &m_stmt, nullptr) != SQLITE_OK) {
+      fail(db, path, "prepare");
+    }
+  }
+  ~Statement() { sqlite3_finalize(m_stmt); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& bind(int i, const std::string& v) {
+    sqlite3_bind_text(m_stmt, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& bind(int i, int v) {
+    sqlite3_bind_int(m_stmt, i, v);
+    return *this;
+  }
+  bool step() {
+    int rc = sqlite3_step(m_stmt);
+    if (rc == SQLITE_ROW) {
+      return true;
+    }
+    if (rc != SQLITE_DONE) {
+      m_rc = rc;
+      fail(m_db, m_path, "query");
+    }
+    return false;
+  }
+  std::string text(int i) const {
+    const unsigned char* t = sqlite3_column_text(m_stmt, i);
+    return t ? std::string(reinterpret_cast<const char*>(t), static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, i)))
+             : std::string();
+  }
+  int integer(int i) const { return sqlite3_column_int(m_stmt, i); }
+
+private:
+  sqlite3* m_db;
+  const std::string& m_path;
+  sqlite3_stmt* m_stmt = nullptr;
+  int m_rc = 0;
+};
+
+SandboxRow read_row(const Statement& s) {
+  SandboxRow r;
+  r.name = s.text(0);
+  r.branch = s.text(1);
+  r.container_id = s.text(2);
+  r.slurm_job_id = s.text(3);
+  r.work_dir = s.text(4);
+  r.ccr_mode = s.integer(5) != 0;
+  r.created_at = s.text(6);
+  r.updated_at = s.text(7);
+  r.host = s.text(8).empty() ? "local" : s.text(8);
+  r.runtime = s.text(9);
+  r.image = s.text(10);
+  r.repo_base = s.text(11);
+  r.phase = s.text(12).empty() ? "ready" : s.text(12);
+  return r;
+}
+
+class SqliteRegistry final : public SandboxRegistry {
+public:
+  explicit SqliteRegistry(std::string path) : m_path(std::move(path)) {
+    if (sqlite3_open_v2(m_path.c_str(), &m_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        nullptr) != SQLITE_OK) {
+      std::string message = m_db ? sqlite3_errmsg(m_db) : "out of memory";
+      sqlite3_close(m_db);
+      throw SandboxError(SandboxError::Kind::failed, "cannot open the sandbox registry " + m_path + ": " + message);
+    }
+    // The CLI and a server may write at the same time: wait for each other's locks.
+    sqlite3_busy_timeout(m_db, 10000);
+    try {
+      exec("PRAGMA journal_mode=WAL");
+      exec(k_schema);
+      std::set<std::string> have;
+      Statement info(m_db, m_path, "PRAGMA table_info(sandboxes)");
+      while (info.step()) {
+        have.insert(info.text(1));
+      }
+      for (const auto& column : k_added_columns) {
+        if (!have.count(column[0])) {
+          exec(std::string("ALTER TABLE sandboxes ADD COLUMN ") + column[0] + " " + column[1]);
+        }
+      }
+    } catch (...) {
+      sqlite3_close(m_db);
+      throw;
+    }
+  }
+  ~SqliteRegistry() override { sqlite3_close(m_db); }
+
+  SandboxRow reserve(SandboxRow row) override {
+    std::lock_guard lock(m_mutex);
+    exec("BEGIN IMMEDIATE");
+    try {
+      if (row.name.empty()) {
+        std::set<std::string> taken;
+        Statement names(m_db, m_path, "SELECT name FROM sandboxes WHERE name LIKE 'cnt\\_%' ESCAPE '\\'");
+        while (names.step()) {
+          taken.insert(names.text(0));
+        }
+        for (int n = 1;; ++n) {
+          if (!taken.count("cnt_" + std::to_string(n))) {
+            row.name = "cnt_" + std::to_string(n);
+            break;
+          }
+        }
+      } else {
+        Statement find(m_db, m_path, "SELECT phase, host FROM sandboxes WHERE name = ?");
+        if (find.bind(1, row.name).step()) {
+          throw SandboxError(SandboxError::Kind::exists,
+                             "a sandbox named '" + row.name + "' already exists (on " + find.text(1) +
+                                 "); pick another name or remove it first (sandbox_rm / `sandbox-mcp rm -n " +
+                                 row.name + "`)");
+        }
+      }
+      row.phase = "creating";
+      Statement insert(m_db, m_path,
+                       "INSERT INTO sandboxes (name, branch, container_id, slurm_job_id, work_dir, ccr_mode, "
+                       "host, runtime, image, repo_base, phase, created_at, updated_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, datetime('now'), datetime('now'))");
+      bind_fields(insert, row);
+      insert.step();
+      exec("COMMIT");
+    } catch (...) {
+      exec_quietly("ROLLBACK");
+      throw;
+    }
+    return *get_locked(row.name);
+  }
+
+  void update(const SandboxRow& row) override {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db, m_path,
+                "UPDATE sandboxes SET branch = ?2, container_id = ?3, slurm_job_id = ?4, work_dir = ?5, "
+                "ccr_mode = ?6, host = ?7, runtime = ?8, image = ?9, repo_base = ?10, phase = ?11, "
+                "updated_at = datetime('now') WHERE name = ?1");
+    s.bind(1, row.name);
+    bind_fields(s, row, 2);
+    s.step();
+  }
+
+  std::optional<SandboxRow> get(const std::string& name) override {
+    std::lock_guard lock(m_mutex);
+    return get_locked(name);
+  }
+
+  std::vector<SandboxRow> list() override {
+    std::lock_guard lock(m_mutex);
+    std::vector<SandboxRow> rows;
+    Statement s(m_db, m_path, (std::string("SELECT ") + k_columns + " FROM sandboxes ORDER BY created_at, name").c_str());
+    while (s.step()) {
+      rows.push_back(read_row(s));
+    }
+    return rows;
+  }
+
+  void remove(const std::string& name) override {
+    std::lock_guard lock(m_mutex);
+    Statement s(m_db, m_path, "DELETE FROM sandboxes WHERE name = ?");
+    s.bind(1, name).step();
+  }
+
+  std::string path() const override { return m_path; }
+
+private:
+  // Binds every field but name, created_at and updated_at from `first` on, in k_columns' order.
+  void bind_fields(Statement& s, const SandboxRow& r, int first = 1) {
+    if (first == 1) {
+      s.bind(1, r.name);
+      first = 2;
+    }
+    s.bind(first, r.branch)
+        .bind(first + 1, r.container_id)
+        .bind(first + 2, r.slurm_job_id)
+        .bind(first + 3, r.work_dir)
+        .bind(first + 4, r.ccr_mode ? 1 : 0)
+        .bind(first + 5, r.host)
+        .bind(first + 6, r.runtime)
+        .bind(first + 7, r.image)
+        .bind(first + 8, r.repo_base)
+        .bind(first + 9, r.phase);
+  }
+
+  std::optional<SandboxRow> get_locked(const std::string& name) {
+    Statement s(m_db, m_path, (std::string("SELECT ") + k_columns + " FROM sandboxes WHERE name = ?").c_str());
+    if (s.bind(1, name).step()) {
+      return read_row(s);
+    }
+    return std::nullopt;
+  }
+
+  void exec(const std::string& sql) {
+    char* error = nullptr;
+    if (sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+      std::string message = error ? error : "unknown error";
+      sqlite3_free(error);
+      throw SandboxError(SandboxError::Kind::failed, "sandbox registry " + m_path + ": " + message);
+    }
+  }
+  void exec_quietly(const char* sql) { sqlite3_exec(m_db, sql, nullptr, nullptr, nullptr); }
+
+  std::string m_path;
+  sqlite3* m_db = nullptr;
+  std::mutex m_mutex;
+};
+
+} // namespace
+
+std::unique_ptr<SandboxRegistry> SandboxRegistry::open(const std::string& path) {
+  return std::make_unique<SqliteRegistry>(path);
+}
+
+void check_name(const std::string& name) {
+  auto bad = [&](const std::string& why) {
+    throw SandboxError(SandboxError::Kind::invalid,
+                       "invalid sandbox name '" + name + "': " + why +
+                           " (use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit)");
+  };
+  if (name.empty() || name.size() > 63) {
+    bad(name.empty() ? "it is empty" : "it is longer than 63 characters");
+  }
+  if (!std::isalnum(static_cast<unsigned char>(name[0]))) {
+    bad("it must start with a letter or digit");
+  }
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      bad(c == '/' ? "'/' is not allowed" : std::string("character ") + (std::isprint(static_cast<unsigned char>(c)) ? std::string("'") + c + "'" : "code " + std::to_string(static_cast<unsigned char>(c))) + " is not allowed");
+    }
+  }
+  if (name.find("..") != std::string::npos || name.back() == '.' ||
+      (name.size() >= 5 && name.compare(name.size() - 5, 5, ".lock") == 0)) {
+    bad("'..', a final '.' and a final '.lock' are not allowed");
+  }
+}
+
+void check_branch(const std::string& branch) {
+  auto bad = [&](const std::string& why) {
+    throw SandboxError(SandboxError::Kind::invalid, "invalid branch name '" + branch + "': " + why);
+  };
+  if (branch.empty() || branch.size() > 200) {
+    bad(branch.empty() ? "it is empty" : "it is longer than 200 characters");
+  }
+  if (branch[0] == '-' || branch[0] == '/' || branch.back() == '/' || branch.back() == '.') {
+    bad("it may not start with '-' or '/' or end with '/' or '.'");
+  }
+  for (char c : branch) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f || c == ' ' || c == '~' || c == '^' || c == ':' || c == '?' || c == '*' || c == '[' ||
+        c == '\\') {
+      bad("spaces, control characters and ~ ^ : ? * [ \\ are not allowed");
+    }
+  }
+  if (branch.find("..") != std::string::npos || branch.find("@{") != std::string::npos ||
+      branch.find("//") != std::string::npos || branch.find("/.") != std::string::npos || branch == "@" ||
+      (branch.size() >= 5 && branch.compare(branch.size() - 5, 5, ".lock") == 0)) {
+    bad("'..', '@{', '//', a component starting with '.' and a final '.lock' are not allowed");
+  }
+}
+
+} // namespace smcp::sandbox

@@ -1,0 +1,74 @@
+// The sandbox registry: the original sandbox manager's SQLite table (`.sandbox_db.sqlite` under the
+// repository base), with the same columns plus `host` and what the manager needs to find a sandbox
+// again after a restart (runtime, image, repository, phase). The CLI and a running server share it:
+// WAL mode, a busy timeout, and names reserved by an INSERT inside an immediate transaction, so
+// two `new` calls can never take the same name.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace smcp::sandbox {
+
+// A failure the tools and the CLI explain; `kind` decides how (invalid: a JSON-RPC -32602).
+class SandboxError : public std::runtime_error {
+public:
+  enum class Kind {
+    invalid,   // a bad name, branch or option: the caller must change the request
+    exists,    // the name is taken
+    not_found, // no such sandbox
+    missing,   // a tool the backend needs is not installed (podman, git, tmux, an image)
+    failed,    // a step failed on the host
+  };
+  SandboxError(Kind kind, const std::string& message) : std::runtime_error(message), m_kind(kind) {}
+  Kind kind() const { return m_kind; }
+
+private:
+  Kind m_kind;
+};
+
+struct SandboxRow {
+  std::string name;
+  std::string branch;
+  std::string container_id; // the container's name (the runtime accepts it wherever an id goes)
+  std::string slurm_job_id;
+  std::string work_dir; // the worktree, on `host`
+  bool ccr_mode = false;
+  std::string created_at; // "YYYY-MM-DD HH:MM:SS" UTC, as the original wrote it
+  std::string updated_at;
+  std::string host = "local";
+  std::string runtime;   // podman | docker
+  std::string image;
+  std::string repo_base; // the repository the worktree belongs to, on `host`
+  // creating: `new` is under way (or died half-way: `rm` finishes the job); ready; removing.
+  std::string phase = "creating";
+};
+
+class SandboxRegistry {
+public:
+  // Opens (creating if needed) the database; adds our columns to an original manager's table.
+  // Throws SandboxError(failed) naming the file.
+  static std::unique_ptr<SandboxRegistry> open(const std::string& path);
+  virtual ~SandboxRegistry() = default;
+
+  // Inserts `row` with phase "creating"; an empty name takes the first free cnt_N (N from 1).
+  // Throws SandboxError(exists) when the name is taken. Returns the row as stored.
+  virtual SandboxRow reserve(SandboxRow row) = 0;
+  virtual void update(const SandboxRow& row) = 0; // by name; sets updated_at
+  virtual std::optional<SandboxRow> get(const std::string& name) = 0;
+  virtual std::vector<SandboxRow> list() = 0; // oldest first
+  virtual void remove(const std::string& name) = 0;
+  virtual std::string path() const = 0;
+};
+
+// Sandbox names: what the original accepted that is also safe as a container name, a directory
+// name, a tmux target and a git ref component: [A-Za-z0-9][A-Za-z0-9_.-]{0,62}, no "..", not
+// ending in ".lock" or ".". Throws SandboxError(invalid) saying what is wrong.
+void check_name(const std::string& name);
+// A branch name git accepts and that cannot be read as an option (no leading '-').
+void check_branch(const std::string& branch);
+
+} // namespace smcp::sandbox
