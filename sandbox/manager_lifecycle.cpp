@@ -226,12 +226,14 @@ void SandboxManager::build(SandboxRow& row, const NewRequest& request, exec::Rem
   if (request.progress) {
     request.progress("sandbox " + row.name + ": starting its container");
   }
+  // The name is ours (the row reserves it): a container by that name is a leftover of a `new` that
+  // died half-way, and a failed run can leave one behind too.
+  run_argv(x, remove_argv(rt.runtime, spec.container), k_quick);
+  undo.push_back([&x, rt, container = spec.container] { run_argv(x, remove_argv(rt.runtime, container), k_quick); });
   CommandOutcome run = run_argv(x, container_run_argv(rt.runtime, opts, spec), m_options.step_timeout, env_file);
   if (!run.ok()) {
-    // A container of that name left by an earlier crash would be ours: say how to clear it.
     failed(std::string(runtime_name(rt.runtime)) + " run failed on " + row.host + ": " + run.message());
   }
-  undo.push_back([&x, rt, container = spec.container] { run_argv(x, remove_argv(rt.runtime, container), k_quick); });
   row.container_id = spec.container;
   registry().update(row);
 

@@ -1,5 +1,7 @@
 #include "tools/common.h"
 
+#include "sandbox/manager.h"
+
 #include <algorithm>
 #include <ctime>
 #include <stdexcept>
@@ -140,6 +142,9 @@ json job_json(const state::JobRecord& j) {
   out["started_at"] = iso_time(j.started_at_ms);
   out["ended_at"] = j.ended_at_ms ? json(iso_time(j.ended_at_ms)) : json(nullptr);
   out["durable"] = j.durable;
+  if (j.host.rfind(sandbox::SandboxManager::k_host_prefix, 0) == 0) {
+    out["sandbox"] = sandbox::sandbox_of_host(j.host);
+  }
   add_output_file(out, j);
   return out;
 }

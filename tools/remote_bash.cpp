@@ -21,7 +21,7 @@ const char* k_input_schema = R"({
     "host": {"type": "string", "minLength": 1,
       "description": "Where to run: 'local' or an ssh alias. Default: the configured default host (SSH_HOST, else local)."},
     "sandbox": {"type": "string", "minLength": 1,
-      "description": "Run inside this sandbox (see sandbox_new / sandbox_ls)."},
+      "description": "Run inside this sandbox's container, in /workspace (see sandbox_new / sandbox_ls); instead of host."},
     "cwd": {"type": "string", "minLength": 1,
       "description": "Working directory on the host. Default: the server's directory on local, the home directory over SSH."},
     "env": {"type": "object", "additionalProperties": {"type": "string"},
@@ -60,7 +60,6 @@ exec::CommandSpec spec_from(const json& args) {
   spec.command = arg_string(args, "command");
   spec.cwd = arg_string(args, "cwd");
   spec.timeout = std::chrono::milliseconds(arg_int(args, "timeout", k_default_timeout_ms));
-  spec.sandbox = arg_string(args, "sandbox");
   spec.profile = arg_string(args, "profile");
   if (auto env = args.find("env"); env != args.end()) {
     for (const auto& [key, value] : env->items()) {
@@ -94,14 +93,16 @@ mcp::Tool make_remote_bash_tool(ToolEnv& env) {
       {.read_only = false, .destructive = true, .idempotent = false, .open_world = true});
   tool.handler = [&env](const json& args, mcp::ToolContext& ctx) -> mcp::ToolResult {
     exec::CommandSpec spec = spec_from(args);
-    const std::string host = arg_string(args, "host");
+    std::string host = arg_string(args, "host");
     const std::string description = arg_string(args, "description");
-    const std::string label = host_label(env.hosts, host);
-    if (!spec.sandbox.empty()) {
-      throw mcp::ToolError("remote_bash: sandbox '" + spec.sandbox +
-                           "' cannot be used: sandbox backends are not available in this build yet. "
-                           "Run without 'sandbox'.");
+    if (const std::string sandbox = arg_string(args, "sandbox"); !sandbox.empty()) {
+      if (!host.empty()) {
+        throw mcp::InvalidArgument("sandbox", "remote_bash: give either host or sandbox, not both (a sandbox "
+                                              "already knows its host)");
+      }
+      host = sandbox_host_name(env, "remote_bash", sandbox);
     }
+    const std::string label = host_label(env.hosts, host);
     if (!spec.profile.empty()) {
       throw mcp::ToolError("remote_bash: execution profiles (bubblewrap) are not available in this build yet. "
                            "Run without 'profile'.");

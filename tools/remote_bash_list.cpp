@@ -1,3 +1,4 @@
+#include "sandbox/manager.h"
 #include "tools/common.h"
 #include "tools/jobs/text.h"
 #include "tools/tools.h"
@@ -28,6 +29,7 @@ const char* k_input_schema = R"({
   "type": "object",
   "properties": {
     "host": {"type": "string", "minLength": 1, "description": "Only jobs on this host."},
+    "sandbox": {"type": "string", "minLength": 1, "description": "Only jobs in this sandbox."},
     "status": {"type": "string", "enum": ["running", "exited", "killed", "unreachable"]},
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50,
       "description": "Most jobs to list (newest first). Commands longer than 1024 bytes are cut in the listing."}
@@ -43,6 +45,7 @@ const char* k_output_schema = R"({
       "properties": {
         "bash_id": {"type": "string"},
         "host": {"type": "string"},
+        "sandbox": {"type": "string", "description": "the sandbox the job ran in, when it ran in one"},
         "command": {"type": "string"},
         "description": {"type": "string"},
         "status": {"type": "string"},
@@ -72,7 +75,10 @@ mcp::Tool make_remote_bash_list_tool(ToolEnv& env) {
                    json::parse(k_input_schema), json::parse(k_output_schema),
                    {.read_only = true, .destructive = false, .idempotent = true, .open_world = false});
   tool.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
-    const std::string host = arg_string(args, "host");
+    std::string host = arg_string(args, "host");
+    if (const std::string sandbox = arg_string(args, "sandbox"); !sandbox.empty()) {
+      host = std::string(sandbox::SandboxManager::k_host_prefix) + sandbox;
+    }
     const std::string status = arg_string(args, "status");
     const auto limit = static_cast<std::size_t>(arg_int(args, "limit", 50));
     json jobs = json::array();

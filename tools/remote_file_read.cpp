@@ -14,7 +14,8 @@ const char* k_input_schema = R"({
     "offset": {"type": "integer", "default": 1,
       "description": "First line to return, 1-based; negative counts from the end (-100 = the last 100 lines). Not 0."},
     "limit": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 2000, "description": "Number of lines."},
-    "host": {"type": "string", "minLength": 1, "description": "'local' or an ssh alias; default: the default host."}
+    "host": {"type": "string", "minLength": 1, "description": "'local' or an ssh alias; default: the default host."},
+    "sandbox": {"type": "string", "minLength": 1, "description": "Read inside this sandbox's container (relative paths from /workspace); instead of host."}
   },
   "required": ["file_path"],
   "additionalProperties": false
@@ -56,7 +57,13 @@ mcp::Tool make_remote_file_read_tool(ToolEnv& env) {
     if (req.offset == 0) {
       throw mcp::InvalidArgument("offset", "must not be 0: use 1 for the first line or -N for the last N lines");
     }
-    const std::string host_name = arg_string(args, "host");
+    std::string host_name = arg_string(args, "host");
+    if (const std::string sandbox = arg_string(args, "sandbox"); !sandbox.empty()) {
+      if (!host_name.empty()) {
+        throw mcp::InvalidArgument("sandbox", "remote_file_read: give either host or sandbox, not both");
+      }
+      host_name = sandbox_host_name(env, "remote_file_read", sandbox);
+    }
     const std::string label = host_label(env.hosts, host_name);
     return guarded("remote_file_read", label, [&]() -> mcp::ToolResult {
       auto host = env.hosts.get(host_name);

@@ -1,3 +1,5 @@
+// sandbox_new / sandbox_ls / sandbox_rm / sandbox_attach over the sandbox manager (sandbox/).
+#include "sandbox/manager.h"
 #include "tools/common.h"
 #include "tools/tools.h"
 
@@ -5,130 +7,241 @@ namespace smcp::tools {
 
 namespace {
 
-// Said first in each description, so an agent does not spend a call to find out.
-constexpr const char* k_not_yet = "[Not available in this build yet: the sandbox backends are still to come; calls "
-                                  "return an error.] ";
-
-const char* k_sandbox_item = R"({
+const char* k_sandbox_item = R"json({
   "type": "object",
   "properties": {
     "name": {"type": "string"},
+    "host": {"type": "string", "description": "where the container runs: 'local' or an SSH host"},
     "branch": {"type": "string"},
-    "container_id": {"type": "string"},
+    "state": {"type": "string", "description": "live from the runtime: running, exited, created, paused, missing (container gone), creating (half-made), unknown (host unreachable)"},
+    "work_dir": {"type": "string", "description": "the git worktree on the host, mounted at /workspace"},
+    "container": {"type": "string"},
     "slurm_job_id": {"type": "string"},
-    "work_dir": {"type": "string"},
-    "ccr_mode": {"type": "boolean"},
-    "backend": {"type": "string"},
-    "status": {"type": "string"},
-    "attach_command": {"type": "string"},
     "created_at": {"type": "string"},
-    "updated_at": {"type": "string"}
+    "ccr_mode": {"type": "boolean"},
+    "image": {"type": "string"},
+    "runtime": {"type": "string"},
+    "attach_command": {"type": "string"},
+    "note": {"type": "string"}
   },
-  "required": ["name", "work_dir"]
-})";
+  "required": ["name", "host", "branch", "state", "work_dir", "container", "slurm_job_id", "created_at"]
+})json";
 
-const char* k_new_input = R"({
+const char* k_new_input = R"json({
   "type": "object",
   "properties": {
     "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
-             "description": "Sandbox name (letters, digits, '.', '_', '-'); generated when absent."},
-    "branch": {"type": "string", "minLength": 1, "description": "Git branch for the worktree (default: the name)."},
-    "ccr": {"type": "boolean", "default": false, "description": "Claude Code Router mode."},
-    "slurm": {"type": "boolean", "default": false, "description": "Run the container on a Slurm compute node."},
-    "repo": {"type": "string", "minLength": 1, "description": "Repository to take the worktree from (default: --repo_base)."}
+             "description": "Sandbox name (letters, digits, '.', '_', '-'); default cnt_N."},
+    "branch": {"type": "string", "minLength": 1, "description": "Git branch for the worktree (default main; created from HEAD when it does not exist)."},
+    "ccr": {"type": "boolean", "default": false, "description": "Claude Code Router mode: recorded, and SANDBOX_CCR=1 in the container."},
+    "slurm": {"type": "boolean", "default": false, "description": "Run the container on a Slurm compute node (not built yet)."},
+    "host": {"type": "string", "minLength": 1, "description": "Where: 'local' (default) or an SSH host with podman or docker."},
+    "image": {"type": "string", "minLength": 1, "description": "Container image (default: the configured one, localhost/sandbox-mcp:latest)."},
+    "repo_base": {"type": "string", "minLength": 1, "description": "The git repository on the host (default: the server's repo_base on local, the host's configured repo_base over SSH)."}
   },
   "additionalProperties": false
-})";
+})json";
 
-const char* k_ls_input = R"({"type": "object", "properties": {}, "additionalProperties": false})";
-
-const char* k_rm_input = R"({
+const char* k_name_only = R"json({
   "type": "object",
   "properties": {"name": {"type": "string", "minLength": 1}},
   "required": ["name"],
   "additionalProperties": false
-})";
+})json";
 
-const char* k_rm_output = R"({
+const char* k_rm_output = R"json({
   "type": "object",
   "properties": {"name": {"type": "string"}, "removed": {"type": "boolean"}, "note": {"type": "string"}},
   "required": ["name", "removed"],
   "additionalProperties": false
-})";
+})json";
 
-const char* k_attach_input = R"({
+const char* k_attach_input = R"json({
   "type": "object",
   "properties": {
     "name": {"type": "string", "minLength": 1},
-    "keys": {"type": "string", "description": "Keys to send to the pane before capturing it, e.g. \"ls Enter\"."}
+    "keys": {"type": "string", "description": "Text typed into the pane as it is; each newline presses Enter."},
+    "special_keys": {"type": "array", "items": {"type": "string", "minLength": 1},
+                     "description": "tmux key names sent after `keys`, e.g. [\"C-c\"] or [\"Up\", \"Enter\"]."},
+    "wait_ms": {"type": "integer", "minimum": 0, "maximum": 60000, "default": 500,
+                "description": "How long to let the pane react to the keys before reading it."}
   },
   "required": ["name"],
   "additionalProperties": false
-})";
+})json";
 
-const char* k_attach_output = R"({
+const char* k_attach_output = R"json({
   "type": "object",
   "properties": {
     "name": {"type": "string"},
-    "attach_command": {"type": "string"},
+    "attach_command": {"type": "string", "description": "What a human runs in a terminal to join the same tmux session."},
     "pane": {"type": "string", "description": "The pane's current screen."}
   },
   "required": ["name", "attach_command", "pane"],
   "additionalProperties": false
-})";
+})json";
 
-[[noreturn]] void not_built(const std::string& tool) {
-  throw mcp::ToolError(tool + " is not available yet: the sandbox backends (podman/docker containers, Slurm, "
-                              "bubblewrap) are not built into this version of sandbox-mcp. Use remote_bash on a host "
-                              "in the meantime.");
+json info_json(const sandbox::SandboxInfo& info) {
+  const auto& r = info.row;
+  json out = {{"name", r.name},
+              {"host", r.host},
+              {"branch", r.branch},
+              {"state", info.state},
+              {"work_dir", r.work_dir},
+              {"container", r.container_id},
+              {"slurm_job_id", r.slurm_job_id},
+              {"created_at", r.created_at},
+              {"ccr_mode", r.ccr_mode},
+              {"image", r.image},
+              {"runtime", r.runtime},
+              {"attach_command", info.attach_command}};
+  add_note(out, info.note);
+  return out;
 }
 
-// A sandbox tool as it will be declared, whose handler says that it is not built yet.
-mcp::Tool not_built_tool(std::string name, std::string title, const std::string& description, json input_schema,
-                         json output_schema, mcp::ToolAnnotations annotations) {
-  mcp::Tool tool = declare_tool(name, std::move(title), std::string(k_not_yet) + description, std::move(input_schema),
-                                std::move(output_schema), annotations);
-  tool.handler = [name](const json&, mcp::ToolContext&) -> mcp::ToolResult { not_built(name); };
-  return tool;
+sandbox::SandboxManager& manager(ToolEnv& env, const std::string& tool) {
+  if (!env.sandboxes) {
+    throw mcp::ToolError(tool + ": sandboxes are not available in this server (no sandbox manager configured)");
+  }
+  return *env.sandboxes;
+}
+
+// Runs `body`, turning sandbox failures into -32602 (a bad request) or a tool error.
+mcp::ToolResult sandbox_guarded(const std::string& tool, const std::function<mcp::ToolResult()>& body) {
+  try {
+    return guarded(tool, "local", body);
+  } catch (const sandbox::SandboxError& e) {
+    if (e.kind() == sandbox::SandboxError::Kind::invalid) {
+      throw mcp::InvalidArgument("name", tool + ": " + e.what());
+    }
+    throw mcp::ToolError(tool + ": " + e.what());
+  }
 }
 
 } // namespace
 
-std::vector<mcp::Tool> make_sandbox_tools(ToolEnv&) {
+std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
   std::vector<mcp::Tool> tools;
   json item = json::parse(k_sandbox_item);
 
-  tools.push_back(not_built_tool(
+  mcp::Tool t_new = declare_tool(
       "sandbox_new", "Create a sandbox",
-      "Create an isolated sandbox: a git worktree of the repository on a new branch plus a container (podman or "
-      "docker, detected) running tmux, on this machine or, with slurm: true, on a Slurm compute node. Run "
-      "commands in it with remote_bash {sandbox: NAME}; let a human join with sandbox_attach.",
+      "Create an isolated sandbox: a git worktree of the repository on a branch plus a long-running container "
+      "(podman or docker, detected) with the worktree at /workspace and a tmux session, on this machine or on an "
+      "SSH host (host). Then run commands inside with remote_bash {sandbox: NAME} (foreground or background), read "
+      "files with remote_file_read {sandbox: NAME}, and share the tmux with a human through sandbox_attach. Takes "
+      "a few seconds; progress is reported.",
       json::parse(k_new_input), item,
-      {.read_only = false, .destructive = false, .idempotent = false, .open_world = true}));
+      {.read_only = false, .destructive = false, .idempotent = false, .open_world = true});
+  t_new.handler = [&env](const json& args, mcp::ToolContext& ctx) -> mcp::ToolResult {
+    return sandbox_guarded("sandbox_new", [&]() -> mcp::ToolResult {
+      sandbox::NewRequest req;
+      req.name = arg_string(args, "name");
+      req.branch = arg_string(args, "branch", "main");
+      req.ccr = arg_bool(args, "ccr", false);
+      req.slurm = arg_bool(args, "slurm", false);
+      req.host = arg_string(args, "host", "local");
+      req.image = arg_string(args, "image");
+      req.repo_base = arg_string(args, "repo_base");
+      if (ctx.wants_progress()) {
+        req.progress = [&ctx](const std::string& line) { ctx.progress(line); };
+      }
+      auto info = manager(env, "sandbox_new").create(req);
+      env.hosts.remove(sandbox::SandboxManager::k_host_prefix + info.row.name); // a stale host of an earlier one
+      return mcp::ToolResult::ok(info_json(info));
+    });
+  };
+  tools.push_back(std::move(t_new));
 
-  tools.push_back(not_built_tool("sandbox_ls", "List sandboxes",
-                                 "List sandboxes with their branch, container or Slurm job, work directory and status.",
-                                 json::parse(k_ls_input),
-                                 {{"type", "object"},
-                                  {"properties", {{"sandboxes", {{"type", "array"}, {"items", item}}}}},
-                                  {"required", {"sandboxes"}},
-                                  {"additionalProperties", false}},
-                                 {.read_only = true, .destructive = false, .idempotent = true, .open_world = true}));
+  mcp::Tool t_ls = declare_tool(
+      "sandbox_ls", "List sandboxes",
+      "List the sandboxes with their host, branch, live state (running / exited / missing when the container was "
+      "removed behind our back), work directory, container and the command a human runs to attach.",
+      json::parse(R"json({"type": "object", "properties": {}, "additionalProperties": false})json"),
+      {{"type", "object"},
+       {"properties", {{"sandboxes", {{"type", "array"}, {"items", item}}}}},
+       {"required", {"sandboxes"}},
+       {"additionalProperties", false}},
+      {.read_only = true, .destructive = false, .idempotent = true, .open_world = true});
+  t_ls.handler = [&env](const json&, mcp::ToolContext&) -> mcp::ToolResult {
+    return sandbox_guarded("sandbox_ls", [&]() -> mcp::ToolResult {
+      json list = json::array();
+      for (const auto& info : manager(env, "sandbox_ls").list()) {
+        list.push_back(info_json(info));
+      }
+      return mcp::ToolResult::ok({{"sandboxes", list}});
+    });
+  };
+  tools.push_back(std::move(t_ls));
 
-  tools.push_back(
-      not_built_tool("sandbox_rm", "Remove a sandbox",
-                     "Remove a sandbox: stop its container or cancel its Slurm job, remove its worktree and "
-                     "forget it. The branch is kept.",
-                     json::parse(k_rm_input), json::parse(k_rm_output),
-                     {.read_only = false, .destructive = true, .idempotent = true, .open_world = true}));
+  mcp::Tool t_rm = declare_tool("sandbox_rm", "Remove a sandbox",
+                                "Remove a sandbox: its container (and what runs in it), its worktree and its row. The "
+                                "branch is kept. Works when the container is already gone.",
+                                json::parse(k_name_only), json::parse(k_rm_output),
+                                {.read_only = false, .destructive = true, .idempotent = true, .open_world = true});
+  t_rm.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
+    return sandbox_guarded("sandbox_rm", [&]() -> mcp::ToolResult {
+      const std::string name = arg_string(args, "name");
+      auto r = manager(env, "sandbox_rm").remove(name);
+      env.hosts.remove(sandbox::SandboxManager::k_host_prefix + sandbox::sandbox_of_host(name));
+      json out = {{"name", r.name}, {"removed", r.removed}};
+      std::string note;
+      for (const auto& n : r.notes) {
+        note += (note.empty() ? "" : "; ") + n;
+      }
+      add_note(out, note);
+      return mcp::ToolResult::ok(std::move(out));
+    });
+  };
+  tools.push_back(std::move(t_rm));
 
-  tools.push_back(
-      not_built_tool("sandbox_attach", "Attach to a sandbox's tmux",
-                     "Return the command a human runs to attach to the sandbox's tmux session and the current "
-                     "screen of its pane; `keys` are sent to the pane first (tmux send-keys syntax).",
-                     json::parse(k_attach_input), json::parse(k_attach_output),
-                     {.read_only = false, .destructive = false, .idempotent = false, .open_world = true}));
+  mcp::Tool t_attach = declare_tool(
+      "sandbox_attach", "Share a sandbox's tmux",
+      "Return the command a human runs to attach to the sandbox's tmux session and the pane's current screen. "
+      "keys are typed into the pane first (a newline presses Enter; special_keys sends tmux key names such as "
+      "C-c): the agent and a human share one session.",
+      json::parse(k_attach_input), json::parse(k_attach_output),
+      {.read_only = false, .destructive = false, .idempotent = false, .open_world = true});
+  t_attach.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
+    return sandbox_guarded("sandbox_attach", [&]() -> mcp::ToolResult {
+      std::vector<std::string> special;
+      if (auto it = args.find("special_keys"); it != args.end()) {
+        special = it->get<std::vector<std::string>>();
+      }
+      auto r = manager(env, "sandbox_attach")
+                   .attach(arg_string(args, "name"), arg_string(args, "keys"), special,
+                           std::chrono::milliseconds(arg_int(args, "wait_ms", 500)));
+      return mcp::ToolResult::ok({{"name", r.name}, {"attach_command", r.attach_command}, {"pane", r.pane}});
+    });
+  };
+  tools.push_back(std::move(t_attach));
   return tools;
+}
+
+std::string sandbox_host_name(ToolEnv& env, const std::string& tool, const std::string& sandbox) {
+  if (sandbox.empty()) {
+    return {};
+  }
+  auto& m = manager(env, tool);
+  std::shared_ptr<exec::Host> h;
+  try {
+    h = m.host(sandbox);
+  } catch (const sandbox::SandboxError& e) {
+    throw mcp::ToolError(tool + ": " + e.what());
+  }
+  if (!h) {
+    std::string known;
+    try {
+      for (const auto& row : m.registry().list()) {
+        known += (known.empty() ? "" : ", ") + row.name;
+      }
+    } catch (const std::exception&) {
+    }
+    throw mcp::InvalidArgument("sandbox", tool + ": no sandbox named '" + sandbox + "'" +
+                                              (known.empty() ? " (there are none; create one with sandbox_new)"
+                                                             : "; sandboxes: " + known));
+  }
+  return h->name();
 }
 
 } // namespace smcp::tools

@@ -7,13 +7,22 @@
 #include "tools/jobs/hosts.h"
 #include "tools/jobs/jobs.h"
 
+namespace smcp::sandbox {
+class SandboxManager;
+}
+
 namespace smcp::tools {
 
 struct ToolEnv {
   HostRegistry& hosts;
   JobManager& jobs;
   state::StateStore& store;
+  sandbox::SandboxManager* sandboxes = nullptr; // null: the sandbox tools say they are unavailable
 };
+
+// The host name of a sandbox named in a call ("sandbox:NAME"), empty when `sandbox` is; throws a
+// -32602 naming the known sandboxes when there is no such sandbox.
+std::string sandbox_host_name(ToolEnv& env, const std::string& tool, const std::string& sandbox);
 
 mcp::Tool make_remote_bash_tool(ToolEnv& env);
 mcp::Tool make_remote_bash_output_tool(ToolEnv& env);

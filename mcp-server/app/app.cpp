@@ -198,7 +198,8 @@ App::App(AppConfig config) : m_config(std::move(config)) {
   local.kill_grace = m_config.kill_grace;
   m_hosts.add(exec::make_local_host(local));
 
-  add_ssh_hosts(std::move(file_config));
+  add_ssh_hosts(file_config);
+  add_sandbox_manager(*file_config);
   spdlog::info("default host: {}; state: {}", m_hosts.default_name(), m_config.state_dir);
 
   if (m_config.jobs.spill_dir.empty()) {
@@ -208,7 +209,7 @@ App::App(AppConfig config) : m_config(std::move(config)) {
   m_jobs = std::make_unique<tools::JobManager>(m_hosts, *m_store, m_config.jobs);
 
   m_registry = std::make_shared<mcp::ToolRegistry>();
-  m_env = std::make_unique<tools::ToolEnv>(tools::ToolEnv{m_hosts, *m_jobs, *m_store});
+  m_env = std::make_unique<tools::ToolEnv>(tools::ToolEnv{m_hosts, *m_jobs, *m_store, m_sandboxes.get()});
   tools::register_tools(*m_registry, *m_env, m_config.result_text);
 
   mcp::ServerOptions options;
@@ -227,6 +228,30 @@ App::App(AppConfig config) : m_config(std::move(config)) {
 }
 
 App::~App() = default;
+
+void App::add_sandbox_manager(const FileConfig& fc) {
+  sandbox::ManagerOptions options = fc.sandbox;
+  if (!m_config.repo_base.empty()) {
+    options.repo_base = m_config.repo_base;
+  }
+  if (options.repo_base.empty()) {
+    std::error_code ec;
+    options.repo_base = std::filesystem::current_path(ec).string();
+  }
+  std::error_code ec;
+  if (auto real = std::filesystem::weakly_canonical(options.repo_base, ec); !ec) {
+    options.repo_base = real.string();
+  }
+  for (const auto& e : fc.hosts) {
+    if (!e.repo_base.empty()) {
+      options.host_repo_base[e.name] = e.repo_base;
+    }
+  }
+  options.kill_grace = m_config.kill_grace;
+  m_image = fc.image;
+  m_sandboxes = std::make_unique<sandbox::SandboxManager>(
+      std::move(options), [this](const std::string& name) { return m_hosts.get(name); });
+}
 
 namespace {
 
@@ -306,7 +331,15 @@ void App::add_ssh_hosts(std::shared_ptr<const FileConfig> fc) {
     }
   }
   const auto grace = m_config.kill_grace;
-  m_hosts.set_factory([fc, grace](const std::string& name) -> std::shared_ptr<exec::Host> {
+  m_hosts.set_factory([this, fc, grace](const std::string& name) -> std::shared_ptr<exec::Host> {
+    if (name.rfind(sandbox::SandboxManager::k_host_prefix, 0) == 0) {
+      try {
+        return m_sandboxes ? m_sandboxes->host(name) : nullptr;
+      } catch (const std::exception& e) {
+        spdlog::warn("{}: {}", name, e.what());
+        return nullptr;
+      }
+    }
     if (name.empty() || name == "local" || name[0] == '-' || name.find_first_of(" \t\r\n'\"") != std::string::npos) {
       return nullptr;
     }

@@ -5,6 +5,8 @@
 
 #include "mcp-server/core/protocol.h"
 #include "mcp-server/store/state_store.h"
+#include "sandbox/image.h"
+#include "sandbox/manager.h"
 #include "tools/jobs/hosts.h"
 #include "tools/jobs/jobs.h"
 #include "tools/tools.h"
@@ -21,6 +23,7 @@ struct AppConfig {
   std::string state_dir;    // holds state.db, jobs/ and spill/
   std::string default_host; // empty: SSH_HOST if set, else the config file's, else "local"
   std::string config_file;  // empty: $SANDBOX_MCP_CONFIG or ~/.config/sandbox-mcp/config.json (see config.h)
+  std::string repo_base;    // sandboxes' repository and registry; empty: the config's, else the working directory
   tools::JobOptions jobs;
   std::chrono::milliseconds kill_grace{3000};
   tools::ResultText result_text = tools::ResultText::terminal; // the text block of results
@@ -49,15 +52,21 @@ public:
   tools::JobManager& jobs() { return *m_jobs; }
   tools::HostRegistry& hosts() { return m_hosts; }
   state::StateStore& store() { return *m_store; }
+  sandbox::SandboxManager& sandboxes() { return *m_sandboxes; }
+  const sandbox::ImageOptions& image_options() const { return m_image; }
   const AppConfig& config() const { return m_config; }
 
 private:
   // Configured SSH hosts, the default host, and the factory for other aliases.
   void add_ssh_hosts(std::shared_ptr<const FileConfig> file_config);
+  // The sandbox manager over these hosts; its hosts ("sandbox:NAME") come from the host factory.
+  void add_sandbox_manager(const FileConfig& file_config);
 
   AppConfig m_config;
   std::unique_ptr<state::StateStore> m_store;
   tools::HostRegistry m_hosts;
+  std::unique_ptr<sandbox::SandboxManager> m_sandboxes;
+  sandbox::ImageOptions m_image;
   std::unique_ptr<tools::JobManager> m_jobs;
   std::unique_ptr<tools::ToolEnv> m_env; // the tools keep a reference to it: it lives as long as the App
   std::shared_ptr<mcp::ToolRegistry> m_registry;

@@ -66,17 +66,23 @@ void add_serve_options(CLI::App& serve, CommandLine& out, ServeValues& values) {
       ->check(CLI::Range(0LL, 24LL * 365 * 10));
 }
 
-// The sandbox manager's subcommands (not built into this version yet: they only parse).
-void add_sandbox_commands(CLI::App& cli, std::string& name, std::string& branch, bool& ccr, bool& slurm) {
+// The sandbox manager's subcommands, with the original manager's flags (mcp-server/app/sandbox_cli.cpp).
+void add_sandbox_commands(CLI::App& cli, SandboxCli& s) {
   auto* cmd_new = cli.add_subcommand("new", "Create a sandbox (git worktree + container with tmux)");
-  cmd_new->add_option("-n,--name", name, "Sandbox name")->required();
-  cmd_new->add_option("-b,--branch", branch, "Branch (default: the name)");
-  cmd_new->add_flag("--ccr", ccr, "Claude Code Router mode");
-  cmd_new->add_flag("-s,--slurm", slurm, "Run on a Slurm compute node");
+  cmd_new->add_option("-n,--name", s.name, "Sandbox name (default: cnt_N)");
+  cmd_new->add_option("-b,--branch", s.branch, "Branch (default: main; created from HEAD when missing)");
+  cmd_new->add_flag("--ccr", s.ccr, "Claude Code Router mode (recorded; SANDBOX_CCR=1 in the container)");
+  cmd_new->add_flag("-s,--slurm", s.slurm, "Run on a Slurm compute node");
+  cmd_new->add_option("--host", s.host, "Where: local (default) or an SSH host");
+  cmd_new->add_option("--image", s.image, "Container image (default: localhost/sandbox-mcp:latest or the config's)");
   cli.add_subcommand("ls", "List sandboxes");
-  cli.add_subcommand("rm", "Remove a sandbox")->add_option("-n,--name", name, "Sandbox name")->required();
-  cli.add_subcommand("attach", "Attach to a sandbox's tmux")->add_option("-n,--name", name, "Sandbox name")->required();
-  cli.add_subcommand("reset", "Remove every sandbox and forget the state");
+  cli.add_subcommand("rm", "Remove a sandbox")->add_option("-n,--name", s.name, "Sandbox name")->required();
+  cli.add_subcommand("attach", "Attach to a sandbox's tmux")->add_option("-n,--name", s.name, "Sandbox name")->required();
+  cli.add_subcommand("reset", "Remove every local sandbox (not Slurm jobs), the work directories and the images");
+  auto* image = cli.add_subcommand("image", "The sandbox image");
+  image->require_subcommand(1);
+  image->add_subcommand("build", "Build the default sandbox image here (debootstrap + podman import; no registry)")
+      ->add_flag("--rebuild", s.rebuild, "Build again even when the image exists");
 }
 
 // Fills the config from the checked values; an exit code when one is invalid.
@@ -105,8 +111,9 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& out) {
                "hosts, containers and Slurm nodes; and the sandbox manager CLI."};
   cli.set_version_flag("--version", std::string("sandbox-mcp ") + SMCP_VERSION);
   cli.require_subcommand(1);
-  std::string repo_base;
-  cli.add_option("--repo_base", repo_base, "Repository the sandboxes' worktrees come from");
+  cli.add_option("--repo_base", out.config.repo_base,
+                 "Repository the sandboxes' worktrees come from, holding .sandbox_db.sqlite (default: the current "
+                 "directory)");
 
   // Default log level: warnings and errors only on stdio (clients show the server's stderr as
   // errors), info on HTTP.
@@ -115,9 +122,7 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& out) {
                      out.config.jobs.retention.count()};
   auto* serve = cli.add_subcommand("serve", "Serve MCP on stdio (default) or Streamable HTTP (--http)");
   add_serve_options(*serve, out, values);
-  std::string name, branch;
-  bool ccr = false, slurm = false;
-  add_sandbox_commands(cli, name, branch, ccr, slurm);
+  add_sandbox_commands(cli, out.sandbox);
 
   try {
     cli.parse(argc, argv);

@@ -11,8 +11,20 @@
 
 namespace smcp::app {
 
+// The sandbox manager's subcommands' values (the original manager's flags, plus --host and --image).
+struct SandboxCli {
+  std::string name;
+  std::string branch = "main";
+  bool ccr = false;
+  bool slurm = false;
+  std::string host = "local";
+  std::string image;
+  bool rebuild = false; // image build --rebuild
+};
+
 struct CommandLine {
-  std::string command; // the subcommand given ("serve", "new", "ls", ...)
+  std::string command; // the subcommand given ("serve", "new", "ls", ..., "image")
+  SandboxCli sandbox;
   AppConfig config;
   HttpCli http;
   std::size_t max_message_bytes = 4 * 1024 * 1024;

@@ -85,6 +85,81 @@ std::optional<bool> get_bashrc(const json& obj, const std::string& origin) {
   return text == "skip";
 }
 
+std::vector<std::string> get_strings(const json& obj, const char* key, const std::string& origin) {
+  std::vector<std::string> out;
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) {
+    return out;
+  }
+  if (!it->is_array()) {
+    bad(origin, std::string(key) + " must be an array of strings");
+  }
+  for (const auto& v : *it) {
+    if (!v.is_string()) {
+      bad(origin, std::string(key) + " must be an array of strings");
+    }
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+// Long because it is one flat list of keys, each read and checked where it is declared.
+void parse_sandbox(const json& s, const std::string& origin, FileConfig& c) {
+  if (!s.is_object()) {
+    bad(origin, "sandbox must be an object");
+  }
+  warn_unknown(s,
+               {"repo_base", "runtime", "image", "base_image", "mirror", "user", "user_home", "user_uid", "user_gid",
+                "mounts", "cpus", "memory", "pids", "env", "run_args", "worktrees_dir"},
+               origin, "sandbox.");
+  auto& o = c.sandbox.container;
+  o.runtime = get_string(s, "runtime", origin, o.runtime);
+  if (o.runtime != "auto" && o.runtime != "podman" && o.runtime != "docker") {
+    bad(origin, "sandbox.runtime must be auto, podman or docker (got '" + o.runtime + "')");
+  }
+  c.sandbox.repo_base = expand(get_string(s, "repo_base", origin));
+  o.image = get_string(s, "image", origin, o.image);
+  o.user_home = get_string(s, "user_home", origin, o.user_home);
+  o.user_uid = get_int(s, "user_uid", origin, 0, 1 << 30).value_or(o.user_uid);
+  o.user_gid = get_int(s, "user_gid", origin, 0, 1 << 30).value_or(o.user_gid);
+  o.cpus = get_string(s, "cpus", origin);
+  o.memory = get_string(s, "memory", origin);
+  o.pids = get_int(s, "pids", origin, 0, 1 << 30).value_or(0);
+  o.env_allow = get_strings(s, "env", origin);
+  o.run_args = get_strings(s, "run_args", origin);
+  c.sandbox.worktrees_dir = get_string(s, "worktrees_dir", origin, c.sandbox.worktrees_dir);
+  if (c.sandbox.worktrees_dir.empty() || c.sandbox.worktrees_dir[0] == '/' ||
+      c.sandbox.worktrees_dir.find("..") != std::string::npos) {
+    bad(origin, "sandbox.worktrees_dir must be a relative path inside the repository");
+  }
+  if (auto it = s.find("mounts"); it != s.end() && !it->is_null()) {
+    if (!it->is_array()) {
+      bad(origin, "sandbox.mounts must be an array of {source, target, read_only}");
+    }
+    for (const auto& m : *it) {
+      if (!m.is_object()) {
+        bad(origin, "sandbox.mounts must be an array of {source, target, read_only}");
+      }
+      sandbox::Mount mount{get_string(m, "source", origin), get_string(m, "target", origin),
+                           m.value("read_only", false)};
+      if (mount.source.empty() || mount.target.empty() || mount.target[0] != '/' ||
+          mount.source.find(':') != std::string::npos || mount.target.find(':') != std::string::npos) {
+        bad(origin, "each of sandbox.mounts needs a source and an absolute target, without ':'");
+      }
+      o.mounts.push_back(mount);
+    }
+  }
+  c.image.image = o.image;
+  c.image.base_image = get_string(s, "base_image", origin, c.image.base_image);
+  c.image.mirror = get_string(s, "mirror", origin, c.image.mirror);
+  c.image.user = get_string(s, "user", origin, c.image.user);
+  c.image.uid = o.user_uid;
+  c.image.gid = o.user_gid;
+  if (o.runtime == "docker") {
+    c.image.runtime = "docker";
+  }
+}
+
 } // namespace
 
 std::string default_config_path() {
@@ -105,7 +180,7 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
   }
   warn_unknown(doc,
                {"default_host", "ssh_config", "ssh_program", "host_key_policy", "allow_unlisted_hosts", "pool",
-                "passphrase", "hosts", "$schema", "comment", "bashrc"},
+                "passphrase", "hosts", "$schema", "comment", "bashrc", "sandbox"},
                origin, "");
   c.default_host = get_string(doc, "default_host", origin);
   c.ssh_config = expand(get_string(doc, "ssh_config", origin));
@@ -158,6 +233,9 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
     c.passphrase.env = get_string(*it, "env", origin);
     c.passphrase.file = expand(get_string(*it, "file", origin));
   }
+  if (auto it = doc.find("sandbox"); it != doc.end() && !it->is_null()) {
+    parse_sandbox(*it, origin, c);
+  }
   if (auto it = doc.find("hosts"); it != doc.end()) {
     if (!it->is_array()) {
       bad(origin, "hosts must be an array of names or objects");
@@ -169,7 +247,7 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
       } else if (h.is_object()) {
         warn_unknown(h,
                      {"name", "host_key_policy", "max_concurrency", "max_sessions", "max_channels_per_session",
-                      "jobs_root", "bashrc"},
+                      "jobs_root", "bashrc", "repo_base"},
                      origin, "hosts[].");
         e.name = get_string(h, "name", origin);
         if (h.contains("host_key_policy")) {
@@ -180,6 +258,7 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
         e.max_channels_per_session = get_int(h, "max_channels_per_session", origin, 1, 256);
         e.jobs_root = get_string(h, "jobs_root", origin);
         e.skip_command_bashrc = get_bashrc(h, origin);
+        e.repo_base = get_string(h, "repo_base", origin);
       } else {
         bad(origin, "each entry of hosts must be a name or an object with a name");
       }

@@ -4,6 +4,8 @@
 // ~/.config/sandbox-mcp/config.json; a missing file means the defaults. See docs/ssh.md.
 #pragma once
 
+#include "sandbox/image.h"
+#include "sandbox/manager.h"
 #include "ssh/pool.h"
 #include "ssh/session_setup.h"
 
@@ -23,6 +25,7 @@ struct SshHostEntry {
   std::optional<int> max_channels_per_session;
   std::string jobs_root;                   // on the host; empty: ~/.local/state/sandbox-mcp/jobs
   std::optional<bool> skip_command_bashrc; // "bashrc": "skip" (see ssh::SshHostOptions)
+  std::string repo_base;                   // the repository sandboxes on this host come from
 };
 
 struct FileConfig {
@@ -36,6 +39,10 @@ struct FileConfig {
   ssh::PoolLimits pool;
   ssh::PassphraseSource passphrase;
   std::vector<SshHostEntry> hosts;
+  // "sandbox": the sandbox manager and `image build` (see docs/sandboxes.md). repo_base and the
+  // per-host repositories are filled in by App.
+  sandbox::ManagerOptions sandbox;
+  sandbox::ImageOptions image;
 };
 
 std::string default_config_path();

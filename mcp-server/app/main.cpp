@@ -1,6 +1,7 @@
 // sandbox-mcp: the MCP server (`serve`) and the sandbox manager CLI. Thin: parse, wire, run.
 #include "mcp-server/app/command_line.h"
 #include "mcp-server/app/logging.h"
+#include "mcp-server/app/sandbox_cli.h"
 #include "mcp-server/app/signals.h"
 #include "transport/stdio_transport.h"
 
@@ -12,12 +13,6 @@
 #include <malloc.h>
 
 namespace {
-
-int not_yet(const std::string& what) {
-  std::cerr << "sandbox-mcp " << what
-            << ": the sandbox backends (podman/docker, Slurm, bubblewrap) are not built into this version yet.\n";
-  return 3;
-}
 
 // The transport has closed its sessions (cancelling their calls). The App's objects must outlive
 // every request thread: wait for them; if one ignores cancellation, leave without destroying them.
@@ -74,7 +69,7 @@ int main(int argc, char** argv) {
     return *rc;
   }
   if (cl.command != "serve") {
-    return not_yet(cl.command);
+    return smcp::app::run_sandbox_command(cl);
   }
   return serve(cl);
 }

@@ -1,5 +1,6 @@
 #include "sandbox/container/runtime.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 
@@ -16,14 +17,30 @@ std::vector<std::string> with_runtime(Runtime r, std::vector<std::string> rest) 
   return rest;
 }
 
-// Container ids 0..65535 as host ids: the owner's id for the image user's, the rest at 100000+,
-// so that root in the container is nobody on the host.
+// Container ids 0..65535 as host ids, the image user's (`inside`) being the owner's (`host`). When
+// the owner is root, the container's ids below the user's move up by one (container root is uid 1
+// on the host, not root); otherwise the two ids trade places. Contiguous ranges only: podman's
+// idmapped image layers refused a mapping that moved container root far away (measured, 4.3).
 void add_id_map(std::vector<std::string>& a, const char* flag, int inside, int host) {
-  const long base = 100000;
-  a.push_back(std::string(flag) + "=0:" + std::to_string(base) + ":" + std::to_string(inside));
-  a.push_back(std::string(flag) + "=" + std::to_string(inside) + ":" + std::to_string(host) + ":1");
-  a.push_back(std::string(flag) + "=" + std::to_string(inside + 1) + ":" + std::to_string(base + inside + 1) + ":" +
-              std::to_string(65536 - inside - 1));
+  auto range = [&](long from, long to, long count) {
+    if (count > 0) {
+      a.push_back(std::string(flag) + "=" + std::to_string(from) + ":" + std::to_string(to) + ":" +
+                  std::to_string(count));
+    }
+  };
+  const long top = 65536;
+  if (host == 0) {
+    range(0, 1, inside);
+    range(inside, 0, 1);
+    range(inside + 1, inside + 1, top - inside - 1);
+    return;
+  }
+  const long lo = std::min(inside, host), hi = std::max(inside, host);
+  range(0, 0, lo);
+  range(lo, hi, 1);
+  range(lo + 1, lo + 1, hi - lo - 1);
+  range(hi, lo, 1);
+  range(hi + 1, hi + 1, std::max(0L, top - hi - 1));
 }
 
 } // namespace

@@ -43,7 +43,6 @@ struct CommandSpec {
   std::string cwd;     // empty: the host's default directory
   std::vector<std::pair<std::string, std::string>> env; // added to the host's environment
   std::chrono::milliseconds timeout{0};                 // foreground only; 0 = no limit
-  std::string sandbox; // run inside this sandbox (sandbox backends; empty = on the host itself)
   std::string profile; // execution profile (bubblewrap: restrictive/standard/permissive; empty = none)
   // Argv put before the command's own: `launcher... bash -c COMMAND` (e.g. `nice -n 10`, later
   // bubblewrap for a profile). Its first word is looked up in PATH. LocalHost only for now.

@@ -10,6 +10,11 @@ void HostRegistry::add(std::shared_ptr<exec::Host> host) {
   m_hosts[name] = std::move(host);
 }
 
+void HostRegistry::remove(const std::string& name) {
+  std::lock_guard lock(m_mutex);
+  m_hosts.erase(name);
+}
+
 void HostRegistry::set_default(std::string name) {
   std::lock_guard lock(m_mutex);
   m_default = std::move(name);

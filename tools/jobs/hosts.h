@@ -20,6 +20,8 @@ public:
 
   void add(std::shared_ptr<exec::Host> host);
   void set_default(std::string name);
+  // Forgets a host made by the factory (a removed sandbox); the next get() makes it again.
+  void remove(const std::string& name);
   // Called for names that are not registered; returns null when the name is not a host.
   void set_factory(Factory factory);
 

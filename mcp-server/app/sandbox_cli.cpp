@@ -1,0 +1,138 @@
+#include "mcp-server/app/sandbox_cli.h"
+
+#include "sandbox/host_commands.h"
+#include "sandbox/exec/local_executor.h"
+
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <unistd.h>
+
+namespace smcp::app {
+
+namespace {
+
+// "3m", "2h", "5d" since a "YYYY-MM-DD HH:MM:SS" UTC time.
+std::string age(const std::string& created_at) {
+  std::tm tm{};
+  if (!strptime(created_at.c_str(), "%Y-%m-%d %H:%M:%S", &tm)) {
+    return "?";
+  }
+  const long s = static_cast<long>(std::difftime(std::time(nullptr), timegm(&tm)));
+  if (s < 60) {
+    return std::to_string(s < 0 ? 0 : s) + "s";
+  }
+  if (s < 3600) {
+    return std::to_string(s / 60) + "m";
+  }
+  if (s < 86400) {
+    return std::to_string(s / 3600) + "h";
+  }
+  return std::to_string(s / 86400) + "d";
+}
+
+int list(sandbox::SandboxManager& m) {
+  auto all = m.list();
+  if (all.empty()) {
+    std::cout << "No sandboxes in " << m.options().repo_base << " (create one with: sandbox-mcp new -n NAME)\n";
+    return 0;
+  }
+  std::printf("%-16s %-10s %-20s %-9s %-5s %s\n", "NAME", "HOST", "BRANCH", "STATE", "AGE", "WORK_DIR");
+  for (const auto& s : all) {
+    std::printf("%-16s %-10s %-20s %-9s %-5s %s\n", s.row.name.c_str(), s.row.host.c_str(), s.row.branch.c_str(),
+                s.state.c_str(), age(s.row.created_at).c_str(), s.row.work_dir.c_str());
+    if (!s.note.empty()) {
+      std::printf("  note: %s\n", s.note.c_str());
+    }
+  }
+  return 0;
+}
+
+int attach(sandbox::SandboxManager& m, const std::string& name) {
+  std::vector<std::string> argv = m.attach_argv(name);
+  if (!::isatty(0)) {
+    std::cerr << "sandbox-mcp attach: needs a terminal; run it in one, or run: " << sandbox::display_command(argv)
+              << "\n";
+    return 1;
+  }
+  std::vector<char*> args;
+  for (auto& a : argv) {
+    args.push_back(a.data());
+  }
+  args.push_back(nullptr);
+  std::cout.flush();
+  ::execvp(args[0], args.data());
+  std::perror(("sandbox-mcp attach: " + argv[0]).c_str());
+  return 1;
+}
+
+int run(const CommandLine& cl) {
+  App app(cl.config);
+  auto& m = app.sandboxes();
+  const auto& s = cl.sandbox;
+  if (cl.command == "new") {
+    sandbox::NewRequest req;
+    req.name = s.name;
+    req.branch = s.branch;
+    req.ccr = s.ccr;
+    req.slurm = s.slurm;
+    req.host = s.host;
+    req.image = s.image;
+    req.progress = [](const std::string& line) { std::cerr << line << "\n"; };
+    auto info = m.create(req);
+    std::cout << "Created sandbox " << info.row.name << " on " << info.row.host << ": branch " << info.row.branch
+              << ", worktree " << info.row.work_dir << ", container " << info.row.container_id << "\n";
+    if (!info.note.empty()) {
+      std::cout << "Note: " << info.note << "\n";
+    }
+    std::cout << "Attach: sandbox-mcp attach -n " << info.row.name << "   (or: " << info.attach_command << ")\n";
+    return 0;
+  }
+  if (cl.command == "ls") {
+    return list(m);
+  }
+  if (cl.command == "rm") {
+    auto r = m.remove(s.name);
+    std::cout << "Removed " << r.name << "\n";
+    for (const auto& n : r.notes) {
+      std::cout << "  note: " << n << "\n";
+    }
+    return 0;
+  }
+  if (cl.command == "attach") {
+    return attach(m, s.name);
+  }
+  if (cl.command == "reset") {
+    const auto& img = app.image_options();
+    for (const auto& line : m.reset({img.image, img.base_image})) {
+      std::cout << line << "\n";
+    }
+    return 0;
+  }
+  if (cl.command == "image") {
+    exec::LocalExecutor local;
+    sandbox::ImageOptions o = app.image_options();
+    o.rebuild = s.rebuild;
+    sandbox::build_image(local, o, [](const std::string& line) { std::cerr << line << "\n"; });
+    std::cout << o.image << "\n";
+    return 0;
+  }
+  std::cerr << "sandbox-mcp: unknown command " << cl.command << "\n";
+  return 2;
+}
+
+} // namespace
+
+int run_sandbox_command(const CommandLine& cl) {
+  try {
+    return run(cl);
+  } catch (const sandbox::SandboxError& e) {
+    std::cerr << "sandbox-mcp " << cl.command << ": " << e.what() << "\n";
+    return e.kind() == sandbox::SandboxError::Kind::invalid ? 2 : 1;
+  } catch (const std::exception& e) {
+    std::cerr << "sandbox-mcp " << cl.command << ": " << e.what() << "\n";
+    return 1;
+  }
+}
+
+} // namespace smcp::app
