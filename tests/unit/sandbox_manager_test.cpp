@@ -1,0 +1,336 @@
+// The sandbox manager's command lines for podman and docker, through a recording fake host (no
+// container runtime, git or tmux involved): what `new` runs and in which order, what a failure
+// undoes, how ls reads states, the id mapping, the environment allowlist, names and the registry.
+#include "sandbox/container/container_executor.h"
+#include "sandbox/manager.h"
+#include "tests/support/recording_executor.h"
+
+#include <gtest/gtest.h>
+#include <gmock/gmock.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <sqlite3.h>
+
+namespace smcp::sandbox {
+namespace {
+
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using Argv = std::vector<std::string>;
+
+class SandboxManagerTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/smcp-sbx-unit-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    host = std::make_shared<testing::RecordingHost>("local");
+    rec = host->recorder;
+    rec->answer({"podman", "info"}, 0, "false\n");
+    rec->answer({"git", "-C", "/r", "rev-parse", "--path-format=absolute"}, 0, "/r\n/r/.git\n");
+    rec->answer({"git", "-C", "/r", "rev-parse", "--verify"}, 1); // the branch does not exist yet
+    rec->answer({"stat"}, 0, "0 0\n");
+    rec->answer({"printenv", "HOME"}, 0, "/home/u\n");
+    rec->answer({"ls", "-d"}, 2, "/home/u/.gitconfig\n", "ls: cannot access ...");
+  }
+  void TearDown() override { std::filesystem::remove_all(dir); }
+
+  std::unique_ptr<SandboxManager> make(ManagerOptions o = {}) {
+    o.repo_base = dir;
+    o.host_repo_base["gpu1"] = "/r";
+    return std::make_unique<SandboxManager>(o, [this](const std::string& name) -> std::shared_ptr<exec::Host> {
+      if (name == "local" || name == "gpu1") {
+        return host;
+      }
+      throw std::out_of_range("unknown host '" + name + "'");
+    });
+  }
+  NewRequest request(const std::string& name) {
+    NewRequest r;
+    r.name = name;
+    r.repo_base = "/r";
+    return r;
+  }
+  Argv only(const Argv& prefix) {
+    auto all = rec->matching(prefix);
+    EXPECT_EQ(all.size(), 1u) << "calls starting with " << prefix[0] << " " << prefix[1];
+    return all.empty() ? Argv{} : all.front();
+  }
+
+  std::string dir;
+  std::shared_ptr<testing::RecordingHost> host;
+  std::shared_ptr<testing::RecordingExecutor> rec;
+};
+
+TEST_F(SandboxManagerTest, PodmanNewRunsWorktreeContainerAndTmuxInOrder) {
+  auto m = make();
+  SandboxInfo info = m->create(request("exp1"));
+  const std::string c = container_name("/r", "exp1");
+  EXPECT_EQ(info.row.name, "exp1");
+  EXPECT_EQ(info.row.container_id, c);
+  EXPECT_EQ(info.row.work_dir, "/r/.sandboxes/exp1");
+  EXPECT_EQ(info.row.phase, "ready");
+  EXPECT_EQ(info.attach_command, "podman exec -it " + c + " tmux attach-session -t main");
+
+  EXPECT_EQ(only({"git", "-C", "/r", "worktree"}),
+            (Argv{"git", "-C", "/r", "worktree", "add", "-b", "main", "/r/.sandboxes/exp1", "HEAD"}));
+  const Argv run = only({"podman", "run"});
+  const Argv expected_head = {"podman", "run", "-d", "--init", "--name", c, "--hostname", "exp1", "--label",
+                              "sandbox-mcp.sandbox=exp1"};
+  EXPECT_TRUE(std::equal(expected_head.begin(), expected_head.end(), run.begin())) << ::testing::PrintToString(run);
+  // The worktree owned by root: root's ids become the image user's, container root is uid 1.
+  EXPECT_THAT(run, Contains("--uidmap=0:1:1000"));
+  EXPECT_THAT(run, Contains("--uidmap=1000:0:1"));
+  EXPECT_THAT(run, Contains("--uidmap=1001:1001:64535"));
+  EXPECT_THAT(run, Contains("--gidmap=1000:0:1"));
+  EXPECT_THAT(run, Contains("/r/.sandboxes/exp1:/workspace"));
+  EXPECT_THAT(run, Contains("/r/.git:/r/.git"));
+  // Seed mounts only when their source exists (ls -d listed only .gitconfig).
+  EXPECT_THAT(run, Contains("/home/u/.gitconfig:/home/agent/.gitconfig:ro"));
+  for (const auto& word : run) {
+    EXPECT_THAT(word, Not(HasSubstr(".git-credentials")));
+  }
+  EXPECT_EQ(Argv(run.end() - 3, run.end()), (Argv{"localhost/sandbox-mcp:latest", "sleep", "infinity"}));
+  EXPECT_EQ(only({"podman", "exec"}), (Argv{"podman", "exec", c, "tmux", "new-session", "-d", "-s", "main", "-c",
+                                            "/workspace", "-x", "200", "-y", "50"}));
+  // Order: worktree before the container, the container before tmux.
+  auto calls = rec->calls();
+  auto index = [&](const std::string& a, const std::string& b) {
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      if (calls[i].argv.size() > 1 && calls[i].argv[0] == a && (calls[i].argv[1] == b || calls[i].argv[3] == b)) {
+        return i;
+      }
+    }
+    return calls.size();
+  };
+  EXPECT_LT(index("git", "worktree"), index("podman", "run"));
+  EXPECT_LT(index("podman", "run"), index("podman", "exec"));
+  ASSERT_TRUE(m->registry().get("exp1"));
+}
+
+TEST_F(SandboxManagerTest, DockerCommandLinesAndNoIdMapping) {
+  rec->answer({"podman", "--version"}, 127);
+  auto m = make();
+  SandboxInfo info = m->create(request("d1"));
+  EXPECT_EQ(info.row.runtime, "docker");
+  const Argv run = only({"docker", "run"});
+  for (const auto& word : run) {
+    EXPECT_THAT(word, Not(HasSubstr("map")));
+  }
+  EXPECT_THAT(run, Contains("--init"));
+  EXPECT_EQ(only({"docker", "image"}), (Argv{"docker", "image", "inspect", "--format", "{{.Id}}",
+                                             "localhost/sandbox-mcp:latest"}));
+  m->remove("d1");
+  EXPECT_EQ(rec->matching({"docker", "rm"}).back(), (Argv{"docker", "rm", "-f", info.row.container_id}));
+  EXPECT_EQ(info.attach_command, "docker exec -it " + info.row.container_id + " tmux attach-session -t main");
+}
+
+TEST_F(SandboxManagerTest, NoRuntimeNamesThePackages) {
+  rec->answer({"podman", "--version"}, 127);
+  rec->answer({"docker", "--version"}, 127);
+  auto m = make();
+  try {
+    m->create(request("x"));
+    FAIL() << "created without a runtime";
+  } catch (const SandboxError& e) {
+    EXPECT_EQ(e.kind(), SandboxError::Kind::missing);
+    EXPECT_THAT(e.what(), HasSubstr("apt-get install podman"));
+  }
+  EXPECT_TRUE(m->registry().list().empty());
+}
+
+TEST_F(SandboxManagerTest, MissingImageNamesTheBuildCommand) {
+  rec->answer({"podman", "image", "exists"}, 1);
+  auto m = make();
+  try {
+    m->create(request("x"));
+    FAIL();
+  } catch (const SandboxError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("sandbox-mcp image build"));
+  }
+  EXPECT_TRUE(rec->matching({"git", "-C", "/r", "worktree"}).empty()) << "nothing made before the checks";
+}
+
+TEST_F(SandboxManagerTest, AFailedRunUndoesTheWorktreeTheBranchAndTheRow) {
+  rec->answer({"podman", "run"}, 125, "", "Error: something broke");
+  auto m = make();
+  EXPECT_THROW(m->create(request("x")), SandboxError);
+  const std::string c = container_name("/r", "x");
+  EXPECT_EQ(rec->matching({"git", "-C", "/r", "worktree", "remove"}).size(), 1u);
+  EXPECT_EQ(rec->matching({"git", "-C", "/r", "branch", "-D", "main"}).size(), 1u);
+  EXPECT_GE(rec->matching({"podman", "rm", "-f", "-t", "0", c}).size(), 1u);
+  EXPECT_FALSE(m->registry().get("x"));
+}
+
+TEST_F(SandboxManagerTest, AnExistingBranchIsNotCreatedNorDeletedOnFailure) {
+  rec->answer({"git", "-C", "/r", "rev-parse", "--verify"}, 0);
+  rec->answer({"podman", "exec"}, 1, "", "tmux: not found");
+  auto m = make();
+  EXPECT_THROW(m->create(request("x")), SandboxError);
+  EXPECT_EQ(only({"git", "-C", "/r", "worktree", "add"}), (Argv{"git", "-C", "/r", "worktree", "add",
+                                                                 "/r/.sandboxes/x", "main"}));
+  EXPECT_TRUE(rec->matching({"git", "-C", "/r", "branch", "-D"}).empty());
+}
+
+TEST_F(SandboxManagerTest, EnvironmentValuesGoOnStdinNeverOnArgv) {
+  ::setenv("SMCP_TEST_SECRET", "s3cret-value", 1);
+  ManagerOptions o;
+  o.container.env_allow = {"SMCP_TEST_SECRET", "SMCP_TEST_UNSET"};
+  auto m = make(o);
+  m->create(request("e1"));
+  ::unsetenv("SMCP_TEST_SECRET");
+  for (const auto& call : rec->calls()) {
+    for (const auto& word : call.argv) {
+      EXPECT_THAT(word, Not(HasSubstr("s3cret-value")));
+    }
+    if (!call.argv.empty() && call.argv[1] == "run") {
+      EXPECT_EQ(call.input, "SMCP_TEST_SECRET=s3cret-value\n");
+      EXPECT_THAT(call.argv, Contains("/dev/stdin"));
+    }
+  }
+}
+
+TEST_F(SandboxManagerTest, OwnerAndImageUserTradeIdsWhenTheOwnerIsNotRoot) {
+  RunSpec s;
+  s.container = "c";
+  s.sandbox = "n";
+  s.work_dir = "/w";
+  s.map_owner = true;
+  s.owner_uid = 1234;
+  s.owner_gid = 1234;
+  Argv a = container_run_argv(Runtime::podman, ContainerOptions{}, s);
+  for (const char* m : {"--uidmap=0:0:1000", "--uidmap=1000:1234:1", "--uidmap=1001:1001:233", "--uidmap=1234:1000:1",
+                        "--uidmap=1235:1235:64301"}) {
+    EXPECT_THAT(a, Contains(std::string(m)));
+  }
+  s.map_owner = false;
+  s.keep_id = true;
+  EXPECT_THAT(container_run_argv(Runtime::podman, ContainerOptions{}, s), Contains("--userns=keep-id"));
+}
+
+TEST_F(SandboxManagerTest, LsReadsLiveStatesAndShowsMissingContainers) {
+  auto m = make();
+  m->create(request("a"));
+  m->create(request("b"));
+  rec->answer({"podman", "ps"}, 0, container_name("/r", "a") + " running\n");
+  auto all = m->list();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].state, "running");
+  EXPECT_EQ(all[1].state, "missing");
+  EXPECT_THAT(all[1].note, HasSubstr("sandbox_rm"));
+  EXPECT_EQ(only({"podman", "ps"}),
+            (Argv{"podman", "ps", "-a", "--filter", "label=sandbox-mcp.sandbox", "--format", "{{.Names}} {{.State}}"}));
+}
+
+TEST_F(SandboxManagerTest, RmToleratesAContainerAlreadyGone) {
+  auto m = make();
+  m->create(request("g"));
+  rec->answer({"podman", "rm"}, 1, "", "Error: no container with name or ID \"x\" found: no such container");
+  RemoveResult r = m->remove("g");
+  EXPECT_TRUE(r.removed);
+  ASSERT_FALSE(r.notes.empty());
+  EXPECT_THAT(r.notes[0], HasSubstr("already gone"));
+  EXPECT_FALSE(m->registry().get("g"));
+}
+
+TEST_F(SandboxManagerTest, SshHostAttachGoesThroughSsh) {
+  auto m = make();
+  NewRequest r = request("s1");
+  r.host = "gpu1";
+  r.repo_base.clear(); // the host's configured repository
+  SandboxInfo info = m->create(r);
+  EXPECT_EQ(info.row.host, "gpu1");
+  EXPECT_EQ(info.attach_command.rfind("ssh -t gpu1 podman exec -it ", 0), 0u) << info.attach_command;
+}
+
+TEST_F(SandboxManagerTest, SlurmIsNotBuiltYet) {
+  auto m = make();
+  NewRequest r = request("x");
+  r.slurm = true;
+  try {
+    m->create(r);
+    FAIL();
+  } catch (const SandboxError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("Slurm backend not built yet"));
+  }
+}
+
+TEST_F(SandboxManagerTest, DefaultNamesAreCntN) {
+  auto m = make();
+  EXPECT_EQ(m->create(request("")).row.name, "cnt_1");
+  EXPECT_EQ(m->create(request("")).row.name, "cnt_2");
+  m->remove("cnt_1");
+  EXPECT_EQ(m->create(request("")).row.name, "cnt_1");
+  try {
+    m->create(request("cnt_2"));
+    FAIL();
+  } catch (const SandboxError& e) {
+    EXPECT_EQ(e.kind(), SandboxError::Kind::exists);
+  }
+}
+
+TEST(SandboxNames, RejectPathsShellAndGitTrouble) {
+  for (const char* bad : {"", "../x", "a/b", "-rf", "a b", "a;rm", "$(x)", "a..b", "x.lock", "x.", ".x",
+                          "0123456789012345678901234567890123456789012345678901234567890123"}) {
+    EXPECT_THROW(check_name(bad), SandboxError) << bad;
+  }
+  EXPECT_THROW(check_name(std::string("a\0b", 3)), SandboxError);
+  for (const char* good : {"exp1", "cnt_3", "a.b-c_d", "X"}) {
+    EXPECT_NO_THROW(check_name(good)) << good;
+  }
+  for (const char* bad : {"-b", "a b", "a..b", "a~1", "x.lock", "/a", "a/", "a:b", "a\\b"}) {
+    EXPECT_THROW(check_branch(bad), SandboxError) << bad;
+  }
+  EXPECT_NO_THROW(check_branch("feature/x-1"));
+}
+
+TEST(SandboxRegistryTest, AddsOurColumnsToTheOriginalTable) {
+  char tmpl[] = "/tmp/smcp-reg-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const std::string path = dir + "/.sandbox_db.sqlite";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE sandboxes (name TEXT PRIMARY KEY, branch TEXT, container_id TEXT, slurm_job_id "
+                         "TEXT, work_dir TEXT, ccr_mode INTEGER DEFAULT 0, created_at TEXT, updated_at TEXT);"
+                         "INSERT INTO sandboxes VALUES ('old', 'main', 'abc', NULL, '/w', 1, '2025-01-01 00:00:00', "
+                         "'2025-01-01 00:00:00');",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto reg = SandboxRegistry::open(path);
+  auto old = reg->get("old");
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->host, "local");
+  EXPECT_EQ(old->phase, "ready");
+  EXPECT_TRUE(old->ccr_mode);
+  SandboxRow row;
+  row.name = "new1";
+  row.host = "gpu1";
+  reg->reserve(row);
+  EXPECT_EQ(reg->get("new1")->phase, "creating");
+  EXPECT_EQ(reg->list().size(), 2u);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ContainerExecutorTest, WrapsCommandsInRuntimeExec) {
+  auto rec = std::make_shared<testing::RecordingExecutor>();
+  ContainerExecutor x(rec, Runtime::podman, "c1", "local");
+  exec::RemoteCommand cmd;
+  cmd.exec = "echo 'a b'";
+  cmd.input = "script";
+  x.run(cmd, std::chrono::seconds(5));
+  exec::RemoteCommand argv_cmd;
+  argv_cmd.argv = {"tmux", "ls"};
+  x.run(argv_cmd, std::chrono::seconds(5));
+  auto calls = rec->calls();
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].argv, (Argv{"podman", "exec", "-i", "c1", "sh", "-c", "echo 'a b'"}));
+  EXPECT_EQ(calls[0].input, "script");
+  EXPECT_EQ(calls[1].argv, (Argv{"podman", "exec", "-i", "c1", "tmux", "ls"}));
+}
+
+} // namespace
+} // namespace smcp::sandbox
