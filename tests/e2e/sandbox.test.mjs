@@ -22,7 +22,7 @@ const NAME = 'e2e1';
 function skipReason() {
   const version = spawnSync('podman', ['--version'], { encoding: 'utf8' });
   if (version.error) {
-    return `podman is not installed (${version.error.code}); install podman and runc (docs/sandboxes.md, one-time setup)`;
+    return `podman is not installed (${version.error.code}); run scripts/install-deps.sh --sandbox (docs/sandboxes.md)`;
   }
   const exists = spawnSync('podman', ['image', 'exists', IMAGE], { encoding: 'utf8' });
   if (exists.status !== 0) {
