@@ -106,8 +106,13 @@ void build_image(exec::RemoteExecutor& x, const ImageOptions& o, const std::func
       throw SandboxError(Kind::failed, "image build: cannot write " + dir + "/Containerfile");
     }
   }
-  CommandOutcome build =
-      run_argv(x, {runtime_name(rt), "build", "-t", o.image, "-f", dir + "/Containerfile", dir}, o.timeout);
+  // The build's one RUN step adds a user: low ulimits suit it everywhere, and podman 4.3 asks for
+  // higher ones than hosts whose hard limits are low allow ("error setting rlimit"), whatever
+  // containers.conf says.
+  CommandOutcome build = run_argv(x,
+                                  {runtime_name(rt), "build", "--ulimit", "nofile=1024:1024", "--ulimit",
+                                   "nproc=1024:1024", "-t", o.image, "-f", dir + "/Containerfile", dir},
+                                  o.timeout);
   if (!build.ok()) {
     failed(std::string(runtime_name(rt)) + " build", build);
   }

@@ -120,8 +120,9 @@ std::string SandboxManager::repo_for(const NewRequest& request) const {
   if (auto it = m_options.host_repo_base.find(request.host); it != m_options.host_repo_base.end()) {
     return it->second;
   }
-  throw SandboxError(Kind::invalid, "no repository on " + request.host + ": pass repo_base (a git repository on " +
-                                        request.host + ") or set \"repo_base\" for that host in the config file");
+  throw SandboxError(Kind::invalid, "no repository on " + request.host + ": pass repo_base (sandbox_new) or "
+                                        "--host_repo_base (CLI) naming a git repository on " + request.host +
+                                        ", or set \"repo_base\" for that host in the config file's hosts");
 }
 
 std::string SandboxManager::attach_command(const SandboxRow& row) const {
@@ -137,10 +138,12 @@ std::vector<std::string> SandboxManager::attach_argv(const std::string& name) {
   return attach_argv_of(*row);
 }
 
-std::vector<std::string> SandboxManager::attach_argv_of(const SandboxRow& row) {
+std::vector<std::string> SandboxManager::attach_argv_of(const SandboxRow& row) const {
   std::vector<std::string> argv = sandbox::attach_argv(parse_runtime(row.runtime), row.container_id);
   if (row.host != "local") {
-    argv.insert(argv.begin(), {"ssh", "-t", row.host});
+    std::vector<std::string> ssh = m_options.ssh_attach;
+    ssh.push_back(row.host);
+    argv.insert(argv.begin(), ssh.begin(), ssh.end());
   }
   return argv;
 }

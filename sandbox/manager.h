@@ -26,6 +26,8 @@ struct ManagerOptions {
   std::string worktrees_dir = ".sandboxes"; // under the repository
   std::chrono::milliseconds step_timeout{300000};
   std::chrono::milliseconds kill_grace{3000}; // for the sandbox hosts' jobs
+  // How a human reaches an SSH host's sandbox: `ssh_attach... HOST podman exec -it ...`.
+  std::vector<std::string> ssh_attach = {"ssh", "-t"};
 };
 
 struct NewRequest {
@@ -93,7 +95,7 @@ private:
   HostRuntime runtime_on(const std::string& host, exec::RemoteExecutor& x);
   std::string repo_for(const NewRequest& request) const;
   std::string attach_command(const SandboxRow& row) const;
-  static std::vector<std::string> attach_argv_of(const SandboxRow& row);
+  std::vector<std::string> attach_argv_of(const SandboxRow& row) const;
   // The steps of create() after the row is reserved; `undo` collects how to take each back.
   void build(SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x, const HostRuntime& rt,
              const std::string& git_common, std::vector<std::function<void()>>& undo, std::string& note);

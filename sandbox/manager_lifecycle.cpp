@@ -261,19 +261,26 @@ RemoveResult SandboxManager::remove(const std::string& host_name) {
     std::lock_guard lock(m_mutex);
     m_sandbox_hosts.erase(name);
   }
-  if (!row->container_id.empty()) {
+  // A `new` that died before recording its container may still have made it: its name is known.
+  const std::string container = !row->container_id.empty() ? row->container_id
+                                : row->repo_base.empty()   ? std::string()
+                                                           : container_name(row->repo_base, row->name);
+  if (!container.empty() && !row->runtime.empty()) {
     const Runtime rt = parse_runtime(row->runtime);
-    CommandOutcome o = run_argv(*x, remove_argv(rt, row->container_id), k_quick);
+    // `podman rm -f` of a missing container succeeds: ask first, to say what was already gone.
+    const bool existed = run_argv(*x, exists_argv(rt, container), k_quick).ok();
+    CommandOutcome o = run_argv(*x, remove_argv(rt, container), k_quick);
     if (o.status == 127) {
       throw SandboxError(Kind::missing, row->runtime + " is not installed on " + row->host + " any more; cannot remove "
-                                            "container " + row->container_id + " (install it, then rm again)");
+                                            "container " + container + " (install it, then rm again)");
     }
-    if (!o.ok() && !mentions(o.message(), "no such container") && !mentions(o.message(), "no container with")) {
-      failed("cannot remove container " + row->container_id + " on " + row->host + ": " + o.message() +
+    const bool gone = !existed || mentions(o.message(), "no such container") || mentions(o.message(), "no container with");
+    if (!o.ok() && !gone) {
+      failed("cannot remove container " + container + " on " + row->host + ": " + o.message() +
              " (the sandbox is kept; try again)");
     }
-    if (!o.ok()) {
-      result.notes.push_back("container " + row->container_id + " was already gone");
+    if (gone && !row->container_id.empty()) {
+      result.notes.push_back("container " + container + " was already gone");
     }
   }
   if (!row->work_dir.empty()) {
@@ -317,8 +324,11 @@ std::vector<std::string> SandboxManager::reset(const std::vector<std::string>& i
     const HostRuntime rt = runtime_on("local", *x);
     for (const auto& image : images) {
       if (run_argv(*x, image_exists_argv(rt.runtime, image), k_quick).ok()) {
+        // Never forced: a container of another repository (or of a sandbox on another host that is
+        // this machine) may still use it, and `rmi -f` would take that container with it.
         CommandOutcome o = run_argv(*x, remove_image_argv(rt.runtime, {image}), m_options.step_timeout);
-        done.push_back(o.ok() ? "removed image " + image : "could not remove image " + image + ": " + o.message());
+        done.push_back(o.ok() ? "removed image " + image
+                              : "kept image " + image + " (" + o.message() + "; remove the containers using it first)");
       }
     }
   } catch (const SandboxError& e) {

@@ -2,7 +2,10 @@
 # Installs what sandbox-mcp needs from Debian's packages (and nothing else), idempotently: only
 # packages that are missing are installed, so a second run takes a fraction of a second.
 #   scripts/install-deps.sh          build dependencies
-#   scripts/install-deps.sh --test   plus what the test suite drives for real (sshd, tmux, node, ...)
+#   scripts/install-deps.sh --sandbox  plus what sandboxes need here (podman, runc, catatonit,
+#                                      debootstrap, tmux, git) and a podman drop-in where needed
+#   scripts/install-deps.sh --test   plus what the test suite drives for real (sshd, tmux, node,
+#                                    podman, ...)
 set -euo pipefail
 
 packages=(
@@ -10,6 +13,11 @@ packages=(
   libssh2-1-dev nlohmann-json3-dev libboost-dev libasio-dev libspdlog-dev libfmt-dev
   libcli11-dev libpcre2-dev libsqlite3-dev sqlite3 openssh-client
 )
+sandbox=0
+if [[ "${1:-}" == "--test" || "${1:-}" == "--sandbox" ]]; then
+  sandbox=1
+  packages+=(podman runc catatonit debootstrap tmux)
+fi
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(
     libgtest-dev libgmock-dev libbenchmark-dev
@@ -39,4 +47,21 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q >/dev/null
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# podman on this machine kind: crun fails on hybrid (v1) cgroups, and containers may not raise
+# RLIMIT_NOFILE/NPROC above the hard limits every `podman run` asks for by default
+# ("error setting rlimit type 7"). A drop-in fixes both; it is written once, only where needed.
+dropin=/etc/containers/containers.conf.d/50-sandbox-mcp.conf
+if ((sandbox)) && [[ ! -e "$dropin" ]]; then
+  cgroup="$(stat -fc %T /sys/fs/cgroup 2>/dev/null || echo unknown)"
+  nofile="$(ulimit -Hn)"
+  if [[ "$cgroup" != cgroup2fs || "$nofile" != unlimited && "$nofile" -lt 1048576 ]]; then
+    SUDO=""
+    if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+    echo "install-deps: writing $dropin (runc; ulimits nofile and nproc 1024:1024)" >&2
+    $SUDO mkdir -p "$(dirname "$dropin")"
+    printf '# Written by sandbox-mcp scripts/install-deps.sh (see docs/sandboxes.md).\n[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n\n[engine]\nruntime = "runc"\n' |
+      $SUDO tee "$dropin" >/dev/null
+  fi
 fi

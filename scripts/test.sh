@@ -23,6 +23,9 @@ stage "stage 0: clang-format check"
 
 stage "stage 1: build (warnings are errors) and run every test"
 build_dir="$("$root/scripts/build.sh" -DSMCP_WERROR=ON | tail -n 1)"
+# The sandbox image the container tests use, built here from Debian's mirror (about a minute the
+# first time; a no-op once it exists).
+"$build_dir/mcp-server/app/sandbox-mcp" image build >&2
 (cd "$build_dir" && ctest --output-on-failure --timeout 900 -j2 "$@")
 if [[ $# -gt 0 || "${SMCP_QUICK:-}" == 1 || -n "${SMCP_SANITIZE:-}" ]]; then
   stage "done"

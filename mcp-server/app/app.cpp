@@ -248,6 +248,11 @@ void App::add_sandbox_manager(const FileConfig& fc) {
     }
   }
   options.kill_grace = m_config.kill_grace;
+  options.ssh_attach = {fc.ssh_program};
+  if (!fc.ssh_config.empty()) {
+    options.ssh_attach.insert(options.ssh_attach.end(), {"-F", fc.ssh_config});
+  }
+  options.ssh_attach.push_back("-t");
   m_image = fc.image;
   m_sandboxes = std::make_unique<sandbox::SandboxManager>(
       std::move(options), [this](const std::string& name) { return m_hosts.get(name); });

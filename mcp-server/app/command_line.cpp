@@ -74,6 +74,8 @@ void add_sandbox_commands(CLI::App& cli, SandboxCli& s) {
   cmd_new->add_flag("--ccr", s.ccr, "Claude Code Router mode (recorded; SANDBOX_CCR=1 in the container)");
   cmd_new->add_flag("-s,--slurm", s.slurm, "Run on a Slurm compute node");
   cmd_new->add_option("--host", s.host, "Where: local (default) or an SSH host");
+  cmd_new->add_option("--host_repo_base", s.host_repo_base,
+                      "With --host: the git repository on that host (default: its repo_base in the config)");
   cmd_new->add_option("--image", s.image, "Container image (default: localhost/sandbox-mcp:latest or the config's)");
   cli.add_subcommand("ls", "List sandboxes");
   cli.add_subcommand("rm", "Remove a sandbox")->add_option("-n,--name", s.name, "Sandbox name")->required();

@@ -19,6 +19,7 @@ struct SandboxCli {
   bool slurm = false;
   std::string host = "local";
   std::string image;
+  std::string host_repo_base; // the repository on --host (default: the host's repo_base in the config)
   bool rebuild = false; // image build --rebuild
 };
 

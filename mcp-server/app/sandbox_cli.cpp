@@ -78,6 +78,7 @@ int run(const CommandLine& cl) {
     req.slurm = s.slurm;
     req.host = s.host;
     req.image = s.image;
+    req.repo_base = s.host != "local" ? s.host_repo_base : std::string();
     req.progress = [](const std::string& line) { std::cerr << line << "\n"; };
     auto info = m.create(req);
     std::cout << "Created sandbox " << info.row.name << " on " << info.row.host << ": branch " << info.row.branch

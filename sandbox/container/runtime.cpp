@@ -150,8 +150,15 @@ std::vector<std::string> remove_argv(Runtime r, const std::string& container) {
   return {"docker", "rm", "-f", container};
 }
 
+std::vector<std::string> exists_argv(Runtime r, const std::string& container) {
+  if (r == Runtime::podman) {
+    return {"podman", "container", "exists", container};
+  }
+  return {"docker", "container", "inspect", "--format", "{{.Id}}", container};
+}
+
 std::vector<std::string> remove_image_argv(Runtime r, const std::vector<std::string>& images) {
-  std::vector<std::string> a = with_runtime(r, {"rmi", "-f"});
+  std::vector<std::string> a = with_runtime(r, {"rmi"});
   a.insert(a.end(), images.begin(), images.end());
   return a;
 }

@@ -69,6 +69,7 @@ std::vector<std::string> tmux_capture_argv(Runtime r, const std::string& contain
 // Every container of ours: "NAME STATE" lines.
 std::vector<std::string> list_argv(Runtime r);
 std::vector<std::string> remove_argv(Runtime r, const std::string& container);
+std::vector<std::string> exists_argv(Runtime r, const std::string& container); // exit 0 when it exists
 std::vector<std::string> remove_image_argv(Runtime r, const std::vector<std::string>& images);
 
 // "smcp-<8 hex of repo_base>-<name>": sandboxes of two repositories never share a container name.

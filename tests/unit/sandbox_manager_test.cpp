@@ -235,6 +235,22 @@ TEST_F(SandboxManagerTest, RmToleratesAContainerAlreadyGone) {
   EXPECT_FALSE(m->registry().get("g"));
 }
 
+TEST_F(SandboxManagerTest, RmOfAHalfMadeSandboxRemovesTheContainerItMayHaveMade) {
+  auto m = make();
+  SandboxRow row;
+  row.name = "half";
+  row.runtime = "podman";
+  row.repo_base = "/r";
+  row.work_dir = "/r/.sandboxes/half";
+  m->registry().reserve(row); // a `new` killed after `podman run`, before recording the container
+  EXPECT_EQ(m->list()[0].state, "creating");
+  m->remove("half");
+  EXPECT_EQ(rec->matching({"podman", "rm"}).size(), 1u);
+  EXPECT_EQ(rec->matching({"podman", "rm"})[0].back(), container_name("/r", "half"));
+  EXPECT_EQ(rec->matching({"git", "-C", "/r", "worktree", "remove"}).size(), 1u);
+  EXPECT_FALSE(m->registry().get("half"));
+}
+
 TEST_F(SandboxManagerTest, SshHostAttachGoesThroughSsh) {
   auto m = make();
   NewRequest r = request("s1");

@@ -1,0 +1,316 @@
+// Container sandboxes for real: podman (runc), git worktrees and tmux, through the CLI and the MCP
+// tools of the real `sandbox-mcp` binary, on this machine and on an SSH host (the loopback sshd
+// fixture, with podman reached through it). The image is built by scripts/test.sh
+// (`sandbox-mcp image build`); without podman or the image these tests skip and say why.
+#include "sandbox/exec/run_process.h"
+#include "tests/support/sshd_fixture.h"
+#include "tests/support/stdio_client.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace smcp {
+namespace {
+
+using namespace std::chrono_literals;
+using bench::StdioClient;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr const char* k_image = "localhost/sandbox-mcp:latest";
+
+exec::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 120s) {
+  return exec::run_process(argv, timeout);
+}
+
+std::string why_no_podman() {
+  if (run({"podman", "--version"}, 30s).status != 0) {
+    return "podman is not installed (scripts/install-deps.sh --test installs it)";
+  }
+  if (run({"podman", "image", "exists", k_image}, 30s).status != 0) {
+    return std::string(k_image) + " is missing (scripts/test.sh builds it with `sandbox-mcp image build`)";
+  }
+  return {};
+}
+
+bool container_exists(const std::string& name) {
+  return run({"podman", "container", "exists", name}, 30s).status == 0;
+}
+
+// A git repository with one commit in a fresh directory.
+std::string make_repo(const std::string& dir) {
+  fs::create_directories(dir);
+  EXPECT_EQ(run({"git", "-C", dir, "init", "-q", "-b", "main"}).status, 0);
+  std::ofstream(dir + "/README") << "hello\n";
+  EXPECT_EQ(run({"git", "-C", dir, "add", "README"}).status, 0);
+  EXPECT_EQ(run({"git", "-C", dir, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"}).status,
+            0);
+  return dir;
+}
+
+class SandboxTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (auto reason = why_no_podman(); !reason.empty()) {
+      GTEST_SKIP() << "no container runtime for sandboxes: " << reason;
+    }
+    char tmpl[] = "/tmp/smcp-sbx-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    repo = make_repo(dir + "/repo");
+    state = dir + "/state";
+    config = dir + "/config.json";
+    std::ofstream(config) << "{}";
+  }
+  void TearDown() override {
+    client.reset();
+    if (!dir.empty()) {
+      // Whatever a failed test left: our containers carry the repository's path in a label.
+      auto ps = run({"podman", "ps", "-aq", "--filter", "label=sandbox-mcp.repo=" + repo});
+      std::istringstream ids(ps.out);
+      for (std::string id; ids >> id;) {
+        run({"podman", "rm", "-f", "-t", "0", id});
+      }
+      fs::remove_all(dir);
+    }
+  }
+
+  exec::ProcessResult cli(std::vector<std::string> args) {
+    args.insert(args.begin(), {SMCP_BINARY, "--repo_base", repo});
+    ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
+    ::setenv("SANDBOX_MCP_STATE_DIR", state.c_str(), 1);
+    auto r = run(args);
+    ::unsetenv("SANDBOX_MCP_CONFIG");
+    ::unsetenv("SANDBOX_MCP_STATE_DIR");
+    return r;
+  }
+  void start_server() {
+    client.reset();
+    ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
+    client = std::make_unique<StdioClient>(
+        SMCP_BINARY, std::vector<std::string>{"--repo_base", repo, "serve", "--state-dir", state, "--log-level", "warn"});
+    ::unsetenv("SANDBOX_MCP_CONFIG");
+  }
+  json call_raw(const std::string& tool, const json& args) {
+    return client->request("tools/call", {{"name", tool}, {"arguments", args}});
+  }
+  // A call that must fail: its error (JSON-RPC) or isError text.
+  std::string error_of(const std::string& tool, const json& args) {
+    try {
+      json r = call_raw(tool, args);
+      EXPECT_TRUE(r.value("isError", false)) << r.dump();
+      return r["content"][0]["text"].get<std::string>();
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+  }
+  json sandbox_of(const std::string& name) {
+    const json all = client->call("sandbox_ls", json::object());
+    for (const auto& s : all["sandboxes"]) {
+      if (s["name"] == name) {
+        return s;
+      }
+    }
+    return nullptr;
+  }
+
+  std::string dir, repo, state, config;
+  std::unique_ptr<StdioClient> client;
+};
+
+TEST_F(SandboxTest, CliNewLsRmWithTheOriginalFlags) {
+  auto made = cli({"new", "-n", "it1", "-b", "feat"});
+  ASSERT_EQ(made.status, 0) << made.err;
+  EXPECT_NE(made.out.find("Created sandbox it1 on local: branch feat"), std::string::npos) << made.out;
+  EXPECT_NE(made.out.find("sandbox-mcp attach -n it1"), std::string::npos);
+  EXPECT_TRUE(fs::exists(repo + "/.sandboxes/it1/README"));
+  EXPECT_TRUE(fs::exists(repo + "/.sandbox_db.sqlite"));
+  auto ls = cli({"ls"});
+  EXPECT_NE(ls.out.find("it1"), std::string::npos);
+  EXPECT_NE(ls.out.find("running"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("feat"), std::string::npos);
+  // The branch was created from HEAD; git status in the main repository stays clean.
+  EXPECT_EQ(run({"git", "-C", repo, "rev-parse", "--verify", "-q", "refs/heads/feat"}).status, 0);
+  EXPECT_EQ(run({"git", "-C", repo, "status", "--porcelain"}).out, "");
+  // attach needs a terminal: without one it says so and names the command.
+  auto attach = cli({"attach", "-n", "it1"});
+  EXPECT_NE(attach.status, 0);
+  EXPECT_NE(attach.err.find("tmux attach-session -t main"), std::string::npos) << attach.err;
+  auto rm = cli({"rm", "-n", "it1"});
+  ASSERT_EQ(rm.status, 0) << rm.err;
+  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/it1"));
+  EXPECT_EQ(cli({"ls"}).out.find("it1"), std::string::npos);
+  EXPECT_EQ(run({"git", "-C", repo, "rev-parse", "--verify", "-q", "refs/heads/feat"}).status, 0) << "branch kept";
+  auto again = cli({"rm", "-n", "it1"});
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.err.find("no sandbox named 'it1'"), std::string::npos) << again.err;
+}
+
+TEST_F(SandboxTest, McpFlowCommandsJobsFilesAttachAndRm) {
+  start_server();
+  json made = client->call("sandbox_new", {{"name", "m1"}});
+  EXPECT_EQ(made["host"], "local");
+  EXPECT_EQ(made["branch"], "main");
+  EXPECT_EQ(made["state"], "running");
+  EXPECT_EQ(made["work_dir"], repo + "/.sandboxes/m1");
+  const std::string container = made["container"];
+  EXPECT_TRUE(container_exists(container));
+  json r = client->call("remote_bash", {{"sandbox", "m1"}, {"command", "pwd; id -un; cat README; git status --short; "
+                                                                       "echo made > new.txt"}});
+  EXPECT_EQ(r["exit_code"], 0) << r.dump();
+  EXPECT_EQ(r["stdout"], "/workspace\nagent\nhello\n");
+  EXPECT_EQ(r["host"], "sandbox:m1");
+  // What the agent wrote is in the worktree on the host.
+  EXPECT_TRUE(fs::exists(repo + "/.sandboxes/m1/new.txt"));
+  // A background job inside, read with a filter.
+  json job = client->call("remote_bash", {{"sandbox", "m1"},
+                                          {"command", "for i in 1 2 3 4; do echo line$i; echo noise; done"},
+                                          {"run_in_background", true}});
+  const std::string id = job["bash_id"];
+  json out = client->call("remote_bash_output", {{"bash_id", id}, {"filter", "^line[24]$"}, {"wait_ms", 20000}});
+  EXPECT_EQ(out["status"], "exited") << out.dump();
+  EXPECT_EQ(out["output"], "line2\nline4\n") << out.dump();
+  json list = client->call("remote_bash_list", {{"sandbox", "m1"}});
+  ASSERT_EQ(list["jobs"].size(), 1u);
+  EXPECT_EQ(list["jobs"][0]["sandbox"], "m1");
+  json file = client->call("remote_file_read", {{"sandbox", "m1"}, {"file_path", "new.txt"}});
+  EXPECT_NE(file["content"].get<std::string>().find("made"), std::string::npos) << file.dump();
+  // The agent types into the shared tmux; the pane shows it (what a human who attaches sees).
+  json pane = client->call("sandbox_attach", {{"name", "m1"}, {"keys", "echo typed-by-agent-$((6*7))\n"}});
+  EXPECT_NE(pane["pane"].get<std::string>().find("typed-by-agent-42"), std::string::npos) << pane.dump();
+  EXPECT_NE(pane["attach_command"].get<std::string>().find("podman exec -it " + container), std::string::npos);
+  json removed = client->call("sandbox_rm", {{"name", "m1"}});
+  EXPECT_EQ(removed["removed"], true);
+  EXPECT_FALSE(container_exists(container));
+  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/m1"));
+  EXPECT_NE(error_of("remote_bash", {{"sandbox", "m1"}, {"command", "true"}}).find("no sandbox named 'm1'"),
+            std::string::npos);
+}
+
+TEST_F(SandboxTest, TwoSandboxesAtOnceAreApart) {
+  start_server();
+  client->call("sandbox_new", {{"name", "a"}, {"branch", "ba"}});
+  client->call("sandbox_new", {{"name", "b"}, {"branch", "bb"}});
+  client->call("remote_bash", {{"sandbox", "a"}, {"command", "echo only-a > mine.txt; touch /tmp/in-a"}});
+  json b = client->call("remote_bash", {{"sandbox", "b"}, {"command", "ls mine.txt /tmp/in-a 2>&1; hostname"}});
+  EXPECT_NE(b["stdout"].get<std::string>().find("No such file"), std::string::npos) << b.dump();
+  EXPECT_NE(b["stdout"].get<std::string>().find("\nb\n"), std::string::npos) << b.dump();
+  EXPECT_EQ(sandbox_of("a")["state"], "running");
+  EXPECT_EQ(sandbox_of("b")["state"], "running");
+  client->call("sandbox_rm", {{"name", "a"}});
+  client->call("sandbox_rm", {{"name", "b"}});
+  EXPECT_EQ(client->call("sandbox_ls", json::object())["sandboxes"].size(), 0u);
+}
+
+TEST_F(SandboxTest, AContainerRemovedBehindOurBackShowsMissingAndRmStillCleansUp) {
+  start_server();
+  json made = client->call("sandbox_new", {{"name", "k1"}});
+  ASSERT_EQ(run({"podman", "rm", "-f", "-t", "0", made["container"]}).status, 0);
+  json s = sandbox_of("k1");
+  EXPECT_EQ(s["state"], "missing") << s.dump();
+  std::string err = error_of("remote_bash", {{"sandbox", "k1"}, {"command", "true"}});
+  EXPECT_FALSE(err.empty());
+  json removed = client->call("sandbox_rm", {{"name", "k1"}});
+  EXPECT_EQ(removed["removed"], true);
+  EXPECT_NE(removed["note"].get<std::string>().find("already gone"), std::string::npos) << removed.dump();
+  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/k1"));
+  EXPECT_TRUE(sandbox_of("k1").is_null());
+}
+
+TEST_F(SandboxTest, InvalidNamesAreRefusedClearly) {
+  start_server();
+  for (const char* bad : {"../x", "a;b", "-rf", "a b", "x.lock"}) {
+    std::string err = error_of("sandbox_new", {{"name", bad}});
+    EXPECT_NE(err.find("-32602"), std::string::npos) << bad << ": " << err;
+  }
+  auto r = cli({"new", "-n", "a;rm -rf ~"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("invalid sandbox name"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(repo + "/.sandboxes"));
+  // The server keeps serving.
+  EXPECT_EQ(client->call("sandbox_ls", json::object())["sandboxes"].size(), 0u);
+}
+
+TEST_F(SandboxTest, AFailedNewLeavesNothingBehind) {
+  std::ofstream(config) << R"({"sandbox": {"run_args": ["--no-such-podman-flag"]}})";
+  start_server();
+  std::string err = error_of("sandbox_new", {{"name", "f1"}, {"branch", "fresh"}});
+  EXPECT_NE(err.find("podman run failed"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/f1"));
+  EXPECT_NE(run({"git", "-C", repo, "rev-parse", "--verify", "-q", "refs/heads/fresh"}).status, 0) << "branch undone";
+  EXPECT_EQ(run({"git", "-C", repo, "worktree", "list"}).out.find("f1"), std::string::npos);
+  EXPECT_EQ(client->call("sandbox_ls", json::object())["sandboxes"].size(), 0u);
+  // A missing image names the command that builds it.
+  err = error_of("sandbox_new", {{"name", "f2"}, {"image", "localhost/no-such-image:1"}});
+  EXPECT_NE(err.find("sandbox-mcp image build"), std::string::npos) << err;
+}
+
+TEST_F(SandboxTest, ABackgroundJobInsideSurvivesAServerRestart) {
+  start_server();
+  client->call("sandbox_new", {{"name", "r1"}});
+  json job = client->call("remote_bash", {{"sandbox", "r1"},
+                                          {"command", "echo before; sleep 3; echo after-restart"},
+                                          {"run_in_background", true}});
+  const std::string id = job["bash_id"];
+  client.reset(); // the server ends; the job runs on in the container
+  start_server();
+  json out = client->call("remote_bash_output", {{"bash_id", id}, {"wait_ms", 20000}, {"until", "after-restart"}});
+  EXPECT_NE(out["output"].get<std::string>().find("after-restart"), std::string::npos) << out.dump();
+  client->call("sandbox_rm", {{"name", "r1"}});
+}
+
+TEST_F(SandboxTest, ResetRemovesLocalSandboxesWorkDirsAndImages) {
+  // Images of its own (tags of the test image), so that reset does not take the shared one.
+  const std::string image = "localhost/sandbox-mcp-reset-test:" + std::to_string(::getpid());
+  const std::string base = "localhost/sandbox-mcp-reset-test-base:" + std::to_string(::getpid());
+  ASSERT_EQ(run({"podman", "tag", k_image, image}).status, 0);
+  ASSERT_EQ(run({"podman", "tag", k_image, base}).status, 0);
+  std::ofstream(config) << json{{"sandbox", {{"image", image}, {"base_image", base}}}}.dump();
+  ASSERT_EQ(cli({"new", "-n", "x1"}).status, 0);
+  ASSERT_EQ(cli({"new", "-n", "x2", "-b", "other"}).status, 0);
+  auto r = cli({"reset"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("removed x1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("removed x2"), std::string::npos);
+  EXPECT_FALSE(fs::exists(repo + "/.sandboxes"));
+  EXPECT_NE(run({"podman", "image", "exists", image}).status, 0);
+  EXPECT_NE(run({"podman", "image", "exists", base}).status, 0);
+  EXPECT_EQ(run({"podman", "image", "exists", k_image}).status, 0) << "the default image is another tag";
+  EXPECT_EQ(cli({"ls"}).out.find("x1"), std::string::npos);
+}
+
+TEST_F(SandboxTest, OnAnSshHostThroughTheSshdFixture) {
+  if (auto reason = testing::SshdFixture::unavailable_reason(); !reason.empty()) {
+    GTEST_SKIP() << "no sshd: " << reason;
+  }
+  testing::SshdFixture fx;
+  const std::string remote_repo = make_repo(dir + "/remote-repo");
+  std::ofstream(config) << json{{"ssh_config", fx.config_file()},
+                                {"hosts", json::array({json{{"name", "h0"}, {"repo_base", remote_repo}}})}}
+                               .dump();
+  start_server();
+  json made = client->call("sandbox_new", {{"name", "s1"}, {"host", "h0"}});
+  EXPECT_EQ(made["host"], "h0");
+  EXPECT_EQ(made["work_dir"], remote_repo + "/.sandboxes/s1");
+  // What a human types reaches the host the way the server does (the same ssh config).
+  EXPECT_EQ(made["attach_command"].get<std::string>().rfind("ssh -F " + fx.config_file() + " -t h0 podman exec -it ", 0),
+            0u)
+      << made.dump();
+  json r = client->call("remote_bash", {{"sandbox", "s1"}, {"command", "pwd; id -un; cat README"}});
+  EXPECT_EQ(r["stdout"], "/workspace\nagent\nhello\n") << r.dump();
+  json s = sandbox_of("s1");
+  EXPECT_EQ(s["state"], "running");
+  EXPECT_EQ(s["host"], "h0");
+  // The podman commands went through sshd.
+  EXPECT_NE(fx.log(0).find("Accepted publickey"), std::string::npos);
+  client->call("sandbox_rm", {{"name", "s1"}});
+  EXPECT_FALSE(container_exists(made["container"]));
+  EXPECT_FALSE(fs::exists(remote_repo + "/.sandboxes/s1"));
+  // The registry is this machine's (repo_base), with the host recorded.
+  EXPECT_TRUE(fs::exists(repo + "/.sandbox_db.sqlite"));
+}
+
+} // namespace
+} // namespace smcp
