@@ -23,8 +23,8 @@ std::string CommandOutcome::message() const {
   return m;
 }
 
-CommandOutcome run_argv(exec::RemoteExecutor& x, const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
-                        const std::string& input) {
+CommandOutcome run_argv(exec::RemoteExecutor& x, const std::vector<std::string>& argv,
+                        std::chrono::milliseconds timeout, const std::string& input) {
   exec::RemoteCommand c;
   c.argv = argv;
   c.input = input;
@@ -50,8 +50,8 @@ std::string display_command(const std::vector<std::string>& argv) {
   for (const auto& word : argv) {
     bool plain = !word.empty();
     for (char c : word) {
-      plain = plain && (std::isalnum(static_cast<unsigned char>(c)) || std::string_view("-_./:=@,%+").find(c) !=
-                                                                          std::string_view::npos);
+      plain = plain && (std::isalnum(static_cast<unsigned char>(c)) ||
+                        std::string_view("-_./:=@,%+").find(c) != std::string_view::npos);
     }
     s += (s.empty() ? "" : " ") + (plain ? word : exec::sh_quote(word));
   }

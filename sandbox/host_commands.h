@@ -20,8 +20,8 @@ struct CommandOutcome {
 
 // Runs `argv` (never through a local shell); throws exec::HostError when the host cannot be
 // reached or the call timed out. A program that is not installed gives status 127.
-CommandOutcome run_argv(exec::RemoteExecutor& x, const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
-                        const std::string& input = {});
+CommandOutcome run_argv(exec::RemoteExecutor& x, const std::vector<std::string>& argv,
+                        std::chrono::milliseconds timeout, const std::string& input = {});
 
 std::string trim(const std::string& s);
 // The argv as a human would type it (each word shell-quoted when needed), for messages and attach.

@@ -30,9 +30,8 @@ std::string join(const std::vector<std::string>& words, const char* sep) {
 
 std::string containerfile(const ImageOptions& o) {
   const std::string uid = std::to_string(o.uid), gid = std::to_string(o.gid);
-  return "FROM " + o.base_image + "\n" +
-         "RUN groupadd -g " + gid + " " + o.user + " && useradd -m -u " + uid + " -g " + gid + " -s /bin/bash " +
-         o.user + " && mkdir -p /workspace && chown " + uid + ":" + gid + " /workspace\n" +
+  return "FROM " + o.base_image + "\n" + "RUN groupadd -g " + gid + " " + o.user + " && useradd -m -u " + uid + " -g " +
+         gid + " -s /bin/bash " + o.user + " && mkdir -p /workspace && chown " + uid + ":" + gid + " /workspace\n" +
          "ENV LANG=C.UTF-8 TERM=xterm-256color\n" + "USER " + o.user + "\n" + "WORKDIR /workspace\n" +
          "CMD [\"sleep\", \"infinity\"]\n";
 }
@@ -79,10 +78,10 @@ void build_image(exec::RemoteExecutor& x, const ImageOptions& o, const std::func
                                         "build` once, or set image in the config to an image you have");
     }
     say("debootstrap " + o.suite + " from " + o.mirror + " (about a minute)");
-    CommandOutcome boot = run_argv(x,
-                                   {"debootstrap", "--variant=minbase", "--include=" + join(o.packages, ","), o.suite,
-                                    dir + "/rootfs", o.mirror},
-                                   o.timeout);
+    CommandOutcome boot = run_argv(
+        x,
+        {"debootstrap", "--variant=minbase", "--include=" + join(o.packages, ","), o.suite, dir + "/rootfs", o.mirror},
+        o.timeout);
     if (!boot.ok()) {
       failed("debootstrap", boot);
     }

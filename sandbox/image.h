@@ -18,8 +18,8 @@ struct ImageOptions {
   std::string base_image = "localhost/sandbox-mcp-base:bookworm";
   std::string suite = "bookworm";
   std::string mirror = "http://deb.debian.org/debian";
-  std::vector<std::string> packages = {"bash", "tmux", "git", "python3", "coreutils", "ca-certificates", "procps",
-                                       "less", "openssh-client"};
+  std::vector<std::string> packages = {"bash",   "tmux", "git",           "python3", "coreutils", "ca-certificates",
+                                       "procps", "less", "openssh-client"};
   std::string user = "agent";
   int uid = 1000;
   int gid = 1000;

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <unistd.h>
 
 namespace smcp::sandbox {
 
@@ -59,9 +60,31 @@ SandboxRegistry& SandboxManager::registry() {
     if (m_options.repo_base.empty()) {
       throw SandboxError(Kind::invalid, "no repository base: pass --repo_base PATH (or set repo_base in the config)");
     }
-    m_registry = SandboxRegistry::open(m_options.repo_base + "/.sandbox_db.sqlite");
+    m_registry = SandboxRegistry::open(registry_path());
   }
   return *m_registry;
+}
+
+std::string SandboxManager::registry_path() const {
+  return m_options.repo_base + "/.sandbox_db.sqlite";
+}
+
+bool SandboxManager::registry_exists() {
+  {
+    std::lock_guard lock(m_mutex);
+    if (m_registry) {
+      return true;
+    }
+  }
+  return !m_options.repo_base.empty() && ::access(registry_path().c_str(), F_OK) == 0;
+}
+
+std::optional<SandboxRow> SandboxManager::find(const std::string& name) {
+  return registry_exists() ? registry().get(name) : std::nullopt;
+}
+
+std::vector<SandboxRow> SandboxManager::rows() {
+  return registry_exists() ? registry().list() : std::vector<SandboxRow>{};
 }
 
 std::shared_ptr<exec::RemoteExecutor> SandboxManager::executor_of(const std::string& host) {
@@ -90,8 +113,9 @@ SandboxManager::HostRuntime SandboxManager::runtime_on(const std::string& host, 
   if (wanted == "podman" || wanted == "docker") {
     rt.runtime = parse_runtime(wanted);
     if (run_argv(x, version_argv(rt.runtime), k_quick).status == 127) {
-      throw SandboxError(Kind::missing, wanted + " is not installed on " + host + " (the config asks for it): " +
-                                            (wanted == "podman" ? "apt-get install podman" : "apt-get install docker.io"));
+      throw SandboxError(Kind::missing,
+                         wanted + " is not installed on " + host + " (the config asks for it): " +
+                             (wanted == "podman" ? "apt-get install podman" : "apt-get install docker.io"));
     }
   } else if (run_argv(x, version_argv(Runtime::podman), k_quick).ok()) {
     rt.runtime = Runtime::podman;
@@ -120,8 +144,10 @@ std::string SandboxManager::repo_for(const NewRequest& request) const {
   if (auto it = m_options.host_repo_base.find(request.host); it != m_options.host_repo_base.end()) {
     return it->second;
   }
-  throw SandboxError(Kind::invalid, "no repository on " + request.host + ": pass repo_base (sandbox_new) or "
-                                        "--host_repo_base (CLI) naming a git repository on " + request.host +
+  throw SandboxError(Kind::invalid, "no repository on " + request.host +
+                                        ": pass repo_base (sandbox_new) or "
+                                        "--host_repo_base (CLI) naming a git repository on " +
+                                        request.host +
                                         ", or set \"repo_base\" for that host in the config file's hosts");
 }
 
@@ -131,7 +157,7 @@ std::string SandboxManager::attach_command(const SandboxRow& row) const {
 }
 
 std::vector<std::string> SandboxManager::attach_argv(const std::string& name) {
-  auto row = registry().get(sandbox_of_host(name));
+  auto row = find(sandbox_of_host(name));
   if (!row) {
     throw SandboxError(Kind::not_found, "no sandbox named '" + name + "'");
   }
@@ -156,22 +182,22 @@ std::shared_ptr<exec::Host> SandboxManager::host(const std::string& host_name) {
       return it->second;
     }
   }
-  auto row = registry().get(name);
+  auto row = find(name);
   if (!row || row->container_id.empty()) {
     return nullptr;
   }
   exec::ScriptHostOptions o;
   o.name = k_host_prefix + name;
   o.kill_grace = m_options.kill_grace;
-  auto executor =
-      std::make_shared<ContainerExecutor>(executor_of(row->host), parse_runtime(row->runtime), row->container_id, row->host);
+  auto executor = std::make_shared<ContainerExecutor>(executor_of(row->host), parse_runtime(row->runtime),
+                                                      row->container_id, row->host);
   auto h = exec::make_script_host(std::move(o), std::move(executor));
   std::lock_guard lock(m_mutex);
   return m_sandbox_hosts.emplace(name, h).first->second;
 }
 
 std::vector<SandboxInfo> SandboxManager::list() {
-  std::vector<SandboxRow> rows = registry().list();
+  std::vector<SandboxRow> rows = this->rows();
   // One listing per host: every container of ours with its state.
   std::map<std::string, std::map<std::string, std::string>> states;
   std::map<std::string, std::string> host_errors;
@@ -223,7 +249,7 @@ std::vector<SandboxInfo> SandboxManager::list() {
 
 AttachResult SandboxManager::attach(const std::string& name, const std::string& keys,
                                     const std::vector<std::string>& special, std::chrono::milliseconds settle) {
-  auto row = registry().get(sandbox_of_host(name));
+  auto row = find(sandbox_of_host(name));
   if (!row) {
     throw SandboxError(Kind::not_found, "no sandbox named '" + name + "' (see sandbox_ls)");
   }

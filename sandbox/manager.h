@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -83,7 +84,11 @@ public:
 
   // The sandbox as a Host ("sandbox:NAME" or NAME); null when no such sandbox is registered.
   std::shared_ptr<exec::Host> host(const std::string& name);
+  // The registry, created on first use (by `new`).
   SandboxRegistry& registry();
+  // Reads that create nothing: no registry file yet means no sandboxes.
+  std::optional<SandboxRow> find(const std::string& name);
+  std::vector<SandboxRow> rows();
   const ManagerOptions& options() const { return m_options; }
 
 private:
@@ -95,6 +100,8 @@ private:
   HostRuntime runtime_on(const std::string& host, exec::RemoteExecutor& x);
   std::string repo_for(const NewRequest& request) const;
   std::string attach_command(const SandboxRow& row) const;
+  std::string registry_path() const;
+  bool registry_exists();
   std::vector<std::string> attach_argv_of(const SandboxRow& row) const;
   // The steps of create() after the row is reserved; `undo` collects how to take each back.
   void build(SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x, const HostRuntime& rt,

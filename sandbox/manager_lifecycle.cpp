@@ -32,8 +32,13 @@ Runtime parse_runtime(const std::string& name) {
 // Appends `line` to a git exclude file unless it is there (a fixed program; the values are
 // positional parameters, never part of the program text).
 std::vector<std::string> exclude_argv(const std::string& file, const std::string& line) {
-  return {"sh", "-c", "mkdir -p \"$(dirname \"$2\")\" && { grep -qxF \"$1\" \"$2\" 2>/dev/null || printf '%s\\n' \"$1\" >> \"$2\"; }",
-          "sh", line, file};
+  return {
+      "sh",
+      "-c",
+      "mkdir -p \"$(dirname \"$2\")\" && { grep -qxF \"$1\" \"$2\" 2>/dev/null || printf '%s\\n' \"$1\" >> \"$2\"; }",
+      "sh",
+      line,
+      file};
 }
 
 } // namespace
@@ -250,7 +255,7 @@ void SandboxManager::build(SandboxRow& row, const NewRequest& request, exec::Rem
 
 RemoveResult SandboxManager::remove(const std::string& host_name) {
   const std::string name = sandbox_of_host(host_name);
-  auto row = registry().get(name);
+  auto row = find(name);
   if (!row) {
     throw SandboxError(Kind::not_found, "no sandbox named '" + name + "' (see sandbox_ls)");
   }
@@ -271,10 +276,13 @@ RemoveResult SandboxManager::remove(const std::string& host_name) {
     const bool existed = run_argv(*x, exists_argv(rt, container), k_quick).ok();
     CommandOutcome o = run_argv(*x, remove_argv(rt, container), k_quick);
     if (o.status == 127) {
-      throw SandboxError(Kind::missing, row->runtime + " is not installed on " + row->host + " any more; cannot remove "
-                                            "container " + container + " (install it, then rm again)");
+      throw SandboxError(Kind::missing, row->runtime + " is not installed on " + row->host +
+                                            " any more; cannot remove "
+                                            "container " +
+                                            container + " (install it, then rm again)");
     }
-    const bool gone = !existed || mentions(o.message(), "no such container") || mentions(o.message(), "no container with");
+    const bool gone =
+        !existed || mentions(o.message(), "no such container") || mentions(o.message(), "no container with");
     if (!o.ok() && !gone) {
       failed("cannot remove container " + container + " on " + row->host + ": " + o.message() +
              " (the sandbox is kept; try again)");
@@ -303,7 +311,7 @@ RemoveResult SandboxManager::remove(const std::string& host_name) {
 
 std::vector<std::string> SandboxManager::reset(const std::vector<std::string>& images) {
   std::vector<std::string> done;
-  for (const auto& row : registry().list()) {
+  for (const auto& row : rows()) {
     if (row.host != "local") {
       done.push_back("kept " + row.name + " (on " + row.host + "; remove it with rm -n " + row.name + ")");
       continue;

@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 )sql";
 
 constexpr const char* k_added_columns[][2] = {
-    {"host", "TEXT DEFAULT 'local'"}, {"runtime", "TEXT DEFAULT ''"},   {"image", "TEXT DEFAULT ''"},
+    {"host", "TEXT DEFAULT 'local'"}, {"runtime", "TEXT DEFAULT ''"},    {"image", "TEXT DEFAULT ''"},
     {"repo_base", "TEXT DEFAULT ''"}, {"phase", "TEXT DEFAULT 'ready'"},
 };
 
@@ -189,7 +189,8 @@ public:
   std::vector<SandboxRow> list() override {
     std::lock_guard lock(m_mutex);
     std::vector<SandboxRow> rows;
-    Statement s(m_db, m_path, (std::string("SELECT ") + k_columns + " FROM sandboxes ORDER BY created_at, name").c_str());
+    Statement s(m_db, m_path,
+                (std::string("SELECT ") + k_columns + " FROM sandboxes ORDER BY created_at, name").c_str());
     while (s.step()) {
       rows.push_back(read_row(s));
     }
@@ -266,7 +267,12 @@ void check_name(const std::string& name) {
   }
   for (char c : name) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
-      bad(c == '/' ? "'/' is not allowed" : std::string("character ") + (std::isprint(static_cast<unsigned char>(c)) ? std::string("'") + c + "'" : "code " + std::to_string(static_cast<unsigned char>(c))) + " is not allowed");
+      bad(c == '/' ? "'/' is not allowed"
+                   : std::string("character ") +
+                         (std::isprint(static_cast<unsigned char>(c))
+                              ? std::string("'") + c + "'"
+                              : "code " + std::to_string(static_cast<unsigned char>(c))) +
+                         " is not allowed");
     }
   }
   if (name.find("..") != std::string::npos || name.back() == '.' ||

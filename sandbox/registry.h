@@ -40,7 +40,7 @@ struct SandboxRow {
   std::string created_at; // "YYYY-MM-DD HH:MM:SS" UTC, as the original wrote it
   std::string updated_at;
   std::string host = "local";
-  std::string runtime;   // podman | docker
+  std::string runtime; // podman | docker
   std::string image;
   std::string repo_base; // the repository the worktree belongs to, on `host`
   // creating: `new` is under way (or died half-way: `rm` finishes the job); ready; removing.

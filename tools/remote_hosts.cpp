@@ -26,7 +26,7 @@ const char* k_output_schema = R"({
       "type": "object",
       "properties": {
         "name": {"type": "string"},
-        "kind": {"type": "string", "enum": ["local", "ssh", "other"]},
+        "kind": {"type": "string", "enum": ["local", "ssh", "sandbox", "other"]},
         "default": {"type": "boolean"},
         "target": {"type": "string", "description": "user@hostname:port as resolved by `ssh -G`"},
         "via": {"type": "array", "items": {"type": "string"}, "description": "ProxyJump hops"},

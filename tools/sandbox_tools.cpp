@@ -232,14 +232,14 @@ std::string sandbox_host_name(ToolEnv& env, const std::string& tool, const std::
   if (!h) {
     std::string known;
     try {
-      for (const auto& row : m.registry().list()) {
+      for (const auto& row : m.rows()) {
         known += (known.empty() ? "" : ", ") + row.name;
       }
     } catch (const std::exception&) {
     }
-    throw mcp::InvalidArgument("sandbox", tool + ": no sandbox named '" + sandbox + "'" +
-                                              (known.empty() ? " (there are none; create one with sandbox_new)"
-                                                             : "; sandboxes: " + known));
+    throw mcp::InvalidArgument(
+        "sandbox", tool + ": no sandbox named '" + sandbox + "'" +
+                       (known.empty() ? " (there are none; create one with sandbox_new)" : "; sandboxes: " + known));
   }
   return h->name();
 }

@@ -79,7 +79,9 @@ void add_sandbox_commands(CLI::App& cli, SandboxCli& s) {
   cmd_new->add_option("--image", s.image, "Container image (default: localhost/sandbox-mcp:latest or the config's)");
   cli.add_subcommand("ls", "List sandboxes");
   cli.add_subcommand("rm", "Remove a sandbox")->add_option("-n,--name", s.name, "Sandbox name")->required();
-  cli.add_subcommand("attach", "Attach to a sandbox's tmux")->add_option("-n,--name", s.name, "Sandbox name")->required();
+  cli.add_subcommand("attach", "Attach to a sandbox's tmux")
+      ->add_option("-n,--name", s.name, "Sandbox name")
+      ->required();
   cli.add_subcommand("reset", "Remove every local sandbox (not Slurm jobs), the work directories and the images");
   auto* image = cli.add_subcommand("image", "The sandbox image");
   image->require_subcommand(1);

@@ -20,7 +20,7 @@ struct SandboxCli {
   std::string host = "local";
   std::string image;
   std::string host_repo_base; // the repository on --host (default: the host's repo_base in the config)
-  bool rebuild = false; // image build --rebuild
+  bool rebuild = false;       // image build --rebuild
 };
 
 struct CommandLine {

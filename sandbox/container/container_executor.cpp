@@ -2,8 +2,8 @@
 
 namespace smcp::sandbox {
 
-ContainerExecutor::ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base, Runtime runtime,
-                                     std::string container, std::string host)
+ContainerExecutor::ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base, Runtime runtime, std::string container,
+                                     std::string host)
     : m_base(std::move(base)), m_runtime(runtime), m_container(std::move(container)), m_host(std::move(host)) {}
 
 std::shared_ptr<exec::RemoteCall> ContainerExecutor::start(exec::RemoteCommand command) {
@@ -18,7 +18,8 @@ std::shared_ptr<exec::RemoteCall> ContainerExecutor::start(exec::RemoteCommand c
 
 exec::HostStatus ContainerExecutor::status() const {
   exec::HostStatus st = m_base->status();
-  st.kind = std::string(runtime_name(m_runtime)) + " container " + m_container + " on " + m_host;
+  st.kind = "sandbox";
+  st.target = std::string(runtime_name(m_runtime)) + " container " + m_container + " on " + m_host;
   return st;
 }
 

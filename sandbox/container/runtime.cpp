@@ -61,9 +61,20 @@ std::vector<std::string> rootless_argv(Runtime r) {
 }
 
 std::vector<std::string> container_run_argv(Runtime r, const ContainerOptions& o, const RunSpec& s) {
-  std::vector<std::string> a = {runtime_name(r), "run", "-d", "--init", "--name", s.container, "--hostname", s.sandbox,
-                                "--label", std::string(k_label) + "=" + s.sandbox, "--label",
-                                "sandbox-mcp.repo=" + s.repo_base, "--workdir", k_workspace};
+  std::vector<std::string> a = {runtime_name(r),
+                                "run",
+                                "-d",
+                                "--init",
+                                "--name",
+                                s.container,
+                                "--hostname",
+                                s.sandbox,
+                                "--label",
+                                std::string(k_label) + "=" + s.sandbox,
+                                "--label",
+                                "sandbox-mcp.repo=" + s.repo_base,
+                                "--workdir",
+                                k_workspace};
   if (r == Runtime::podman && s.map_owner) {
     add_id_map(a, "--uidmap", o.user_uid, s.owner_uid);
     add_id_map(a, "--gidmap", o.user_gid, s.owner_gid);
@@ -119,8 +130,8 @@ std::vector<std::string> attach_argv(Runtime r, const std::string& container) {
 }
 
 std::vector<std::string> tmux_new_argv(Runtime r, const std::string& container) {
-  return with_runtime(r, {"exec", container, "tmux", "new-session", "-d", "-s", k_tmux_session, "-c", k_workspace,
-                          "-x", "200", "-y", "50"});
+  return with_runtime(r, {"exec", container, "tmux", "new-session", "-d", "-s", k_tmux_session, "-c", k_workspace, "-x",
+                          "200", "-y", "50"});
 }
 
 std::vector<std::string> tmux_send_argv(Runtime r, const std::string& container, const std::vector<std::string>& keys,
@@ -139,8 +150,8 @@ std::vector<std::string> tmux_capture_argv(Runtime r, const std::string& contain
 }
 
 std::vector<std::string> list_argv(Runtime r) {
-  return with_runtime(r, {"ps", "-a", "--filter", std::string("label=") + k_label, "--format",
-                          "{{.Names}} {{.State}}"});
+  return with_runtime(r,
+                      {"ps", "-a", "--filter", std::string("label=") + k_label, "--format", "{{.Names}} {{.State}}"});
 }
 
 std::vector<std::string> remove_argv(Runtime r, const std::string& container) {

@@ -37,8 +37,8 @@ struct RunSpec {
   std::string container; // the container's name
   std::string sandbox;   // the sandbox's name (hostname, label)
   std::string repo_base;
-  std::string work_dir;   // mounted at /workspace
-  std::string git_common; // the repository's git directory, mounted at the same path (git works inside)
+  std::string work_dir;      // mounted at /workspace
+  std::string git_common;    // the repository's git directory, mounted at the same path (git works inside)
   std::vector<Mount> mounts; // seed and extra mounts whose source exists
   bool ccr = false;
   bool has_env_file = false; // environment comes on stdin (--env-file /dev/stdin): values never on argv

@@ -1,6 +1,6 @@
 // The execution seam: everything the tools do on a machine goes through Host, so a tool never
 // knows whether it runs on this machine (LocalHost), through scripts over an executor (ScriptHost:
-// SSH, later containers and Slurm) or inside a sandbox. Tests use FakeHost (tests/support). Errors are reported by
+// SSH, a container sandbox's `podman exec`, later Slurm). Tests use FakeHost (tests/support). Errors are reported by
 // throwing HostError.
 #pragma once
 

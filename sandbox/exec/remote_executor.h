@@ -19,7 +19,7 @@
 namespace smcp::exec {
 
 struct RemoteCommand {
-  std::string exec; // the exec request: run by the remote user's login shell
+  std::string exec;  // the exec request: run by the remote user's login shell
   std::string input; // written to the command's stdin, then EOF
   std::string what;  // for error messages, e.g. "remote_bash `make -j8`"
   // The command may be run again when the connection drops before it ends (reads, probes, kills).

@@ -260,9 +260,9 @@ test('bad input gets specific errors and the server keeps serving', async () => 
   const noHost = await conn.client.callTool({ name: 'remote_bash', arguments: { command: 'true', host: 'nowhere-host' } });
   assert.equal(noHost.isError, true);
   assert.match(noHost.content[0].text, /nowhere-host/);
-  const sandbox = await conn.client.callTool({ name: 'sandbox_ls', arguments: {} });
+  const sandbox = await conn.client.callTool({ name: 'sandbox_rm', arguments: { name: 'no-such-sandbox' } });
   assert.equal(sandbox.isError, true);
-  assert.match(sandbox.content[0].text, /not available yet/);
+  assert.match(sandbox.content[0].text, /no sandbox named 'no-such-sandbox'/);
   const ok = await conn.client.callTool({ name: 'remote_bash', arguments: { command: 'echo still-here' } });
   assert.equal(ok.structuredContent.stdout, 'still-here\n');
 });

@@ -89,8 +89,9 @@ protected:
   void start_server() {
     client.reset();
     ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
-    client = std::make_unique<StdioClient>(
-        SMCP_BINARY, std::vector<std::string>{"--repo_base", repo, "serve", "--state-dir", state, "--log-level", "warn"});
+    client =
+        std::make_unique<StdioClient>(SMCP_BINARY, std::vector<std::string>{"--repo_base", repo, "serve", "--state-dir",
+                                                                            state, "--log-level", "warn"});
     ::unsetenv("SANDBOX_MCP_CONFIG");
   }
   json call_raw(const std::string& tool, const json& args) {
@@ -157,8 +158,9 @@ TEST_F(SandboxTest, McpFlowCommandsJobsFilesAttachAndRm) {
   EXPECT_EQ(made["work_dir"], repo + "/.sandboxes/m1");
   const std::string container = made["container"];
   EXPECT_TRUE(container_exists(container));
-  json r = client->call("remote_bash", {{"sandbox", "m1"}, {"command", "pwd; id -un; cat README; git status --short; "
-                                                                       "echo made > new.txt"}});
+  json r = client->call("remote_bash", {{"sandbox", "m1"},
+                                        {"command", "pwd; id -un; cat README; git status --short; "
+                                                    "echo made > new.txt"}});
   EXPECT_EQ(r["exit_code"], 0) << r.dump();
   EXPECT_EQ(r["stdout"], "/workspace\nagent\nhello\n");
   EXPECT_EQ(r["host"], "sandbox:m1");
@@ -250,9 +252,9 @@ TEST_F(SandboxTest, AFailedNewLeavesNothingBehind) {
 TEST_F(SandboxTest, ABackgroundJobInsideSurvivesAServerRestart) {
   start_server();
   client->call("sandbox_new", {{"name", "r1"}});
-  json job = client->call("remote_bash", {{"sandbox", "r1"},
-                                          {"command", "echo before; sleep 3; echo after-restart"},
-                                          {"run_in_background", true}});
+  json job = client->call(
+      "remote_bash",
+      {{"sandbox", "r1"}, {"command", "echo before; sleep 3; echo after-restart"}, {"run_in_background", true}});
   const std::string id = job["bash_id"];
   client.reset(); // the server ends; the job runs on in the container
   start_server();
@@ -295,8 +297,8 @@ TEST_F(SandboxTest, OnAnSshHostThroughTheSshdFixture) {
   EXPECT_EQ(made["host"], "h0");
   EXPECT_EQ(made["work_dir"], remote_repo + "/.sandboxes/s1");
   // What a human types reaches the host the way the server does (the same ssh config).
-  EXPECT_EQ(made["attach_command"].get<std::string>().rfind("ssh -F " + fx.config_file() + " -t h0 podman exec -it ", 0),
-            0u)
+  EXPECT_EQ(
+      made["attach_command"].get<std::string>().rfind("ssh -F " + fx.config_file() + " -t h0 podman exec -it ", 0), 0u)
       << made.dump();
   json r = client->call("remote_bash", {{"sandbox", "s1"}, {"command", "pwd; id -un; cat README"}});
   EXPECT_EQ(r["stdout"], "/workspace\nagent\nhello\n") << r.dump();

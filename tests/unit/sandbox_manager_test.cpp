@@ -77,8 +77,8 @@ TEST_F(SandboxManagerTest, PodmanNewRunsWorktreeContainerAndTmuxInOrder) {
   EXPECT_EQ(only({"git", "-C", "/r", "worktree"}),
             (Argv{"git", "-C", "/r", "worktree", "add", "-b", "main", "/r/.sandboxes/exp1", "HEAD"}));
   const Argv run = only({"podman", "run"});
-  const Argv expected_head = {"podman", "run", "-d", "--init", "--name", c, "--hostname", "exp1", "--label",
-                              "sandbox-mcp.sandbox=exp1"};
+  const Argv expected_head = {"podman", "run",        "-d",   "--init",  "--name",
+                              c,        "--hostname", "exp1", "--label", "sandbox-mcp.sandbox=exp1"};
   EXPECT_TRUE(std::equal(expected_head.begin(), expected_head.end(), run.begin())) << ::testing::PrintToString(run);
   // The worktree owned by root: root's ids become the image user's, container root is uid 1.
   EXPECT_THAT(run, Contains("--uidmap=0:1:1000"));
@@ -120,8 +120,8 @@ TEST_F(SandboxManagerTest, DockerCommandLinesAndNoIdMapping) {
     EXPECT_THAT(word, Not(HasSubstr("map")));
   }
   EXPECT_THAT(run, Contains("--init"));
-  EXPECT_EQ(only({"docker", "image"}), (Argv{"docker", "image", "inspect", "--format", "{{.Id}}",
-                                             "localhost/sandbox-mcp:latest"}));
+  EXPECT_EQ(only({"docker", "image"}),
+            (Argv{"docker", "image", "inspect", "--format", "{{.Id}}", "localhost/sandbox-mcp:latest"}));
   m->remove("d1");
   EXPECT_EQ(rec->matching({"docker", "rm"}).back(), (Argv{"docker", "rm", "-f", info.row.container_id}));
   EXPECT_EQ(info.attach_command, "docker exec -it " + info.row.container_id + " tmux attach-session -t main");
@@ -169,8 +169,8 @@ TEST_F(SandboxManagerTest, AnExistingBranchIsNotCreatedNorDeletedOnFailure) {
   rec->answer({"podman", "exec"}, 1, "", "tmux: not found");
   auto m = make();
   EXPECT_THROW(m->create(request("x")), SandboxError);
-  EXPECT_EQ(only({"git", "-C", "/r", "worktree", "add"}), (Argv{"git", "-C", "/r", "worktree", "add",
-                                                                 "/r/.sandboxes/x", "main"}));
+  EXPECT_EQ(only({"git", "-C", "/r", "worktree", "add"}),
+            (Argv{"git", "-C", "/r", "worktree", "add", "/r/.sandboxes/x", "main"}));
   EXPECT_TRUE(rec->matching({"git", "-C", "/r", "branch", "-D"}).empty());
 }
 
