@@ -216,7 +216,11 @@ std::vector<SandboxInfo> SandboxManager::list() {
       for (const auto& line : lines_of(o.out)) {
         auto space = line.find(' ');
         if (space != std::string::npos) {
-          m[line.substr(0, space)] = mentions(line.substr(space + 1), "up") ? "running" : line.substr(space + 1);
+          // podman prints the status ("Up 3 minutes", "Exited (137) 2 seconds ago"), docker the state.
+          std::string state = line.substr(space + 1);
+          state = state.substr(0, state.find(' '));
+          std::transform(state.begin(), state.end(), state.begin(), [](unsigned char c) { return std::tolower(c); });
+          m[line.substr(0, space)] = state == "up" ? "running" : state;
         }
       }
     } catch (const std::exception& e) {
@@ -249,6 +253,11 @@ std::vector<SandboxInfo> SandboxManager::list() {
 
 AttachResult SandboxManager::attach(const std::string& name, const std::string& keys,
                                     const std::vector<std::string>& special, std::chrono::milliseconds settle) {
+  for (const auto& key : special) {
+    if (key.empty() || key[0] == '-') {
+      throw SandboxError(Kind::invalid, "special_keys: '" + key + "' is not a tmux key name (e.g. C-c, Enter, Up)");
+    }
+  }
   auto row = find(sandbox_of_host(name));
   if (!row) {
     throw SandboxError(Kind::not_found, "no sandbox named '" + name + "' (see sandbox_ls)");

@@ -108,10 +108,12 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
     }
   };
   const std::string repo = repo_for(request);
+  check_repo_path(repo);
   auto x = executor_of(request.host);
   say("checking podman/docker on " + request.host);
   const HostRuntime rt = runtime_on(request.host, *x);
   const std::string image = request.image.empty() ? m_options.container.image : request.image;
+  check_image(image);
   if (!run_argv(*x, image_exists_argv(rt.runtime, image), k_quick).ok()) {
     throw SandboxError(Kind::missing, "image " + image + " is not on " + request.host +
                                           ": build it with `sandbox-mcp image build`" +
@@ -206,7 +208,7 @@ void SandboxManager::build(SandboxRow& row, const NewRequest& request, exec::Rem
   spec.ccr = row.ccr_mode;
   spec.mounts = existing_mounts(x);
   if (rt.runtime == Runtime::podman) {
-    CommandOutcome owner = run_argv(x, {"stat", "-c", "%u %g", dir}, k_quick);
+    CommandOutcome owner = run_argv(x, {"stat", "-c", "%u %g", "--", dir}, k_quick);
     std::istringstream ids(owner.out);
     int uid = -1, gid = -1;
     ids >> uid >> gid;

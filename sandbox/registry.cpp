@@ -5,6 +5,7 @@
 #include <cctype>
 #include <mutex>
 #include <set>
+#include <string_view>
 
 namespace smcp::sandbox {
 
@@ -278,6 +279,27 @@ void check_name(const std::string& name) {
   if (name.find("..") != std::string::npos || name.back() == '.' ||
       (name.size() >= 5 && name.compare(name.size() - 5, 5, ".lock") == 0)) {
     bad("'..', a final '.' and a final '.lock' are not allowed");
+  }
+}
+
+void check_image(const std::string& image) {
+  bool ok = !image.empty() && image.size() <= 255 && std::isalnum(static_cast<unsigned char>(image[0]));
+  for (char c : image) {
+    ok = ok &&
+         (std::isalnum(static_cast<unsigned char>(c)) || std::string_view("._/:@-").find(c) != std::string_view::npos);
+  }
+  if (!ok) {
+    throw SandboxError(SandboxError::Kind::invalid,
+                       "invalid image '" + image +
+                           "': use a reference like localhost/sandbox-mcp:latest (letters, "
+                           "digits and . _ / : @ -, starting with a letter or digit)");
+  }
+}
+
+void check_repo_path(const std::string& path) {
+  if (path.empty() || path[0] != '/' || path.find_first_of(std::string("\n\0", 2)) != std::string::npos) {
+    throw SandboxError(SandboxError::Kind::invalid,
+                       "invalid repo_base '" + path + "': give the repository's absolute path on its host");
   }
 }
 

@@ -70,5 +70,9 @@ public:
 void check_name(const std::string& name);
 // A branch name git accepts and that cannot be read as an option (no leading '-').
 void check_branch(const std::string& branch);
+// An image reference podman/docker would not read as an option: [A-Za-z0-9][A-Za-z0-9._/:@-]*.
+void check_image(const std::string& image);
+// A repository path: absolute (so that no command reads it as an option), without NUL or newline.
+void check_repo_path(const std::string& path);
 
 } // namespace smcp::sandbox

@@ -59,8 +59,10 @@ mcp::ToolResult guarded(const std::string& tool, const std::string& host,
     std::string advice;
     switch (e.kind()) {
     case exec::HostError::Kind::unreachable:
-      advice = " The host could not be reached; check that it is up and that `ssh " + host +
-               " true` works, then retry. Background jobs already started keep running there.";
+      if (host.rfind(sandbox::SandboxManager::k_host_prefix, 0) != 0) { // a sandbox's message says what to do
+        advice = " The host could not be reached; check that it is up and that `ssh " + host +
+                 " true` works, then retry. Background jobs already started keep running there.";
+      }
       break;
     case exec::HostError::Kind::refused:
       advice = " The host refused the request; see the message for how to fix it.";

@@ -212,13 +212,34 @@ TEST_F(SandboxTest, AContainerRemovedBehindOurBackShowsMissingAndRmStillCleansUp
   ASSERT_EQ(run({"podman", "rm", "-f", "-t", "0", made["container"]}).status, 0);
   json s = sandbox_of("k1");
   EXPECT_EQ(s["state"], "missing") << s.dump();
+  // A command there fails as on an unreachable host, saying what happened and what to do.
   std::string err = error_of("remote_bash", {{"sandbox", "k1"}, {"command", "true"}});
-  EXPECT_FALSE(err.empty());
+  EXPECT_NE(err.find("container " + made["container"].get<std::string>() + " on local is gone"), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("sandbox_rm cleans up"), std::string::npos) << err;
   json removed = client->call("sandbox_rm", {{"name", "k1"}});
   EXPECT_EQ(removed["removed"], true);
   EXPECT_NE(removed["note"].get<std::string>().find("already gone"), std::string::npos) << removed.dump();
   EXPECT_FALSE(fs::exists(repo + "/.sandboxes/k1"));
   EXPECT_TRUE(sandbox_of("k1").is_null());
+}
+
+TEST_F(SandboxTest, AContainerStoppedDuringACommandEndsItWithAClearError) {
+  start_server();
+  json made = client->call("sandbox_new", {{"name", "st1"}});
+  std::thread stopper([c = made["container"].get<std::string>()] {
+    std::this_thread::sleep_for(1500ms);
+    run({"podman", "stop", "-t", "0", c});
+  });
+  std::string err = error_of("remote_bash", {{"sandbox", "st1"}, {"command", "echo start; sleep 30"}});
+  stopper.join();
+  EXPECT_NE(err.find("is not running (exited)"), std::string::npos) << err;
+  EXPECT_EQ(sandbox_of("st1")["state"], "exited");
+  // A command's own exit status 137 in a running container stays a result.
+  client->call("sandbox_rm", {{"name", "st1"}});
+  client->call("sandbox_new", {{"name", "st2"}});
+  EXPECT_EQ(client->call("remote_bash", {{"sandbox", "st2"}, {"command", "exit 137"}})["exit_code"], 137);
+  client->call("sandbox_rm", {{"name", "st2"}});
 }
 
 TEST_F(SandboxTest, InvalidNamesAreRefusedClearly) {
@@ -227,6 +248,13 @@ TEST_F(SandboxTest, InvalidNamesAreRefusedClearly) {
     std::string err = error_of("sandbox_new", {{"name", bad}});
     EXPECT_NE(err.find("-32602"), std::string::npos) << bad << ": " << err;
   }
+  // Options smuggled in as values are refused before anything runs.
+  EXPECT_NE(error_of("sandbox_new", {{"name", "i1"}, {"image", "--privileged"}}).find("invalid image"),
+            std::string::npos);
+  EXPECT_NE(error_of("sandbox_new", {{"name", "i2"}, {"repo_base", "-C/tmp"}}).find("invalid repo_base"),
+            std::string::npos);
+  EXPECT_NE(error_of("sandbox_new", {{"name", "i3"}, {"branch", "--orphan"}}).find("invalid branch"),
+            std::string::npos);
   auto r = cli({"new", "-n", "a;rm -rf ~"});
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("invalid sandbox name"), std::string::npos) << r.err;
