@@ -192,7 +192,7 @@ void SandboxManager::build(SandboxRow& row, const NewRequest& request, exec::Rem
   if (!wt.ok()) {
     failed("git worktree add failed in " + top + ": " + wt.message());
   }
-  undo.push_back([this, &x, top, dir, branch = row.branch, branch_exists] {
+  undo.push_back([&x, top, dir, branch = row.branch, branch_exists] {
     run_argv(x, {"git", "-C", top, "worktree", "remove", "--force", dir}, k_quick);
     if (!branch_exists) {
       run_argv(x, {"git", "-C", top, "branch", "-D", branch}, k_quick);
