@@ -119,12 +119,14 @@ SandboxManager::HostRuntime SandboxManager::runtime_on(const std::string& host, 
     }
   } else if (run_argv(x, version_argv(Runtime::podman), k_quick).ok()) {
     rt.runtime = Runtime::podman;
-  } else if (run_argv(x, version_argv(Runtime::docker), k_quick).ok()) {
+  } else if (CommandOutcome docker = run_argv(x, version_argv(Runtime::docker), k_quick); docker.ok()) {
     rt.runtime = Runtime::docker;
   } else {
-    throw SandboxError(Kind::missing, "neither podman nor docker works on " + host +
-                                          ": install podman (Debian: `apt-get install podman runc`) or docker "
-                                          "(`apt-get install docker.io`)");
+    throw SandboxError(Kind::missing,
+                       "neither podman nor docker works on " + host +
+                           ": install podman (Debian: `apt-get install podman runc`) or docker (`apt-get install "
+                           "docker.io`)" +
+                           (docker.status == 127 ? std::string() : " (docker is there but: " + docker.message() + ")"));
   }
   if (rt.runtime == Runtime::podman) {
     rt.rootless = trim(run_argv(x, rootless_argv(rt.runtime), k_quick).out) == "true";

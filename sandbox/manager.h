@@ -39,6 +39,10 @@ struct NewRequest {
   std::string host = "local";
   std::string image;     // empty: the configured one
   std::string repo_base; // empty: the host's configured repository
+  // Resource limits for this sandbox; empty / 0: the config's.
+  std::string cpus;
+  std::string memory;
+  long pids = 0;
   std::function<void(const std::string&)> progress;
 };
 

@@ -230,6 +230,15 @@ void SandboxManager::build(SandboxRow& row, const NewRequest& request, exec::Rem
   spec.has_env_file = !env_file.empty();
   auto opts = m_options.container;
   opts.image = row.image;
+  if (!request.cpus.empty()) {
+    opts.cpus = request.cpus;
+  }
+  if (!request.memory.empty()) {
+    opts.memory = request.memory;
+  }
+  if (request.pids > 0) {
+    opts.pids = request.pids;
+  }
   if (request.progress) {
     request.progress("sandbox " + row.name + ": starting its container");
   }

@@ -37,7 +37,10 @@ const char* k_new_input = R"json({
     "slurm": {"type": "boolean", "default": false, "description": "Run the container on a Slurm compute node (not built yet)."},
     "host": {"type": "string", "minLength": 1, "description": "Where: 'local' (default) or an SSH host with podman or docker."},
     "image": {"type": "string", "minLength": 1, "description": "Container image (default: the configured one, localhost/sandbox-mcp:latest)."},
-    "repo_base": {"type": "string", "minLength": 1, "description": "The git repository on the host (default: the server's repo_base on local, the host's configured repo_base over SSH)."}
+    "repo_base": {"type": "string", "minLength": 1, "description": "The git repository on the host (default: the server's repo_base on local, the host's configured repo_base over SSH)."},
+    "cpus": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$", "description": "CPU limit, e.g. \"2\" or \"0.5\" (default: the config's, else none)."},
+    "memory": {"type": "string", "pattern": "^[0-9]+[bkmgBKMG]?$", "description": "Memory limit, e.g. \"4g\" (default: the config's, else none)."},
+    "pids": {"type": "integer", "minimum": 16, "maximum": 4194304, "description": "Most processes in the container (default: the config's, else the runtime's)."}
   },
   "additionalProperties": false
 })json";
@@ -143,6 +146,9 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
       req.host = arg_string(args, "host", "local");
       req.image = arg_string(args, "image");
       req.repo_base = arg_string(args, "repo_base");
+      req.cpus = arg_string(args, "cpus");
+      req.memory = arg_string(args, "memory");
+      req.pids = static_cast<long>(arg_int(args, "pids", 0));
       if (ctx.wants_progress()) {
         req.progress = [&ctx](const std::string& line) { ctx.progress(line); };
       }

@@ -76,6 +76,9 @@ void add_sandbox_commands(CLI::App& cli, SandboxCli& s) {
   cmd_new->add_option("--host", s.host, "Where: local (default) or an SSH host");
   cmd_new->add_option("--host_repo_base", s.host_repo_base,
                       "With --host: the git repository on that host (default: its repo_base in the config)");
+  cmd_new->add_option("--cpus", s.cpus, "CPU limit (e.g. 2)")->check(CLI::Number);
+  cmd_new->add_option("--memory", s.memory, "Memory limit (e.g. 4g)");
+  cmd_new->add_option("--pids", s.pids, "Most processes in the container")->check(CLI::Range(16L, 4194304L));
   cmd_new->add_option("--image", s.image, "Container image (default: localhost/sandbox-mcp:latest or the config's)");
   cli.add_subcommand("ls", "List sandboxes");
   cli.add_subcommand("rm", "Remove a sandbox")->add_option("-n,--name", s.name, "Sandbox name")->required();

@@ -19,7 +19,10 @@ struct SandboxCli {
   bool slurm = false;
   std::string host = "local";
   std::string image;
-  std::string host_repo_base; // the repository on --host (default: the host's repo_base in the config)
+  std::string host_repo_base;
+  std::string cpus;
+  std::string memory;
+  long pids = 0; // the repository on --host (default: the host's repo_base in the config)
   bool rebuild = false;       // image build --rebuild
 };
 

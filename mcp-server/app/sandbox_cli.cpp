@@ -79,6 +79,9 @@ int run(const CommandLine& cl) {
     req.host = s.host;
     req.image = s.image;
     req.repo_base = s.host != "local" ? s.host_repo_base : std::string();
+    req.cpus = s.cpus;
+    req.memory = s.memory;
+    req.pids = s.pids;
     req.progress = [](const std::string& line) { std::cerr << line << "\n"; };
     auto info = m.create(req);
     std::cout << "Created sandbox " << info.row.name << " on " << info.row.host << ": branch " << info.row.branch

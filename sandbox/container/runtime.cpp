@@ -46,7 +46,10 @@ void add_id_map(std::vector<std::string>& a, const char* flag, int inside, int h
 } // namespace
 
 std::vector<std::string> version_argv(Runtime r) {
-  return with_runtime(r, {"--version"});
+  if (r == Runtime::docker) {
+    return {"docker", "info", "--format", "{{.ServerVersion}}"};
+  }
+  return {"podman", "--version"};
 }
 
 std::vector<std::string> image_exists_argv(Runtime r, const std::string& image) {

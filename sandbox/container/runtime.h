@@ -54,6 +54,8 @@ constexpr const char* k_tmux_session = "main";
 constexpr const char* k_workspace = "/workspace";
 constexpr const char* k_label = "sandbox-mcp.sandbox"; // label holding the sandbox's name
 
+// Succeeds when the runtime can run containers: `podman --version` (daemonless), `docker info`
+// (a docker client without a reachable engine fails it).
 std::vector<std::string> version_argv(Runtime r);
 std::vector<std::string> image_exists_argv(Runtime r, const std::string& image);
 std::vector<std::string> rootless_argv(Runtime r); // prints true/false (podman only)

@@ -242,6 +242,38 @@ TEST_F(SandboxTest, AContainerStoppedDuringACommandEndsItWithAClearError) {
   client->call("sandbox_rm", {{"name", "st2"}});
 }
 
+TEST_F(SandboxTest, ResourceLimitsReachTheContainer) {
+  start_server();
+  client->call("sandbox_new", {{"name", "lim"}, {"memory", "256m"}, {"pids", 100}, {"cpus", "1"}});
+  json r = client->call("remote_bash", {{"sandbox", "lim"},
+                                        {"command", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat "
+                                                    "/sys/fs/cgroup/pids.max; cat /sys/fs/cgroup/memory/"
+                                                    "memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"}});
+  EXPECT_EQ(r["stdout"], "100
+268435456
+") << r.dump();
+  client->call("sandbox_rm", {{"name", "lim"}});
+}
+
+TEST_F(SandboxTest, NoContainerRuntimeNamesThePackage) {
+  // A PATH with what the manager needs besides podman and docker.
+  const std::string bin = dir + "/bin";
+  fs::create_directories(bin);
+  for (const char* tool : {"git", "sh", "ls", "stat", "printenv", "mkdir", "grep", "dirname", "rm"}) {
+    auto where = run({"sh", "-c", std::string("command -v ") + tool});
+    fs::create_symlink(where.out.substr(0, where.out.find('\n')), bin + "/" + tool);
+  }
+  const std::string path = ::getenv("PATH");
+  ::setenv("PATH", bin.c_str(), 1);
+  auto r = cli({"new", "-n", "np"});
+  ::setenv("PATH", path.c_str(), 1);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("neither podman nor docker works on local: install podman (Debian: `apt-get install podman runc`)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/np"));
+}
+
 TEST_F(SandboxTest, InvalidNamesAreRefusedClearly) {
   start_server();
   for (const char* bad : {"../x", "a;b", "-rf", "a b", "x.lock"}) {

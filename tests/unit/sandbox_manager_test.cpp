@@ -129,7 +129,7 @@ TEST_F(SandboxManagerTest, DockerCommandLinesAndNoIdMapping) {
 
 TEST_F(SandboxManagerTest, NoRuntimeNamesThePackages) {
   rec->answer({"podman", "--version"}, 127);
-  rec->answer({"docker", "--version"}, 127);
+  rec->answer({"docker", "info"}, 127);
   auto m = make();
   try {
     m->create(request("x"));
@@ -139,6 +139,33 @@ TEST_F(SandboxManagerTest, NoRuntimeNamesThePackages) {
     EXPECT_THAT(e.what(), HasSubstr("apt-get install podman"));
   }
   EXPECT_TRUE(m->registry().list().empty());
+}
+
+TEST_F(SandboxManagerTest, ADockerClientWithoutItsEngineIsNotARuntime) {
+  rec->answer({"podman", "--version"}, 127);
+  rec->answer({"docker", "info"}, 1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.");
+  auto m = make();
+  try {
+    m->create(request("x"));
+    FAIL() << "created with a docker client and no engine";
+  } catch (const SandboxError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("docker is there but: Cannot connect to the Docker daemon"));
+  }
+}
+
+TEST_F(SandboxManagerTest, LimitsFromTheCallWinOverTheConfig) {
+  ManagerOptions o;
+  o.container.cpus = "4";
+  o.container.memory = "8g";
+  auto m = make(o);
+  NewRequest r = request("l1");
+  r.memory = "512m";
+  r.pids = 200;
+  m->create(r);
+  const Argv run = only({"podman", "run"});
+  EXPECT_THAT(run, Contains("--cpus=4"));
+  EXPECT_THAT(run, Contains("--memory=512m"));
+  EXPECT_THAT(run, Contains("--pids-limit=200"));
 }
 
 TEST_F(SandboxManagerTest, MissingImageNamesTheBuildCommand) {
