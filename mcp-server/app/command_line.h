@@ -22,8 +22,8 @@ struct SandboxCli {
   std::string host_repo_base;
   std::string cpus;
   std::string memory;
-  long pids = 0; // the repository on --host (default: the host's repo_base in the config)
-  bool rebuild = false;       // image build --rebuild
+  long pids = 0;        // the repository on --host (default: the host's repo_base in the config)
+  bool rebuild = false; // image build --rebuild
 };
 
 struct CommandLine {

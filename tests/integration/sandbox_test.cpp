@@ -245,13 +245,12 @@ TEST_F(SandboxTest, AContainerStoppedDuringACommandEndsItWithAClearError) {
 TEST_F(SandboxTest, ResourceLimitsReachTheContainer) {
   start_server();
   client->call("sandbox_new", {{"name", "lim"}, {"memory", "256m"}, {"pids", 100}, {"cpus", "1"}});
-  json r = client->call("remote_bash", {{"sandbox", "lim"},
-                                        {"command", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat "
-                                                    "/sys/fs/cgroup/pids.max; cat /sys/fs/cgroup/memory/"
-                                                    "memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"}});
-  EXPECT_EQ(r["stdout"], "100
-268435456
-") << r.dump();
+  json r =
+      client->call("remote_bash", {{"sandbox", "lim"},
+                                   {"command", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat "
+                                               "/sys/fs/cgroup/pids.max; cat /sys/fs/cgroup/memory/"
+                                               "memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"}});
+  EXPECT_EQ(r["stdout"], "100\n268435456\n") << r.dump();
   client->call("sandbox_rm", {{"name", "lim"}});
 }
 
@@ -268,8 +267,9 @@ TEST_F(SandboxTest, NoContainerRuntimeNamesThePackage) {
   auto r = cli({"new", "-n", "np"});
   ::setenv("PATH", path.c_str(), 1);
   EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.err.find("neither podman nor docker works on local: install podman (Debian: `apt-get install podman runc`)"),
-            std::string::npos)
+  EXPECT_NE(
+      r.err.find("neither podman nor docker works on local: install podman (Debian: `apt-get install podman runc`)"),
+      std::string::npos)
       << r.err;
   EXPECT_FALSE(fs::exists(repo + "/.sandboxes/np"));
 }
@@ -365,6 +365,15 @@ TEST_F(SandboxTest, OnAnSshHostThroughTheSshdFixture) {
   json s = sandbox_of("s1");
   EXPECT_EQ(s["state"], "running");
   EXPECT_EQ(s["host"], "h0");
+  // A background job inside, read with a filter, and the shared tmux, all through sshd.
+  json job = client->call("remote_bash", {{"sandbox", "s1"},
+                                          {"command", "for i in 1 2 3; do echo step$i; echo noise; done"},
+                                          {"run_in_background", true}});
+  json out =
+      client->call("remote_bash_output", {{"bash_id", job["bash_id"]}, {"filter", "^step[13]$"}, {"wait_ms", 20000}});
+  EXPECT_EQ(out["output"], "step1\nstep3\n") << out.dump();
+  json pane = client->call("sandbox_attach", {{"name", "s1"}, {"keys", "echo via-ssh-$((2+3))\n"}});
+  EXPECT_NE(pane["pane"].get<std::string>().find("via-ssh-5"), std::string::npos) << pane.dump();
   // The podman commands went through sshd.
   EXPECT_NE(fx.log(0).find("Accepted publickey"), std::string::npos);
   client->call("sandbox_rm", {{"name", "s1"}});
