@@ -111,6 +111,7 @@ private:
   void build(SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x, const HostRuntime& rt,
              const std::string& git_common, std::vector<std::function<void()>>& undo, std::string& note);
   std::vector<Mount> existing_mounts(exec::RemoteExecutor& x);
+  std::string unstick_podman(exec::RemoteExecutor& x, const std::string& container);
 
   ManagerOptions m_options;
   HostLookup m_hosts;

@@ -264,6 +264,17 @@ void SandboxManager::build(SandboxRow& row, const NewRequest& request, exec::Rem
   registry().update(row);
 }
 
+// Kills the conmon processes of `container` (podman), found by its full id; says what it did.
+std::string SandboxManager::unstick_podman(exec::RemoteExecutor& x, const std::string& container) {
+  const std::string id = trim(run_argv(x, {"podman", "container", "inspect", "--format", "{{.Id}}", container}, k_quick).out);
+  if (id.size() != 64 || id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return "podman could not stop container " + container + " and its id is unknown";
+  }
+  CommandOutcome killed = run_argv(x, {"pkill", "-KILL", "-f", "--", "conmon .*-c " + id + " "}, k_quick);
+  return "podman could not stop container " + container + " (a stuck exec session); its conmon processes were " +
+         (killed.ok() ? "killed" : "not found (" + killed.message() + ")");
+}
+
 RemoveResult SandboxManager::remove(const std::string& host_name) {
   const std::string name = sandbox_of_host(host_name);
   auto row = find(name);
@@ -286,6 +297,14 @@ RemoveResult SandboxManager::remove(const std::string& host_name) {
     // `podman rm -f` of a missing container succeeds: ask first, to say what was already gone.
     const bool existed = run_argv(*x, exists_argv(rt, container), k_quick).ok();
     CommandOutcome o = run_argv(*x, remove_argv(rt, container), k_quick);
+    if (!o.ok() && rt == Runtime::podman &&
+        (mentions(o.message(), "did not die") || mentions(o.message(), "could not be stopped"))) {
+      // An exec session's conmon blocked on its terminal (an attach whose client vanished while
+      // keys were flowing) keeps an unreaped process that podman waits for in vain: end the
+      // container's conmons, then remove again.
+      result.notes.push_back(unstick_podman(*x, container));
+      o = run_argv(*x, remove_argv(rt, container), k_quick);
+    }
     if (o.status == 127) {
       throw SandboxError(Kind::missing, row->runtime + " is not installed on " + row->host +
                                             " any more; cannot remove "
