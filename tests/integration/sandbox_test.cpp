@@ -274,6 +274,25 @@ TEST_F(SandboxTest, NoContainerRuntimeNamesThePackage) {
   EXPECT_FALSE(fs::exists(repo + "/.sandboxes/np"));
 }
 
+TEST_F(SandboxTest, RmAfterAHumanAttachFloodedAndKilled) {
+  if (run({"sh", "-c", "command -v script"}).status != 0) {
+    GTEST_SKIP() << "no `script` (util-linux) to give `attach` a terminal";
+  }
+  auto made = cli({"new", "-n", "hum"});
+  ASSERT_EQ(made.status, 0) << made.err;
+  // A human's terminal that floods the pane with input and then dies (the client is killed): it
+  // can leave podman's exec session stuck on the terminal, which blocks a plain `podman rm`.
+  ::setenv("SANDBOX_MCP_STATE_DIR", state.c_str(), 1);
+  run({"timeout", "-s", "KILL", "3", "sh", "-c",
+       std::string("exec script -qfc '") + SMCP_BINARY + " --repo_base " + repo + " attach -n hum' /dev/null < /dev/zero"},
+      20s);
+  ::unsetenv("SANDBOX_MCP_STATE_DIR");
+  auto rm = cli({"rm", "-n", "hum"});
+  EXPECT_EQ(rm.status, 0) << rm.out << rm.err;
+  EXPECT_EQ(run({"podman", "ps", "-aq", "--filter", "name=-hum$"}).out, "");
+  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/hum"));
+}
+
 TEST_F(SandboxTest, InvalidNamesAreRefusedClearly) {
   start_server();
   for (const char* bad : {"../x", "a;b", "-rf", "a b", "x.lock"}) {
