@@ -266,7 +266,8 @@ void SandboxManager::build(SandboxRow& row, const NewRequest& request, exec::Rem
 
 // Kills the conmon processes of `container` (podman), found by its full id; says what it did.
 std::string SandboxManager::unstick_podman(exec::RemoteExecutor& x, const std::string& container) {
-  const std::string id = trim(run_argv(x, {"podman", "container", "inspect", "--format", "{{.Id}}", container}, k_quick).out);
+  const std::string id =
+      trim(run_argv(x, {"podman", "container", "inspect", "--format", "{{.Id}}", container}, k_quick).out);
   if (id.size() != 64 || id.find_first_not_of("0123456789abcdef") != std::string::npos) {
     return "podman could not stop container " + container + " and its id is unknown";
   }

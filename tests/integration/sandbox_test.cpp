@@ -284,7 +284,8 @@ TEST_F(SandboxTest, RmAfterAHumanAttachFloodedAndKilled) {
   // can leave podman's exec session stuck on the terminal, which blocks a plain `podman rm`.
   ::setenv("SANDBOX_MCP_STATE_DIR", state.c_str(), 1);
   run({"timeout", "-s", "KILL", "3", "sh", "-c",
-       std::string("exec script -qfc '") + SMCP_BINARY + " --repo_base " + repo + " attach -n hum' /dev/null < /dev/zero"},
+       std::string("exec script -qfc '") + SMCP_BINARY + " --repo_base " + repo +
+           " attach -n hum' /dev/null < /dev/zero"},
       20s);
   ::unsetenv("SANDBOX_MCP_STATE_DIR");
   auto rm = cli({"rm", "-n", "hum"});
