@@ -168,6 +168,9 @@ std::vector<std::string> SandboxManager::attach_argv(const std::string& name) {
 
 std::vector<std::string> SandboxManager::attach_argv_of(const SandboxRow& row) const {
   std::vector<std::string> argv = sandbox::attach_argv(parse_runtime(row.runtime), row.container_id);
+  if (!row.slurm_job_id.empty()) { // a terminal through Slurm itself: srun --pty into the job
+    argv = srun_podman_argv(row.slurm_job_id, row.wrapper, {argv.begin() + 1, argv.end()}, /*pty=*/true);
+  }
   if (row.host != "local") {
     std::vector<std::string> ssh = m_options.ssh_attach;
     ssh.push_back(row.host);
@@ -191,8 +194,22 @@ std::shared_ptr<exec::Host> SandboxManager::host(const std::string& host_name) {
   exec::ScriptHostOptions o;
   o.name = k_host_prefix + name;
   o.kill_grace = m_options.kill_grace;
-  auto executor = std::make_shared<ContainerExecutor>(executor_of(row->host), parse_runtime(row->runtime),
-                                                      row->container_id, row->host);
+  std::shared_ptr<ContainerExecutor> executor;
+  if (row->slurm_job_id.empty()) {
+    executor = std::make_shared<ContainerExecutor>(executor_of(row->host), parse_runtime(row->runtime),
+                                                   row->container_id, row->host);
+  } else {
+    // Through Slurm itself; job files on the shared filesystem (the worktree), so they outlive the
+    // container's own disk and a server restart.
+    ContainerExecutor::Target t;
+    t.runtime_prefix = srun_podman_argv(row->slurm_job_id, row->wrapper, {});
+    t.container = row->container_id;
+    t.where = "in Slurm job " + row->slurm_job_id + " (via " + row->host + ")";
+    t.suspect_statuses = {1, 125, 126, 137, 255};
+    t.kind = "slurm sandbox";
+    executor = std::make_shared<ContainerExecutor>(executor_of(row->host), std::move(t));
+    o.jobs_root = std::string(k_workspace) + "/.sandbox-mcp-jobs";
+  }
   auto h = exec::make_script_host(std::move(o), std::move(executor));
   std::lock_guard lock(m_mutex);
   return m_sandbox_hosts.emplace(name, h).first->second;
@@ -204,7 +221,7 @@ std::vector<SandboxInfo> SandboxManager::list() {
   std::map<std::string, std::map<std::string, std::string>> states;
   std::map<std::string, std::string> host_errors;
   for (const auto& row : rows) {
-    if (states.count(row.host) || host_errors.count(row.host) || row.runtime.empty()) {
+    if (states.count(row.host) || host_errors.count(row.host) || row.runtime.empty() || !row.slurm_job_id.empty()) {
       continue;
     }
     try {
@@ -237,6 +254,21 @@ std::vector<SandboxInfo> SandboxManager::list() {
     if (row.phase != "ready") {
       info.state = row.phase;
       info.note = row.phase == "creating" ? "half-made (new did not finish): sandbox_rm cleans it up" : "";
+    } else if (!row.slurm_job_id.empty()) {
+      try {
+        SlurmJobState job = slurm_job_state(*executor_of(row.host), row.slurm_job_id);
+        info.state = job.state;
+        info.node = job.node;
+        if (!job.reason.empty()) {
+          info.note = job.state + ": " + job.reason;
+        }
+        if (!job.active()) {
+          info.note += (info.note.empty() ? "" : "; ") + std::string("the job is over: sandbox_rm cleans up");
+        }
+      } catch (const std::exception& e) {
+        info.state = "unknown";
+        info.note = e.what();
+      }
     } else if (auto err = host_errors.find(row.host); err != host_errors.end()) {
       info.state = "unknown";
       info.note = err->second;
@@ -267,7 +299,7 @@ AttachResult SandboxManager::attach(const std::string& name, const std::string& 
   auto x = executor_of(row->host);
   const Runtime rt = parse_runtime(row->runtime);
   auto send = [&](const std::vector<std::string>& words, bool literal) {
-    CommandOutcome o = run_argv(*x, tmux_send_argv(rt, row->container_id, words, literal), k_quick);
+    CommandOutcome o = run_argv(*x, podman_for(*row, tmux_send_argv(rt, row->container_id, words, literal)), k_quick);
     if (!o.ok()) {
       failed("cannot type into sandbox " + row->name + "'s tmux: " + o.message());
     }
@@ -293,7 +325,7 @@ AttachResult SandboxManager::attach(const std::string& name, const std::string& 
   if ((!keys.empty() || !special.empty()) && settle.count() > 0) {
     std::this_thread::sleep_for(settle);
   }
-  CommandOutcome o = run_argv(*x, tmux_capture_argv(rt, row->container_id), k_quick);
+  CommandOutcome o = run_argv(*x, podman_for(*row, tmux_capture_argv(rt, row->container_id)), k_quick);
   if (!o.ok()) {
     failed("cannot read sandbox " + row->name + "'s tmux pane: " + o.message() +
            (mentions(o.message(), "no such container") ? " (the container is gone: sandbox_rm cleans up)" : ""));

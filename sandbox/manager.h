@@ -8,6 +8,7 @@
 #include "sandbox/container/runtime.h"
 #include "sandbox/exec/host.h"
 #include "sandbox/registry.h"
+#include "sandbox/slurm/slurm.h"
 
 #include <chrono>
 #include <functional>
@@ -27,6 +28,7 @@ struct ManagerOptions {
   std::string worktrees_dir = ".sandboxes"; // under the repository
   std::chrono::milliseconds step_timeout{300000};
   std::chrono::milliseconds kill_grace{3000}; // for the sandbox hosts' jobs
+  SlurmOptions slurm;
   // How a human reaches an SSH host's sandbox: `ssh_attach... HOST podman exec -it ...`.
   std::vector<std::string> ssh_attach = {"ssh", "-t"};
 };
@@ -43,6 +45,10 @@ struct NewRequest {
   std::string cpus;
   std::string memory;
   long pids = 0;
+  // Slurm: per-sandbox job options; empty: the config's.
+  std::string partition;
+  std::string time_limit;
+  std::string gres;
   std::function<void(const std::string&)> progress;
 };
 
@@ -51,6 +57,7 @@ struct SandboxInfo {
   std::string state; // running | exited | created | ... | missing | creating (half-made)
   std::string attach_command;
   std::string note;
+  std::string node; // Slurm: where the job runs (or ran)
 };
 
 struct RemoveResult {
@@ -108,8 +115,20 @@ private:
   bool registry_exists();
   std::vector<std::string> attach_argv_of(const SandboxRow& row) const;
   // The steps of create() after the row is reserved; `undo` collects how to take each back.
-  void build(SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x, const HostRuntime& rt,
-             const std::string& git_common, std::vector<std::function<void()>>& undo, std::string& note);
+  void make_worktree(SandboxRow& row, exec::RemoteExecutor& x, const std::string& git_common,
+                     std::vector<std::function<void()>>& undo, std::string& note);
+  RunSpec run_spec(const SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x, const HostRuntime& rt,
+                   const std::string& git_common);
+  ContainerOptions container_options(const SandboxRow& row, const NewRequest& request) const;
+  void start_container(SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x, const HostRuntime& rt,
+                       RunSpec& spec, std::vector<std::function<void()>>& undo);
+  // Slurm (sandbox/slurm/slurm_lifecycle.cpp): the tools and the wrapper (its path), the job.
+  std::string check_slurm(exec::RemoteExecutor& x, const std::string& host, const std::string& repo);
+  SlurmJobState submit(SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x, const HostRuntime& rt,
+                       RunSpec& spec, std::vector<std::function<void()>>& undo, std::string& note);
+  void remove_slurm(const SandboxRow& row, exec::RemoteExecutor& x, RemoveResult& result);
+  // `podman ARGS` for this sandbox on its host: as is, or through srun and the wrapper (Slurm).
+  std::vector<std::string> podman_for(const SandboxRow& row, std::vector<std::string> runtime_argv) const;
   std::vector<Mount> existing_mounts(exec::RemoteExecutor& x);
   std::string unstick_podman(exec::RemoteExecutor& x, const std::string& container);
 

@@ -95,10 +95,6 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
     request.branch = "main";
   }
   check_branch(request.branch);
-  if (request.slurm) {
-    throw SandboxError(Kind::missing, "Slurm backend not built yet: sandboxes on Slurm compute nodes (-s / slurm: "
-                                      "true) come in a later version; create a container sandbox without it");
-  }
   if (request.host.rfind(k_host_prefix, 0) == 0) {
     throw SandboxError(Kind::invalid, "a sandbox cannot be made inside another sandbox (host '" + request.host + "')");
   }
@@ -110,11 +106,19 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
   const std::string repo = repo_for(request);
   check_repo_path(repo);
   auto x = executor_of(request.host);
-  say("checking podman/docker on " + request.host);
-  const HostRuntime rt = runtime_on(request.host, *x);
   const std::string image = request.image.empty() ? m_options.container.image : request.image;
   check_image(image);
-  if (!run_argv(*x, image_exists_argv(rt.runtime, image), k_quick).ok()) {
+  std::string wrapper;
+  HostRuntime rt;
+  if (request.slurm) {
+    say("checking Slurm on " + request.host);
+    wrapper = check_slurm(*x, request.host, repo);
+    rt.rootless = trim(run_argv(*x, {"id", "-u"}, k_quick).out) != "0";
+  } else {
+    say("checking podman/docker on " + request.host);
+    rt = runtime_on(request.host, *x);
+  }
+  if (!request.slurm && !run_argv(*x, image_exists_argv(rt.runtime, image), k_quick).ok()) {
     throw SandboxError(Kind::missing, "image " + image + " is not on " + request.host +
                                           ": build it with `sandbox-mcp image build`" +
                                           (request.host == "local" ? "" : " on " + request.host) +
@@ -142,12 +146,22 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
   row.runtime = runtime_name(rt.runtime);
   row.image = image;
   row.repo_base = top;
+  row.wrapper = wrapper;
   row = registry().reserve(row); // the name is ours from here on
   say("sandbox " + row.name + ": making the worktree");
   std::vector<std::function<void()>> undo;
   std::string note;
+  SlurmJobState job;
   try {
-    build(row, request, *x, rt, common, undo, note);
+    make_worktree(row, *x, common, undo, note);
+    RunSpec spec = run_spec(row, request, *x, rt, common);
+    if (request.slurm) {
+      job = submit(row, request, *x, rt, spec, undo, note);
+    } else {
+      start_container(row, request, *x, rt, spec, undo);
+    }
+    row.phase = "ready";
+    registry().update(row);
   } catch (...) {
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
       try {
@@ -160,21 +174,22 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
   }
   SandboxInfo info;
   info.row = *registry().get(row.name);
-  info.state = "running";
+  info.state = request.slurm ? job.state : "running";
+  info.node = job.node;
   info.attach_command = attach_command(info.row);
   info.note = note;
   return info;
 }
 
-// Long because it is the transaction's steps in order, each registering its undo right after it.
-void SandboxManager::build(SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x, const HostRuntime& rt,
-                           const std::string& git_common, std::vector<std::function<void()>>& undo, std::string& note) {
+void SandboxManager::make_worktree(SandboxRow& row, exec::RemoteExecutor& x, const std::string& git_common,
+                                   std::vector<std::function<void()>>& undo, std::string& note) {
   const std::string& top = row.repo_base;
   const std::string dir = top + "/" + m_options.worktrees_dir + "/" + row.name;
   row.work_dir = dir;
   registry().update(row);
   run_argv(x, exclude_argv(git_common + "/info/exclude", "/" + m_options.worktrees_dir + "/"), k_quick);
   run_argv(x, exclude_argv(git_common + "/info/exclude", "/.sandbox_db.sqlite*"), k_quick);
+  run_argv(x, exclude_argv(git_common + "/info/exclude", "/.sandbox-mcp-jobs/"), k_quick);
   const bool branch_exists =
       run_argv(x, {"git", "-C", top, "rev-parse", "--verify", "--quiet", "refs/heads/" + row.branch}, k_quick).ok();
   CommandOutcome wt;
@@ -198,7 +213,12 @@ void SandboxManager::build(SandboxRow& row, const NewRequest& request, exec::Rem
       run_argv(x, {"git", "-C", top, "branch", "-D", branch}, k_quick);
     }
   });
+}
 
+RunSpec SandboxManager::run_spec(const SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x,
+                                 const HostRuntime& rt, const std::string& git_common) {
+  const std::string& top = row.repo_base;
+  const std::string& dir = row.work_dir;
   RunSpec spec;
   spec.container = container_name(top, row.name);
   spec.sandbox = row.name;
@@ -220,6 +240,13 @@ void SandboxManager::build(SandboxRow& row, const NewRequest& request, exec::Rem
       spec.owner_gid = gid;
     }
   }
+  (void)request;
+  return spec;
+}
+
+// The container backend's steps after the worktree, each registering its undo right after it.
+void SandboxManager::start_container(SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x,
+                                     const HostRuntime& rt, RunSpec& spec, std::vector<std::function<void()>>& undo) {
   std::string env_file;
   for (const auto& name : m_options.container.env_allow) {
     const char* value = std::getenv(name.c_str());
@@ -228,17 +255,7 @@ void SandboxManager::build(SandboxRow& row, const NewRequest& request, exec::Rem
     }
   }
   spec.has_env_file = !env_file.empty();
-  auto opts = m_options.container;
-  opts.image = row.image;
-  if (!request.cpus.empty()) {
-    opts.cpus = request.cpus;
-  }
-  if (!request.memory.empty()) {
-    opts.memory = request.memory;
-  }
-  if (request.pids > 0) {
-    opts.pids = request.pids;
-  }
+  auto opts = container_options(row, request);
   if (request.progress) {
     request.progress("sandbox " + row.name + ": starting its container");
   }
@@ -260,8 +277,21 @@ void SandboxManager::build(SandboxRow& row, const NewRequest& request, exec::Rem
   if (!tmux.ok()) {
     failed("tmux could not start in the container (is tmux in image " + row.image + "?): " + tmux.message());
   }
-  row.phase = "ready";
-  registry().update(row);
+}
+
+ContainerOptions SandboxManager::container_options(const SandboxRow& row, const NewRequest& request) const {
+  auto opts = m_options.container;
+  opts.image = row.image;
+  if (!request.cpus.empty()) {
+    opts.cpus = request.cpus;
+  }
+  if (!request.memory.empty()) {
+    opts.memory = request.memory;
+  }
+  if (request.pids > 0) {
+    opts.pids = request.pids;
+  }
+  return opts;
 }
 
 // Kills the conmon processes of `container` (podman), found by its full id; says what it did.
@@ -293,7 +323,9 @@ RemoveResult SandboxManager::remove(const std::string& host_name) {
   const std::string container = !row->container_id.empty() ? row->container_id
                                 : row->repo_base.empty()   ? std::string()
                                                            : container_name(row->repo_base, row->name);
-  if (!container.empty() && !row->runtime.empty()) {
+  if (!row->slurm_job_id.empty()) {
+    remove_slurm(*row, *x, result);
+  } else if (!container.empty() && !row->runtime.empty()) {
     const Runtime rt = parse_runtime(row->runtime);
     // `podman rm -f` of a missing container succeeds: ask first, to say what was already gone.
     const bool existed = run_argv(*x, exists_argv(rt, container), k_quick).ok();

@@ -27,11 +27,11 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 
 constexpr const char* k_added_columns[][2] = {
     {"host", "TEXT DEFAULT 'local'"}, {"runtime", "TEXT DEFAULT ''"},    {"image", "TEXT DEFAULT ''"},
-    {"repo_base", "TEXT DEFAULT ''"}, {"phase", "TEXT DEFAULT 'ready'"},
+    {"repo_base", "TEXT DEFAULT ''"}, {"phase", "TEXT DEFAULT 'ready'"}, {"wrapper", "TEXT DEFAULT ''"},
 };
 
 constexpr const char* k_columns = "name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, "
-                                  "updated_at, host, runtime, image, repo_base, phase";
+                                  "updated_at, host, runtime, image, repo_base, phase, wrapper";
 
 [[noreturn]] void fail(sqlite3* db, const std::string& path, const std::string& what) {
   throw SandboxError(SandboxError::Kind::failed,
@@ -97,6 +97,7 @@ SandboxRow read_row(const Statement& s) {
   r.image = s.text(10);
   r.repo_base = s.text(11);
   r.phase = s.text(12).empty() ? "ready" : s.text(12);
+  r.wrapper = s.text(13);
   return r;
 }
 
@@ -159,8 +160,8 @@ public:
       row.phase = "creating";
       Statement insert(m_db, m_path,
                        "INSERT INTO sandboxes (name, branch, container_id, slurm_job_id, work_dir, ccr_mode, "
-                       "host, runtime, image, repo_base, phase, created_at, updated_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, datetime('now'), datetime('now'))");
+                       "host, runtime, image, repo_base, phase, wrapper, created_at, updated_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, datetime('now'), datetime('now'))");
       bind_fields(insert, row);
       insert.step();
       exec("COMMIT");
@@ -175,7 +176,7 @@ public:
     std::lock_guard lock(m_mutex);
     Statement s(m_db, m_path,
                 "UPDATE sandboxes SET branch = ?2, container_id = ?3, slurm_job_id = ?4, work_dir = ?5, "
-                "ccr_mode = ?6, host = ?7, runtime = ?8, image = ?9, repo_base = ?10, phase = ?11, "
+                "ccr_mode = ?6, host = ?7, runtime = ?8, image = ?9, repo_base = ?10, phase = ?11, wrapper = ?12, "
                 "updated_at = datetime('now') WHERE name = ?1");
     s.bind(1, row.name);
     bind_fields(s, row, 2);
@@ -222,7 +223,8 @@ private:
         .bind(first + 6, r.runtime)
         .bind(first + 7, r.image)
         .bind(first + 8, r.repo_base)
-        .bind(first + 9, r.phase);
+        .bind(first + 9, r.phase)
+        .bind(first + 10, r.wrapper);
   }
 
   std::optional<SandboxRow> get_locked(const std::string& name) {

@@ -43,6 +43,7 @@ struct SandboxRow {
   std::string runtime; // podman | docker
   std::string image;
   std::string repo_base; // the repository the worktree belongs to, on `host`
+  std::string wrapper;   // Slurm: the podman-srun wrapper's path on `host`
   // creating: `new` is under way (or died half-way: `rm` finishes the job); ready; removing.
   std::string phase = "creating";
 };

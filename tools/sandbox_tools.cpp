@@ -17,6 +17,7 @@ const char* k_sandbox_item = R"json({
     "work_dir": {"type": "string", "description": "the git worktree on the host, mounted at /workspace"},
     "container": {"type": "string"},
     "slurm_job_id": {"type": "string"},
+    "node": {"type": "string", "description": "Slurm: the compute node the job runs on"},
     "created_at": {"type": "string"},
     "ccr_mode": {"type": "boolean"},
     "image": {"type": "string"},
@@ -34,7 +35,10 @@ const char* k_new_input = R"json({
              "description": "Sandbox name (letters, digits, '.', '_', '-'); default cnt_N."},
     "branch": {"type": "string", "minLength": 1, "description": "Git branch for the worktree (default main; created from HEAD when it does not exist)."},
     "ccr": {"type": "boolean", "default": false, "description": "Claude Code Router mode: recorded, and SANDBOX_CCR=1 in the container."},
-    "slurm": {"type": "boolean", "default": false, "description": "Run the container on a Slurm compute node (not built yet)."},
+    "slurm": {"type": "boolean", "default": false, "description": "Run the container on a Slurm compute node: submitted with sbatch from host (this machine or a login node), commands go in with srun --overlap. state is then the Slurm state."},
+    "partition": {"type": "string", "pattern": "^[A-Za-z0-9_.,-]+$", "description": "Slurm partition (default: the config's, else the cluster's)."},
+    "time_limit": {"type": "string", "pattern": "^[0-9:-]+$", "description": "Slurm time limit, e.g. \"8:00:00\" (default: the config's, else the partition's)."},
+    "gres": {"type": "string", "pattern": "^[A-Za-z0-9_:.,-]+$", "description": "Slurm generic resources, e.g. \"gpu:1\"."},
     "host": {"type": "string", "minLength": 1, "description": "Where: 'local' (default) or an SSH host with podman or docker."},
     "image": {"type": "string", "minLength": 1, "description": "Container image (default: the configured one, localhost/sandbox-mcp:latest)."},
     "repo_base": {"type": "string", "minLength": 1, "description": "The git repository on the host (default: the server's repo_base on local, the host's configured repo_base over SSH)."},
@@ -98,6 +102,9 @@ json info_json(const sandbox::SandboxInfo& info) {
               {"image", r.image},
               {"runtime", r.runtime},
               {"attach_command", info.attach_command}};
+  if (!info.node.empty()) {
+    out["node"] = info.node;
+  }
   add_note(out, info.note);
   return out;
 }
@@ -149,6 +156,9 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
       req.cpus = arg_string(args, "cpus");
       req.memory = arg_string(args, "memory");
       req.pids = static_cast<long>(arg_int(args, "pids", 0));
+      req.partition = arg_string(args, "partition");
+      req.time_limit = arg_string(args, "time_limit");
+      req.gres = arg_string(args, "gres");
       if (ctx.wants_progress()) {
         req.progress = [&ctx](const std::string& line) { ctx.progress(line); };
       }

@@ -79,6 +79,9 @@ void add_sandbox_commands(CLI::App& cli, SandboxCli& s) {
   cmd_new->add_option("--cpus", s.cpus, "CPU limit (e.g. 2)")->check(CLI::Number);
   cmd_new->add_option("--memory", s.memory, "Memory limit (e.g. 4g)");
   cmd_new->add_option("--pids", s.pids, "Most processes in the container")->check(CLI::Range(16L, 4194304L));
+  cmd_new->add_option("--partition", s.partition, "With -s: the Slurm partition");
+  cmd_new->add_option("--time", s.time_limit, "With -s: the Slurm time limit (e.g. 8:00:00)");
+  cmd_new->add_option("--gres", s.gres, "With -s: Slurm generic resources (e.g. gpu:1)");
   cmd_new->add_option("--image", s.image, "Container image (default: localhost/sandbox-mcp:latest or the config's)");
   cli.add_subcommand("ls", "List sandboxes");
   cli.add_subcommand("rm", "Remove a sandbox")->add_option("-n,--name", s.name, "Sandbox name")->required();

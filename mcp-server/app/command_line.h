@@ -22,7 +22,10 @@ struct SandboxCli {
   std::string host_repo_base;
   std::string cpus;
   std::string memory;
-  long pids = 0;        // the repository on --host (default: the host's repo_base in the config)
+  long pids = 0;
+  std::string partition;
+  std::string time_limit;
+  std::string gres;     // the repository on --host (default: the host's repo_base in the config)
   bool rebuild = false; // image build --rebuild
 };
 

@@ -180,7 +180,7 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
   }
   warn_unknown(doc,
                {"default_host", "ssh_config", "ssh_program", "host_key_policy", "allow_unlisted_hosts", "pool",
-                "passphrase", "hosts", "$schema", "comment", "bashrc", "sandbox"},
+                "passphrase", "hosts", "$schema", "comment", "bashrc", "sandbox", "slurm"},
                origin, "");
   c.default_host = get_string(doc, "default_host", origin);
   c.ssh_config = expand(get_string(doc, "ssh_config", origin));
@@ -235,6 +235,22 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
   }
   if (auto it = doc.find("sandbox"); it != doc.end() && !it->is_null()) {
     parse_sandbox(*it, origin, c);
+  }
+  if (auto it = doc.find("slurm"); it != doc.end() && !it->is_null()) {
+    if (!it->is_object()) {
+      bad(origin, "slurm must be an object");
+    }
+    warn_unknown(*it, {"partition", "time", "cpus", "mem", "gres", "sbatch_args", "start_timeout_s"}, origin, "slurm.");
+    auto& so = c.sandbox.slurm;
+    so.partition = get_string(*it, "partition", origin);
+    so.time_limit = get_string(*it, "time", origin);
+    so.cpus = get_int(*it, "cpus", origin, 0, 1 << 20).value_or(0);
+    so.mem = get_string(*it, "mem", origin);
+    so.gres = get_string(*it, "gres", origin);
+    so.sbatch_args = get_strings(*it, "sbatch_args", origin);
+    if (auto v = get_int(*it, "start_timeout_s", origin, 1, 86400)) {
+      so.start_timeout = std::chrono::seconds(*v);
+    }
   }
   if (auto it = doc.find("hosts"); it != doc.end()) {
     if (!it->is_array()) {

@@ -37,10 +37,13 @@ int list(sandbox::SandboxManager& m) {
     std::cout << "No sandboxes in " << m.options().repo_base << " (create one with: sandbox-mcp new -n NAME)\n";
     return 0;
   }
-  std::printf("%-16s %-10s %-20s %-9s %-5s %s\n", "NAME", "HOST", "BRANCH", "STATE", "AGE", "WORK_DIR");
+  std::printf("%-16s %-10s %-20s %-9s %-5s %-8s %-10s %s\n", "NAME", "HOST", "BRANCH", "STATE", "AGE", "JOB", "NODE",
+              "WORK_DIR");
   for (const auto& s : all) {
-    std::printf("%-16s %-10s %-20s %-9s %-5s %s\n", s.row.name.c_str(), s.row.host.c_str(), s.row.branch.c_str(),
-                s.state.c_str(), age(s.row.created_at).c_str(), s.row.work_dir.c_str());
+    std::printf("%-16s %-10s %-20s %-9s %-5s %-8s %-10s %s\n", s.row.name.c_str(), s.row.host.c_str(),
+                s.row.branch.c_str(), s.state.c_str(), age(s.row.created_at).c_str(),
+                s.row.slurm_job_id.empty() ? "-" : s.row.slurm_job_id.c_str(), s.node.empty() ? "-" : s.node.c_str(),
+                s.row.work_dir.c_str());
     if (!s.note.empty()) {
       std::printf("  note: %s\n", s.note.c_str());
     }
@@ -82,10 +85,17 @@ int run(const CommandLine& cl) {
     req.cpus = s.cpus;
     req.memory = s.memory;
     req.pids = s.pids;
+    req.partition = s.partition;
+    req.time_limit = s.time_limit;
+    req.gres = s.gres;
     req.progress = [](const std::string& line) { std::cerr << line << "\n"; };
     auto info = m.create(req);
     std::cout << "Created sandbox " << info.row.name << " on " << info.row.host << ": branch " << info.row.branch
               << ", worktree " << info.row.work_dir << ", container " << info.row.container_id << "\n";
+    if (!info.row.slurm_job_id.empty()) {
+      std::cout << "Slurm job " << info.row.slurm_job_id << ": " << info.state
+                << (info.node.empty() ? "" : " on " + info.node) << "\n";
+    }
     if (!info.note.empty()) {
       std::cout << "Note: " << info.note << "\n";
     }

@@ -1,5 +1,6 @@
 #include "sandbox/container/container_executor.h"
 
+#include <algorithm>
 #include <mutex>
 
 namespace smcp::sandbox {
@@ -12,10 +13,9 @@ namespace {
 // podman's status off as the command's.
 class ContainerCall final : public exec::RemoteCall {
 public:
-  ContainerCall(std::shared_ptr<exec::RemoteCall> inner, std::shared_ptr<exec::RemoteExecutor> base, Runtime runtime,
-                std::string container, std::string host)
-      : m_inner(std::move(inner)), m_base(std::move(base)), m_runtime(runtime), m_container(std::move(container)),
-        m_host(std::move(host)) {}
+  ContainerCall(std::shared_ptr<exec::RemoteCall> inner, std::shared_ptr<exec::RemoteExecutor> base,
+                std::shared_ptr<const ContainerExecutor::Target> target)
+      : m_inner(std::move(inner)), m_base(std::move(base)), m_target(std::move(target)) {}
 
   bool wait_until(std::chrono::steady_clock::time_point deadline, std::stop_token stop) override {
     return m_inner->wait_until(deadline, std::move(stop));
@@ -25,7 +25,8 @@ public:
   exec::RemoteResult result() override {
     exec::RemoteResult r = m_inner->result();
     const int status = r.exit_status.value_or(-1);
-    if (r.exit_signal || status == 125 || status == 126 || status == 137 || status == 255) {
+    const auto& suspect = m_target->suspect_statuses;
+    if (r.exit_signal || std::find(suspect.begin(), suspect.end(), status) != suspect.end()) {
       std::lock_guard lock(m_mutex);
       if (!m_checked) {
         m_checked = true;
@@ -33,7 +34,8 @@ public:
       }
       if (!m_gone_state.empty()) {
         throw exec::HostError(exec::HostError::Kind::unreachable,
-                              "the sandbox's container " + m_container + " on " + m_host + " is " + m_gone_state +
+                              "the sandbox's container " + m_target->container + " " + m_target->where + " is " +
+                                  m_gone_state +
                                   ": sandbox_ls shows it, sandbox_rm cleans up, sandbox_new makes a new one");
       }
     }
@@ -44,8 +46,12 @@ private:
   // Empty while the container runs; else what it is ("not running (exited)", "gone").
   std::string gone_state() {
     exec::RemoteCommand c;
-    c.argv = {runtime_name(m_runtime), "container", "inspect", "--format", "{{.State.Status}}", m_container};
-    c.what = "inspecting container " + m_container;
+    c.argv = m_target->runtime_prefix;
+    for (const char* word : {"container", "inspect", "--format", "{{.State.Status}}"}) {
+      c.argv.push_back(word);
+    }
+    c.argv.push_back(m_target->container);
+    c.what = "inspecting container " + m_target->container;
     c.retry_safe = true;
     try {
       exec::RemoteResult r = m_base->run(std::move(c), std::chrono::seconds(30));
@@ -64,9 +70,7 @@ private:
 
   std::shared_ptr<exec::RemoteCall> m_inner;
   std::shared_ptr<exec::RemoteExecutor> m_base;
-  Runtime m_runtime;
-  std::string m_container;
-  std::string m_host;
+  std::shared_ptr<const ContainerExecutor::Target> m_target;
   std::mutex m_mutex;
   bool m_checked = false;
   std::string m_gone_state;
@@ -74,24 +78,33 @@ private:
 
 } // namespace
 
+ContainerExecutor::ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base, Target target)
+    : m_base(std::move(base)), m_target(std::make_shared<const Target>(std::move(target))) {}
+
 ContainerExecutor::ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base, Runtime runtime, std::string container,
                                      std::string host)
-    : m_base(std::move(base)), m_runtime(runtime), m_container(std::move(container)), m_host(std::move(host)) {}
+    : ContainerExecutor(std::move(base), Target{{runtime_name(runtime)}, std::move(container), "on " + host}) {}
 
 std::shared_ptr<exec::RemoteCall> ContainerExecutor::start(exec::RemoteCommand command) {
-  std::vector<std::string> inner = command.argv;
-  if (inner.empty()) {
-    inner = {"sh", "-c", command.exec};
+  std::vector<std::string> argv = m_target->runtime_prefix;
+  for (const char* word : {"exec", "-i"}) {
+    argv.push_back(word);
   }
-  command.argv = exec_argv(m_runtime, m_container, inner);
+  argv.push_back(m_target->container);
+  if (command.argv.empty()) {
+    argv.insert(argv.end(), {"sh", "-c", command.exec});
+  } else {
+    argv.insert(argv.end(), command.argv.begin(), command.argv.end());
+  }
+  command.argv = std::move(argv);
   command.exec.clear();
-  return std::make_shared<ContainerCall>(m_base->start(std::move(command)), m_base, m_runtime, m_container, m_host);
+  return std::make_shared<ContainerCall>(m_base->start(std::move(command)), m_base, m_target);
 }
 
 exec::HostStatus ContainerExecutor::status() const {
   exec::HostStatus st = m_base->status();
-  st.kind = "sandbox";
-  st.target = std::string(runtime_name(m_runtime)) + " container " + m_container + " on " + m_host;
+  st.kind = m_target->kind;
+  st.target = "container " + m_target->container + " " + m_target->where;
   return st;
 }
 

@@ -8,11 +8,24 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace smcp::sandbox {
 
 class ContainerExecutor final : public exec::RemoteExecutor {
 public:
+  // How `podman ARGS` (or docker) is run for this container on its host: {"podman"}, or for a
+  // Slurm sandbox {"srun", "--jobid=J", "--overlap", ..., "podman-srun", "podman"}.
+  struct Target {
+    std::vector<std::string> runtime_prefix;
+    std::string container;
+    std::string where; // for messages: "on local", "in Slurm job 12 (via login1)"
+    // Exit statuses after which the container is asked whether it still runs (the runtime's own
+    // failures: 125, 126, 137, 255; srun's: 1).
+    std::vector<int> suspect_statuses = {125, 126, 137, 255};
+    std::string kind = "sandbox"; // for remote_hosts
+  };
+  ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base, Target target);
   ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base, Runtime runtime, std::string container,
                     std::string host);
   std::shared_ptr<exec::RemoteCall> start(exec::RemoteCommand command) override;
@@ -20,9 +33,7 @@ public:
 
 private:
   std::shared_ptr<exec::RemoteExecutor> m_base;
-  Runtime m_runtime;
-  std::string m_container;
-  std::string m_host;
+  std::shared_ptr<const Target> m_target;
 };
 
 } // namespace smcp::sandbox

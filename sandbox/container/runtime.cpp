@@ -64,20 +64,16 @@ std::vector<std::string> rootless_argv(Runtime r) {
 }
 
 std::vector<std::string> container_run_argv(Runtime r, const ContainerOptions& o, const RunSpec& s) {
-  std::vector<std::string> a = {runtime_name(r),
-                                "run",
-                                "-d",
-                                "--init",
-                                "--name",
-                                s.container,
-                                "--hostname",
-                                s.sandbox,
-                                "--label",
-                                std::string(k_label) + "=" + s.sandbox,
-                                "--label",
-                                "sandbox-mcp.repo=" + s.repo_base,
-                                "--workdir",
-                                k_workspace};
+  std::vector<std::string> a = {runtime_name(r), "run"};
+  if (s.detach) {
+    a.push_back("-d");
+  }
+  for (const std::string& word :
+       {std::string("--init"), std::string("--name"), s.container, std::string("--hostname"), s.sandbox,
+        std::string("--label"), std::string(k_label) + "=" + s.sandbox, std::string("--label"),
+        "sandbox-mcp.repo=" + s.repo_base, std::string("--workdir"), std::string(k_workspace)}) {
+    a.push_back(word);
+  }
   if (r == Runtime::podman && s.map_owner) {
     add_id_map(a, "--uidmap", o.user_uid, s.owner_uid);
     add_id_map(a, "--gidmap", o.user_gid, s.owner_gid);
@@ -115,16 +111,13 @@ std::vector<std::string> container_run_argv(Runtime r, const ContainerOptions& o
     a.push_back("--env-file");
     a.push_back("/dev/stdin");
   }
+  for (const auto& name : s.env_names) {
+    a.push_back("--env");
+    a.push_back(name);
+  }
   a.insert(a.end(), o.run_args.begin(), o.run_args.end());
   a.push_back(o.image);
-  a.push_back("sleep");
-  a.push_back("infinity");
-  return a;
-}
-
-std::vector<std::string> exec_argv(Runtime r, const std::string& container, const std::vector<std::string>& argv) {
-  std::vector<std::string> a = {runtime_name(r), "exec", "-i", container};
-  a.insert(a.end(), argv.begin(), argv.end());
+  a.insert(a.end(), s.command.begin(), s.command.end());
   return a;
 }
 

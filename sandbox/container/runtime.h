@@ -47,7 +47,10 @@ struct RunSpec {
   bool map_owner = false;
   int owner_uid = 0;
   int owner_gid = 0;
-  bool keep_id = false; // rootless podman: --userns=keep-id (the owner is the image user)
+  bool keep_id = false;               // rootless podman: --userns=keep-id (the owner is the image user)
+  std::vector<std::string> env_names; // --env NAME: the value from podman's environment
+  std::vector<std::string> command = {"sleep", "infinity"}; // the container's main process
+  bool detach = true; // run -d; a Slurm job's payload stays in the foreground instead
 };
 
 constexpr const char* k_tmux_session = "main";
@@ -60,8 +63,6 @@ std::vector<std::string> version_argv(Runtime r);
 std::vector<std::string> image_exists_argv(Runtime r, const std::string& image);
 std::vector<std::string> rootless_argv(Runtime r); // prints true/false (podman only)
 std::vector<std::string> container_run_argv(Runtime r, const ContainerOptions& o, const RunSpec& spec);
-// `exec -i C argv...`: stdin passed through, no tty.
-std::vector<std::string> exec_argv(Runtime r, const std::string& container, const std::vector<std::string>& argv);
 // What a human runs to attach (a tty).
 std::vector<std::string> attach_argv(Runtime r, const std::string& container);
 std::vector<std::string> tmux_new_argv(Runtime r, const std::string& container);

@@ -288,7 +288,8 @@ TEST_F(SandboxManagerTest, SshHostAttachGoesThroughSsh) {
   EXPECT_EQ(info.attach_command.rfind("ssh -t gpu1 podman exec -it ", 0), 0u) << info.attach_command;
 }
 
-TEST_F(SandboxManagerTest, SlurmIsNotBuiltYet) {
+TEST_F(SandboxManagerTest, SlurmNamesOnlyTheMissingToolsInTheOriginalsWords) {
+  rec->answer({"sh", "-c", missing_tools_argv({})[2]}, 0, "sattach\nscancel\n");
   auto m = make();
   NewRequest r = request("x");
   r.slurm = true;
@@ -296,8 +297,43 @@ TEST_F(SandboxManagerTest, SlurmIsNotBuiltYet) {
     m->create(r);
     FAIL();
   } catch (const SandboxError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("Slurm backend not built yet"));
+    EXPECT_THAT(e.what(), HasSubstr("Required Slurm tool(s) not found in PATH: sattach, scancel"));
   }
+  EXPECT_TRUE(rec->matching({"sbatch"}).empty());
+}
+
+TEST_F(SandboxManagerTest, SlurmSubmitsThePodmanRunThroughTheWrapperWithOnlyGithubToken) {
+  rec->answer({"sh", "-c", find_wrapper_argv("/r")[2]}, 0, "/r/sandbox/podman-srun\n"); // no tool is missing
+  rec->answer({"sbatch"}, 0, "4242\n");
+  rec->answer({"squeue"}, 0, "RUNNING|node7|None\n");
+  rec->answer({"id", "-u"}, 0, "0\n");
+  auto m = make();
+  NewRequest r = request("j1");
+  r.slurm = true;
+  r.gres = "gpu:1";
+  r.partition = "gpu";
+  SandboxInfo info = m->create(r);
+  EXPECT_EQ(info.row.slurm_job_id, "4242");
+  EXPECT_EQ(info.state, "RUNNING");
+  EXPECT_EQ(info.node, "node7");
+  const Argv sb = only({"sbatch"});
+  EXPECT_THAT(sb, Contains("--export=PATH,GITHUB_TOKEN"));
+  EXPECT_THAT(sb, Contains("--gres=gpu:1"));
+  EXPECT_THAT(sb, Contains("--partition=gpu"));
+  EXPECT_THAT(sb, Contains("--job-name=sandbox-j1"));
+  const std::string wrap = sb.back();
+  EXPECT_EQ(wrap.rfind("--wrap=exec '/r/sandbox/podman-srun' 'podman' 'run' '--init'", 0), 0u) << wrap;
+  EXPECT_THAT(wrap, HasSubstr("'--env' 'GITHUB_TOKEN'"));
+  EXPECT_THAT(wrap, Not(HasSubstr("ANTHROPIC")));
+  EXPECT_THAT(wrap, HasSubstr("tmux new-session -d -s main"));
+  // Commands inside go through srun and the wrapper.
+  EXPECT_EQ(
+      info.attach_command.rfind("srun --jobid=4242 --overlap --quiet --pty /r/sandbox/podman-srun podman exec -it ", 0),
+      0u)
+      << info.attach_command;
+  EXPECT_FALSE(rec->matching({"srun", "--jobid=4242", "--overlap", "--quiet", "--export=PATH", "/r/sandbox/podman-srun",
+                              "podman", "exec"})
+                   .empty());
 }
 
 TEST_F(SandboxManagerTest, DefaultNamesAreCntN) {

@@ -1,0 +1,153 @@
+#include "sandbox/slurm/slurm.h"
+
+#include "sandbox/exec/quote.h"
+#include "sandbox/host_commands.h"
+
+#include <sstream>
+
+namespace smcp::sandbox {
+
+std::vector<std::string> required_slurm_tools() {
+  return {"srun", "sattach", "scancel", "sbatch", "squeue"};
+}
+
+std::vector<std::string> missing_tools_argv(const std::vector<std::string>& tools) {
+  std::vector<std::string> a = {"sh", "-c", "for t in \"$@\"; do command -v \"$t\" >/dev/null 2>&1 || echo \"$t\"; done",
+                                "sh"};
+  a.insert(a.end(), tools.begin(), tools.end());
+  return a;
+}
+
+std::vector<std::string> find_wrapper_argv(const std::string& repo) {
+  return {"sh", "-c",
+          "for f in \"$1/podman-srun\" \"$1/sandbox/podman-srun\"; do [ -x \"$f\" ] && { echo \"$f\"; exit 0; }; done; "
+          "command -v podman-srun || true",
+          "sh", repo};
+}
+
+std::string wrapper_not_found(const std::string& repo, const std::string& host) {
+  return "podman-srun wrapper script not found (searched " + repo + "/podman-srun, " + repo +
+         "/sandbox/podman-srun and PATH on " + host +
+         "); copy sandbox/podman-srun from sandbox-mcp there or into PATH (see docs/slurm.md)";
+}
+
+std::vector<std::string> sbatch_argv(const SlurmOptions& o, const std::string& job_name, const std::string& work_dir,
+                                     const std::string& output, const std::string& wrapper,
+                                     const std::vector<std::string>& podman_run, bool export_github_token) {
+  std::vector<std::string> a = {"sbatch", "--parsable", "--job-name=" + job_name, "--chdir=" + work_dir,
+                                "--output=" + output, export_github_token ? "--export=PATH,GITHUB_TOKEN" : "--export=PATH"};
+  if (!o.partition.empty()) {
+    a.push_back("--partition=" + o.partition);
+  }
+  if (!o.time_limit.empty()) {
+    a.push_back("--time=" + o.time_limit);
+  }
+  if (o.cpus > 0) {
+    a.push_back("--cpus-per-task=" + std::to_string(o.cpus));
+  }
+  if (!o.mem.empty()) {
+    a.push_back("--mem=" + o.mem);
+  }
+  if (!o.gres.empty()) {
+    a.push_back("--gres=" + o.gres);
+  }
+  a.insert(a.end(), o.sbatch_args.begin(), o.sbatch_args.end());
+  std::string wrap = "exec " + exec::sh_quote(wrapper);
+  for (const auto& word : podman_run) {
+    wrap += " " + exec::sh_quote(word);
+  }
+  a.push_back("--wrap=" + wrap);
+  return a;
+}
+
+std::vector<std::string> srun_podman_argv(const std::string& job, const std::string& wrapper,
+                                          const std::vector<std::string>& podman_args, bool pty) {
+  std::vector<std::string> a = {"srun", "--jobid=" + job, "--overlap", "--quiet"};
+  if (pty) {
+    a.push_back("--pty");
+  } else {
+    a.push_back("--export=PATH");
+  }
+  a.push_back(wrapper);
+  a.push_back("podman");
+  a.insert(a.end(), podman_args.begin(), podman_args.end());
+  return a;
+}
+
+SlurmJobState parse_squeue(const std::string& out) {
+  SlurmJobState s;
+  std::string line = trim(out.substr(0, out.find('\n')));
+  std::istringstream in(line);
+  std::getline(in, s.state, '|');
+  std::getline(in, s.node, '|');
+  std::getline(in, s.reason, '|');
+  if (s.reason == "None") {
+    s.reason.clear();
+  }
+  if (s.node == "(null)") {
+    s.node.clear();
+  }
+  return s;
+}
+
+SlurmJobState parse_sacct(const std::string& out) {
+  SlurmJobState s;
+  std::string line = trim(out.substr(0, out.find('\n')));
+  std::istringstream in(line);
+  std::getline(in, s.state, '|');
+  std::getline(in, s.node, '|');
+  s.state = s.state.substr(0, s.state.find(' ')); // "CANCELLED by 0"
+  if (s.node == "None assigned") {
+    s.node.clear();
+  }
+  return s;
+}
+
+SlurmJobState parse_scontrol(const std::string& out) {
+  SlurmJobState s;
+  auto field = [&](const std::string& key) {
+    auto at = out.find(" " + key + "=");
+    if (at == std::string::npos) {
+      at = out.rfind(key + "=", 0) == 0 ? 0 : std::string::npos;
+      if (at == std::string::npos) {
+        return std::string();
+      }
+    } else {
+      ++at;
+    }
+    auto start = at + key.size() + 1;
+    return out.substr(start, out.find_first_of(" \n", start) - start);
+  };
+  s.state = field("JobState");
+  s.node = field("NodeList");
+  s.reason = field("Reason");
+  if (s.node == "(null)") {
+    s.node.clear();
+  }
+  if (s.reason == "None") {
+    s.reason.clear();
+  }
+  return s;
+}
+
+SlurmJobState slurm_job_state(exec::RemoteExecutor& x, const std::string& job) {
+  const std::chrono::milliseconds quick{30000};
+  CommandOutcome q = run_argv(x, {"squeue", "-h", "-j", job, "-o", "%T|%N|%r"}, quick);
+  if (q.ok() && !trim(q.out).empty()) {
+    return parse_squeue(q.out);
+  }
+  CommandOutcome a = run_argv(x, {"sacct", "-n", "-X", "-P", "-j", job, "-o", "State,NodeList"}, quick);
+  if (a.ok() && !trim(a.out).empty()) {
+    return parse_sacct(a.out);
+  }
+  CommandOutcome c = run_argv(x, {"scontrol", "show", "job", "-o", job}, quick);
+  if (c.ok() && !trim(c.out).empty()) {
+    return parse_scontrol(c.out);
+  }
+  SlurmJobState gone;
+  gone.state = "UNKNOWN";
+  gone.reason = "Slurm no longer knows job " + job + " (it ended a while ago, or was never there)";
+  return gone;
+}
+
+} // namespace smcp::sandbox

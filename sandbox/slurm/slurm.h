@@ -1,0 +1,63 @@
+// The Slurm backend's command lines and readings: a sandbox's container runs as a batch job
+// (`sbatch --wrap "exec podman-srun podman run ..."`), commands go inside with
+// `srun --jobid=J --overlap podman-srun podman exec -i C ...`, all run through a host's executor, so
+// a login node reached over SSH works like this machine. Nothing of ours runs on compute nodes but
+// the podman-srun wrapper (sandbox/podman-srun).
+#pragma once
+
+#include "sandbox/exec/remote_executor.h"
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace smcp::sandbox {
+
+struct SlurmOptions {
+  std::string partition;  // --partition; empty: the cluster's default
+  std::string time_limit; // --time (e.g. "8:00:00"); empty: the partition's default
+  int cpus = 0;           // --cpus-per-task; 0: Slurm's default
+  std::string mem;        // --mem (e.g. "16G"); empty: Slurm's default
+  std::string gres;       // --gres (e.g. "gpu:1"); empty: none
+  std::vector<std::string> sbatch_args;          // added as they are
+  std::chrono::milliseconds start_timeout{120000}; // how long `new` waits for the job to run
+};
+
+struct SlurmJobState {
+  std::string state;  // PENDING, RUNNING, COMPLETING, COMPLETED, CANCELLED, FAILED, TIMEOUT, ...; UNKNOWN
+  std::string node;   // where it runs (or ran)
+  std::string reason; // why it is pending, when it is
+  bool active() const { return state == "PENDING" || state == "RUNNING" || state == "CONFIGURING"; }
+};
+
+// The tools `new -s` needs; the missing ones are named in the original's words:
+// "Required Slurm tool(s) not found in PATH: srun, sattach, scancel".
+std::vector<std::string> required_slurm_tools();
+// A fixed program that prints the missing ones of `tools` (given as arguments), one per line.
+std::vector<std::string> missing_tools_argv(const std::vector<std::string>& tools);
+
+// Where the original looked for its wrapper, in order: REPO/podman-srun, REPO/sandbox/podman-srun,
+// then PATH. A fixed program printing the first found (absolute), or nothing.
+std::vector<std::string> find_wrapper_argv(const std::string& repo);
+std::string wrapper_not_found(const std::string& repo, const std::string& host);
+
+// `sbatch --parsable ... --wrap "exec WRAPPER podman run ..."`: each word of the podman command
+// line is quoted for the job's shell. Only PATH and (when set) GITHUB_TOKEN are exported to the job.
+std::vector<std::string> sbatch_argv(const SlurmOptions& o, const std::string& job_name, const std::string& work_dir,
+                                     const std::string& output, const std::string& wrapper,
+                                     const std::vector<std::string>& podman_run, bool export_github_token);
+
+// `srun --jobid=J --overlap --quiet --export=PATH WRAPPER podman ARGS...` (with --pty for a human).
+std::vector<std::string> srun_podman_argv(const std::string& job, const std::string& wrapper,
+                                          const std::vector<std::string>& podman_args, bool pty = false);
+
+// squeue, then sacct, then scontrol for a job that left the queue. Throws exec::HostError when
+// the host cannot be reached.
+SlurmJobState slurm_job_state(exec::RemoteExecutor& x, const std::string& job);
+
+// Parses `squeue -h -o "%T|%N|%r"` / `sacct -n -X -P -o State,NodeList` / `scontrol show job -o`.
+SlurmJobState parse_squeue(const std::string& out);
+SlurmJobState parse_sacct(const std::string& out);
+SlurmJobState parse_scontrol(const std::string& out);
+
+} // namespace smcp::sandbox

@@ -1,0 +1,191 @@
+// SandboxManager's Slurm steps: the checks the original made (its error messages word for word),
+// submitting the container as a batch job, waiting (bounded) until it runs, and removing it: scancel,
+// then making sure no container is left on the node (scancel alone leaves podman's running).
+#include "sandbox/host_commands.h"
+#include "sandbox/manager.h"
+
+#include <sstream>
+#include <thread>
+
+namespace smcp::sandbox {
+
+namespace {
+
+using Kind = SandboxError::Kind;
+constexpr std::chrono::milliseconds k_quick{60000};
+
+std::string join(const std::vector<std::string>& words) {
+  std::string s;
+  for (const auto& w : words) {
+    s += (s.empty() ? "" : ", ") + w;
+  }
+  return s;
+}
+
+} // namespace
+
+std::string SandboxManager::check_slurm(exec::RemoteExecutor& x, const std::string& host, const std::string& repo) {
+  CommandOutcome missing = run_argv(x, missing_tools_argv(required_slurm_tools()), k_quick);
+  std::vector<std::string> names;
+  std::istringstream in(missing.out);
+  for (std::string line; std::getline(in, line);) {
+    if (!trim(line).empty()) {
+      names.push_back(trim(line));
+    }
+  }
+  if (!names.empty()) {
+    throw SandboxError(Kind::missing, "Required Slurm tool(s) not found in PATH: " + join(names) + " (on " + host +
+                                          "; Debian: apt-get install slurm-client)");
+  }
+  std::string wrapper = trim(run_argv(x, find_wrapper_argv(repo), k_quick).out);
+  if (wrapper.empty()) {
+    throw SandboxError(Kind::missing, wrapper_not_found(repo, host));
+  }
+  return wrapper;
+}
+
+std::vector<std::string> SandboxManager::podman_for(const SandboxRow& row, std::vector<std::string> runtime_argv) const {
+  if (row.slurm_job_id.empty() || runtime_argv.empty()) {
+    return runtime_argv;
+  }
+  return srun_podman_argv(row.slurm_job_id, row.wrapper, {runtime_argv.begin() + 1, runtime_argv.end()});
+}
+
+// Long because it is the submission's steps in order: sbatch, the bounded wait, the container.
+SlurmJobState SandboxManager::submit(SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x,
+                                     const HostRuntime& rt, RunSpec& spec, std::vector<std::function<void()>>& undo,
+                                     std::string& note) {
+  auto say = [&](const std::string& what) {
+    if (request.progress) {
+      request.progress(what);
+    }
+  };
+  (void)rt;
+  // The original's secrets rule: only GITHUB_TOKEN reaches the container, whatever the allowlist.
+  spec.env_names = {"GITHUB_TOKEN"};
+  spec.detach = false; // the job lives as long as its container
+  spec.command = {"sh", "-c",
+                  std::string("tmux new-session -d -s ") + k_tmux_session + " -c " + k_workspace +
+                      " -x 200 -y 50; exec sleep infinity"};
+  SlurmOptions so = m_options.slurm;
+  if (!request.partition.empty()) {
+    so.partition = request.partition;
+  }
+  if (!request.time_limit.empty()) {
+    so.time_limit = request.time_limit;
+  }
+  if (!request.gres.empty()) {
+    so.gres = request.gres;
+  }
+  if (!request.cpus.empty()) {
+    so.cpus = std::atoi(request.cpus.c_str());
+  }
+  if (!request.memory.empty()) {
+    so.mem = request.memory;
+  }
+  auto opts = container_options(row, request);
+  opts.cpus.clear(); // Slurm allocates the resources; the container uses what the job has
+  opts.memory.clear();
+  opts.run_args.erase(opts.run_args.begin(), opts.run_args.end());
+  const std::string output = row.repo_base + "/" + m_options.worktrees_dir + "/." + row.name + ".slurm.out";
+  say("sandbox " + row.name + ": submitting to Slurm");
+  CommandOutcome sb = run_argv(x,
+                               sbatch_argv(so, "sandbox-" + row.name, row.work_dir, output, row.wrapper,
+                                           container_run_argv(Runtime::podman, opts, spec), true),
+                               k_quick);
+  const std::string job = trim(sb.out).substr(0, trim(sb.out).find(';'));
+  if (!sb.ok() || job.empty() || job.find_first_not_of("0123456789") != std::string::npos) {
+    throw SandboxError(Kind::failed, "sbatch failed on " + row.host + ": " + sb.message());
+  }
+  undo.push_back([&x, job] { run_argv(x, {"scancel", job}, k_quick); });
+  row.slurm_job_id = job;
+  row.container_id = spec.container;
+  registry().update(row);
+
+  // Until it runs, within the bound; then until its container and tmux are up.
+  const auto deadline = std::chrono::steady_clock::now() + so.start_timeout;
+  SlurmJobState st;
+  std::string last;
+  for (;;) {
+    st = slurm_job_state(x, job);
+    const std::string seen = st.state + (st.reason.empty() ? "" : " (" + st.reason + ")");
+    if (seen != last) {
+      say("Slurm job " + job + ": " + seen);
+      last = seen;
+    }
+    if (st.state == "RUNNING" || !st.active() || std::chrono::steady_clock::now() >= deadline) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (st.state == "PENDING" || st.state == "CONFIGURING") {
+    note = "Slurm job " + job + " is still " + st.state + (st.reason.empty() ? "" : " (" + st.reason + ")") +
+           " after " + std::to_string(so.start_timeout.count() / 1000) +
+           " s; it starts when the cluster has room (sandbox_ls shows its state; sandbox_rm cancels it)";
+    return st;
+  }
+  if (st.state != "RUNNING") {
+    CommandOutcome out = run_argv(x, {"tail", "-n", "20", "--", output}, k_quick);
+    throw SandboxError(Kind::failed, "Slurm job " + job + " ended before its container ran (" + st.state + "): " +
+                                         trim(out.out));
+  }
+  say("sandbox " + row.name + ": job " + job + " runs on " + st.node + "; waiting for its container");
+  const auto ready_by = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  for (;;) {
+    CommandOutcome has = run_argv(
+        x, podman_for(row, {"podman", "exec", spec.container, "tmux", "has-session", "-t", k_tmux_session}), k_quick);
+    if (has.ok()) {
+      break;
+    }
+    SlurmJobState now = slurm_job_state(x, job);
+    if (!now.active() || std::chrono::steady_clock::now() >= ready_by) {
+      CommandOutcome out = run_argv(x, {"tail", "-n", "20", "--", output}, k_quick);
+      throw SandboxError(Kind::failed, "the container of Slurm job " + job + " did not come up (" + now.state +
+                                           "): " + has.message() + "; job output: " + trim(out.out));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return st;
+}
+
+void SandboxManager::remove_slurm(const SandboxRow& row, exec::RemoteExecutor& x, RemoveResult& result) {
+  const std::string& job = row.slurm_job_id;
+  SlurmJobState before = slurm_job_state(x, job);
+  if (before.active() || before.state == "COMPLETING" || before.state == "SUSPENDED") {
+    CommandOutcome c = run_argv(x, {"scancel", job}, k_quick);
+    if (!c.ok() && c.message().find("Invalid job id") == std::string::npos) {
+      throw SandboxError(Kind::failed, "scancel " + job + " failed on " + row.host + ": " + c.message() +
+                                           " (the sandbox is kept; try again)");
+    }
+  } else {
+    result.notes.push_back("Slurm job " + job + " had already ended (" + before.state + ")");
+  }
+  // Confirm it left the queue (bounded).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  SlurmJobState st = before;
+  while (std::chrono::steady_clock::now() < deadline) {
+    st = slurm_job_state(x, job);
+    if (!st.active() && st.state != "COMPLETING") {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  if (st.active() || st.state == "COMPLETING") {
+    result.notes.push_back("Slurm job " + job + " is still " + st.state + " after scancel");
+  }
+  // scancel alone leaves podman's container running: the wrapper removes it when the job ends;
+  // make sure, on the node, with a one-task job of its own.
+  const std::string node = before.node.empty() ? st.node : before.node;
+  if (!node.empty() && !row.wrapper.empty()) {
+    CommandOutcome rm = run_argv(x,
+                                 {"srun", "--quiet", "--export=PATH", "-N1", "-n1", "--immediate=30", "-w", node,
+                                  "--job-name=sandbox-rm-" + row.name, row.wrapper, "podman", "rm", "-f", "-t", "0",
+                                  row.container_id},
+                                 k_quick);
+    result.notes.push_back(rm.ok() ? "no container left on " + node
+                                   : "could not check " + node + " for container " + row.container_id + ": " +
+                                         rm.message());
+  }
+}
+
+} // namespace smcp::sandbox
