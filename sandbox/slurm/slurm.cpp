@@ -12,8 +12,8 @@ std::vector<std::string> required_slurm_tools() {
 }
 
 std::vector<std::string> missing_tools_argv(const std::vector<std::string>& tools) {
-  std::vector<std::string> a = {"sh", "-c", "for t in \"$@\"; do command -v \"$t\" >/dev/null 2>&1 || echo \"$t\"; done",
-                                "sh"};
+  std::vector<std::string> a = {"sh", "-c",
+                                "for t in \"$@\"; do command -v \"$t\" >/dev/null 2>&1 || echo \"$t\"; done", "sh"};
   a.insert(a.end(), tools.begin(), tools.end());
   return a;
 }
@@ -34,8 +34,12 @@ std::string wrapper_not_found(const std::string& repo, const std::string& host) 
 std::vector<std::string> sbatch_argv(const SlurmOptions& o, const std::string& job_name, const std::string& work_dir,
                                      const std::string& output, const std::string& wrapper,
                                      const std::vector<std::string>& podman_run, bool export_github_token) {
-  std::vector<std::string> a = {"sbatch", "--parsable", "--job-name=" + job_name, "--chdir=" + work_dir,
-                                "--output=" + output, export_github_token ? "--export=PATH,GITHUB_TOKEN" : "--export=PATH"};
+  std::vector<std::string> a = {"sbatch",
+                                "--parsable",
+                                "--job-name=" + job_name,
+                                "--chdir=" + work_dir,
+                                "--output=" + output,
+                                export_github_token ? "--export=PATH,GITHUB_TOKEN" : "--export=PATH"};
   if (!o.partition.empty()) {
     a.push_back("--partition=" + o.partition);
   }

@@ -14,12 +14,12 @@
 namespace smcp::sandbox {
 
 struct SlurmOptions {
-  std::string partition;  // --partition; empty: the cluster's default
-  std::string time_limit; // --time (e.g. "8:00:00"); empty: the partition's default
-  int cpus = 0;           // --cpus-per-task; 0: Slurm's default
-  std::string mem;        // --mem (e.g. "16G"); empty: Slurm's default
-  std::string gres;       // --gres (e.g. "gpu:1"); empty: none
-  std::vector<std::string> sbatch_args;          // added as they are
+  std::string partition;                           // --partition; empty: the cluster's default
+  std::string time_limit;                          // --time (e.g. "8:00:00"); empty: the partition's default
+  int cpus = 0;                                    // --cpus-per-task; 0: Slurm's default
+  std::string mem;                                 // --mem (e.g. "16G"); empty: Slurm's default
+  std::string gres;                                // --gres (e.g. "gpu:1"); empty: none
+  std::vector<std::string> sbatch_args;            // added as they are
   std::chrono::milliseconds start_timeout{120000}; // how long `new` waits for the job to run
 };
 

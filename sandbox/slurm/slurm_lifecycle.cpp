@@ -44,7 +44,8 @@ std::string SandboxManager::check_slurm(exec::RemoteExecutor& x, const std::stri
   return wrapper;
 }
 
-std::vector<std::string> SandboxManager::podman_for(const SandboxRow& row, std::vector<std::string> runtime_argv) const {
+std::vector<std::string> SandboxManager::podman_for(const SandboxRow& row,
+                                                    std::vector<std::string> runtime_argv) const {
   if (row.slurm_job_id.empty() || runtime_argv.empty()) {
     return runtime_argv;
   }
@@ -126,8 +127,8 @@ SlurmJobState SandboxManager::submit(SandboxRow& row, const NewRequest& request,
   }
   if (st.state != "RUNNING") {
     CommandOutcome out = run_argv(x, {"tail", "-n", "20", "--", output}, k_quick);
-    throw SandboxError(Kind::failed, "Slurm job " + job + " ended before its container ran (" + st.state + "): " +
-                                         trim(out.out));
+    throw SandboxError(Kind::failed,
+                       "Slurm job " + job + " ended before its container ran (" + st.state + "): " + trim(out.out));
   }
   say("sandbox " + row.name + ": job " + job + " runs on " + st.node + "; waiting for its container");
   const auto ready_by = std::chrono::steady_clock::now() + std::chrono::seconds(120);
@@ -177,11 +178,11 @@ void SandboxManager::remove_slurm(const SandboxRow& row, exec::RemoteExecutor& x
   // make sure, on the node, with a one-task job of its own.
   const std::string node = before.node.empty() ? st.node : before.node;
   if (!node.empty() && !row.wrapper.empty()) {
-    CommandOutcome rm = run_argv(x,
-                                 {"srun", "--quiet", "--export=PATH", "-N1", "-n1", "--immediate=30", "-w", node,
-                                  "--job-name=sandbox-rm-" + row.name, row.wrapper, "podman", "rm", "-f", "-t", "0",
-                                  row.container_id},
-                                 k_quick);
+    CommandOutcome rm =
+        run_argv(x,
+                 {"srun", "--quiet", "--export=PATH", "-N1", "-n1", "--immediate=30", "-w", node,
+                  "--job-name=sandbox-rm-" + row.name, row.wrapper, "podman", "rm", "-f", "-t", "0", row.container_id},
+                 k_quick);
     result.notes.push_back(rm.ok() ? "no container left on " + node
                                    : "could not check " + node + " for container " + row.container_id + ": " +
                                          rm.message());

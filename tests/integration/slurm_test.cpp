@@ -1,0 +1,307 @@
+// Slurm sandboxes against a real single-node cluster (munge + slurmctld + slurmd, started by
+// scripts/slurm-local.sh for this suite) with real podman on the node, through the real binary:
+// from this machine and from the sshd fixture as a login node. Skipped, saying why, when the
+// cluster cannot start here (not root, no Slurm packages and no apt) or podman/the image is missing.
+#include "sandbox/exec/run_process.h"
+#include "tests/support/sshd_fixture.h"
+#include "tests/support/stdio_client.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace smcp {
+namespace {
+
+using namespace std::chrono_literals;
+using bench::StdioClient;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+exec::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 120s) {
+  return exec::run_process(argv, timeout);
+}
+
+class SlurmTest : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    if (run({"podman", "image", "exists", "localhost/sandbox-mcp:latest"}, 30s).status != 0) {
+      skip_reason = "podman or localhost/sandbox-mcp:latest is missing (scripts/test.sh builds it)";
+      return;
+    }
+    char tmpl[] = "/tmp/smcp-slurm-XXXXXX";
+    cluster = ::mkdtemp(tmpl);
+    auto started = run({std::string(SMCP_SOURCE_DIR) + "/scripts/slurm-local.sh", "start", cluster}, 300s);
+    if (started.status != 0) {
+      skip_reason = "the test cluster did not start (scripts/slurm-local.sh, status " + std::to_string(started.status) +
+                    "): " + started.err;
+      return;
+    }
+    conf = cluster + "/slurm.conf";
+    // The wrapper, where the original searched it last: PATH.
+    bin = cluster + "/bin";
+    fs::create_directories(bin);
+    fs::copy_file(std::string(SMCP_SOURCE_DIR) + "/sandbox/podman-srun", bin + "/podman-srun");
+  }
+  static void TearDownTestSuite() {
+    if (!cluster.empty()) {
+      ::setenv("SLURM_CONF", conf.c_str(), 1);
+      run({"scancel", "--name=sandbox-slurm-test-blocker"});
+      ::unsetenv("SLURM_CONF");
+      run({std::string(SMCP_SOURCE_DIR) + "/scripts/slurm-local.sh", "stop", cluster});
+      fs::remove_all(cluster);
+    }
+  }
+
+  void SetUp() override {
+    if (!skip_reason.empty()) {
+      GTEST_SKIP() << "no Slurm cluster: " << skip_reason;
+    }
+    char tmpl[] = "/tmp/smcp-slurm-t-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    repo = dir + "/repo";
+    fs::create_directories(repo);
+    run({"git", "-C", repo, "init", "-q", "-b", "main"});
+    run({"git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "i"});
+    state = dir + "/state";
+    config = dir + "/config.json";
+    std::ofstream(config) << R"({"slurm": {"start_timeout_s": 60}})";
+    path = bin + ":" + ::getenv("PATH");
+  }
+  void TearDown() override {
+    client.reset();
+    if (!dir.empty()) {
+      fs::remove_all(dir);
+    }
+  }
+
+  // The server with this cluster, the wrapper in PATH and `env` added to its environment.
+  void start_server(const std::vector<std::pair<std::string, std::string>>& env = {}) {
+    client.reset();
+    Env e(this, env);
+    client = std::make_unique<StdioClient>(
+        SMCP_BINARY, std::vector<std::string>{"--repo_base", repo, "serve", "--state-dir", state, "--log-level", "warn"});
+  }
+  exec::ProcessResult cli(std::vector<std::string> args, const std::string& with_path = {}) {
+    args.insert(args.begin(), {SMCP_BINARY, "--repo_base", repo});
+    Env e(this, {{"SANDBOX_MCP_STATE_DIR", state}}, with_path);
+    return run(args);
+  }
+  exec::ProcessResult slurm(const std::vector<std::string>& args) {
+    Env e(this, {});
+    return run(args);
+  }
+  std::string error_of(const std::string& tool, const json& args) {
+    try {
+      json r = client->request("tools/call", {{"name", tool}, {"arguments", args}});
+      EXPECT_TRUE(r.value("isError", false)) << r.dump();
+      return r["content"][0]["text"].get<std::string>();
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+  }
+  json sandbox_of(const std::string& name) {
+    const json all = client->call("sandbox_ls", json::object());
+    for (const auto& s : all["sandboxes"]) {
+      if (s["name"] == name) {
+        return s;
+      }
+    }
+    return nullptr;
+  }
+  bool in_queue(const std::string& job) {
+    return !slurm({"squeue", "-h", "-j", job, "-o", "%T"}).out.empty();
+  }
+  bool container_left(const std::string& name) { return run({"podman", "container", "exists", name}, 30s).status == 0; }
+
+  // Sets the environment for one child (restored when it goes).
+  struct Env {
+    Env(SlurmTest* t, const std::vector<std::pair<std::string, std::string>>& extra, const std::string& with_path = {}) {
+      set("SLURM_CONF", t->conf);
+      set("SANDBOX_MCP_CONFIG", t->config);
+      set("PATH", with_path.empty() ? t->path : with_path);
+      for (const auto& [k, v] : extra) {
+        set(k, v);
+      }
+    }
+    ~Env() {
+      for (auto it = saved.rbegin(); it != saved.rend(); ++it) { // the first value saved is restored last
+        it->second ? ::setenv(it->first.c_str(), it->second->c_str(), 1) : ::unsetenv(it->first.c_str());
+      }
+    }
+    void set(const std::string& k, const std::string& v) {
+      const char* old = ::getenv(k.c_str());
+      saved.emplace_back(k, old ? std::optional<std::string>(old) : std::nullopt);
+      ::setenv(k.c_str(), v.c_str(), 1);
+    }
+    std::vector<std::pair<std::string, std::optional<std::string>>> saved;
+  };
+
+  static inline std::string skip_reason, cluster, conf, bin;
+  std::string dir, repo, state, config, path;
+  std::unique_ptr<StdioClient> client;
+};
+
+TEST_F(SlurmTest, NewRunsOnTheNodeCommandsJobsAttachAndRm) {
+  start_server({{"ANTHROPIC_API_KEY", "sk-must-not-leak"}, {"ANTHROPIC_BASE_URL", "http://x"},
+                {"GITHUB_TOKEN", "ghp-passed-in"}});
+  json made = client->call("sandbox_new", {{"name", "j1"}, {"slurm", true}, {"branch", "exp"}});
+  const std::string job = made["slurm_job_id"];
+  EXPECT_FALSE(job.empty());
+  EXPECT_EQ(made["state"], "RUNNING") << made.dump();
+  const std::string node = made["node"];
+  EXPECT_FALSE(node.empty());
+  json s = sandbox_of("j1");
+  EXPECT_EQ(s["state"], "RUNNING");
+  EXPECT_EQ(s["node"], node);
+  EXPECT_EQ(s["slurm_job_id"], job);
+  // Inside, through srun: the image's user in /workspace; the secrets rule.
+  json r = client->call("remote_bash", {{"sandbox", "j1"},
+                                        {"command", "id -un; pwd; echo \"gh=${GITHUB_TOKEN:-} ak=${ANTHROPIC_API_KEY:-}"
+                                                    " au=${ANTHROPIC_BASE_URL:-}\""}});
+  EXPECT_EQ(r["stdout"], "agent\n/workspace\ngh=ghp-passed-in ak= au=\n") << r.dump();
+  // A background job inside, read with a filter; its files are on the shared worktree.
+  json bg = client->call("remote_bash", {{"sandbox", "j1"},
+                                         {"command", "for i in 1 2 3 4; do echo epoch $i; echo noise; done"},
+                                         {"run_in_background", true}});
+  json out = client->call("remote_bash_output", {{"bash_id", bg["bash_id"]}, {"filter", "^epoch [13]$"}, {"wait_ms", 30000}});
+  EXPECT_EQ(out["output"], "epoch 1\nepoch 3\n") << out.dump();
+  EXPECT_TRUE(fs::exists(repo + "/.sandboxes/j1/.sandbox-mcp-jobs/" + bg["bash_id"].get<std::string>() + "/output"));
+  json pane = client->call("sandbox_attach", {{"name", "j1"}, {"keys", "echo typed-$((40+2))\n"}});
+  EXPECT_NE(pane["pane"].get<std::string>().find("typed-42"), std::string::npos) << pane.dump();
+  EXPECT_EQ(pane["attach_command"].get<std::string>().rfind("srun --jobid=" + job + " --overlap", 0), 0u);
+  json removed = client->call("sandbox_rm", {{"name", "j1"}});
+  EXPECT_EQ(removed["removed"], true);
+  EXPECT_FALSE(in_queue(job));
+  EXPECT_FALSE(container_left(made["container"]));
+  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/j1"));
+}
+
+TEST_F(SlurmTest, AJobCancelledBehindOurBackShowsSoAndRmCleansUp) {
+  auto made = cli({"new", "-n", "c1", "-s", "-b", "c1"});
+  ASSERT_EQ(made.status, 0) << made.err;
+  EXPECT_NE(made.out.find("RUNNING"), std::string::npos) << made.out;
+  auto job = slurm({"squeue", "-h", "-n", "sandbox-c1", "-o", "%i"}).out;
+  job = job.substr(0, job.find('\n'));
+  ASSERT_FALSE(job.empty());
+  ASSERT_EQ(slurm({"scancel", job}).status, 0);
+  // The wrapper removes the container when its job ends (scancel alone would leave it running).
+  for (int i = 0; i < 100 && !run({"podman", "ps", "-aq", "--filter", "name=-c1$"}).out.empty(); ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  std::string ls;
+  for (int i = 0; i < 50; ++i) {
+    ls = cli({"ls"}).out;
+    if (ls.find("CANCELLED") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_NE(ls.find("CANCELLED"), std::string::npos) << ls;
+  auto rm = cli({"rm", "-n", "c1"});
+  EXPECT_EQ(rm.status, 0) << rm.err;
+  EXPECT_NE(rm.out.find("had already ended (CANCELLED)"), std::string::npos) << rm.out;
+  EXPECT_EQ(run({"podman", "ps", "-aq", "--filter", "name=-c1$"}).out, "");
+  EXPECT_EQ(cli({"ls"}).out.find("c1 "), std::string::npos);
+}
+
+TEST_F(SlurmTest, MissingSrunAndMissingWrapperAreNamedInTheOriginalsWords) {
+  // A PATH with every Slurm tool but srun (and the wrapper): only srun is named.
+  const std::string no_srun = dir + "/no-srun";
+  fs::create_directories(no_srun);
+  for (const char* tool : {"sh", "git", "sattach", "scancel", "sbatch", "squeue", "id", "mkdir", "grep", "dirname"}) {
+    auto where = run({"sh", "-c", std::string("command -v ") + tool}).out;
+    fs::create_symlink(where.substr(0, where.find('\n')), no_srun + "/" + tool);
+  }
+  fs::create_symlink(bin + "/podman-srun", no_srun + "/podman-srun");
+  auto r = cli({"new", "-n", "m1", "-s"}, no_srun);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("Required Slurm tool(s) not found in PATH: srun"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("sattach"), std::string::npos) << r.err;
+  // Every tool but the wrapper.
+  auto w = cli({"new", "-n", "m2", "-s"}, "/usr/bin:/bin");
+  EXPECT_EQ(w.status, 1);
+  EXPECT_NE(w.err.find("podman-srun wrapper script not found (searched " + repo + "/podman-srun, " + repo +
+                       "/sandbox/podman-srun and PATH"),
+            std::string::npos)
+      << w.err;
+  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/m1"));
+  EXPECT_EQ(cli({"ls"}).out.find("m1"), std::string::npos);
+}
+
+TEST_F(SlurmTest, AJobThatStaysPendingIsReportedWithinItsBound) {
+  // Take the whole node, so that the sandbox's job waits for resources.
+  ASSERT_EQ(slurm({"sbatch", "--exclusive", "--job-name=sandbox-slurm-test-blocker", "--output=/dev/null",
+                   "--wrap=sleep 600"})
+                .status,
+            0);
+  for (int i = 0; i < 50 && slurm({"squeue", "-h", "-n", "sandbox-slurm-test-blocker", "-o", "%T"}).out != "RUNNING\n";
+       ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  std::ofstream(config) << R"({"slurm": {"start_timeout_s": 3}})";
+  start_server();
+  const auto t0 = std::chrono::steady_clock::now();
+  json made = client->call("sandbox_new", {{"name", "p1"}, {"slurm", true}, {"branch", "p1"}});
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(took, 30s);
+  EXPECT_EQ(made["state"], "PENDING") << made.dump();
+  EXPECT_NE(made["note"].get<std::string>().find("still PENDING"), std::string::npos) << made.dump();
+  EXPECT_EQ(sandbox_of("p1")["state"], "PENDING");
+  const std::string job = made["slurm_job_id"];
+  client->call("sandbox_rm", {{"name", "p1"}});
+  EXPECT_FALSE(in_queue(job));
+  slurm({"scancel", "--name=sandbox-slurm-test-blocker"});
+}
+
+TEST_F(SlurmTest, ABackgroundJobInsideSurvivesAServerRestart) {
+  start_server();
+  json made = client->call("sandbox_new", {{"name", "r1"}, {"slurm", true}, {"branch", "r1"}});
+  json bg = client->call("remote_bash", {{"sandbox", "r1"},
+                                         {"command", "echo before; sleep 3; echo after-restart"},
+                                         {"run_in_background", true}});
+  client.reset();
+  start_server();
+  json out = client->call("remote_bash_output",
+                          {{"bash_id", bg["bash_id"]}, {"wait_ms", 30000}, {"until", "after-restart"}});
+  EXPECT_NE(out["output"].get<std::string>().find("after-restart"), std::string::npos) << out.dump();
+  client->call("sandbox_rm", {{"name", "r1"}});
+}
+
+TEST_F(SlurmTest, FromALoginNodeOverSsh) {
+  if (auto reason = testing::SshdFixture::unavailable_reason(); !reason.empty()) {
+    GTEST_SKIP() << "no sshd: " << reason;
+  }
+  testing::SshdOptions o;
+  o.servers = 1;
+  o.set_env = "SLURM_CONF=" + conf + " PATH=" + bin + ":/usr/local/bin:/usr/bin:/bin";
+  testing::SshdFixture fx(o);
+  const std::string remote_repo = dir + "/login-repo";
+  fs::create_directories(remote_repo);
+  run({"git", "-C", remote_repo, "init", "-q", "-b", "main"});
+  run({"git", "-C", remote_repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m",
+       "i"});
+  std::ofstream(config) << json{{"ssh_config", fx.config_file()},
+                                {"hosts", json::array({json{{"name", "h0"}, {"repo_base", remote_repo}}})}}
+                               .dump();
+  // The server itself has no Slurm: everything goes through the login node.
+  start_server({{"PATH", "/usr/local/bin:/usr/bin:/bin"}, {"SLURM_CONF", "/nonexistent"}});
+  json made = client->call("sandbox_new", {{"name", "l1"}, {"slurm", true}, {"host", "h0"}, {"branch", "l1"}});
+  EXPECT_EQ(made["state"], "RUNNING") << made.dump();
+  EXPECT_EQ(made["host"], "h0");
+  json r = client->call("remote_bash", {{"sandbox", "l1"}, {"command", "id -un; pwd"}});
+  EXPECT_EQ(r["stdout"], "agent\n/workspace\n") << r.dump();
+  EXPECT_EQ(sandbox_of("l1")["state"], "RUNNING");
+  EXPECT_EQ(made["attach_command"].get<std::string>().rfind("ssh -F " + fx.config_file() + " -t h0 srun --jobid=", 0),
+            0u)
+      << made.dump();
+  const std::string job = made["slurm_job_id"];
+  client->call("sandbox_rm", {{"name", "l1"}});
+  EXPECT_FALSE(in_queue(job));
+  EXPECT_FALSE(container_left(made["container"]));
+}
+
+} // namespace
+} // namespace smcp
