@@ -22,6 +22,7 @@ if [[ "${1:-}" == "--test" ]]; then
   packages+=(
     libgtest-dev libgmock-dev libbenchmark-dev
     openssh-server tmux curl procps psmisc
+    slurm-wlm munge                # a real single-node cluster for the Slurm tests (scripts/slurm-local.sh)
     nodejs npm
     clang-format                   # scripts/format.sh --check (stage 0 of scripts/test.sh)
     clang libclang-rt-14-dev llvm  # libFuzzer + clang's ASan/UBSan runtimes, llvm-symbolizer (tests/fuzz)

@@ -81,8 +81,9 @@ protected:
   void start_server(const std::vector<std::pair<std::string, std::string>>& env = {}) {
     client.reset();
     Env e(this, env);
-    client = std::make_unique<StdioClient>(
-        SMCP_BINARY, std::vector<std::string>{"--repo_base", repo, "serve", "--state-dir", state, "--log-level", "warn"});
+    client =
+        std::make_unique<StdioClient>(SMCP_BINARY, std::vector<std::string>{"--repo_base", repo, "serve", "--state-dir",
+                                                                            state, "--log-level", "warn"});
   }
   exec::ProcessResult cli(std::vector<std::string> args, const std::string& with_path = {}) {
     args.insert(args.begin(), {SMCP_BINARY, "--repo_base", repo});
@@ -111,14 +112,13 @@ protected:
     }
     return nullptr;
   }
-  bool in_queue(const std::string& job) {
-    return !slurm({"squeue", "-h", "-j", job, "-o", "%T"}).out.empty();
-  }
+  bool in_queue(const std::string& job) { return !slurm({"squeue", "-h", "-j", job, "-o", "%T"}).out.empty(); }
   bool container_left(const std::string& name) { return run({"podman", "container", "exists", name}, 30s).status == 0; }
 
   // Sets the environment for one child (restored when it goes).
   struct Env {
-    Env(SlurmTest* t, const std::vector<std::pair<std::string, std::string>>& extra, const std::string& with_path = {}) {
+    Env(SlurmTest* t, const std::vector<std::pair<std::string, std::string>>& extra,
+        const std::string& with_path = {}) {
       set("SLURM_CONF", t->conf);
       set("SANDBOX_MCP_CONFIG", t->config);
       set("PATH", with_path.empty() ? t->path : with_path);
@@ -145,7 +145,8 @@ protected:
 };
 
 TEST_F(SlurmTest, NewRunsOnTheNodeCommandsJobsAttachAndRm) {
-  start_server({{"ANTHROPIC_API_KEY", "sk-must-not-leak"}, {"ANTHROPIC_BASE_URL", "http://x"},
+  start_server({{"ANTHROPIC_API_KEY", "sk-must-not-leak"},
+                {"ANTHROPIC_BASE_URL", "http://x"},
                 {"GITHUB_TOKEN", "ghp-passed-in"}});
   json made = client->call("sandbox_new", {{"name", "j1"}, {"slurm", true}, {"branch", "exp"}});
   const std::string job = made["slurm_job_id"];
@@ -166,7 +167,8 @@ TEST_F(SlurmTest, NewRunsOnTheNodeCommandsJobsAttachAndRm) {
   json bg = client->call("remote_bash", {{"sandbox", "j1"},
                                          {"command", "for i in 1 2 3 4; do echo epoch $i; echo noise; done"},
                                          {"run_in_background", true}});
-  json out = client->call("remote_bash_output", {{"bash_id", bg["bash_id"]}, {"filter", "^epoch [13]$"}, {"wait_ms", 30000}});
+  json out =
+      client->call("remote_bash_output", {{"bash_id", bg["bash_id"]}, {"filter", "^epoch [13]$"}, {"wait_ms", 30000}});
   EXPECT_EQ(out["output"], "epoch 1\nepoch 3\n") << out.dump();
   EXPECT_TRUE(fs::exists(repo + "/.sandboxes/j1/.sandbox-mcp-jobs/" + bg["bash_id"].get<std::string>() + "/output"));
   json pane = client->call("sandbox_attach", {{"name", "j1"}, {"keys", "echo typed-$((40+2))\n"}});
@@ -200,6 +202,11 @@ TEST_F(SlurmTest, AJobCancelledBehindOurBackShowsSoAndRmCleansUp) {
     std::this_thread::sleep_for(200ms);
   }
   EXPECT_NE(ls.find("CANCELLED"), std::string::npos) << ls;
+  // A command there says what happened instead of passing srun's status off as its own.
+  start_server();
+  std::string err = error_of("remote_bash", {{"sandbox", "c1"}, {"command", "true"}});
+  EXPECT_NE(err.find("in Slurm job " + job + " (via local) is gone"), std::string::npos) << err;
+  client.reset();
   auto rm = cli({"rm", "-n", "c1"});
   EXPECT_EQ(rm.status, 0) << rm.err;
   EXPECT_NE(rm.out.find("had already ended (CANCELLED)"), std::string::npos) << rm.out;
@@ -259,13 +266,13 @@ TEST_F(SlurmTest, AJobThatStaysPendingIsReportedWithinItsBound) {
 TEST_F(SlurmTest, ABackgroundJobInsideSurvivesAServerRestart) {
   start_server();
   json made = client->call("sandbox_new", {{"name", "r1"}, {"slurm", true}, {"branch", "r1"}});
-  json bg = client->call("remote_bash", {{"sandbox", "r1"},
-                                         {"command", "echo before; sleep 3; echo after-restart"},
-                                         {"run_in_background", true}});
+  json bg = client->call(
+      "remote_bash",
+      {{"sandbox", "r1"}, {"command", "echo before; sleep 3; echo after-restart"}, {"run_in_background", true}});
   client.reset();
   start_server();
-  json out = client->call("remote_bash_output",
-                          {{"bash_id", bg["bash_id"]}, {"wait_ms", 30000}, {"until", "after-restart"}});
+  json out =
+      client->call("remote_bash_output", {{"bash_id", bg["bash_id"]}, {"wait_ms", 30000}, {"until", "after-restart"}});
   EXPECT_NE(out["output"].get<std::string>().find("after-restart"), std::string::npos) << out.dump();
   client->call("sandbox_rm", {{"name", "r1"}});
 }
