@@ -2,6 +2,7 @@
 
 #include "sandbox/exec/quote.h"
 #include "sandbox/host_commands.h"
+#include "sandbox/registry.h"
 
 #include <sstream>
 
@@ -139,6 +140,11 @@ SlurmJobState slurm_job_state(exec::RemoteExecutor& x, const std::string& job) {
   CommandOutcome q = run_argv(x, {"squeue", "-h", "-j", job, "-o", "%T|%N|%r"}, quick);
   if (q.ok() && !trim(q.out).empty()) {
     return parse_squeue(q.out);
+  }
+  if (!q.ok() && q.message().find("Invalid job id") == std::string::npos) {
+    // Not "no such job in the queue": Slurm itself cannot be asked (controller down, bad config).
+    // Nobody may conclude that the job is gone from that.
+    throw SandboxError(SandboxError::Kind::failed, "cannot read Slurm's queue: " + q.message());
   }
   CommandOutcome a = run_argv(x, {"sacct", "-n", "-X", "-P", "-j", job, "-o", "State,NodeList"}, quick);
   if (a.ok() && !trim(a.out).empty()) {

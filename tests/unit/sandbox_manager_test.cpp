@@ -278,6 +278,31 @@ TEST_F(SandboxManagerTest, RmOfAHalfMadeSandboxRemovesTheContainerItMayHaveMade)
   EXPECT_FALSE(m->registry().get("half"));
 }
 
+TEST_F(SandboxManagerTest, RmKeepsASlurmSandboxWhenSlurmCannotBeAsked) {
+  rec->answer({"sh", "-c", find_wrapper_argv("/r")[2]}, 0, "/r/sandbox/podman-srun\n");
+  rec->answer({"sbatch"}, 0, "77\n");
+  rec->answer({"squeue"}, 0, "RUNNING|n1|None\n");
+  auto m = make();
+  NewRequest r = request("k");
+  r.slurm = true;
+  m->create(r);
+  // The controller goes away: squeue fails otherwise than "Invalid job id".
+  rec->answer({"squeue"}, 1, "", "slurm_load_jobs error: Unable to contact slurm controller (connect failure)");
+  try {
+    m->remove("k");
+    FAIL() << "removed while Slurm could not say whether the job runs";
+  } catch (const SandboxError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("Unable to contact slurm controller"));
+  }
+  EXPECT_TRUE(m->registry().get("k"));
+  EXPECT_TRUE(rec->matching({"git", "-C", "/r", "worktree", "remove"}).empty());
+  EXPECT_EQ(m->list()[0].state, "unknown");
+  // Back: a job that left the queue is read from scontrol, and rm goes on.
+  rec->answer({"squeue"}, 1, "", "slurm_load_jobs error: Invalid job id specified");
+  rec->answer({"scontrol"}, 0, "JobId=77 JobName=sandbox-k JobState=CANCELLED Reason=None NodeList=n1\n");
+  EXPECT_TRUE(m->remove("k").removed);
+}
+
 TEST_F(SandboxManagerTest, SshHostAttachGoesThroughSsh) {
   auto m = make();
   NewRequest r = request("s1");
