@@ -44,8 +44,8 @@ struct CommandSpec {
   std::vector<std::pair<std::string, std::string>> env; // added to the host's environment
   std::chrono::milliseconds timeout{0};                 // foreground only; 0 = no limit
   std::string profile; // execution profile (bubblewrap: restrictive/standard/permissive; empty = none)
-  // Argv put before the command's own: `launcher... bash -c COMMAND` (e.g. `nice -n 10`, later
-  // bubblewrap for a profile). Its first word is looked up in PATH. LocalHost only for now.
+  // Argv put before the command's own: `launcher... bash -c COMMAND` (e.g. `nice -n 10`, a
+  // profile's `prlimit ... bwrap ...`). Its first word is looked up in PATH on the host.
   std::vector<std::string> launcher;
 };
 

@@ -43,10 +43,20 @@ std::string perl_env_list(const exec::CommandSpec& spec) {
   return out;
 }
 
-// What a perl supervisor needs to run the command: $cmd, $cwd, $shell, @env and @sigs.
+// The launcher's words as a perl list: `('prlimit', '--cpu=60', ...)`.
+std::string perl_launch_list(const exec::CommandSpec& spec) {
+  std::string out = "(";
+  for (const auto& word : spec.launcher) {
+    out += perl_quote(word) + ", ";
+  }
+  return out + ")";
+}
+
+// What a perl supervisor needs to run the command: $cmd, $cwd, $shell, @launch, @env and @sigs.
 std::string perl_command_vars(const exec::CommandSpec& spec, const std::string& command_shell) {
   return perl_var("cmd", perl_quote(spec.command)) + perl_var("cwd", perl_quote(spec.cwd)) +
-         perl_var("shell", perl_quote(command_shell)) + concat({"my @env = ", perl_env_list(spec), ";\n"}) +
+         perl_var("shell", perl_quote(command_shell)) + concat({"my @launch = ", perl_launch_list(spec), ";\n"}) +
+         concat({"my @env = ", perl_env_list(spec), ";\n"}) +
          concat({"my @sigs = qw(", k_supervisor_signals, " PIPE);\n"});
 }
 
@@ -60,6 +70,12 @@ std::string sh_command_part(const exec::CommandSpec& spec, const std::string& co
     out += "  export " + k + "=" + sh_quote(v) + "\n";
   }
   out += "}\n";
+  // launch SHELL -c CMD: exec through the launcher's words (each quoted here), or directly.
+  out += "launch() {\n  exec";
+  for (const auto& word : spec.launcher) {
+    out += " " + sh_quote(word);
+  }
+  out += " \"$@\"\n}\n";
   out += scripts::run_command_sh;
   return out;
 }
@@ -67,6 +83,11 @@ std::string sh_command_part(const exec::CommandSpec& spec, const std::string& co
 void check_spec(const exec::CommandSpec& spec) {
   if (contains_nul(spec.command) || contains_nul(spec.cwd)) {
     throw HostError(HostError::Kind::invalid, "the command or working directory contains a NUL byte");
+  }
+  for (const auto& word : spec.launcher) {
+    if (contains_nul(word)) {
+      throw HostError(HostError::Kind::invalid, "the launcher contains a NUL byte");
+    }
   }
   for (const auto& [k, v] : spec.env) {
     if (!is_shell_identifier(k)) {

@@ -89,6 +89,29 @@ TEST_P(RemoteScripts, RunsCommandsWithOutputAndExitCodes) {
   EXPECT_FALSE(info.timed_out);
 }
 
+TEST_P(RemoteScripts, RunsTheCommandThroughTheLauncherInTheForegroundAndAsAJob) {
+  // The launcher's words go first, each as it is (quotes and spaces included), then SHELL -c CMD.
+  exec::CommandSpec spec;
+  spec.command = "echo \"launched=$SMCP_LAUNCHED\"; echo \"arg0=${0##*/}\"";
+  spec.launcher = {"env", "SMCP_LAUNCHED=it's a \"launcher\" $HOME"};
+  spec.timeout = 10s;
+  Capture c;
+  auto info = host->run(spec, c, {});
+  EXPECT_EQ(info.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out, "launched=it's a \"launcher\" $HOME\narg0=bash\n");
+  const std::string id = "bash_launch_" + std::to_string(::getpid());
+  auto ref = host->start_job(spec, id, host->jobs_root() + "/" + id);
+  auto chunk = wait_job_end(ref);
+  EXPECT_EQ(chunk.state.phase, exec::JobState::Phase::exited);
+  EXPECT_EQ(chunk.data, "launched=it's a \"launcher\" $HOME\narg0=bash\n");
+  // A launcher that does not exist: the command does not run, and it says so.
+  spec.launcher = {"/nonexistent/launcher"};
+  Capture missing;
+  auto failed = host->run(spec, missing, {});
+  EXPECT_NE(failed.exit_code.value_or(0), 0);
+  EXPECT_EQ(missing.out, "");
+}
+
 TEST_P(RemoteScripts, PassesCwdAndEnvWithNastyCharacters) {
   std::filesystem::path odd = dir / "it's a $dir";
   std::filesystem::create_directories(odd);

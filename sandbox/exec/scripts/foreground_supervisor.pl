@@ -1,7 +1,7 @@
 # The foreground supervisor (perl): reports its session ("sid SID PID SUBREAPER"), runs the command
 # with $shell -c in $cwd with @env, and reports how it ended ("exit N" or "signal N") and what it
 # left running ("left K NAMES", then "gone" or "survived"), each as a record "\x1e$n WORDS\n" on
-# stderr. Set before this part: $n (the nonce), $cmd, $cwd, $shell, @env, @sigs, $grace, $limit
+# stderr. Set before this part: $n (the nonce), $cmd, $cwd, $shell, @launch, @env, @sigs, $grace, $limit
 # (the guard's deadline in seconds, 0: none); the helpers of process_tree.pl.
 $SIG{$_} = 'IGNORE' for @sigs;
 my $sr = subreaper();
@@ -32,8 +32,8 @@ if ($pid == 0) {
     my $k = shift(@env);
     $ENV{$k} = shift(@env);
   }
-  exec {$shell} $shell, '-c', $cmd;
-  syswrite(STDERR, "sandbox-mcp: cannot execute $shell: $!\n");
+  if (@launch) { exec {$launch[0]} @launch, $shell, '-c', $cmd; } else { exec {$shell} $shell, '-c', $cmd; }
+  syswrite(STDERR, "sandbox-mcp: cannot execute " . (@launch ? $launch[0] : $shell) . ": $!\n");
   exit(127);
 }
 $main_pid = $pid;

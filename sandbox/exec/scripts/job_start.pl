@@ -2,7 +2,7 @@
 # supervisor in its own session that writes pid, starttime and tracked, runs the command with its
 # output relayed into $dir/output up to $cap bytes, ends what it left running and writes
 # $dir/status. Prints "pid PID" (the supervisor's pid, also its session id) or "error KIND TEXT".
-# Set before this part: $dir, $cmd, $cwd, $shell, @env, @sigs, $cap, $grace; the helpers of
+# Set before this part: $dir, $cmd, $cwd, $shell, @launch, @env, @sigs, $cap, $grace; the helpers of
 # process_tree.pl.
 require POSIX;
 sub fail { syswrite(STDOUT, "error $_[0] $_[1]\n"); exit(0); }
@@ -76,8 +76,8 @@ if ($mid == 0) {
       my $k = shift(@env);
       $ENV{$k} = shift(@env);
     }
-    exec {$shell} $shell, '-c', $cmd;
-    syswrite(STDERR, "sandbox-mcp: cannot execute $shell: $!\n");
+    if (@launch) { exec {$launch[0]} @launch, $shell, '-c', $cmd; } else { exec {$shell} $shell, '-c', $cmd; }
+    syswrite(STDERR, "sandbox-mcp: cannot execute " . (@launch ? $launch[0] : $shell) . ": $!\n");
     POSIX::_exit(127);
   }
   if (!defined($job)) {
