@@ -1,4 +1,5 @@
 #include "tools/common.h"
+#include "tools/profile_runner.h"
 #include "tools/tools.h"
 
 namespace smcp::tools {
@@ -7,7 +8,7 @@ namespace {
 
 constexpr long long k_default_timeout_ms = 120000;
 
-const char* k_input_schema = R"({
+const char* k_input_schema = R"json({
   "type": "object",
   "properties": {
     "command": {"type": "string", "minLength": 1,
@@ -26,14 +27,14 @@ const char* k_input_schema = R"({
       "description": "Working directory on the host. Default: the server's directory on local, the home directory over SSH."},
     "env": {"type": "object", "additionalProperties": {"type": "string"},
       "description": "Extra environment variables for the command."},
-    "profile": {"type": "string", "enum": ["restrictive", "standard", "permissive"],
-      "description": "Bubblewrap execution profile to confine the command."}
+    "profile": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$",
+      "description": "Confine the command with a bubblewrap profile: restrictive (no network, 512 MB, 60 s CPU, 64 MB files, cleared environment), standard (network, 1 GB, 300 s, 256 MB), permissive (4 GB, 600 s, 1 GB, all of /etc and /var), or one from the config. System directories are read-only; /work is this run's writable directory (cwd, when given, is writable too); /tmp is fresh."}
   },
   "required": ["command"],
   "additionalProperties": false
-})";
+})json";
 
-const char* k_output_schema = R"({
+const char* k_output_schema = R"json({
   "type": "object",
   "properties": {
     "exit_code": {"type": ["integer", "null"], "description": "null while running or when ended by a signal"},
@@ -49,11 +50,14 @@ const char* k_output_schema = R"({
     "stdout_bytes": {"type": "integer"},
     "stderr_bytes": {"type": "integer"},
     "full_output": {"type": "string", "description": "file on host 'local' with the full combined output"},
-    "note": {"type": "string"}
+    "note": {"type": "string"},
+    "profile": {"type": "string", "description": "the bubblewrap profile the command ran under"},
+    "limit": {"type": "string", "enum": ["cpu", "memory", "file_size", "open_files"], "description": "the profile's limit that ended or failed the command"},
+    "work_dir": {"type": "string", "description": "the run's work directory on the host (/work inside)"}
   },
   "required": ["exit_code", "stdout", "stderr", "duration_ms", "truncated", "status", "host"],
   "additionalProperties": false
-})";
+})json";
 
 exec::CommandSpec spec_from(const json& args) {
   exec::CommandSpec spec;
@@ -103,14 +107,22 @@ mcp::Tool make_remote_bash_tool(ToolEnv& env) {
       host = sandbox_host_name(env, "remote_bash", sandbox);
     }
     const std::string label = host_label(env.hosts, host);
-    if (!spec.profile.empty()) {
-      throw mcp::ToolError("remote_bash: execution profiles (bubblewrap) are not available in this build yet. "
-                           "Run without 'profile'.");
+    const sandbox::Profile* profile = env.profiles ? env.profiles->resolve(spec.profile, label) : nullptr;
+    if (!spec.profile.empty() && !env.profiles) {
+      throw mcp::ToolError("remote_bash: execution profiles are not available in this server");
     }
     return guarded("remote_bash", label, [&]() -> mcp::ToolResult {
+      std::string work_dir;
+      if (profile) {
+        env.profiles->check(*env.hosts.get(host));
+        work_dir = env.profiles->apply(*profile, spec);
+        if (!args.contains("timeout") && env.profiles->settings().default_timeout_seconds > 0) {
+          spec.timeout = std::chrono::seconds(env.profiles->settings().default_timeout_seconds);
+        }
+      }
       if (arg_bool(args, "run_in_background", false)) {
         auto rec = env.jobs.start(host, spec, description);
-        return mcp::ToolResult::ok({
+        json started = {
             {"exit_code", nullptr},
             {"signal", nullptr},
             {"stdout", ""},
@@ -125,13 +137,23 @@ mcp::Tool make_remote_bash_tool(ToolEnv& env) {
             {"stderr_bytes", 0},
             {"note", "started in the background; read its output with remote_bash_output {bash_id: \"" + rec.id +
                          "\"} (stdout and stderr are merged in " + rec.job_dir + "/output on " + rec.host + ")"},
-        });
+        };
+        if (profile) {
+          started["profile"] = profile->name;
+          started["work_dir"] = work_dir;
+        }
+        return mcp::ToolResult::ok(std::move(started));
       }
       std::function<void(const std::string&)> on_progress;
       if (ctx.wants_progress()) {
         on_progress = [&ctx](const std::string& line) { ctx.progress(line); };
       }
+      std::optional<ProfileRunner::Slot> slot;
+      if (profile) {
+        slot.emplace(*env.profiles, on_progress);
+      }
       ForegroundResult r = env.jobs.run(host, spec, description, on_progress, ctx.stop_token());
+      slot.reset();
       json out = {
           {"exit_code", r.exit_code ? json(*r.exit_code) : json(nullptr)},
           {"signal", signal_json(r.signal)},
@@ -147,6 +169,17 @@ mcp::Tool make_remote_bash_tool(ToolEnv& env) {
       };
       if (!r.bash_id.empty()) {
         out["bash_id"] = r.bash_id;
+      }
+      if (profile) {
+        out["profile"] = profile->name;
+        out["work_dir"] = work_dir;
+        if (!r.running) {
+          if (std::string limit = sandbox::limit_hit(*profile, r.signal, r.exit_code, r.stderr_text); !limit.empty()) {
+            out["limit"] = limit;
+            r.note += (r.note.empty() ? "" : " ") + std::string("The profile's ") + limit +
+                      " limit ended or failed the command (profile " + profile->name + ").";
+          }
+        }
       }
       if (!r.spill_path.empty()) {
         out["full_output"] = r.spill_path;

@@ -13,11 +13,14 @@ class SandboxManager;
 
 namespace smcp::tools {
 
+class ProfileRunner; // tools/profile_runner.h
+
 struct ToolEnv {
   HostRegistry& hosts;
   JobManager& jobs;
   state::StateStore& store;
   sandbox::SandboxManager* sandboxes = nullptr; // null: the sandbox tools say they are unavailable
+  ProfileRunner* profiles = nullptr;            // null: `profile` is refused
 };
 
 // The host name of a sandbox named in a call ("sandbox:NAME"), empty when `sandbox` is; throws a

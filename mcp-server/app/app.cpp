@@ -6,6 +6,7 @@
 #include "ssh/ssh_config.h"
 #include "ssh/ssh_host.h"
 #include "tools/job_resources.h"
+#include "tools/profile_runner.h"
 #include "tools/tools.h"
 
 #include <spdlog/spdlog.h>
@@ -200,6 +201,7 @@ App::App(AppConfig config) : m_config(std::move(config)) {
 
   add_ssh_hosts(file_config);
   add_sandbox_manager(*file_config);
+  m_profiles = std::make_unique<tools::ProfileRunner>(file_config->profiles);
   spdlog::info("default host: {}; state: {}", m_hosts.default_name(), m_config.state_dir);
 
   if (m_config.jobs.spill_dir.empty()) {
@@ -209,7 +211,8 @@ App::App(AppConfig config) : m_config(std::move(config)) {
   m_jobs = std::make_unique<tools::JobManager>(m_hosts, *m_store, m_config.jobs);
 
   m_registry = std::make_shared<mcp::ToolRegistry>();
-  m_env = std::make_unique<tools::ToolEnv>(tools::ToolEnv{m_hosts, *m_jobs, *m_store, m_sandboxes.get()});
+  m_env =
+      std::make_unique<tools::ToolEnv>(tools::ToolEnv{m_hosts, *m_jobs, *m_store, m_sandboxes.get(), m_profiles.get()});
   tools::register_tools(*m_registry, *m_env, m_config.result_text);
 
   mcp::ServerOptions options;

@@ -66,6 +66,7 @@ private:
   std::unique_ptr<state::StateStore> m_store;
   tools::HostRegistry m_hosts;
   std::unique_ptr<sandbox::SandboxManager> m_sandboxes;
+  std::unique_ptr<tools::ProfileRunner> m_profiles;
   sandbox::ImageOptions m_image;
   std::unique_ptr<tools::JobManager> m_jobs;
   std::unique_ptr<tools::ToolEnv> m_env; // the tools keep a reference to it: it lives as long as the App

@@ -160,6 +160,64 @@ void parse_sandbox(const json& s, const std::string& origin, FileConfig& c) {
   }
 }
 
+// "profiles": {"name": {"base": "standard", "network": true, "memory_mb": 1024, ...}} and
+// "default_profile". A profile named like a built-in changes it.
+void parse_profiles(const json& doc, const std::string& origin, FileConfig& c) {
+  auto& ps = c.profiles;
+  if (auto it = doc.find("profiles"); it != doc.end() && !it->is_null()) {
+    if (!it->is_object()) {
+      bad(origin, "profiles must be an object of named profiles");
+    }
+    for (const auto& [name, p] : it->items()) {
+      if (!p.is_object() || name.empty() ||
+          name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                 "0123456789_.-") != std::string::npos) {
+        bad(origin, "profiles." + name + " must be an object, named with letters, digits, '_', '.', '-'");
+      }
+      warn_unknown(p,
+                   {"base", "network", "memory_mb", "cpu_seconds", "file_size_mb", "open_files", "clear_env",
+                    "full_etc_var", "ro_mounts"},
+                   origin, "profiles." + name + ".");
+      const std::string base = get_string(p, "base", origin, ps.profiles.count(name) ? name : "standard");
+      if (!ps.profiles.count(base)) {
+        bad(origin, "profiles." + name + ".base: no profile named '" + base + "'");
+      }
+      sandbox::Profile prof = ps.profiles[base];
+      prof.name = name;
+      auto flag = [&](const char* key, bool& out) {
+        if (auto f = p.find(key); f != p.end()) {
+          if (!f->is_boolean()) {
+            bad(origin, "profiles." + name + "." + key + " must be true or false");
+          }
+          out = f->get<bool>();
+        }
+      };
+      flag("network", prof.network);
+      flag("clear_env", prof.clear_env);
+      flag("full_etc_var", prof.full_etc_var);
+      prof.memory_mb = get_int(p, "memory_mb", origin, 0, 1 << 30).value_or(static_cast<int>(prof.memory_mb));
+      prof.cpu_seconds = get_int(p, "cpu_seconds", origin, 0, 1 << 30).value_or(static_cast<int>(prof.cpu_seconds));
+      prof.file_size_mb = get_int(p, "file_size_mb", origin, 0, 1 << 30).value_or(static_cast<int>(prof.file_size_mb));
+      prof.open_files = get_int(p, "open_files", origin, 0, 1 << 20).value_or(static_cast<int>(prof.open_files));
+      for (const auto& m : get_strings(p, "ro_mounts", origin)) {
+        if (m.empty() || m[0] != '/') {
+          bad(origin, "profiles." + name + ".ro_mounts: '" + m + "' is not an absolute path");
+        }
+        prof.ro_mounts.push_back(m);
+      }
+      ps.profiles[name] = prof;
+    }
+  }
+  if (std::string d = get_string(doc, "default_profile", origin); !d.empty()) {
+    ps.default_profile = d;
+  }
+  for (const auto& name : {ps.default_profile}) {
+    if (!name.empty() && !ps.profiles.count(name)) {
+      bad(origin, "default_profile (or SANDBOX_DEFAULT_PROFILE): no profile named '" + name + "'");
+    }
+  }
+}
+
 } // namespace
 
 std::string default_config_path() {
@@ -180,7 +238,8 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
   }
   warn_unknown(doc,
                {"default_host", "ssh_config", "ssh_program", "host_key_policy", "allow_unlisted_hosts", "pool",
-                "passphrase", "hosts", "$schema", "comment", "bashrc", "sandbox", "slurm"},
+                "passphrase", "hosts", "$schema", "comment", "bashrc", "sandbox", "slurm", "profiles",
+                "default_profile"},
                origin, "");
   c.default_host = get_string(doc, "default_host", origin);
   c.ssh_config = expand(get_string(doc, "ssh_config", origin));
@@ -236,6 +295,7 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
   if (auto it = doc.find("sandbox"); it != doc.end() && !it->is_null()) {
     parse_sandbox(*it, origin, c);
   }
+  parse_profiles(doc, origin, c);
   if (auto it = doc.find("slurm"); it != doc.end() && !it->is_null()) {
     if (!it->is_object()) {
       bad(origin, "slurm must be an object");
@@ -263,7 +323,7 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
       } else if (h.is_object()) {
         warn_unknown(h,
                      {"name", "host_key_policy", "max_concurrency", "max_sessions", "max_channels_per_session",
-                      "jobs_root", "bashrc", "repo_base"},
+                      "jobs_root", "bashrc", "repo_base", "profile"},
                      origin, "hosts[].");
         e.name = get_string(h, "name", origin);
         if (h.contains("host_key_policy")) {
@@ -275,12 +335,19 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
         e.jobs_root = get_string(h, "jobs_root", origin);
         e.skip_command_bashrc = get_bashrc(h, origin);
         e.repo_base = get_string(h, "repo_base", origin);
+        e.profile = get_string(h, "profile", origin);
       } else {
         bad(origin, "each entry of hosts must be a name or an object with a name");
       }
       if (e.name.empty() || e.name == "local" || e.name[0] == '-' ||
           e.name.find_first_of(" \t\r\n'\"") != std::string::npos) {
         bad(origin, "host name '" + e.name + "' is not usable ('local' is this machine)");
+      }
+      if (!e.profile.empty()) {
+        if (!c.profiles.profiles.count(e.profile)) {
+          bad(origin, "hosts[]." + e.name + ".profile: no profile named '" + e.profile + "'");
+        }
+        c.profiles.host_default[e.name] = e.profile;
       }
       c.hosts.push_back(std::move(e));
     }

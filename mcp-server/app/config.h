@@ -4,6 +4,7 @@
 // ~/.config/sandbox-mcp/config.json; a missing file means the defaults. See docs/ssh.md.
 #pragma once
 
+#include "sandbox/bwrap/profiles.h"
 #include "sandbox/image.h"
 #include "sandbox/manager.h"
 #include "ssh/pool.h"
@@ -26,6 +27,7 @@ struct SshHostEntry {
   std::string jobs_root;                   // on the host; empty: ~/.local/state/sandbox-mcp/jobs
   std::optional<bool> skip_command_bashrc; // "bashrc": "skip" (see ssh::SshHostOptions)
   std::string repo_base;                   // the repository sandboxes on this host come from
+  std::string profile;                     // the bubblewrap profile every command there runs under
 };
 
 struct FileConfig {
@@ -43,6 +45,8 @@ struct FileConfig {
   // per-host repositories are filled in by App.
   sandbox::ManagerOptions sandbox;
   sandbox::ImageOptions image;
+  // "profiles" and "default_profile" (docs/profiles.md), over the built-ins and the environment.
+  sandbox::ProfileSettings profiles = sandbox::default_profile_settings();
 };
 
 std::string default_config_path();
