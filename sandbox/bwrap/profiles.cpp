@@ -94,9 +94,9 @@ std::vector<std::string> profile_launcher(const Profile& p, const std::string& b
     a.insert(a.end(), {"--ro-bind", "/etc", "/etc", "--ro-bind-try", "/var", "/var"});
   } else {
     // What programs need from /etc, and no more (no shadow, no ssh keys, no host configs).
-    for (const char* f : {"/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/ld.so.cache", "/etc/ld.so.conf",
-                          "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime", "/etc/bash.bashrc", "/etc/profile",
-                          "/etc/mime.types"}) {
+    for (const char* f :
+         {"/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+          "/etc/alternatives", "/etc/localtime", "/etc/bash.bashrc", "/etc/profile", "/etc/mime.types"}) {
       a.insert(a.end(), {"--ro-bind-try", f, f});
     }
     if (p.network) {
@@ -130,18 +130,20 @@ std::vector<std::string> profile_launcher(const Profile& p, const std::string& b
   return a;
 }
 
-std::string limit_hit(const Profile& p, std::optional<int> signal, std::optional<int> exit_code,
-                      const std::string& err, long) {
-  if (signal == SIGXCPU) { // the soft CPU limit (the default action ends the process)
+std::string limit_hit(const Profile& p, std::optional<int> signal, std::optional<int> exit_code, const std::string& err,
+                      long) {
+  // The soft CPU limit (SIGXCPU's default action ends the process); bwrap's init reports a signal
+  // its child died of as the exit status 128 + N.
+  if (signal == SIGXCPU || exit_code == 128 + SIGXCPU) {
     return p.cpu_seconds > 0 ? "cpu" : "";
   }
   if (signal == SIGXFSZ || exit_code == 128 + SIGXFSZ || err.find("File size limit exceeded") != std::string::npos ||
       err.find("File too large") != std::string::npos) {
     return p.file_size_mb > 0 ? "file_size" : "";
   }
-  if (p.memory_mb > 0 && (err.find("Cannot allocate memory") != std::string::npos ||
-                          err.find("MemoryError") != std::string::npos || err.find("bad_alloc") != std::string::npos ||
-                          err.find("out of memory") != std::string::npos)) {
+  if (p.memory_mb > 0 &&
+      (err.find("Cannot allocate memory") != std::string::npos || err.find("MemoryError") != std::string::npos ||
+       err.find("bad_alloc") != std::string::npos || err.find("out of memory") != std::string::npos)) {
     return "memory";
   }
   if (p.open_files > 0 && err.find("Too many open files") != std::string::npos) {
@@ -151,8 +153,20 @@ std::string limit_hit(const Profile& p, std::optional<int> signal, std::optional
 }
 
 std::vector<std::string> bwrap_probe_argv(const std::string& bwrap) {
-  return {bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-user-try", "--unshare-pid",
-          "--unshare-net", "--die-with-parent", "--", "true"};
+  return {bwrap,
+          "--ro-bind",
+          "/",
+          "/",
+          "--proc",
+          "/proc",
+          "--dev",
+          "/dev",
+          "--unshare-user-try",
+          "--unshare-pid",
+          "--unshare-net",
+          "--die-with-parent",
+          "--",
+          "true"};
 }
 
 std::string bwrap_problem(int status, const std::string& err, const std::string& host) {

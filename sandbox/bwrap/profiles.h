@@ -17,12 +17,12 @@ namespace smcp::sandbox {
 struct Profile {
   std::string name;
   bool network = true;
-  long memory_mb = 1024;   // address space (RLIMIT_AS); 0: no limit
-  long cpu_seconds = 300;  // RLIMIT_CPU (soft; the hard limit is 5 s later); 0: no limit
-  long file_size_mb = 256; // RLIMIT_FSIZE; 0: no limit
-  long open_files = 512;   // RLIMIT_NOFILE; 0: no limit
-  bool clear_env = false;  // only PATH, HOME (the work directory) and LANG
-  bool full_etc_var = false; // /etc and /var read-only, not only the few files programs need
+  long memory_mb = 1024;              // address space (RLIMIT_AS); 0: no limit
+  long cpu_seconds = 300;             // RLIMIT_CPU (soft; the hard limit is 5 s later); 0: no limit
+  long file_size_mb = 256;            // RLIMIT_FSIZE; 0: no limit
+  long open_files = 512;              // RLIMIT_NOFILE; 0: no limit
+  bool clear_env = false;             // only PATH, HOME (the work directory) and LANG
+  bool full_etc_var = false;          // /etc and /var read-only, not only the few files programs need
   std::vector<std::string> ro_mounts; // more read-only binds (host path = sandbox path), when present
 };
 
@@ -32,13 +32,13 @@ Profile standard_profile();
 Profile permissive_profile();
 
 struct ProfileSettings {
-  std::map<std::string, Profile> profiles;   // by name: the three built-ins, then the config's
-  std::string default_profile;               // applied when a call names none (SANDBOX_DEFAULT_PROFILE); empty: none
+  std::map<std::string, Profile> profiles; // by name: the three built-ins, then the config's
+  std::string default_profile;             // applied when a call names none (SANDBOX_DEFAULT_PROFILE); empty: none
   std::map<std::string, std::string> host_default; // per host (config hosts[].profile)
-  std::string bwrap = "bwrap";               // SANDBOX_BWRAP_BIN
+  std::string bwrap = "bwrap";                     // SANDBOX_BWRAP_BIN
   std::string work_root = "/tmp/sandbox-mcp-work"; // SANDBOX_WORK_DIR: per-execution work directories under it
-  int max_concurrent = 0;                    // SANDBOX_MAX_CONCURRENT: profiled foreground runs at once; 0: no limit
-  long default_timeout_seconds = 0;          // DEFAULT_TIMEOUT_SECONDS for profiled runs; 0: the tool's default
+  int max_concurrent = 0;           // SANDBOX_MAX_CONCURRENT: profiled foreground runs at once; 0: no limit
+  long default_timeout_seconds = 0; // DEFAULT_TIMEOUT_SECONDS for profiled runs; 0: the tool's default
 };
 
 // The built-ins, with SANDBOX_BWRAP_BIN, SANDBOX_DEFAULT_PROFILE, SANDBOX_MAX_CONCURRENT,
