@@ -18,8 +18,10 @@ struct ImageOptions {
   std::string base_image = "localhost/sandbox-mcp-base:bookworm";
   std::string suite = "bookworm";
   std::string mirror = "http://deb.debian.org/debian";
-  std::vector<std::string> packages = {"bash",   "tmux", "git",           "python3", "coreutils", "ca-certificates",
-                                       "procps", "less", "openssh-client"};
+  // bubblewrap: execution profiles work inside sandboxes too (with --security-opt unmask=/proc/*).
+  std::vector<std::string> packages = {
+      "bash", "tmux",           "git",       "python3", "coreutils", "ca-certificates", "procps",
+      "less", "openssh-client", "bubblewrap"};
   std::string user = "agent";
   int uid = 1000;
   int gid = 1000;

@@ -49,7 +49,7 @@ std::string ProfileRunner::probe(exec::Host& host) {
     r.exit_status = 127;
     r.err = e.what();
   }
-  int status = r.exit_status.value_or(-1);
+  int status = r.exit_status.value_or(r.exit_signal ? 128 + *r.exit_signal : -1);
   if (status == 0) {
     exec::RemoteCommand p;
     p.argv = {"prlimit", "--version"};
@@ -85,8 +85,8 @@ std::string ProfileRunner::apply(const sandbox::Profile& profile, exec::CommandS
   static std::atomic<unsigned> counter{0};
   std::random_device rd;
   const std::string work = m_settings.work_root + "/exec-" +
-                           std::to_string(std::chrono::system_clock::now().time_since_epoch().count() / 1000000) +
-                           "-" + std::to_string(rd() % 100000) + "-" + std::to_string(counter++);
+                           std::to_string(std::chrono::system_clock::now().time_since_epoch().count() / 1000000) + "-" +
+                           std::to_string(rd() % 100000) + "-" + std::to_string(counter++);
   std::vector<std::string> launcher = sandbox::profile_launcher(profile, m_settings.bwrap, work, spec.cwd, spec.env);
   launcher.insert(launcher.end(), spec.launcher.begin(), spec.launcher.end());
   spec.launcher = std::move(launcher);
@@ -97,8 +97,8 @@ ProfileRunner::Slot::Slot(ProfileRunner& r, const std::function<void(const std::
   std::unique_lock lock(r.m_mutex);
   const int max = r.m_settings.max_concurrent;
   if (max > 0 && r.m_running >= max && waiting) {
-    waiting("queued: " + std::to_string(r.m_running) + " confined commands are running (SANDBOX_MAX_CONCURRENT=" +
-            std::to_string(max) + ")");
+    waiting("queued: " + std::to_string(r.m_running) +
+            " confined commands are running (SANDBOX_MAX_CONCURRENT=" + std::to_string(max) + ")");
   }
   r.m_cv.wait(lock, [&] { return max <= 0 || r.m_running < max; });
   ++r.m_running;

@@ -1,4 +1,5 @@
 #include "tools/common.h"
+#include "tools/profile_runner.h"
 #include "tools/tools.h"
 
 #include <chrono>
@@ -46,7 +47,8 @@ const char* k_output_schema = R"({
         "latency_ms": {"type": ["number", "null"], "description": "channel open + exec acknowledged, latest call"},
         "probe_ms": {"type": ["number", "null"]},
         "probe_error": {"type": ["string", "null"]},
-        "host_key_policy": {"type": "string"}
+        "host_key_policy": {"type": "string"},
+        "bwrap": {"type": "string", "description": "with probe: 'ok' when bubblewrap profiles work on the host, else what is missing"}
       },
       "required": ["name", "kind", "state", "connected"]
     }}
@@ -162,6 +164,13 @@ mcp::Tool make_remote_hosts_tool(ToolEnv& env) {
         if (probe && h["kind"] == "ssh") {
           h["probe_ms"] = probe_ms ? json(*probe_ms) : json(nullptr);
           h["probe_error"] = probe_error.empty() ? json(nullptr) : json(probe_error);
+        }
+        if (probe && env.profiles && probe_error.empty()) {
+          try {
+            h["bwrap"] = env.profiles->probe(*hosts[i].second);
+          } catch (const std::exception& e) {
+            h["bwrap"] = std::string("unknown: ") + e.what();
+          }
         }
         out_hosts.push_back(std::move(h));
       }

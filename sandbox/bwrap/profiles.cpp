@@ -184,7 +184,7 @@ std::string bwrap_problem(int status, const std::string& err, const std::string&
            "): user namespaces are not allowed there (sysctl kernel.unprivileged_userns_clone=1 / "
            "user.max_user_namespaces > 0, or run as root); commands are never run unconfined instead";
   }
-  return "bubblewrap does not work on " + host + ": " + why;
+  return "bubblewrap does not work on " + host + ": " + (why.empty() ? "exit status " + std::to_string(status) : why);
 }
 
 } // namespace smcp::sandbox

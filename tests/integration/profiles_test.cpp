@@ -54,8 +54,8 @@ protected:
     for (const auto& [k, v] : env) {
       ::setenv(k.c_str(), v.c_str(), 1);
     }
-    client = std::make_unique<StdioClient>(SMCP_BINARY,
-                                           std::vector<std::string>{"serve", "--state-dir", state, "--log-level", "warn"});
+    client = std::make_unique<StdioClient>(
+        SMCP_BINARY, std::vector<std::string>{"serve", "--state-dir", state, "--log-level", "warn"});
     for (const auto& [k, v] : env) {
       ::unsetenv(k.c_str());
     }
@@ -133,7 +133,8 @@ TEST_F(ProfilesTest, SecretsAndFilesOutsideTheMountsStayOut) {
   std::ofstream(state + "/secret.txt") << "top secret\n";
   start_server({{"SMCP_TEST_SECRET", "hunter2"}});
   json r = bash("restrictive", "echo \"secret=${SMCP_TEST_SECRET:-none} home=$HOME\"; cat " + state +
-                                   "/secret.txt 2>&1; echo x > " + state + "/written 2>&1; ls /root 2>&1 | head -1; "
+                                   "/secret.txt 2>&1; echo x > " + state +
+                                   "/written 2>&1; ls /root 2>&1 | head -1; "
                                    "echo work > /work/ok && cat /work/ok; touch /usr/evil 2>&1");
   const std::string out = r["stdout"];
   EXPECT_NE(out.find("secret=none home=/work"), std::string::npos) << out;
@@ -157,13 +158,21 @@ TEST_F(ProfilesTest, SecretsAndFilesOutsideTheMountsStayOut) {
 TEST_F(ProfilesTest, MaxConcurrentQueuesTheExcessAndSaysSo) {
   start_server({{"SANDBOX_MAX_CONCURRENT", "1"}});
   const int first = client->next_id();
-  client->send({{"jsonrpc", "2.0"}, {"id", first}, {"method", "tools/call"},
-                {"params", {{"name", "remote_bash"}, {"arguments", {{"command", "sleep 2; echo first"}, {"profile", "standard"}}}}}});
+  client->send(
+      {{"jsonrpc", "2.0"},
+       {"id", first},
+       {"method", "tools/call"},
+       {"params",
+        {{"name", "remote_bash"}, {"arguments", {{"command", "sleep 2; echo first"}, {"profile", "standard"}}}}}});
   std::this_thread::sleep_for(500ms);
   const int second = client->next_id();
-  client->send({{"jsonrpc", "2.0"}, {"id", second}, {"method", "tools/call"},
-                {"params", {{"name", "remote_bash"}, {"arguments", {{"command", "echo second"}, {"profile", "standard"}}},
-                            {"_meta", {{"progressToken", "p2"}}}}}});
+  client->send({{"jsonrpc", "2.0"},
+                {"id", second},
+                {"method", "tools/call"},
+                {"params",
+                 {{"name", "remote_bash"},
+                  {"arguments", {{"command", "echo second"}, {"profile", "standard"}}},
+                  {"_meta", {{"progressToken", "p2"}}}}}});
   bool queued_said = false;
   std::vector<int> order;
   while (order.size() < 2) {
@@ -212,15 +221,22 @@ TEST_F(ProfilesTest, AHostDefaultProfileConfinesEveryCommandOnAnSshHost) {
                                .dump();
   start_server();
   // No profile asked: the host's default applies, through the remote supervisor.
-  json r = client->call("remote_bash", {{"host", "h0"},
-                                        {"command", "pwd; timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/" +
-                                                        std::to_string(l.port) + "' && echo connected || echo refused"}});
+  json r =
+      client->call("remote_bash", {{"host", "h0"},
+                                   {"command", "pwd; timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/" +
+                                                   std::to_string(l.port) + "' && echo connected || echo refused"}});
   EXPECT_EQ(r["profile"], "restrictive") << r.dump();
   EXPECT_EQ(r["stdout"], "/work\nrefused\n") << r.dump();
-  json mem = client->call("remote_bash", {{"host", "h0"}, {"command", "python3 -c 'x = bytearray(900 * 1024 * 1024)'"}});
+  json mem =
+      client->call("remote_bash", {{"host", "h0"}, {"command", "python3 -c 'x = bytearray(900 * 1024 * 1024)'"}});
   EXPECT_EQ(mem["limit"], "memory") << mem.dump();
   // local is not affected.
   EXPECT_FALSE(client->call("remote_bash", {{"command", "true"}}).contains("profile"));
+  // remote_hosts says where profiles work.
+  json hosts = client->call("remote_hosts", {{"probe", true}});
+  for (const auto& h : hosts["hosts"]) {
+    EXPECT_EQ(h["bwrap"], "ok") << h.dump();
+  }
 }
 
 } // namespace
