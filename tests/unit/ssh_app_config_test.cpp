@@ -77,6 +77,49 @@ TEST(SshAppConfig, ErrorsNameTheFileAndTheKey) {
   EXPECT_EQ(error(R"({"unknown_key": 1})"), "(accepted)") << "unknown keys are only logged";
 }
 
+TEST(SshAppConfig, SandboxSlurmAndProfileSections) {
+  FileConfig c = parse_config(json::parse(R"({
+    "sandbox": {"runtime": "podman", "image": "localhost/x:1", "cpus": "2", "memory": "4g", "pids": 300,
+                "env": ["GITHUB_TOKEN"], "mounts": [{"source": "~/data", "target": "/data", "read_only": true}]},
+    "slurm": {"partition": "gpu", "time": "1:00:00", "gres": "gpu:1", "start_timeout_s": 30},
+    "profiles": {"ci": {"base": "restrictive", "memory_mb": 2048, "ro_mounts": ["/opt/x"]},
+                 "standard": {"open_files": 1024}},
+    "default_profile": "ci",
+    "hosts": [{"name": "gpu1", "repo_base": "/srv/repo", "profile": "standard"}]
+  })"),
+                              "cfg.json");
+  EXPECT_EQ(c.sandbox.container.image, "localhost/x:1");
+  EXPECT_EQ(c.sandbox.container.pids, 300);
+  ASSERT_EQ(c.sandbox.container.mounts.size(), 1u);
+  EXPECT_TRUE(c.sandbox.container.mounts[0].read_only);
+  EXPECT_EQ(c.sandbox.slurm.gres, "gpu:1");
+  EXPECT_EQ(c.sandbox.slurm.start_timeout, std::chrono::seconds(30));
+  const auto& ci = c.profiles.profiles.at("ci");
+  EXPECT_FALSE(ci.network) << "from its base, restrictive";
+  EXPECT_EQ(ci.memory_mb, 2048);
+  EXPECT_EQ(ci.ro_mounts, std::vector<std::string>{"/opt/x"});
+  EXPECT_EQ(c.profiles.profiles.at("standard").open_files, 1024);
+  EXPECT_EQ(c.profiles.profiles.at("standard").memory_mb, 1024) << "the rest of the built-in stays";
+  EXPECT_EQ(c.profiles.default_profile, "ci");
+  EXPECT_EQ(c.profiles.host_default.at("gpu1"), "standard");
+  auto error = [](const char* text) {
+    try {
+      parse_config(json::parse(text), "cfg.json");
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_NE(error(R"({"profiles": {"x": {"base": "nope"}}})").find("no profile named 'nope'"), std::string::npos);
+  EXPECT_NE(error(R"({"default_profile": "nope"})").find("no profile named 'nope'"), std::string::npos);
+  EXPECT_NE(error(R"({"hosts": [{"name": "h", "profile": "nope"}]})").find("no profile named 'nope'"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"sandbox": {"runtime": "lxc"}})").find("runtime must be"), std::string::npos);
+  EXPECT_NE(error(R"({"sandbox": {"mounts": [{"source": "/a", "target": "rel"}]}})").find("absolute target"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"profiles": {"x": {"network": "yes"}}})").find("must be true or false"), std::string::npos);
+}
+
 TEST(SshAppConfig, InvalidJsonFileIsReported) {
   auto path = std::filesystem::temp_directory_path() / ("smcp-config-" + std::to_string(::getpid()) + ".json");
   std::ofstream(path) << "{ \"hosts\": [ // a comment is fine\n \"a\" ], }";
