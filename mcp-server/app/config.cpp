@@ -160,6 +160,28 @@ void parse_sandbox(const json& s, const std::string& origin, FileConfig& c) {
   }
 }
 
+// "slurm": the Slurm backend's job options (docs/slurm.md).
+void parse_slurm(const json& doc, const std::string& origin, FileConfig& c) {
+  auto it = doc.find("slurm");
+  if (it == doc.end() || it->is_null()) {
+    return;
+  }
+  if (!it->is_object()) {
+    bad(origin, "slurm must be an object");
+  }
+  warn_unknown(*it, {"partition", "time", "cpus", "mem", "gres", "sbatch_args", "start_timeout_s"}, origin, "slurm.");
+  auto& so = c.sandbox.slurm;
+  so.partition = get_string(*it, "partition", origin);
+  so.time_limit = get_string(*it, "time", origin);
+  so.cpus = get_int(*it, "cpus", origin, 0, 1 << 20).value_or(0);
+  so.mem = get_string(*it, "mem", origin);
+  so.gres = get_string(*it, "gres", origin);
+  so.sbatch_args = get_strings(*it, "sbatch_args", origin);
+  if (auto v = get_int(*it, "start_timeout_s", origin, 1, 86400)) {
+    so.start_timeout = std::chrono::seconds(*v);
+  }
+}
+
 // "profiles": {"name": {"base": "standard", "network": true, "memory_mb": 1024, ...}} and
 // "default_profile". A profile named like a built-in changes it.
 void parse_profiles(const json& doc, const std::string& origin, FileConfig& c) {
@@ -298,22 +320,7 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
     parse_sandbox(*it, origin, c);
   }
   parse_profiles(doc, origin, c);
-  if (auto it = doc.find("slurm"); it != doc.end() && !it->is_null()) {
-    if (!it->is_object()) {
-      bad(origin, "slurm must be an object");
-    }
-    warn_unknown(*it, {"partition", "time", "cpus", "mem", "gres", "sbatch_args", "start_timeout_s"}, origin, "slurm.");
-    auto& so = c.sandbox.slurm;
-    so.partition = get_string(*it, "partition", origin);
-    so.time_limit = get_string(*it, "time", origin);
-    so.cpus = get_int(*it, "cpus", origin, 0, 1 << 20).value_or(0);
-    so.mem = get_string(*it, "mem", origin);
-    so.gres = get_string(*it, "gres", origin);
-    so.sbatch_args = get_strings(*it, "sbatch_args", origin);
-    if (auto v = get_int(*it, "start_timeout_s", origin, 1, 86400)) {
-      so.start_timeout = std::chrono::seconds(*v);
-    }
-  }
+  parse_slurm(doc, origin, c);
   if (auto it = doc.find("hosts"); it != doc.end()) {
     if (!it->is_array()) {
       bad(origin, "hosts must be an array of names or objects");
