@@ -27,6 +27,11 @@ CommandOutcome run_argv(exec::RemoteExecutor& x, const std::vector<std::string>&
                         std::chrono::milliseconds timeout, const std::string& input) {
   exec::RemoteCommand c;
   c.argv = argv;
+  if (!c.argv.empty() && c.argv[0] == "git") {
+    // A sandbox can write the repository's git directory (commits need it): git run here must
+    // never execute what it may have put there (hooks, an fsmonitor command).
+    c.argv.insert(c.argv.begin() + 1, {"-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"});
+  }
   c.input = input;
   c.what = "`" + display_command(argv) + "`";
   CommandOutcome o;

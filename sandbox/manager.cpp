@@ -181,15 +181,18 @@ std::vector<std::string> SandboxManager::attach_argv_of(const SandboxRow& row) c
 
 std::shared_ptr<exec::Host> SandboxManager::host(const std::string& host_name) {
   const std::string name = sandbox_of_host(host_name);
-  {
-    std::lock_guard lock(m_mutex);
-    if (auto it = m_sandbox_hosts.find(name); it != m_sandbox_hosts.end()) {
-      return it->second;
-    }
-  }
+  // Checked against the registry each time: the CLI or another server may have removed the
+  // sandbox and made a new one by this name since.
   auto row = find(name);
   if (!row || row->container_id.empty()) {
     return nullptr;
+  }
+  const std::string key = row->host + "\n" + row->container_id + "\n" + row->slurm_job_id + "\n" + row->runtime;
+  {
+    std::lock_guard lock(m_mutex);
+    if (auto it = m_sandbox_hosts.find(name); it != m_sandbox_hosts.end() && it->second.first == key) {
+      return it->second.second;
+    }
   }
   exec::ScriptHostOptions o;
   o.name = k_host_prefix + name;
@@ -212,7 +215,8 @@ std::shared_ptr<exec::Host> SandboxManager::host(const std::string& host_name) {
   }
   auto h = exec::make_script_host(std::move(o), std::move(executor));
   std::lock_guard lock(m_mutex);
-  return m_sandbox_hosts.emplace(name, h).first->second;
+  m_sandbox_hosts[name] = {key, h};
+  return h;
 }
 
 std::vector<SandboxInfo> SandboxManager::list() {

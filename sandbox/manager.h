@@ -137,7 +137,7 @@ private:
   std::mutex m_mutex;
   std::unique_ptr<SandboxRegistry> m_registry;
   std::map<std::string, HostRuntime> m_runtimes;
-  std::map<std::string, std::shared_ptr<exec::Host>> m_sandbox_hosts;
+  std::map<std::string, std::pair<std::string, std::shared_ptr<exec::Host>>> m_sandbox_hosts; // name -> (row key, host)
 };
 
 // "sandbox:NAME" -> "NAME"; other names unchanged.

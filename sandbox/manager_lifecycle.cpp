@@ -133,9 +133,11 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
   std::string top, common;
   std::getline(lines, top);
   std::getline(lines, common);
-  if (!git.ok() || top.empty() || common.empty()) {
-    throw SandboxError(Kind::invalid, repo + " on " + request.host + " is not a git repository (" + git.message() +
-                                          "); pass --repo_base / repo_base naming one");
+  if (!git.ok() || top.empty() || common.empty() || top[0] != '/' || common[0] != '/') {
+    throw SandboxError(Kind::invalid, repo + " on " + request.host +
+                                          " is not a git repository, or its git is older "
+                                          "than 2.31 (" +
+                                          git.message() + "); pass --repo_base / repo_base naming one");
   }
 
   SandboxRow row;
@@ -163,17 +165,29 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
     row.phase = "ready";
     registry().update(row);
   } catch (...) {
+    bool undone = true;
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
       try {
         (*it)();
-      } catch (...) { // best effort: the original error is what the caller needs
+      } catch (...) { // the original error is what the caller needs; the row stays for rm
+        undone = false;
       }
     }
-    registry().remove(row.name);
+    if (undone) {
+      registry().remove(row.name);
+    }
     throw;
   }
   SandboxInfo info;
-  info.row = *registry().get(row.name);
+  auto stored = registry().get(row.name);
+  if (!stored) {
+    throw SandboxError(Kind::not_found, "sandbox '" + row.name + "' was removed while it was being made");
+  }
+  info.row = *stored;
+  {
+    std::lock_guard lock(m_mutex);
+    m_sandbox_hosts.erase(row.name); // a host of an earlier sandbox by this name
+  }
   info.state = request.slurm ? job.state : "running";
   info.node = job.node;
   info.attach_command = attach_command(info.row);
@@ -227,6 +241,15 @@ RunSpec SandboxManager::run_spec(const SandboxRow& row, const NewRequest& reques
   spec.git_common = git_common;
   spec.ccr = row.ccr_mode;
   spec.mounts = existing_mounts(x);
+  // The git directory is writable inside (commits), but not its hooks and config: what runs git
+  // on the host, or a human's git later, would execute what the sandbox put there.
+  CommandOutcome protect = run_argv(x, {"ls", "-d", "--", git_common + "/hooks", git_common + "/config"}, k_quick);
+  std::istringstream protected_paths(protect.out);
+  for (std::string path; std::getline(protected_paths, path);) {
+    if (!path.empty()) {
+      spec.mounts.push_back({path, path, true});
+    }
+  }
   if (rt.runtime == Runtime::podman) {
     CommandOutcome owner = run_argv(x, {"stat", "-c", "%u %g", "--", dir}, k_quick);
     std::istringstream ids(owner.out);
@@ -338,7 +361,11 @@ RemoveResult SandboxManager::remove(const std::string& host_name) {
       result.notes.push_back(unstick_podman(*x, container));
       o = run_argv(*x, remove_argv(rt, container), k_quick);
     }
-    if (o.status == 127) {
+    if (o.status == 127 && !row->wrapper.empty()) {
+      result.notes.push_back("no " + row->runtime + " on " + row->host + " to look for container " + container +
+                             " (a Slurm sandbox whose job was never recorded: `squeue -n sandbox-" + row->name +
+                             "` finds it)");
+    } else if (o.status == 127) {
       throw SandboxError(Kind::missing, row->runtime + " is not installed on " + row->host +
                                             " any more; cannot remove "
                                             "container " +
@@ -388,9 +415,17 @@ std::vector<std::string> SandboxManager::reset(const std::vector<std::string>& i
   }
   auto x = executor_of("local");
   const std::string dir = m_options.repo_base + "/" + m_options.worktrees_dir;
-  run_argv(*x, {"rm", "-rf", "--", dir}, k_quick);
-  run_argv(*x, {"git", "-C", m_options.repo_base, "worktree", "prune"}, k_quick);
-  done.push_back("removed " + dir);
+  bool kept_here = false; // a kept sandbox (Slurm, or being made) with its worktree in this directory
+  for (const auto& row : rows()) {
+    kept_here = kept_here || row.host == "local";
+  }
+  if (kept_here) {
+    done.push_back("kept " + dir + " (it holds the worktrees of the sandboxes kept)");
+  } else {
+    run_argv(*x, {"rm", "-rf", "--", dir}, k_quick);
+    run_argv(*x, {"git", "-C", m_options.repo_base, "worktree", "prune"}, k_quick);
+    done.push_back("removed " + dir);
+  }
   try {
     const HostRuntime rt = runtime_on("local", *x);
     for (const auto& image : images) {

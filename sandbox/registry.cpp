@@ -181,6 +181,11 @@ public:
     s.bind(1, row.name);
     bind_fields(s, row, 2);
     s.step();
+    if (sqlite3_changes(m_db) == 0) {
+      throw SandboxError(SandboxError::Kind::not_found,
+                         "sandbox '" + row.name +
+                             "' was removed while it was being changed (sandbox_rm during sandbox_new?)");
+    }
   }
 
   std::optional<SandboxRow> get(const std::string& name) override {

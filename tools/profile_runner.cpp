@@ -90,6 +90,7 @@ std::string ProfileRunner::apply(const sandbox::Profile& profile, exec::CommandS
   std::vector<std::string> launcher = sandbox::profile_launcher(profile, m_settings.bwrap, work, spec.cwd, spec.env);
   launcher.insert(launcher.end(), spec.launcher.begin(), spec.launcher.end());
   spec.launcher = std::move(launcher);
+  spec.env.clear(); // set inside bwrap only: the launcher runs with the host's own environment
   return work;
 }
 

@@ -257,6 +257,9 @@ std::string sandbox_host_name(ToolEnv& env, const std::string& tool, const std::
         "sandbox", tool + ": no sandbox named '" + sandbox + "'" +
                        (known.empty() ? " (there are none; create one with sandbox_new)" : "; sandboxes: " + known));
   }
+  // The server's host table may hold an older sandbox by this name (removed and made again by the
+  // CLI): the manager's, checked against the registry, wins.
+  env.hosts.add(h);
   return h->name();
 }
 

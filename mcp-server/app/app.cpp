@@ -204,6 +204,9 @@ App::App(AppConfig config) : m_config(std::move(config)) {
   m_profiles = std::make_unique<tools::ProfileRunner>(file_config->profiles);
   spdlog::info("default host: {}; state: {}", m_hosts.default_name(), m_config.state_dir);
 
+  if (m_config.sandbox_cli) {
+    return;
+  }
   if (m_config.jobs.spill_dir.empty()) {
     m_config.jobs.spill_dir = m_config.state_dir + "/spill";
   }

@@ -20,6 +20,9 @@ namespace smcp::app {
 struct FileConfig; // config.h
 
 struct AppConfig {
+  // The sandbox manager CLI: hosts and sandboxes only. No job manager (which would take over the
+  // jobs a running server owns), no tools, no MCP server.
+  bool sandbox_cli = false;
   std::string state_dir;    // holds state.db, jobs/ and spill/
   std::string default_host; // empty: SSH_HOST if set, else the config file's, else "local"
   std::string config_file;  // empty: $SANDBOX_MCP_CONFIG or ~/.config/sandbox-mcp/config.json (see config.h)

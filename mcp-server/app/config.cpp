@@ -200,7 +200,7 @@ void parse_profiles(const json& doc, const std::string& origin, FileConfig& c) {
       }
       warn_unknown(p,
                    {"base", "network", "memory_mb", "cpu_seconds", "file_size_mb", "open_files", "clear_env",
-                    "full_etc_var", "ro_mounts"},
+                    "full_etc_var", "ro_mounts", "cwd_writable"},
                    origin, "profiles." + name + ".");
       const std::string base = get_string(p, "base", origin, ps.profiles.count(name) ? name : "standard");
       if (!ps.profiles.count(base)) {
@@ -219,6 +219,7 @@ void parse_profiles(const json& doc, const std::string& origin, FileConfig& c) {
       flag("network", prof.network);
       flag("clear_env", prof.clear_env);
       flag("full_etc_var", prof.full_etc_var);
+      flag("cwd_writable", prof.cwd_writable);
       prof.memory_mb = get_int(p, "memory_mb", origin, 0, 1 << 30).value_or(static_cast<int>(prof.memory_mb));
       prof.cpu_seconds = get_int(p, "cpu_seconds", origin, 0, 1 << 30).value_or(static_cast<int>(prof.cpu_seconds));
       prof.file_size_mb = get_int(p, "file_size_mb", origin, 0, 1 << 30).value_or(static_cast<int>(prof.file_size_mb));

@@ -70,7 +70,9 @@ int attach(sandbox::SandboxManager& m, const std::string& name) {
 }
 
 int run(const CommandLine& cl) {
-  App app(cl.config);
+  AppConfig config = cl.config;
+  config.sandbox_cli = true;
+  App app(config);
   auto& m = app.sandboxes();
   const auto& s = cl.sandbox;
   if (cl.command == "new") {

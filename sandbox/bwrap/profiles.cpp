@@ -71,7 +71,17 @@ ProfileSettings default_profile_settings() {
 std::vector<std::string> profile_launcher(const Profile& p, const std::string& bwrap, const std::string& work_dir,
                                           const std::string& cwd,
                                           const std::vector<std::pair<std::string, std::string>>& env) {
-  std::vector<std::string> a = {"sh", "-c", "mkdir -p -- \"$1\" && shift && exec \"$@\"", "sh", work_dir, "prlimit"};
+  // The work root must be ours (not another user's, not a link): made 0700 when missing.
+  const std::string root = work_dir.substr(0, work_dir.rfind('/'));
+  std::vector<std::string> a = {
+      "/bin/sh",
+      "-c",
+      "umask 077; mkdir -p -- \"$1\" && [ -O \"$1\" ] && [ ! -L \"$1\" ] || { echo \"sandbox-mcp: work directory "
+      "root $1 is not ours\" >&2; exit 125; }; mkdir -- \"$2\" || exit 125; shift 2; exec \"$@\"",
+      "sh",
+      root,
+      work_dir,
+      "prlimit"};
   if (p.memory_mb > 0) {
     a.push_back("--as=" + std::to_string(p.memory_mb * 1024 * 1024));
   }
@@ -111,7 +121,7 @@ std::vector<std::string> profile_launcher(const Profile& p, const std::string& b
   }
   a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", work_dir, "/work"});
   if (!cwd.empty()) {
-    a.insert(a.end(), {"--bind", cwd, cwd, "--chdir", cwd});
+    a.insert(a.end(), {p.cwd_writable ? "--bind" : "--ro-bind", cwd, cwd, "--chdir", cwd});
   } else {
     a.insert(a.end(), {"--chdir", "/work"});
   }
@@ -122,9 +132,9 @@ std::vector<std::string> profile_launcher(const Profile& p, const std::string& b
   if (p.clear_env) {
     a.insert(a.end(), {"--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/work",
                        "--setenv", "LANG", "C.UTF-8"});
-    for (const auto& [k, v] : env) {
-      a.insert(a.end(), {"--setenv", k, v});
-    }
+  }
+  for (const auto& [k, v] : env) {
+    a.insert(a.end(), {"--setenv", k, v});
   }
   a.insert(a.end(), {"--die-with-parent", "--"});
   return a;

@@ -24,6 +24,9 @@ struct Profile {
   bool clear_env = false;             // only PATH, HOME (the work directory) and LANG
   bool full_etc_var = false;          // /etc and /var read-only, not only the few files programs need
   std::vector<std::string> ro_mounts; // more read-only binds (host path = sandbox path), when present
+  // The call's cwd is bound read-only unless this is set: a writable cwd chosen by the caller (its
+  // home, /) would let a confined command plant files that later run unconfined.
+  bool cwd_writable = false;
 };
 
 // The original worker's defaults.
@@ -47,7 +50,8 @@ ProfileSettings default_profile_settings();
 
 // The launcher for `profile`; `work_dir` is this execution's directory on the host (made by the
 // launcher), `cwd` (when not empty) is bound writable and becomes the working directory.
-// `env` (the call's variables) is set inside even when the profile clears the environment.
+// `env` (the call's variables) is set inside bwrap only (--setenv), never for the launcher itself:
+// PATH or LD_PRELOAD from a call must not choose which prlimit or bwrap runs.
 std::vector<std::string> profile_launcher(const Profile& profile, const std::string& bwrap, const std::string& work_dir,
                                           const std::string& cwd,
                                           const std::vector<std::pair<std::string, std::string>>& env = {});

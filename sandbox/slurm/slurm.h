@@ -28,6 +28,16 @@ struct SlurmJobState {
   std::string node;   // where it runs (or ran)
   std::string reason; // why it is pending, when it is
   bool active() const { return state == "PENDING" || state == "RUNNING" || state == "CONFIGURING"; }
+  // Over for good: nothing can start it again (a requeued, held or suspended job is not).
+  bool terminal() const {
+    for (const char* s : {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
+                          "DEADLINE", "UNKNOWN"}) {
+      if (state == s) {
+        return true;
+      }
+    }
+    return false;
+  }
 };
 
 // The tools `new -s` needs; the missing ones are named in the original's words:

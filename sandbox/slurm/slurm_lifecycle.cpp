@@ -152,9 +152,10 @@ SlurmJobState SandboxManager::submit(SandboxRow& row, const NewRequest& request,
 void SandboxManager::remove_slurm(const SandboxRow& row, exec::RemoteExecutor& x, RemoveResult& result) {
   const std::string& job = row.slurm_job_id;
   SlurmJobState before = slurm_job_state(x, job);
-  if (before.active() || before.state == "COMPLETING" || before.state == "SUSPENDED") {
+  if (!before.terminal()) { // running, pending, requeued, held, suspended...: all must end
     CommandOutcome c = run_argv(x, {"scancel", job}, k_quick);
-    if (!c.ok() && c.message().find("Invalid job id") == std::string::npos) {
+    if (!c.ok() && c.message().find("Invalid job id") == std::string::npos &&
+        c.message().find("already completed") == std::string::npos) {
       throw SandboxError(Kind::failed, "scancel " + job + " failed on " + row.host + ": " + c.message() +
                                            " (the sandbox is kept; try again)");
     }
@@ -166,12 +167,12 @@ void SandboxManager::remove_slurm(const SandboxRow& row, exec::RemoteExecutor& x
   SlurmJobState st = before;
   while (std::chrono::steady_clock::now() < deadline) {
     st = slurm_job_state(x, job);
-    if (!st.active() && st.state != "COMPLETING") {
+    if (st.terminal()) {
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
-  if (st.active() || st.state == "COMPLETING") {
+  if (!st.terminal()) {
     result.notes.push_back("Slurm job " + job + " is still " + st.state + " after scancel");
   }
   // scancel alone leaves podman's container running: the wrapper removes it when the job ends;

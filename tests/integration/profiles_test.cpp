@@ -39,7 +39,8 @@ protected:
     dir = ::mkdtemp(tmpl);
     state = dir + "/state";
     config = dir + "/config.json";
-    std::ofstream(config) << R"({"profiles": {"quick-cpu": {"base": "restrictive", "cpu_seconds": 1}}})";
+    std::ofstream(config) << R"({"profiles": {"quick-cpu": {"base": "restrictive", "cpu_seconds": 1},
+                                  "writable-cwd": {"base": "restrictive", "cwd_writable": true}}})";
   }
   void TearDown() override {
     client.reset();
@@ -148,11 +149,20 @@ TEST_F(ProfilesTest, SecretsAndFilesOutsideTheMountsStayOut) {
   EXPECT_EQ(s["stdout"].get<std::string>().find("top secret"), std::string::npos) << s.dump();
   // The work directory is this run's, on the host.
   EXPECT_EQ(fs::path(r["work_dir"].get<std::string>()).parent_path(), fs::path(dir + "/work"));
-  // cwd, when given, is writable too.
+  // cwd, when given, is visible read-only, and writable only where a profile says so.
   fs::create_directories(dir + "/proj");
-  json c = bash("restrictive", "pwd; echo made > here.txt", {{"cwd", dir + "/proj"}});
-  EXPECT_EQ(c["stdout"], dir + "/proj\n");
-  EXPECT_TRUE(fs::exists(dir + "/proj/here.txt"));
+  json c = bash("restrictive", "pwd; echo made > here.txt 2>&1 || echo refused", {{"cwd", dir + "/proj"}});
+  EXPECT_EQ(c["stdout"].get<std::string>().rfind(dir + "/proj\n", 0), 0u) << c.dump();
+  EXPECT_FALSE(fs::exists(dir + "/proj/here.txt"));
+  json w = bash("writable-cwd", "echo made > here.txt", {{"cwd", dir + "/proj"}});
+  EXPECT_TRUE(fs::exists(dir + "/proj/here.txt")) << w.dump();
+  // The call's environment cannot choose what confines it: PATH pointing at a planted prlimit.
+  fs::create_directories(dir + "/evil");
+  std::ofstream(dir + "/evil/prlimit") << "#!/bin/sh\ntouch " << dir << "/escaped\nexec /usr/bin/prlimit \"$@\"\n";
+  fs::permissions(dir + "/evil/prlimit", fs::perms::owner_all);
+  json e = bash("restrictive", "echo $PATH", {{"env", {{"PATH", dir + "/evil:/usr/bin:/bin"}}}});
+  EXPECT_FALSE(fs::exists(dir + "/escaped")) << e.dump();
+  EXPECT_EQ(e["stdout"], dir + "/evil:/usr/bin:/bin\n") << "the variable still reaches the command";
 }
 
 TEST_F(ProfilesTest, MaxConcurrentQueuesTheExcessAndSaysSo) {

@@ -166,6 +166,18 @@ TEST_F(SandboxTest, McpFlowCommandsJobsFilesAttachAndRm) {
   EXPECT_EQ(r["host"], "sandbox:m1");
   // What the agent wrote is in the worktree on the host.
   EXPECT_TRUE(fs::exists(repo + "/.sandboxes/m1/new.txt"));
+  // git works inside (a commit writes the shared git directory), but the repository's hooks and
+  // config, which git on the host would run, cannot be changed from inside.
+  json git = client->call("remote_bash", {{"sandbox", "m1"},
+                                          {"command", "git -c user.name=a -c user.email=a@a commit -q --allow-empty -m "
+                                                      "from-sandbox && echo committed; echo x > " +
+                                                          repo +
+                                                          "/.git/hooks/post-checkout 2>&1; git config core.fsmonitor "
+                                                          "'touch /tmp/owned' 2>&1 | head -1"}});
+  EXPECT_NE(git["stdout"].get<std::string>().find("committed"), std::string::npos) << git.dump();
+  EXPECT_FALSE(fs::exists(repo + "/.git/hooks/post-checkout")) << git.dump();
+  EXPECT_EQ(run({"git", "-C", repo, "config", "--get", "core.fsmonitor"}).out, "") << git.dump();
+  EXPECT_EQ(run({"git", "-C", repo, "log", "-1", "--format=%s", "main"}).out, "from-sandbox\n");
   // A background job inside, read with a filter.
   json job = client->call("remote_bash", {{"sandbox", "m1"},
                                           {"command", "for i in 1 2 3 4; do echo line$i; echo noise; done"},

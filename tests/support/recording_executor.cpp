@@ -36,6 +36,16 @@ void RecordingExecutor::answer(std::vector<std::string> prefix, int status, std:
 
 std::shared_ptr<exec::RemoteCall> RecordingExecutor::start(exec::RemoteCommand command) {
   std::lock_guard lock(m_mutex);
+  // git's safety switches (sandbox/host_commands.cpp) are counted, then left out, so that rules and
+  // assertions read `git -C REPO ...`.
+  const std::vector<std::string> safety = {"git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"};
+  if (!command.argv.empty() && command.argv[0] == "git") {
+    if (starts_with(command.argv, safety)) {
+      command.argv.erase(command.argv.begin() + 1, command.argv.begin() + 5);
+    } else {
+      ++m_unprotected_git;
+    }
+  }
   m_calls.push_back({command.argv, command.exec, command.input});
   exec::RemoteResult r;
   r.exit_status = 0;

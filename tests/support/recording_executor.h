@@ -32,6 +32,8 @@ public:
   std::shared_ptr<exec::RemoteCall> start(exec::RemoteCommand command) override;
 
   std::vector<Recorded> calls() const;
+  // git commands run without core.hooksPath=/dev/null and core.fsmonitor=false.
+  int unprotected_git() const { return m_unprotected_git; }
   // The recorded argvs starting with `prefix`.
   std::vector<std::vector<std::string>> matching(const std::vector<std::string>& prefix) const;
 
@@ -39,6 +41,7 @@ private:
   mutable std::mutex m_mutex;
   std::vector<Rule> m_rules;
   std::vector<Recorded> m_calls;
+  int m_unprotected_git = 0;
 };
 
 class RecordingHost final : public FakeHost {

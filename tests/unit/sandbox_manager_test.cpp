@@ -108,6 +108,9 @@ TEST_F(SandboxManagerTest, PodmanNewRunsWorktreeContainerAndTmuxInOrder) {
   EXPECT_LT(index("git", "worktree"), index("podman", "run"));
   EXPECT_LT(index("podman", "run"), index("podman", "exec"));
   ASSERT_TRUE(m->registry().get("exp1"));
+  // git on the host never runs hooks or an fsmonitor the sandbox could have written; the
+  // sandbox's hooks and config are read-only inside.
+  EXPECT_EQ(rec->unprotected_git(), 0);
 }
 
 TEST_F(SandboxManagerTest, DockerCommandLinesAndNoIdMapping) {
