@@ -117,9 +117,12 @@ sandbox::SandboxManager& manager(ToolEnv& env, const std::string& tool) {
 }
 
 // Runs `body`, turning sandbox failures into -32602 (a bad request) or a tool error.
-mcp::ToolResult sandbox_guarded(const std::string& tool, const std::function<mcp::ToolResult()>& body) {
+// `host`: where the work happens, for the advice on an unreachable host ("sandbox:NAME" for a
+// sandbox's own, whose messages say what to do).
+mcp::ToolResult sandbox_guarded(const std::string& tool, const std::string& host,
+                                const std::function<mcp::ToolResult()>& body) {
   try {
-    return guarded(tool, "local", body);
+    return guarded(tool, host, body);
   } catch (const sandbox::SandboxError& e) {
     if (e.kind() == sandbox::SandboxError::Kind::invalid) {
       throw mcp::InvalidArgument("name", tool + ": " + e.what());
@@ -144,7 +147,7 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
       json::parse(k_new_input), item,
       {.read_only = false, .destructive = false, .idempotent = false, .open_world = true});
   t_new.handler = [&env](const json& args, mcp::ToolContext& ctx) -> mcp::ToolResult {
-    return sandbox_guarded("sandbox_new", [&]() -> mcp::ToolResult {
+    return sandbox_guarded("sandbox_new", arg_string(args, "host", "local"), [&]() -> mcp::ToolResult {
       sandbox::NewRequest req;
       req.name = arg_string(args, "name");
       req.branch = arg_string(args, "branch", "main");
@@ -180,7 +183,7 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
        {"additionalProperties", false}},
       {.read_only = true, .destructive = false, .idempotent = true, .open_world = true});
   t_ls.handler = [&env](const json&, mcp::ToolContext&) -> mcp::ToolResult {
-    return sandbox_guarded("sandbox_ls", [&]() -> mcp::ToolResult {
+    return sandbox_guarded("sandbox_ls", "sandbox:", [&]() -> mcp::ToolResult {
       json list = json::array();
       for (const auto& info : manager(env, "sandbox_ls").list()) {
         list.push_back(info_json(info));
@@ -196,7 +199,7 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
                                 json::parse(k_name_only), json::parse(k_rm_output),
                                 {.read_only = false, .destructive = true, .idempotent = true, .open_world = true});
   t_rm.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
-    return sandbox_guarded("sandbox_rm", [&]() -> mcp::ToolResult {
+    return sandbox_guarded("sandbox_rm", std::string("sandbox:") + arg_string(args, "name"), [&]() -> mcp::ToolResult {
       const std::string name = arg_string(args, "name");
       auto r = manager(env, "sandbox_rm").remove(name);
       env.hosts.remove(sandbox::SandboxManager::k_host_prefix + sandbox::sandbox_of_host(name));
@@ -219,7 +222,8 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
       json::parse(k_attach_input), json::parse(k_attach_output),
       {.read_only = false, .destructive = false, .idempotent = false, .open_world = true});
   t_attach.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
-    return sandbox_guarded("sandbox_attach", [&]() -> mcp::ToolResult {
+    return sandbox_guarded("sandbox_attach", std::string("sandbox:") + arg_string(args, "name"),
+                           [&]() -> mcp::ToolResult {
       std::vector<std::string> special;
       if (auto it = args.find("special_keys"); it != args.end()) {
         special = it->get<std::vector<std::string>>();
