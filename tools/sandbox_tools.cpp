@@ -222,17 +222,17 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
       json::parse(k_attach_input), json::parse(k_attach_output),
       {.read_only = false, .destructive = false, .idempotent = false, .open_world = true});
   t_attach.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
-    return sandbox_guarded("sandbox_attach", std::string("sandbox:") + arg_string(args, "name"),
-                           [&]() -> mcp::ToolResult {
-      std::vector<std::string> special;
-      if (auto it = args.find("special_keys"); it != args.end()) {
-        special = it->get<std::vector<std::string>>();
-      }
-      auto r = manager(env, "sandbox_attach")
-                   .attach(arg_string(args, "name"), arg_string(args, "keys"), special,
-                           std::chrono::milliseconds(arg_int(args, "wait_ms", 500)));
-      return mcp::ToolResult::ok({{"name", r.name}, {"attach_command", r.attach_command}, {"pane", r.pane}});
-    });
+    return sandbox_guarded(
+        "sandbox_attach", std::string("sandbox:") + arg_string(args, "name"), [&]() -> mcp::ToolResult {
+          std::vector<std::string> special;
+          if (auto it = args.find("special_keys"); it != args.end()) {
+            special = it->get<std::vector<std::string>>();
+          }
+          auto r = manager(env, "sandbox_attach")
+                       .attach(arg_string(args, "name"), arg_string(args, "keys"), special,
+                               std::chrono::milliseconds(arg_int(args, "wait_ms", 500)));
+          return mcp::ToolResult::ok({{"name", r.name}, {"attach_command", r.attach_command}, {"pane", r.pane}});
+        });
   };
   tools.push_back(std::move(t_attach));
   return tools;
