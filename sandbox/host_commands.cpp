@@ -2,6 +2,8 @@
 
 #include "sandbox/exec/quote.h"
 
+#include <sstream>
+
 namespace smcp::sandbox {
 
 std::string trim(const std::string& s) {
@@ -10,6 +12,33 @@ std::string trim(const std::string& s) {
     return {};
   }
   return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!trim(line).empty()) {
+      lines.push_back(trim(line));
+    }
+  }
+  return lines;
+}
+
+bool mentions(const std::string& text, const char* what) {
+  std::string lower = text;
+  for (auto& c : lower) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return lower.find(what) != std::string::npos;
+}
+
+std::string join(const std::vector<std::string>& words, const char* separator) {
+  std::string s;
+  for (const auto& w : words) {
+    s += (s.empty() ? "" : separator) + w;
+  }
+  return s;
 }
 
 std::string CommandOutcome::message() const {

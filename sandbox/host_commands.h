@@ -23,7 +23,15 @@ struct CommandOutcome {
 CommandOutcome run_argv(exec::RemoteExecutor& x, const std::vector<std::string>& argv,
                         std::chrono::milliseconds timeout, const std::string& input = {});
 
+// How long a short step (a check, a listing, a removal) may take on a host.
+constexpr std::chrono::milliseconds k_quick_step{60000};
+
 std::string trim(const std::string& s);
+// The non-blank lines of a program's output, trimmed.
+std::vector<std::string> lines_of(const std::string& text);
+// Whether `text` contains `what` (lower case), ignoring case: for the runtimes' error messages.
+bool mentions(const std::string& text, const char* what);
+std::string join(const std::vector<std::string>& words, const char* separator);
 // The argv as a human would type it (each word shell-quoted when needed), for messages and attach.
 std::string display_command(const std::vector<std::string>& argv);
 

@@ -18,14 +18,6 @@ using Kind = SandboxError::Kind;
   throw SandboxError(Kind::failed, "image build: " + step + " failed: " + o.message());
 }
 
-std::string join(const std::vector<std::string>& words, const char* sep) {
-  std::string s;
-  for (const auto& w : words) {
-    s += (s.empty() ? "" : sep) + w;
-  }
-  return s;
-}
-
 } // namespace
 
 std::string containerfile(const ImageOptions& o) {

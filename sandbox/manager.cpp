@@ -15,31 +15,10 @@ namespace smcp::sandbox {
 namespace {
 
 using Kind = SandboxError::Kind;
-constexpr std::chrono::milliseconds k_quick{60000};
+constexpr auto k_quick = k_quick_step;
 
 [[noreturn]] void failed(const std::string& message) {
   throw SandboxError(Kind::failed, message);
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!trim(line).empty()) {
-      lines.push_back(trim(line));
-    }
-  }
-  return lines;
-}
-
-bool mentions(const std::string& text, const char* what) {
-  std::string lower = text;
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-  return lower.find(what) != std::string::npos;
-}
-
-Runtime parse_runtime(const std::string& name) {
-  return name == "docker" ? Runtime::docker : Runtime::podman;
 }
 
 } // namespace

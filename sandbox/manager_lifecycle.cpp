@@ -11,22 +11,10 @@ namespace smcp::sandbox {
 namespace {
 
 using Kind = SandboxError::Kind;
-constexpr std::chrono::milliseconds k_quick{60000};
+constexpr auto k_quick = k_quick_step;
 
 [[noreturn]] void failed(const std::string& message) {
   throw SandboxError(Kind::failed, message);
-}
-
-bool mentions(const std::string& text, const char* what) {
-  std::string lower = text;
-  for (auto& c : lower) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return lower.find(what) != std::string::npos;
-}
-
-Runtime parse_runtime(const std::string& name) {
-  return name == "docker" ? Runtime::docker : Runtime::podman;
 }
 
 // Appends `line` to a git exclude file unless it is there (a fixed program; the values are

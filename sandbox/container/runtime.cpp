@@ -10,6 +10,10 @@ const char* runtime_name(Runtime runtime) {
   return runtime == Runtime::podman ? "podman" : "docker";
 }
 
+Runtime parse_runtime(const std::string& name) {
+  return name == "docker" ? Runtime::docker : Runtime::podman;
+}
+
 namespace {
 
 std::vector<std::string> with_runtime(Runtime r, std::vector<std::string> rest) {

@@ -10,6 +10,7 @@ namespace smcp::sandbox {
 
 enum class Runtime { podman, docker };
 const char* runtime_name(Runtime runtime);
+Runtime parse_runtime(const std::string& name); // "docker" -> docker; anything else (a row's "podman") -> podman
 
 struct Mount {
   std::string source; // on the sandbox's host

@@ -12,30 +12,15 @@ namespace smcp::sandbox {
 namespace {
 
 using Kind = SandboxError::Kind;
-constexpr std::chrono::milliseconds k_quick{60000};
-
-std::string join(const std::vector<std::string>& words) {
-  std::string s;
-  for (const auto& w : words) {
-    s += (s.empty() ? "" : ", ") + w;
-  }
-  return s;
-}
+constexpr auto k_quick = k_quick_step;
 
 } // namespace
 
 std::string SandboxManager::check_slurm(exec::RemoteExecutor& x, const std::string& host, const std::string& repo) {
-  CommandOutcome missing = run_argv(x, missing_tools_argv(required_slurm_tools()), k_quick);
-  std::vector<std::string> names;
-  std::istringstream in(missing.out);
-  for (std::string line; std::getline(in, line);) {
-    if (!trim(line).empty()) {
-      names.push_back(trim(line));
-    }
-  }
+  const std::vector<std::string> names = lines_of(run_argv(x, missing_tools_argv(required_slurm_tools()), k_quick).out);
   if (!names.empty()) {
-    throw SandboxError(Kind::missing, "Required Slurm tool(s) not found in PATH: " + join(names) + " (on " + host +
-                                          "; Debian: apt-get install slurm-client)");
+    throw SandboxError(Kind::missing, "Required Slurm tool(s) not found in PATH: " + join(names, ", ") + " (on " +
+                                          host + "; Debian: apt-get install slurm-client)");
   }
   std::string wrapper = trim(run_argv(x, find_wrapper_argv(repo), k_quick).out);
   if (wrapper.empty()) {
