@@ -3,6 +3,7 @@
 // concurrency limit, a confined background job across a restart, an SSH host (the sshd fixture),
 // and clear errors when bwrap is missing. Skipped, saying why, only when bwrap cannot run here.
 #include "sandbox/exec/run_process.h"
+#include "tests/support/sandbox_calls.h"
 #include "tests/support/sshd_fixture.h"
 #include "tests/support/stdio_client.h"
 
@@ -68,15 +69,7 @@ protected:
     extra["command"] = command;
     return client->call("remote_bash", extra);
   }
-  std::string error_of(const json& args) {
-    try {
-      json r = client->request("tools/call", {{"name", "remote_bash"}, {"arguments", args}});
-      EXPECT_TRUE(r.value("isError", false)) << r.dump();
-      return r["content"][0]["text"].get<std::string>();
-    } catch (const std::runtime_error& e) {
-      return e.what();
-    }
-  }
+  std::string error_of(const json& args) { return testing::tool_error(*client, "remote_bash", args); }
 
   std::string dir, state, config;
   std::unique_ptr<StdioClient> client;

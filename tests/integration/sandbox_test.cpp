@@ -3,6 +3,7 @@
 // fixture, with podman reached through it). The image is built by scripts/test.sh
 // (`sandbox-mcp image build`); without podman or the image these tests skip and say why.
 #include "sandbox/exec/run_process.h"
+#include "tests/support/sandbox_calls.h"
 #include "tests/support/sshd_fixture.h"
 #include "tests/support/stdio_client.h"
 
@@ -23,7 +24,7 @@ namespace fs = std::filesystem;
 constexpr const char* k_image = "localhost/sandbox-mcp:latest";
 
 exec::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 120s) {
-  return exec::run_process(argv, timeout);
+  return testing::run_program(argv, timeout);
 }
 
 std::string why_no_podman() {
@@ -40,15 +41,8 @@ bool container_exists(const std::string& name) {
   return run({"podman", "container", "exists", name}, 30s).status == 0;
 }
 
-// A git repository with one commit in a fresh directory.
 std::string make_repo(const std::string& dir) {
-  fs::create_directories(dir);
-  EXPECT_EQ(run({"git", "-C", dir, "init", "-q", "-b", "main"}).status, 0);
-  std::ofstream(dir + "/README") << "hello\n";
-  EXPECT_EQ(run({"git", "-C", dir, "add", "README"}).status, 0);
-  EXPECT_EQ(run({"git", "-C", dir, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"}).status,
-            0);
-  return dir;
+  return testing::make_git_repo(dir);
 }
 
 class SandboxTest : public ::testing::Test {
@@ -94,28 +88,8 @@ protected:
                                                                             state, "--log-level", "warn"});
     ::unsetenv("SANDBOX_MCP_CONFIG");
   }
-  json call_raw(const std::string& tool, const json& args) {
-    return client->request("tools/call", {{"name", tool}, {"arguments", args}});
-  }
-  // A call that must fail: its error (JSON-RPC) or isError text.
-  std::string error_of(const std::string& tool, const json& args) {
-    try {
-      json r = call_raw(tool, args);
-      EXPECT_TRUE(r.value("isError", false)) << r.dump();
-      return r["content"][0]["text"].get<std::string>();
-    } catch (const std::runtime_error& e) {
-      return e.what();
-    }
-  }
-  json sandbox_of(const std::string& name) {
-    const json all = client->call("sandbox_ls", json::object());
-    for (const auto& s : all["sandboxes"]) {
-      if (s["name"] == name) {
-        return s;
-      }
-    }
-    return nullptr;
-  }
+  std::string error_of(const std::string& tool, const json& args) { return testing::tool_error(*client, tool, args); }
+  json sandbox_of(const std::string& name) { return testing::find_sandbox(*client, name); }
 
   std::string dir, repo, state, config;
   std::unique_ptr<StdioClient> client;

@@ -3,6 +3,7 @@
 // from this machine and from the sshd fixture as a login node. Skipped, saying why, when the
 // cluster cannot start here (not root, no Slurm packages and no apt) or podman/the image is missing.
 #include "sandbox/exec/run_process.h"
+#include "tests/support/sandbox_calls.h"
 #include "tests/support/sshd_fixture.h"
 #include "tests/support/stdio_client.h"
 
@@ -21,7 +22,7 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 exec::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 120s) {
-  return exec::run_process(argv, timeout);
+  return testing::run_program(argv, timeout);
 }
 
 class SlurmTest : public ::testing::Test {
@@ -61,10 +62,7 @@ protected:
     }
     char tmpl[] = "/tmp/smcp-slurm-t-XXXXXX";
     dir = ::mkdtemp(tmpl);
-    repo = dir + "/repo";
-    fs::create_directories(repo);
-    run({"git", "-C", repo, "init", "-q", "-b", "main"});
-    run({"git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "i"});
+    repo = testing::make_git_repo(dir + "/repo");
     state = dir + "/state";
     config = dir + "/config.json";
     std::ofstream(config) << R"({"slurm": {"start_timeout_s": 60}})";
@@ -94,24 +92,8 @@ protected:
     Env e(this, {});
     return run(args);
   }
-  std::string error_of(const std::string& tool, const json& args) {
-    try {
-      json r = client->request("tools/call", {{"name", tool}, {"arguments", args}});
-      EXPECT_TRUE(r.value("isError", false)) << r.dump();
-      return r["content"][0]["text"].get<std::string>();
-    } catch (const std::runtime_error& e) {
-      return e.what();
-    }
-  }
-  json sandbox_of(const std::string& name) {
-    const json all = client->call("sandbox_ls", json::object());
-    for (const auto& s : all["sandboxes"]) {
-      if (s["name"] == name) {
-        return s;
-      }
-    }
-    return nullptr;
-  }
+  std::string error_of(const std::string& tool, const json& args) { return testing::tool_error(*client, tool, args); }
+  json sandbox_of(const std::string& name) { return testing::find_sandbox(*client, name); }
   bool in_queue(const std::string& job) { return !slurm({"squeue", "-h", "-j", job, "-o", "%T"}).out.empty(); }
   bool container_left(const std::string& name) { return run({"podman", "container", "exists", name}, 30s).status == 0; }
 
@@ -285,11 +267,7 @@ TEST_F(SlurmTest, FromALoginNodeOverSsh) {
   o.servers = 1;
   o.set_env = "SLURM_CONF=" + conf + " PATH=" + bin + ":/usr/local/bin:/usr/bin:/bin";
   testing::SshdFixture fx(o);
-  const std::string remote_repo = dir + "/login-repo";
-  fs::create_directories(remote_repo);
-  run({"git", "-C", remote_repo, "init", "-q", "-b", "main"});
-  run({"git", "-C", remote_repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m",
-       "i"});
+  const std::string remote_repo = testing::make_git_repo(dir + "/login-repo");
   std::ofstream(config) << json{{"ssh_config", fx.config_file()},
                                 {"hosts", json::array({json{{"name", "h0"}, {"repo_base", remote_repo}}})}}
                                .dump();

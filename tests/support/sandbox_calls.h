@@ -1,0 +1,57 @@
+// Helpers shared by the sandbox, Slurm and profile integration tests: a program run to its end, a
+// git repository with one commit, and MCP calls that must fail or that look a sandbox up.
+#pragma once
+
+#include "sandbox/exec/run_process.h"
+#include "tests/support/stdio_client.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace smcp::testing {
+
+inline exec::ProcessResult run_program(const std::vector<std::string>& argv,
+                                       std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
+  return exec::run_process(argv, timeout);
+}
+
+// A git repository in `dir` (created) on branch main, with a README ("hello") committed.
+inline std::string make_git_repo(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  EXPECT_EQ(run_program({"git", "-C", dir, "init", "-q", "-b", "main"}).status, 0);
+  std::ofstream(dir + "/README") << "hello\n";
+  EXPECT_EQ(run_program({"git", "-C", dir, "add", "README"}).status, 0);
+  EXPECT_EQ(
+      run_program({"git", "-C", dir, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"}).status,
+      0);
+  return dir;
+}
+
+// A tools/call that must fail: its JSON-RPC error or its isError text.
+inline std::string tool_error(bench::StdioClient& client, const std::string& tool, const nlohmann::json& args) {
+  try {
+    nlohmann::json r = client.request("tools/call", {{"name", tool}, {"arguments", args}});
+    EXPECT_TRUE(r.value("isError", false)) << r.dump();
+    return r["content"][0]["text"].get<std::string>();
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+}
+
+// The sandbox_ls entry of `name`, or null.
+inline nlohmann::json find_sandbox(bench::StdioClient& client, const std::string& name) {
+  const nlohmann::json all = client.call("sandbox_ls", nlohmann::json::object());
+  for (const auto& s : all["sandboxes"]) {
+    if (s["name"] == name) {
+      return s;
+    }
+  }
+  return nullptr;
+}
+
+} // namespace smcp::testing
