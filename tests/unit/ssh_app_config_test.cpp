@@ -12,6 +12,16 @@ namespace {
 
 using nlohmann::json;
 
+// parse_config's error for `text`, or "(accepted)".
+std::string error(const char* text) {
+  try {
+    parse_config(json::parse(text), "cfg.json");
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
 TEST(SshAppConfig, DefaultsWithoutAFile) {
   FileConfig c = load_config("/nonexistent/sandbox-mcp.json");
   EXPECT_TRUE(c.path.empty());
@@ -59,14 +69,6 @@ TEST(SshAppConfig, ParsesEverything) {
 }
 
 TEST(SshAppConfig, ErrorsNameTheFileAndTheKey) {
-  auto error = [](const char* text) {
-    try {
-      parse_config(json::parse(text), "cfg.json");
-    } catch (const std::runtime_error& e) {
-      return std::string(e.what());
-    }
-    return std::string("(accepted)");
-  };
   EXPECT_NE(error(R"({"host_key_policy": "maybe"})").find("cfg.json: host_key_policy must be"), std::string::npos);
   EXPECT_NE(error(R"({"hosts": [42]})").find("hosts"), std::string::npos);
   EXPECT_NE(error(R"({"hosts": ["local"]})").find("'local'"), std::string::npos);
@@ -102,14 +104,6 @@ TEST(SshAppConfig, SandboxSlurmAndProfileSections) {
   EXPECT_EQ(c.profiles.profiles.at("standard").memory_mb, 1024) << "the rest of the built-in stays";
   EXPECT_EQ(c.profiles.default_profile, "ci");
   EXPECT_EQ(c.profiles.host_default.at("gpu1"), "standard");
-  auto error = [](const char* text) {
-    try {
-      parse_config(json::parse(text), "cfg.json");
-    } catch (const std::runtime_error& e) {
-      return std::string(e.what());
-    }
-    return std::string("(accepted)");
-  };
   EXPECT_NE(error(R"({"profiles": {"x": {"base": "nope"}}})").find("no profile named 'nope'"), std::string::npos);
   EXPECT_NE(error(R"({"default_profile": "nope"})").find("no profile named 'nope'"), std::string::npos);
   EXPECT_NE(error(R"({"hosts": [{"name": "h", "profile": "nope"}]})").find("no profile named 'nope'"),
