@@ -334,7 +334,7 @@ TEST_F(SandboxTest, AFailedNewLeavesNothingBehind) {
   EXPECT_NE(err.find("podman run failed"), std::string::npos) << err;
   EXPECT_FALSE(fs::exists(repo + "/.sandboxes/f1"));
   EXPECT_NE(run({"git", "-C", repo, "rev-parse", "--verify", "-q", "refs/heads/fresh"}).status, 0) << "branch undone";
-  EXPECT_EQ(run({"git", "-C", repo, "worktree", "list"}).out.find("f1"), std::string::npos);
+  EXPECT_EQ(run({"git", "-C", repo, "worktree", "list"}).out.find("/.sandboxes/f1"), std::string::npos);
   EXPECT_EQ(client->call("sandbox_ls", json::object())["sandboxes"].size(), 0u);
   // A missing image names the command that builds it.
   err = error_of("sandbox_new", {{"name", "f2"}, {"image", "localhost/no-such-image:1"}});
