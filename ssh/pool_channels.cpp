@@ -96,6 +96,10 @@ Outcome SshPool::Core::step_call(PoolCall& call, bool& progress, std::string& re
 std::optional<Outcome> SshPool::Core::open_call_channel(PoolCall& call, bool& progress, std::string& reason) {
   Connection& c = *call.connection;
   LIBSSH2_SESSION* s = c.session;
+  const std::string& socket = call.command.stream_socket;
+  if (!socket.empty()) {
+    return open_stream_channel(call, progress, reason);
+  }
   call.channel = libssh2_channel_open_session(s);
   if (!call.channel) {
     int e = libssh2_session_last_errno(s);
@@ -126,6 +130,44 @@ std::optional<Outcome> SshPool::Core::open_call_channel(PoolCall& call, bool& pr
   call.state = PoolCall::State::starting;
   progress = true;
   peak_channels = std::max(peak_channels, open_channels(c));
+  return std::nullopt;
+}
+
+// A direct-streamlocal@openssh.com channel (RFC 4254 7.2 style, OpenSSH's PROTOCOL 2.4): sshd
+// connects, as the user, to a Unix socket on the host. libssh2 1.10 has no call for it, so the
+// request is built here: string socket path, string reserved, uint32 reserved.
+std::optional<Outcome> SshPool::Core::open_stream_channel(PoolCall& call, bool& progress, std::string& reason) {
+  LIBSSH2_SESSION* s = call.connection->session;
+  const std::string& path = call.command.stream_socket;
+  std::string message;
+  auto put_u32 = [&message](std::uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      message.push_back(static_cast<char>((v >> shift) & 0xFF));
+    }
+  };
+  put_u32(static_cast<std::uint32_t>(path.size()));
+  message += path;
+  put_u32(0);
+  put_u32(0);
+  static constexpr char k_type[] = "direct-streamlocal@openssh.com";
+  call.channel = libssh2_channel_open_ex(s, k_type, sizeof k_type - 1, LIBSSH2_CHANNEL_WINDOW_DEFAULT,
+                                         LIBSSH2_CHANNEL_PACKET_DEFAULT, message.data(),
+                                         static_cast<unsigned int>(message.size()));
+  if (!call.channel) {
+    int e = libssh2_session_last_errno(s);
+    if (e == LIBSSH2_ERROR_EAGAIN) {
+      return Outcome::running;
+    }
+    if (e != LIBSSH2_ERROR_CHANNEL_FAILURE) {
+      return session_failed(s, "cannot open a stream channel", reason);
+    }
+    call.finish(HostError(Kind::refused, options.name + " refused a stream to " + path + ": " + session_error(s)));
+    return Outcome::done;
+  }
+  call.exec_sent = true;
+  last_latency = std::chrono::duration<double, std::milli>(Clock::now() - call.open_started).count();
+  call.state = PoolCall::State::running;
+  progress = true;
   return std::nullopt;
 }
 
@@ -188,7 +230,7 @@ std::optional<Outcome> SshPool::Core::exchange_io(PoolCall& call, bool& progress
       call.written = input.size(); // the command closed its input; stop writing
     }
   }
-  if (call.written >= input.size() && !call.eof_sent) {
+  if (call.written >= input.size() && !call.eof_sent && !call.command.keep_input_open) {
     int rc = libssh2_channel_send_eof(call.channel);
     if (rc == 0 || (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN && channel_level(rc))) {
       call.eof_sent = true;

@@ -11,6 +11,7 @@
 #include "ssh/pool.h"
 #include "ssh/session_internal.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -116,7 +117,10 @@ struct Connection {
   bool dead = false;
   bool idle_rx_pending = false; // idle, and the server sent something (a keepalive answer)
   int idle_rx_seen = 0;         // bytes waiting then
-  bool busy() const { return !calls.empty() || !tunnels.empty(); }
+  bool busy() const {
+    return !tunnels.empty() ||
+           std::any_of(calls.begin(), calls.end(), [](const auto& call) { return !call->command.background; });
+  }
 };
 
 // A session being opened: waiting for its turn, for its jump host's tunnel, or handshaking.
@@ -187,6 +191,7 @@ struct SshPool::Core : std::enable_shared_from_this<SshPool::Core> {
   enum class Outcome { running, done, requeue, dead };
   Outcome step_call(PoolCall& call, bool& progress, std::string& reason);
   std::optional<Outcome> open_call_channel(PoolCall& call, bool& progress, std::string& reason);
+  std::optional<Outcome> open_stream_channel(PoolCall& call, bool& progress, std::string& reason);
   std::optional<Outcome> start_command(PoolCall& call, bool& progress, std::string& reason);
   std::optional<Outcome> exchange_io(PoolCall& call, bool& progress, std::string& reason);
   std::optional<Outcome> close_call_channel(PoolCall& call, bool& progress, std::string& reason);

@@ -1,5 +1,6 @@
 #include "ssh/ssh_host.h"
 
+#include "sandbox/exec/helper_executor.h"
 #include "sandbox/exec/quote.h"
 
 #include <spdlog/spdlog.h>
@@ -88,8 +89,30 @@ private:
 
 } // namespace
 
+std::optional<ShellEnv> parse_shell_env(const std::string& text) {
+  if (text == "snapshot") {
+    return ShellEnv::snapshot;
+  }
+  if (text == "skip") {
+    return ShellEnv::skip;
+  }
+  if (text == "source") {
+    return ShellEnv::source;
+  }
+  return std::nullopt;
+}
+
 std::shared_ptr<exec::Host> make_ssh_host(SshHostOptions options) {
-  auto executor = std::make_shared<LazySshExecutor>(options);
+  std::shared_ptr<exec::RemoteExecutor> executor = std::make_shared<LazySshExecutor>(options);
+  // Without the helper (and when it cannot run), "skip" keeps the command's bash from sourcing
+  // ~/.bashrc a second time.
+  options.skip_command_bashrc = options.shell_env == ShellEnv::skip;
+  if (options.shell_env != ShellEnv::source) {
+    exec::HelperOptions ho;
+    ho.name = options.name;
+    ho.snapshot = options.shell_env == ShellEnv::snapshot;
+    executor = exec::make_helper_executor(std::move(executor), std::move(ho));
+  }
   return exec::make_script_host(std::move(options), std::move(executor));
 }
 

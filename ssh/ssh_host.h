@@ -9,10 +9,23 @@
 #include "ssh/ssh_config.h"
 
 #include <memory>
+#include <optional>
+#include <string>
 
 namespace smcp::ssh {
 
+// How a command gets the user's shell environment ("bashrc" in the config):
+//   snapshot  a helper per host runs commands with a snapshot of what the startup files produce
+//             (exported variables, functions, aliases, options): they run once per helper, not
+//             per call (sandbox/exec/helper_executor.h);
+//   skip      the helper, with the login shell's exported environment only;
+//   source    no helper: every command goes through the login shell, and its bash sources
+//             ~/.bashrc again (what `ssh host cmd` does).
+enum class ShellEnv { snapshot, skip, source };
+std::optional<ShellEnv> parse_shell_env(const std::string& text);
+
 struct SshHostOptions : exec::ScriptHostOptions {
+  ShellEnv shell_env = ShellEnv::snapshot;
   ResolveOptions resolve;
   HostKeyPolicy host_key_policy = HostKeyPolicy::accept_new;
   PassphraseSource passphrase;

@@ -1,3 +1,4 @@
+#include "sandbox/exec/remote_executor.h"
 #include "tools/common.h"
 #include "tools/profile_runner.h"
 #include "tools/tools.h"
@@ -9,17 +10,19 @@ namespace smcp::tools {
 
 namespace {
 
-const char* k_input_schema = R"({
+const char* k_input_schema = R"json({
   "type": "object",
   "properties": {
     "probe": {"type": "boolean", "default": false,
       "description": "Also run `true` on every SSH host (in parallel, 15 s limit) and report the round trip; connects hosts not yet connected."},
-    "host": {"type": "string", "minLength": 1, "description": "Only this host."}
+    "host": {"type": "string", "minLength": 1, "description": "Only this host."},
+    "refresh_env": {"type": "boolean", "default": false,
+      "description": "Take the user's shell environment (what ~/.bashrc and the other startup files set up) again on each SSH host, or only `host`: after installing something that changes them indirectly. Edits to ~/.bashrc itself are noticed without this."}
   },
   "additionalProperties": false
-})";
+})json";
 
-const char* k_output_schema = R"({
+const char* k_output_schema = R"json({
   "type": "object",
   "properties": {
     "default_host": {"type": "string"},
@@ -48,14 +51,17 @@ const char* k_output_schema = R"({
         "probe_ms": {"type": ["number", "null"]},
         "probe_error": {"type": ["string", "null"]},
         "host_key_policy": {"type": "string"},
-        "bwrap": {"type": "string", "description": "with probe: 'ok' when bubblewrap profiles work on the host, else what is missing"}
+        "bwrap": {"type": "string", "description": "with probe: 'ok' when bubblewrap profiles work on the host, else what is missing"},
+        "shell_env": {"type": "string", "enum": ["snapshot", "login-env", "login-shell"], "description": "how commands get the user's shell environment: snapshot (the startup files ran once; their variables, functions, aliases and options are loaded per command), login-env (their variables only), login-shell (they run for every command)"},
+        "shell_env_note": {"type": "string"},
+        "refresh_env": {"type": "string", "description": "with refresh_env: what was done"}
       },
       "required": ["name", "kind", "state", "connected"]
     }}
   },
   "required": ["default_host", "hosts"],
   "additionalProperties": false
-})";
+})json";
 
 class NullSink final : public exec::OutputSink {
 public:
@@ -84,6 +90,10 @@ json describe(const std::string& name, const std::shared_ptr<exec::Host>& host, 
     h["last_error_at"] = s.last_error_at_ms ? json(iso_time(s.last_error_at_ms)) : json(nullptr);
     h["latency_ms"] = s.last_latency_ms ? json(*s.last_latency_ms) : json(nullptr);
     h["host_key_policy"] = s.host_key_policy;
+    if (!s.shell_env.empty()) {
+      h["shell_env"] = s.shell_env;
+      h["shell_env_note"] = s.shell_env_note;
+    }
   } else {
     h["state"] = s.state;
     h["connected"] = true;
@@ -97,13 +107,15 @@ mcp::Tool make_remote_hosts_tool(ToolEnv& env) {
   mcp::Tool tool = declare_tool(
       "remote_hosts", "List hosts and their connection state",
       "List the hosts the other tools can use (host argument): 'local' and the SSH hosts configured or used so far, "
-      "with their connection state (sessions, channels in use, queued calls, last error, latency). probe: true "
-      "runs `true` on each SSH host to check that it answers.",
+      "with their connection state (sessions, channels in use, queued calls, last error, latency) and how commands "
+      "get the user's shell environment. probe: true runs `true` on each SSH host to check that it answers; "
+      "refresh_env: true takes the shell environment again.",
       json::parse(k_input_schema), json::parse(k_output_schema),
       {.read_only = true, .destructive = false, .idempotent = true, .open_world = true});
   tool.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
     const std::string only = arg_string(args, "host");
     const bool probe = arg_bool(args, "probe", false);
+    const bool refresh = arg_bool(args, "refresh_env", false);
     const std::string default_name = env.hosts.default_name();
     return guarded("remote_hosts", only.empty() ? default_name : only, [&]() -> mcp::ToolResult {
       std::vector<std::string> names;
@@ -131,6 +143,25 @@ mcp::Tool make_remote_hosts_tool(ToolEnv& env) {
                                {"connected", false},
                                {"last_error", e.what()}});
         }
+      }
+      std::vector<std::future<std::string>> refreshes;
+      if (refresh) {
+        for (auto& [n, h] : hosts) {
+          refreshes.push_back(std::async(std::launch::async, [host = h]() -> std::string {
+            if (!host->status().has_connection) {
+              return {};
+            }
+            try {
+              return host->executor()->refresh_environment();
+            } catch (const std::exception& e) {
+              return std::string("failed: ") + e.what();
+            }
+          }));
+        }
+      }
+      std::vector<std::string> refreshed(hosts.size());
+      for (std::size_t i = 0; i < refreshes.size(); ++i) {
+        refreshed[i] = refreshes[i].get(); // before the probes run their commands
       }
       std::vector<std::future<std::pair<std::optional<double>, std::string>>> probes;
       if (probe) {
@@ -161,6 +192,9 @@ mcp::Tool make_remote_hosts_tool(ToolEnv& env) {
           std::tie(probe_ms, probe_error) = probes[i].get();
         }
         json h = describe(hosts[i].first, hosts[i].second, default_name);
+        if (!refreshed[i].empty()) {
+          h["refresh_env"] = refreshed[i];
+        }
         if (probe && h["kind"] == "ssh") {
           h["probe_ms"] = probe_ms ? json(*probe_ms) : json(nullptr);
           h["probe_error"] = probe_error.empty() ? json(nullptr) : json(probe_error);

@@ -288,10 +288,10 @@ ssh::SshHostOptions ssh_options(const std::string& name, const SshHostEntry* ent
   o.passphrase = fc.passphrase;
   o.limits = fc.pool;
   o.kill_grace = kill_grace;
-  o.skip_command_bashrc = fc.skip_command_bashrc;
+  o.shell_env = fc.shell_env;
   if (entry) {
-    if (entry->skip_command_bashrc) {
-      o.skip_command_bashrc = *entry->skip_command_bashrc;
+    if (entry->shell_env) {
+      o.shell_env = *entry->shell_env;
     }
     if (entry->host_key_policy) {
       o.host_key_policy = *entry->host_key_policy;

@@ -74,15 +74,16 @@ ssh::HostKeyPolicy get_policy(const json& obj, const std::string& origin, ssh::H
   return *p;
 }
 
-std::optional<bool> get_bashrc(const json& obj, const std::string& origin) {
+std::optional<ssh::ShellEnv> get_bashrc(const json& obj, const std::string& origin) {
   std::string text = get_string(obj, "bashrc", origin);
   if (text.empty()) {
     return std::nullopt;
   }
-  if (text != "source" && text != "skip") {
-    bad(origin, "bashrc must be \"source\" or \"skip\" (got '" + text + "')");
+  auto mode = ssh::parse_shell_env(text);
+  if (!mode) {
+    bad(origin, "bashrc must be \"snapshot\", \"skip\" or \"source\" (got '" + text + "')");
   }
-  return text == "skip";
+  return mode;
 }
 
 std::vector<std::string> get_strings(const json& obj, const char* key, const std::string& origin) {
@@ -270,7 +271,7 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
   c.ssh_config = expand(get_string(doc, "ssh_config", origin));
   c.ssh_program = get_string(doc, "ssh_program", origin, "ssh");
   c.host_key_policy = get_policy(doc, origin, ssh::HostKeyPolicy::accept_new);
-  c.skip_command_bashrc = get_bashrc(doc, origin).value_or(false);
+  c.shell_env = get_bashrc(doc, origin).value_or(ssh::ShellEnv::snapshot);
   if (auto it = doc.find("allow_unlisted_hosts"); it != doc.end()) {
     if (!it->is_boolean()) {
       bad(origin, "allow_unlisted_hosts must be true or false");
@@ -343,7 +344,7 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
         e.max_sessions = get_int(h, "max_sessions", origin, 1, 64);
         e.max_channels_per_session = get_int(h, "max_channels_per_session", origin, 1, 256);
         e.jobs_root = get_string(h, "jobs_root", origin);
-        e.skip_command_bashrc = get_bashrc(h, origin);
+        e.shell_env = get_bashrc(h, origin);
         e.repo_base = get_string(h, "repo_base", origin);
         e.profile = get_string(h, "profile", origin);
       } else {

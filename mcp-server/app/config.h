@@ -9,6 +9,7 @@
 #include "sandbox/manager.h"
 #include "ssh/pool.h"
 #include "ssh/session_setup.h"
+#include "ssh/ssh_host.h"
 
 #include <nlohmann/json.hpp>
 
@@ -25,7 +26,7 @@ struct SshHostEntry {
   std::optional<int> max_sessions;
   std::optional<int> max_channels_per_session;
   std::string jobs_root;                   // on the host; empty: ~/.local/state/sandbox-mcp/jobs
-  std::optional<bool> skip_command_bashrc; // "bashrc": "skip" (see ssh::SshHostOptions)
+  std::optional<ssh::ShellEnv> shell_env;  // "bashrc" (see ssh::ShellEnv)
   std::string repo_base;                   // the repository sandboxes on this host come from
   std::string profile;                     // the bubblewrap profile every command there runs under
 };
@@ -37,7 +38,7 @@ struct FileConfig {
   std::string ssh_program = "ssh";
   ssh::HostKeyPolicy host_key_policy = ssh::HostKeyPolicy::accept_new;
   bool allow_unlisted_hosts = false; // any name `ssh -G` accepts, not only configured/Host-block ones
-  bool skip_command_bashrc = false;  // "bashrc": "skip" for every host
+  ssh::ShellEnv shell_env = ssh::ShellEnv::snapshot; // "bashrc" for every host
   ssh::PoolLimits pool;
   ssh::PassphraseSource passphrase;
   std::vector<SshHostEntry> hosts;

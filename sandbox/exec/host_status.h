@@ -29,6 +29,11 @@ struct HostStatus {
   std::int64_t last_error_at_ms = 0;     // unix ms
   std::optional<double> last_latency_ms; // channel open + exec acknowledged, most recent call
   std::string host_key_policy;
+  // How commands get the user's shell environment (SSH hosts): snapshot (a helper, with the shell
+  // snapshot) | login-env (a helper, the login shell's environment only) | login-shell (each command
+  // through the login shell, its startup files run every time); empty: not applicable.
+  std::string shell_env;
+  std::string shell_env_note;
 };
 
 } // namespace smcp::exec

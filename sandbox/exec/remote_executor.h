@@ -31,6 +31,16 @@ struct RemoteCommand {
   // Or a program and its arguments, run as they are: locally with execvp (no shell), over SSH as
   // the words quoted one by one (the protocol carries one string). Takes precedence over `exec`.
   std::vector<std::string> argv;
+  // Or, when set, no command at all: a stream to this Unix socket on the host (an SSH
+  // direct-streamlocal channel); `input` is written to it and what comes back is Stream::out; the
+  // call ends when the other end closes. Executors that cannot open one fail the call.
+  std::string stream_socket;
+  // Do not end the input after `input` (the remote program then sees its stdin end only when the
+  // call is cancelled or the connection drops): for a long-lived helper that exits with it.
+  bool keep_input_open = false;
+  // Long-lived and idle: does not keep its session open when nothing else runs there (the pool
+  // closes idle sessions; the call then ends).
+  bool background = false;
 };
 
 struct RemoteResult {
@@ -59,6 +69,10 @@ public:
   // The state of the way there, for remote_hosts (a connection's sessions and errors); the
   // default says nothing beyond "connected".
   virtual HostStatus status() const { return {}; }
+
+  // Takes the user's shell environment again on the next call (remote_hosts {refresh_env}); what
+  // it did, for the tool's answer. The default: nothing is kept, nothing to refresh.
+  virtual std::string refresh_environment() { return "nothing to refresh: this host keeps no shell snapshot"; }
 
   // Starts `command` and waits for its result; throws exec::HostError (io) after `timeout`.
   RemoteResult run(RemoteCommand command, std::chrono::milliseconds timeout);

@@ -1,10 +1,9 @@
 // SSH benchmark (tests/bench/ssh_bench.sh): remote_bash `true` on an SSH host through the real
-// stdio MCP server, against a fresh `ssh host true` and an OpenSSH ControlMaster-multiplexed
-// `ssh host true`, all against the same loopback sshd, at concurrency 1 and 16. Prints p50, p95 and
-// calls/s side by side.
-//   ssh_bench SANDBOX_MCP_BINARY [--calls N] [--ssh-calls N] [--bashrc]
-// --bashrc: the login shell sources the user's real ~/.bashrc for every command (as it does on
-// most hosts); without it the sshd passes SHLVL=1 so bash skips it (a non-interactive-safe bashrc).
+// stdio MCP server (default "bashrc": "snapshot", and "source"), against an OpenSSH
+// ControlMaster-multiplexed and a fresh `ssh host true`, all against the same loopback sshd, with a
+// fast (empty) and a heavy (200 ms) ~/.bashrc, at concurrency 1 and 16. Prints p50, p95 and calls/s
+// side by side, then the issue-15 targets.
+//   ssh_bench SANDBOX_MCP_BINARY [--calls N] [--ssh-calls N]
 #include "tests/support/stdio_client.h"
 #include "tests/support/sshd_fixture.h"
 
@@ -15,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -148,12 +148,13 @@ std::vector<double> run_processes(int total, int concurrency, const std::vector<
 }
 
 void row(const std::string& name, const Stats& c1, const Stats& c16, const std::string& note = "") {
-  std::printf("| %-44s | %8.2f | %8.2f | %8.0f | %8.2f | %8.2f | %8.0f |%s\n", name.c_str(), c1.p50, c1.p95, c1.per_s,
+  std::printf("| %-52s | %8.2f | %8.2f | %8.0f | %8.2f | %8.2f | %8.0f |%s\n", name.c_str(), c1.p50, c1.p95, c1.per_s,
               c16.p50, c16.p95, c16.per_s, note.empty() ? "" : (" " + note).c_str());
 }
 
 // Times calls_at(1), then calls_at(16) (each returns its calls' latencies), and prints them as one row.
-void measure_row(const std::string& name, const std::function<std::vector<double>(int concurrency)>& calls_at) {
+// Returns the concurrency-1 figures.
+Stats measure_row(const std::string& name, const std::function<std::vector<double>(int concurrency)>& calls_at) {
   auto t0 = Clock::now();
   auto c1 = calls_at(1);
   double w1 = ms_since(t0);
@@ -161,35 +162,53 @@ void measure_row(const std::string& name, const std::function<std::vector<double
   auto c16 = calls_at(16);
   double w16 = ms_since(t0);
   row(name, stats(c1, w1), stats(c16, w16));
+  return stats(c1, w1);
+}
+
+} // namespace
+
+// A ~/.bashrc like an unguarded `conda init` / `pyenv init` block on a GPU host: 200 ms, exports,
+// a dozen functions and an alias.
+std::string heavy_bashrc() {
+  std::string out = "sleep 0.2\nexport CONDA_EXE=/opt/conda/bin/conda CONDA_PREFIX=/opt/conda CONDA_SHLVL=1\n"
+                    "export PATH=\"/opt/conda/bin:$PATH\"\nalias ll='ls -l'\n";
+  for (int i = 0; i < 12; ++i) {
+    out += "__conda_fn" + std::to_string(i) + "() {\n  local cmd=\"$1\"\n  shift\n  case \"$cmd\" in\n"
+           "    activate|deactivate) eval \"$(\"$CONDA_EXE\" shell.posix \"$cmd\" \"$@\")\" ;;\n"
+           "    *) \"$CONDA_EXE\" \"$cmd\" \"$@\" ;;\n  esac\n}\n";
+  }
+  return out + "conda() { __conda_fn0 \"$@\"; }\n";
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::cerr << "usage: ssh_bench SANDBOX_MCP_BINARY [--calls N] [--ssh-calls N] [--bashrc]\n";
+    std::cerr << "usage: ssh_bench SANDBOX_MCP_BINARY [--calls N] [--ssh-calls N]\n";
     return 2;
   }
   const std::string binary = argv[1];
   int calls = 500, ssh_calls = 60;
-  bool bashrc = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--calls" && i + 1 < argc) {
       calls = std::atoi(argv[++i]);
     } else if (a == "--ssh-calls" && i + 1 < argc) {
       ssh_calls = std::atoi(argv[++i]);
-    } else if (a == "--bashrc") {
-      bashrc = true;
     }
   }
   if (auto reason = smcp::testing::SshdFixture::unavailable_reason(); !reason.empty()) {
     std::cerr << "ssh_bench: " << reason << "\n";
     return 3;
   }
+  // The sessions' HOME is ours: its ~/.bashrc is empty (fast) or heavy, as each row says.
+  char tmpl[] = "/tmp/smcp-bench-home-XXXXXX";
+  const std::string home = ::mkdtemp(tmpl);
+  auto set_bashrc = [&](bool heavy) { std::ofstream(home + "/.bashrc", std::ios::trunc) << (heavy ? heavy_bashrc() : ""); };
   smcp::testing::SshdOptions so;
   so.servers = 1;
-  so.source_bashrc = bashrc;
+  so.source_bashrc = true; // bash sources ~/.bashrc for every command sshd starts (Debian's bash)
+  so.set_env = "HOME=" + home;
   so.log_level = "ERROR";
   smcp::testing::SshdFixture fx(so);
   const std::string cfg = fx.config_file();
@@ -197,47 +216,60 @@ int main(int argc, char** argv) {
   ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
   ::setenv("SSH_HOST", "h0", 1);
 
-  std::printf("sshd on 127.0.0.1:%d, %s; %d tool calls and %d ssh runs per cell; latencies in ms\n\n", fx.port(0),
-              bashrc ? "login shell sources the user's ~/.bashrc (as on most hosts)"
-                     : "login shell skips ~/.bashrc (sshd SetEnv SHLVL=1: a non-interactive-safe bashrc)",
-              calls, ssh_calls);
-  std::printf("| %-44s | %8s | %8s | %8s | %8s | %8s | %8s |\n", "remote `true`", "c1 p50", "c1 p95", "c1 /s",
+  std::printf("sshd on 127.0.0.1:%d; bash sources ~/.bashrc for every command it starts; fast shell: an empty\n"
+              "~/.bashrc; heavy shell: one that takes 200 ms (conda-init-like: exports, 13 functions, an alias).\n"
+              "%d tool calls (a fifth for \"source\" on the heavy shell) and %d ssh runs per cell; latencies in ms\n\n",
+              fx.port(0), calls, ssh_calls);
+  std::printf("| %-52s | %8s | %8s | %8s | %8s | %8s | %8s |\n", "remote `true`", "c1 p50", "c1 p95", "c1 /s",
               "c16 p50", "c16 p95", "c16 /s");
-  std::printf("|%s|----------|----------|----------|----------|----------|----------|\n", std::string(46, '-').c_str());
+  std::printf("|%s|----------|----------|----------|----------|----------|----------|\n", std::string(54, '-').c_str());
 
-  auto bench_server = [&](const json& host, const std::string& label) {
+  auto bench_server = [&](const json& host, const std::string& label, int n) {
     std::ofstream(config, std::ios::trunc) << json{{"ssh_config", cfg}, {"hosts", {host}}}.dump();
     PipelinedClient client(binary, {"serve", "--state-dir", fx.dir() + "/state", "--log-level", "warn"});
     const json args = {{"command", "true"}};
-    client.run(std::min(calls, 30), 1, "remote_bash", args);  // connect, probe, warm up
-    client.run(std::min(calls, 64), 16, "remote_bash", args); // open the extra sessions
-    measure_row(label, [&](int concurrency) { return client.run(calls, concurrency, "remote_bash", args); });
+    client.run(std::min(n, 30), 1, "remote_bash", args);  // connect, start the helper, warm up
+    client.run(std::min(n, 64), 16, "remote_bash", args); // open the extra sessions
+    return measure_row(label, [&](int concurrency) { return client.run(n, concurrency, "remote_bash", args); });
   };
-  bench_server("h0", "sandbox-mcp remote_bash (MCP stdio, pooled)");
-  if (bashrc) {
-    bench_server(json{{"name", "h0"}, {"bashrc", "skip"}}, "sandbox-mcp remote_bash, \"bashrc\": \"skip\"");
-  }
   std::atomic<int> failures{0};
-  {
-    std::vector<std::string> fresh = {"ssh", "-F",  cfg, "-o", "ControlMaster=no", "-o", "ControlPath=none",
-                                      "h0",  "true"};
-    measure_row("ssh h0 true (fresh connection)",
-                [&](int concurrency) { return run_processes(ssh_calls, concurrency, fresh, failures); });
-  }
-  {
-    const std::string control = fx.dir() + "/cm-%C";
+  const std::string control = fx.dir() + "/cm-%C";
+  auto bench_mux = [&](const std::string& label, int n) {
     run_quiet({"ssh", "-F", cfg, "-o", "ControlMaster=yes", "-o", "ControlPath=" + control, "-o", "ControlPersist=120",
                "-f", "-N", "h0"});
     std::vector<std::string> mux = {"ssh", "-F",  cfg, "-o", "ControlMaster=no", "-o", "ControlPath=" + control,
                                     "h0",  "true"};
-    run_processes(5, 1, mux, failures);
-    measure_row("ssh h0 true (ControlMaster multiplexed)",
-                [&](int concurrency) { return run_processes(ssh_calls, concurrency, mux, failures); });
+    run_processes(3, 1, mux, failures);
+    auto r = measure_row(label, [&](int concurrency) { return run_processes(n, concurrency, mux, failures); });
     run_quiet({"ssh", "-F", cfg, "-o", "ControlPath=" + control, "-O", "exit", "h0"});
+    return r;
+  };
+
+  set_bashrc(false);
+  const Stats fast = bench_server("h0", "fast shell: sandbox-mcp remote_bash", calls);
+  bench_server(json{{"name", "h0"}, {"bashrc", "source"}}, "fast shell: sandbox-mcp, \"bashrc\": \"source\"", calls);
+  const Stats fast_mux = bench_mux("fast shell: ssh h0 true (ControlMaster)", ssh_calls);
+  {
+    std::vector<std::string> fresh = {"ssh", "-F",  cfg, "-o", "ControlMaster=no", "-o", "ControlPath=none",
+                                      "h0",  "true"};
+    measure_row("fast shell: ssh h0 true (fresh connection)",
+                [&](int concurrency) { return run_processes(ssh_calls, concurrency, fresh, failures); });
   }
+  set_bashrc(true);
+  const Stats heavy = bench_server("h0", "heavy shell: sandbox-mcp remote_bash", calls);
+  bench_server(json{{"name", "h0"}, {"bashrc", "source"}}, "heavy shell: sandbox-mcp, \"bashrc\": \"source\"",
+               std::max(10, calls / 5));
+  const Stats heavy_mux = bench_mux("heavy shell: ssh h0 true (ControlMaster)", ssh_calls);
+  (void)fast_mux;
+
+  std::printf("\nconcurrency 1, p50: heavy - fast = %.2f ms (target <= 2); OpenSSH ControlMaster on the heavy shell "
+              "/ sandbox-mcp = %.0fx (target >= 10); fast shell %.2f ms (target <= 3)\n",
+              heavy.p50 - fast.p50, heavy.p50 > 0 ? heavy_mux.p50 / heavy.p50 : 0.0, fast.p50);
   if (failures > 0) {
     std::printf("\n%d ssh runs failed (sshd MaxSessions/MaxStartups under load); excluded from the figures\n",
                 failures.load());
   }
+  std::error_code ec;
+  std::filesystem::remove_all(home, ec);
   return 0;
 }

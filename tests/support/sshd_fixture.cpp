@@ -203,7 +203,12 @@ SshdFixture::~SshdFixture() {
 void SshdFixture::start(int i) {
   auto& s = m_servers[static_cast<std::size_t>(i)];
   const std::string n = std::to_string(i);
-  s.pid = spawn({k_sshd,
+  std::vector<std::string> extra;
+  for (const auto& o : m_options.sshd_options) {
+    extra.push_back("-o");
+    extra.push_back(o);
+  }
+  std::vector<std::string> argv{k_sshd,
                  "-D",
                  "-f",
                  "/dev/null",
@@ -241,8 +246,9 @@ void SshdFixture::start(int i) {
                  "LogLevel=" + m_options.log_level,
                  "-o",
                  std::string(m_options.source_bashrc ? "SetEnv=SMCP_TEST_SSHD=1" : "SetEnv=SHLVL=1") +
-                     (m_options.set_env.empty() ? "" : " " + m_options.set_env)},
-                m_dir + "/sshd" + n + ".out");
+                     (m_options.set_env.empty() ? "" : " " + m_options.set_env)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  s.pid = spawn(argv, m_dir + "/sshd" + n + ".out");
   for (int tries = 0; tries < 500; ++tries) {
     if (port_open(s.port)) {
       return;

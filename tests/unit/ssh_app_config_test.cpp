@@ -46,7 +46,7 @@ TEST(SshAppConfig, ParsesEverything) {
   EXPECT_EQ(c.ssh_config, exec::local_home() + "/cfg");
   EXPECT_EQ(c.host_key_policy, ssh::HostKeyPolicy::strict);
   EXPECT_TRUE(c.allow_unlisted_hosts);
-  EXPECT_TRUE(c.skip_command_bashrc);
+  EXPECT_EQ(c.shell_env, ssh::ShellEnv::skip);
   EXPECT_EQ(c.passphrase.command, "pass show x");
   EXPECT_EQ(c.pool.max_sessions, 2);
   EXPECT_EQ(c.pool.max_channels_per_session, 5);
@@ -65,7 +65,7 @@ TEST(SshAppConfig, ParsesEverything) {
   EXPECT_EQ(c.hosts[1].host_key_policy, ssh::HostKeyPolicy::off);
   EXPECT_EQ(c.hosts[1].max_concurrency, 3);
   EXPECT_EQ(c.hosts[1].jobs_root, "/scratch/j");
-  EXPECT_EQ(c.hosts[1].skip_command_bashrc, false);
+  EXPECT_EQ(c.hosts[1].shell_env, ssh::ShellEnv::source);
 }
 
 TEST(SshAppConfig, ErrorsNameTheFileAndTheKey) {

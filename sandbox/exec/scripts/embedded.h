@@ -28,6 +28,7 @@ extern const std::string_view kill_tree_sh;
 extern const std::string_view remove_job_sh;
 extern const std::string_view file_window_sh;
 extern const std::string_view file_window_awk; // the line formatter of file_window_sh
+extern const std::string_view helper_pl;       // an SSH host's helper (helper_executor.h)
 
 // Every embedded file by its name ("job_start.pl"), for the test that syntax-checks them.
 struct Embedded {

@@ -32,7 +32,8 @@ if ($pid == 0) {
     my $k = shift(@env);
     $ENV{$k} = shift(@env);
   }
-  if (@launch) { exec {$launch[0]} @launch, $shell, '-c', $cmd; } else { exec {$shell} $shell, '-c', $cmd; }
+  my @argv = command_argv($shell, $cmd, @launch);
+  exec {$argv[0]} @argv;
   syswrite(STDERR, "sandbox-mcp: cannot execute " . (@launch ? $launch[0] : $shell) . ": $!\n");
   exit(127);
 }

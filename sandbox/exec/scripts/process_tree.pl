@@ -81,3 +81,17 @@ sub end_tree {
   }
   return reap_all() < 0 ? 1 : 0;
 }
+# The argv that runs $cmd: @launch (a profile's prlimit and bwrap), then the shell. On an SSH host
+# whose helper keeps a shell snapshot (SANDBOX_MCP_SHELL_INIT: the functions, aliases and options
+# the user's startup files define, sandbox/exec/scripts/helper.pl), bash skips its startup files
+# and loads the snapshot instead; the variables they export are already in the environment.
+sub command_argv {
+  my ($shell, $cmd, @launch) = @_;
+  my $init = delete $ENV{SANDBOX_MCP_SHELL_INIT};
+  if (defined($init) && !@launch && $shell =~ m{(?:^|/)bash$}) {
+    $ENV{SANDBOX_MCP_SHELL_INIT} = $init;
+    return ($shell, '--noprofile', '--norc', '-c',
+            "[ -r \"\$SANDBOX_MCP_SHELL_INIT\" ] && . \"\$SANDBOX_MCP_SHELL_INIT\"; unset SANDBOX_MCP_SHELL_INIT\n$cmd");
+  }
+  return (@launch, $shell, '-c', $cmd);
+}

@@ -1,0 +1,237 @@
+// A heavy ~/.bashrc on an SSH host (issue 15), through the real `sandbox-mcp serve` and a real
+// sshd whose sessions have their own HOME: the bashrc sleeps 200 ms, exports a variable, defines
+// a function and an alias, sets a shell option, prints to stdout and stderr, fails, and counts
+// its runs in a file. Commands see everything it defines as with `ssh host cmd` (the alias even
+// expands), nothing it prints, and it runs once per helper instead of twice per call. Edits take
+// effect on the next call; remote_hosts {refresh_env} takes it again on demand; when sshd refuses
+// streams to Unix sockets, commands go through the login shell as before.
+#include "tests/support/sshd_fixture.h"
+#include "tests/support/stdio_client.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace smcp {
+namespace {
+
+using namespace std::chrono_literals;
+using bench::StdioClient;
+using nlohmann::json;
+using testing::SshdFixture;
+using testing::SshdOptions;
+namespace fs = std::filesystem;
+
+constexpr const char* k_bashrc = R"(echo run >> "$HOME/runs"
+sleep 0.2
+export SMCP_GREETING="hello from bashrc"
+export SMCP_PATHISH="$SMCP_PATHISH:x"
+greet() { echo "greet $1"; }
+alias say='echo said'
+shopt -s extglob
+[ -r "$HOME/extra" ] && . "$HOME/extra"
+echo "bashrc noise on stdout"
+echo "bashrc noise on stderr" >&2
+no_such_command_in_bashrc 2>/dev/null
+return 1
+)";
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int count_lines(const std::string& text) {
+  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
+class SshShellEnvTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (auto reason = SshdFixture::unavailable_reason(); !reason.empty()) {
+      GTEST_SKIP() << "no sshd: " << reason;
+    }
+    char tmpl[] = "/tmp/smcp-home-XXXXXX";
+    home = ::mkdtemp(tmpl);
+    std::ofstream(home + "/.bashrc") << k_bashrc;
+  }
+  void TearDown() override {
+    client.reset();
+    fx.reset();
+    std::error_code ec;
+    fs::remove_all(home, ec);
+  }
+
+  void start(const std::string& bashrc_mode = "", std::vector<std::string> sshd_options = {}) {
+    SshdOptions o;
+    o.servers = 1;
+    o.source_bashrc = true; // bash sources ~/.bashrc for every command sshd starts
+    o.set_env = "HOME=" + home;
+    o.sshd_options = std::move(sshd_options);
+    fx = std::make_unique<SshdFixture>(o);
+    const std::string config = fx->dir() + "/sandbox-mcp.json";
+    json c = {{"ssh_config", fx->config_file()}, {"hosts", json::array({"h0"})}};
+    if (!bashrc_mode.empty()) {
+      c["bashrc"] = bashrc_mode;
+    }
+    std::ofstream(config) << c.dump(2);
+    ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
+    ::setenv("SSH_HOST", "h0", 1);
+    client = std::make_unique<StdioClient>(
+        SMCP_BINARY, std::vector<std::string>{"serve", "--state-dir", fx->dir() + "/state", "--log-level", "warn"});
+    ::unsetenv("SANDBOX_MCP_CONFIG");
+    ::unsetenv("SSH_HOST");
+  }
+
+  json bash(const std::string& command, const json& extra = json::object()) {
+    json args = extra;
+    args["command"] = command;
+    return client->call("remote_bash", args);
+  }
+
+  json host_status(const json& extra = json::object()) {
+    json args = extra;
+    args["host"] = "h0";
+    json r = client->call("remote_hosts", args);
+    return r["hosts"][0];
+  }
+
+  int runs() { return count_lines(read_file(home + "/runs")); }
+
+  std::string home;
+  std::unique_ptr<SshdFixture> fx;
+  std::unique_ptr<StdioClient> client;
+};
+
+TEST_F(SshShellEnvTest, CommandsSeeWhatTheBashrcDefinesAndNothingItPrints) {
+  start();
+  json r = bash("echo \"$HOME|$SMCP_GREETING|$SMCP_PATHISH\"; greet x; say y; shopt -q extglob && echo extglob on");
+  EXPECT_EQ(r["stdout"], home + "|hello from bashrc|:x:x\ngreet x\nsaid y\nextglob on\n") << r.dump();
+  EXPECT_EQ(r["stderr"], "") << r.dump();
+  EXPECT_EQ(r["exit_code"], 0);
+  // The exit code, output and errors are the command's own.
+  r = bash("echo out; echo err >&2; exit 7");
+  EXPECT_EQ(r["stdout"], "out\n");
+  EXPECT_EQ(r["stderr"], "err\n");
+  EXPECT_EQ(r["exit_code"], 7);
+  json h = host_status();
+  EXPECT_EQ(h["shell_env"], "snapshot") << h.dump();
+  // The bashrc ran for the helper's login shell and its snapshot, not for each call.
+  const int before = runs();
+  for (int i = 0; i < 10; ++i) {
+    bash("greet $RANDOM >/dev/null");
+  }
+  EXPECT_EQ(runs(), before) << "~/.bashrc ran again for ordinary calls";
+  EXPECT_LE(before, 3);
+}
+
+TEST_F(SshShellEnvTest, CdExportAndFunctionsOfOneCommandDoNotLeakIntoTheNext) {
+  start();
+  json first = bash("pwd");
+  bash("cd /tmp && export LEAK=1 && greet() { echo changed; } && alias say='echo redefined'");
+  json r = bash("pwd; echo ${LEAK:-unset}; greet a; say b");
+  EXPECT_EQ(r["stdout"], first["stdout"].get<std::string>() + "unset\ngreet a\nsaid b\n") << r.dump();
+  // The call's own env and cwd win over the snapshot.
+  r = bash("echo $SMCP_GREETING; pwd", {{"env", {{"SMCP_GREETING", "from the call"}}}, {"cwd", "/tmp"}});
+  EXPECT_EQ(r["stdout"], "from the call\n/tmp\n") << r.dump();
+}
+
+TEST_F(SshShellEnvTest, AnEditedBashrcTakesEffectOnTheNextCall) {
+  start();
+  std::ofstream(home + "/.bashrc") << std::string("export SMCP_OLD=1\n") + k_bashrc;
+  EXPECT_EQ(bash("echo ${SMCP_OLD:-unset}")["stdout"], "1\n");
+  std::ofstream(home + "/.bashrc") << "export SMCP_GREETING=edited\ngreet() { echo \"new greet $1\"; }\n";
+  json r = bash("echo $SMCP_GREETING ${SMCP_OLD:-unset}; greet z; type -t say || echo no alias");
+  EXPECT_EQ(r["stdout"], "edited unset\nnew greet z\nno alias\n") << r.dump();
+  // A file the bashrc sources is not watched: refresh_env takes it again.
+  std::ofstream(home + "/extra") << "export SMCP_EXTRA=one\n";
+  std::ofstream(home + "/.bashrc") << k_bashrc;
+  EXPECT_EQ(bash("echo ${SMCP_EXTRA:-unset}")["stdout"], "one\n");
+  std::ofstream(home + "/extra") << "export SMCP_EXTRA=two\n";
+  EXPECT_EQ(bash("echo ${SMCP_EXTRA:-unset}")["stdout"], "one\n") << "taken once per helper";
+  json h = host_status({{"refresh_env", true}});
+  EXPECT_NE(h["refresh_env"].get<std::string>().find("taken again"), std::string::npos) << h.dump();
+  EXPECT_EQ(bash("echo ${SMCP_EXTRA:-unset}")["stdout"], "two\n");
+}
+
+TEST_F(SshShellEnvTest, TimeoutsEndTheWholeTreeAndJobsWork) {
+  start();
+  const std::string tag = std::to_string(::getpid()) + "_" + std::to_string(std::rand());
+  json r = bash("greet t; (exec -a smcp_left_" + tag + " sleep 300 &); setsid sh -c 'exec -a smcp_setsid_" + tag +
+                    " sleep 301' & sleep 30",
+                {{"timeout", 1500}});
+  EXPECT_EQ(r["timed_out"], true) << r.dump();
+  EXPECT_EQ(r["stdout"], "greet t\n");
+  std::string ps;
+  for (int i = 0; i < 50; ++i) {
+    ps.clear();
+    FILE* p = ::popen(("pgrep -af '[s]mcp_.*_" + tag + "'").c_str(), "r");
+    char buf[256];
+    while (p && ::fgets(buf, sizeof buf, p)) {
+      ps += buf;
+    }
+    if (p) {
+      ::pclose(p);
+    }
+    if (ps.empty()) {
+      break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(ps, "") << "processes of the timed-out command survived";
+  // A durable job sees the snapshot too.
+  json job = bash("sleep 0.3; greet job; echo $SMCP_GREETING", {{"run_in_background", true}});
+  ASSERT_TRUE(job.contains("bash_id")) << job.dump();
+  json out;
+  std::string output;
+  for (int i = 0; i < 100; ++i) {
+    out = client->call("remote_bash_output", {{"bash_id", job["bash_id"]}, {"wait_ms", 1000}});
+    output += out["output"].get<std::string>();
+    if (out["status"] != "running") {
+      break;
+    }
+  }
+  EXPECT_EQ(out["status"], "exited") << out.dump();
+  EXPECT_EQ(out["exit_code"], 0);
+  EXPECT_EQ(output, "greet job\nhello from bashrc\n") << out.dump();
+}
+
+TEST_F(SshShellEnvTest, SourceModeRunsTheStartupFilesForEveryCall) {
+  start("source");
+  const int before = runs();
+  json r = bash("echo $SMCP_GREETING; greet s");
+  EXPECT_NE(r["stdout"].get<std::string>().find("hello from bashrc\ngreet s\n"), std::string::npos) << r.dump();
+  bash("true");
+  EXPECT_GE(runs() - before, 4) << "the login shell and the command's bash both source it, per call";
+}
+
+TEST_F(SshShellEnvTest, WithoutStreamForwardingCommandsGoThroughTheLoginShell) {
+  start("", {"AllowStreamLocalForwarding=no"});
+  json r = bash("echo $SMCP_GREETING");
+  EXPECT_NE(r["stdout"].get<std::string>().find("hello from bashrc\n"), std::string::npos) << r.dump();
+  EXPECT_EQ(r["exit_code"], 0);
+  json h = host_status();
+  EXPECT_EQ(h["shell_env"], "login-shell") << h.dump();
+  EXPECT_NE(h["shell_env_note"].get<std::string>().find("AllowStreamLocalForwarding"), std::string::npos) << h.dump();
+  // And it keeps serving.
+  EXPECT_EQ(bash("echo again")["exit_code"], 0);
+}
+
+TEST_F(SshShellEnvTest, ABashrcThatExitsFallsBackToTheLoginShellWithAReason) {
+  std::ofstream(home + "/.bashrc") << "export SMCP_GREETING=early\n[ -n \"$SMCP_SNAPSHOT_BASE\" ] && exit 3\n";
+  start();
+  json r = bash("echo $SMCP_GREETING");
+  EXPECT_EQ(r["stdout"], "early\n") << r.dump();
+  json h = host_status();
+  EXPECT_EQ(h["shell_env"], "login-shell") << h.dump();
+  EXPECT_NE(h["shell_env_note"].get<std::string>().find("exit"), std::string::npos) << h.dump();
+}
+
+} // namespace
+} // namespace smcp
