@@ -333,7 +333,7 @@ private:
     auto output = std::make_shared<StartOutput>();
     RemoteCommand cmd;
     cmd.exec = "exec " + sh_quote(m_options.perl) + " -";
-    cmd.input = std::string("my $mode = '") + (m_options.snapshot ? "snapshot" : "skip") + "';\n" +
+    cmd.input = std::string("$mode = '") + (m_options.snapshot ? "snapshot" : "skip") + "';\n" +
                 std::string(scripts::helper_pl) + "\n__END__\n";
     cmd.what = "starting the helper";
     cmd.retry_safe = false;

@@ -165,8 +165,6 @@ Stats measure_row(const std::string& name, const std::function<std::vector<doubl
   return stats(c1, w1);
 }
 
-} // namespace
-
 // A ~/.bashrc like an unguarded `conda init` / `pyenv init` block on a GPU host: 200 ms, exports,
 // a dozen functions and an alias.
 std::string heavy_bashrc() {

@@ -17,11 +17,13 @@
 # type byte, a 4-byte big-endian length and the data: a (accepted: the command starts now), o
 # (stdout), e (stderr), x ("exit N" or "signal N"), s (the startup files changed since the snapshot: the server starts a new helper
 # and sends the request again; nothing ran), f (the helper could not run it: why).
-# Set before this part: $mode ('snapshot' or 'skip').
+# Set before this part (a package variable): $mode ('snapshot' or 'skip').
 use strict;
+our $mode;
 no warnings;
 use Socket;
 use POSIX ();
+require Config; # for the supervisors' subreaper(), loaded once here rather than per command
 
 my $home = $ENV{HOME} // '';
 my @startup = map { $_ =~ m{^/} ? $_ : "$home/$_" }
@@ -71,11 +73,13 @@ my $dir = "$home/.local/state/sandbox-mcp/run";
 $dir = "/tmp/sandbox-mcp-$<" if $home eq '' || length("$dir/h-$$-0000000000.sock") > 100;
 say_and_exit("failed cannot use $dir: it must be a directory of this user that no one else can enter")
   unless private_dir($dir);
-# Sockets and snapshots of helpers that are gone (their pid is in the name).
+# Sockets of helpers that are gone (their pid is in the name), and their snapshots after a day (a
+# command or job a helper started may load its snapshot after the helper exited).
 if (opendir(my $dh, $dir)) {
   for my $e (readdir($dh)) {
-    next unless $e =~ /^[hs]-(\d+)-/;
-    unlink("$dir/$e") unless kill(0, $1) || $!{EPERM};
+    next unless $e =~ /^([hs])-(\d+)-/;
+    next if kill(0, $2) || $!{EPERM};
+    unlink("$dir/$e") if $1 eq 'h' || -M "$dir/$e" > 1;
   }
   closedir($dh);
 }
@@ -160,15 +164,17 @@ sub read_exact {
 # connection means the channel was closed: then, like sshd, the command's pipes are closed.
 sub serve {
   my ($c) = @_;
-  my $head = '';
-  while ($head !~ /\n/) {
-    my $r = sysread($c, $head, 1, length($head));
-    POSIX::_exit(0) unless $r && length($head) < 100;
+  my $buf = '';
+  while ($buf !~ /\n/) {
+    my $r = sysread($c, $buf, 65536, length($buf));
+    POSIX::_exit(0) unless $r && length($buf) < 1048576;
   }
-  POSIX::_exit(0) unless $head =~ /^smcp1 (\d+) (\d+)\n$/;
+  POSIX::_exit(0) unless $buf =~ s/^smcp1 (\d+) (\d+)\n//;
   my ($elen, $ilen) = ($1, $2);
-  my $exec = read_exact($c, $elen);
-  POSIX::_exit(0) unless defined($exec);
+  # The exec string, then (for a perl program) the whole input; what came with the header first.
+  my $more = $elen - length($buf);
+  $buf .= read_exact($c, $more) // POSIX::_exit(0) if $more > 0;
+  my $exec = substr($buf, 0, $elen, '');
   if (signature() ne $sig) {
     frame($c, 's', '');
     POSIX::_exit(0);
@@ -178,9 +184,9 @@ sub serve {
   my $inline = $exec =~ /^exec '[^']*perl[^']*' -$/;
   my $input = '';
   if ($inline) {
-    $input = read_exact($c, $ilen);
-    POSIX::_exit(0) unless defined($input);
-    $ilen = 0;
+    $more = $ilen - length($buf);
+    $buf .= read_exact($c, $more) // POSIX::_exit(0) if $more > 0;
+    ($input, $buf, $ilen) = ($buf, '', 0);
   }
   my ($ir, $iw, $or, $ow, $er, $ew);
   unless (pipe($ir, $iw) && pipe($or, $ow) && pipe($er, $ew)) {
@@ -206,10 +212,17 @@ sub serve {
     %ENV = %cmdenv;
     if ($inline) {
       open(STDIN, '<', '/dev/null');
-      close($c);
+      # exit without perl's global destruction, which would touch (and so copy) every page this
+      # process shares with the helper: milliseconds per command.
+      no warnings 'once';
+      select(STDERR);
+      $| = 1;
+      select(STDOUT);
+      $| = 1; # nothing to flush then (a method call like STDOUT->flush would load IO::Handle)
+      *CORE::GLOBAL::exit = sub { POSIX::_exit(@_ ? $_[0] : 0) };
       eval("package main; no strict; $input\n;");
       syswrite(STDERR, "sandbox-mcp helper: $@") if $@;
-      exit($@ ? 255 : 0);
+      CORE::GLOBAL::exit($@ ? 255 : 0);
     }
     exec('/bin/sh', '-c', $exec);
     syswrite(STDERR, "sandbox-mcp helper: cannot run /bin/sh: $!\n");
@@ -218,10 +231,12 @@ sub serve {
   close($ir);
   close($ow);
   close($ew);
-  close($iw) if $ilen == 0;
+  # Input that came with the request is written first.
+  my $pending = $buf;
+  $ilen -= length($buf);
+  close($iw) if $ilen <= 0 && !length($pending);
   my ($rin, $win, $rout, $wout);
   my %open = (fileno($or) => [$or, 'o'], fileno($er) => [$er, 'e']);
-  my $pending = '';
   my $client_in = $ilen > 0;
   my $gone = 0; # the client went away: stop relaying
   while (%open && !$gone) {
@@ -300,5 +315,5 @@ for (;;) {
     close($c);
   }
 }
-unlink($sock, $snap);
+unlink($sock);
 exit(0);
