@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <csignal>
 #include <thread>
 
 namespace smcp {
@@ -200,6 +201,67 @@ TEST_F(SshShellEnvTest, TimeoutsEndTheWholeTreeAndJobsWork) {
   EXPECT_EQ(out["status"], "exited") << out.dump();
   EXPECT_EQ(out["exit_code"], 0);
   EXPECT_EQ(output, "greet job\nhello from bashrc\n") << out.dump();
+}
+
+// The helper is `perl -` under this test's sshd, with its HOME in the environment.
+std::vector<int> helper_pids(const std::string& home) {
+  std::vector<int> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string pid = e.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    std::string cmdline = read_file("/proc/" + pid + "/cmdline");
+    std::string environ = read_file("/proc/" + pid + "/environ");
+    if (cmdline == std::string("perl\0-\0", 7) && environ.find("HOME=" + home + std::string(1, '\0')) != std::string::npos &&
+        environ.find("SANDBOX_MCP_SHELL_INIT") == std::string::npos) {
+      out.push_back(std::stoi(pid));
+    }
+  }
+  return out;
+}
+
+TEST_F(SshShellEnvTest, AHelperKilledMidCommandLosesNothingAndIsReplaced) {
+  start();
+  bash("true");
+  auto pids = helper_pids(home);
+  ASSERT_EQ(pids.size(), 1u) << "one helper per host";
+  std::thread killer([&] {
+    std::this_thread::sleep_for(500ms);
+    ::kill(pids[0], SIGKILL);
+  });
+  // The running command does not depend on the helper process: it ends normally.
+  json r = bash("sleep 1.5; greet after");
+  killer.join();
+  EXPECT_EQ(r["stdout"], "greet after\n") << r.dump();
+  EXPECT_EQ(r["exit_code"], 0);
+  // The next call starts a new helper (the old one's socket is gone).
+  r = bash("greet again");
+  EXPECT_EQ(r["stdout"], "greet again\n") << r.dump();
+  auto now = helper_pids(home);
+  ASSERT_EQ(now.size(), 1u);
+  EXPECT_NE(now[0], pids[0]);
+  // A flood of output comes through whole, and the server keeps serving.
+  r = bash("head -c 3000000 /dev/zero | tr '\\0' x; echo; echo end >&2");
+  EXPECT_EQ(r["exit_code"], 0);
+  EXPECT_EQ(r["stderr"], "end\n") << r.dump().substr(0, 300);
+  EXPECT_EQ(bash("echo alive")["stdout"], "alive\n");
+}
+
+TEST_F(SshShellEnvTest, TheHelperEndsWithTheServer) {
+  start();
+  bash("true");
+  ASSERT_EQ(helper_pids(home).size(), 1u);
+  client.reset(); // the server exits: its connections close
+  std::vector<int> left;
+  for (int i = 0; i < 50; ++i) {
+    left = helper_pids(home);
+    if (left.empty()) {
+      break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(left.empty()) << "the helper outlived its connection";
 }
 
 TEST_F(SshShellEnvTest, SourceModeRunsTheStartupFilesForEveryCall) {
