@@ -25,10 +25,10 @@ struct SshHostEntry {
   std::optional<int> max_concurrency;
   std::optional<int> max_sessions;
   std::optional<int> max_channels_per_session;
-  std::string jobs_root;                   // on the host; empty: ~/.local/state/sandbox-mcp/jobs
-  std::optional<ssh::ShellEnv> shell_env;  // "bashrc" (see ssh::ShellEnv)
-  std::string repo_base;                   // the repository sandboxes on this host come from
-  std::string profile;                     // the bubblewrap profile every command there runs under
+  std::string jobs_root;                  // on the host; empty: ~/.local/state/sandbox-mcp/jobs
+  std::optional<ssh::ShellEnv> shell_env; // "bashrc" (see ssh::ShellEnv)
+  std::string repo_base;                  // the repository sandboxes on this host come from
+  std::string profile;                    // the bubblewrap profile every command there runs under
 };
 
 struct FileConfig {
@@ -37,7 +37,7 @@ struct FileConfig {
   std::string ssh_config; // passed to `ssh -F` (empty: ssh's defaults, ~/.ssh/config)
   std::string ssh_program = "ssh";
   ssh::HostKeyPolicy host_key_policy = ssh::HostKeyPolicy::accept_new;
-  bool allow_unlisted_hosts = false; // any name `ssh -G` accepts, not only configured/Host-block ones
+  bool allow_unlisted_hosts = false;                 // any name `ssh -G` accepts, not only configured/Host-block ones
   ssh::ShellEnv shell_env = ssh::ShellEnv::snapshot; // "bashrc" for every host
   ssh::PoolLimits pool;
   ssh::PassphraseSource passphrase;

@@ -55,7 +55,7 @@ public:
 
   struct State {
     bool accepted = false; // the helper started the command (before that, nothing ran)
-    bool stale = false; // nothing ran: the startup files changed
+    bool stale = false;    // nothing ran: the startup files changed
     bool broken = false;
     std::string failed; // the helper could not run it
     std::optional<int> exit_status, exit_signal;
@@ -248,8 +248,8 @@ public:
                           ") runs each command: no login shell per call";
     } else if (!m_last_failure.empty()) {
       st.shell_env = "login-shell";
-      st.shell_env_note = "every command runs through the login shell (its startup files run each time): " +
-                          m_last_failure;
+      st.shell_env_note =
+          "every command runs through the login shell (its startup files run each time): " + m_last_failure;
     } else {
       st.shell_env = m_options.snapshot ? "snapshot" : "login-env";
       st.shell_env_note = "the helper starts with the first command";
@@ -271,8 +271,8 @@ public:
     if (!h) {
       return "could not take the shell environment again; commands run through the login shell: " + m_last_failure;
     }
-    return std::string(m_options.snapshot ? "shell snapshot taken again" : "login environment taken again") +
-           " in " + std::to_string(ms) + " ms";
+    return std::string(m_options.snapshot ? "shell snapshot taken again" : "login environment taken again") + " in " +
+           std::to_string(ms) + " ms";
   }
 
   // The running helper, started when there is none; nullopt: send calls directly.
@@ -402,8 +402,8 @@ void HelperCall::launch(const std::optional<Helper>& helper) {
     decoder = std::make_shared<Decoder>(m_command.on_output);
     RemoteCommand req;
     req.stream_socket = helper->socket;
-    req.input = "smcp1 " + std::to_string(m_command.exec.size()) + " " + std::to_string(m_command.input.size()) +
-                "\n" + m_command.exec + m_command.input;
+    req.input = "smcp1 " + std::to_string(m_command.exec.size()) + " " + std::to_string(m_command.input.size()) + "\n" +
+                m_command.exec + m_command.input;
     req.what = m_command.what;
     req.retry_safe = m_command.retry_safe;
     req.keep_input_open = true; // an end of the stream is a closed channel
@@ -454,14 +454,14 @@ bool HelperCall::wait_until(Clock::time_point deadline, std::stop_token stop) {
       if (!error) {
         m_executor->drop(generation, "the helper closed a stream it had not taken");
       } else {
-      // sshd says "connect failed" both when its streamlocal forwarding is off and when the
-      // socket is gone: a new helper is tried once, then streams are taken as refused.
-      const std::string what = error->what();
-      if (what.find("prohibited") != std::string::npos || m_refused++ > 0) {
-        m_executor->refuse_streams(what);
-      } else {
-        m_executor->drop(generation, what);
-      }
+        // sshd says "connect failed" both when its streamlocal forwarding is off and when the
+        // socket is gone: a new helper is tried once, then streams are taken as refused.
+        const std::string what = error->what();
+        if (what.find("prohibited") != std::string::npos || m_refused++ > 0) {
+          m_executor->refuse_streams(what);
+        } else {
+          m_executor->drop(generation, what);
+        }
       }
     } else {
       return true;
@@ -507,8 +507,8 @@ RemoteResult HelperCall::result() {
     error = e;
   }
   if (!st.failed.empty()) {
-    throw HostError(Kind::io, "the helper on " + m_executor->name() + " could not run " + m_command.what + ": " +
-                                  st.failed);
+    throw HostError(Kind::io,
+                    "the helper on " + m_executor->name() + " could not run " + m_command.what + ": " + st.failed);
   }
   if (!st.exit_status && !st.exit_signal) {
     if (error) {

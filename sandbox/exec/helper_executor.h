@@ -24,11 +24,11 @@
 namespace smcp::exec {
 
 struct HelperOptions {
-  std::string name;             // the host, for messages
-  bool snapshot = true;         // false: the login shell's environment only, no functions or aliases
-  std::string perl = "perl";    // how the login shell finds perl
-  std::chrono::milliseconds start_timeout{60000};  // the helper's start, snapshot included
-  std::chrono::milliseconds retry_after{300000};   // after a failed start, calls go direct this long
+  std::string name;                               // the host, for messages
+  bool snapshot = true;                           // false: the login shell's environment only, no functions or aliases
+  std::string perl = "perl";                      // how the login shell finds perl
+  std::chrono::milliseconds start_timeout{60000}; // the helper's start, snapshot included
+  std::chrono::milliseconds retry_after{300000};  // after a failed start, calls go direct this long
 };
 
 std::shared_ptr<RemoteExecutor> make_helper_executor(std::shared_ptr<RemoteExecutor> inner, HelperOptions options);

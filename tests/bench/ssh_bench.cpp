@@ -171,7 +171,8 @@ std::string heavy_bashrc() {
   std::string out = "sleep 0.2\nexport CONDA_EXE=/opt/conda/bin/conda CONDA_PREFIX=/opt/conda CONDA_SHLVL=1\n"
                     "export PATH=\"/opt/conda/bin:$PATH\"\nalias ll='ls -l'\n";
   for (int i = 0; i < 12; ++i) {
-    out += "__conda_fn" + std::to_string(i) + "() {\n  local cmd=\"$1\"\n  shift\n  case \"$cmd\" in\n"
+    out += "__conda_fn" + std::to_string(i) +
+           "() {\n  local cmd=\"$1\"\n  shift\n  case \"$cmd\" in\n"
            "    activate|deactivate) eval \"$(\"$CONDA_EXE\" shell.posix \"$cmd\" \"$@\")\" ;;\n"
            "    *) \"$CONDA_EXE\" \"$cmd\" \"$@\" ;;\n  esac\n}\n";
   }
@@ -202,7 +203,9 @@ int main(int argc, char** argv) {
   // The sessions' HOME is ours: its ~/.bashrc is empty (fast) or heavy, as each row says.
   char tmpl[] = "/tmp/smcp-bench-home-XXXXXX";
   const std::string home = ::mkdtemp(tmpl);
-  auto set_bashrc = [&](bool heavy) { std::ofstream(home + "/.bashrc", std::ios::trunc) << (heavy ? heavy_bashrc() : ""); };
+  auto set_bashrc = [&](bool heavy) {
+    std::ofstream(home + "/.bashrc", std::ios::trunc) << (heavy ? heavy_bashrc() : "");
+  };
   smcp::testing::SshdOptions so;
   so.servers = 1;
   so.source_bashrc = true; // bash sources ~/.bashrc for every command sshd starts (Debian's bash)

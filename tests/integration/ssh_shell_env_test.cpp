@@ -213,7 +213,8 @@ std::vector<int> helper_pids(const std::string& home) {
     }
     std::string cmdline = read_file("/proc/" + pid + "/cmdline");
     std::string environ = read_file("/proc/" + pid + "/environ");
-    if (cmdline == std::string("perl\0-\0", 7) && environ.find("HOME=" + home + std::string(1, '\0')) != std::string::npos &&
+    if (cmdline == std::string("perl\0-\0", 7) &&
+        environ.find("HOME=" + home + std::string(1, '\0')) != std::string::npos &&
         environ.find("SANDBOX_MCP_SHELL_INIT") == std::string::npos) {
       out.push_back(std::stoi(pid));
     }

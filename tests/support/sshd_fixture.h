@@ -22,7 +22,7 @@ struct SshdOptions {
   // any SSH client. false: sshd passes SHLVL=1 (SetEnv), which makes bash skip it, as a
   // non-interactive-safe bashrc (the Debian default returns at once) would.
   bool source_bashrc = false;
-  std::string set_env; // more NAME=VALUE words for the sessions' environment (sshd SetEnv)
+  std::string set_env;                   // more NAME=VALUE words for the sessions' environment (sshd SetEnv)
   std::vector<std::string> sshd_options; // more `-o` options for sshd, e.g. "AllowStreamLocalForwarding=no"
 };
 
