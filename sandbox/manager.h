@@ -31,6 +31,9 @@ struct ManagerOptions {
   SlurmOptions slurm;
   // How a human reaches an SSH host's sandbox: `ssh_attach... HOST podman exec -it ...`.
   std::vector<std::string> ssh_attach = {"ssh", "-t"};
+  // GPUs (sandbox/gpu/gpus.h): what a sandbox gets when it does not say, and the CDI device kind.
+  std::string default_gpus = "none";
+  std::string cdi_kind = "nvidia.com/gpu";
 };
 
 struct NewRequest {
@@ -49,6 +52,9 @@ struct NewRequest {
   std::string partition;
   std::string time_limit;
   std::string gres;
+  // "all" | "none" | "N" | "I,J" (empty: the config's); shared: may use GPUs other sandboxes share.
+  std::string gpus;
+  bool gpu_shared = false;
   std::function<void(const std::string&)> progress;
 };
 

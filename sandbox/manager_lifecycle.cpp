@@ -1,5 +1,6 @@
 // SandboxManager's lifecycles: create (a transaction: worktree -> container -> tmux -> row, each
 // step undone when a later one fails), remove (each step tolerates "already gone") and reset.
+#include "sandbox/gpu/gpus.h"
 #include "sandbox/host_commands.h"
 #include "sandbox/manager.h"
 
@@ -106,6 +107,38 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
     say("checking podman/docker on " + request.host);
     rt = runtime_on(request.host, *x);
   }
+  GpuRequest gpu_request;
+  try {
+    gpu_request = parse_gpus(request.gpus.empty() ? m_options.default_gpus : request.gpus, request.gpu_shared);
+  } catch (const std::invalid_argument& e) {
+    throw SandboxError(Kind::invalid, e.what());
+  }
+  if (gpu_request.any() && request.slurm) {
+    if (gpu_request.kind != GpuRequest::Kind::count) {
+      throw SandboxError(Kind::invalid, "gpus \"" + gpu_request.text() +
+                                            "\" on Slurm: Slurm picks the devices; ask for a count (gpus N)");
+    }
+    if (!request.gres.empty()) {
+      throw SandboxError(Kind::invalid, "give either gpus or gres, not both");
+    }
+    request.gres = "gpu:" + std::to_string(gpu_request.count);
+  }
+  HostGpus host_gpus;
+  std::vector<int> offered;
+  if (gpu_request.any() && !request.slurm) {
+    say("looking for GPUs on " + request.host);
+    host_gpus = parse_gpu_probe(
+        run_argv(*x, {"sh", "-c", gpu_probe_script(m_options.cdi_kind, rt.runtime == Runtime::docker)}, k_quick).out);
+    // What can be given: the numbered CDI devices when there are, else the /dev/nvidiaN nodes.
+    for (const auto& name : host_gpus.cdi_devices) {
+      if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos && name.size() < 5) {
+        offered.push_back(std::stoi(name));
+      }
+    }
+    if (offered.empty()) {
+      offered = host_gpus.devices;
+    }
+  }
   if (!request.slurm && !run_argv(*x, image_exists_argv(rt.runtime, image), k_quick).ok()) {
     throw SandboxError(Kind::missing, "image " + image + " is not on " + request.host +
                                           ": build it with `sandbox-mcp image build`" +
@@ -137,7 +170,26 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
   row.image = image;
   row.repo_base = top;
   row.wrapper = wrapper;
-  row = registry().reserve(row); // the name is ours from here on
+  SandboxRegistry::Allocate allocate;
+  if (gpu_request.any() && !request.slurm) {
+    allocate = [&](SandboxRow& mine, const std::vector<SandboxRow>& others) {
+      std::vector<int> exclusive, shared;
+      for (const auto& o : others) {
+        if (o.host == mine.host && o.name != mine.name) {
+          for (int d : split_indices(o.gpus)) {
+            (o.gpu_shared ? shared : exclusive).push_back(d);
+          }
+        }
+      }
+      auto got = allocate_gpus(gpu_request, offered, exclusive, shared, mine.host);
+      gpu_run_args(rt.runtime, got, host_gpus, m_options.cdi_kind, mine.host); // throws when none can be given
+      mine.gpus = join_indices(got);
+      mine.gpu_shared = gpu_request.shared;
+    };
+  } else if (gpu_request.any()) {
+    row.gpus = "gpu:" + std::to_string(gpu_request.count) + " (Slurm)";
+  }
+  row = registry().reserve(row, allocate); // the name (and the GPUs) are ours from here on
   say("sandbox " + row.name + ": making the worktree");
   std::vector<std::function<void()>> undo;
   std::string note;
@@ -145,6 +197,9 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
   try {
     make_worktree(row, *x, common, undo, note);
     RunSpec spec = run_spec(row, request, *x, rt, common);
+    if (!request.slurm) {
+      spec.device_args = gpu_run_args(rt.runtime, split_indices(row.gpus), host_gpus, m_options.cdi_kind, request.host);
+    }
     if (request.slurm) {
       job = submit(row, request, *x, rt, spec, undo, note);
     } else {

@@ -26,12 +26,13 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 )sql";
 
 constexpr const char* k_added_columns[][2] = {
-    {"host", "TEXT DEFAULT 'local'"}, {"runtime", "TEXT DEFAULT ''"},    {"image", "TEXT DEFAULT ''"},
-    {"repo_base", "TEXT DEFAULT ''"}, {"phase", "TEXT DEFAULT 'ready'"}, {"wrapper", "TEXT DEFAULT ''"},
+    {"host", "TEXT DEFAULT 'local'"}, {"runtime", "TEXT DEFAULT ''"},      {"image", "TEXT DEFAULT ''"},
+    {"repo_base", "TEXT DEFAULT ''"}, {"phase", "TEXT DEFAULT 'ready'"},   {"wrapper", "TEXT DEFAULT ''"},
+    {"gpus", "TEXT DEFAULT ''"},      {"gpu_shared", "INTEGER DEFAULT 0"},
 };
 
 constexpr const char* k_columns = "name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, "
-                                  "updated_at, host, runtime, image, repo_base, phase, wrapper";
+                                  "updated_at, host, runtime, image, repo_base, phase, wrapper, gpus, gpu_shared";
 
 [[noreturn]] void fail(sqlite3* db, const std::string& path, const std::string& what) {
   throw SandboxError(SandboxError::Kind::failed,
@@ -98,6 +99,8 @@ SandboxRow read_row(const Statement& s) {
   r.repo_base = s.text(11);
   r.phase = s.text(12).empty() ? "ready" : s.text(12);
   r.wrapper = s.text(13);
+  r.gpus = s.text(14);
+  r.gpu_shared = s.integer(15) != 0;
   return r;
 }
 
@@ -132,10 +135,19 @@ public:
   }
   ~SqliteRegistry() override { sqlite3_close(m_db); }
 
-  SandboxRow reserve(SandboxRow row) override {
+  SandboxRow reserve(SandboxRow row, const Allocate& allocate) override {
     std::lock_guard lock(m_mutex);
     exec("BEGIN IMMEDIATE");
     try {
+      if (allocate) {
+        // Inside the transaction: no other `new` can take the same devices meanwhile.
+        std::vector<SandboxRow> others;
+        Statement all(m_db, m_path, (std::string("SELECT ") + k_columns + " FROM sandboxes").c_str());
+        while (all.step()) {
+          others.push_back(read_row(all));
+        }
+        allocate(row, others);
+      }
       if (row.name.empty()) {
         std::set<std::string> taken;
         Statement names(m_db, m_path, "SELECT name FROM sandboxes WHERE name LIKE 'cnt\\_%' ESCAPE '\\'");
@@ -160,8 +172,8 @@ public:
       row.phase = "creating";
       Statement insert(m_db, m_path,
                        "INSERT INTO sandboxes (name, branch, container_id, slurm_job_id, work_dir, ccr_mode, "
-                       "host, runtime, image, repo_base, phase, wrapper, created_at, updated_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, datetime('now'), datetime('now'))");
+                       "host, runtime, image, repo_base, phase, wrapper, gpus, gpu_shared, created_at, updated_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, datetime('now'), datetime('now'))");
       bind_fields(insert, row);
       insert.step();
       exec("COMMIT");
@@ -177,7 +189,7 @@ public:
     Statement s(m_db, m_path,
                 "UPDATE sandboxes SET branch = ?2, container_id = ?3, slurm_job_id = ?4, work_dir = ?5, "
                 "ccr_mode = ?6, host = ?7, runtime = ?8, image = ?9, repo_base = ?10, phase = ?11, wrapper = ?12, "
-                "updated_at = datetime('now') WHERE name = ?1");
+                "gpus = ?13, gpu_shared = ?14, updated_at = datetime('now') WHERE name = ?1");
     s.bind(1, row.name);
     bind_fields(s, row, 2);
     s.step();
@@ -229,7 +241,9 @@ private:
         .bind(first + 7, r.image)
         .bind(first + 8, r.repo_base)
         .bind(first + 9, r.phase)
-        .bind(first + 10, r.wrapper);
+        .bind(first + 10, r.wrapper)
+        .bind(first + 11, r.gpus)
+        .bind(first + 12, r.gpu_shared ? 1 : 0);
   }
 
   std::optional<SandboxRow> get_locked(const std::string& name) {

@@ -5,6 +5,7 @@
 // two `new` calls can never take the same name.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -46,6 +47,8 @@ struct SandboxRow {
   std::string wrapper;   // Slurm: the podman-srun wrapper's path on `host`
   // creating: `new` is under way (or died half-way: `rm` finishes the job); ready; removing.
   std::string phase = "creating";
+  std::string gpus;        // the GPU indices it holds on `host` ("0,2"; "" none)
+  bool gpu_shared = false; // other sandboxes asking for shared GPUs may use them too
 };
 
 class SandboxRegistry {
@@ -57,7 +60,10 @@ public:
 
   // Inserts `row` with phase "creating"; an empty name takes the first free cnt_N (N from 1).
   // Throws SandboxError(exists) when the name is taken. Returns the row as stored.
-  virtual SandboxRow reserve(SandboxRow row) = 0;
+  // `allocate`, when set, runs inside the same transaction with every other row, and may fill in
+  // the row (its GPUs): two `new` calls never take the same devices.
+  using Allocate = std::function<void(SandboxRow& row, const std::vector<SandboxRow>& others)>;
+  virtual SandboxRow reserve(SandboxRow row, const Allocate& allocate = {}) = 0;
   virtual void update(const SandboxRow& row) = 0; // by name; sets updated_at
   virtual std::optional<SandboxRow> get(const std::string& name) = 0;
   virtual std::vector<SandboxRow> list() = 0; // oldest first

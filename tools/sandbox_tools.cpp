@@ -22,6 +22,8 @@ const char* k_sandbox_item = R"json({
     "ccr_mode": {"type": "boolean"},
     "image": {"type": "string"},
     "runtime": {"type": "string"},
+    "gpus": {"type": "string", "description": "the GPU indices it holds on its host (\"0,2\"; empty: none; Slurm: the count it asked for)"},
+    "gpu_shared": {"type": "boolean"},
     "attach_command": {"type": "string"},
     "note": {"type": "string"}
   },
@@ -44,7 +46,9 @@ const char* k_new_input = R"json({
     "repo_base": {"type": "string", "minLength": 1, "description": "The git repository on the host (default: the server's repo_base on local, the host's configured repo_base over SSH)."},
     "cpus": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$", "description": "CPU limit, e.g. \"2\" or \"0.5\" (default: the config's, else none)."},
     "memory": {"type": "string", "pattern": "^[0-9]+[bkmgBKMG]?$", "description": "Memory limit, e.g. \"4g\" (default: the config's, else none)."},
-    "pids": {"type": "integer", "minimum": 16, "maximum": 4194304, "description": "Most processes in the container (default: the config's, else the runtime's)."}
+    "pids": {"type": "integer", "minimum": 16, "maximum": 4194304, "description": "Most processes in the container (default: the config's, else the runtime's)."},
+    "gpus": {"type": ["string", "integer"], "description": "GPUs the container gets: \"all\", \"none\", a count (2) or indices (\"0,2\"; one index: \"3,\"). Never one another sandbox on the host holds, unless both ask gpu_shared. Through CDI (nvidia-ctk cdi generate) or docker --gpus. Slurm: a count, as --gres=gpu:N. Default: the config's, else none. remote_hosts {probe: true} shows which are free."},
+    "gpu_shared": {"type": "boolean", "default": false, "description": "May use GPUs other sandboxes asking gpu_shared hold (and share these)."}
   },
   "additionalProperties": false
 })json";
@@ -101,6 +105,8 @@ json info_json(const sandbox::SandboxInfo& info) {
               {"ccr_mode", r.ccr_mode},
               {"image", r.image},
               {"runtime", r.runtime},
+              {"gpus", r.gpus},
+              {"gpu_shared", r.gpu_shared},
               {"attach_command", info.attach_command}};
   if (!info.node.empty()) {
     out["node"] = info.node;
@@ -162,6 +168,11 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
       req.partition = arg_string(args, "partition");
       req.time_limit = arg_string(args, "time_limit");
       req.gres = arg_string(args, "gres");
+      if (args.contains("gpus")) {
+        req.gpus =
+            args["gpus"].is_number_integer() ? std::to_string(args["gpus"].get<long long>()) : arg_string(args, "gpus");
+      }
+      req.gpu_shared = arg_bool(args, "gpu_shared", false);
       if (ctx.wants_progress()) {
         req.progress = [&ctx](const std::string& line) { ctx.progress(line); };
       }

@@ -82,6 +82,10 @@ void add_sandbox_commands(CLI::App& cli, SandboxCli& s) {
   cmd_new->add_option("--partition", s.partition, "With -s: the Slurm partition");
   cmd_new->add_option("--time", s.time_limit, "With -s: the Slurm time limit (e.g. 8:00:00)");
   cmd_new->add_option("--gres", s.gres, "With -s: Slurm generic resources (e.g. gpu:1)");
+  cmd_new->add_option(
+      "--gpus", s.gpus,
+      "GPUs for the container: all, none, a count (2) or indices (0,2); with -s a count (--gres=gpu:N)");
+  cmd_new->add_flag("--gpu-shared", s.gpu_shared, "May share GPUs with other sandboxes that pass --gpu-shared");
   cmd_new->add_option("--image", s.image, "Container image (default: localhost/sandbox-mcp:latest or the config's)");
   cli.add_subcommand("ls", "List sandboxes");
   cli.add_subcommand("rm", "Remove a sandbox")->add_option("-n,--name", s.name, "Sandbox name")->required();

@@ -25,8 +25,10 @@ struct SandboxCli {
   long pids = 0;
   std::string partition;
   std::string time_limit;
-  std::string gres;     // the repository on --host (default: the host's repo_base in the config)
-  bool rebuild = false; // image build --rebuild
+  std::string gres;
+  std::string gpus;        // --gpus (empty: the config's default)
+  bool gpu_shared = false; // the repository on --host (default: the host's repo_base in the config)
+  bool rebuild = false;    // image build --rebuild
 };
 
 struct CommandLine {

@@ -1,4 +1,5 @@
 #include "mcp-server/app/config.h"
+#include "sandbox/gpu/gpus.h"
 
 #include "sandbox/exec/run_process.h"
 #include "ssh/ssh_config.h"
@@ -111,7 +112,7 @@ void parse_sandbox(const json& s, const std::string& origin, FileConfig& c) {
   }
   warn_unknown(s,
                {"repo_base", "runtime", "image", "base_image", "mirror", "user", "user_home", "user_uid", "user_gid",
-                "mounts", "cpus", "memory", "pids", "env", "run_args", "worktrees_dir"},
+                "mounts", "cpus", "memory", "pids", "env", "run_args", "worktrees_dir", "gpus", "cdi_kind"},
                origin, "sandbox.");
   auto& o = c.sandbox.container;
   o.runtime = get_string(s, "runtime", origin, o.runtime);
@@ -128,6 +129,22 @@ void parse_sandbox(const json& s, const std::string& origin, FileConfig& c) {
   o.pids = get_int(s, "pids", origin, 0, 1 << 30).value_or(0);
   o.env_allow = get_strings(s, "env", origin);
   o.run_args = get_strings(s, "run_args", origin);
+  if (auto it = s.find("gpus"); it != s.end() && it->is_number_integer()) {
+    c.sandbox.default_gpus = std::to_string(it->get<long long>());
+  } else {
+    c.sandbox.default_gpus = get_string(s, "gpus", origin, c.sandbox.default_gpus);
+  }
+  try {
+    sandbox::parse_gpus(c.sandbox.default_gpus);
+  } catch (const std::invalid_argument& e) {
+    bad(origin, std::string("sandbox.") + e.what());
+  }
+  c.sandbox.cdi_kind = get_string(s, "cdi_kind", origin, c.sandbox.cdi_kind);
+  if (c.sandbox.cdi_kind.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/") !=
+          std::string::npos ||
+      c.sandbox.cdi_kind.find('/') == std::string::npos) {
+    bad(origin, "sandbox.cdi_kind must look like vendor.com/class (got '" + c.sandbox.cdi_kind + "')");
+  }
   c.sandbox.worktrees_dir = get_string(s, "worktrees_dir", origin, c.sandbox.worktrees_dir);
   if (c.sandbox.worktrees_dir.empty() || c.sandbox.worktrees_dir[0] == '/' ||
       c.sandbox.worktrees_dir.find("..") != std::string::npos) {

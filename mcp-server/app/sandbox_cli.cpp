@@ -37,13 +37,14 @@ int list(sandbox::SandboxManager& m) {
     std::cout << "No sandboxes in " << m.options().repo_base << " (create one with: sandbox-mcp new -n NAME)\n";
     return 0;
   }
-  std::printf("%-16s %-10s %-20s %-9s %-5s %-8s %-10s %s\n", "NAME", "HOST", "BRANCH", "STATE", "AGE", "JOB", "NODE",
-              "WORK_DIR");
+  std::printf("%-16s %-10s %-20s %-9s %-5s %-8s %-10s %-8s %s\n", "NAME", "HOST", "BRANCH", "STATE", "AGE", "JOB",
+              "NODE", "GPUS", "WORK_DIR");
   for (const auto& s : all) {
-    std::printf("%-16s %-10s %-20s %-9s %-5s %-8s %-10s %s\n", s.row.name.c_str(), s.row.host.c_str(),
+    const std::string gpus = s.row.gpus.empty() ? "-" : s.row.gpus + (s.row.gpu_shared ? "(s)" : "");
+    std::printf("%-16s %-10s %-20s %-9s %-5s %-8s %-10s %-8s %s\n", s.row.name.c_str(), s.row.host.c_str(),
                 s.row.branch.c_str(), s.state.c_str(), age(s.row.created_at).c_str(),
                 s.row.slurm_job_id.empty() ? "-" : s.row.slurm_job_id.c_str(), s.node.empty() ? "-" : s.node.c_str(),
-                s.row.work_dir.c_str());
+                gpus.c_str(), s.row.work_dir.c_str());
     if (!s.note.empty()) {
       std::printf("  note: %s\n", s.note.c_str());
     }
@@ -90,6 +91,8 @@ int run(const CommandLine& cl) {
     req.partition = s.partition;
     req.time_limit = s.time_limit;
     req.gres = s.gres;
+    req.gpus = s.gpus;
+    req.gpu_shared = s.gpu_shared;
     req.progress = [](const std::string& line) { std::cerr << line << "\n"; };
     auto info = m.create(req);
     std::cout << "Created sandbox " << info.row.name << " on " << info.row.host << ": branch " << info.row.branch

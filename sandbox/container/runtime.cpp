@@ -119,6 +119,7 @@ std::vector<std::string> container_run_argv(Runtime r, const ContainerOptions& o
     a.push_back("--env");
     a.push_back(name);
   }
+  a.insert(a.end(), s.device_args.begin(), s.device_args.end());
   a.insert(a.end(), o.run_args.begin(), o.run_args.end());
   a.push_back(o.image);
   a.insert(a.end(), s.command.begin(), s.command.end());

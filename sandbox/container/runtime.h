@@ -51,7 +51,8 @@ struct RunSpec {
   bool keep_id = false;               // rootless podman: --userns=keep-id (the owner is the image user)
   std::vector<std::string> env_names; // --env NAME: the value from podman's environment
   std::vector<std::string> command = {"sleep", "infinity"}; // the container's main process
-  bool detach = true; // run -d; a Slurm job's payload stays in the foreground instead
+  bool detach = true;                   // run -d; a Slurm job's payload stays in the foreground instead
+  std::vector<std::string> device_args; // the sandbox's GPUs (sandbox/gpu/gpus.h: --device KIND=N / --gpus)
 };
 
 constexpr const char* k_tmux_session = "main";

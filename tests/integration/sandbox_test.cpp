@@ -11,7 +11,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <thread>
+#include <unistd.h>
 
 namespace smcp {
 namespace {
@@ -421,6 +424,103 @@ TEST_F(SandboxTest, OnAnSshHostThroughTheSshdFixture) {
   EXPECT_FALSE(fs::exists(remote_repo + "/.sandboxes/s1"));
   // The registry is this machine's (repo_base), with the host recorded.
   EXPECT_TRUE(fs::exists(repo + "/.sandbox_db.sqlite"));
+}
+
+// GPUs without a GPU: fake NVIDIA device nodes (mknod, character major 195) behind a CDI spec of a
+// test-only kind in /var/run/cdi, in the format podman 4.3's CDI library reads.
+class GpuSandboxTest : public SandboxTest {
+protected:
+  void SetUp() override {
+    SandboxTest::SetUp();
+    if (IsSkipped()) {
+      return;
+    }
+    if (::geteuid() != 0) {
+      GTEST_SKIP() << "fake GPU device nodes (mknod) and /var/run/cdi need root";
+    }
+    nodes = dir + "/dev";
+    fs::create_directories(nodes);
+    std::string spec = "cdiVersion: \"0.3.0\"\nkind: \"" + kind + "\"\ndevices:\n";
+    for (int i = 0; i < 3; ++i) {
+      const std::string node = nodes + "/nvidia" + std::to_string(i);
+      ASSERT_EQ(::mknod(node.c_str(), S_IFCHR | 0666, makedev(195, i)), 0) << node;
+      spec += "- name: \"" + std::to_string(i) + "\"\n  containerEdits:\n    deviceNodes:\n    - path: " + node + "\n";
+    }
+    fs::create_directories("/var/run/cdi");
+    spec_file = "/var/run/cdi/sandbox-mcp-test-" + std::to_string(::getpid()) + ".yaml";
+    std::ofstream(spec_file) << spec;
+    std::ofstream(config) << json{{"sandbox", {{"cdi_kind", kind}}}}.dump();
+  }
+  void TearDown() override {
+    if (!spec_file.empty()) {
+      fs::remove(spec_file);
+    }
+    SandboxTest::TearDown();
+  }
+  // The fake nodes a sandbox's container sees.
+  std::string seen(const std::string& sandbox) {
+    return client->call("remote_bash",
+                        {{"sandbox", sandbox}, {"command", "ls " + nodes + " 2>&1 | tr '\\n' ' '"}})["stdout"];
+  }
+
+  const std::string kind = "sandbox-mcp-test.example/gpu";
+  std::string nodes, spec_file;
+};
+
+TEST_F(GpuSandboxTest, EachSandboxSeesExactlyItsGpusAndTwoNeverShareOne) {
+  start_server();
+  json a = client->call("sandbox_new", {{"name", "g1"}, {"gpus", 1}});
+  EXPECT_EQ(a["gpus"], "0") << a.dump();
+  json b = client->call("sandbox_new", {{"name", "g2"}, {"gpus", "2"}});
+  EXPECT_EQ(b["gpus"], "1,2") << b.dump();
+  EXPECT_EQ(seen("g1"), "nvidia0 ");
+  EXPECT_EQ(seen("g2"), "nvidia1 nvidia2 ");
+  // Every GPU is taken: a third sandbox is refused and says which are held.
+  std::string err = error_of("sandbox_new", {{"name", "g3"}, {"gpus", 1}});
+  EXPECT_NE(err.find("only 0 free"), std::string::npos) << err;
+  err = error_of("sandbox_new", {{"name", "g3"}, {"gpus", "1,"}, {"gpu_shared", true}});
+  EXPECT_NE(err.find("GPU 1 on local is held by another sandbox"), std::string::npos) << err;
+  EXPECT_EQ(sandbox_of("g3"), nullptr) << "a refused sandbox leaves nothing";
+  EXPECT_EQ(sandbox_of("g2")["gpus"], "1,2");
+  // A sandbox without GPUs sees none.
+  client->call("sandbox_new", {{"name", "g0"}});
+  EXPECT_NE(seen("g0").find("No such file"), std::string::npos);
+  // Removing one frees its GPUs; shared ones are shared only with sandboxes that share.
+  client->call("sandbox_rm", {{"name", "g1"}});
+  json s1 = client->call("sandbox_new", {{"name", "s1"}, {"gpus", "0,"}, {"gpu_shared", true}});
+  json s2 = client->call("sandbox_new", {{"name", "s2"}, {"gpus", "0,"}, {"gpu_shared", true}});
+  EXPECT_EQ(s2["gpus"], "0");
+  EXPECT_EQ(seen("s2"), "nvidia0 ");
+  err = error_of("sandbox_new", {{"name", "x"}, {"gpus", "0,"}});
+  EXPECT_NE(err.find("held by another sandbox"), std::string::npos) << err;
+  // The CLI shows them.
+  auto ls = cli({"ls"});
+  EXPECT_NE(ls.out.find("0(s)"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("1,2"), std::string::npos) << ls.out;
+  for (const char* n : {"g2", "g0", "s1", "s2"}) {
+    client->call("sandbox_rm", {{"name", n}});
+  }
+}
+
+TEST_F(GpuSandboxTest, BadRequestsAndHostsWithoutGpusGetClearErrors) {
+  start_server();
+  std::string err = error_of("sandbox_new", {{"name", "b1"}, {"gpus", "two"}});
+  EXPECT_NE(err.find("invalid gpus 'two'"), std::string::npos) << err;
+  err = error_of("sandbox_new", {{"name", "b2"}, {"gpus", "7,"}});
+  EXPECT_NE(err.find("has no GPU 7 (it has 0,1,2)"), std::string::npos) << err;
+  // Another CDI kind: no CDI devices, and this machine has no /dev/nvidiaN.
+  std::ofstream(config) << json{{"sandbox", {{"cdi_kind", "nothing-here.example/gpu"}}}}.dump();
+  start_server();
+  err = error_of("sandbox_new", {{"name", "b3"}, {"gpus", "all"}});
+  if (fs::exists("/dev/nvidia0")) {
+    EXPECT_NE(err.find("no CDI spec of kind nothing-here.example/gpu"), std::string::npos) << err;
+  } else {
+    EXPECT_NE(err.find("no NVIDIA GPU on local"), std::string::npos) << err;
+  }
+  EXPECT_EQ(client->call("sandbox_ls", json::object())["sandboxes"].size(), 0u);
+  auto r = cli({"new", "-n", "b4", "--gpus", "0,x"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("invalid gpus"), std::string::npos) << r.err;
 }
 
 } // namespace

@@ -1,0 +1,154 @@
+// GPU requests, allocation and runtime arguments (sandbox/gpu/gpus.h), and the host probe run with
+// a local /bin/sh against fake NVIDIA device nodes (mknod, character major 195) and a CDI spec as
+// nvidia-ctk writes it.
+#include "sandbox/gpu/gpus.h"
+#include "sandbox/registry.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+namespace smcp::sandbox {
+namespace {
+
+namespace fs = std::filesystem;
+using Kind = GpuRequest::Kind;
+
+TEST(Gpus, ParsesTheFourForms) {
+  EXPECT_EQ(parse_gpus("").kind, Kind::none);
+  EXPECT_EQ(parse_gpus("none").kind, Kind::none);
+  EXPECT_EQ(parse_gpus("0").kind, Kind::none) << "a count of 0";
+  EXPECT_EQ(parse_gpus("all").kind, Kind::all);
+  auto c = parse_gpus("2");
+  EXPECT_EQ(c.kind, Kind::count);
+  EXPECT_EQ(c.count, 2);
+  auto l = parse_gpus(" 2, 0,2 ");
+  EXPECT_EQ(l.kind, Kind::list);
+  EXPECT_EQ(l.indices, (std::vector<int>{0, 2}));
+  EXPECT_EQ(l.text(), "0,2");
+  EXPECT_EQ(parse_gpus("3,").indices, (std::vector<int>{3})) << "one index: a trailing comma";
+  EXPECT_TRUE(parse_gpus("1", true).shared);
+  for (const char* bad : {"-1", "two", "0,x", "1;rm", "all,0", "99999"}) {
+    EXPECT_THROW(parse_gpus(bad), std::invalid_argument) << bad;
+  }
+}
+
+TEST(Gpus, AllocationNeverGivesAHeldDeviceUnlessShared) {
+  const std::vector<int> devs = {0, 1, 2, 3};
+  EXPECT_EQ(allocate_gpus(parse_gpus("2"), devs, {0}, {}, "h"), (std::vector<int>{1, 2}));
+  EXPECT_EQ(allocate_gpus(parse_gpus("1"), devs, {}, {0}, "h"), (std::vector<int>{1})) << "shared ones avoided";
+  EXPECT_EQ(allocate_gpus(parse_gpus("1", true), devs, {}, {0}, "h"), (std::vector<int>{0})) << "shared with shared";
+  EXPECT_EQ(allocate_gpus(parse_gpus("1", true), devs, {0}, {}, "h"), (std::vector<int>{1}))
+      << "an exclusive one never";
+  EXPECT_EQ(allocate_gpus(parse_gpus("all"), devs, {}, {}, "h"), devs);
+  EXPECT_EQ(allocate_gpus(parse_gpus("none"), devs, {0, 1, 2, 3}, {}, "h"), std::vector<int>{});
+  auto message = [&](const GpuRequest& r, std::vector<int> excl, std::vector<int> shared) {
+    try {
+      allocate_gpus(r, devs, excl, shared, "gpu1");
+    } catch (const SandboxError& e) {
+      EXPECT_EQ(e.kind(), SandboxError::Kind::invalid);
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(parse_gpus("3"), {0, 1}, {}).find("only 2 free"), std::string::npos);
+  EXPECT_NE(message(parse_gpus("1,"), {1}, {}).find("GPU 1 on gpu1 is held by another sandbox"), std::string::npos);
+  EXPECT_NE(message(parse_gpus("5,"), {}, {}).find("has no GPU 5 (it has 0,1,2,3)"), std::string::npos);
+  EXPECT_NE(message(parse_gpus("all"), {}, {2}).find("held by other sandboxes on gpu1: 2 (shared)"), std::string::npos);
+  EXPECT_NE(message(parse_gpus("all", true), {3}, {}).find("3"), std::string::npos);
+  try {
+    allocate_gpus(parse_gpus("1"), {}, {}, {}, "cpu-box");
+    FAIL();
+  } catch (const SandboxError& e) {
+    EXPECT_NE(std::string(e.what()).find("no NVIDIA GPU on cpu-box"), std::string::npos);
+  }
+}
+
+TEST(Gpus, RunArgumentsAreCdiDevicesElseDockerGpusElseAClearError) {
+  HostGpus h;
+  h.devices = {0, 1};
+  h.cdi_devices = {"0", "1", "all"};
+  EXPECT_EQ(gpu_run_args(Runtime::podman, {1}, h, k_default_cdi_kind, "h"),
+            (std::vector<std::string>{"--device", "nvidia.com/gpu=1"}));
+  EXPECT_EQ(gpu_run_args(Runtime::podman, {}, h, k_default_cdi_kind, "h"), std::vector<std::string>{});
+  HostGpus docker;
+  docker.devices = {0, 1};
+  docker.docker_nvidia = true;
+  EXPECT_EQ(gpu_run_args(Runtime::docker, {0, 1}, docker, k_default_cdi_kind, "h"),
+            (std::vector<std::string>{"--gpus", "\"device=0,1\""}));
+  try {
+    gpu_run_args(Runtime::podman, {0}, docker, k_default_cdi_kind, "gpu1");
+    FAIL();
+  } catch (const SandboxError& e) {
+    EXPECT_EQ(e.kind(), SandboxError::Kind::missing);
+    EXPECT_NE(std::string(e.what()).find("no CDI spec of kind nvidia.com/gpu"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("nvidia-ctk cdi generate"), std::string::npos) << e.what();
+  }
+}
+
+std::string run_sh(const std::string& script) {
+  std::string path = fs::temp_directory_path() / ("smcp-gpu-probe-" + std::to_string(::getpid()));
+  std::ofstream(path) << script;
+  std::string out;
+  FILE* p = ::popen(("/bin/sh " + path).c_str(), "r");
+  char buf[4096];
+  while (p && ::fgets(buf, sizeof buf, p)) {
+    out += buf;
+  }
+  if (p) {
+    ::pclose(p);
+  }
+  fs::remove(path);
+  return out;
+}
+
+TEST(Gpus, TheProbeFindsDeviceNodesAndCdiDevices) {
+  const fs::path dir = fs::temp_directory_path() / ("smcp-gpu-" + std::to_string(::getpid()));
+  fs::create_directories(dir / "dev");
+  fs::create_directories(dir / "cdi");
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "mknod of fake NVIDIA nodes needs root";
+  }
+  for (int i : {0, 1, 3}) {
+    ASSERT_EQ(::mknod((dir / "dev" / ("nvidia" + std::to_string(i))).c_str(), S_IFCHR | 0666, makedev(195, i)), 0);
+  }
+  ASSERT_EQ(::mknod((dir / "dev" / "nvidiactl").c_str(), S_IFCHR | 0666, makedev(195, 255)), 0);
+  std::ofstream(dir / "dev" / "nvidia7") << "not a device";
+  std::ofstream(dir / "cdi" / "nvidia.yaml") << R"(---
+cdiVersion: 0.5.0
+containerEdits:
+  hooks:
+  - args: [nvidia-ctk, hook, update-ldcache]
+    hookName: createContainer
+    path: /usr/bin/nvidia-ctk
+devices:
+- containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+  name: "0"
+- containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia1
+  name: "1"
+- name: all
+kind: nvidia.com/gpu
+)";
+  std::ofstream(dir / "cdi" / "other.yaml") << "kind: example.com/fpga\ndevices:\n- name: \"9\"\n";
+  HostGpus h = parse_gpu_probe(
+      run_sh(gpu_probe_script(k_default_cdi_kind, false, (dir / "dev").string(), {(dir / "cdi").string()})));
+  EXPECT_EQ(h.devices, (std::vector<int>{0, 1, 3}));
+  EXPECT_EQ(h.cdi_devices, (std::vector<std::string>{"0", "1", "all"}));
+  ASSERT_EQ(h.cdi_files.size(), 1u);
+  EXPECT_EQ(h.cdi_files[0], (dir / "cdi" / "nvidia.yaml").string());
+  EXPECT_FALSE(h.docker_nvidia);
+  fs::remove_all(dir);
+}
+
+} // namespace
+} // namespace smcp::sandbox
