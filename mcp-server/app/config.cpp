@@ -218,7 +218,7 @@ void parse_profiles(const json& doc, const std::string& origin, FileConfig& c) {
       }
       warn_unknown(p,
                    {"base", "network", "memory_mb", "cpu_seconds", "file_size_mb", "open_files", "clear_env",
-                    "full_etc_var", "ro_mounts", "cwd_writable"},
+                    "full_etc_var", "ro_mounts", "cwd_writable", "gpu", "gpus", "gpu_dev_dir"},
                    origin, "profiles." + name + ".");
       const std::string base = get_string(p, "base", origin, ps.profiles.count(name) ? name : "standard");
       if (!ps.profiles.count(base)) {
@@ -238,6 +238,20 @@ void parse_profiles(const json& doc, const std::string& origin, FileConfig& c) {
       flag("clear_env", prof.clear_env);
       flag("full_etc_var", prof.full_etc_var);
       flag("cwd_writable", prof.cwd_writable);
+      flag("gpu", prof.gpu);
+      if (auto g = p.find("gpus"); g != p.end()) {
+        prof.gpus = g->is_number_integer() ? std::to_string(g->get<long long>()) + "," : get_string(p, "gpus", origin);
+        const bool all = prof.gpus == "all";
+        if (!all && (prof.gpus.empty() || prof.gpus.find_first_not_of("0123456789, ") != std::string::npos ||
+                     sandbox::split_indices(prof.gpus).empty())) {
+          bad(origin, "profiles." + name + ".gpus must be \"all\" or device indices like \"0,2\"");
+        }
+        prof.gpu = true;
+      }
+      prof.gpu_dev_dir = get_string(p, "gpu_dev_dir", origin, prof.gpu_dev_dir);
+      if (prof.gpu_dev_dir.empty() || prof.gpu_dev_dir[0] != '/') {
+        bad(origin, "profiles." + name + ".gpu_dev_dir must be an absolute path");
+      }
       prof.memory_mb = get_int(p, "memory_mb", origin, 0, 1 << 30).value_or(static_cast<int>(prof.memory_mb));
       prof.cpu_seconds = get_int(p, "cpu_seconds", origin, 0, 1 << 30).value_or(static_cast<int>(prof.cpu_seconds));
       prof.file_size_mb = get_int(p, "file_size_mb", origin, 0, 1 << 30).value_or(static_cast<int>(prof.file_size_mb));

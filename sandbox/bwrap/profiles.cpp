@@ -1,5 +1,7 @@
 #include "sandbox/bwrap/profiles.h"
 
+#include "sandbox/gpu/gpus.h"
+
 #include <csignal>
 #include <cstdlib>
 
@@ -31,6 +33,7 @@ Profile permissive_profile() {
   p.file_size_mb = 1024;
   p.open_files = 1024;
   p.full_etc_var = true;
+  p.gpu = true;
   return p;
 }
 
@@ -67,6 +70,30 @@ ProfileSettings default_profile_settings() {
   return s;
 }
 
+// The NVIDIA nodes of a gpu profile (after --dev /dev, which they go into), present or not.
+void add_gpu_binds(const Profile& p, std::vector<std::string>& a) {
+  const std::string& d = p.gpu_dev_dir;
+  for (const char* node : {"nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset", "nvidia-caps"}) {
+    a.insert(a.end(), {"--dev-bind-try", d + "/" + node, std::string("/dev/") + node});
+  }
+  std::vector<int> indices;
+  if (p.gpus == "all") {
+    for (int i = 0; i <= k_max_gpu_index; ++i) {
+      indices.push_back(i);
+    }
+  } else {
+    indices = split_indices(p.gpus);
+  }
+  for (int i : indices) {
+    const std::string n = "nvidia" + std::to_string(i);
+    a.insert(a.end(), {"--dev-bind-try", d + "/" + n, "/dev/" + n});
+  }
+  a.insert(a.end(), {"--ro-bind-try", "/sys", "/sys"});
+  if (p.gpus != "all") {
+    a.insert(a.end(), {"--setenv", "CUDA_VISIBLE_DEVICES", join_indices(indices)});
+  }
+}
+
 // Long because it is the list of mounts and switches, in the order bwrap applies them.
 std::vector<std::string> profile_launcher(const Profile& p, const std::string& bwrap, const std::string& work_dir,
                                           const std::string& cwd,
@@ -82,7 +109,7 @@ std::vector<std::string> profile_launcher(const Profile& p, const std::string& b
       root,
       work_dir,
       "prlimit"};
-  if (p.memory_mb > 0) {
+  if (p.memory_mb > 0 && !p.gpu) {
     a.push_back("--as=" + std::to_string(p.memory_mb * 1024 * 1024));
   }
   if (p.cpu_seconds > 0) {
@@ -120,6 +147,9 @@ std::vector<std::string> profile_launcher(const Profile& p, const std::string& b
     a.insert(a.end(), {"--ro-bind-try", m, m});
   }
   a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", work_dir, "/work"});
+  if (p.gpu) {
+    add_gpu_binds(p, a);
+  }
   if (!cwd.empty()) {
     a.insert(a.end(), {p.cwd_writable ? "--bind" : "--ro-bind", cwd, cwd, "--chdir", cwd});
   } else {

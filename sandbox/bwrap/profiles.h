@@ -27,7 +27,16 @@ struct Profile {
   // The call's cwd is bound read-only unless this is set: a writable cwd chosen by the caller (its
   // home, /) would let a confined command plant files that later run unconfined.
   bool cwd_writable = false;
+  // GPUs: --dev-bind the NVIDIA device nodes (/dev/nvidiactl, nvidia-uvm*, nvidia-modeset,
+  // nvidia-caps and /dev/nvidiaN for each of `gpus`: "all" or indices "0,2", which also become
+  // CUDA_VISIBLE_DEVICES), and /sys read-only. No RLIMIT_AS then: CUDA reserves tens of GB of
+  // address space. Off in restrictive and standard, on in permissive.
+  bool gpu = false;
+  std::string gpus = "all";
+  std::string gpu_dev_dir = "/dev"; // where the nodes are on the host (tests: fake ones elsewhere)
 };
+
+constexpr int k_max_gpu_index = 31; // "all" binds /dev/nvidia0 .. /dev/nvidia31 when present
 
 // The original worker's defaults.
 Profile restrictive_profile();

@@ -187,19 +187,19 @@ std::vector<int> allocate_gpus(const GpuRequest& request, const std::vector<int>
       }
     }
     if (static_cast<int>(out.size()) < request.count) {
-      throw SandboxError(SandboxError::Kind::invalid,
-                         "gpus " + std::to_string(request.count) + ": " + host + " has " +
-                             std::to_string(devices.size()) + " GPU(s) (" + join_indices(devices) +
-                             ") and other sandboxes hold " + held_note() + "; only " + std::to_string(out.size()) +
-                             " free");
+      throw SandboxError(SandboxError::Kind::invalid, "gpus " + std::to_string(request.count) + ": " + host + " has " +
+                                                          std::to_string(devices.size()) + " GPU(s) (" +
+                                                          join_indices(devices) + ") and other sandboxes hold " +
+                                                          held_note() + "; only " + std::to_string(out.size()) +
+                                                          " free");
     }
     return out;
   case Kind::list:
     for (int d : request.indices) {
       if (std::find(devices.begin(), devices.end(), d) == devices.end()) {
-        throw SandboxError(SandboxError::Kind::invalid, "gpus \"" + request.text() + "\": " + host +
-                                                            " has no GPU " + std::to_string(d) + " (it has " +
-                                                            join_indices(devices) + ")");
+        throw SandboxError(SandboxError::Kind::invalid, "gpus \"" + request.text() + "\": " + host + " has no GPU " +
+                                                            std::to_string(d) + " (it has " + join_indices(devices) +
+                                                            ")");
       }
       if (!free_for_us(d)) {
         throw SandboxError(SandboxError::Kind::invalid,
@@ -235,12 +235,13 @@ std::vector<std::string> gpu_run_args(Runtime runtime, const std::vector<int>& i
   std::string why = host.cdi_files.empty()
                         ? "no CDI spec of kind " + cdi_kind + " in /etc/cdi or /var/run/cdi"
                         : "the CDI specs (" + host.cdi_files.front() + ") name no device " + join_indices(indices);
-  throw SandboxError(SandboxError::Kind::missing,
-                     "cannot give GPUs to a container on " + host_name + ": " + why +
-                         (runtime == Runtime::docker ? " and docker has no nvidia runtime" : "") +
-                         "; install nvidia-container-toolkit and run `sudo nvidia-ctk cdi generate "
-                         "--output=/etc/cdi/nvidia.yaml` there" +
-                         (runtime == Runtime::docker ? " (or `sudo nvidia-ctk runtime configure --runtime=docker`)" : ""));
+  throw SandboxError(
+      SandboxError::Kind::missing,
+      "cannot give GPUs to a container on " + host_name + ": " + why +
+          (runtime == Runtime::docker ? " and docker has no nvidia runtime" : "") +
+          "; install nvidia-container-toolkit and run `sudo nvidia-ctk cdi generate "
+          "--output=/etc/cdi/nvidia.yaml` there" +
+          (runtime == Runtime::docker ? " (or `sudo nvidia-ctk runtime configure --runtime=docker`)" : ""));
 }
 
 } // namespace smcp::sandbox

@@ -14,6 +14,8 @@
 #include <fstream>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <thread>
 #include <unistd.h>
 
@@ -240,6 +242,42 @@ TEST_F(ProfilesTest, AHostDefaultProfileConfinesEveryCommandOnAnSshHost) {
   for (const auto& h : hosts["hosts"]) {
     EXPECT_EQ(h["bwrap"], "ok") << h.dump();
   }
+}
+
+// GPUs without a GPU: fake NVIDIA nodes (mknod, major 195) in a directory the profiles name as
+// gpu_dev_dir; inside, they appear as /dev/nvidia*.
+TEST_F(ProfilesTest, AGpuProfileBindsExactlyItsNodesAndRestrictiveNone) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "fake GPU device nodes (mknod) need root";
+  }
+  const std::string nodes = dir + "/dev";
+  fs::create_directories(nodes);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(::mknod((nodes + "/nvidia" + std::to_string(i)).c_str(), S_IFCHR | 0666, makedev(195, i)), 0);
+  }
+  ASSERT_EQ(::mknod((nodes + "/nvidiactl").c_str(), S_IFCHR | 0666, makedev(195, 255)), 0);
+  std::ofstream(config) << json{{"profiles",
+                                 {{"gpu02", {{"base", "standard"}, {"gpus", "0,2"}, {"gpu_dev_dir", nodes}}},
+                                  {"gpuall", {{"base", "standard"}, {"gpu", true}, {"gpu_dev_dir", nodes}}},
+                                  {"nogpu", {{"base", "standard"}, {"gpu_dev_dir", nodes}}}}}}
+                               .dump();
+  start_server();
+  const std::string list = "ls /dev | grep nvidia | tr '\\n' ' '; echo \"[${CUDA_VISIBLE_DEVICES-unset}]\"";
+  json r = bash("gpu02", list);
+  EXPECT_EQ(r["stdout"], "nvidia0 nvidia2 nvidiactl [0,2]\n") << r.dump();
+  EXPECT_EQ(bash("gpuall", list)["stdout"], "nvidia0 nvidia1 nvidia2 nvidiactl [unset]\n");
+  EXPECT_EQ(bash("nogpu", list)["stdout"], "[unset]\n");
+  EXPECT_EQ(bash("restrictive", list)["stdout"], "[unset]\n");
+  // The nodes are the real character devices, usable (here: opened) from inside.
+  r = bash("gpu02", "stat -c '%F %t:%T' /dev/nvidia2");
+  EXPECT_EQ(r["stdout"], "character special file c3:2\n") << r.dump();
+  // A bad gpus value in the config is refused at start, clearly.
+  std::ofstream(config) << R"({"profiles": {"bad": {"gpus": "0;rm"}}})";
+  ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
+  auto run = exec::run_process({SMCP_BINARY, "serve", "--state-dir", state}, 30s);
+  ::unsetenv("SANDBOX_MCP_CONFIG");
+  EXPECT_NE(run.status, 0);
+  EXPECT_NE(run.err.find("profiles.bad.gpus must be"), std::string::npos) << run.err;
 }
 
 } // namespace
