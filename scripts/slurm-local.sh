@@ -2,7 +2,9 @@
 # A real single-node Slurm cluster on this machine, for the tests and benchmarks (never for users):
 # munge + slurmctld + slurmd with their config, state, logs and pid files under DIR, the daemons'
 # ports picked free. Commands reach it with SLURM_CONF=DIR/slurm.conf (the script prints it).
-#   scripts/slurm-local.sh start DIR [GRES_LINE]   starts it (installs slurm-wlm + munge if missing)
+#   scripts/slurm-local.sh start DIR [GRES_LINE [GRES_CONF]]   starts it (installs slurm-wlm + munge if
+#       missing); GRES_LINE goes on the node ("Gres=gpu:2"), GRES_CONF into DIR/gres.conf
+#       ("Name=gpu File=/path/nvidia[0-1]")
 #   scripts/slurm-local.sh stop DIR               stops its daemons (munge is left running)
 # Needs root (slurmd runs jobs as their users). Idempotent: start on a running cluster restarts it.
 set -euo pipefail
@@ -86,6 +88,11 @@ ${3:+GresTypes=gpu}
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN ${3:+$3}
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
+if [[ -n "${4:-}" ]]; then
+  echo "$4" >"$dir/gres.conf"
+else
+  rm -f "$dir/gres.conf"
+fi
 export SLURM_CONF="$dir/slurm.conf"
 /usr/sbin/slurmctld -f "$SLURM_CONF"
 /usr/sbin/slurmd -f "$SLURM_CONF"

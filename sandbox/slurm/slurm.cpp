@@ -40,7 +40,8 @@ std::vector<std::string> sbatch_argv(const SlurmOptions& o, const std::string& j
                                 "--job-name=" + job_name,
                                 "--chdir=" + work_dir,
                                 "--output=" + output,
-                                export_github_token ? "--export=PATH,GITHUB_TOKEN" : "--export=PATH"};
+                                export_github_token ? "--export=PATH,GITHUB_TOKEN,PODMAN_SRUN_GPU_DEV_DIR"
+                                                    : "--export=PATH,PODMAN_SRUN_GPU_DEV_DIR"};
   if (!o.partition.empty()) {
     a.push_back("--partition=" + o.partition);
   }

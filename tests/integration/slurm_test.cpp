@@ -9,6 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -34,7 +37,16 @@ protected:
     }
     char tmpl[] = "/tmp/smcp-slurm-XXXXXX";
     cluster = ::mkdtemp(tmpl);
-    auto started = run({std::string(SMCP_SOURCE_DIR) + "/scripts/slurm-local.sh", "start", cluster}, 300s);
+    // Two fake GPUs (mknod, major 195) as the node's gres, for the GPU test.
+    gpu_dir = cluster + "/gpu";
+    fs::create_directories(gpu_dir);
+    for (int i = 0; i < 2; ++i) {
+      ::mknod((gpu_dir + "/nvidia" + std::to_string(i)).c_str(), S_IFCHR | 0666, makedev(195, i));
+    }
+    ::mknod((gpu_dir + "/nvidiactl").c_str(), S_IFCHR | 0666, makedev(195, 255));
+    auto started = run({std::string(SMCP_SOURCE_DIR) + "/scripts/slurm-local.sh", "start", cluster, "Gres=gpu:2",
+                        "Name=gpu File=" + gpu_dir + "/nvidia[0-1]"},
+                       300s);
     if (started.status != 0) {
       skip_reason = "the test cluster did not start (scripts/slurm-local.sh, status " + std::to_string(started.status) +
                     "): " + started.err;
@@ -121,7 +133,7 @@ protected:
     std::vector<std::pair<std::string, std::optional<std::string>>> saved;
   };
 
-  static inline std::string skip_reason, cluster, conf, bin;
+  static inline std::string skip_reason, cluster, conf, bin, gpu_dir;
   std::string dir, repo, state, config, path;
   std::unique_ptr<StdioClient> client;
 };
@@ -286,6 +298,33 @@ TEST_F(SlurmTest, FromALoginNodeOverSsh) {
   client->call("sandbox_rm", {{"name", "l1"}});
   EXPECT_FALSE(in_queue(job));
   EXPECT_FALSE(container_left(made["container"]));
+}
+
+// The node has two fake GPUs as gres (SetUpTestSuite): gpus N becomes --gres=gpu:N, and the
+// container gets exactly the nodes Slurm allocated and its CUDA_VISIBLE_DEVICES.
+TEST_F(SlurmTest, GpusBecomeGresAndTheContainerSeesOnlyTheAllocatedNodes) {
+  // Small jobs: two run side by side on the one node (without --mem a job takes all its memory).
+  std::ofstream(config) << R"({"slurm": {"start_timeout_s": 60, "mem": "200M", "cpus": 1}})";
+  start_server({{"PODMAN_SRUN_GPU_DEV_DIR", gpu_dir}});
+  json a = client->call("sandbox_new", {{"name", "gp1"}, {"slurm", true}, {"gpus", 1}});
+  ASSERT_EQ(a["state"], "RUNNING") << a.dump();
+  EXPECT_EQ(a["gpus"], "gpu:1 (Slurm)");
+  json b = client->call("sandbox_new", {{"name", "gp2"}, {"slurm", true}, {"gpus", 1}});
+  ASSERT_EQ(b["state"], "RUNNING") << b.dump();
+  const std::string list = "ls " + gpu_dir + " | tr '\\n' ' '; echo \"[${CUDA_VISIBLE_DEVICES-unset}]\"";
+  const std::string seen_a = client->call("remote_bash", {{"sandbox", "gp1"}, {"command", list}})["stdout"];
+  const std::string seen_b = client->call("remote_bash", {{"sandbox", "gp2"}, {"command", list}})["stdout"];
+  // One GPU each, not the same one; nvidiactl with it.
+  EXPECT_TRUE(seen_a == "nvidia0 nvidiactl [0]\n" || seen_a == "nvidia1 nvidiactl [1]\n") << seen_a;
+  EXPECT_TRUE(seen_b == "nvidia0 nvidiactl [0]\n" || seen_b == "nvidia1 nvidiactl [1]\n") << seen_b;
+  EXPECT_NE(seen_a, seen_b);
+  // Slurm picks the devices: indices are refused; so is gpus with gres.
+  std::string err = error_of("sandbox_new", {{"name", "gp3"}, {"slurm", true}, {"gpus", "0,1"}});
+  EXPECT_NE(err.find("ask for a count"), std::string::npos) << err;
+  err = error_of("sandbox_new", {{"name", "gp3"}, {"slurm", true}, {"gpus", 1}, {"gres", "gpu:1"}});
+  EXPECT_NE(err.find("either gpus or gres"), std::string::npos) << err;
+  client->call("sandbox_rm", {{"name", "gp1"}});
+  client->call("sandbox_rm", {{"name", "gp2"}});
 }
 
 } // namespace

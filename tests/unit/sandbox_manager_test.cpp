@@ -345,7 +345,7 @@ TEST_F(SandboxManagerTest, SlurmSubmitsThePodmanRunThroughTheWrapperWithOnlyGith
   EXPECT_EQ(info.state, "RUNNING");
   EXPECT_EQ(info.node, "node7");
   const Argv sb = only({"sbatch"});
-  EXPECT_THAT(sb, Contains("--export=PATH,GITHUB_TOKEN"));
+  EXPECT_THAT(sb, Contains("--export=PATH,GITHUB_TOKEN,PODMAN_SRUN_GPU_DEV_DIR"));
   EXPECT_THAT(sb, Contains("--gres=gpu:1"));
   EXPECT_THAT(sb, Contains("--partition=gpu"));
   EXPECT_THAT(sb, Contains("--job-name=sandbox-j1"));
