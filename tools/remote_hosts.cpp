@@ -1,10 +1,13 @@
 #include "sandbox/exec/remote_executor.h"
+#include "sandbox/gpu/gpus.h"
+#include "sandbox/manager.h"
 #include "tools/common.h"
 #include "tools/profile_runner.h"
 #include "tools/tools.h"
 
 #include <chrono>
 #include <future>
+#include <map>
 
 namespace smcp::tools {
 
@@ -52,6 +55,12 @@ const char* k_output_schema = R"json({
         "probe_error": {"type": ["string", "null"]},
         "host_key_policy": {"type": "string"},
         "bwrap": {"type": "string", "description": "with probe: 'ok' when bubblewrap profiles work on the host, else what is missing"},
+        "gpus": {"type": "array", "description": "with probe: the host's NVIDIA GPUs (nvidia-smi), how busy each is, and which sandboxes hold it; pick a free one for sandbox_new {gpus}", "items": {"type": "object", "properties": {
+          "index": {"type": "integer"}, "name": {"type": "string"},
+          "memory_used_mib": {"type": ["integer", "null"]}, "memory_total_mib": {"type": ["integer", "null"]},
+          "utilization_pct": {"type": ["integer", "null"]},
+          "sandboxes": {"type": "array", "items": {"type": "string"}, "description": "sandboxes holding it (name, with (shared) when shared)"}}}},
+        "gpu_note": {"type": "string", "description": "with probe: why no GPU is listed (no nvidia-smi, or its error)"},
         "shell_env": {"type": "string", "enum": ["snapshot", "login-env", "login-shell"], "description": "how commands get the user's shell environment: snapshot (the startup files ran once; their variables, functions, aliases and options are loaded per command), login-env (their variables only), login-shell (they run for every command)"},
         "shell_env_note": {"type": "string"},
         "refresh_env": {"type": "string", "description": "with refresh_env: what was done"}
@@ -67,6 +76,59 @@ class NullSink final : public exec::OutputSink {
 public:
   void on_output(exec::Stream, std::string_view) override {}
 };
+
+class StringSink final : public exec::OutputSink {
+public:
+  void on_output(exec::Stream s, std::string_view data) override {
+    std::string& to = s == exec::Stream::out ? out : err;
+    if (to.size() < 256 * 1024) {
+      to.append(data);
+    }
+  }
+  std::string out, err;
+};
+
+// The host's GPUs by nvidia-smi, with the sandboxes that hold each (from the registry).
+void add_gpus(json& h, exec::Host& host, const std::string& name, sandbox::SandboxManager* sandboxes) {
+  exec::CommandSpec spec;
+  spec.command = std::string("command -v nvidia-smi >/dev/null || { echo 'nvidia-smi not found' >&2; exit 127; }; ") +
+                 sandbox::k_nvidia_smi_query;
+  spec.timeout = std::chrono::seconds(20);
+  StringSink sink;
+  json gpus = json::array();
+  try {
+    exec::ExitInfo e = host.run(spec, sink, {});
+    if (e.exit_code != 0) {
+      std::string why = sink.err.empty() ? sink.out : sink.err;
+      while (!why.empty() && why.back() == '\n') {
+        why.pop_back();
+      }
+      h["gpu_note"] = why.empty() ? "nvidia-smi failed" : why.substr(0, 500);
+    }
+  } catch (const std::exception& e) {
+    h["gpu_note"] = std::string("cannot ask nvidia-smi: ") + e.what();
+  }
+  std::map<int, std::vector<std::string>> holders;
+  if (sandboxes) {
+    for (const auto& row : sandboxes->rows()) {
+      if (row.host == name) {
+        for (int i : sandbox::split_indices(row.gpus)) {
+          holders[i].push_back(row.name + (row.gpu_shared ? " (shared)" : ""));
+        }
+      }
+    }
+  }
+  for (const auto& g : sandbox::parse_nvidia_smi(sink.out)) {
+    auto num = [](long v) { return v < 0 ? json(nullptr) : json(v); };
+    gpus.push_back({{"index", g.index},
+                    {"name", g.name},
+                    {"memory_used_mib", num(g.memory_used_mib)},
+                    {"memory_total_mib", num(g.memory_total_mib)},
+                    {"utilization_pct", num(g.utilization_pct)},
+                    {"sandboxes", holders[g.index]}});
+  }
+  h["gpus"] = std::move(gpus);
+}
 
 json describe(const std::string& name, const std::shared_ptr<exec::Host>& host, const std::string& default_name) {
   json h = {{"name", name}, {"default", name == default_name}};
@@ -198,6 +260,9 @@ mcp::Tool make_remote_hosts_tool(ToolEnv& env) {
         if (probe && h["kind"] == "ssh") {
           h["probe_ms"] = probe_ms ? json(*probe_ms) : json(nullptr);
           h["probe_error"] = probe_error.empty() ? json(nullptr) : json(probe_error);
+        }
+        if (probe && probe_error.empty() && h["kind"] != "sandbox") {
+          add_gpus(h, *hosts[i].second, hosts[i].first, env.sandboxes);
         }
         if (probe && env.profiles && probe_error.empty()) {
           try {

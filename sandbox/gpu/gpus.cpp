@@ -213,6 +213,35 @@ std::vector<int> allocate_gpus(const GpuRequest& request, const std::vector<int>
   return out;
 }
 
+std::vector<GpuStatus> parse_nvidia_smi(const std::string& csv) {
+  std::vector<GpuStatus> out;
+  std::stringstream lines(csv);
+  std::string line;
+  auto number = [](const std::string& f) -> long {
+    const std::string t = trim(f);
+    return !t.empty() && t.size() < 12 && t.find_first_not_of("0123456789") == std::string::npos ? std::stol(t) : -1;
+  };
+  while (std::getline(lines, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    std::string part;
+    while (std::getline(ss, part, ',')) {
+      f.push_back(part);
+    }
+    if (f.size() != 5 || number(f[0]) < 0) {
+      continue;
+    }
+    GpuStatus g;
+    g.index = static_cast<int>(number(f[0]));
+    g.name = trim(f[1]);
+    g.memory_used_mib = number(f[2]);
+    g.memory_total_mib = number(f[3]);
+    g.utilization_pct = number(f[4]);
+    out.push_back(g);
+  }
+  return out;
+}
+
 std::vector<std::string> gpu_run_args(Runtime runtime, const std::vector<int>& indices, const HostGpus& host,
                                       const std::string& cdi_kind, const std::string& host_name) {
   if (indices.empty()) {

@@ -60,4 +60,17 @@ std::vector<int> allocate_gpus(const GpuRequest& request, const std::vector<int>
 std::vector<std::string> gpu_run_args(Runtime runtime, const std::vector<int>& indices, const HostGpus& host,
                                       const std::string& cdi_kind, const std::string& host_name);
 
+// One line of `nvidia-smi --query-gpu=index,name,memory.used,memory.total,utilization.gpu
+// --format=csv,noheader,nounits` (k_nvidia_smi_query).
+struct GpuStatus {
+  int index = 0;
+  std::string name;
+  long memory_used_mib = -1; // -1: not reported ([N/A])
+  long memory_total_mib = -1;
+  long utilization_pct = -1;
+};
+constexpr const char* k_nvidia_smi_query =
+    "nvidia-smi --query-gpu=index,name,memory.used,memory.total,utilization.gpu --format=csv,noheader,nounits";
+std::vector<GpuStatus> parse_nvidia_smi(const std::string& csv);
+
 } // namespace smcp::sandbox

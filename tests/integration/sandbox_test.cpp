@@ -493,6 +493,22 @@ TEST_F(GpuSandboxTest, EachSandboxSeesExactlyItsGpusAndTwoNeverShareOne) {
   EXPECT_EQ(seen("s2"), "nvidia0 ");
   err = error_of("sandbox_new", {{"name", "x"}, {"gpus", "0,"}});
   EXPECT_NE(err.find("held by another sandbox"), std::string::npos) << err;
+  // remote_hosts shows each GPU, how busy it is (nvidia-smi: here a stand-in), and who holds it.
+  const std::string bin = dir + "/bin";
+  fs::create_directories(bin);
+  std::ofstream(bin + "/nvidia-smi") << "#!/bin/sh\nprintf '0, Fake GPU, 100, 1000, 5\\n1, Fake GPU, 0, 1000, 0\\n"
+                                         "2, Fake GPU, 900, 1000, 99\\n'\n";
+  fs::permissions(bin + "/nvidia-smi", fs::perms::owner_all);
+  const std::string old_path = ::getenv("PATH");
+  ::setenv("PATH", (bin + ":" + old_path).c_str(), 1);
+  start_server();
+  ::setenv("PATH", old_path.c_str(), 1);
+  json hosts = client->call("remote_hosts", {{"host", "local"}, {"probe", true}});
+  const json& gpus = hosts["hosts"][0]["gpus"];
+  ASSERT_EQ(gpus.size(), 3u) << hosts.dump();
+  EXPECT_EQ(gpus[0]["sandboxes"], json::array({"s1 (shared)", "s2 (shared)"})) << gpus.dump();
+  EXPECT_EQ(gpus[1]["sandboxes"], json::array({"g2"}));
+  EXPECT_EQ(gpus[2]["utilization_pct"], 99);
   // The CLI shows them.
   auto ls = cli({"ls"});
   EXPECT_NE(ls.out.find("0(s)"), std::string::npos) << ls.out;

@@ -150,5 +150,18 @@ kind: nvidia.com/gpu
   fs::remove_all(dir);
 }
 
+TEST(Gpus, NvidiaSmiCsvIsRead) {
+  auto g = parse_nvidia_smi("0, NVIDIA A100-SXM4-80GB, 1024, 81920, 37\n1, NVIDIA A100-SXM4-80GB, [N/A], 81920, 0\n"
+                            "garbage line\n");
+  ASSERT_EQ(g.size(), 2u);
+  EXPECT_EQ(g[0].index, 0);
+  EXPECT_EQ(g[0].name, "NVIDIA A100-SXM4-80GB");
+  EXPECT_EQ(g[0].memory_used_mib, 1024);
+  EXPECT_EQ(g[0].memory_total_mib, 81920);
+  EXPECT_EQ(g[0].utilization_pct, 37);
+  EXPECT_EQ(g[1].memory_used_mib, -1);
+  EXPECT_TRUE(parse_nvidia_smi("").empty());
+}
+
 } // namespace
 } // namespace smcp::sandbox
