@@ -497,7 +497,7 @@ TEST_F(GpuSandboxTest, EachSandboxSeesExactlyItsGpusAndTwoNeverShareOne) {
   const std::string bin = dir + "/bin";
   fs::create_directories(bin);
   std::ofstream(bin + "/nvidia-smi") << "#!/bin/sh\nprintf '0, Fake GPU, 100, 1000, 5\\n1, Fake GPU, 0, 1000, 0\\n"
-                                         "2, Fake GPU, 900, 1000, 99\\n'\n";
+                                        "2, Fake GPU, 900, 1000, 99\\n'\n";
   fs::permissions(bin + "/nvidia-smi", fs::perms::owner_all);
   const std::string old_path = ::getenv("PATH");
   ::setenv("PATH", (bin + ":" + old_path).c_str(), 1);
