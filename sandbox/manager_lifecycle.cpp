@@ -171,9 +171,28 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
   row.repo_base = top;
   row.wrapper = wrapper;
   SandboxRegistry::Allocate allocate;
+  // GPUs held by containers of other repositories on the host (their registries are elsewhere):
+  // from the label every sandbox container with GPUs carries.
+  std::vector<std::pair<std::string, std::string>> labelled; // container, "0,2[/shared]"
+  if (gpu_request.any() && !request.slurm) {
+    std::istringstream holders(run_argv(*x, gpu_holders_argv(rt.runtime), k_quick).out);
+    for (std::string line; std::getline(holders, line);) {
+      auto sp = line.find(' ');
+      if (sp != std::string::npos) {
+        labelled.emplace_back(line.substr(0, sp), line.substr(sp + 1));
+      }
+    }
+  }
   if (gpu_request.any() && !request.slurm) {
     allocate = [&](SandboxRow& mine, const std::vector<SandboxRow>& others) {
       std::vector<int> exclusive, shared;
+      for (const auto& held : labelled) {
+        const std::string& label = held.second;
+        const bool is_shared = label.size() > 7 && label.substr(label.size() - 7) == "/shared";
+        for (int d : split_indices(is_shared ? label.substr(0, label.size() - 7) : label)) {
+          (is_shared ? shared : exclusive).push_back(d);
+        }
+      }
       for (const auto& o : others) {
         if (o.host == mine.host && o.name != mine.name) {
           for (int d : split_indices(o.gpus)) {
@@ -199,6 +218,8 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
     RunSpec spec = run_spec(row, request, *x, rt, common);
     if (!request.slurm) {
       spec.device_args = gpu_run_args(rt.runtime, split_indices(row.gpus), host_gpus, m_options.cdi_kind, request.host);
+      spec.gpus = row.gpus;
+      spec.gpu_shared = row.gpu_shared;
     }
     if (request.slurm) {
       job = submit(row, request, *x, rt, spec, undo, note);

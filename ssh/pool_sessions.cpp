@@ -224,6 +224,12 @@ void SshPool::Core::timers() {
     auto limit = c.get() == keep ? options.limits.last_session_idle_timeout : options.limits.idle_timeout;
     if (idle >= limit) {
       spdlog::debug("ssh {}: closing session {} (idle)", options.name, c->id);
+      // Only background calls (a helper's channel) are left: they end with their session.
+      for (auto& call : c->calls) {
+        call->channel = nullptr; // freed with the session
+        call->finish(HostError(Kind::io, "the session closed (idle)"));
+      }
+      c->calls.clear();
       close_connection(*c, true);
       c->dead = true;
     }

@@ -105,6 +105,11 @@ std::vector<std::string> container_run_argv(Runtime r, const ContainerOptions& o
   }
   a.push_back("--env");
   a.push_back(std::string("SANDBOX_NAME=") + s.sandbox);
+  if (!s.gpus.empty()) {
+    // Other repositories' managers (another registry) read these before they give out GPUs.
+    a.push_back("--label");
+    a.push_back(std::string(k_gpu_label) + "=" + s.gpus + (s.gpu_shared ? "/shared" : ""));
+  }
   if (s.ccr) {
     a.push_back("--env");
     a.push_back("SANDBOX_CCR=1");
@@ -153,6 +158,11 @@ std::vector<std::string> tmux_capture_argv(Runtime r, const std::string& contain
 std::vector<std::string> list_argv(Runtime r) {
   return with_runtime(r,
                       {"ps", "-a", "--filter", std::string("label=") + k_label, "--format", "{{.Names}} {{.State}}"});
+}
+
+std::vector<std::string> gpu_holders_argv(Runtime r) {
+  return with_runtime(r, {"ps", "-a", "--filter", std::string("label=") + k_gpu_label, "--format",
+                          std::string("{{.Names}} {{index .Labels \"") + k_gpu_label + "\"}}"});
 }
 
 std::vector<std::string> remove_argv(Runtime r, const std::string& container) {

@@ -53,11 +53,14 @@ struct RunSpec {
   std::vector<std::string> command = {"sleep", "infinity"}; // the container's main process
   bool detach = true;                   // run -d; a Slurm job's payload stays in the foreground instead
   std::vector<std::string> device_args; // the sandbox's GPUs (sandbox/gpu/gpus.h: --device KIND=N / --gpus)
+  std::string gpus;                     // their indices, for the label other registries read
+  bool gpu_shared = false;
 };
 
 constexpr const char* k_tmux_session = "main";
 constexpr const char* k_workspace = "/workspace";
-constexpr const char* k_label = "sandbox-mcp.sandbox"; // label holding the sandbox's name
+constexpr const char* k_label = "sandbox-mcp.sandbox";  // label holding the sandbox's name
+constexpr const char* k_gpu_label = "sandbox-mcp.gpus"; // "0,2" or "0,2/shared": the GPUs it holds
 
 // Succeeds when the runtime can run containers: `podman --version` (daemonless), `docker info`
 // (a docker client without a reachable engine fails it).
@@ -73,6 +76,8 @@ std::vector<std::string> tmux_send_argv(Runtime r, const std::string& container,
 std::vector<std::string> tmux_capture_argv(Runtime r, const std::string& container);
 // Every container of ours: "NAME STATE" lines.
 std::vector<std::string> list_argv(Runtime r);
+// Every container on the host holding GPUs, whichever repository it belongs to: "NAME GPUS[/shared]".
+std::vector<std::string> gpu_holders_argv(Runtime r);
 std::vector<std::string> remove_argv(Runtime r, const std::string& container);
 std::vector<std::string> exists_argv(Runtime r, const std::string& container); // exit 0 when it exists
 std::vector<std::string> remove_image_argv(Runtime r, const std::vector<std::string>& images);

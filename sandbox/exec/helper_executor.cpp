@@ -240,8 +240,11 @@ public:
 
   HostStatus status() const override {
     HostStatus st = m_inner->status();
-    std::lock_guard lock(m_mutex);
-    if (m_helper) {
+    std::unique_lock lock(m_mutex, std::try_to_lock); // held while a helper starts: do not wait for it
+    if (!lock.owns_lock()) {
+      st.shell_env = m_options.snapshot ? "snapshot" : "login-env";
+      st.shell_env_note = "the helper is starting (the startup files are running)";
+    } else if (m_helper) {
       st.shell_env = m_options.snapshot ? "snapshot" : "login-env";
       st.shell_env_note = "a helper started " + std::to_string(m_helper_started_ms) + " ms after the request (" +
                           std::string(m_options.snapshot ? "with the shell snapshot" : "without a snapshot") +

@@ -463,7 +463,8 @@ protected:
                         {{"sandbox", sandbox}, {"command", "ls " + nodes + " 2>&1 | tr '\\n' ' '"}})["stdout"];
   }
 
-  const std::string kind = "sandbox-mcp-test.example/gpu";
+  // Its own kind: tests running at once must not define the same CDI devices twice.
+  const std::string kind = "t" + std::to_string(::getpid()) + ".sandbox-mcp-test.example/gpu";
   std::string nodes, spec_file;
 };
 
@@ -481,6 +482,13 @@ TEST_F(GpuSandboxTest, EachSandboxSeesExactlyItsGpusAndTwoNeverShareOne) {
   err = error_of("sandbox_new", {{"name", "g3"}, {"gpus", "1,"}, {"gpu_shared", true}});
   EXPECT_NE(err.find("GPU 1 on local is held by another sandbox"), std::string::npos) << err;
   EXPECT_EQ(sandbox_of("g3"), nullptr) << "a refused sandbox leaves nothing";
+  // Another repository has its own registry; the containers' labels still say who holds what.
+  const std::string repo2 = make_repo(dir + "/repo2");
+  ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
+  auto other = run({SMCP_BINARY, "--repo_base", repo2, "new", "-n", "o1", "--gpus", "1,"});
+  ::unsetenv("SANDBOX_MCP_CONFIG");
+  EXPECT_NE(other.status, 0);
+  EXPECT_NE(other.err.find("GPU 1 on local is held by another sandbox"), std::string::npos) << other.err;
   EXPECT_EQ(sandbox_of("g2")["gpus"], "1,2");
   // A sandbox without GPUs sees none.
   client->call("sandbox_new", {{"name", "g0"}});

@@ -22,8 +22,10 @@ using testing::SshdOptions;
 class SshTestBase : public ::testing::Test {
 protected:
   static std::shared_ptr<exec::Host> make(testing::SshdFixture& fx, const std::string& alias,
-                                          HostKeyPolicy policy = HostKeyPolicy::accept_new, PoolLimits limits = {}) {
+                                          HostKeyPolicy policy = HostKeyPolicy::accept_new, PoolLimits limits = {},
+                                          ShellEnv shell_env = ShellEnv::snapshot) {
     SshHostOptions o;
+    o.shell_env = shell_env;
     o.name = alias;
     o.resolve.config_file = fx.config_file();
     o.host_key_policy = policy;
