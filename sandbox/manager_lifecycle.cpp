@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <sstream>
+#include <tuple>
 
 namespace smcp::sandbox {
 
@@ -28,6 +29,104 @@ std::vector<std::string> exclude_argv(const std::string& file, const std::string
       "sh",
       line,
       file};
+}
+
+// ---- GPUs (sandbox/gpu/gpus.h) ----
+
+struct GpuPlan {
+  GpuRequest request;
+  HostGpus host;
+  std::vector<int> offered;        // what can be given: numbered CDI devices, else /dev/nvidiaN
+  std::vector<std::string> labels; // "0,2[/shared]" of every container on the host holding GPUs
+};
+
+// What the sandbox asks for and what its host offers (one probe, one `ps`); on Slurm a count
+// becomes the job's gres instead.
+GpuPlan plan_gpus(NewRequest& request, const std::string& default_gpus, const std::string& cdi_kind,
+                  exec::RemoteExecutor& x, Runtime runtime, const std::function<void(const std::string&)>& say) {
+  GpuPlan plan;
+  try {
+    plan.request = parse_gpus(request.gpus.empty() ? default_gpus : request.gpus, request.gpu_shared);
+  } catch (const std::invalid_argument& e) {
+    throw SandboxError(Kind::invalid, e.what());
+  }
+  if (!plan.request.any()) {
+    return plan;
+  }
+  if (request.slurm) {
+    if (plan.request.kind != GpuRequest::Kind::count) {
+      throw SandboxError(Kind::invalid, "gpus \"" + plan.request.text() +
+                                            "\" on Slurm: Slurm picks the devices; ask for a count (gpus N)");
+    }
+    if (!request.gres.empty()) {
+      throw SandboxError(Kind::invalid, "give either gpus or gres, not both");
+    }
+    request.gres = "gpu:" + std::to_string(plan.request.count);
+    return plan;
+  }
+  say("looking for GPUs on " + request.host);
+  plan.host =
+      parse_gpu_probe(run_argv(x, {"sh", "-c", gpu_probe_script(cdi_kind, runtime == Runtime::docker)}, k_quick).out);
+  for (const auto& name : plan.host.cdi_devices) {
+    if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos && name.size() < 5) {
+      plan.offered.push_back(std::stoi(name));
+    }
+  }
+  if (plan.offered.empty()) {
+    plan.offered = plan.host.devices;
+  }
+  // Containers of other repositories (their registries are elsewhere) say what they hold in a label.
+  std::istringstream holders(run_argv(x, gpu_holders_argv(runtime), k_quick).out);
+  for (std::string line; std::getline(holders, line);) {
+    if (auto sp = line.find(' '); sp != std::string::npos) {
+      plan.labels.push_back(line.substr(sp + 1));
+    }
+  }
+  return plan;
+}
+
+// Runs inside the registry's transaction: the GPUs no other sandbox on the host holds.
+SandboxRegistry::Allocate gpu_allocator(const GpuPlan& plan, Runtime runtime, const std::string& cdi_kind) {
+  return [plan, runtime, cdi_kind](SandboxRow& mine, const std::vector<SandboxRow>& others) {
+    std::vector<int> exclusive, shared;
+    for (const auto& label : plan.labels) {
+      const bool is_shared = label.size() > 7 && label.substr(label.size() - 7) == "/shared";
+      for (int d : split_indices(is_shared ? label.substr(0, label.size() - 7) : label)) {
+        (is_shared ? shared : exclusive).push_back(d);
+      }
+    }
+    for (const auto& o : others) {
+      if (o.host == mine.host && o.name != mine.name) {
+        for (int d : split_indices(o.gpus)) {
+          (o.gpu_shared ? shared : exclusive).push_back(d);
+        }
+      }
+    }
+    auto got = allocate_gpus(plan.request, plan.offered, exclusive, shared, mine.host);
+    gpu_run_args(runtime, got, plan.host, cdi_kind, mine.host); // throws when they cannot be given
+    mine.gpus = join_indices(got);
+    mine.gpu_shared = plan.request.shared;
+  };
+}
+
+// The repository's top level and git common dir on the host (absolute), or why not.
+std::pair<std::string, std::string> git_dirs(exec::RemoteExecutor& x, const std::string& repo,
+                                             const std::string& host) {
+  CommandOutcome git = run_argv(
+      x, {"git", "-C", repo, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir"}, k_quick);
+  if (git.status == 127) {
+    throw SandboxError(Kind::missing, "git is not installed on " + host + " (apt-get install git)");
+  }
+  std::istringstream lines(git.out);
+  std::string top, common;
+  std::getline(lines, top);
+  std::getline(lines, common);
+  if (!git.ok() || top.empty() || common.empty() || top[0] != '/' || common[0] != '/') {
+    throw SandboxError(Kind::invalid, repo + " on " + host +
+                                          " is not a git repository, or its git is older than 2.31 (" + git.message() +
+                                          "); pass --repo_base / repo_base naming one");
+  }
+  return {top, common};
 }
 
 } // namespace
@@ -107,59 +206,15 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
     say("checking podman/docker on " + request.host);
     rt = runtime_on(request.host, *x);
   }
-  GpuRequest gpu_request;
-  try {
-    gpu_request = parse_gpus(request.gpus.empty() ? m_options.default_gpus : request.gpus, request.gpu_shared);
-  } catch (const std::invalid_argument& e) {
-    throw SandboxError(Kind::invalid, e.what());
-  }
-  if (gpu_request.any() && request.slurm) {
-    if (gpu_request.kind != GpuRequest::Kind::count) {
-      throw SandboxError(Kind::invalid, "gpus \"" + gpu_request.text() +
-                                            "\" on Slurm: Slurm picks the devices; ask for a count (gpus N)");
-    }
-    if (!request.gres.empty()) {
-      throw SandboxError(Kind::invalid, "give either gpus or gres, not both");
-    }
-    request.gres = "gpu:" + std::to_string(gpu_request.count);
-  }
-  HostGpus host_gpus;
-  std::vector<int> offered;
-  if (gpu_request.any() && !request.slurm) {
-    say("looking for GPUs on " + request.host);
-    host_gpus = parse_gpu_probe(
-        run_argv(*x, {"sh", "-c", gpu_probe_script(m_options.cdi_kind, rt.runtime == Runtime::docker)}, k_quick).out);
-    // What can be given: the numbered CDI devices when there are, else the /dev/nvidiaN nodes.
-    for (const auto& name : host_gpus.cdi_devices) {
-      if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos && name.size() < 5) {
-        offered.push_back(std::stoi(name));
-      }
-    }
-    if (offered.empty()) {
-      offered = host_gpus.devices;
-    }
-  }
+  const GpuPlan gpus = plan_gpus(request, m_options.default_gpus, m_options.cdi_kind, *x, rt.runtime, say);
   if (!request.slurm && !run_argv(*x, image_exists_argv(rt.runtime, image), k_quick).ok()) {
     throw SandboxError(Kind::missing, "image " + image + " is not on " + request.host +
                                           ": build it with `sandbox-mcp image build`" +
                                           (request.host == "local" ? "" : " on " + request.host) +
                                           " (or name another image with `image`)");
   }
-  CommandOutcome git = run_argv(
-      *x, {"git", "-C", repo, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir"}, k_quick);
-  if (git.status == 127) {
-    throw SandboxError(Kind::missing, "git is not installed on " + request.host + " (apt-get install git)");
-  }
-  std::istringstream lines(git.out);
-  std::string top, common;
-  std::getline(lines, top);
-  std::getline(lines, common);
-  if (!git.ok() || top.empty() || common.empty() || top[0] != '/' || common[0] != '/') {
-    throw SandboxError(Kind::invalid, repo + " on " + request.host +
-                                          " is not a git repository, or its git is older "
-                                          "than 2.31 (" +
-                                          git.message() + "); pass --repo_base / repo_base naming one");
-  }
+  std::string top, common; // not a structured binding: clang 14 cannot capture those in lambdas
+  std::tie(top, common) = git_dirs(*x, repo, request.host);
 
   SandboxRow row;
   row.name = request.name;
@@ -171,42 +226,10 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
   row.repo_base = top;
   row.wrapper = wrapper;
   SandboxRegistry::Allocate allocate;
-  // GPUs held by containers of other repositories on the host (their registries are elsewhere):
-  // from the label every sandbox container with GPUs carries.
-  std::vector<std::pair<std::string, std::string>> labelled; // container, "0,2[/shared]"
-  if (gpu_request.any() && !request.slurm) {
-    std::istringstream holders(run_argv(*x, gpu_holders_argv(rt.runtime), k_quick).out);
-    for (std::string line; std::getline(holders, line);) {
-      auto sp = line.find(' ');
-      if (sp != std::string::npos) {
-        labelled.emplace_back(line.substr(0, sp), line.substr(sp + 1));
-      }
-    }
-  }
-  if (gpu_request.any() && !request.slurm) {
-    allocate = [&](SandboxRow& mine, const std::vector<SandboxRow>& others) {
-      std::vector<int> exclusive, shared;
-      for (const auto& held : labelled) {
-        const std::string& label = held.second;
-        const bool is_shared = label.size() > 7 && label.substr(label.size() - 7) == "/shared";
-        for (int d : split_indices(is_shared ? label.substr(0, label.size() - 7) : label)) {
-          (is_shared ? shared : exclusive).push_back(d);
-        }
-      }
-      for (const auto& o : others) {
-        if (o.host == mine.host && o.name != mine.name) {
-          for (int d : split_indices(o.gpus)) {
-            (o.gpu_shared ? shared : exclusive).push_back(d);
-          }
-        }
-      }
-      auto got = allocate_gpus(gpu_request, offered, exclusive, shared, mine.host);
-      gpu_run_args(rt.runtime, got, host_gpus, m_options.cdi_kind, mine.host); // throws when none can be given
-      mine.gpus = join_indices(got);
-      mine.gpu_shared = gpu_request.shared;
-    };
-  } else if (gpu_request.any()) {
-    row.gpus = "gpu:" + std::to_string(gpu_request.count) + " (Slurm)";
+  if (gpus.request.any() && !request.slurm) {
+    allocate = gpu_allocator(gpus, rt.runtime, m_options.cdi_kind);
+  } else if (gpus.request.any()) {
+    row.gpus = "gpu:" + std::to_string(gpus.request.count) + " (Slurm)";
   }
   row = registry().reserve(row, allocate); // the name (and the GPUs) are ours from here on
   say("sandbox " + row.name + ": making the worktree");
@@ -217,7 +240,7 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
     make_worktree(row, *x, common, undo, note);
     RunSpec spec = run_spec(row, request, *x, rt, common);
     if (!request.slurm) {
-      spec.device_args = gpu_run_args(rt.runtime, split_indices(row.gpus), host_gpus, m_options.cdi_kind, request.host);
+      spec.device_args = gpu_run_args(rt.runtime, split_indices(row.gpus), gpus.host, m_options.cdi_kind, request.host);
       spec.gpus = row.gpus;
       spec.gpu_shared = row.gpu_shared;
     }
