@@ -1,7 +1,6 @@
 #include "ssh/ssh_host.h"
 
 #include "sandbox/exec/helper_executor.h"
-#include "sandbox/exec/quote.h"
 
 #include <spdlog/spdlog.h>
 
@@ -18,17 +17,7 @@ public:
   explicit LazySshExecutor(SshHostOptions options) : m_options(std::move(options)) {}
 
   std::shared_ptr<exec::RemoteCall> start(exec::RemoteCommand command) override {
-    if (!command.argv.empty()) {
-      // SSH carries one string, run by the remote login shell: each word quoted on its own.
-      command.exec.clear();
-      for (const auto& word : command.argv) {
-        if (exec::contains_nul(word)) {
-          throw exec::HostError(exec::HostError::Kind::invalid, command.what + ": an argument contains a NUL byte");
-        }
-        command.exec += (command.exec.empty() ? "" : " ") + exec::sh_quote(word);
-      }
-      command.argv.clear();
-    }
+    exec::argv_to_exec(command); // SSH carries one string, run by the remote login shell
     return pool()->start(std::move(command));
   }
 

@@ -37,11 +37,11 @@ public:
     std::lock_guard lock(m_mutex);
     m_buffer.append(data);
     std::size_t at = 0;
-    while (!m_broken && m_buffer.size() - at >= 5) {
+    while (!m_state.broken && m_buffer.size() - at >= 5) {
       const auto* p = reinterpret_cast<const unsigned char*>(m_buffer.data() + at);
       const std::size_t len = (std::size_t(p[1]) << 24) | (std::size_t(p[2]) << 16) | (std::size_t(p[3]) << 8) | p[4];
       if (len > k_max_frame) {
-        m_broken = true;
+        m_state.broken = true;
         break;
       }
       if (m_buffer.size() - at - 5 < len) {
@@ -62,7 +62,7 @@ public:
   };
   State state() const {
     std::lock_guard lock(m_mutex);
-    return m_state_with(m_broken);
+    return m_state;
   }
   // Collected output, when there is no on_output.
   std::string take(Stream stream) {
@@ -71,12 +71,6 @@ public:
   }
 
 private:
-  State m_state_with(bool broken) const {
-    State s = m_state;
-    s.broken = broken;
-    return s;
-  }
-
   void frame(char type, std::string_view data) {
     switch (type) {
     case 'a':
@@ -106,14 +100,13 @@ private:
       m_state.failed = std::string(data);
       break;
     default:
-      m_broken = true;
+      m_state.broken = true;
     }
   }
 
   mutable std::mutex m_mutex;
   std::function<void(Stream, std::string_view)> m_on_output;
   std::string m_buffer, m_out, m_err;
-  bool m_broken = false;
   State m_state;
 };
 
@@ -219,17 +212,7 @@ public:
     if (!command.stream_socket.empty()) {
       return m_inner->start(std::move(command));
     }
-    if (!command.argv.empty()) {
-      // The helper runs exec strings with /bin/sh -c, as the login shell would: each word quoted.
-      command.exec.clear();
-      for (const auto& word : command.argv) {
-        if (contains_nul(word)) {
-          throw HostError(Kind::invalid, command.what + ": an argument contains a NUL byte");
-        }
-        command.exec += (command.exec.empty() ? "" : " ") + sh_quote(word);
-      }
-      command.argv.clear();
-    }
+    argv_to_exec(command); // the helper runs exec strings with /bin/sh -c, as the login shell would
     if (contains_nul(command.exec)) {
       throw HostError(Kind::invalid, command.what + ": the command contains a NUL byte");
     }

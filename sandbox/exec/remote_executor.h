@@ -50,6 +50,11 @@ struct RemoteResult {
   std::string err;
 };
 
+// For executors that carry one string run by a shell (SSH, the SSH helper): `argv`, when set,
+// becomes `exec` with each word quoted on its own (and is cleared). Throws HostError (invalid) for
+// a NUL byte in a word.
+void argv_to_exec(RemoteCommand& command);
+
 class RemoteCall {
 public:
   virtual ~RemoteCall() = default;
