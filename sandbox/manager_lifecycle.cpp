@@ -48,18 +48,19 @@ GpuPlan plan_gpus(NewRequest& request, const std::string& default_gpus, const st
   try {
     plan.request = parse_gpus(request.gpus.empty() ? default_gpus : request.gpus, request.gpu_shared);
   } catch (const std::invalid_argument& e) {
-    throw SandboxError(Kind::invalid, e.what());
+    throw SandboxError(Kind::invalid, e.what(), "gpus");
   }
   if (!plan.request.any()) {
     return plan;
   }
   if (request.slurm) {
     if (plan.request.kind != GpuRequest::Kind::count) {
-      throw SandboxError(Kind::invalid, "gpus \"" + plan.request.text() +
-                                            "\" on Slurm: Slurm picks the devices; ask for a count (gpus N)");
+      throw SandboxError(
+          Kind::invalid,
+          "gpus \"" + plan.request.text() + "\" on Slurm: Slurm picks the devices; ask for a count (gpus N)", "gpus");
     }
     if (!request.gres.empty()) {
-      throw SandboxError(Kind::invalid, "give either gpus or gres, not both");
+      throw SandboxError(Kind::invalid, "give either gpus or gres, not both", "gpus");
     }
     request.gres = "gpu:" + std::to_string(plan.request.count);
     return plan;

@@ -313,20 +313,22 @@ void check_image(const std::string& image) {
     throw SandboxError(SandboxError::Kind::invalid,
                        "invalid image '" + image +
                            "': use a reference like localhost/sandbox-mcp:latest (letters, "
-                           "digits and . _ / : @ -, starting with a letter or digit)");
+                           "digits and . _ / : @ -, starting with a letter or digit)",
+                       "image");
   }
 }
 
 void check_repo_path(const std::string& path) {
   if (path.empty() || path[0] != '/' || path.find_first_of(std::string("\n\0", 2)) != std::string::npos) {
     throw SandboxError(SandboxError::Kind::invalid,
-                       "invalid repo_base '" + path + "': give the repository's absolute path on its host");
+                       "invalid repo_base '" + path + "': give the repository's absolute path on its host",
+                       "repo_base");
   }
 }
 
 void check_branch(const std::string& branch) {
   auto bad = [&](const std::string& why) {
-    throw SandboxError(SandboxError::Kind::invalid, "invalid branch name '" + branch + "': " + why);
+    throw SandboxError(SandboxError::Kind::invalid, "invalid branch name '" + branch + "': " + why, "branch");
   };
   if (branch.empty() || branch.size() > 200) {
     bad(branch.empty() ? "it is empty" : "it is longer than 200 characters");

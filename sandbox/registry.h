@@ -24,11 +24,15 @@ public:
     missing,   // a tool the backend needs is not installed (podman, git, tmux, an image)
     failed,    // a step failed on the host
   };
-  SandboxError(Kind kind, const std::string& message) : std::runtime_error(message), m_kind(kind) {}
+  // `field`: the request field an invalid one is about ("branch", "gpus"; empty: the name).
+  SandboxError(Kind kind, const std::string& message, std::string field = {})
+      : std::runtime_error(message), m_kind(kind), m_field(std::move(field)) {}
   Kind kind() const { return m_kind; }
+  const std::string& field() const { return m_field; }
 
 private:
   Kind m_kind;
+  std::string m_field;
 };
 
 struct SandboxRow {

@@ -131,15 +131,7 @@ mcp::ToolResult sandbox_guarded(const std::string& tool, const std::string& host
     return guarded(tool, host, body);
   } catch (const sandbox::SandboxError& e) {
     if (e.kind() == sandbox::SandboxError::Kind::invalid) {
-      // The field the message is about: "invalid branch ...", "gpus 3: ...", else the name.
-      const std::string m = e.what();
-      std::string field = "name";
-      if (m.find("gpus") != std::string::npos) {
-        field = "gpus";
-      } else if (m.rfind("invalid ", 0) == 0 && m.rfind("invalid sandbox name", 0) != 0) {
-        field = m.substr(8, m.find_first_of(" '", 8) - 8);
-      }
-      throw mcp::InvalidArgument(field, tool + ": " + m);
+      throw mcp::InvalidArgument(e.field().empty() ? "name" : e.field(), tool + ": " + e.what());
     }
     throw mcp::ToolError(tool + ": " + e.what());
   }

@@ -153,7 +153,7 @@ std::vector<int> allocate_gpus(const GpuRequest& request, const std::vector<int>
   }
   if (devices.empty()) {
     throw SandboxError(SandboxError::Kind::invalid,
-                       "no NVIDIA GPU on " + host + " (no /dev/nvidiaN device): ask for gpus \"none\" there");
+                       "no NVIDIA GPU on " + host + " (no /dev/nvidiaN device): ask for gpus \"none\" there", "gpus");
   }
   const std::set<int> exclusive(held_exclusive.begin(), held_exclusive.end());
   const std::set<int> shared(held_shared.begin(), held_shared.end());
@@ -176,7 +176,8 @@ std::vector<int> allocate_gpus(const GpuRequest& request, const std::vector<int>
       if (!free_for_us(d)) {
         throw SandboxError(SandboxError::Kind::invalid,
                            "gpus \"all\": GPUs held by other sandboxes on " + host + ": " + held_note() +
-                               "; ask for a count or free indices, or shared: true to share non-exclusive ones");
+                               "; ask for a count or free indices, or shared: true to share non-exclusive ones",
+                           "gpus");
       }
     }
     return devices;
@@ -187,25 +188,28 @@ std::vector<int> allocate_gpus(const GpuRequest& request, const std::vector<int>
       }
     }
     if (static_cast<int>(out.size()) < request.count) {
-      throw SandboxError(SandboxError::Kind::invalid, "gpus " + std::to_string(request.count) + ": " + host + " has " +
-                                                          std::to_string(devices.size()) + " GPU(s) (" +
-                                                          join_indices(devices) + ") and other sandboxes hold " +
-                                                          held_note() + "; only " + std::to_string(out.size()) +
-                                                          " free");
+      throw SandboxError(SandboxError::Kind::invalid,
+                         "gpus " + std::to_string(request.count) + ": " + host + " has " +
+                             std::to_string(devices.size()) + " GPU(s) (" + join_indices(devices) +
+                             ") and other sandboxes hold " + held_note() + "; only " + std::to_string(out.size()) +
+                             " free",
+                         "gpus");
     }
     return out;
   case Kind::list:
     for (int d : request.indices) {
       if (std::find(devices.begin(), devices.end(), d) == devices.end()) {
-        throw SandboxError(SandboxError::Kind::invalid, "gpus \"" + request.text() + "\": " + host + " has no GPU " +
-                                                            std::to_string(d) + " (it has " + join_indices(devices) +
-                                                            ")");
+        throw SandboxError(SandboxError::Kind::invalid,
+                           "gpus \"" + request.text() + "\": " + host + " has no GPU " + std::to_string(d) +
+                               " (it has " + join_indices(devices) + ")",
+                           "gpus");
       }
       if (!free_for_us(d)) {
         throw SandboxError(SandboxError::Kind::invalid,
                            "gpus \"" + request.text() + "\": GPU " + std::to_string(d) + " on " + host +
                                " is held by another sandbox (held: " + held_note() +
-                               "); pick another, or shared: true when both sandboxes may share it");
+                               "); pick another, or shared: true when both sandboxes may share it",
+                           "gpus");
       }
     }
     return request.indices;

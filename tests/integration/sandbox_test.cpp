@@ -530,6 +530,7 @@ TEST_F(GpuSandboxTest, BadRequestsAndHostsWithoutGpusGetClearErrors) {
   start_server();
   std::string err = error_of("sandbox_new", {{"name", "b1"}, {"gpus", "two"}});
   EXPECT_NE(err.find("invalid gpus 'two'"), std::string::npos) << err;
+  EXPECT_NE(err.find("'gpus'"), std::string::npos) << "the error names the field: " << err;
   err = error_of("sandbox_new", {{"name", "b2"}, {"gpus", "7,"}});
   EXPECT_NE(err.find("has no GPU 7 (it has 0,1,2)"), std::string::npos) << err;
   // Another CDI kind: no CDI devices, and this machine has no /dev/nvidiaN.
