@@ -88,14 +88,19 @@ public:
   std::string out, err;
 };
 
-// The host's GPUs by nvidia-smi, with the sandboxes that hold each (from the registry).
-void add_gpus(json& h, exec::Host& host, const std::string& name, sandbox::SandboxManager* sandboxes) {
+// What `nvidia-smi` said on a host: its CSV, or why there is none.
+struct GpuAnswer {
+  std::string csv;
+  std::string note;
+};
+
+GpuAnswer query_gpus(exec::Host& host) {
   exec::CommandSpec spec;
   spec.command = std::string("command -v nvidia-smi >/dev/null || { echo 'nvidia-smi not found' >&2; exit 127; }; ") +
                  sandbox::k_nvidia_smi_query;
   spec.timeout = std::chrono::seconds(20);
   StringSink sink;
-  json gpus = json::array();
+  GpuAnswer a;
   try {
     exec::ExitInfo e = host.run(spec, sink, {});
     if (e.exit_code != 0) {
@@ -103,22 +108,36 @@ void add_gpus(json& h, exec::Host& host, const std::string& name, sandbox::Sandb
       while (!why.empty() && why.back() == '\n') {
         why.pop_back();
       }
-      h["gpu_note"] = why.empty() ? "nvidia-smi failed" : why.substr(0, 500);
+      a.note = why.empty() ? "nvidia-smi failed" : why.substr(0, 500);
     }
   } catch (const std::exception& e) {
-    h["gpu_note"] = std::string("cannot ask nvidia-smi: ") + e.what();
+    a.note = std::string("cannot ask nvidia-smi: ") + e.what();
   }
-  std::map<int, std::vector<std::string>> holders;
+  a.csv = std::move(sink.out);
+  return a;
+}
+
+// Per host, per GPU index: the sandboxes holding it (from the registry, read once per call).
+using GpuHolders = std::map<std::string, std::map<int, std::vector<std::string>>>;
+
+GpuHolders gpu_holders(sandbox::SandboxManager* sandboxes) {
+  GpuHolders holders;
   if (sandboxes) {
     for (const auto& row : sandboxes->rows()) {
-      if (row.host == name) {
-        for (int i : sandbox::split_indices(row.gpus)) {
-          holders[i].push_back(row.name + (row.gpu_shared ? " (shared)" : ""));
-        }
+      for (int i : sandbox::split_indices(row.gpus)) {
+        holders[row.host][i].push_back(row.name + (row.gpu_shared ? " (shared)" : ""));
       }
     }
   }
-  for (const auto& g : sandbox::parse_nvidia_smi(sink.out)) {
+  return holders;
+}
+
+void add_gpus(json& h, const GpuAnswer& answer, std::map<int, std::vector<std::string>> holders) {
+  if (!answer.note.empty()) {
+    h["gpu_note"] = answer.note;
+  }
+  json gpus = json::array();
+  for (const auto& g : sandbox::parse_nvidia_smi(answer.csv)) {
     auto num = [](long v) { return v < 0 ? json(nullptr) : json(v); };
     gpus.push_back({{"index", g.index},
                     {"name", g.name},
@@ -128,6 +147,37 @@ void add_gpus(json& h, exec::Host& host, const std::string& name, sandbox::Sandb
                     {"sandboxes", holders[g.index]}});
   }
   h["gpus"] = std::move(gpus);
+}
+
+// A probe of one host: `true` (SSH hosts), then its GPUs (not inside a sandbox), in parallel
+// with the other hosts'.
+struct Probe {
+  std::optional<double> ms;
+  std::string error;
+  std::optional<GpuAnswer> gpus;
+};
+
+Probe probe_host(exec::Host& host) {
+  Probe p;
+  const exec::HostStatus st = host.status();
+  if (st.has_connection) {
+    exec::CommandSpec spec;
+    spec.command = "true";
+    spec.timeout = std::chrono::seconds(15);
+    NullSink sink;
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+      host.run(spec, sink, {});
+      p.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    } catch (const std::exception& e) {
+      p.error = e.what();
+      return p;
+    }
+  }
+  if (st.kind != "sandbox") {
+    p.gpus = query_gpus(host);
+  }
+  return p;
 }
 
 json describe(const std::string& name, const std::shared_ptr<exec::Host>& host, const std::string& default_name) {
@@ -225,44 +275,30 @@ mcp::Tool make_remote_hosts_tool(ToolEnv& env) {
       for (std::size_t i = 0; i < refreshes.size(); ++i) {
         refreshed[i] = refreshes[i].get(); // before the probes run their commands
       }
-      std::vector<std::future<std::pair<std::optional<double>, std::string>>> probes;
+      std::vector<std::future<Probe>> probes;
       if (probe) {
         for (auto& [n, h] : hosts) {
-          probes.push_back(
-              std::async(std::launch::async, [host = h]() -> std::pair<std::optional<double>, std::string> {
-                if (!host->status().has_connection) {
-                  return {std::nullopt, {}};
-                }
-                exec::CommandSpec spec;
-                spec.command = "true";
-                spec.timeout = std::chrono::seconds(15);
-                NullSink sink;
-                auto t0 = std::chrono::steady_clock::now();
-                try {
-                  host->run(spec, sink, {});
-                  return {std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), {}};
-                } catch (const std::exception& e) {
-                  return {std::nullopt, e.what()};
-                }
-              }));
+          probes.push_back(std::async(std::launch::async, [host = h] { return probe_host(*host); }));
         }
       }
+      const GpuHolders holders = probe ? gpu_holders(env.sandboxes) : GpuHolders{};
       for (std::size_t i = 0; i < hosts.size(); ++i) {
-        std::optional<double> probe_ms;
-        std::string probe_error;
+        Probe p;
         if (probe) {
-          std::tie(probe_ms, probe_error) = probes[i].get();
+          p = probes[i].get();
         }
+        const std::string& probe_error = p.error;
         json h = describe(hosts[i].first, hosts[i].second, default_name);
         if (!refreshed[i].empty()) {
           h["refresh_env"] = refreshed[i];
         }
         if (probe && h["kind"] == "ssh") {
-          h["probe_ms"] = probe_ms ? json(*probe_ms) : json(nullptr);
+          h["probe_ms"] = p.ms ? json(*p.ms) : json(nullptr);
           h["probe_error"] = probe_error.empty() ? json(nullptr) : json(probe_error);
         }
-        if (probe && probe_error.empty() && h["kind"] != "sandbox") {
-          add_gpus(h, *hosts[i].second, hosts[i].first, env.sandboxes);
+        if (p.gpus) {
+          auto it = holders.find(hosts[i].first);
+          add_gpus(h, *p.gpus, it == holders.end() ? std::map<int, std::vector<std::string>>{} : it->second);
         }
         if (probe && env.profiles && probe_error.empty()) {
           try {
