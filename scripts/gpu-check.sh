@@ -21,26 +21,15 @@ slurm=0
 if command -v sinfo >/dev/null && sinfo -h >/dev/null 2>&1; then
   slurm=1
 fi
-python3 - "$bin" "$work/repo" "$slurm" <<'PY'
-import json, subprocess, sys
+PYTHONPATH="$root/scripts" python3 - "$bin" "$work/repo" "$slurm" <<'PY'
+import sys
+from mcp_stdio import StdioClient
 
 binary, repo, slurm = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-server = subprocess.Popen([binary, "--repo_base", repo, "serve", "--state-dir", repo + "/.state", "--log-level", "warn"],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-next_id = 0
-
-def request(method, params):
-    global next_id
-    next_id += 1
-    server.stdin.write(json.dumps({"jsonrpc": "2.0", "id": next_id, "method": method, "params": params}) + "\n")
-    server.stdin.flush()
-    while True:
-        msg = json.loads(server.stdout.readline())
-        if msg.get("id") == next_id:
-            return msg
+client = StdioClient([binary, "--repo_base", repo, "serve", "--state-dir", repo + "/.state", "--log-level", "warn"])
 
 def call(tool, args):
-    r = request("tools/call", {"name": tool, "arguments": args})
+    r = client.request("tools/call", {"name": tool, "arguments": args})
     if "error" in r:
         return None, r["error"]["message"]
     res = r["result"]
@@ -48,8 +37,7 @@ def call(tool, args):
         return None, res["content"][0]["text"]
     return res.get("structuredContent", {}), None
 
-request("initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "gpu-check", "version": "1"}})
-server.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+client.initialize("gpu-check")
 probe = "nvidia-smi -L; nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader; echo CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-unset}"
 failures = 0
 
@@ -88,7 +76,6 @@ hosts, _ = call("remote_hosts", {"host": "local", "probe": True})
 if hosts:
     for g in hosts["hosts"][0].get("gpus", []):
         print(f"   GPU {g['index']}: {g['name']}, {g['utilization_pct']}% busy, held by {g['sandboxes'] or 'no sandbox'}")
-server.stdin.close()
-server.wait()
+client.close()
 sys.exit(1 if failures else 0)
 PY

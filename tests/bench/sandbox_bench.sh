@@ -43,29 +43,22 @@ mkdir -p "$repo" "$work/state"
 git -C "$repo" init -q -b main
 git -C "$repo" -c user.name=bench -c user.email=bench@example.invalid commit -q --allow-empty -m init
 
-python3 - "$bin" "$repo" "$work/state" "$image" "${SAMPLES:-5}" "${CALLS:-30}" <<'PY'
+PYTHONPATH="$root/scripts" python3 - "$bin" "$repo" "$work/state" "$image" "${SAMPLES:-5}" "${CALLS:-30}" <<'PY'
 import json, os, statistics, subprocess, sys, time
+from mcp_stdio import StdioClient
 
 binary, repo, state, image, samples, calls = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
 
-server = subprocess.Popen([binary, "serve", "--state-dir", state], cwd=repo, stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
-next_id = 0
+client = StdioClient([binary, "serve", "--state-dir", state], cwd=repo, stderr=subprocess.DEVNULL)
 
 def rpc(method, params):
-    global next_id
-    next_id += 1
-    server.stdin.write(json.dumps({"jsonrpc": "2.0", "id": next_id, "method": method, "params": params}) + "\n")
-    server.stdin.flush()
-    while True:  # skip notifications (progress, logging)
-        line = server.stdout.readline()
-        if not line:
-            sys.exit("sandbox_bench: the server closed its output")
-        msg = json.loads(line)
-        if msg.get("id") == next_id:
-            if "error" in msg:
-                sys.exit(f"sandbox_bench: {method}: {msg['error']}")
-            return msg["result"]
+    try:
+        msg = client.request(method, params)  # notifications (progress, logging) skipped
+    except RuntimeError as e:
+        sys.exit(f"sandbox_bench: {e}")
+    if "error" in msg:
+        sys.exit(f"sandbox_bench: {method}: {msg['error']}")
+    return msg["result"]
 
 def call(name, arguments):
     t0 = time.perf_counter()
@@ -79,10 +72,7 @@ def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
 
-rpc("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "sandbox-bench", "version": "1"}})
-server.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
-server.stdin.flush()
+client.initialize("sandbox-bench", "2025-06-18")
 
 load_before = loadavg()
 print(f"sandbox-mcp: {binary}")
@@ -141,6 +131,5 @@ print(f"remote_bash overhead over podman exec (p50): "
       f"{statistics.median(bash_ms) - statistics.median(exec_ms):+.0f} ms")
 print(f"load average before: {load_before}   after: {load_after}")
 
-server.stdin.close()
-server.wait(timeout=30)
+client.close()
 PY
