@@ -14,8 +14,6 @@
 #include <fstream>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <thread>
 #include <unistd.h>
 
@@ -251,11 +249,7 @@ TEST_F(ProfilesTest, AGpuProfileBindsExactlyItsNodesAndRestrictiveNone) {
     GTEST_SKIP() << "fake GPU device nodes (mknod) need root";
   }
   const std::string nodes = dir + "/dev";
-  fs::create_directories(nodes);
-  for (int i = 0; i < 3; ++i) {
-    ASSERT_EQ(::mknod((nodes + "/nvidia" + std::to_string(i)).c_str(), S_IFCHR | 0666, makedev(195, i)), 0);
-  }
-  ASSERT_EQ(::mknod((nodes + "/nvidiactl").c_str(), S_IFCHR | 0666, makedev(195, 255)), 0);
+  ASSERT_EQ(testing::make_fake_gpus(nodes, 3, true), "");
   std::ofstream(config) << json{{"profiles",
                                  {{"gpu02", {{"base", "standard"}, {"gpus", "0,2"}, {"gpu_dev_dir", nodes}}},
                                   {"gpuall", {{"base", "standard"}, {"gpu", true}, {"gpu_dev_dir", nodes}}},

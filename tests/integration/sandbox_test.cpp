@@ -11,8 +11,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <thread>
 #include <unistd.h>
 
@@ -439,11 +437,10 @@ protected:
       GTEST_SKIP() << "fake GPU device nodes (mknod) and /var/run/cdi need root";
     }
     nodes = dir + "/dev";
-    fs::create_directories(nodes);
+    ASSERT_EQ(testing::make_fake_gpus(nodes, 3, false), "");
     std::string spec = "cdiVersion: \"0.3.0\"\nkind: \"" + kind + "\"\ndevices:\n";
     for (int i = 0; i < 3; ++i) {
       const std::string node = nodes + "/nvidia" + std::to_string(i);
-      ASSERT_EQ(::mknod(node.c_str(), S_IFCHR | 0666, makedev(195, i)), 0) << node;
       spec += "- name: \"" + std::to_string(i) + "\"\n  containerEdits:\n    deviceNodes:\n    - path: " + node + "\n";
     }
     fs::create_directories("/var/run/cdi");

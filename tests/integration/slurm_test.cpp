@@ -9,9 +9,6 @@
 
 #include <gtest/gtest.h>
 
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
-
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -39,11 +36,7 @@ protected:
     cluster = ::mkdtemp(tmpl);
     // Two fake GPUs (mknod, major 195) as the node's gres, for the GPU test.
     gpu_dir = cluster + "/gpu";
-    fs::create_directories(gpu_dir);
-    for (int i = 0; i < 2; ++i) {
-      ::mknod((gpu_dir + "/nvidia" + std::to_string(i)).c_str(), S_IFCHR | 0666, makedev(195, i));
-    }
-    ::mknod((gpu_dir + "/nvidiactl").c_str(), S_IFCHR | 0666, makedev(195, 255));
+    gpu_error = testing::make_fake_gpus(gpu_dir, 2, true);
     auto started = run({std::string(SMCP_SOURCE_DIR) + "/scripts/slurm-local.sh", "start", cluster, "Gres=gpu:2",
                         "Name=gpu File=" + gpu_dir + "/nvidia[0-1]"},
                        300s);
@@ -133,7 +126,7 @@ protected:
     std::vector<std::pair<std::string, std::optional<std::string>>> saved;
   };
 
-  static inline std::string skip_reason, cluster, conf, bin, gpu_dir;
+  static inline std::string skip_reason, cluster, conf, bin, gpu_dir, gpu_error;
   std::string dir, repo, state, config, path;
   std::unique_ptr<StdioClient> client;
 };
@@ -303,6 +296,7 @@ TEST_F(SlurmTest, FromALoginNodeOverSsh) {
 // The node has two fake GPUs as gres (SetUpTestSuite): gpus N becomes --gres=gpu:N, and the
 // container gets exactly the nodes Slurm allocated and its CUDA_VISIBLE_DEVICES.
 TEST_F(SlurmTest, GpusBecomeGresAndTheContainerSeesOnlyTheAllocatedNodes) {
+  ASSERT_EQ(gpu_error, "") << "the fake GPUs of the test cluster";
   // Small jobs: two run side by side on the one node (without --mem a job takes all its memory).
   std::ofstream(config) << R"({"slurm": {"start_timeout_s": 60, "mem": "200M", "cpus": 1}})";
   start_server({{"PODMAN_SRUN_GPU_DEV_DIR", gpu_dir}});

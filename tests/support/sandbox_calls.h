@@ -7,10 +7,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <vector>
 
 namespace smcp::testing {
@@ -30,6 +34,25 @@ inline std::string make_git_repo(const std::string& dir) {
       run_program({"git", "-C", dir, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"}).status,
       0);
   return dir;
+}
+
+// Fake NVIDIA GPUs for tests on machines without one: character devices of the driver's major
+// (195) named nvidia0 .. nvidia<n-1> in `dir` (created), and nvidiactl (minor 255) when `ctl`.
+// Needs root. Empty when made, else what failed.
+inline std::string make_fake_gpus(const std::string& dir, int n, bool ctl) {
+  std::filesystem::create_directories(dir);
+  auto node = [&](const std::string& name, unsigned minor) -> std::string {
+    const std::string path = dir + "/" + name;
+    return ::mknod(path.c_str(), S_IFCHR | 0666, makedev(195, minor)) == 0
+               ? std::string()
+               : "mknod " + path + ": " + std::strerror(errno);
+  };
+  for (int i = 0; i < n; ++i) {
+    if (auto err = node("nvidia" + std::to_string(i), static_cast<unsigned>(i)); !err.empty()) {
+      return err;
+    }
+  }
+  return ctl ? node("nvidiactl", 255) : std::string();
 }
 
 // A tools/call that must fail: its JSON-RPC error or its isError text.
