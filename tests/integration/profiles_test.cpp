@@ -51,18 +51,12 @@ protected:
   }
   void start_server(const std::vector<std::pair<std::string, std::string>>& env = {}) {
     client.reset();
-    ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
-    ::setenv("SANDBOX_WORK_DIR", (dir + "/work").c_str(), 1);
+    testing::ScopedEnv e({{"SANDBOX_MCP_CONFIG", config}, {"SANDBOX_WORK_DIR", dir + "/work"}});
     for (const auto& [k, v] : env) {
-      ::setenv(k.c_str(), v.c_str(), 1);
+      e.set(k, v);
     }
     client = std::make_unique<StdioClient>(
         SMCP_BINARY, std::vector<std::string>{"serve", "--state-dir", state, "--log-level", "warn"});
-    for (const auto& [k, v] : env) {
-      ::unsetenv(k.c_str());
-    }
-    ::unsetenv("SANDBOX_MCP_CONFIG");
-    ::unsetenv("SANDBOX_WORK_DIR");
   }
   json bash(const std::string& profile, const std::string& command, json extra = json::object()) {
     extra["profile"] = profile;
@@ -267,9 +261,11 @@ TEST_F(ProfilesTest, AGpuProfileBindsExactlyItsNodesAndRestrictiveNone) {
   EXPECT_EQ(r["stdout"], "character special file c3:2\n") << r.dump();
   // A bad gpus value in the config is refused at start, clearly.
   std::ofstream(config) << R"({"profiles": {"bad": {"gpus": "0;rm"}}})";
-  ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
-  auto run = exec::run_process({SMCP_BINARY, "serve", "--state-dir", state}, 30s);
-  ::unsetenv("SANDBOX_MCP_CONFIG");
+  exec::ProcessResult run;
+  {
+    testing::ScopedEnv e({{"SANDBOX_MCP_CONFIG", config}});
+    run = exec::run_process({SMCP_BINARY, "serve", "--state-dir", state}, 30s);
+  }
   EXPECT_NE(run.status, 0);
   EXPECT_NE(run.err.find("profiles.bad.gpus must be"), std::string::npos) << run.err;
 }

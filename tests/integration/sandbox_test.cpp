@@ -74,20 +74,15 @@ protected:
 
   exec::ProcessResult cli(std::vector<std::string> args) {
     args.insert(args.begin(), {SMCP_BINARY, "--repo_base", repo});
-    ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
-    ::setenv("SANDBOX_MCP_STATE_DIR", state.c_str(), 1);
-    auto r = run(args);
-    ::unsetenv("SANDBOX_MCP_CONFIG");
-    ::unsetenv("SANDBOX_MCP_STATE_DIR");
-    return r;
+    testing::ScopedEnv e({{"SANDBOX_MCP_CONFIG", config}, {"SANDBOX_MCP_STATE_DIR", state}});
+    return run(args);
   }
   void start_server() {
     client.reset();
-    ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
+    testing::ScopedEnv e({{"SANDBOX_MCP_CONFIG", config}});
     client =
         std::make_unique<StdioClient>(SMCP_BINARY, std::vector<std::string>{"--repo_base", repo, "serve", "--state-dir",
                                                                             state, "--log-level", "warn"});
-    ::unsetenv("SANDBOX_MCP_CONFIG");
   }
   std::string error_of(const std::string& tool, const json& args) { return testing::tool_error(*client, tool, args); }
   json sandbox_of(const std::string& name) { return testing::find_sandbox(*client, name); }
@@ -257,10 +252,11 @@ TEST_F(SandboxTest, NoContainerRuntimeNamesThePackage) {
     auto where = run({"sh", "-c", std::string("command -v ") + tool});
     fs::create_symlink(where.out.substr(0, where.out.find('\n')), bin + "/" + tool);
   }
-  const std::string path = ::getenv("PATH");
-  ::setenv("PATH", bin.c_str(), 1);
-  auto r = cli({"new", "-n", "np"});
-  ::setenv("PATH", path.c_str(), 1);
+  exec::ProcessResult r;
+  {
+    testing::ScopedEnv e({{"PATH", bin}});
+    r = cli({"new", "-n", "np"});
+  }
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(
       r.err.find("neither podman nor docker works on local: install podman (Debian: `apt-get install podman runc`)"),
@@ -277,12 +273,13 @@ TEST_F(SandboxTest, RmAfterAHumanAttachFloodedAndKilled) {
   ASSERT_EQ(made.status, 0) << made.err;
   // A human's terminal that floods the pane with input and then dies (the client is killed): it
   // can leave podman's exec session stuck on the terminal, which blocks a plain `podman rm`.
-  ::setenv("SANDBOX_MCP_STATE_DIR", state.c_str(), 1);
-  run({"timeout", "-s", "KILL", "3", "sh", "-c",
-       std::string("exec script -qfc '") + SMCP_BINARY + " --repo_base " + repo +
-           " attach -n hum' /dev/null < /dev/zero"},
-      20s);
-  ::unsetenv("SANDBOX_MCP_STATE_DIR");
+  {
+    testing::ScopedEnv e({{"SANDBOX_MCP_STATE_DIR", state}});
+    run({"timeout", "-s", "KILL", "3", "sh", "-c",
+         std::string("exec script -qfc '") + SMCP_BINARY + " --repo_base " + repo +
+             " attach -n hum' /dev/null < /dev/zero"},
+        20s);
+  }
   auto rm = cli({"rm", "-n", "hum"});
   EXPECT_EQ(rm.status, 0) << rm.out << rm.err;
   EXPECT_EQ(run({"podman", "ps", "-aq", "--filter", "name=-hum$"}).out, "");
@@ -481,9 +478,11 @@ TEST_F(GpuSandboxTest, EachSandboxSeesExactlyItsGpusAndTwoNeverShareOne) {
   EXPECT_EQ(sandbox_of("g3"), nullptr) << "a refused sandbox leaves nothing";
   // Another repository has its own registry; the containers' labels still say who holds what.
   const std::string repo2 = make_repo(dir + "/repo2");
-  ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
-  auto other = run({SMCP_BINARY, "--repo_base", repo2, "new", "-n", "o1", "--gpus", "1,"});
-  ::unsetenv("SANDBOX_MCP_CONFIG");
+  exec::ProcessResult other;
+  {
+    testing::ScopedEnv e({{"SANDBOX_MCP_CONFIG", config}});
+    other = run({SMCP_BINARY, "--repo_base", repo2, "new", "-n", "o1", "--gpus", "1,"});
+  }
   EXPECT_NE(other.status, 0);
   EXPECT_NE(other.err.find("GPU 1 on local is held by another sandbox"), std::string::npos) << other.err;
   EXPECT_EQ(sandbox_of("g2")["gpus"], "1,2");
@@ -504,10 +503,10 @@ TEST_F(GpuSandboxTest, EachSandboxSeesExactlyItsGpusAndTwoNeverShareOne) {
   std::ofstream(bin + "/nvidia-smi") << "#!/bin/sh\nprintf '0, Fake GPU, 100, 1000, 5\\n1, Fake GPU, 0, 1000, 0\\n"
                                         "2, Fake GPU, 900, 1000, 99\\n'\n";
   fs::permissions(bin + "/nvidia-smi", fs::perms::owner_all);
-  const std::string old_path = ::getenv("PATH");
-  ::setenv("PATH", (bin + ":" + old_path).c_str(), 1);
-  start_server();
-  ::setenv("PATH", old_path.c_str(), 1);
+  {
+    testing::ScopedEnv e({{"PATH", bin + ":" + ::getenv("PATH")}});
+    start_server();
+  }
   json hosts = client->call("remote_hosts", {{"host", "local"}, {"probe", true}});
   const json& gpus = hosts["hosts"][0]["gpus"];
   ASSERT_EQ(gpus.size(), 3u) << hosts.dump();

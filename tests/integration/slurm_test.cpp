@@ -102,28 +102,17 @@ protected:
   bool in_queue(const std::string& job) { return !slurm({"squeue", "-h", "-j", job, "-o", "%T"}).out.empty(); }
   bool container_left(const std::string& name) { return run({"podman", "container", "exists", name}, 30s).status == 0; }
 
-  // Sets the environment for one child (restored when it goes).
-  struct Env {
-    Env(SlurmTest* t, const std::vector<std::pair<std::string, std::string>>& extra,
-        const std::string& with_path = {}) {
-      set("SLURM_CONF", t->conf);
-      set("SANDBOX_MCP_CONFIG", t->config);
-      set("PATH", with_path.empty() ? t->path : with_path);
+  // The environment for one child (restored when it goes): this cluster, the config, the wrapper
+  // in PATH, then `extra`.
+  struct Env : testing::ScopedEnv {
+    Env(SlurmTest* t, const std::vector<std::pair<std::string, std::string>>& extra, const std::string& with_path = {})
+        : testing::ScopedEnv({{"SLURM_CONF", t->conf},
+                              {"SANDBOX_MCP_CONFIG", t->config},
+                              {"PATH", with_path.empty() ? t->path : with_path}}) {
       for (const auto& [k, v] : extra) {
         set(k, v);
       }
     }
-    ~Env() {
-      for (auto it = saved.rbegin(); it != saved.rend(); ++it) { // the first value saved is restored last
-        it->second ? ::setenv(it->first.c_str(), it->second->c_str(), 1) : ::unsetenv(it->first.c_str());
-      }
-    }
-    void set(const std::string& k, const std::string& v) {
-      const char* old = ::getenv(k.c_str());
-      saved.emplace_back(k, old ? std::optional<std::string>(old) : std::nullopt);
-      ::setenv(k.c_str(), v.c_str(), 1);
-    }
-    std::vector<std::pair<std::string, std::optional<std::string>>> saved;
   };
 
   static inline std::string skip_reason, cluster, conf, bin, gpu_dir, gpu_error;

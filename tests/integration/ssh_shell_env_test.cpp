@@ -5,6 +5,7 @@
 // expands), nothing it prints, and it runs once per helper instead of twice per call. Edits take
 // effect on the next call; remote_hosts {refresh_env} takes it again on demand; when sshd refuses
 // streams to Unix sockets, commands go through the login shell as before.
+#include "tests/support/sandbox_calls.h"
 #include "tests/support/sshd_fixture.h"
 #include "tests/support/stdio_client.h"
 
@@ -82,12 +83,9 @@ protected:
       c["bashrc"] = bashrc_mode;
     }
     std::ofstream(config) << c.dump(2);
-    ::setenv("SANDBOX_MCP_CONFIG", config.c_str(), 1);
-    ::setenv("SSH_HOST", "h0", 1);
+    testing::ScopedEnv e({{"SANDBOX_MCP_CONFIG", config}, {"SSH_HOST", "h0"}});
     client = std::make_unique<StdioClient>(
         SMCP_BINARY, std::vector<std::string>{"serve", "--state-dir", fx->dir() + "/state", "--log-level", "warn"});
-    ::unsetenv("SANDBOX_MCP_CONFIG");
-    ::unsetenv("SSH_HOST");
   }
 
   json bash(const std::string& command, const json& extra = json::object()) {

@@ -10,14 +10,43 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <utility>
 #include <vector>
 
 namespace smcp::testing {
+
+// Sets environment variables for the children started while it lives (the test's own process
+// environment is what a spawned server or CLI inherits), and restores them when it goes.
+class ScopedEnv {
+public:
+  explicit ScopedEnv(const std::vector<std::pair<std::string, std::string>>& vars = {}) {
+    for (const auto& [k, v] : vars) {
+      set(k, v);
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  ~ScopedEnv() {
+    for (auto it = m_saved.rbegin(); it != m_saved.rend(); ++it) { // the first value saved is restored last
+      it->second ? ::setenv(it->first.c_str(), it->second->c_str(), 1) : ::unsetenv(it->first.c_str());
+    }
+  }
+  void set(const std::string& k, const std::string& v) {
+    const char* old = ::getenv(k.c_str());
+    m_saved.emplace_back(k, old ? std::optional<std::string>(old) : std::nullopt);
+    ::setenv(k.c_str(), v.c_str(), 1);
+  }
+
+private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> m_saved;
+};
 
 inline exec::ProcessResult run_program(const std::vector<std::string>& argv,
                                        std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
