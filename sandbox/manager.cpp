@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace smcp::sandbox {
@@ -34,18 +35,46 @@ SandboxManager::SandboxManager(ManagerOptions options, HostLookup hosts)
 SandboxManager::~SandboxManager() = default;
 
 SandboxRegistry& SandboxManager::registry() {
+  if (m_options.repo_base.empty()) {
+    throw SandboxError(Kind::invalid, "no repository base: pass --repo_base PATH (or set repo_base in the config)");
+  }
+  const std::string path = registry_path();
   std::lock_guard lock(m_mutex);
   if (!m_registry) {
-    if (m_options.repo_base.empty()) {
-      throw SandboxError(Kind::invalid, "no repository base: pass --repo_base PATH (or set repo_base in the config)");
+    if (const std::string dir = path.substr(0, path.rfind('/'));
+        dir.size() > 11 && dir.substr(dir.size() - 11) == "sandbox-mcp") {
+      ::mkdir(dir.c_str(), 0700); // the registry's directory in the git directory (EEXIST is fine)
     }
-    m_registry = SandboxRegistry::open(registry_path());
+    m_registry = SandboxRegistry::open(path);
   }
   return *m_registry;
 }
 
-std::string SandboxManager::registry_path() const {
-  return m_options.repo_base + "/.sandbox_db.sqlite";
+// In the repository's git directory, where no checkout, merge or sandbox writes (a registry in the
+// work tree could be replaced by a branch that adds the file); `.sandbox_db.sqlite` in repo_base
+// when repo_base is not in a git repository (then nothing merges into it).
+std::string SandboxManager::registry_path() {
+  std::lock_guard lock(m_mutex);
+  if (m_registry_path.empty()) {
+    std::string common;
+    try {
+      auto x = m_hosts("local") ? m_hosts("local")->executor() : nullptr;
+      CommandOutcome o =
+          x ? run_argv(*x,
+                       {"git", "-C", m_options.repo_base, "rev-parse", "--path-format=absolute", "--git-common-dir"},
+                       k_quick)
+            : CommandOutcome{};
+      common = o.ok() ? trim(o.out) : std::string();
+    } catch (const std::exception&) {
+      common.clear();
+    }
+    if (!common.empty() && common[0] == '/') {
+      m_registry_path = common + "/sandbox-mcp/sandboxes.sqlite";
+    } else {
+      m_registry_path = m_options.repo_base + "/.sandbox_db.sqlite";
+    }
+  }
+  return m_registry_path;
 }
 
 bool SandboxManager::registry_exists() {
@@ -198,7 +227,7 @@ std::shared_ptr<exec::Host> SandboxManager::host(const std::string& host_name) {
   return h;
 }
 
-std::vector<SandboxInfo> SandboxManager::list() {
+std::vector<SandboxInfo> SandboxManager::list(bool with_work) {
   std::vector<SandboxRow> rows = this->rows();
   // One listing per host: every container of ours with its state.
   std::map<std::string, std::map<std::string, std::string>> states;
@@ -260,7 +289,22 @@ std::vector<SandboxInfo> SandboxManager::list() {
       auto it = m.find(row.container_id);
       info.state = it == m.end() ? "missing" : it->second;
       if (info.state == "missing") {
-        info.note = "its container is gone; sandbox_rm removes the worktree and the row";
+        info.note = "its container is gone; sandbox_rm removes its directory and the row (after keeping its work)";
+      }
+    }
+    info.work.why_unknown = "the sandbox is not running";
+    if (with_work && row.phase == "ready" && (info.state == "running" || info.state == "RUNNING")) {
+      try {
+        auto x = executor_of(row.host);
+        std::string why;
+        std::vector<std::string> in = inside(row, *x, false, why);
+        info.work = in.empty() ? WorkStatus{} : inspect(row, *x, in, false);
+        if (in.empty()) {
+          info.work.why_unknown = why;
+        }
+      } catch (const std::exception& e) {
+        info.work = WorkStatus{};
+        info.work.why_unknown = e.what();
       }
     }
     out.push_back(std::move(info));

@@ -9,6 +9,7 @@
 #include "sandbox/exec/host.h"
 #include "sandbox/registry.h"
 #include "sandbox/slurm/slurm.h"
+#include "sandbox/workspace.h"
 
 #include <chrono>
 #include <functional>
@@ -64,12 +65,25 @@ struct SandboxInfo {
   std::string attach_command;
   std::string note;
   std::string node; // Slurm: where the job runs (or ran)
+  WorkStatus work;  // uncommitted and unmerged work (read inside a running sandbox; else unknown)
 };
 
 struct RemoveResult {
   std::string name;
   bool removed = false;
   std::vector<std::string> notes; // what was already gone, what could not be removed
+  WorkStatus work;                // what the sandbox held when it was removed
+  std::string rescued;            // force: where its work was kept (a ref prefix, or a directory)
+};
+
+// What `sync` brought from a sandbox to its repository.
+struct SyncResult {
+  std::string name;
+  std::string branch;
+  std::string branch_head;       // the host branch's commit after the sync ("" when not moved)
+  std::string note;              // why the branch was not fast-forwarded, when it was not
+  std::vector<std::string> refs; // "SHA REF" of the sandbox's refs on the host
+  WorkStatus work;
 };
 
 struct AttachResult {
@@ -87,8 +101,14 @@ public:
   ~SandboxManager();
 
   SandboxInfo create(const NewRequest& request);
-  std::vector<SandboxInfo> list();
-  RemoveResult remove(const std::string& name);
+  std::vector<SandboxInfo> list(bool with_work = true);
+  // Refuses (SandboxError, Kind::has_work) a sandbox with uncommitted changes, untracked files or
+  // commits no branch of the repository has, unless `force`: then they are kept under
+  // refs/sandbox-rescue/NAME/STAMP/ first (or its directory moved aside when git cannot read it).
+  RemoveResult remove(const std::string& name, bool force = false);
+  // Fetches the sandbox's branches into refs/remotes/sandbox/NAME/* of its repository and
+  // fast-forwards the sandbox's branch there when it can.
+  SyncResult sync(const std::string& name);
   // `keys` typed literally into the pane (a "\n" presses Enter), `special` sent as tmux key names
   // (C-c, Up, ...), then the pane is captured after `settle`.
   AttachResult attach(const std::string& name, const std::string& keys, const std::vector<std::string>& special,
@@ -97,7 +117,7 @@ public:
   std::vector<std::string> attach_argv(const std::string& name);
   // Removes every sandbox on `local` that is not a Slurm job, the worktrees directory and the
   // sandbox images; returns one line per thing done.
-  std::vector<std::string> reset(const std::vector<std::string>& images);
+  std::vector<std::string> reset(const std::vector<std::string>& images, bool force = false);
 
   // The sandbox as a Host ("sandbox:NAME" or NAME); null when no such sandbox is registered.
   std::shared_ptr<exec::Host> host(const std::string& name);
@@ -117,14 +137,14 @@ private:
   HostRuntime runtime_on(const std::string& host, exec::RemoteExecutor& x);
   std::string repo_for(const NewRequest& request) const;
   std::string attach_command(const SandboxRow& row) const;
-  std::string registry_path() const;
+  std::string registry_path();
   bool registry_exists();
   std::vector<std::string> attach_argv_of(const SandboxRow& row) const;
   // The steps of create() after the row is reserved; `undo` collects how to take each back.
-  void make_worktree(SandboxRow& row, exec::RemoteExecutor& x, const std::string& git_common,
-                     std::vector<std::function<void()>>& undo, std::string& note);
+  bool make_workspace(SandboxRow& row, exec::RemoteExecutor& x, const HostRuntime& rt, const std::string& git_common,
+                      std::vector<std::function<void()>>& undo, std::string& note);
   RunSpec run_spec(const SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x, const HostRuntime& rt,
-                   const std::string& git_common);
+                   const std::string& objects);
   ContainerOptions container_options(const SandboxRow& row, const NewRequest& request) const;
   void start_container(SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x, const HostRuntime& rt,
                        RunSpec& spec, std::vector<std::function<void()>>& undo);
@@ -135,13 +155,25 @@ private:
   void remove_slurm(const SandboxRow& row, exec::RemoteExecutor& x, RemoveResult& result);
   // `podman ARGS` for this sandbox on its host: as is, or through srun and the wrapper (Slurm).
   std::vector<std::string> podman_for(const SandboxRow& row, std::vector<std::string> runtime_argv) const;
-  std::vector<Mount> existing_mounts(exec::RemoteExecutor& x);
+  std::vector<Mount> existing_mounts(exec::RemoteExecutor& x, bool slurm);
   std::string unstick_podman(exec::RemoteExecutor& x, const std::string& container);
+  // sandbox/manager_work.cpp: checks and reads that never trust what the sandbox (or a registry
+  // file) says about paths: the id file, the container's label, git inside the sandbox.
+  enum class Ownership { ours, nothing_made, not_ours };
+  Ownership check_ownership(const SandboxRow& row, exec::RemoteExecutor& x, std::string& why);
+  // argv prefix running a program inside the sandbox (starting a stopped container, or a one-off
+  // container over its files when its own is gone); empty, with `why`, when there is none.
+  std::vector<std::string> inside(const SandboxRow& row, exec::RemoteExecutor& x, bool may_start, std::string& why);
+  WorkStatus inspect(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in, bool fetched);
+  std::string fetch_work(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in);
+  void forget_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& prefix);
+  std::string worktrees_dir_of(const SandboxRow& row) const;
 
   ManagerOptions m_options;
   HostLookup m_hosts;
   std::mutex m_mutex;
   std::unique_ptr<SandboxRegistry> m_registry;
+  std::string m_registry_path;
   std::map<std::string, HostRuntime> m_runtimes;
   std::map<std::string, std::pair<std::string, std::shared_ptr<exec::Host>>> m_sandbox_hosts; // name -> (row key, host)
 };

@@ -3,6 +3,7 @@
 #include "sandbox/gpu/gpus.h"
 #include "sandbox/host_commands.h"
 #include "sandbox/manager.h"
+#include "sandbox/workspace.h"
 
 #include <cstdlib>
 #include <sstream>
@@ -132,19 +133,24 @@ std::pair<std::string, std::string> git_dirs(exec::RemoteExecutor& x, const std:
 
 } // namespace
 
-std::vector<Mount> SandboxManager::existing_mounts(exec::RemoteExecutor& x) {
+std::vector<Mount> SandboxManager::existing_mounts(exec::RemoteExecutor& x, bool slurm) {
   const auto& o = m_options.container;
   std::string home = trim(run_argv(x, {"printenv", "HOME"}, k_quick).out);
   std::vector<Mount> wanted;
-  if (!home.empty()) {
+  // All read-only: gh's config (a `pager:` or an alias) and git's run on the host later. Slurm
+  // sandboxes get none of them: only GITHUB_TOKEN crosses into a Slurm job (the secrets rule).
+  if (!home.empty() && !slurm) {
     wanted = {
         {home + "/.claude-code-router/config.json", o.user_home + "/.claude-code-router/config.json", true},
-        {home + "/.config/gh", o.user_home + "/.config/gh", false},
+        {home + "/.config/gh", o.user_home + "/.config/gh", true},
         {home + "/.git-credentials", o.user_home + "/.git-credentials", true},
         {home + "/.gitconfig", o.user_home + "/.gitconfig", true},
     };
   }
   for (auto m : o.mounts) {
+    if (slurm && !m.slurm) {
+      continue; // a mount reaches Slurm jobs only when the config says so ("slurm": true)
+    }
     if (m.source.rfind("~/", 0) == 0 && !home.empty()) {
       m.source = home + m.source.substr(1);
     }
@@ -233,13 +239,13 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
     row.gpus = "gpu:" + std::to_string(gpus.request.count) + " (Slurm)";
   }
   row = registry().reserve(row, allocate); // the name (and the GPUs) are ours from here on
-  say("sandbox " + row.name + ": making the worktree");
+  say("sandbox " + row.name + ": making its repository");
   std::vector<std::function<void()>> undo;
   std::string note;
   SlurmJobState job;
   try {
-    make_worktree(row, *x, common, undo, note);
-    RunSpec spec = run_spec(row, request, *x, rt, common);
+    const bool shared = make_workspace(row, *x, rt, common, undo, note);
+    RunSpec spec = run_spec(row, request, *x, rt, shared ? common + "/objects" : std::string());
     if (!request.slurm) {
       spec.device_args = gpu_run_args(rt.runtime, split_indices(row.gpus), gpus.host, m_options.cdi_kind, request.host);
       spec.gpus = row.gpus;
@@ -262,7 +268,7 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
       }
     }
     if (undone) {
-      registry().remove(row.name);
+      registry().remove(row); // this row only: never a later sandbox that took the name meanwhile
     }
     throw;
   }
@@ -283,75 +289,84 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
   return info;
 }
 
-void SandboxManager::make_worktree(SandboxRow& row, exec::RemoteExecutor& x, const std::string& git_common,
-                                   std::vector<std::function<void()>>& undo, std::string& note) {
+// The sandbox's own repository: a clone of the host's in WORKTREES_DIR/NAME, the directory only
+// the manager writes (0700). Returns whether the clone shares the host's object store (mounted
+// read-only) or is self-contained.
+bool SandboxManager::make_workspace(SandboxRow& row, exec::RemoteExecutor& x, const HostRuntime& rt,
+                                    const std::string& git_common, std::vector<std::function<void()>>& undo,
+                                    std::string& note) {
   const std::string& top = row.repo_base;
-  const std::string dir = top + "/" + m_options.worktrees_dir + "/" + row.name;
+  const std::string wt = top + "/" + m_options.worktrees_dir;
+  const std::string dir = wt + "/" + row.name;
   row.work_dir = dir;
   registry().update(row);
+  if (CommandOutcome o = run_argv(x, prepare_worktrees_dir_argv(wt), k_quick); !o.ok()) {
+    failed("cannot use " + wt + " for sandboxes: " + o.message());
+  }
+  const std::string id_path = id_file(wt, row.name);
+  undo.push_back([&x, id_path] { run_argv(x, {"rm", "-f", "--", id_path}, k_quick); });
+  if (CommandOutcome o = run_argv(x, write_id_argv(id_path, row.uid), k_quick); !o.ok()) {
+    failed("cannot write " + id_path + ": " + o.message());
+  }
+  // The host's own exclude file (no sandbox reaches the host's git directory).
   run_argv(x, exclude_argv(git_common + "/info/exclude", "/" + m_options.worktrees_dir + "/"), k_quick);
-  run_argv(x, exclude_argv(git_common + "/info/exclude", "/.sandbox_db.sqlite*"), k_quick);
-  run_argv(x, exclude_argv(git_common + "/info/exclude", "/.sandbox-mcp-jobs/"), k_quick);
+  if (run_argv(x, {"test", "-e", dir}, k_quick).ok() || run_argv(x, {"test", "-L", dir}, k_quick).ok()) {
+    failed(dir + " already exists (left by an earlier sandbox?): move it away, or pick another name");
+  }
   const bool branch_exists =
       run_argv(x, {"git", "-C", top, "rev-parse", "--verify", "--quiet", "refs/heads/" + row.branch}, k_quick).ok();
-  CommandOutcome wt;
-  if (branch_exists) {
-    wt = run_argv(x, {"git", "-C", top, "worktree", "add", dir, row.branch}, m_options.step_timeout);
-    if (!wt.ok() && (mentions(wt.message(), "already checked out") || mentions(wt.message(), "already used by"))) {
-      // The default branch is usually checked out in the repository itself: share it, and say so.
-      wt = run_argv(x, {"git", "-C", top, "worktree", "add", "--force", dir, row.branch}, m_options.step_timeout);
-      note = "branch " + row.branch + " is also checked out elsewhere (" + top +
-             "); commits made in one move the other's branch too. Use -b / branch for a branch of its own.";
+  if (!branch_exists) {
+    if (CommandOutcome b = run_argv(x, {"git", "-C", top, "branch", row.branch, "HEAD"}, k_quick); !b.ok()) {
+      failed("cannot create branch " + row.branch + " in " + top + ": " + b.message());
     }
-  } else {
-    wt = run_argv(x, {"git", "-C", top, "worktree", "add", "-b", row.branch, dir, "HEAD"}, m_options.step_timeout);
-  }
-  if (!wt.ok()) {
-    failed("git worktree add failed in " + top + ": " + wt.message());
-  }
-  undo.push_back([&x, top, dir, branch = row.branch, branch_exists] {
-    run_argv(x, {"git", "-C", top, "worktree", "remove", "--force", dir}, k_quick);
-    if (!branch_exists) {
+    undo.push_back([&x, top, branch = row.branch] {
       run_argv(x, {"git", "-C", top, "branch", "-D", branch}, k_quick);
+    });
+  }
+  if (trim(run_argv(x, {"git", "-C", top, "symbolic-ref", "-q", "HEAD"}, k_quick).out) == "refs/heads/" + row.branch) {
+    note = "branch " + row.branch + " is checked out in " + top + ": the sandbox works on its own copy of it, and " +
+           "sync brings its commits to sandbox/" + row.name + "/" + row.branch +
+           " for you to merge (use -b / branch for a branch of its own, which sync fast-forwards).";
+  }
+  // Shared (no copy of the objects) when the agent can read the host's object store as it is.
+  const std::vector<std::string> probe =
+      lines_of(run_argv(x, objects_probe_argv(git_common + "/objects"), k_quick).out);
+  const bool shared = rt.rootless || probe.empty();
+  undo.push_back([&x, dir] { run_argv(x, remove_tree_argv(dir), k_quick); });
+  if (CommandOutcome c = run_argv(x, clone_argv(top, dir, row.branch, shared), m_options.step_timeout); !c.ok()) {
+    failed("git clone of " + top + " into " + dir + " failed: " + c.message());
+  }
+  const auto& o = m_options.container;
+  std::string owner;
+  if (rt.runtime == Runtime::podman && !rt.rootless) {
+    owner = std::to_string(o.userns_base + o.user_uid) + ":" + std::to_string(o.userns_base + o.user_gid);
+  } else if (rt.runtime == Runtime::docker && trim(run_argv(x, {"id", "-u"}, k_quick).out) == "0") {
+    owner = std::to_string(o.user_uid) + ":" + std::to_string(o.user_gid);
+  }
+  if (!owner.empty()) {
+    if (CommandOutcome c = run_argv(x, {"chown", "-R", "--no-dereference", "--", owner, dir}, k_quick); !c.ok()) {
+      failed("cannot give " + dir + " to the sandbox's user (" + owner + "): " + c.message());
     }
-  });
+  }
+  return shared;
 }
 
 RunSpec SandboxManager::run_spec(const SandboxRow& row, const NewRequest& request, exec::RemoteExecutor& x,
-                                 const HostRuntime& rt, const std::string& git_common) {
-  const std::string& top = row.repo_base;
-  const std::string& dir = row.work_dir;
+                                 const HostRuntime& rt, const std::string& objects) {
   RunSpec spec;
-  spec.container = container_name(top, row.name);
+  spec.container = container_name(row.repo_base, row.name);
   spec.sandbox = row.name;
-  spec.repo_base = top;
-  spec.work_dir = dir;
-  spec.git_common = git_common;
+  spec.repo_base = row.repo_base;
+  spec.work_dir = row.work_dir;
+  spec.objects = objects;
+  spec.uid = row.uid;
   spec.ccr = row.ccr_mode;
-  spec.mounts = existing_mounts(x);
-  // The git directory is writable inside (commits), but not its hooks and config: what runs git
-  // on the host, or a human's git later, would execute what the sandbox put there.
-  CommandOutcome protect = run_argv(x, {"ls", "-d", "--", git_common + "/hooks", git_common + "/config"}, k_quick);
-  std::istringstream protected_paths(protect.out);
-  for (std::string path; std::getline(protected_paths, path);) {
-    if (!path.empty()) {
-      spec.mounts.push_back({path, path, true});
-    }
-  }
+  spec.mounts = existing_mounts(x, request.slurm);
   if (rt.runtime == Runtime::podman) {
-    CommandOutcome owner = run_argv(x, {"stat", "-c", "%u %g", "--", dir}, k_quick);
-    std::istringstream ids(owner.out);
-    int uid = -1, gid = -1;
-    ids >> uid >> gid;
-    if (rt.rootless) {
-      spec.keep_id = true;
-    } else if (owner.ok() && uid >= 0 && (uid != m_options.container.user_uid || gid != m_options.container.user_gid)) {
-      spec.map_owner = true;
-      spec.owner_uid = uid;
-      spec.owner_gid = gid;
-    }
+    // Never host root, never a host user: rootful podman puts the container in its own range.
+    spec.userns = !rt.rootless;
+    spec.keep_id = rt.rootless;
   }
-  (void)request;
   return spec;
 }
 
@@ -403,132 +418,6 @@ ContainerOptions SandboxManager::container_options(const SandboxRow& row, const 
     opts.pids = request.pids;
   }
   return opts;
-}
-
-// Kills the conmon processes of `container` (podman), found by its full id; says what it did.
-std::string SandboxManager::unstick_podman(exec::RemoteExecutor& x, const std::string& container) {
-  const std::string id =
-      trim(run_argv(x, {"podman", "container", "inspect", "--format", "{{.Id}}", container}, k_quick).out);
-  if (id.size() != 64 || id.find_first_not_of("0123456789abcdef") != std::string::npos) {
-    return "podman could not stop container " + container + " and its id is unknown";
-  }
-  CommandOutcome killed = run_argv(x, {"pkill", "-KILL", "-f", "--", "conmon .*-c " + id + " "}, k_quick);
-  return "podman could not stop container " + container + " (a stuck exec session); its conmon processes were " +
-         (killed.ok() ? "killed" : "not found (" + killed.message() + ")");
-}
-
-RemoveResult SandboxManager::remove(const std::string& host_name) {
-  const std::string name = sandbox_of_host(host_name);
-  auto row = find(name);
-  if (!row) {
-    throw SandboxError(Kind::not_found, "no sandbox named '" + name + "' (see sandbox_ls)");
-  }
-  RemoveResult result;
-  result.name = name;
-  auto x = executor_of(row->host);
-  {
-    std::lock_guard lock(m_mutex);
-    m_sandbox_hosts.erase(name);
-  }
-  // A `new` that died before recording its container may still have made it: its name is known.
-  const std::string container = !row->container_id.empty() ? row->container_id
-                                : row->repo_base.empty()   ? std::string()
-                                                           : container_name(row->repo_base, row->name);
-  if (!row->slurm_job_id.empty()) {
-    remove_slurm(*row, *x, result);
-  } else if (!container.empty() && !row->runtime.empty()) {
-    const Runtime rt = parse_runtime(row->runtime);
-    // `podman rm -f` of a missing container succeeds: ask first, to say what was already gone.
-    const bool existed = run_argv(*x, exists_argv(rt, container), k_quick).ok();
-    CommandOutcome o = run_argv(*x, remove_argv(rt, container), k_quick);
-    if (!o.ok() && rt == Runtime::podman &&
-        (mentions(o.message(), "did not die") || mentions(o.message(), "could not be stopped"))) {
-      // An exec session's conmon blocked on its terminal (an attach whose client vanished while
-      // keys were flowing) keeps an unreaped process that podman waits for in vain: end the
-      // container's conmons, then remove again.
-      result.notes.push_back(unstick_podman(*x, container));
-      o = run_argv(*x, remove_argv(rt, container), k_quick);
-    }
-    if (o.status == 127 && !row->wrapper.empty()) {
-      result.notes.push_back("no " + row->runtime + " on " + row->host + " to look for container " + container +
-                             " (a Slurm sandbox whose job was never recorded: `squeue -n sandbox-" + row->name +
-                             "` finds it)");
-    } else if (o.status == 127) {
-      throw SandboxError(Kind::missing, row->runtime + " is not installed on " + row->host +
-                                            " any more; cannot remove "
-                                            "container " +
-                                            container + " (install it, then rm again)");
-    }
-    const bool gone =
-        !existed || mentions(o.message(), "no such container") || mentions(o.message(), "no container with");
-    if (!o.ok() && !gone) {
-      failed("cannot remove container " + container + " on " + row->host + ": " + o.message() +
-             " (the sandbox is kept; try again)");
-    }
-    if (gone && !row->container_id.empty()) {
-      result.notes.push_back("container " + container + " was already gone");
-    }
-  }
-  if (!row->work_dir.empty()) {
-    CommandOutcome o =
-        run_argv(*x, {"git", "-C", row->repo_base, "worktree", "remove", "--force", row->work_dir}, k_quick);
-    if (!o.ok()) {
-      // Not (or no longer) a worktree: remove the directory when it is ours, then let git forget it.
-      const std::string ours = row->repo_base + "/" + m_options.worktrees_dir + "/";
-      if (row->work_dir.rfind(ours, 0) == 0 && row->work_dir.find("/../") == std::string::npos) {
-        run_argv(*x, {"rm", "-rf", "--", row->work_dir}, k_quick);
-      }
-      run_argv(*x, {"git", "-C", row->repo_base, "worktree", "prune"}, k_quick);
-      result.notes.push_back("worktree " + row->work_dir + ": " + trim(o.message()));
-    }
-  }
-  registry().remove(name);
-  result.removed = true;
-  return result;
-}
-
-std::vector<std::string> SandboxManager::reset(const std::vector<std::string>& images) {
-  std::vector<std::string> done;
-  for (const auto& row : rows()) {
-    if (row.host != "local") {
-      done.push_back("kept " + row.name + " (on " + row.host + "; remove it with rm -n " + row.name + ")");
-      continue;
-    }
-    if (!row.slurm_job_id.empty()) {
-      done.push_back("kept " + row.name + " (Slurm job " + row.slurm_job_id + ": reset never touches Slurm jobs)");
-      continue;
-    }
-    RemoveResult r = remove(row.name);
-    done.push_back("removed " + row.name);
-  }
-  auto x = executor_of("local");
-  const std::string dir = m_options.repo_base + "/" + m_options.worktrees_dir;
-  bool kept_here = false; // a kept sandbox (Slurm, or being made) with its worktree in this directory
-  for (const auto& row : rows()) {
-    kept_here = kept_here || row.host == "local";
-  }
-  if (kept_here) {
-    done.push_back("kept " + dir + " (it holds the worktrees of the sandboxes kept)");
-  } else {
-    run_argv(*x, {"rm", "-rf", "--", dir}, k_quick);
-    run_argv(*x, {"git", "-C", m_options.repo_base, "worktree", "prune"}, k_quick);
-    done.push_back("removed " + dir);
-  }
-  try {
-    const HostRuntime rt = runtime_on("local", *x);
-    for (const auto& image : images) {
-      if (run_argv(*x, image_exists_argv(rt.runtime, image), k_quick).ok()) {
-        // Never forced: a container of another repository (or of a sandbox on another host that is
-        // this machine) may still use it, and `rmi -f` would take that container with it.
-        CommandOutcome o = run_argv(*x, remove_image_argv(rt.runtime, {image}), m_options.step_timeout);
-        done.push_back(o.ok() ? "removed image " + image
-                              : "kept image " + image + " (" + o.message() + "; remove the containers using it first)");
-      }
-    }
-  } catch (const SandboxError& e) {
-    done.push_back(std::string("images: ") + e.what());
-  }
-  return done;
 }
 
 } // namespace smcp::sandbox

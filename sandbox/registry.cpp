@@ -2,12 +2,67 @@
 
 #include <sqlite3.h>
 
+#include <sys/stat.h>
+#include <sys/statfs.h>
+
 #include <cctype>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <string_view>
 
 namespace smcp::sandbox {
+
+namespace {
+
+// 128 random bits as hex: a row's identity, written beside the sandbox where only the manager
+// writes (the worktrees directory) and on its container, so a row is acted on only when what it
+// names is really the sandbox this row made.
+std::string random_uid() {
+  unsigned char bytes[16] = {};
+  std::ifstream urandom("/dev/urandom", std::ios::binary);
+  if (!urandom.read(reinterpret_cast<char*>(bytes), sizeof bytes)) {
+    throw SandboxError(SandboxError::Kind::failed, "cannot read /dev/urandom for a sandbox id");
+  }
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
+}
+
+} // namespace
+
+const char* journal_mode_for(const std::string& path) {
+  std::string dir = path.substr(0, path.rfind('/'));
+  struct statfs fs {};
+  if (::statfs(dir.empty() ? "/" : dir.c_str(), &fs) != 0) {
+    return "WAL";
+  }
+  return is_network_filesystem(static_cast<unsigned long>(fs.f_type)) ? "DELETE" : "WAL";
+}
+
+bool is_network_filesystem(unsigned long magic) {
+  switch (magic) {
+  case 0x6969:     // NFS
+  case 0x517B:     // SMB
+  case 0xFF534D42: // CIFS
+  case 0xFE534D42: // SMB2
+  case 0x0BD00BD0: // Lustre
+  case 0x47504653: // GPFS
+  case 0x00C36400: // Ceph
+  case 0x01021997: // 9p
+  case 0x65735546: // FUSE (sshfs, ...)
+  case 0x013111A8: // IBRIX
+  case 0x19830326: // BeeGFS (fhgfs)
+  case 0xAAD7AAEA: // PanFS
+    return true;
+  default:
+    return false;
+  }
+}
 
 namespace {
 
@@ -28,11 +83,11 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 constexpr const char* k_added_columns[][2] = {
     {"host", "TEXT DEFAULT 'local'"}, {"runtime", "TEXT DEFAULT ''"},      {"image", "TEXT DEFAULT ''"},
     {"repo_base", "TEXT DEFAULT ''"}, {"phase", "TEXT DEFAULT 'ready'"},   {"wrapper", "TEXT DEFAULT ''"},
-    {"gpus", "TEXT DEFAULT ''"},      {"gpu_shared", "INTEGER DEFAULT 0"},
+    {"gpus", "TEXT DEFAULT ''"},      {"gpu_shared", "INTEGER DEFAULT 0"}, {"uid", "TEXT DEFAULT ''"},
 };
 
 constexpr const char* k_columns = "name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, "
-                                  "updated_at, host, runtime, image, repo_base, phase, wrapper, gpus, gpu_shared";
+                                  "updated_at, host, runtime, image, repo_base, phase, wrapper, gpus, gpu_shared, uid";
 
 [[noreturn]] void fail(sqlite3* db, const std::string& path, const std::string& what) {
   throw SandboxError(SandboxError::Kind::failed,
@@ -101,12 +156,18 @@ SandboxRow read_row(const Statement& s) {
   r.wrapper = s.text(13);
   r.gpus = s.text(14);
   r.gpu_shared = s.integer(15) != 0;
+  r.uid = s.text(16);
   return r;
 }
 
 class SqliteRegistry final : public SandboxRegistry {
 public:
   explicit SqliteRegistry(std::string path) : m_path(std::move(path)) {
+    struct stat st {};
+    if (::lstat(m_path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      throw SandboxError(SandboxError::Kind::failed,
+                         "the sandbox registry " + m_path + " is not a regular file (a link?): refusing to open it");
+    }
     if (sqlite3_open_v2(m_path.c_str(), &m_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         nullptr) != SQLITE_OK) {
       std::string message = m_db ? sqlite3_errmsg(m_db) : "out of memory";
@@ -116,7 +177,9 @@ public:
     // The CLI and a server may write at the same time: wait for each other's locks.
     sqlite3_busy_timeout(m_db, 10000);
     try {
-      exec("PRAGMA journal_mode=WAL");
+      // WAL needs shared memory that network filesystems do not give (NFS, Lustre, GPFS: the Slurm
+      // layout): there the classic rollback journal, whose locks work over NFS.
+      exec(std::string("PRAGMA journal_mode=") + journal_mode_for(m_path));
       exec(k_schema);
       std::set<std::string> have;
       Statement info(m_db, m_path, "PRAGMA table_info(sandboxes)");
@@ -170,11 +233,14 @@ public:
         }
       }
       row.phase = "creating";
+      row.uid = random_uid();
       Statement insert(m_db, m_path,
                        "INSERT INTO sandboxes (name, branch, container_id, slurm_job_id, work_dir, ccr_mode, "
-                       "host, runtime, image, repo_base, phase, wrapper, gpus, gpu_shared, created_at, updated_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, datetime('now'), datetime('now'))");
+                       "host, runtime, image, repo_base, phase, wrapper, gpus, gpu_shared, uid, created_at, "
+                       "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, datetime('now'), "
+                       "datetime('now'))");
       bind_fields(insert, row);
+      insert.bind(15, row.uid);
       insert.step();
       exec("COMMIT");
     } catch (...) {
@@ -189,9 +255,10 @@ public:
     Statement s(m_db, m_path,
                 "UPDATE sandboxes SET branch = ?2, container_id = ?3, slurm_job_id = ?4, work_dir = ?5, "
                 "ccr_mode = ?6, host = ?7, runtime = ?8, image = ?9, repo_base = ?10, phase = ?11, wrapper = ?12, "
-                "gpus = ?13, gpu_shared = ?14, updated_at = datetime('now') WHERE name = ?1");
+                "gpus = ?13, gpu_shared = ?14, updated_at = datetime('now') WHERE name = ?1 AND uid = ?15");
     s.bind(1, row.name);
     bind_fields(s, row, 2);
+    s.bind(15, row.uid);
     s.step();
     if (sqlite3_changes(m_db) == 0) {
       throw SandboxError(SandboxError::Kind::not_found,
@@ -216,10 +283,10 @@ public:
     return rows;
   }
 
-  void remove(const std::string& name) override {
+  void remove(const SandboxRow& row) override {
     std::lock_guard lock(m_mutex);
-    Statement s(m_db, m_path, "DELETE FROM sandboxes WHERE name = ?");
-    s.bind(1, name).step();
+    Statement s(m_db, m_path, "DELETE FROM sandboxes WHERE name = ? AND uid = ?");
+    s.bind(1, row.name).bind(2, row.uid).step();
   }
 
   std::string path() const override { return m_path; }

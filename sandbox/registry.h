@@ -23,6 +23,7 @@ public:
     not_found, // no such sandbox
     missing,   // a tool the backend needs is not installed (podman, git, tmux, an image)
     failed,    // a step failed on the host
+    has_work,  // rm/reset: the sandbox holds work no branch has (force keeps it, then removes)
   };
   // `field`: the request field an invalid one is about ("branch", "gpus"; empty: the name).
   SandboxError(Kind kind, const std::string& message, std::string field = {})
@@ -53,6 +54,11 @@ struct SandboxRow {
   std::string phase = "creating";
   std::string gpus;        // the GPU indices it holds on `host` ("0,2"; "" none)
   bool gpu_shared = false; // other sandboxes asking for shared GPUs may use them too
+  // 32 hex digits given by reserve(): this row's identity. The container carries it as a label
+  // and the worktrees directory as a file, and nothing destructive runs unless they match, so a
+  // registry replaced or edited behind our back cannot aim rm at anything else; update() and
+  // remove() touch only the row with this id (not a later sandbox of the same name).
+  std::string uid;
 };
 
 class SandboxRegistry {
@@ -68,12 +74,17 @@ public:
   // the row (its GPUs): two `new` calls never take the same devices.
   using Allocate = std::function<void(SandboxRow& row, const std::vector<SandboxRow>& others)>;
   virtual SandboxRow reserve(SandboxRow row, const Allocate& allocate = {}) = 0;
-  virtual void update(const SandboxRow& row) = 0; // by name; sets updated_at
+  virtual void update(const SandboxRow& row) = 0; // by name and uid; sets updated_at
   virtual std::optional<SandboxRow> get(const std::string& name) = 0;
-  virtual std::vector<SandboxRow> list() = 0; // oldest first
-  virtual void remove(const std::string& name) = 0;
+  virtual std::vector<SandboxRow> list() = 0;     // oldest first
+  virtual void remove(const SandboxRow& row) = 0; // by name and uid: never a later row of that name
   virtual std::string path() const = 0;
 };
+
+// The journal for a registry at `path`: WAL, or DELETE on a network filesystem (WAL's shared memory
+// does not work there). By the filesystem's magic number (statfs).
+const char* journal_mode_for(const std::string& path);
+bool is_network_filesystem(unsigned long statfs_magic);
 
 // Sandbox names: what the original accepted that is also safe as a container name, a directory
 // name, a tmux target and a git ref component: [A-Za-z0-9][A-Za-z0-9_.-]{0,62}, no "..", not

@@ -14,7 +14,12 @@ const char* k_sandbox_item = R"json({
     "host": {"type": "string", "description": "where the container runs: 'local' or an SSH host"},
     "branch": {"type": "string"},
     "state": {"type": "string", "description": "live from the runtime: running, exited, created, paused, missing (container gone), creating (half-made), unknown (host unreachable)"},
-    "work_dir": {"type": "string", "description": "the git worktree on the host, mounted at /workspace"},
+    "work_dir": {"type": "string", "description": "the sandbox's own git clone on the host, mounted at /workspace (never run git or its scripts there on the host: it is the agent's)"},
+    "work": {"type": "object", "description": "the sandbox's work as git inside it sees it: state clean | dirty (uncommitted changes or untracked files) | unmerged (commits no branch of the repository has) | unknown (not running)",
+             "properties": {"state": {"type": "string", "enum": ["clean", "dirty", "unmerged", "unknown"]},
+                            "changed": {"type": "integer"}, "untracked": {"type": "integer"},
+                            "unmerged_commits": {"type": "integer"}, "summary": {"type": "string"}},
+             "required": ["state", "summary"]},
     "container": {"type": "string"},
     "slurm_job_id": {"type": "string"},
     "node": {"type": "string", "description": "Slurm: the compute node the job runs on"},
@@ -60,12 +65,49 @@ const char* k_name_only = R"json({
   "additionalProperties": false
 })json";
 
+const char* k_rm_input = R"json({
+  "type": "object",
+  "properties": {
+    "name": {"type": "string", "minLength": 1},
+    "force": {"type": "boolean", "default": false,
+              "description": "Remove even when the sandbox holds uncommitted changes, untracked files or commits no branch has: they are kept first under refs/sandbox-rescue/NAME/TIME/ in the repository (the answer says where)."}
+  },
+  "required": ["name"],
+  "additionalProperties": false
+})json";
+
 const char* k_rm_output = R"json({
   "type": "object",
-  "properties": {"name": {"type": "string"}, "removed": {"type": "boolean"}, "note": {"type": "string"}},
+  "properties": {"name": {"type": "string"}, "removed": {"type": "boolean"},
+                 "rescued": {"type": "string", "description": "force: where the sandbox's work was kept (git refs prefix, e.g. refs/sandbox-rescue/t1/20261207T120000Z/: heads/*, HEAD, worktree = the uncommitted files)"},
+                 "work": {"type": "string", "description": "what the sandbox held"},
+                 "note": {"type": "string"}},
   "required": ["name", "removed"],
   "additionalProperties": false
 })json";
+
+const char* k_sync_output = R"json({
+  "type": "object",
+  "properties": {"name": {"type": "string"}, "branch": {"type": "string"},
+                 "branch_head": {"type": "string", "description": "the repository's branch after the sync (fast-forwarded to the sandbox's); empty when it was not moved"},
+                 "refs": {"type": "array", "items": {"type": "string"}, "description": "\"SHA refs/remotes/sandbox/NAME/BRANCH\" for each of the sandbox's branches, now in the repository"},
+                 "work": {"type": "object"},
+                 "note": {"type": "string"}},
+  "required": ["name", "branch", "refs"],
+  "additionalProperties": false
+})json";
+
+json work_json(const sandbox::WorkStatus& w) {
+  json out = {{"state", w.state()}, {"summary", w.summary()}};
+  if (w.known) {
+    out["changed"] = w.changed;
+    out["untracked"] = w.untracked;
+    if (w.unmerged >= 0) {
+      out["unmerged_commits"] = w.unmerged;
+    }
+  }
+  return out;
+}
 
 const char* k_attach_input = R"json({
   "type": "object",
@@ -111,6 +153,7 @@ json info_json(const sandbox::SandboxInfo& info) {
   if (!info.node.empty()) {
     out["node"] = info.node;
   }
+  out["work"] = work_json(info.work);
   add_note(out, info.note);
   return out;
 }
@@ -145,8 +188,8 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
 
   mcp::Tool t_new = declare_tool(
       "sandbox_new", "Create a sandbox",
-      "Create an isolated sandbox: a git worktree of the repository on a branch plus a long-running container "
-      "(podman or docker, detected) with the worktree at /workspace and a tmux session, on this machine or on an "
+      "Create an isolated sandbox: its own git clone of the repository on a branch plus a long-running container "
+      "(podman or docker, detected) with the clone at /workspace and a tmux session, on this machine or on an "
       "SSH host (host). Then run commands inside with remote_bash {sandbox: NAME} (foreground or background), read "
       "files with remote_file_read {sandbox: NAME}, and share the tmux with a human through sandbox_attach. Takes "
       "a few seconds; progress is reported.",
@@ -186,7 +229,8 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
   mcp::Tool t_ls = declare_tool(
       "sandbox_ls", "List sandboxes",
       "List the sandboxes with their host, branch, live state (running / exited / missing when the container was "
-      "removed behind our back), work directory, container and the command a human runs to attach.",
+      "removed behind our back), work directory, container, its work (clean, dirty: uncommitted changes, "
+      "unmerged: commits no branch of the repository has) and the command a human runs to attach.",
       json::parse(R"json({"type": "object", "properties": {}, "additionalProperties": false})json"),
       {{"type", "object"},
        {"properties", {{"sandboxes", {{"type", "array"}, {"items", item}}}}},
@@ -204,17 +248,23 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
   };
   tools.push_back(std::move(t_ls));
 
-  mcp::Tool t_rm = declare_tool("sandbox_rm", "Remove a sandbox",
-                                "Remove a sandbox: its container (and what runs in it), its worktree and its row. The "
-                                "branch is kept. Works when the container is already gone.",
-                                json::parse(k_name_only), json::parse(k_rm_output),
-                                {.read_only = false, .destructive = true, .idempotent = true, .open_world = true});
+  mcp::Tool t_rm = declare_tool(
+      "sandbox_rm", "Remove a sandbox",
+      "Remove a sandbox: its commits are first fetched into the repository (sandbox/NAME/*, and its branch "
+      "fast-forwarded when it can be), then its container (and what runs in it), its directory and its row go. "
+      "Refused while it holds uncommitted changes, untracked files or commits no branch of the repository has, "
+      "unless force (then they are kept under refs/sandbox-rescue/ first). Works when the container is gone.",
+      json::parse(k_rm_input), json::parse(k_rm_output),
+      {.read_only = false, .destructive = true, .idempotent = true, .open_world = true});
   t_rm.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
     return sandbox_guarded("sandbox_rm", std::string("sandbox:") + arg_string(args, "name"), [&]() -> mcp::ToolResult {
       const std::string name = arg_string(args, "name");
-      auto r = manager(env, "sandbox_rm").remove(name);
+      auto r = manager(env, "sandbox_rm").remove(name, arg_bool(args, "force", false));
       env.hosts.remove(sandbox::SandboxManager::k_host_prefix + sandbox::sandbox_of_host(name));
-      json out = {{"name", r.name}, {"removed", r.removed}};
+      json out = {{"name", r.name}, {"removed", r.removed}, {"work", r.work.summary()}};
+      if (!r.rescued.empty()) {
+        out["rescued"] = r.rescued;
+      }
       std::string note;
       for (const auto& n : r.notes) {
         note += (note.empty() ? "" : "; ") + n;
@@ -224,6 +274,29 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
     });
   };
   tools.push_back(std::move(t_rm));
+
+  mcp::Tool t_sync = declare_tool(
+      "sandbox_sync", "Bring a sandbox's commits to its repository",
+      "Fetch every branch of a running sandbox into its repository as sandbox/NAME/BRANCH (git fetch from "
+      "inside the sandbox, objects checked) and fast-forward the sandbox's branch there when that is a "
+      "fast-forward and the branch is not checked out; says what it did and what work is still only in the "
+      "sandbox.",
+      json::parse(k_name_only), json::parse(k_sync_output),
+      {.read_only = false, .destructive = false, .idempotent = true, .open_world = true});
+  t_sync.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
+    return sandbox_guarded("sandbox_sync", std::string("sandbox:") + arg_string(args, "name"),
+                           [&]() -> mcp::ToolResult {
+                             auto r = manager(env, "sandbox_sync").sync(arg_string(args, "name"));
+                             json out = {{"name", r.name},
+                                         {"branch", r.branch},
+                                         {"branch_head", r.branch_head},
+                                         {"refs", r.refs},
+                                         {"work", work_json(r.work)}};
+                             add_note(out, r.note);
+                             return mcp::ToolResult::ok(std::move(out));
+                           });
+  };
+  tools.push_back(std::move(t_sync));
 
   mcp::Tool t_attach = declare_tool(
       "sandbox_attach", "Share a sandbox's tmux",

@@ -88,11 +88,20 @@ void add_sandbox_commands(CLI::App& cli, SandboxCli& s) {
   cmd_new->add_flag("--gpu-shared", s.gpu_shared, "May share GPUs with other sandboxes that pass --gpu-shared");
   cmd_new->add_option("--image", s.image, "Container image (default: localhost/sandbox-mcp:latest or the config's)");
   cli.add_subcommand("ls", "List sandboxes");
-  cli.add_subcommand("rm", "Remove a sandbox")->add_option("-n,--name", s.name, "Sandbox name")->required();
+  auto* rm = cli.add_subcommand("rm", "Remove a sandbox (refused while it holds work no branch has, unless --force)");
+  rm->add_option("-n,--name", s.name, "Sandbox name")->required();
+  rm->add_flag("-f,--force", s.force,
+               "Remove even with uncommitted or unmerged work: it is kept under refs/sandbox-rescue/NAME/ first");
+  cli.add_subcommand("sync", "Fetch a sandbox's branches into the repository (sandbox/NAME/*) and fast-forward its "
+                             "branch")
+      ->add_option("-n,--name", s.name, "Sandbox name")
+      ->required();
   cli.add_subcommand("attach", "Attach to a sandbox's tmux")
       ->add_option("-n,--name", s.name, "Sandbox name")
       ->required();
-  cli.add_subcommand("reset", "Remove every local sandbox (not Slurm jobs), the work directories and the images");
+  cli.add_subcommand("reset", "Remove every local sandbox (not Slurm jobs, nor ones holding work unless --force), "
+                              "the work directories and the images")
+      ->add_flag("-f,--force", s.force, "Remove sandboxes holding work too (kept under refs/sandbox-rescue/ first)");
   auto* image = cli.add_subcommand("image", "The sandbox image");
   image->require_subcommand(1);
   image->add_subcommand("build", "Build the default sandbox image here (debootstrap + podman import; no registry)")

@@ -29,6 +29,7 @@ struct SandboxCli {
   std::string gpus;        // --gpus (empty: the config's default)
   bool gpu_shared = false; // the repository on --host (default: the host's repo_base in the config)
   bool rebuild = false;    // image build --rebuild
+  bool force = false;      // rm / reset --force: remove sandboxes holding work (kept as rescue refs first)
 };
 
 struct CommandLine {

@@ -112,7 +112,8 @@ void parse_sandbox(const json& s, const std::string& origin, FileConfig& c) {
   }
   warn_unknown(s,
                {"repo_base", "runtime", "image", "base_image", "mirror", "user", "user_home", "user_uid", "user_gid",
-                "mounts", "cpus", "memory", "pids", "env", "run_args", "worktrees_dir", "gpus", "cdi_kind"},
+                "mounts", "cpus", "memory", "pids", "env", "run_args", "worktrees_dir", "gpus", "cdi_kind",
+                "userns_base"},
                origin, "sandbox.");
   auto& o = c.sandbox.container;
   o.runtime = get_string(s, "runtime", origin, o.runtime);
@@ -124,6 +125,11 @@ void parse_sandbox(const json& s, const std::string& origin, FileConfig& c) {
   o.user_home = get_string(s, "user_home", origin, o.user_home);
   o.user_uid = get_int(s, "user_uid", origin, 0, 1 << 30).value_or(o.user_uid);
   o.user_gid = get_int(s, "user_gid", origin, 0, 1 << 30).value_or(o.user_gid);
+  // Rootful podman maps container ids 0..65535 to userns_base..: a range no host user has.
+  o.userns_base = get_int(s, "userns_base", origin, 65536, 2147352576).value_or(o.userns_base);
+  if (o.userns_base % 65536 != 0) {
+    bad(origin, "sandbox.userns_base must be a multiple of 65536");
+  }
   o.cpus = get_string(s, "cpus", origin);
   o.memory = get_string(s, "memory", origin);
   o.pids = get_int(s, "pids", origin, 0, 1 << 30).value_or(0);
@@ -159,7 +165,7 @@ void parse_sandbox(const json& s, const std::string& origin, FileConfig& c) {
         bad(origin, "sandbox.mounts must be an array of {source, target, read_only}");
       }
       sandbox::Mount mount{get_string(m, "source", origin), get_string(m, "target", origin),
-                           m.value("read_only", false)};
+                           m.value("read_only", false), m.value("slurm", false)};
       if (mount.source.empty() || mount.target.empty() || mount.target[0] != '/' ||
           mount.source.find(':') != std::string::npos || mount.target.find(':') != std::string::npos) {
         bad(origin, "each of sandbox.mounts needs a source and an absolute target, without ':'");

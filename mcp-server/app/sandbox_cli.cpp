@@ -37,14 +37,17 @@ int list(sandbox::SandboxManager& m) {
     std::cout << "No sandboxes in " << m.options().repo_base << " (create one with: sandbox-mcp new -n NAME)\n";
     return 0;
   }
-  std::printf("%-16s %-10s %-20s %-9s %-5s %-8s %-10s %-8s %s\n", "NAME", "HOST", "BRANCH", "STATE", "AGE", "JOB",
-              "NODE", "GPUS", "WORK_DIR");
+  std::printf("%-16s %-10s %-20s %-9s %-5s %-8s %-10s %-8s %-9s %s\n", "NAME", "HOST", "BRANCH", "STATE", "AGE", "JOB",
+              "NODE", "GPUS", "WORK", "WORK_DIR");
   for (const auto& s : all) {
     const std::string gpus = s.row.gpus.empty() ? "-" : s.row.gpus + (s.row.gpu_shared ? "(s)" : "");
-    std::printf("%-16s %-10s %-20s %-9s %-5s %-8s %-10s %-8s %s\n", s.row.name.c_str(), s.row.host.c_str(),
+    std::printf("%-16s %-10s %-20s %-9s %-5s %-8s %-10s %-8s %-9s %s\n", s.row.name.c_str(), s.row.host.c_str(),
                 s.row.branch.c_str(), s.state.c_str(), age(s.row.created_at).c_str(),
                 s.row.slurm_job_id.empty() ? "-" : s.row.slurm_job_id.c_str(), s.node.empty() ? "-" : s.node.c_str(),
-                gpus.c_str(), s.row.work_dir.c_str());
+                gpus.c_str(), s.work.state().c_str(), s.row.work_dir.c_str());
+    if (s.work.known && s.work.state() != "clean") {
+      std::printf("  work: %s\n", s.work.summary().c_str());
+    }
     if (!s.note.empty()) {
       std::printf("  note: %s\n", s.note.c_str());
     }
@@ -96,7 +99,7 @@ int run(const CommandLine& cl) {
     req.progress = [](const std::string& line) { std::cerr << line << "\n"; };
     auto info = m.create(req);
     std::cout << "Created sandbox " << info.row.name << " on " << info.row.host << ": branch " << info.row.branch
-              << ", worktree " << info.row.work_dir << ", container " << info.row.container_id << "\n";
+              << ", repository " << info.row.work_dir << ", container " << info.row.container_id << "\n";
     if (!info.row.slurm_job_id.empty()) {
       std::cout << "Slurm job " << info.row.slurm_job_id << ": " << info.state
                 << (info.node.empty() ? "" : " on " + info.node) << "\n";
@@ -111,8 +114,11 @@ int run(const CommandLine& cl) {
     return list(m);
   }
   if (cl.command == "rm") {
-    auto r = m.remove(s.name);
+    auto r = m.remove(s.name, s.force);
     std::cout << "Removed " << r.name << "\n";
+    if (!r.rescued.empty()) {
+      std::cout << "Its work (" << r.work.summary() << ") is kept at " << r.rescued << "\n";
+    }
     for (const auto& n : r.notes) {
       std::cout << "  note: " << n << "\n";
     }
@@ -121,9 +127,23 @@ int run(const CommandLine& cl) {
   if (cl.command == "attach") {
     return attach(m, s.name);
   }
+  if (cl.command == "sync") {
+    auto r = m.sync(s.name);
+    for (const auto& line : r.refs) {
+      std::cout << line << "\n";
+    }
+    if (!r.branch_head.empty()) {
+      std::cout << "Branch " << r.branch << " is at " << r.branch_head << "\n";
+    }
+    if (!r.note.empty()) {
+      std::cout << "Note: " << r.note << "\n";
+    }
+    std::cout << "Work still only in the sandbox: " << r.work.summary() << "\n";
+    return 0;
+  }
   if (cl.command == "reset") {
     const auto& img = app.image_options();
-    for (const auto& line : m.reset({img.image, img.base_image})) {
+    for (const auto& line : m.reset({img.image, img.base_image}, s.force)) {
       std::cout << line << "\n";
     }
     return 0;

@@ -21,32 +21,6 @@ std::vector<std::string> with_runtime(Runtime r, std::vector<std::string> rest) 
   return rest;
 }
 
-// Container ids 0..65535 as host ids, the image user's (`inside`) being the owner's (`host`). When
-// the owner is root, the container's ids below the user's move up by one (container root is uid 1
-// on the host, not root); otherwise the two ids trade places. Contiguous ranges only: podman's
-// idmapped image layers refused a mapping that moved container root far away (measured, 4.3).
-void add_id_map(std::vector<std::string>& a, const char* flag, int inside, int host) {
-  auto range = [&](long from, long to, long count) {
-    if (count > 0) {
-      a.push_back(std::string(flag) + "=" + std::to_string(from) + ":" + std::to_string(to) + ":" +
-                  std::to_string(count));
-    }
-  };
-  const long top = 65536;
-  if (host == 0) {
-    range(0, 1, inside);
-    range(inside, 0, 1);
-    range(inside + 1, inside + 1, top - inside - 1);
-    return;
-  }
-  const long lo = std::min(inside, host), hi = std::max(inside, host);
-  range(0, 0, lo);
-  range(lo, hi, 1);
-  range(lo + 1, lo + 1, hi - lo - 1);
-  range(hi, lo, 1);
-  range(hi + 1, hi + 1, std::max(0L, top - hi - 1));
-}
-
 } // namespace
 
 std::vector<std::string> version_argv(Runtime r) {
@@ -78,21 +52,17 @@ std::vector<std::string> container_run_argv(Runtime r, const ContainerOptions& o
         "sandbox-mcp.repo=" + s.repo_base, std::string("--workdir"), std::string(k_workspace)}) {
     a.push_back(word);
   }
-  if (r == Runtime::podman && s.map_owner) {
-    add_id_map(a, "--uidmap", o.user_uid, s.owner_uid);
-    add_id_map(a, "--gidmap", o.user_gid, s.owner_gid);
-  } else if (r == Runtime::podman && s.keep_id) {
-    a.push_back("--userns=keep-id");
+  if (!s.uid.empty()) {
+    a.push_back("--label");
+    a.push_back(std::string(k_id_label) + "=" + s.uid);
   }
-  a.push_back("--volume");
-  a.push_back(s.work_dir + ":" + k_workspace);
-  if (!s.git_common.empty()) {
-    a.push_back("--volume");
-    a.push_back(s.git_common + ":" + s.git_common);
+  // setuid files the agent makes (in its workspace or anywhere) never raise a privilege.
+  a.push_back("--security-opt=no-new-privileges");
+  for (auto& w : userns_args(r, o, s)) {
+    a.push_back(w);
   }
-  for (const auto& m : s.mounts) {
-    a.push_back("--volume");
-    a.push_back(m.source + ":" + m.target + (m.read_only ? ":ro" : ""));
+  for (auto& w : volume_args(r, s)) {
+    a.push_back(w);
   }
   if (!o.cpus.empty()) {
     a.push_back("--cpus=" + o.cpus);
@@ -128,6 +98,49 @@ std::vector<std::string> container_run_argv(Runtime r, const ContainerOptions& o
   a.insert(a.end(), o.run_args.begin(), o.run_args.end());
   a.push_back(o.image);
   a.insert(a.end(), s.command.begin(), s.command.end());
+  return a;
+}
+
+std::vector<std::string> userns_args(Runtime r, const ContainerOptions& o, const RunSpec& s) {
+  if (r == Runtime::podman && s.userns) {
+    const std::string base = std::to_string(o.userns_base);
+    return {"--uidmap=0:" + base + ":65536", "--gidmap=0:" + base + ":65536"};
+  }
+  if (r == Runtime::podman && s.keep_id) {
+    return {"--userns=keep-id"};
+  }
+  return {};
+}
+
+std::vector<std::string> volume_args(Runtime r, const RunSpec& s) {
+  // podman takes nosuid/nodev/noexec on a bind mount; docker's -v does not (its containers run
+  // with no-new-privileges, which makes setuid bits inert all the same).
+  const bool podman = r == Runtime::podman;
+  std::vector<std::string> a = {"--volume", s.work_dir + ":" + k_workspace + (podman ? ":rw,nosuid,nodev" : "")};
+  if (!s.objects.empty()) {
+    a.push_back("--volume");
+    a.push_back(s.objects + ":" + s.objects + (podman ? ":ro,nosuid,nodev,noexec" : ":ro"));
+  }
+  for (const auto& m : s.mounts) {
+    a.push_back("--volume");
+    a.push_back(m.source + ":" + m.target +
+                (podman ? (m.read_only ? ":ro,nosuid,nodev" : ":rw,nosuid,nodev") : (m.read_only ? ":ro" : "")));
+  }
+  return a;
+}
+
+std::vector<std::string> id_label_argv(Runtime r, const std::string& container) {
+  return with_runtime(r, {"container", "inspect", "--format",
+                          std::string("{{index .Config.Labels \"") + k_id_label + "\"}}", container});
+}
+
+std::vector<std::string> start_argv(Runtime r, const std::string& container) {
+  return with_runtime(r, {"start", container});
+}
+
+std::vector<std::string> exec_argv(Runtime r, const std::string& container, const std::vector<std::string>& argv) {
+  std::vector<std::string> a = with_runtime(r, {"exec", "-i", "--workdir", k_workspace, container});
+  a.insert(a.end(), argv.begin(), argv.end());
   return a;
 }
 

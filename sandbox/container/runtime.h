@@ -16,6 +16,7 @@ struct Mount {
   std::string source; // on the sandbox's host
   std::string target; // in the container
   bool read_only = false;
+  bool slurm = false; // also in Slurm sandboxes (the secrets rule keeps the others out of them)
 };
 
 // How containers are made, from the config file and the call (see docs/sandboxes.md).
@@ -31,6 +32,9 @@ struct ContainerOptions {
   long pids = 0;                      // --pids-limit; 0: the runtime's default
   std::vector<std::string> env_allow; // names passed from the server's environment when set there
   std::vector<std::string> run_args;  // added to `run` as they are (e.g. "--runtime", "runc")
+  // Rootful podman: container ids 0..65535 are host ids userns_base.. (never a host user's, never
+  // root): the agent (user_uid) is host uid userns_base + user_uid.
+  long userns_base = 1879048192; // 0x70000000
 };
 
 // What `run` is given for one sandbox.
@@ -38,16 +42,14 @@ struct RunSpec {
   std::string container; // the container's name
   std::string sandbox;   // the sandbox's name (hostname, label)
   std::string repo_base;
-  std::string work_dir;      // mounted at /workspace
-  std::string git_common;    // the repository's git directory, mounted at the same path (git works inside)
+  std::string work_dir;      // the sandbox's own clone, mounted at /workspace
+  std::string objects;       // the host repository's object store (a shared clone's alternates): read-only
   std::vector<Mount> mounts; // seed and extra mounts whose source exists
+  std::string uid;           // the registry row's id (label sandbox-mcp.id)
   bool ccr = false;
   bool has_env_file = false; // environment comes on stdin (--env-file /dev/stdin): values never on argv
-  // podman, rootful, the worktree owned by another uid than the image user's: map the owner's
-  // ids to the image user's and everything else far away from the host's real users.
-  bool map_owner = false;
-  int owner_uid = 0;
-  int owner_gid = 0;
+  // Rootful podman: the container in its own user namespace at ContainerOptions::userns_base.
+  bool userns = false;
   bool keep_id = false;               // rootless podman: --userns=keep-id (the owner is the image user)
   std::vector<std::string> env_names; // --env NAME: the value from podman's environment
   std::vector<std::string> command = {"sleep", "infinity"}; // the container's main process
@@ -61,6 +63,7 @@ constexpr const char* k_tmux_session = "main";
 constexpr const char* k_workspace = "/workspace";
 constexpr const char* k_label = "sandbox-mcp.sandbox";  // label holding the sandbox's name
 constexpr const char* k_gpu_label = "sandbox-mcp.gpus"; // "0,2" or "0,2/shared": the GPUs it holds
+constexpr const char* k_id_label = "sandbox-mcp.id";    // the registry row's id
 
 // Succeeds when the runtime can run containers: `podman --version` (daemonless), `docker info`
 // (a docker client without a reachable engine fails it).
@@ -80,6 +83,15 @@ std::vector<std::string> list_argv(Runtime r);
 std::vector<std::string> gpu_holders_argv(Runtime r);
 std::vector<std::string> remove_argv(Runtime r, const std::string& container);
 std::vector<std::string> exists_argv(Runtime r, const std::string& container); // exit 0 when it exists
+// Prints the container's sandbox-mcp.id label (fails when there is no such container).
+std::vector<std::string> id_label_argv(Runtime r, const std::string& container);
+std::vector<std::string> start_argv(Runtime r, const std::string& container);
+// `podman exec -i --workdir /workspace C ARGV...` (as the image user).
+std::vector<std::string> exec_argv(Runtime r, const std::string& container, const std::vector<std::string>& argv);
+// The id options of `run` (the user namespace), for one-off containers over a sandbox's files.
+std::vector<std::string> userns_args(Runtime r, const ContainerOptions& o, const RunSpec& s);
+// The --volume options of `run` for the workspace, the object store and `s.mounts`.
+std::vector<std::string> volume_args(Runtime r, const RunSpec& s);
 std::vector<std::string> remove_image_argv(Runtime r, const std::vector<std::string>& images);
 
 // "smcp-<8 hex of repo_base>-<name>": sandboxes of two repositories never share a container name.

@@ -1,0 +1,448 @@
+// SandboxManager and the sandbox's work: reading it (git inside the sandbox, as the agent), bringing
+// it to the repository (git fetch from an upload-pack inside), keeping it when a sandbox is removed
+// by force, and the checks that make rm act only on what this registry row really made. Nothing here
+// runs host git in a directory a sandbox could write, or follows a path it could have planted.
+#include "sandbox/host_commands.h"
+#include "sandbox/manager.h"
+#include "sandbox/workspace.h"
+
+#include <ctime>
+#include <sstream>
+
+namespace smcp::sandbox {
+
+namespace {
+
+using Kind = SandboxError::Kind;
+constexpr auto k_quick = k_quick_step;
+
+[[noreturn]] void failed(const std::string& message) {
+  throw SandboxError(Kind::failed, message);
+}
+
+std::string utc_stamp() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+} // namespace
+
+std::string SandboxManager::worktrees_dir_of(const SandboxRow& row) const {
+  return row.repo_base + "/" + m_options.worktrees_dir;
+}
+
+// A row is acted on only when the id file the manager wrote beside its directory (in the
+// worktrees directory, which no sandbox can write) holds the row's id, and its paths are the ones
+// the manager computes: a registry edited or replaced behind our back names nothing else.
+SandboxManager::Ownership SandboxManager::check_ownership(const SandboxRow& row, exec::RemoteExecutor& x,
+                                                          std::string& why) {
+  if (row.uid.empty() || row.repo_base.empty() || row.repo_base[0] != '/' ||
+      row.repo_base.find('\n') != std::string::npos) {
+    why = "its registry row has no id or repository (made by an older sandbox-mcp, or not by sandbox-mcp)";
+    return Ownership::not_ours;
+  }
+  const std::string expected_dir = worktrees_dir_of(row) + "/" + row.name;
+  if (!row.work_dir.empty() && row.work_dir != expected_dir) {
+    why = "its registry row names directory " + row.work_dir + ", not " + expected_dir;
+    return Ownership::not_ours;
+  }
+  const std::string path = id_file(worktrees_dir_of(row), row.name);
+  CommandOutcome o =
+      run_argv(x, {"sh", "-c", "[ -f \"$1\" ] && [ ! -L \"$1\" ] && cat -- \"$1\"", "sh", path}, k_quick);
+  if (!o.ok()) {
+    if (row.phase == "creating" && row.container_id.empty() && row.slurm_job_id.empty()) {
+      return Ownership::nothing_made; // `new` died before it made anything
+    }
+    why = "its id file " + path + " is missing";
+    return Ownership::not_ours;
+  }
+  if (trim(o.out) != row.uid) {
+    why = "its id file " + path + " belongs to another sandbox (the registry row is not the one that made it)";
+    return Ownership::not_ours;
+  }
+  return Ownership::ours;
+}
+
+std::vector<std::string> SandboxManager::inside(const SandboxRow& row, exec::RemoteExecutor& x, bool may_start,
+                                                std::string& why) {
+  if (row.runtime.empty() || row.container_id.empty()) {
+    why = "it has no container";
+    return {};
+  }
+  const Runtime rt = parse_runtime(row.runtime);
+  if (!row.slurm_job_id.empty()) {
+    SlurmJobState job = slurm_job_state(x, row.slurm_job_id);
+    if (job.state != "RUNNING") {
+      why = "its Slurm job is " + job.state;
+      return {};
+    }
+    return podman_for(row, exec_argv(rt, row.container_id, {}));
+  }
+  CommandOutcome label = run_argv(x, id_label_argv(rt, row.container_id), k_quick);
+  if (label.ok() && trim(label.out) != row.uid) {
+    why = "container " + row.container_id + " is not this sandbox's (its id label differs)";
+    return {};
+  }
+  if (label.ok()) {
+    CommandOutcome running = run_argv(
+        x, {runtime_name(rt), "container", "inspect", "--format", "{{.State.Running}}", row.container_id}, k_quick);
+    if (trim(running.out) != "true") {
+      if (!may_start) {
+        why = "its container is not running";
+        return {};
+      }
+      if (CommandOutcome st = run_argv(x, start_argv(rt, row.container_id), k_quick); !st.ok()) {
+        why = "its container does not start: " + st.message();
+        return {};
+      }
+    }
+    return exec_argv(rt, row.container_id, {});
+  }
+  if (!may_start) {
+    why = "its container is gone";
+    return {};
+  }
+  // The container is gone: a one-off one over the same files, without network, as the agent.
+  if (!run_argv(x, {"test", "-d", row.work_dir}, k_quick).ok()) {
+    why = "its directory " + row.work_dir + " is gone";
+    return {};
+  }
+  HostRuntime hr = runtime_on(row.host, x);
+  RunSpec spec;
+  spec.work_dir = row.work_dir;
+  spec.userns = rt == Runtime::podman && !hr.rootless;
+  spec.keep_id = rt == Runtime::podman && hr.rootless;
+  CommandOutcome common =
+      run_argv(x, {"git", "-C", row.repo_base, "rev-parse", "--path-format=absolute", "--git-common-dir"}, k_quick);
+  if (common.ok() && !trim(common.out).empty() && trim(common.out)[0] == '/') {
+    spec.objects = trim(common.out) + "/objects";
+  }
+  std::vector<std::string> a = {
+      runtime_name(rt), "run",      "--rm", "-i", "--network=none", "--security-opt=no-new-privileges",
+      "--workdir",      k_workspace};
+  for (auto& w : userns_args(rt, m_options.container, spec)) {
+    a.push_back(w);
+  }
+  for (auto& w : volume_args(rt, spec)) {
+    a.push_back(w);
+  }
+  a.insert(a.end(), m_options.container.run_args.begin(), m_options.container.run_args.end());
+  a.push_back(row.image.empty() ? m_options.container.image : row.image);
+  return a;
+}
+
+WorkStatus SandboxManager::inspect(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in,
+                                   bool fetched) {
+  std::vector<std::string> argv = in;
+  for (auto& w : inspect_argv()) {
+    argv.push_back(w);
+  }
+  CommandOutcome o = run_argv(x, argv, k_quick);
+  WorkStatus w = o.ok() ? parse_inspect(o.out) : WorkStatus{};
+  if (!o.ok()) {
+    w.why_unknown = "git in the sandbox failed: " + o.message();
+    return w;
+  }
+  if (!w.known) {
+    return w;
+  }
+  std::vector<std::string> tips;
+  if (fetched) {
+    // What the fetch brought: every branch and HEAD, as the host now has them.
+    for (const auto& line :
+         lines_of(run_argv(x, list_refs_argv(row.repo_base, mirror_prefix(row.name)), k_quick).out)) {
+      tips.push_back(line.substr(0, line.find(' ')));
+    }
+    for (const auto& line : lines_of(run_argv(x, list_refs_argv(row.repo_base, head_ref(row.name)), k_quick).out)) {
+      tips.push_back(line.substr(0, line.find(' ')));
+    }
+  } else {
+    for (const auto& [branch, sha] : w.branches) {
+      tips.push_back(sha);
+    }
+    if (!w.head.empty()) {
+      tips.push_back(w.head);
+    }
+  }
+  std::vector<std::string> checked;
+  std::string query;
+  for (const auto& t : tips) {
+    if (is_object_name(t)) {
+      checked.push_back(t);
+      query += t + "^{commit}\n";
+    }
+  }
+  if (checked.empty()) {
+    w.unmerged = 0;
+    return w;
+  }
+  // Commits the host does not have yet are work no branch holds.
+  int missing = 0;
+  std::vector<std::string> present;
+  std::istringstream have(run_argv(x, have_objects_argv(row.repo_base), k_quick, query).out);
+  std::size_t i = 0;
+  for (std::string line; std::getline(have, line) && i < checked.size(); ++i) {
+    if (line.find(" missing") != std::string::npos) {
+      ++missing;
+    } else {
+      present.push_back(checked[i]);
+    }
+  }
+  int count = 0;
+  if (!present.empty()) {
+    CommandOutcome c = run_argv(x, unmerged_count_argv(row.repo_base, present), k_quick);
+    count = c.ok() ? std::atoi(trim(c.out).c_str()) : 1;
+  }
+  w.unmerged = count + missing;
+  return w;
+}
+
+// `git fetch` on the host whose other end runs inside the sandbox: "" or why it failed.
+std::string SandboxManager::fetch_work(const SandboxRow& row, exec::RemoteExecutor& x,
+                                       const std::vector<std::string>& in) {
+  std::vector<std::string> upload = in;
+  upload.push_back("git-upload-pack");
+  upload.push_back(k_workspace);
+  CommandOutcome f = run_argv(x, fetch_mirror_argv(row.repo_base, ext_url(upload), row.name), m_options.step_timeout);
+  if (!f.ok() && !mentions(f.message(), "couldn't find remote ref head")) {
+    return f.message();
+  }
+  return {};
+}
+
+void SandboxManager::forget_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& prefix) {
+  std::string input;
+  for (const auto& line : lines_of(run_argv(x, list_refs_argv(row.repo_base, prefix), k_quick).out)) {
+    auto sp = line.find(' ');
+    if (sp != std::string::npos) {
+      input += "delete " + line.substr(sp + 1) + "\n";
+    }
+  }
+  if (!input.empty()) {
+    run_argv(x, delete_refs_argv(row.repo_base), k_quick, input);
+  }
+}
+
+SyncResult SandboxManager::sync(const std::string& host_name) {
+  const std::string name = sandbox_of_host(host_name);
+  auto row = find(name);
+  if (!row) {
+    throw SandboxError(Kind::not_found, "no sandbox named '" + name + "' (see sandbox_ls)");
+  }
+  auto x = executor_of(row->host);
+  std::string why;
+  if (check_ownership(*row, *x, why) != Ownership::ours) {
+    failed("sandbox " + name + " cannot be synced: " + (why.empty() ? "nothing was made yet" : why));
+  }
+  std::vector<std::string> in = inside(*row, *x, false, why);
+  if (in.empty()) {
+    failed("cannot reach sandbox " + name + "'s repository: " + why);
+  }
+  if (std::string err = fetch_work(*row, *x, in); !err.empty()) {
+    failed("git fetch from sandbox " + name + " failed: " + err);
+  }
+  SyncResult r;
+  r.name = name;
+  r.branch = row->branch;
+  CommandOutcome ff = run_argv(*x, fast_forward_argv(row->repo_base, name, row->branch), k_quick);
+  if (ff.ok()) {
+    r.branch_head = trim(
+        run_argv(*x, {"git", "-C", row->repo_base, "rev-parse", "--verify", "--quiet", "refs/heads/" + row->branch},
+                 k_quick)
+            .out);
+  } else {
+    r.note = "branch " + row->branch + " was not moved (" + ff.message() + "): the sandbox's work is at sandbox/" +
+             name + "/" + row->branch + "; merge it with `git merge sandbox/" + name + "/" + row->branch + "`";
+  }
+  r.refs = lines_of(run_argv(*x, list_refs_argv(row->repo_base, mirror_prefix(name)), k_quick).out);
+  r.work = inspect(*row, *x, in, true);
+  return r;
+}
+
+std::string SandboxManager::unstick_podman(exec::RemoteExecutor& x, const std::string& container) {
+  const std::string id =
+      trim(run_argv(x, {"podman", "container", "inspect", "--format", "{{.Id}}", container}, k_quick).out);
+  if (id.size() != 64 || id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return "podman could not stop container " + container + " and its id is unknown";
+  }
+  CommandOutcome killed = run_argv(x, {"pkill", "-KILL", "-f", "--", "conmon .*-c " + id + " "}, k_quick);
+  return "podman could not stop container " + container + " (a stuck exec session); its conmon processes were " +
+         (killed.ok() ? "killed" : "not found (" + killed.message() + ")");
+}
+
+// Long because it is rm's steps in order: ownership, the work (read, synced, kept or refused),
+// the container (or Slurm job), the directory, the refs, the row.
+RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
+  const std::string name = sandbox_of_host(host_name);
+  auto row = find(name);
+  if (!row) {
+    throw SandboxError(Kind::not_found, "no sandbox named '" + name + "' (see sandbox_ls)");
+  }
+  RemoveResult result;
+  result.name = name;
+  auto x = executor_of(row->host);
+  std::string why;
+  const Ownership own = check_ownership(*row, *x, why);
+  if (own == Ownership::not_ours) {
+    throw SandboxError(Kind::failed,
+                       "sandbox " + name + " is not removed: " + why +
+                           ". Nothing was touched; if the row is stale, check its container and directory by hand.");
+  }
+  {
+    std::lock_guard lock(m_mutex);
+    m_sandbox_hosts.erase(name);
+  }
+  const std::string container = container_name(row->repo_base, row->name);
+  if (own == Ownership::ours && !row->work_dir.empty() && run_argv(*x, {"test", "-d", row->work_dir}, k_quick).ok()) {
+    // The work first: read inside the sandbox, brought to the repository, kept or refused.
+    std::vector<std::string> in = inside(*row, *x, true, why);
+    std::string fetch_error = in.empty() ? why : fetch_work(*row, *x, in);
+    result.work = in.empty() ? WorkStatus{} : inspect(*row, *x, in, fetch_error.empty());
+    if (!result.work.known && result.work.why_unknown.empty()) {
+      result.work.why_unknown = why;
+    }
+    if (fetch_error.empty()) {
+      run_argv(*x, fast_forward_argv(row->repo_base, name, row->branch), k_quick);
+      result.work = inspect(*row, *x, in, true); // after the fast-forward, what no branch holds
+    }
+    const bool work = !result.work.known || result.work.has_work() || !fetch_error.empty();
+    if (work && !force) {
+      throw SandboxError(
+          Kind::has_work,
+          "sandbox " + name + " holds work that is not on a branch of " + row->repo_base + ": " +
+              (fetch_error.empty() ? result.work.summary() : "its commits could not be fetched (" + fetch_error + ")") +
+              ". Commit it and bring it over (sync, then merge sandbox/" + name + "/" + row->branch +
+              "), or remove with force (sandbox_rm {force: true}, `rm --force`), which keeps it first under "
+              "refs/sandbox-rescue/" +
+              name + "/");
+    }
+    if (work) {
+      const std::string stamp = utc_stamp();
+      bool kept = false;
+      if (!in.empty()) {
+        std::vector<std::string> rescue = in;
+        for (auto& w : rescue_argv(name)) {
+          rescue.push_back(w);
+        }
+        CommandOutcome made = run_argv(*x, rescue, m_options.step_timeout);
+        std::vector<std::string> upload = in;
+        upload.push_back("git-upload-pack");
+        upload.push_back(k_workspace);
+        const std::string prefix = rescue_prefix(name, stamp);
+        CommandOutcome f =
+            made.ok() ? run_argv(*x, fetch_rescue_argv(row->repo_base, ext_url(upload), prefix), m_options.step_timeout)
+                      : made;
+        kept = f.ok() && !lines_of(run_argv(*x, list_refs_argv(row->repo_base, prefix), k_quick).out).empty();
+        if (kept) {
+          result.rescued = prefix;
+        } else {
+          result.notes.push_back("keeping the work as refs failed (" + f.message() + ")");
+        }
+      }
+      if (!kept) {
+        const std::string aside = worktrees_dir_of(*row) + "/" + name + ".rescued-" + stamp;
+        CommandOutcome mv = run_argv(*x, move_aside_argv(row->work_dir, aside), k_quick);
+        if (!mv.ok()) {
+          failed("sandbox " + name + "'s work could neither be kept as refs nor moved aside (" + mv.message() +
+                 "): nothing removed");
+        }
+        result.rescued = aside;
+        result.notes.push_back("its directory was moved to " + aside +
+                               " (git could not read it; treat what is in it as untrusted: never run git or its "
+                               "scripts there on the host)");
+      }
+    }
+  }
+  if (!row->slurm_job_id.empty()) {
+    remove_slurm(*row, *x, result);
+  } else if (!row->runtime.empty()) {
+    const Runtime rt = parse_runtime(row->runtime);
+    CommandOutcome label = run_argv(*x, id_label_argv(rt, container), k_quick);
+    if (label.status == 127 && !row->wrapper.empty()) {
+      result.notes.push_back("no " + row->runtime + " on " + row->host + " to look for container " + container +
+                             " (a Slurm sandbox whose job was never recorded: `squeue -n sandbox-" + row->name +
+                             "` finds it)");
+    } else if (label.status == 127) {
+      throw SandboxError(Kind::missing, row->runtime + " is not installed on " + row->host +
+                                            " any more; cannot remove container " + container +
+                                            " (install it, then rm again)");
+    } else if (label.ok() && trim(label.out) != row->uid) {
+      result.notes.push_back("container " + container + " is not this sandbox's (its id label differs): left alone");
+    } else if (label.ok()) {
+      CommandOutcome o = run_argv(*x, remove_argv(rt, container), k_quick);
+      if (!o.ok() && rt == Runtime::podman &&
+          (mentions(o.message(), "did not die") || mentions(o.message(), "could not be stopped"))) {
+        // An exec session's conmon blocked on its terminal keeps an unreaped process podman waits
+        // for in vain: end the container's conmons, then remove again.
+        result.notes.push_back(unstick_podman(*x, container));
+        o = run_argv(*x, remove_argv(rt, container), k_quick);
+      }
+      if (!o.ok() && !mentions(o.message(), "no such container") && !mentions(o.message(), "no container with")) {
+        failed("cannot remove container " + container + " on " + row->host + ": " + o.message() +
+               " (the sandbox is kept; try again)");
+      }
+    } else if (!row->container_id.empty()) {
+      result.notes.push_back("container " + container + " was already gone");
+    }
+  }
+  if (own == Ownership::ours) {
+    if (CommandOutcome o = run_argv(*x, remove_tree_argv(row->work_dir), m_options.step_timeout); !o.ok()) {
+      result.notes.push_back("directory " + row->work_dir + ": " + o.message());
+    }
+    forget_refs(*row, *x, mirror_prefix(name));
+    forget_refs(*row, *x, "refs/sandbox/" + name + "/");
+    run_argv(*x, {"rm", "-f", "--", id_file(worktrees_dir_of(*row), name)}, k_quick);
+  }
+  registry().remove(*row);
+  result.removed = true;
+  return result;
+}
+
+std::vector<std::string> SandboxManager::reset(const std::vector<std::string>& images, bool force) {
+  std::vector<std::string> done;
+  for (const auto& row : rows()) {
+    if (row.host != "local") {
+      done.push_back("kept " + row.name + " (on " + row.host + "; remove it with rm -n " + row.name + ")");
+      continue;
+    }
+    if (!row.slurm_job_id.empty()) {
+      done.push_back("kept " + row.name + " (Slurm job " + row.slurm_job_id + ": reset never touches Slurm jobs)");
+      continue;
+    }
+    try {
+      RemoveResult r = remove(row.name, force);
+      done.push_back("removed " + row.name + (r.rescued.empty() ? "" : " (its work is kept at " + r.rescued + ")"));
+    } catch (const SandboxError& e) {
+      done.push_back("kept " + row.name + ": " + e.what());
+    }
+  }
+  auto x = executor_of("local");
+  const std::string dir = m_options.repo_base + "/" + m_options.worktrees_dir;
+  // Only an empty worktrees directory goes: kept sandboxes, moved-aside work and Slurm output stay.
+  if (run_argv(*x, {"rmdir", "--", dir}, k_quick).ok()) {
+    done.push_back("removed " + dir);
+  } else if (run_argv(*x, {"test", "-d", dir}, k_quick).ok()) {
+    done.push_back("kept " + dir + " (it still holds something: see `ls -a " + dir + "`)");
+  }
+  try {
+    const HostRuntime rt = runtime_on("local", *x);
+    for (const auto& image : images) {
+      if (run_argv(*x, image_exists_argv(rt.runtime, image), k_quick).ok()) {
+        // Never forced: a container of another repository (or of a sandbox on another host that is
+        // this machine) may still use it, and `rmi -f` would take that container with it.
+        CommandOutcome o = run_argv(*x, remove_image_argv(rt.runtime, {image}), m_options.step_timeout);
+        done.push_back(o.ok() ? "removed image " + image
+                              : "kept image " + image + " (" + o.message() + "; remove the containers using it first)");
+      }
+    }
+  } catch (const SandboxError& e) {
+    done.push_back(std::string("images: ") + e.what());
+  }
+  return done;
+}
+
+} // namespace smcp::sandbox
