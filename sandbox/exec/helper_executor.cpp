@@ -20,12 +20,30 @@ using Kind = HostError::Kind;
 
 constexpr std::size_t k_max_frame = 16 * 1024 * 1024;
 
-// A running helper: its socket, and the call whose channel keeps it alive.
+// A running helper: its socket, the token every request names, and the call whose channel keeps
+// it alive.
 struct Helper {
   std::uint64_t generation = 0;
   std::string socket;
+  std::string token;
   std::shared_ptr<RemoteCall> call;
 };
+
+// "ready TOKEN SOCKET": the token is 32 lowercase hex digits, the socket an absolute path.
+std::optional<std::pair<std::string, std::string>> parse_ready(const std::string& line) {
+  static constexpr std::string_view k_ready = "ready ";
+  static constexpr std::size_t k_token = 32;
+  if (line.rfind(k_ready, 0) != 0 || line.size() < k_ready.size() + k_token + 2) {
+    return std::nullopt;
+  }
+  std::string token = line.substr(k_ready.size(), k_token);
+  std::string socket = line.substr(k_ready.size() + k_token + 1);
+  if (token.find_first_not_of("0123456789abcdef") != std::string::npos || line[k_ready.size() + k_token] != ' ' ||
+      socket.empty() || socket[0] != '/') {
+    return std::nullopt;
+  }
+  return std::make_pair(std::move(token), std::move(socket));
+}
 
 // The answer frames of one request, decoded on the executor's thread (helper.pl says what they
 // are): output goes to the command's on_output, or is collected.
@@ -55,7 +73,7 @@ public:
 
   struct State {
     bool accepted = false; // the helper started the command (before that, nothing ran)
-    bool stale = false;    // nothing ran: the startup files changed
+    bool stale = false;    // nothing ran: the startup files (or the snapshot file) changed
     bool broken = false;
     std::string failed; // the helper could not run it
     std::optional<int> exit_status, exit_signal;
@@ -340,7 +358,8 @@ private:
         break;
       }
     }
-    if (!line || line->rfind("ready /", 0) != 0) {
+    const auto ready = line ? parse_ready(*line) : std::nullopt;
+    if (!ready) {
       call->cancel();
       std::string why;
       if (line && line->rfind("failed ", 0) == 0) {
@@ -363,7 +382,7 @@ private:
     }
     m_last_failure.clear();
     m_helper_started_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
-    m_helper = Helper{++m_generation, line->substr(6), call};
+    m_helper = Helper{++m_generation, ready->second, ready->first, call};
     spdlog::info("host {}: helper ready in {} ms ({})", m_options.name, m_helper_started_ms,
                  m_options.snapshot ? "shell snapshot taken" : "login environment");
     return m_helper;
@@ -388,8 +407,8 @@ void HelperCall::launch(const std::optional<Helper>& helper) {
     decoder = std::make_shared<Decoder>(m_command.on_output);
     RemoteCommand req;
     req.stream_socket = helper->socket;
-    req.input = "smcp1 " + std::to_string(m_command.exec.size()) + " " + std::to_string(m_command.input.size()) + "\n" +
-                m_command.exec + m_command.input;
+    req.input = "smcp2 " + helper->token + " " + std::to_string(m_command.exec.size()) + " " +
+                std::to_string(m_command.input.size()) + "\n" + m_command.exec + m_command.input;
     req.what = m_command.what;
     req.retry_safe = m_command.retry_safe;
     req.keep_input_open = true; // an end of the stream is a closed channel
@@ -423,8 +442,9 @@ bool HelperCall::wait_until(Clock::time_point deadline, std::stop_token stop) {
     }
     const Decoder::State st = decoder->state();
     if (st.stale) {
-      // Nothing ran: the startup files changed. A new helper takes the snapshot again.
-      m_executor->drop(generation, "a startup file changed");
+      // Nothing ran: the startup files, or the snapshot file, changed. A new helper takes the
+      // snapshot again.
+      m_executor->drop(generation, "a startup file or the snapshot changed");
     } else if (!st.accepted && st.failed.empty()) {
       // Nothing ran: the stream did not reach a helper (its socket is gone, streams are refused,
       // or it exited before taking the request).

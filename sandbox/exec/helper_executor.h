@@ -8,8 +8,12 @@
 // no sshd session setup, one fork per call. The requests and exec strings are the inner
 // executor's, unchanged, so ScriptHost and its scripts do not know the difference.
 //
-// The snapshot is taken again when a startup file changes (the helper compares their stat on
-// every call and answers "stale"; the call then waits for a new helper) and on refresh_environment.
+// The snapshot is taken again when a startup file or the snapshot file itself changes (the helper
+// compares their stat on every call and answers "stale"; the call then waits for a new helper) and
+// on refresh_environment. The helper's socket and snapshot live in a run directory it checks from
+// / down (no one but root and the user can change any directory on the way), under names that say
+// the host (a home on NFS is shared with other hosts' helpers, which it never reaps), and each
+// request names the token the helper printed when it started: reaching the socket is not enough.
 // When the helper cannot run (no perl, a startup file that exits, streamlocal forwarding disabled
 // by the server), calls go through the inner executor as before, with a log line; the helper is
 // tried again after a while.

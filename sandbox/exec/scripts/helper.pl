@@ -6,23 +6,31 @@
 #      the functions, aliases and non-default shell options in a file that each command's bash
 #      loads instead of its startup files (SANDBOX_MCP_SHELL_INIT, see command_argv in
 #      process_tree.pl); in mode 'skip', the environment of the login shell and no snapshot;
-#   2. listens on a Unix socket in a directory only the user can enter, prints "ready SOCKET" (or
-#      "failed REASON") on stdout after "sandbox-mcp-helper: ", and serves each connection (an SSH direct-streamlocal channel)
-#      like sshd serves an exec request: in a new session, with the snapshot's environment, input
-#      relayed to stdin, stdout and stderr sent back as frames, then the exit status;
+#   2. listens on a Unix socket in a directory only the user can enter (checked from / down, see
+#      safe_dir), prints "ready TOKEN SOCKET" (or "failed REASON") on stdout after
+#      "sandbox-mcp-helper: ", and serves each connection (an SSH direct-streamlocal channel) that
+#      names TOKEN like sshd serves an exec request: in a new session, with the snapshot's
+#      environment, input relayed to stdin, stdout and stderr sent back as frames, then the exit
+#      status;
 #   3. exits when its own channel closes (its stdin ends): on disconnect, or when the server
 #      replaces it. Commands it started are not signalled (as sshd does not), and durable jobs
 #      detach from it as from sshd.
-# A request: "smcp1 EXEC_LENGTH INPUT_LENGTH\n", the exec string, the input. Each answer frame is a
-# type byte, a 4-byte big-endian length and the data: a (accepted: the command starts now), o
-# (stdout), e (stderr), x ("exit N" or "signal N"), s (the startup files changed since the snapshot: the server starts a new helper
-# and sends the request again; nothing ran), f (the helper could not run it: why).
+# The files it leaves in the run directory carry this host's name (host_id): h-HOST-PID-RAND.sock
+# and s-HOST-PID-RAND.sh; a home on NFS is shared with the helpers of other hosts, whose files it
+# never touches.
+# A request: "smcp2 TOKEN EXEC_LENGTH INPUT_LENGTH\n", the exec string, the input (a connection
+# without the token is closed unanswered). Each answer frame is a type byte, a 4-byte big-endian
+# length and the data: a (accepted: the command starts now), o (stdout), e (stderr), x ("exit N"
+# or "signal N"), s (the startup files or the snapshot changed since it was taken: the server
+# starts a new helper and sends the request again; nothing ran), f (the helper could not run it:
+# why).
 # Set before this part (a package variable): $mode ('snapshot' or 'skip').
 use strict;
 our $mode;
 no warnings;
 use Socket;
 use POSIX ();
+use Fcntl qw(O_RDWR O_CREAT O_EXCL O_NOFOLLOW);
 require Config; # for the supervisors' subreaper(), loaded once here rather than per command
 
 my $home = $ENV{HOME} // '';
@@ -49,43 +57,158 @@ sub say_and_exit {
   syswrite(STDOUT, "\nsandbox-mcp-helper: $_[0]\n");
   exit(0);
 }
-sub private_dir {
+# The run directory, checked from / down (what OpenSSH's StrictModes checks for authorized_keys):
+# every directory on the way belongs to root or to us and is writable by no one else, unless it
+# is sticky like /tmp and the entry under it belongs to root or to us; the run directory itself
+# is ours, mode 0700, not a link. A symbolic link on the way is followed only when the directory
+# holding it passed (so only root or we could have made it) and then its target is checked the
+# same way; the path returned has no links left. Missing directories are made (0700). Without
+# this, whoever can rename a directory above ours could swap the snapshot every command loads, or
+# put their own socket where the server sends commands. Returns the path, or undef and why not.
+sub safe_dir {
   my ($d) = @_;
-  for my $p (split_path($d)) {
-    mkdir($p, 0700) unless -d $p;
+  my @todo = grep { $_ ne '' && $_ ne '.' } split(m{/}, $d);
+  my ($at, $links, $open_parent) = ('', 0, 0);
+  my @s = lstat('/');
+  return (undef, "cannot stat /: $!") unless @s;
+  my $why = unsafe_dir('/', \@s, 0);
+  return (undef, $why) if $why;
+  $open_parent = ($s[2] & 022) != 0;
+  while (@todo) {
+    my $c = shift(@todo);
+    if ($c eq '..') {
+      $at =~ s{/[^/]*$}{}; # $at has no links: its parent is its prefix
+      $open_parent = ((lstat($at eq '' ? '/' : $at))[2] & 022) != 0;
+      next;
+    }
+    my $p = "$at/$c";
+    @s = lstat($p);
+    if (!@s && $!{ENOENT}) {
+      my $old = umask(077);
+      mkdir($p, 0700);
+      umask($old);
+      @s = lstat($p);
+    }
+    return (undef, "cannot create or stat $p: $!") unless @s;
+    if ($open_parent && $s[4] != 0 && $s[4] != $<) {
+      return (undef, "$p belongs to uid $s[4], in a directory anyone can write to");
+    }
+    if (-l _) {
+      return (undef, "$p is a symbolic link (the run directory must not be one)") unless @todo;
+      return (undef, "too many symbolic links at $p") if ++$links > 40;
+      my $t = readlink($p);
+      return (undef, "cannot read the symbolic link $p: $!") unless defined($t);
+      $at = '' if $t =~ m{^/};
+      unshift(@todo, grep { $_ ne '' && $_ ne '.' } split(m{/}, $t));
+      next;
+    }
+    $why = unsafe_dir($p, \@s, !@todo);
+    return (undef, $why) if $why;
+    $open_parent = ($s[2] & 022) != 0;
+    $at = $p;
   }
-  my @s = lstat($d);
-  return @s && -d _ && $s[4] == $< && ($s[2] & 077) == 0;
+  return (undef, "the run directory cannot be /") if $at eq '';
+  return ($at, '');
 }
-sub split_path {
-  my ($d) = @_;
-  my @parts;
-  my $acc = '';
-  for my $c (grep { $_ ne '' } split(m{/}, $d)) {
-    $acc .= "/$c";
-    push(@parts, $acc);
+# Why directory $p (its lstat in $s) is not safe; '' when it is.
+sub unsafe_dir {
+  my ($p, $s, $last) = @_;
+  my ($mode, $uid) = ($s->[2], $s->[4]);
+  return "$p is not a directory" unless -d _;
+  my $m = sprintf('%04o', $mode & 07777);
+  if ($last) {
+    return "$p belongs to uid $uid, not to us (uid $<)" if $uid != $<;
+    return "$p has mode $m: no one else may enter it (0700)" if $mode & 077;
+    return '';
   }
-  return @parts;
+  return "$p belongs to uid $uid (only root or uid $< may own a directory above the run directory)"
+    if $uid != 0 && $uid != $<;
+  return "$p is writable by group or others (mode $m) and not sticky" if ($mode & 022) && !($mode & 01000);
+  return '';
+}
+# This host, in the names of what the helper leaves in the run directory: a home on NFS is shared
+# by the helpers of every node, and a pid says whether a helper is alive only on its own host (and
+# in its own pid namespace). The short host name (readable), then a hash of the whole name, the
+# machine id and the pid namespace.
+sub host_id {
+  my $node = (POSIX::uname())[1] // '';
+  my $machine = '';
+  for my $f ('/etc/machine-id', '/var/lib/dbus/machine-id') {
+    next unless open(my $fh, '<', $f);
+    $machine = <$fh> // '';
+    close($fh);
+    last;
+  }
+  my $ns = readlink('/proc/self/ns/pid') // '';
+  my $h = 2166136261; # FNV-1a, 32 bits
+  $h = (($h ^ $_) * 16777619) % 4294967296 for unpack('C*', "$node\0$machine\0$ns");
+  (my $short = $node) =~ s/\..*//s;
+  $short =~ s/[^A-Za-z0-9]/_/g;
+  return sprintf('%s_%08x', substr($short, 0, 12), $h);
+}
+# The lstat of a file as a string: any change to it (a rename over it, a write, a chmod) shows.
+sub file_id {
+  my @s = lstat($_[0]);
+  return @s ? join('.', @s[0, 1, 2, 3, 4, 7, 9, 10]) : '-';
+}
+
+# A file that did not exist, for us only (O_EXCL|O_NOFOLLOW: not a name someone made first).
+sub new_file {
+  my $old = umask(077);
+  my $ok = sysopen(my $f, $_[0], O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+  umask($old);
+  say_and_exit("failed cannot create $_[0]: $!") unless $ok;
+  return $f;
+}
+sub slurp {
+  my ($f) = @_;
+  my $t = '';
+  sysseek($f, 0, 0);
+  1 while sysread($f, $t, 65536, length($t));
+  close($f);
+  return $t;
 }
 
 my $sig = signature();
-my $dir = "$home/.local/state/sandbox-mcp/run";
-$dir = "/tmp/sandbox-mcp-$<" if $home eq '' || length("$dir/h-$$-0000000000.sock") > 100;
-say_and_exit("failed cannot use $dir: it must be a directory of this user that no one else can enter")
-  unless private_dir($dir);
-# Sockets of helpers that are gone (their pid is in the name), and their snapshots after a day (a
-# command or job a helper started may load its snapshot after the helper exited).
+my $host = host_id();
+# A socket's path has room for about 100 bytes: /tmp/sandbox-mcp-UID when the home's is longer.
+sub too_long { return length("$_[0]/h-$host-4294967296-00000000.sock") > 100; }
+my @dirs = ("$home/.local/state/sandbox-mcp/run", "/tmp/sandbox-mcp-$<");
+shift(@dirs) if $home eq '' || too_long($dirs[0]);
+my ($dir, $why) = safe_dir($dirs[0]);
+if (defined($dir) && too_long($dir) && @dirs > 1) { # the links on the way made it longer
+  shift(@dirs);
+  ($dir, $why) = safe_dir($dirs[0]);
+}
+say_and_exit("failed cannot use $dirs[0]: $why") unless defined($dir);
+say_and_exit("failed the run directory $dir is too long for a socket path") if too_long($dir);
+# What helpers of this host left behind when they are gone: their sockets, and their snapshots
+# after a day (a command or job a helper started may load its snapshot after the helper exited).
+# Names of another host are never touched: its helpers may be alive.
 if (opendir(my $dh, $dir)) {
   for my $e (readdir($dh)) {
-    next unless $e =~ /^([hs])-(\d+)-/;
-    next if kill(0, $2) || $!{EPERM};
-    unlink("$dir/$e") if $1 eq 'h' || -M "$dir/$e" > 1;
+    next unless $e =~ /^([hs])-([A-Za-z0-9_]+)-(\d+)-[0-9a-f]{8}\.(?:sock|sh|raw|env)$/;
+    next if $2 ne $host || kill(0, $3) || $!{EPERM};
+    my @s = lstat("$dir/$e");
+    next unless @s && (-S _ || -f _);
+    unlink("$dir/$e") if $1 eq 'h' || $s[9] < time() - 86400;
   }
   closedir($dh);
 }
-my $tag = sprintf('%d-%08x', $$, int(rand(0xffffffff)));
+my $token = '';
+if (open(my $r, '<', '/dev/urandom')) {
+  binmode($r);
+  read($r, $token, 16);
+  close($r);
+}
+say_and_exit("failed cannot read 16 bytes from /dev/urandom") unless length($token) == 16;
+# Every request carries it: a process that reaches the socket (a sandboxed command of the same
+# user, say) cannot have the helper run anything without it.
+$token = unpack('H*', $token);
+my $tag = sprintf('%s-%d-%08x', $host, $$, int(rand(0xffffffff)));
 my $sock = "$dir/h-$tag.sock";
 my $snap = "$dir/s-$tag.sh";
+my $snap_id = '';
 my %cmdenv = %ENV;
 delete @cmdenv{qw(SHLVL _ PWD OLDPWD)};
 if ($mode eq 'snapshot') {
@@ -93,24 +216,25 @@ if ($mode eq 'snapshot') {
   # What bash -c prints for shell options with no startup file: only the options the files change
   # go into the snapshot.
   my %default = map { $_ => 1 } split(/\n/, `bash --noprofile --norc -c 'shopt -p; set +o' 2>/dev/null`);
+  # The files bash writes to are made here, new (an existing name or a link is refused) and ours
+  # only, and read back through the same handles: nothing is opened again by name.
+  my ($rawf, $envf) = (new_file("$base.raw"), new_file("$base.env"));
+  unlink("$base.raw", "$base.env");
   my $pid = fork();
   say_and_exit("failed fork: $!") unless defined($pid);
   if ($pid == 0) {
     open(STDIN, '<', '/dev/null');
     open(STDOUT, '>', '/dev/null');
     open(STDERR, '>', '/dev/null');
+    POSIX::dup2(fileno($rawf), 57);
+    POSIX::dup2(fileno($envf), 58);
     delete $ENV{SHLVL}; # bash sources ~/.bashrc for a command from sshd only at the top level
-    $ENV{SMCP_SNAPSHOT_BASE} = $base;
-    exec('bash', '-c', '{ alias -p; declare -f; shopt -p; set +o; } > "$SMCP_SNAPSHOT_BASE.raw" && '
-         . 'env -0 > "$SMCP_SNAPSHOT_BASE.env"');
+    exec('bash', '-c', '{ alias -p; declare -f; shopt -p; set +o; } >&57 && env -0 >&58');
     POSIX::_exit(127);
   }
   waitpid($pid, 0);
   my $st = $?;
-  my ($raw, $env) = ('', '');
-  if (open(my $f, '<', "$base.raw")) { local $/; $raw = <$f>; close($f); }
-  if (open(my $f, '<', "$base.env")) { local $/; $env = <$f>; close($f); }
-  unlink("$base.raw", "$base.env");
+  my ($raw, $env) = (slurp($rawf), slurp($envf));
   say_and_exit("failed bash exited with status " . ($st >> 8) . " before the snapshot was taken"
                . " (does a startup file call exit?)") if $st != 0 || $env eq '';
   %cmdenv = ();
@@ -118,25 +242,32 @@ if ($mode eq 'snapshot') {
     my ($k, $v) = split(/=/, $kv, 2);
     $cmdenv{$k} = $v if defined($v) && $k =~ /^[A-Za-z_][A-Za-z0-9_]*$/;
   }
-  delete @cmdenv{qw(SHLVL _ PWD OLDPWD SMCP_SNAPSHOT_BASE)};
+  delete @cmdenv{qw(SHLVL _ PWD OLDPWD)};
   my @lines = grep { !(/^(shopt|set) / && $default{$_}) } split(/\n/, $raw);
   my $aliases = grep { /^alias / } @lines;
-  open(my $o, '>', $snap) or say_and_exit("failed cannot write $snap: $!");
+  my $o = new_file($snap);
   print $o "# sandbox-mcp: the shell snapshot of ~/.bashrc and /etc/bash.bashrc\n";
   print $o "shopt -s expand_aliases\n" if $aliases;
   print $o join("\n", @lines), "\n";
   close($o) or say_and_exit("failed cannot write $snap: $!");
+  # Checked before each command: a snapshot changed since (by anyone) is taken again, not loaded.
+  $snap_id = file_id($snap);
   $cmdenv{SANDBOX_MCP_SHELL_INIT} = $snap;
 } else {
   $cmdenv{SANDBOX_MCP_SHELL_INIT} = '/dev/null';
 }
 
 socket(my $ls, PF_UNIX, SOCK_STREAM, 0) or say_and_exit("failed socket: $!");
-unlink($sock);
-bind($ls, pack_sockaddr_un($sock)) or say_and_exit("failed cannot bind $sock: $!");
+{
+  # A new name (bind refuses one that exists), reachable by us only.
+  my $old = umask(077);
+  my $ok = bind($ls, pack_sockaddr_un($sock));
+  umask($old);
+  say_and_exit("failed cannot bind $sock: $!") unless $ok;
+}
 listen($ls, 64) or say_and_exit("failed listen: $!");
 $SIG{PIPE} = 'IGNORE';
-syswrite(STDOUT, "\nsandbox-mcp-helper: ready $sock\n");
+syswrite(STDOUT, "\nsandbox-mcp-helper: ready $token $sock\n");
 
 sub frame {
   my ($c, $type, $data) = @_;
@@ -169,13 +300,13 @@ sub serve {
     my $r = sysread($c, $buf, 65536, length($buf));
     POSIX::_exit(0) unless $r && length($buf) < 1048576;
   }
-  POSIX::_exit(0) unless $buf =~ s/^smcp1 (\d+) (\d+)\n//;
-  my ($elen, $ilen) = ($1, $2);
+  POSIX::_exit(0) unless $buf =~ s/^smcp2 ([0-9a-f]{32}) (\d+) (\d+)\n// && $1 eq $token;
+  my ($elen, $ilen) = ($2, $3);
   # The exec string, then (for a perl program) the whole input; what came with the header first.
   my $more = $elen - length($buf);
   $buf .= read_exact($c, $more) // POSIX::_exit(0) if $more > 0;
   my $exec = substr($buf, 0, $elen, '');
-  if (signature() ne $sig) {
+  if (signature() ne $sig || ($snap_id ne '' && file_id($snap) ne $snap_id)) {
     frame($c, 's', '');
     POSIX::_exit(0);
   }
@@ -201,6 +332,7 @@ sub serve {
     POSIX::_exit(0);
   }
   if ($pid == 0) {
+    $token = ''; # not the command's to know
     POSIX::setsid();
     $SIG{PIPE} = 'DEFAULT';
     open(STDIN, '<&', $ir);
@@ -304,6 +436,12 @@ for (;;) {
   }
   if (vec($rout, fileno($ls), 1)) {
     accept(my $c, $ls) or next;
+    # sshd connects as us; anyone else is not served (the directory should already keep them out).
+    my $cred = defined(&Socket::SO_PEERCRED) ? getsockopt($c, SOL_SOCKET, Socket::SO_PEERCRED()) : undef;
+    if (defined($cred) && (unpack('i3', $cred))[1] != $<) {
+      close($c);
+      next;
+    }
     my $pid = fork();
     if (defined($pid) && $pid == 0) {
       close($ls);
