@@ -297,7 +297,9 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
     m_sandbox_hosts.erase(name);
   }
   const std::string container = container_name(row->repo_base, row->name);
-  if (own == Ownership::ours && !row->work_dir.empty() && run_argv(*x, {"test", "-d", row->work_dir}, k_quick).ok()) {
+  // A half-made sandbox (`new` died, or runs) was never handed to an agent: no work to keep.
+  if (own == Ownership::ours && row->phase == "ready" && !row->work_dir.empty() &&
+      run_argv(*x, {"test", "-d", row->work_dir}, k_quick).ok()) {
     // The work first: read inside the sandbox, brought to the repository, kept or refused.
     std::vector<std::string> in = inside(*row, *x, true, why);
     std::string fetch_error = in.empty() ? why : fetch_work(*row, *x, in);

@@ -34,6 +34,20 @@ protected:
     rec->answer({"stat"}, 0, "0 0\n");
     rec->answer({"printenv", "HOME"}, 0, "/home/u\n");
     rec->answer({"ls", "-d"}, 2, "/home/u/.gitconfig\n", "ls: cannot access ...");
+    rec->answer({"test", "-e"}, 1); // no directory in the way of a new sandbox
+    rec->answer({"test", "-L"}, 1);
+    // git inside a sandbox: on branch main, nothing uncommitted.
+    rec->answer({"podman", "exec", "-i", "--workdir"}, 0,
+                "HEAD 0123456789012345678901234567890123456789\nON refs/heads/main\nSTATUS\n");
+    rec->answer({"docker", "exec", "-i", "--workdir"}, 0,
+                "HEAD 0123456789012345678901234567890123456789\nON refs/heads/main\nSTATUS\n");
+  }
+  // The id file and the container label of sandbox `name` say what its row says: it is ours.
+  void own(SandboxManager& m, const std::string& name, Runtime rt = Runtime::podman) {
+    auto row = m.registry().get(name);
+    ASSERT_TRUE(row);
+    rec->answer(read_id_argv(row->repo_base + "/.sandboxes/." + name + ".sandbox-id"), 0, row->uid + "\n");
+    rec->answer(id_label_argv(rt, container_name(row->repo_base, name)), 0, row->uid + "\n");
   }
   void TearDown() override { std::filesystem::remove_all(dir); }
 
@@ -74,21 +88,31 @@ TEST_F(SandboxManagerTest, PodmanNewRunsWorktreeContainerAndTmuxInOrder) {
   EXPECT_EQ(info.row.phase, "ready");
   EXPECT_EQ(info.attach_command, "podman exec -it " + c + " tmux attach-session -t main");
 
-  EXPECT_EQ(only({"git", "-C", "/r", "worktree"}),
-            (Argv{"git", "-C", "/r", "worktree", "add", "-b", "main", "/r/.sandboxes/exp1", "HEAD"}));
+  // The branch is made on the host, then the sandbox's own clone of it (sharing the host's objects).
+  EXPECT_EQ(only({"git", "-C", "/r", "branch"}), (Argv{"git", "-C", "/r", "branch", "main", "HEAD"}));
+  EXPECT_EQ(only({"git", "-c", "protocol.file.allow=always", "clone"}),
+            (Argv{"git", "-c", "protocol.file.allow=always", "clone", "--quiet", "--shared", "--branch", "main", "--",
+                  "/r", "/r/.sandboxes/exp1"}));
+  EXPECT_EQ(only({"chown"}),
+            (Argv{"chown", "-R", "--no-dereference", "--", "1879049192:1879049192", "/r/.sandboxes/exp1"}));
   const Argv run = only({"podman", "run"});
   const Argv expected_head = {"podman", "run",        "-d",   "--init",  "--name",
                               c,        "--hostname", "exp1", "--label", "sandbox-mcp.sandbox=exp1"};
   EXPECT_TRUE(std::equal(expected_head.begin(), expected_head.end(), run.begin())) << ::testing::PrintToString(run);
-  // The worktree owned by root: root's ids become the image user's, container root is uid 1.
-  EXPECT_THAT(run, Contains("--uidmap=0:1:1000"));
-  EXPECT_THAT(run, Contains("--uidmap=1000:0:1"));
-  EXPECT_THAT(run, Contains("--uidmap=1001:1001:64535"));
-  EXPECT_THAT(run, Contains("--gidmap=1000:0:1"));
-  EXPECT_THAT(run, Contains("/r/.sandboxes/exp1:/workspace"));
-  EXPECT_THAT(run, Contains("/r/.git:/r/.git"));
+  // Rootful podman: the container in its own id range, never host root nor a host user.
+  EXPECT_THAT(run, Contains("--uidmap=0:1879048192:65536"));
+  EXPECT_THAT(run, Contains("--gidmap=0:1879048192:65536"));
+  EXPECT_THAT(run, Contains("--security-opt=no-new-privileges"));
+  EXPECT_THAT(run, Contains("sandbox-mcp.id=" + info.row.uid));
+  EXPECT_THAT(run, Contains("/r/.sandboxes/exp1:/workspace:rw,nosuid,nodev"));
+  // The host's git directory is not mounted: only its object store, read-only.
+  EXPECT_THAT(run, Contains("/r/.git/objects:/r/.git/objects:ro,nosuid,nodev,noexec"));
+  for (const auto& word : run) {
+    EXPECT_THAT(word, Not(HasSubstr("/r/.git:")));
+    EXPECT_THAT(word, Not(HasSubstr("uidmap=1000:0")));
+  }
   // Seed mounts only when their source exists (ls -d listed only .gitconfig).
-  EXPECT_THAT(run, Contains("/home/u/.gitconfig:/home/agent/.gitconfig:ro"));
+  EXPECT_THAT(run, Contains("/home/u/.gitconfig:/home/agent/.gitconfig:ro,nosuid,nodev"));
   for (const auto& word : run) {
     EXPECT_THAT(word, Not(HasSubstr(".git-credentials")));
   }
@@ -105,7 +129,7 @@ TEST_F(SandboxManagerTest, PodmanNewRunsWorktreeContainerAndTmuxInOrder) {
     }
     return calls.size();
   };
-  EXPECT_LT(index("git", "worktree"), index("podman", "run"));
+  EXPECT_LT(index("git", "clone"), index("podman", "run"));
   EXPECT_LT(index("podman", "run"), index("podman", "exec"));
   ASSERT_TRUE(m->registry().get("exp1"));
   // git on the host never runs hooks or an fsmonitor the sandbox could have written; the
@@ -125,6 +149,7 @@ TEST_F(SandboxManagerTest, DockerCommandLinesAndNoIdMapping) {
   EXPECT_THAT(run, Contains("--init"));
   EXPECT_EQ(only({"docker", "image"}),
             (Argv{"docker", "image", "inspect", "--format", "{{.Id}}", "localhost/sandbox-mcp:latest"}));
+  own(*m, "d1", Runtime::docker);
   m->remove("d1");
   EXPECT_EQ(rec->matching({"docker", "rm"}).back(), (Argv{"docker", "rm", "-f", info.row.container_id}));
   EXPECT_EQ(info.attach_command, "docker exec -it " + info.row.container_id + " tmux attach-session -t main");
@@ -180,15 +205,16 @@ TEST_F(SandboxManagerTest, MissingImageNamesTheBuildCommand) {
   } catch (const SandboxError& e) {
     EXPECT_THAT(e.what(), HasSubstr("sandbox-mcp image build"));
   }
-  EXPECT_TRUE(rec->matching({"git", "-C", "/r", "worktree"}).empty()) << "nothing made before the checks";
+  EXPECT_TRUE(rec->matching({"git", "-c", "protocol.file.allow=always", "clone"}).empty())
+      << "nothing made before the checks";
 }
 
-TEST_F(SandboxManagerTest, AFailedRunUndoesTheWorktreeTheBranchAndTheRow) {
+TEST_F(SandboxManagerTest, AFailedRunUndoesTheCloneTheBranchAndTheRow) {
   rec->answer({"podman", "run"}, 125, "", "Error: something broke");
   auto m = make();
   EXPECT_THROW(m->create(request("x")), SandboxError);
   const std::string c = container_name("/r", "x");
-  EXPECT_EQ(rec->matching({"git", "-C", "/r", "worktree", "remove"}).size(), 1u);
+  EXPECT_EQ(rec->matching(remove_tree_argv("/r/.sandboxes/x")).size(), 1u);
   EXPECT_EQ(rec->matching({"git", "-C", "/r", "branch", "-D", "main"}).size(), 1u);
   EXPECT_GE(rec->matching({"podman", "rm", "-f", "-t", "0", c}).size(), 1u);
   EXPECT_FALSE(m->registry().get("x"));
@@ -199,9 +225,7 @@ TEST_F(SandboxManagerTest, AnExistingBranchIsNotCreatedNorDeletedOnFailure) {
   rec->answer({"podman", "exec"}, 1, "", "tmux: not found");
   auto m = make();
   EXPECT_THROW(m->create(request("x")), SandboxError);
-  EXPECT_EQ(only({"git", "-C", "/r", "worktree", "add"}),
-            (Argv{"git", "-C", "/r", "worktree", "add", "/r/.sandboxes/x", "main"}));
-  EXPECT_TRUE(rec->matching({"git", "-C", "/r", "branch", "-D"}).empty());
+  EXPECT_TRUE(rec->matching({"git", "-C", "/r", "branch"}).empty());
 }
 
 TEST_F(SandboxManagerTest, EnvironmentValuesGoOnStdinNeverOnArgv) {
@@ -222,22 +246,24 @@ TEST_F(SandboxManagerTest, EnvironmentValuesGoOnStdinNeverOnArgv) {
   }
 }
 
-TEST_F(SandboxManagerTest, OwnerAndImageUserTradeIdsWhenTheOwnerIsNotRoot) {
+TEST_F(SandboxManagerTest, RootfulPodmanGetsItsOwnIdRangeAndRootlessKeepsTheUser) {
   RunSpec s;
   s.container = "c";
   s.sandbox = "n";
   s.work_dir = "/w";
-  s.map_owner = true;
-  s.owner_uid = 1234;
-  s.owner_gid = 1234;
-  Argv a = container_run_argv(Runtime::podman, ContainerOptions{}, s);
-  for (const char* m : {"--uidmap=0:0:1000", "--uidmap=1000:1234:1", "--uidmap=1001:1001:233", "--uidmap=1234:1000:1",
-                        "--uidmap=1235:1235:64301"}) {
-    EXPECT_THAT(a, Contains(std::string(m)));
-  }
-  s.map_owner = false;
+  s.userns = true;
+  ContainerOptions o;
+  o.userns_base = 65536 * 3;
+  Argv a = container_run_argv(Runtime::podman, o, s);
+  EXPECT_THAT(a, Contains("--uidmap=0:196608:65536"));
+  EXPECT_THAT(a, Contains("--gidmap=0:196608:65536"));
+  s.userns = false;
   s.keep_id = true;
   EXPECT_THAT(container_run_argv(Runtime::podman, ContainerOptions{}, s), Contains("--userns=keep-id"));
+  // docker: no id options (the daemon decides), setuid inert all the same.
+  Argv d = container_run_argv(Runtime::docker, ContainerOptions{}, s);
+  EXPECT_THAT(d, Contains("--security-opt=no-new-privileges"));
+  EXPECT_THAT(d, Not(Contains("--userns=keep-id")));
 }
 
 TEST_F(SandboxManagerTest, LsReadsLiveStatesAndShowsMissingContainers) {
@@ -257,7 +283,10 @@ TEST_F(SandboxManagerTest, LsReadsLiveStatesAndShowsMissingContainers) {
 TEST_F(SandboxManagerTest, RmToleratesAContainerAlreadyGone) {
   auto m = make();
   m->create(request("g"));
-  rec->answer({"podman", "rm"}, 1, "", "Error: no container with name or ID \"x\" found: no such container");
+  own(*m, "g");
+  rec->answer(id_label_argv(Runtime::podman, container_name("/r", "g")), 125, "", "Error: no such container g");
+  rec->answer({"podman", "run", "--rm"}, 0,
+              "HEAD 0123456789012345678901234567890123456789\nON refs/heads/main\nSTATUS\n");
   RemoveResult r = m->remove("g");
   EXPECT_TRUE(r.removed);
   ASSERT_FALSE(r.notes.empty());
@@ -274,10 +303,11 @@ TEST_F(SandboxManagerTest, RmOfAHalfMadeSandboxRemovesTheContainerItMayHaveMade)
   row.work_dir = "/r/.sandboxes/half";
   m->registry().reserve(row); // a `new` killed after `podman run`, before recording the container
   EXPECT_EQ(m->list()[0].state, "creating");
+  own(*m, "half");
   m->remove("half");
   EXPECT_EQ(rec->matching({"podman", "rm"}).size(), 1u);
   EXPECT_EQ(rec->matching({"podman", "rm"})[0].back(), container_name("/r", "half"));
-  EXPECT_EQ(rec->matching({"git", "-C", "/r", "worktree", "remove"}).size(), 1u);
+  EXPECT_EQ(rec->matching(remove_tree_argv("/r/.sandboxes/half")).size(), 1u);
   EXPECT_FALSE(m->registry().get("half"));
 }
 
@@ -289,6 +319,7 @@ TEST_F(SandboxManagerTest, RmKeepsASlurmSandboxWhenSlurmCannotBeAsked) {
   NewRequest r = request("k");
   r.slurm = true;
   m->create(r);
+  own(*m, "k");
   // The controller goes away: squeue fails otherwise than "Invalid job id".
   rec->answer({"squeue"}, 1, "", "slurm_load_jobs error: Unable to contact slurm controller (connect failure)");
   try {
@@ -298,12 +329,16 @@ TEST_F(SandboxManagerTest, RmKeepsASlurmSandboxWhenSlurmCannotBeAsked) {
     EXPECT_THAT(e.what(), HasSubstr("Unable to contact slurm controller"));
   }
   EXPECT_TRUE(m->registry().get("k"));
-  EXPECT_TRUE(rec->matching({"git", "-C", "/r", "worktree", "remove"}).empty());
+  EXPECT_TRUE(rec->matching(remove_tree_argv("/r/.sandboxes/k")).empty());
   EXPECT_EQ(m->list()[0].state, "unknown");
   // Back: a job that left the queue is read from scontrol, and rm goes on.
   rec->answer({"squeue"}, 1, "", "slurm_load_jobs error: Invalid job id specified");
   rec->answer({"scontrol"}, 0, "JobId=77 JobName=sandbox-k JobState=CANCELLED Reason=None NodeList=n1\n");
-  EXPECT_TRUE(m->remove("k").removed);
+  // Its work can no longer be read (the job is over): kept aside with force, refused without.
+  EXPECT_THROW(m->remove("k"), SandboxError);
+  RemoveResult gone = m->remove("k", true);
+  EXPECT_TRUE(gone.removed);
+  EXPECT_THAT(gone.rescued, HasSubstr("/r/.sandboxes/k.rescued-"));
 }
 
 TEST_F(SandboxManagerTest, SshHostAttachGoesThroughSsh) {
@@ -368,6 +403,7 @@ TEST_F(SandboxManagerTest, DefaultNamesAreCntN) {
   auto m = make();
   EXPECT_EQ(m->create(request("")).row.name, "cnt_1");
   EXPECT_EQ(m->create(request("")).row.name, "cnt_2");
+  own(*m, "cnt_1");
   m->remove("cnt_1");
   EXPECT_EQ(m->create(request("")).row.name, "cnt_1");
   try {

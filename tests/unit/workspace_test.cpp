@@ -1,0 +1,107 @@
+// The sandbox workspace's pure parts (sandbox/workspace.h): what git inside a sandbox reports and
+// how it is counted, the ext:: URL, the refs; and the registry's row ids (an undo or rm of one row
+// never removes a later sandbox of the same name) and journal choice.
+#include "sandbox/registry.h"
+#include "sandbox/workspace.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <unistd.h>
+
+namespace smcp::sandbox {
+namespace {
+
+const std::string k_sha = "0123456789abcdef0123456789abcdef01234567";
+
+TEST(WorkspaceTest, InspectCountsChangedAndUntrackedFilesAndRenamesOnce) {
+  std::string z = " M README";
+  z += '\0';
+  z += "R  new name";
+  z += '\0';
+  z += "old name";
+  z += '\0';
+  z += "?? a b.txt";
+  z += '\0';
+  z += "?? dir/c";
+  z += '\0';
+  WorkStatus w =
+      parse_inspect("HEAD " + k_sha + "\nON refs/heads/feat\nREF " + k_sha + " refs/heads/feat\nSTATUS\n" + z);
+  ASSERT_TRUE(w.known);
+  EXPECT_EQ(w.changed, 2);
+  EXPECT_EQ(w.untracked, 2);
+  EXPECT_EQ(w.head, k_sha);
+  EXPECT_EQ(w.head_branch, "feat");
+  ASSERT_EQ(w.branches.size(), 1u);
+  EXPECT_EQ(w.branches[0].first, "feat");
+  EXPECT_EQ(w.state(), "dirty");
+  EXPECT_EQ(w.summary(), "2 changed files, 2 untracked files");
+}
+
+TEST(WorkspaceTest, CleanUnmergedAndUnknown) {
+  WorkStatus w = parse_inspect("HEAD " + k_sha + "\nON \nSTATUS\n");
+  ASSERT_TRUE(w.known);
+  EXPECT_EQ(w.head_branch, ""); // detached
+  w.unmerged = 0;
+  EXPECT_EQ(w.state(), "clean");
+  EXPECT_FALSE(w.has_work());
+  w.unmerged = 3;
+  EXPECT_EQ(w.state(), "unmerged");
+  EXPECT_EQ(w.summary(), "3 commits on no branch of the repository");
+  EXPECT_FALSE(parse_inspect("NOWORKSPACE /workspace is not a git repository\n").known);
+  EXPECT_EQ(parse_inspect("NOWORKSPACE /workspace is gone\n").why_unknown, "/workspace is gone");
+  EXPECT_FALSE(parse_inspect("").known);
+  // Garbage for object names is not taken as one.
+  EXPECT_EQ(parse_inspect("HEAD $(rm -rf /)\nSTATUS\n").head, "");
+  EXPECT_TRUE(parse_inspect("REF nothex refs/heads/x\nSTATUS\n").branches.empty());
+}
+
+TEST(WorkspaceTest, ExtUrlEscapesSpacesAndPercent) {
+  EXPECT_EQ(ext_url({"podman", "exec", "-i", "c 1", "100%"}), "ext::podman exec -i c% 1 100%%");
+}
+
+TEST(WorkspaceTest, RefsAreUnderTheSandboxesNamespaces) {
+  EXPECT_EQ(mirror_prefix("t1"), "refs/remotes/sandbox/t1/");
+  EXPECT_EQ(head_ref("t1"), "refs/sandbox/t1/HEAD");
+  auto f = fetch_mirror_argv("/r", "ext::x", "t1");
+  EXPECT_EQ(f[f.size() - 2], "+refs/heads/*:refs/remotes/sandbox/t1/*");
+  EXPECT_NE(std::find(f.begin(), f.end(), "fetch.fsckObjects=true"), f.end());
+  EXPECT_EQ(fast_forward_argv("/r", "t1", "feat").back(), "refs/remotes/sandbox/t1/feat:refs/heads/feat");
+}
+
+TEST(WorkspaceTest, ObjectNames) {
+  EXPECT_TRUE(is_object_name(k_sha));
+  EXPECT_FALSE(is_object_name("0123"));
+  EXPECT_FALSE(is_object_name("0123456789ABCDEF0123456789abcdef01234567"));
+}
+
+TEST(SandboxRegistryIdTest, RemovingARowNeverRemovesALaterOneOfTheSameName) {
+  char tmpl[] = "/tmp/smcp-regid-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  auto reg = SandboxRegistry::open(dir + "/r.sqlite");
+  SandboxRow row;
+  row.name = "x";
+  SandboxRow first = reg->reserve(row);
+  EXPECT_EQ(first.uid.size(), 32u);
+  reg->remove(first);
+  SandboxRow second = reg->reserve(row); // rm + new by the same name while the first `new` unwinds
+  EXPECT_NE(first.uid, second.uid);
+  reg->remove(first); // the first new's undo
+  EXPECT_TRUE(reg->get("x"));
+  first.phase = "ready";
+  EXPECT_THROW(reg->update(first), SandboxError);
+  EXPECT_EQ(reg->get("x")->uid, second.uid);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SandboxRegistryIdTest, NetworkFilesystemsGetTheRollbackJournal) {
+  EXPECT_TRUE(is_network_filesystem(0x6969));      // NFS
+  EXPECT_TRUE(is_network_filesystem(0x0BD00BD0));  // Lustre
+  EXPECT_TRUE(is_network_filesystem(0x47504653));  // GPFS
+  EXPECT_FALSE(is_network_filesystem(0xEF53));     // ext4
+  EXPECT_FALSE(is_network_filesystem(0x01021994)); // tmpfs
+  EXPECT_STREQ(journal_mode_for("/tmp/x.sqlite"), "WAL");
+}
+
+} // namespace
+} // namespace smcp::sandbox
