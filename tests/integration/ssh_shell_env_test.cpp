@@ -4,19 +4,25 @@
 // its runs in a file. Commands see everything it defines as with `ssh host cmd` (the alias even
 // expands), nothing it prints, and it runs once per helper instead of twice per call. Edits take
 // effect on the next call; remote_hosts {refresh_env} takes it again on demand; when sshd refuses
-// streams to Unix sockets, commands go through the login shell as before.
+// streams to Unix sockets, commands go through the login shell as before. The helper's run
+// directory is checked from / down (one others could change: the login shell, with the reason),
+// and on a home shared by several hosts it reaps only its own host's dead helpers.
 #include "tests/support/sandbox_calls.h"
 #include "tests/support/sshd_fixture.h"
 #include "tests/support/stdio_client.h"
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <csignal>
+#include <sys/stat.h>
 #include <thread>
+#include <utime.h>
 
 namespace smcp {
 namespace {
@@ -292,6 +298,87 @@ TEST_F(SshShellEnvTest, ABashrcThatExitsFallsBackToTheLoginShellWithAReason) {
   json h = host_status();
   EXPECT_EQ(h["shell_env"], "login-shell") << h.dump();
   EXPECT_NE(h["shell_env_note"].get<std::string>().find("exit"), std::string::npos) << h.dump();
+}
+
+TEST_F(SshShellEnvTest, ARunDirectoryOthersCouldChangeFallsBackToTheLoginShellWithTheReason) {
+  const std::string state = home + "/.local/state";
+  fs::create_directories(state);
+  ASSERT_EQ(::chmod(state.c_str(), 0777), 0);
+  start();
+  json r = bash("echo $SMCP_GREETING");
+  EXPECT_NE(r["stdout"].get<std::string>().find("hello from bashrc\n"), std::string::npos) << r.dump();
+  json h = host_status();
+  EXPECT_EQ(h["shell_env"], "login-shell") << h.dump();
+  EXPECT_NE(
+      h["shell_env_note"].get<std::string>().find(state + " is writable by group or others (mode 0777) and not sticky"),
+      std::string::npos)
+      << h.dump();
+  EXPECT_FALSE(fs::exists(state + "/sandbox-mcp/run")) << "nothing made under a directory others can change";
+  // A parent that is a link into such a directory: the same.
+  ASSERT_EQ(::chmod(state.c_str(), 0755), 0);
+  const std::string ww = home + "/ww";
+  fs::create_directory(ww);
+  ASSERT_EQ(::chmod(ww.c_str(), 0777), 0);
+  fs::create_directory_symlink(ww, state + "/sandbox-mcp");
+  h = host_status({{"refresh_env", true}});
+  EXPECT_NE(h["refresh_env"].get<std::string>().find(ww + " is writable by group or others"), std::string::npos)
+      << h.dump();
+  EXPECT_EQ(h["shell_env"], "login-shell") << h.dump();
+  EXPECT_TRUE(fs::is_empty(ww));
+  // Fixed: the helper runs again.
+  fs::remove(state + "/sandbox-mcp");
+  h = host_status({{"refresh_env", true}});
+  EXPECT_NE(h["refresh_env"].get<std::string>().find("taken again"), std::string::npos) << h.dump();
+  EXPECT_EQ(h["shell_env"], "snapshot") << h.dump();
+  EXPECT_EQ(bash("greet fixed")["stdout"], "greet fixed\n");
+}
+
+// A home on NFS is shared by the login node and every compute node: the run directory holds the
+// files of helpers on other hosts, whose pids mean nothing here.
+TEST_F(SshShellEnvTest, OnASharedHomeOnlyThisHostsDeadHelpersAreReaped) {
+  start();
+  bash("true");
+  const std::string run = home + "/.local/state/sandbox-mcp/run";
+  std::string host;
+  for (const auto& e : fs::directory_iterator(run)) {
+    const std::string name = e.path().filename();
+    if (name.rfind("h-", 0) == 0) {
+      host = name.substr(2, name.find('-', 2) - 2); // h-HOST-PID-RAND.sock
+    }
+  }
+  ASSERT_NE(host.find('_'), std::string::npos) << "no socket named by its host in " << run;
+  int dead = 4194000;
+  while (::kill(dead, 0) == 0 || errno != ESRCH) {
+    --dead;
+  }
+  const std::string d = run + "/";
+  const std::string pid = std::to_string(dead);
+  const std::vector<std::string> other_hosts = {
+      d + "h-login1_0badf00d-" + pid + "-12345678.sock", d + "s-login1_0badf00d-" + pid + "-12345678.sh",
+      d + "h-gpu_node_07_2badf00d-" + pid + "-9abcdef0.sock", d + "s-gpu_node_07_2badf00d-" + pid + "-9abcdef0.sh"};
+  const std::vector<std::string> this_host = {d + "h-" + host + "-" + pid + "-12345678.sock",
+                                              d + "s-" + host + "-" + pid + "-12345678.sh"};
+  const time_t old = ::time(nullptr) - 3 * 86400;
+  for (const auto& f : other_hosts) {
+    std::ofstream(f) << "x";
+    utimbuf t{old, old};
+    ::utime(f.c_str(), &t);
+  }
+  for (const auto& f : this_host) {
+    std::ofstream(f) << "x";
+    utimbuf t{old, old};
+    ::utime(f.c_str(), &t);
+  }
+  // A new helper (on this host) reaps.
+  json h = host_status({{"refresh_env", true}});
+  EXPECT_NE(h["refresh_env"].get<std::string>().find("taken again"), std::string::npos) << h.dump();
+  for (const auto& f : other_hosts) {
+    EXPECT_TRUE(fs::exists(f)) << "another host's " << f << " was removed";
+  }
+  for (const auto& f : this_host) {
+    EXPECT_FALSE(fs::exists(f)) << "this host's dead helper left " << f;
+  }
+  EXPECT_EQ(bash("greet still")["stdout"], "greet still\n");
 }
 
 } // namespace

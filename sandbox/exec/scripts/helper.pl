@@ -229,6 +229,7 @@ if ($mode eq 'snapshot') {
     POSIX::dup2(fileno($rawf), 57);
     POSIX::dup2(fileno($envf), 58);
     delete $ENV{SHLVL}; # bash sources ~/.bashrc for a command from sshd only at the top level
+    $ENV{SMCP_SNAPSHOT_BASE} = $base; # a startup file can tell the snapshot's bash from others
     exec('bash', '-c', '{ alias -p; declare -f; shopt -p; set +o; } >&57 && env -0 >&58');
     POSIX::_exit(127);
   }
@@ -242,7 +243,7 @@ if ($mode eq 'snapshot') {
     my ($k, $v) = split(/=/, $kv, 2);
     $cmdenv{$k} = $v if defined($v) && $k =~ /^[A-Za-z_][A-Za-z0-9_]*$/;
   }
-  delete @cmdenv{qw(SHLVL _ PWD OLDPWD)};
+  delete @cmdenv{qw(SHLVL _ PWD OLDPWD SMCP_SNAPSHOT_BASE)};
   my @lines = grep { !(/^(shopt|set) / && $default{$_}) } split(/\n/, $raw);
   my $aliases = grep { /^alias / } @lines;
   my $o = new_file($snap);
