@@ -336,6 +336,8 @@ bool SandboxManager::make_workspace(SandboxRow& row, exec::RemoteExecutor& x, co
   if (CommandOutcome c = run_argv(x, clone_argv(top, dir, row.branch, shared), m_options.step_timeout); !c.ok()) {
     failed("git clone of " + top + " into " + dir + " failed: " + c.message());
   }
+  // Job files of commands run inside (Slurm keeps them in the workspace) are not work.
+  run_argv(x, exclude_argv(dir + "/.git/info/exclude", "/.sandbox-mcp-jobs/"), k_quick);
   const auto& o = m_options.container;
   std::string owner;
   if (rt.runtime == Runtime::podman && !rt.rootless) {
@@ -395,6 +397,22 @@ void SandboxManager::start_container(SandboxRow& row, const NewRequest& request,
   }
   row.container_id = spec.container;
   registry().update(row);
+  if (!row.gpus.empty()) {
+    // Another registry may have chosen the same GPUs meanwhile: the container created first keeps them.
+    const std::vector<std::string> ids = lines_of(
+        run_argv(x, {runtime_name(rt.runtime), "ps", "-aq", "--filter", std::string("label=") + k_gpu_label}, k_quick)
+            .out);
+    if (!ids.empty()) {
+      const std::string lost =
+          gpu_race_loser(spec.container, run_argv(x, gpu_holders_created_argv(rt.runtime, ids), k_quick).out);
+      if (!lost.empty()) {
+        throw SandboxError(Kind::exists,
+                           lost + ": this sandbox was not made; ask again (it will get other GPUs, or "
+                                  "say that none are free)",
+                           "gpus");
+      }
+    }
+  }
 
   if (request.progress) {
     request.progress("sandbox " + row.name + ": starting tmux");

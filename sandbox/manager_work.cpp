@@ -8,6 +8,7 @@
 
 #include <ctime>
 #include <sstream>
+#include <thread>
 
 namespace smcp::sandbox {
 
@@ -376,6 +377,12 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
       result.notes.push_back("container " + container + " is not this sandbox's (its id label differs): left alone");
     } else if (label.ok()) {
       CommandOutcome o = run_argv(*x, remove_argv(rt, container), k_quick);
+      // A mount namespace made while the container ran (another container, a bwrap) can hold its
+      // shm mount for a moment: "device or resource busy". Try again a few times.
+      for (int attempt = 0; attempt < 5 && !o.ok() && mentions(o.message(), "resource busy"); ++attempt) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        o = run_argv(*x, remove_argv(rt, container), k_quick);
+      }
       if (!o.ok() && rt == Runtime::podman &&
           (mentions(o.message(), "did not die") || mentions(o.message(), "could not be stopped"))) {
         // An exec session's conmon blocked on its terminal keeps an unreaped process podman waits

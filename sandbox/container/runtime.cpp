@@ -178,6 +178,14 @@ std::vector<std::string> gpu_holders_argv(Runtime r) {
                           std::string("{{.Names}} {{index .Labels \"") + k_gpu_label + "\"}}"});
 }
 
+std::vector<std::string> gpu_holders_created_argv(Runtime r, const std::vector<std::string>& ids) {
+  std::vector<std::string> a =
+      with_runtime(r, {"container", "inspect", "--format",
+                       std::string("{{.Name}}|{{index .Config.Labels \"") + k_gpu_label + "\"}}|{{.Created}}"});
+  a.insert(a.end(), ids.begin(), ids.end());
+  return a;
+}
+
 std::vector<std::string> remove_argv(Runtime r, const std::string& container) {
   if (r == Runtime::podman) {
     return {"podman", "rm", "-f", "-t", "0", container};

@@ -81,6 +81,8 @@ std::vector<std::string> tmux_capture_argv(Runtime r, const std::string& contain
 std::vector<std::string> list_argv(Runtime r);
 // Every container on the host holding GPUs, whichever repository it belongs to: "NAME GPUS[/shared]".
 std::vector<std::string> gpu_holders_argv(Runtime r);
+// "NAME|GPUS[/shared]|CREATED" of the containers `ids` (for gpu_race_loser).
+std::vector<std::string> gpu_holders_created_argv(Runtime r, const std::vector<std::string>& ids);
 std::vector<std::string> remove_argv(Runtime r, const std::string& container);
 std::vector<std::string> exists_argv(Runtime r, const std::string& container); // exit 0 when it exists
 // Prints the container's sandbox-mcp.id label (fails when there is no such container).

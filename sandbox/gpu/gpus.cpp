@@ -4,6 +4,7 @@
 #include "sandbox/registry.h"
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -275,6 +276,94 @@ std::vector<std::string> gpu_run_args(Runtime runtime, const std::vector<int>& i
           "; install nvidia-container-toolkit and run `sudo nvidia-ctk cdi generate "
           "--output=/etc/cdi/nvidia.yaml` there" +
           (runtime == Runtime::docker ? " (or `sudo nvidia-ctk runtime configure --runtime=docker`)" : ""));
+}
+
+namespace {
+
+// "2026-12-07 19:44:43.257857912 +0000 UTC" (podman) or "2026-12-07T19:44:43.25785791Z" (docker):
+// the date and time digits, then the fraction padded to nanoseconds, comparable as text.
+std::string created_key(const std::string& text) {
+  std::vector<std::string> groups;
+  std::string cur;
+  for (char c : text) {
+    if (std::isdigit(static_cast<unsigned char>(c))) {
+      cur += c;
+    } else if (!cur.empty()) {
+      groups.push_back(cur);
+      cur.clear();
+    }
+    if (c == '+' || c == 'Z' || (c == '-' && groups.size() >= 6)) {
+      break; // the zone: the same on one host
+    }
+  }
+  if (!cur.empty()) {
+    groups.push_back(cur);
+  }
+  std::string key;
+  for (std::size_t i = 0; i < 6 && i < groups.size(); ++i) {
+    const std::size_t width = i == 0 ? 4 : 2;
+    key += std::string(groups[i].size() < width ? width - groups[i].size() : 0, '0') + groups[i];
+  }
+  std::string frac = groups.size() > 6 ? groups[6] : "";
+  frac.resize(9, '0');
+  return key + frac;
+}
+
+} // namespace
+
+std::string gpu_race_loser(const std::string& mine, const std::string& holders) {
+  struct Holder {
+    std::string name, key;
+    std::vector<int> gpus;
+    bool shared = false;
+  };
+  std::vector<Holder> all;
+  std::istringstream in(holders);
+  for (std::string line; std::getline(in, line);) {
+    auto a = line.find('|');
+    auto b = a == std::string::npos ? a : line.find('|', a + 1);
+    if (b == std::string::npos) {
+      continue;
+    }
+    Holder h;
+    h.name = line.substr(0, a);
+    if (!h.name.empty() && h.name[0] == '/') {
+      h.name.erase(0, 1); // docker's names start with '/'
+    }
+    std::string label = line.substr(a + 1, b - a - 1);
+    if (label.size() > 7 && label.compare(label.size() - 7, 7, "/shared") == 0) {
+      h.shared = true;
+      label.resize(label.size() - 7);
+    }
+    h.gpus = split_indices(label);
+    h.key = created_key(line.substr(b + 1));
+    all.push_back(std::move(h));
+  }
+  const Holder* me = nullptr;
+  for (const auto& h : all) {
+    if (h.name == mine) {
+      me = &h;
+    }
+  }
+  if (!me) {
+    return {};
+  }
+  for (const auto& other : all) {
+    if (other.name == mine || (me->shared && other.shared)) {
+      continue;
+    }
+    const bool first = other.key < me->key || (other.key == me->key && other.name < me->name);
+    if (!first) {
+      continue;
+    }
+    for (int g : me->gpus) {
+      if (std::find(other.gpus.begin(), other.gpus.end(), g) != other.gpus.end()) {
+        return "GPU " + std::to_string(g) + " went to container " + other.name +
+               " (another repository's sandbox) at the same moment";
+      }
+    }
+  }
+  return {};
 }
 
 } // namespace smcp::sandbox

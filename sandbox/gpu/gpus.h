@@ -73,4 +73,11 @@ constexpr const char* k_nvidia_smi_query =
     "nvidia-smi --query-gpu=index,name,memory.used,memory.total,utilization.gpu --format=csv,noheader,nounits";
 std::vector<GpuStatus> parse_nvidia_smi(const std::string& csv);
 
+// Another repository's manager (another registry) may choose the same GPUs at the same moment:
+// both read the labels before either container exists. After `run`, every holder is listed
+// ("NAME|GPUS[/shared]|CREATED" lines, CREATED as the runtime prints it) and, of two containers
+// claiming one GPU (not both shared), the one created first keeps it. Returns why `mine` must give
+// its GPUs back ("" when it keeps them).
+std::string gpu_race_loser(const std::string& mine, const std::string& holders);
+
 } // namespace smcp::sandbox

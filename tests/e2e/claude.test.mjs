@@ -163,7 +163,7 @@ test('Claude Code lists all ten tools with no schema warning and no stderr noise
     const ours = init.tools.filter((t) => t.startsWith(`mcp__${SERVER_NAME}__`)).map((t) => t.split('__')[2]);
     for (const tool of [
       'remote_bash', 'remote_bash_output', 'remote_bash_kill', 'remote_bash_list', 'remote_file_read',
-      'remote_hosts', 'sandbox_new', 'sandbox_ls', 'sandbox_rm', 'sandbox_attach',
+      'remote_hosts', 'sandbox_new', 'sandbox_ls', 'sandbox_rm', 'sandbox_attach', 'sandbox_sync',
     ]) {
       assert.ok(ours.includes(tool), `Claude Code lists ${tool}: ${ours.join(', ')}`);
     }

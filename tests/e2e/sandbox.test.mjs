@@ -113,6 +113,7 @@ test('sandbox_new, remote_bash inside, sandbox_rm, sandbox_ls', { timeout: 18000
   const mine = listed.structuredContent.sandboxes.find((x) => x.name === NAME);
   assert.ok(mine, 'sandbox_ls lists the new sandbox');
   assert.equal(mine.state, 'running');
+  assert.equal(mine.work.state, 'clean', `nothing uncommitted yet: ${JSON.stringify(mine.work)}`);
 
   const removed = await client.callTool({ name: 'sandbox_rm', arguments: { name: NAME } });
   assert.ok(!removed.isError, `sandbox_rm failed: ${why(removed)}`);

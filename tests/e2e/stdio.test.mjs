@@ -43,7 +43,7 @@ after(async () => {
 
 const EXPECTED_TOOLS = [
   'remote_bash', 'remote_bash_output', 'remote_bash_kill', 'remote_bash_list', 'remote_file_read',
-  'sandbox_new', 'sandbox_ls', 'sandbox_rm', 'sandbox_attach',
+  'sandbox_new', 'sandbox_ls', 'sandbox_rm', 'sandbox_attach', 'sandbox_sync',
 ];
 
 test('initialize negotiates the latest version and gives instructions', () => {

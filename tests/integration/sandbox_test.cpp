@@ -1,4 +1,4 @@
-// Container sandboxes for real: podman (runc), git worktrees and tmux, through the CLI and the MCP
+// Container sandboxes for real: podman (runc), git clones and tmux, through the CLI and the MCP
 // tools of the real `sandbox-mcp` binary, on this machine and on an SSH host (the loopback sshd
 // fixture, with podman reached through it). The image is built by scripts/test.sh
 // (`sandbox-mcp image build`); without podman or the image these tests skip and say why.
@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -97,7 +98,9 @@ TEST_F(SandboxTest, CliNewLsRmWithTheOriginalFlags) {
   EXPECT_NE(made.out.find("Created sandbox it1 on local: branch feat"), std::string::npos) << made.out;
   EXPECT_NE(made.out.find("sandbox-mcp attach -n it1"), std::string::npos);
   EXPECT_TRUE(fs::exists(repo + "/.sandboxes/it1/README"));
-  EXPECT_TRUE(fs::exists(repo + "/.sandbox_db.sqlite"));
+  // The registry is in the git directory: no checkout or merge can replace it.
+  EXPECT_TRUE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes.sqlite"));
+  EXPECT_FALSE(fs::exists(repo + "/.sandbox_db.sqlite"));
   auto ls = cli({"ls"});
   EXPECT_NE(ls.out.find("it1"), std::string::npos);
   EXPECT_NE(ls.out.find("running"), std::string::npos) << ls.out;
@@ -134,20 +137,29 @@ TEST_F(SandboxTest, McpFlowCommandsJobsFilesAttachAndRm) {
   EXPECT_EQ(r["exit_code"], 0) << r.dump();
   EXPECT_EQ(r["stdout"], "/workspace\nagent\nhello\n");
   EXPECT_EQ(r["host"], "sandbox:m1");
-  // What the agent wrote is in the worktree on the host.
+  // What the agent wrote is in its directory on the host.
   EXPECT_TRUE(fs::exists(repo + "/.sandboxes/m1/new.txt"));
-  // git works inside (a commit writes the shared git directory), but the repository's hooks and
-  // config, which git on the host would run, cannot be changed from inside.
+  // git works inside (its own clone), but the repository's git directory is not there: its hooks
+  // and config, which git on the host would run, cannot be changed from inside.
   json git = client->call("remote_bash", {{"sandbox", "m1"},
                                           {"command", "git -c user.name=a -c user.email=a@a commit -q --allow-empty -m "
                                                       "from-sandbox && echo committed; echo x > " +
                                                           repo +
                                                           "/.git/hooks/post-checkout 2>&1; git config core.fsmonitor "
-                                                          "'touch /tmp/owned' 2>&1 | head -1"}});
+                                                          "'touch /tmp/owned-" +
+                                                          std::to_string(::getpid()) + "' 2>&1 | head -1"}});
   EXPECT_NE(git["stdout"].get<std::string>().find("committed"), std::string::npos) << git.dump();
   EXPECT_FALSE(fs::exists(repo + "/.git/hooks/post-checkout")) << git.dump();
   EXPECT_EQ(run({"git", "-C", repo, "config", "--get", "core.fsmonitor"}).out, "") << git.dump();
-  EXPECT_EQ(run({"git", "-C", repo, "log", "-1", "--format=%s", "main"}).out, "from-sandbox\n");
+  // The commit comes over on sync: main is checked out here, so it waits at sandbox/m1/main.
+  EXPECT_EQ(run({"git", "-C", repo, "log", "-1", "--format=%s", "main"}).out, "init\n");
+  json synced = client->call("sandbox_sync", {{"name", "m1"}});
+  EXPECT_NE(synced["note"].get<std::string>().find("git merge sandbox/m1/main"), std::string::npos) << synced.dump();
+  EXPECT_EQ(run({"git", "-C", repo, "log", "-1", "--format=%s", "sandbox/m1/main"}).out, "from-sandbox\n");
+  EXPECT_EQ(synced["work"]["state"], "dirty") << synced.dump(); // new.txt
+  // new.txt, and what the planted fsmonitor made when git inside ran it (in the sandbox only).
+  EXPECT_GE(synced["work"]["untracked"], 1) << synced.dump();
+  EXPECT_FALSE(fs::exists("/tmp/owned-" + std::to_string(::getpid()))) << "the fsmonitor ran on the host";
   // A background job inside, read with a filter.
   json job = client->call("remote_bash", {{"sandbox", "m1"},
                                           {"command", "for i in 1 2 3 4; do echo line$i; echo noise; done"},
@@ -165,8 +177,14 @@ TEST_F(SandboxTest, McpFlowCommandsJobsFilesAttachAndRm) {
   json pane = client->call("sandbox_attach", {{"name", "m1"}, {"keys", "echo typed-by-agent-$((6*7))\n"}});
   EXPECT_NE(pane["pane"].get<std::string>().find("typed-by-agent-42"), std::string::npos) << pane.dump();
   EXPECT_NE(pane["attach_command"].get<std::string>().find("podman exec -it " + container), std::string::npos);
-  json removed = client->call("sandbox_rm", {{"name", "m1"}});
+  // Its work is on no branch: rm refuses, force keeps it in the repository first.
+  std::string refused = error_of("sandbox_rm", {{"name", "m1"}});
+  EXPECT_NE(refused.find("1 commit on no branch"), std::string::npos) << refused;
+  json removed = client->call("sandbox_rm", {{"name", "m1"}, {"force", true}});
   EXPECT_EQ(removed["removed"], true);
+  const std::string kept = removed["rescued"];
+  EXPECT_EQ(run({"git", "-C", repo, "show", kept + "worktree:new.txt"}).out, "made\n") << removed.dump();
+  EXPECT_EQ(run({"git", "-C", repo, "log", "-1", "--format=%s", kept + "heads/main"}).out, "from-sandbox\n");
   EXPECT_FALSE(container_exists(container));
   EXPECT_FALSE(fs::exists(repo + "/.sandboxes/m1"));
   EXPECT_NE(error_of("remote_bash", {{"sandbox", "m1"}, {"command", "true"}}).find("no sandbox named 'm1'"),
@@ -183,7 +201,7 @@ TEST_F(SandboxTest, TwoSandboxesAtOnceAreApart) {
   EXPECT_NE(b["stdout"].get<std::string>().find("\nb\n"), std::string::npos) << b.dump();
   EXPECT_EQ(sandbox_of("a")["state"], "running");
   EXPECT_EQ(sandbox_of("b")["state"], "running");
-  client->call("sandbox_rm", {{"name", "a"}});
+  client->call("sandbox_rm", {{"name", "a"}, {"force", true}}); // mine.txt
   client->call("sandbox_rm", {{"name", "b"}});
   EXPECT_EQ(client->call("sandbox_ls", json::object())["sandboxes"].size(), 0u);
 }
@@ -340,7 +358,7 @@ TEST_F(SandboxTest, AFailedNewLeavesNothingBehind) {
   EXPECT_NE(err.find("podman run failed"), std::string::npos) << err;
   EXPECT_FALSE(fs::exists(repo + "/.sandboxes/f1"));
   EXPECT_NE(run({"git", "-C", repo, "rev-parse", "--verify", "-q", "refs/heads/fresh"}).status, 0) << "branch undone";
-  EXPECT_EQ(run({"git", "-C", repo, "worktree", "list"}).out.find("/.sandboxes/f1"), std::string::npos);
+  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/.f1.sandbox-id")) << "the id file is undone too";
   EXPECT_EQ(client->call("sandbox_ls", json::object())["sandboxes"].size(), 0u);
   // A missing image names the command that builds it.
   err = error_of("sandbox_new", {{"name", "f2"}, {"image", "localhost/no-such-image:1"}});
@@ -418,7 +436,7 @@ TEST_F(SandboxTest, OnAnSshHostThroughTheSshdFixture) {
   EXPECT_FALSE(container_exists(made["container"]));
   EXPECT_FALSE(fs::exists(remote_repo + "/.sandboxes/s1"));
   // The registry is this machine's (repo_base), with the host recorded.
-  EXPECT_TRUE(fs::exists(repo + "/.sandbox_db.sqlite"));
+  EXPECT_TRUE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes.sqlite"));
 }
 
 // GPUs without a GPU: fake NVIDIA device nodes (mknod, character major 195) behind a CDI spec of a
@@ -434,6 +452,9 @@ protected:
       GTEST_SKIP() << "fake GPU device nodes (mknod) and /var/run/cdi need root";
     }
     nodes = dir + "/dev";
+    // The container's root is an unprivileged host uid (its own user namespace): it must be able to
+    // reach the nodes, as it reaches /dev/nvidiaN on a real machine.
+    fs::permissions(dir, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
     ASSERT_EQ(testing::make_fake_gpus(nodes, 3, false), "");
     std::string spec = "cdiVersion: \"0.3.0\"\nkind: \"" + kind + "\"\ndevices:\n";
     for (int i = 0; i < 3; ++i) {
@@ -520,6 +541,28 @@ TEST_F(GpuSandboxTest, EachSandboxSeesExactlyItsGpusAndTwoNeverShareOne) {
   for (const char* n : {"g2", "g0", "s1", "s2"}) {
     client->call("sandbox_rm", {{"name", n}});
   }
+}
+
+// Two repositories (two registries) asking for every GPU at the same moment: each reads the
+// other's labels before either container exists, so only the check after `run` can tell; exactly
+// one of them may get them.
+TEST_F(GpuSandboxTest, TwoRegistriesAtOnceNeverGetTheSameGpu) {
+  const std::string repo2 = make_repo(dir + "/repo2");
+  exec::ProcessResult a, b;
+  {
+    testing::ScopedEnv e({{"SANDBOX_MCP_CONFIG", config}, {"SANDBOX_MCP_STATE_DIR", state}});
+    std::thread other([&] { b = run({SMCP_BINARY, "--repo_base", repo2, "new", "-n", "race", "--gpus", "3"}); });
+    a = run({SMCP_BINARY, "--repo_base", repo, "new", "-n", "race", "--gpus", "3"});
+    other.join();
+  }
+  EXPECT_EQ((a.status == 0) + (b.status == 0), 1) << "first: " << a.err << "\nsecond: " << b.err;
+  const std::string& loser = a.status == 0 ? b.err : a.err;
+  EXPECT_TRUE(loser.find("at the same moment") != std::string::npos || loser.find("only 0 free") != std::string::npos)
+      << loser;
+  auto holders = run({"podman", "ps", "-a", "--filter", "label=sandbox-mcp.gpus", "--filter",
+                      "label=sandbox-mcp.sandbox=race", "--format", "{{.Names}}"});
+  EXPECT_EQ(std::count(holders.out.begin(), holders.out.end(), '\n'), 1) << holders.out;
+  run({SMCP_BINARY, "--repo_base", repo2, "rm", "-n", "race"});
 }
 
 TEST_F(GpuSandboxTest, BadRequestsAndHostsWithoutGpusGetClearErrors) {

@@ -163,5 +163,25 @@ TEST(Gpus, NvidiaSmiCsvIsRead) {
   EXPECT_TRUE(parse_nvidia_smi("").empty());
 }
 
+TEST(GpuRace, OfTwoContainersClaimingOneGpuTheFirstCreatedKeepsIt) {
+  // podman's and docker's ways of printing the creation time.
+  const std::string holders = "smcp-a-x|0|2026-12-07 19:44:43.257857912 +0000 UTC\n"
+                              "smcp-b-y|0,1|2026-12-07 19:44:43.9 +0000 UTC\n"
+                              "/other|2|2026-12-07T19:44:42.5Z\n";
+  EXPECT_EQ(gpu_race_loser("smcp-a-x", holders), "");
+  EXPECT_NE(gpu_race_loser("smcp-b-y", holders).find("GPU 0 went to container smcp-a-x"), std::string::npos);
+  // No overlap, or both shared: nobody loses.
+  EXPECT_EQ(gpu_race_loser("other", holders), "");
+  EXPECT_EQ(
+      gpu_race_loser("b", "a|1/shared|2026-12-07 10:00:00.1 +0000 UTC\nb|1/shared|2026-12-07 10:00:00.2 +0000 UTC\n"),
+      "");
+  EXPECT_NE(gpu_race_loser("b", "a|1/shared|2026-12-07 10:00:00.1 +0000 UTC\nb|1|2026-12-07 10:00:00.2 +0000 UTC\n"),
+            "");
+  // A tie in time goes by name; a day later is later whatever the fraction.
+  EXPECT_NE(gpu_race_loser("b", "a|3|2026-12-07 10:00:00 +0000 UTC\nb|3|2026-12-07 10:00:00 +0000 UTC\n"), "");
+  EXPECT_EQ(gpu_race_loser("a", "a|3|2026-12-07 10:00:00.9 +0000 UTC\nb|3|2026-12-08 10:00:00.1 +0000 UTC\n"), "");
+  EXPECT_EQ(gpu_race_loser("missing", holders), "");
+}
+
 } // namespace
 } // namespace smcp::sandbox
