@@ -2,6 +2,8 @@
 #include "tools/profile_runner.h"
 #include "tools/tools.h"
 
+#include <string_view>
+
 namespace smcp::tools {
 
 namespace {
@@ -28,7 +30,7 @@ const char* k_input_schema = R"json({
     "env": {"type": "object", "additionalProperties": {"type": "string"},
       "description": "Extra environment variables for the command."},
     "profile": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$",
-      "description": "Confine the command with a bubblewrap profile: restrictive (no network, 512 MB, 60 s CPU, 64 MB files, cleared environment), standard (network, 1 GB, 300 s, 256 MB), permissive (4 GB, 600 s, 1 GB, all of /etc and /var), or one from the config. System directories are read-only; /work is this run's writable directory (cwd, when given, is writable too); /tmp is fresh."}
+      "description": "Confine the command with a bubblewrap profile: restrictive (no network, 512 MB, 60 s CPU, 64 MB files, cleared environment), standard (network, 1 GB, 300 s, 256 MB), permissive (4 GB, 600 s, 1 GB, all of /etc and /var), or one from the config. System directories are read-only; /work is this run's writable directory, deleted when the command ends; cwd, when given, is bound read-only (writable only under a profile with cwd_writable) and must not be /, a system directory, the home directory or one holding it, or hold credentials; /tmp is fresh. A host's configured profile is a ceiling: a call may only name one at least as strict, unless the config's allowed_profiles lists it."}
   },
   "required": ["command"],
   "additionalProperties": false
@@ -53,7 +55,7 @@ const char* k_output_schema = R"json({
     "note": {"type": "string"},
     "profile": {"type": "string", "description": "the bubblewrap profile the command ran under"},
     "limit": {"type": "string", "enum": ["cpu", "memory", "file_size", "open_files"], "description": "the profile's limit that ended or failed the command"},
-    "work_dir": {"type": "string", "description": "the run's work directory on the host (/work inside)"}
+    "work_dir": {"type": "string", "description": "the run's work directory on the host (/work inside); deleted when the command ends"}
   },
   "required": ["exit_code", "stdout", "stderr", "duration_ms", "truncated", "status", "host"],
   "additionalProperties": false
@@ -114,8 +116,9 @@ mcp::Tool make_remote_bash_tool(ToolEnv& env) {
     return guarded("remote_bash", label, [&]() -> mcp::ToolResult {
       std::string work_dir;
       if (profile) {
-        env.profiles->check(*env.hosts.get(host));
-        work_dir = env.profiles->apply(*profile, spec);
+        exec::Host& target = *env.hosts.get(host);
+        env.profiles->check(target);
+        work_dir = env.profiles->apply(*profile, spec, target);
         if (!args.contains("timeout") && env.profiles->settings().default_timeout_seconds > 0) {
           spec.timeout = std::chrono::seconds(env.profiles->settings().default_timeout_seconds);
         }
@@ -154,6 +157,14 @@ mcp::Tool make_remote_bash_tool(ToolEnv& env) {
       }
       ForegroundResult r = env.jobs.run(host, spec, description, on_progress, ctx.stop_token());
       slot.reset();
+      if (profile && r.exit_code == 125 && r.stderr_text.rfind(sandbox::k_refused_prefix, 0) == 0) {
+        // The launcher refused the cwd on the host (docs/profiles.md): nothing ran.
+        std::string why = r.stderr_text.substr(std::string_view("sandbox-mcp: ").size());
+        while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) {
+          why.pop_back();
+        }
+        throw mcp::ToolError("remote_bash: " + why);
+      }
       json out = {
           {"exit_code", r.exit_code ? json(*r.exit_code) : json(nullptr)},
           {"signal", signal_json(r.signal)},

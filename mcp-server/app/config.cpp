@@ -206,8 +206,20 @@ void parse_slurm(const json& doc, const std::string& origin, FileConfig& c) {
   }
 }
 
-// "profiles": {"name": {"base": "standard", "network": true, "memory_mb": 1024, ...}} and
-// "default_profile". A profile named like a built-in changes it.
+// A list of profile names ("allowed_profiles"), each one that exists.
+std::vector<std::string> get_profile_names(const json& doc, const char* key, const std::string& origin,
+                                           const sandbox::ProfileSettings& ps) {
+  std::vector<std::string> names = get_strings(doc, key, origin);
+  for (const auto& n : names) {
+    if (!ps.profiles.count(n)) {
+      bad(origin, std::string(key) + ": no profile named '" + n + "'");
+    }
+  }
+  return names;
+}
+
+// "profiles": {"name": {"base": "standard", "network": true, "memory_mb": 1024, ...}},
+// "default_profile" and "allowed_profiles". A profile named like a built-in changes it.
 void parse_profiles(const json& doc, const std::string& origin, FileConfig& c) {
   auto& ps = c.profiles;
   if (auto it = doc.find("profiles"); it != doc.end() && !it->is_null()) {
@@ -279,6 +291,9 @@ void parse_profiles(const json& doc, const std::string& origin, FileConfig& c) {
       bad(origin, "default_profile (or SANDBOX_DEFAULT_PROFILE): no profile named '" + name + "'");
     }
   }
+  // The profiles a call may name beyond the configured one, which is otherwise a ceiling.
+  ps.allowed = get_profile_names(doc, "allowed_profiles", origin, ps);
+  ps.local_protected.push_back(origin); // a confined command's cwd must not hold the config file
 }
 
 } // namespace
@@ -302,7 +317,7 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
   warn_unknown(doc,
                {"default_host", "ssh_config", "ssh_program", "host_key_policy", "allow_unlisted_hosts", "pool",
                 "passphrase", "hosts", "$schema", "comment", "bashrc", "sandbox", "slurm", "profiles",
-                "default_profile"},
+                "default_profile", "allowed_profiles"},
                origin, "");
   c.default_host = get_string(doc, "default_host", origin);
   c.ssh_config = expand(get_string(doc, "ssh_config", origin));
@@ -371,7 +386,7 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
       } else if (h.is_object()) {
         warn_unknown(h,
                      {"name", "host_key_policy", "max_concurrency", "max_sessions", "max_channels_per_session",
-                      "jobs_root", "bashrc", "repo_base", "profile"},
+                      "jobs_root", "bashrc", "repo_base", "profile", "allowed_profiles"},
                      origin, "hosts[].");
         e.name = get_string(h, "name", origin);
         if (h.contains("host_key_policy")) {
@@ -396,6 +411,9 @@ FileConfig parse_config(const json& doc, const std::string& origin) {
           bad(origin, "hosts[]." + e.name + ".profile: no profile named '" + e.profile + "'");
         }
         c.profiles.host_default[e.name] = e.profile;
+      }
+      if (h.is_object() && h.contains("allowed_profiles")) {
+        c.profiles.host_allowed[e.name] = get_profile_names(h, "allowed_profiles", origin, c.profiles);
       }
       c.hosts.push_back(std::move(e));
     }

@@ -1,9 +1,15 @@
 #include "sandbox/bwrap/profiles.h"
 
+#include "sandbox/bwrap/launcher_program.h"
 #include "sandbox/gpu/gpus.h"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
 
 namespace smcp::sandbox {
 
@@ -70,6 +76,35 @@ ProfileSettings default_profile_settings() {
   return s;
 }
 
+namespace {
+
+long unlimited_if_zero(long v) {
+  return v > 0 ? v : std::numeric_limits<long>::max();
+}
+
+bool subset(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  return std::all_of(a.begin(), a.end(), [&](const auto& x) { return std::find(b.begin(), b.end(), x) != b.end(); });
+}
+
+bool gpus_within(const Profile& a, const Profile& c) {
+  if (!a.gpu) {
+    return true;
+  }
+  if (!c.gpu || a.gpu_dev_dir != c.gpu_dev_dir) {
+    return false;
+  }
+  if (c.gpus == "all") {
+    return true;
+  }
+  if (a.gpus == "all") {
+    return false;
+  }
+  const std::vector<int> mine = split_indices(a.gpus);
+  const std::vector<int> theirs = split_indices(c.gpus);
+  return std::all_of(mine.begin(), mine.end(),
+                     [&](int i) { return std::find(theirs.begin(), theirs.end(), i) != theirs.end(); });
+}
+
 // The NVIDIA nodes of a gpu profile (after --dev /dev, which they go into), present or not.
 void add_gpu_binds(const Profile& p, std::vector<std::string>& a) {
   const std::string& d = p.gpu_dev_dir;
@@ -94,21 +129,8 @@ void add_gpu_binds(const Profile& p, std::vector<std::string>& a) {
   }
 }
 
-// Long because it is the list of mounts and switches, in the order bwrap applies them.
-std::vector<std::string> profile_launcher(const Profile& p, const std::string& bwrap, const std::string& work_dir,
-                                          const std::string& cwd,
-                                          const std::vector<std::pair<std::string, std::string>>& env) {
-  // The work root must be ours (not another user's, not a link): made 0700 when missing.
-  const std::string root = work_dir.substr(0, work_dir.rfind('/'));
-  std::vector<std::string> a = {
-      "/bin/sh",
-      "-c",
-      "umask 077; mkdir -p -- \"$1\" && [ -O \"$1\" ] && [ ! -L \"$1\" ] || { echo \"sandbox-mcp: work directory "
-      "root $1 is not ours\" >&2; exit 125; }; mkdir -- \"$2\" || exit 125; shift 2; exec \"$@\"",
-      "sh",
-      root,
-      work_dir,
-      "prlimit"};
+void add_limits(const Profile& p, std::vector<std::string>& a) {
+  a.push_back("prlimit");
   if (p.memory_mb > 0 && !p.gpu) {
     a.push_back("--as=" + std::to_string(p.memory_mb * 1024 * 1024));
   }
@@ -122,8 +144,10 @@ std::vector<std::string> profile_launcher(const Profile& p, const std::string& b
     a.push_back("--nofile=" + std::to_string(p.open_files) + ":" + std::to_string(p.open_files));
   }
   a.push_back("--");
-  a.push_back(bwrap);
-  // The system, read-only; merged-/usr and classic layouts alike.
+}
+
+// The system, read-only (merged-/usr and classic layouts alike), and what of /etc the profile shows.
+void add_system(const Profile& p, std::vector<std::string>& a) {
   for (const char* dir : {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt"}) {
     a.insert(a.end(), {"--ro-bind-try", dir, dir});
   }
@@ -146,25 +170,100 @@ std::vector<std::string> profile_launcher(const Profile& p, const std::string& b
   for (const auto& m : p.ro_mounts) {
     a.insert(a.end(), {"--ro-bind-try", m, m});
   }
-  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", work_dir, "/work"});
-  if (p.gpu) {
-    add_gpu_binds(p, a);
+}
+
+bool is_alnum(unsigned char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+}
+
+bool is_name(const std::string& k) {
+  if (k.empty() || (k[0] >= '0' && k[0] <= '9')) {
+    return false;
   }
-  if (!cwd.empty()) {
-    a.insert(a.end(), {p.cwd_writable ? "--bind" : "--ro-bind", cwd, cwd, "--chdir", cwd});
-  } else {
-    a.insert(a.end(), {"--chdir", "/work"});
+  return std::all_of(k.begin(), k.end(), [](char ch) { return is_alnum(static_cast<unsigned char>(ch)) || ch == '_'; });
+}
+
+} // namespace
+
+bool at_least_as_strict(const Profile& a, const Profile& c) {
+  const auto memory = [](const Profile& p) { return p.gpu ? unlimited_if_zero(0) : unlimited_if_zero(p.memory_mb); };
+  return (!a.network || c.network) && memory(a) <= memory(c) &&
+         unlimited_if_zero(a.cpu_seconds) <= unlimited_if_zero(c.cpu_seconds) &&
+         unlimited_if_zero(a.file_size_mb) <= unlimited_if_zero(c.file_size_mb) &&
+         unlimited_if_zero(a.open_files) <= unlimited_if_zero(c.open_files) && (a.clear_env || !c.clear_env) &&
+         (!a.full_etc_var || c.full_etc_var) && (!a.cwd_writable || c.cwd_writable) &&
+         subset(a.ro_mounts, c.ro_mounts) && gpus_within(a, c);
+}
+
+std::string encode_env(const std::vector<std::pair<std::string, std::string>>& env) {
+  static const char* digits = "01234567";
+  std::string out;
+  for (const auto& [k, v] : env) {
+    if (!is_name(k)) {
+      throw std::invalid_argument("environment variable name '" + k +
+                                  "' cannot be given to a profiled command: use letters, digits and _ (not "
+                                  "starting with a digit)");
+    }
+    if (v.find('\0') != std::string::npos) {
+      throw std::invalid_argument("the value of environment variable " + k + " contains a NUL byte");
+    }
+    out += (out.empty() ? "" : " ") + k + "=";
+    for (unsigned char ch : v) {
+      if (is_alnum(ch) || (ch != 0 && std::strchr("_./:,+@-", ch))) {
+        out += static_cast<char>(ch);
+      } else {
+        out += {'\\', '0', digits[ch >> 6], digits[(ch >> 3) & 7], digits[ch & 7]};
+      }
+    }
   }
-  a.insert(a.end(), {"--unshare-user-try", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"});
-  if (!p.network) {
-    a.push_back("--unshare-net");
+  return out;
+}
+
+// The mounts and switches in the order bwrap applies them.
+std::vector<std::string> profile_launcher(const Profile& p, const std::string& bwrap, const std::string& work_dir,
+                                          bool cwd_given, const HostSupport& host,
+                                          const std::vector<std::string>& protect) {
+  std::vector<std::string> a;
+  if (!host.setpriv.empty()) {
+    a = {host.setpriv, "--pdeathsig", "KILL", "--"};
   }
+  const std::string root = work_dir.substr(0, work_dir.rfind('/'));
+  const char* mode = !cwd_given ? "none" : p.cwd_writable ? "rw" : "ro";
+  a.insert(a.end(), {"/bin/sh", "-c", k_launcher_program, "sh", root, work_dir, mode});
+  a.insert(a.end(), protect.begin(), protect.end());
+  a.push_back("--");
+  add_limits(p, a);
+  a.push_back(bwrap);
+  add_system(p, a);
+  a.insert(a.end(), {"--tmpfs", "/tmp", "--bind", work_dir, "/work"});
   if (p.clear_env) {
     a.insert(a.end(), {"--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/work",
                        "--setenv", "LANG", "C.UTF-8"});
   }
-  for (const auto& [k, v] : env) {
-    a.insert(a.end(), {"--setenv", k, v});
+  // The launcher's file: the cwd's mount (--ro-bind-fd 7 CWD) and --chdir, then the call's
+  // --setenv. The cwd comes after /tmp (a cwd under /tmp stays visible) and before /proc and
+  // /dev, which win over it (the launcher refuses a cwd that holds them anyway).
+  a.insert(a.end(), {"--args", "8"});
+  if (host.bind_proc) {
+    // Inside a container that masks /proc, no new one can be mounted: the container's, read-only,
+    // in the container's PID namespace; the own user namespace keeps the other processes' /proc
+    // entries (environ, root, fd) out of reach.
+    a.insert(a.end(), {"--ro-bind", "/proc", "/proc"});
+  } else {
+    a.insert(a.end(), {"--proc", "/proc"});
+  }
+  a.insert(a.end(), {"--dev", "/dev"});
+  if (p.gpu) {
+    add_gpu_binds(p, a);
+  }
+  if (host.bind_proc) {
+    a.insert(a.end(), {"--unshare-user"});
+  } else {
+    a.insert(a.end(), {"--unshare-user-try", "--unshare-pid"});
+  }
+  a.insert(a.end(), {"--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"});
+  if (!p.network) {
+    a.push_back("--unshare-net");
   }
   a.insert(a.end(), {"--die-with-parent", "--"});
   return a;
@@ -192,16 +291,23 @@ std::string limit_hit(const Profile& p, std::optional<int> signal, std::optional
   return {};
 }
 
-std::vector<std::string> bwrap_probe_argv(const std::string& bwrap) {
-  // Under a shell that stays its parent: run as `podman exec`'s own process, bwrap's parent is a
-  // runtime helper that exits, and --die-with-parent then SIGKILLs it (measured: 4 runs in 12).
-  // Commands never meet this: their parent is the supervisor.
-  std::vector<std::string> a = {"sh", "-c", "\"$@\"", "sh", bwrap};
-  for (const char* w : {"--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-user-try",
-                        "--unshare-pid", "--unshare-net", "--die-with-parent", "--", "true"}) {
-    a.push_back(w);
+std::vector<std::string> bwrap_probe_argv(const std::string& bwrap, bool container) {
+  return {"/bin/sh", "-c", k_probe_program, "sh", bwrap, container ? "1" : "0"};
+}
+
+HostSupport parse_probe(const std::string& out) {
+  HostSupport h;
+  std::istringstream in(out);
+  for (std::string word; in >> word;) {
+    if (word == "proc=bind") {
+      h.bind_proc = true;
+    } else if (word == "fd=1") {
+      h.fd_binds = true;
+    } else if (word.rfind("setpriv=/", 0) == 0) {
+      h.setpriv = word.substr(8);
+    }
   }
-  return a;
+  return h;
 }
 
 std::string bwrap_problem(int status, const std::string& err, const std::string& host) {
@@ -209,10 +315,16 @@ std::string bwrap_problem(int status, const std::string& err, const std::string&
     return "bubblewrap (bwrap) is not installed on " + host +
            ": apt-get install bubblewrap (or set SANDBOX_BWRAP_BIN); commands are never run unconfined instead";
   }
+  if (status == 126) {
+    return "prlimit (util-linux) is not installed on " + host + ": apt-get install util-linux";
+  }
   std::string why = err.substr(0, 300);
   if (err.find("proc") != std::string::npos && err.find("Operation not permitted") != std::string::npos) {
     return "bubblewrap cannot mount /proc on " + host + " (" + why +
-           "): inside a container it needs `--security-opt unmask=/proc/*` on the container";
+           "): /proc is masked there. Inside a container (podman, docker: /run/.containerenv, /.dockerenv or "
+           "$container) profiles bind the container's own /proc instead; this host does not look like one. Do not "
+           "unmask /proc (`--security-opt unmask=/proc/*` also unmasks /proc/sys); commands are never run unconfined "
+           "instead";
   }
   if (err.find("namespace") != std::string::npos || err.find("Operation not permitted") != std::string::npos) {
     return "bubblewrap cannot create namespaces on " + host + " (" + why +
@@ -220,6 +332,10 @@ std::string bwrap_problem(int status, const std::string& err, const std::string&
            "user.max_user_namespaces > 0, or run as root); commands are never run unconfined instead";
   }
   return "bubblewrap does not work on " + host + ": " + (why.empty() ? "exit status " + std::to_string(status) : why);
+}
+
+std::vector<std::string> sweep_argv(const std::string& work_root) {
+  return {"/bin/sh", "-c", k_sweep_program, "sh", work_root};
 }
 
 } // namespace smcp::sandbox

@@ -1,15 +1,20 @@
 // bubblewrap execution profiles (restrictive / standard / permissive and named ones from the
 // config): what a confined command may see and use, turned into a launcher argv put before
 // `bash -c COMMAND` on any host (exec::CommandSpec::launcher):
-//   sh -c 'mkdir -p -- "$1" && shift && exec "$@"' sh WORKDIR      (a fixed program; values are arguments)
+//   [setpriv --pdeathsig KILL --]                                  (the launcher dies with its supervisor)
+//   /bin/sh -c LAUNCHER sh ROOT WORKDIR CWD_MODE PROTECTED... --   (a fixed program; values are arguments)
 //   prlimit --as=... --cpu=S:S+5 --fsize=... --nofile=N:N --        (setrlimit in the child, then exec)
-//   bwrap --ro-bind /usr /usr ... --bind WORKDIR /work --chdir /work --unshare-pid ... --die-with-parent --
+//   bwrap --ro-bind /usr /usr ... --bind WORKDIR /work --args 8 --proc /proc ... --die-with-parent --
+// The fixed program (launcher_program.h) checks the working directory on the host, makes and
+// later deletes the work directory, and hands bwrap the cwd mount and the call's environment
+// through `--args 8` (a 0600 file, unlinked once open), so that no value is on a command line.
 // Nothing is a shell string built from untrusted pieces. See docs/profiles.md.
 #pragma once
 
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace smcp::sandbox {
@@ -43,10 +48,24 @@ Profile restrictive_profile();
 Profile standard_profile();
 Profile permissive_profile();
 
+// True when `a` gives a command nothing that `ceiling` does not: no network where it has none,
+// limits at most its limits, a cleared environment where it clears it, no more of /etc, mounts,
+// GPUs or cwd writes. restrictive is at least as strict as standard, standard as permissive.
+// (A field added to Profile must be added here.)
+bool at_least_as_strict(const Profile& a, const Profile& ceiling);
+
 struct ProfileSettings {
   std::map<std::string, Profile> profiles; // by name: the three built-ins, then the config's
   std::string default_profile;             // applied when a call names none (SANDBOX_DEFAULT_PROFILE); empty: none
   std::map<std::string, std::string> host_default; // per host (config hosts[].profile)
+  // The configured profile (the host's, else the default) is a ceiling: a call may name another
+  // profile only when it is at least as strict, or listed here (config allowed_profiles, and
+  // hosts[].allowed_profiles, which replaces it for that host).
+  std::vector<std::string> allowed;
+  std::map<std::string, std::vector<std::string>> host_allowed;
+  // Paths on this machine a cwd must not contain (the config file); with each host's own list
+  // (its home's secrets, our state, jobs and work directories), see launcher_program.h.
+  std::vector<std::string> local_protected;
   std::string bwrap = "bwrap";                     // SANDBOX_BWRAP_BIN
   std::string work_root = "/tmp/sandbox-mcp-work"; // SANDBOX_WORK_DIR: per-execution work directories under it
   int max_concurrent = 0;           // SANDBOX_MAX_CONCURRENT: profiled foreground runs at once; 0: no limit
@@ -57,22 +76,50 @@ struct ProfileSettings {
 // DEFAULT_TIMEOUT_SECONDS and SANDBOX_WORK_DIR read from the environment.
 ProfileSettings default_profile_settings();
 
-// The launcher for `profile`; `work_dir` is this execution's directory on the host (made by the
-// launcher), `cwd` (when not empty) is bound writable and becomes the working directory.
-// `env` (the call's variables) is set inside bwrap only (--setenv), never for the launcher itself:
-// PATH or LD_PRELOAD from a call must not choose which prlimit or bwrap runs.
+// What a host's bubblewrap can do (bwrap_probe_script's answer).
+struct HostSupport {
+  bool bind_proc = false; // a container that masks /proc: bind its /proc read-only, no new PID namespace
+  bool fd_binds = false;  // --ro-bind-fd / --bind-fd (bubblewrap 0.5+): needed for a cwd
+  std::string setpriv;    // setpriv's path there (the launcher then dies with its supervisor), or empty
+};
+
+// The call's environment as the launcher takes it: one variable (k_env_variable) holding
+// `NAME=ESCAPED NAME=ESCAPED ...`, every byte of a value but [A-Za-z0-9_./:,+@-] written as \0NNN
+// (printf %b). Throws std::invalid_argument for a name that is not [A-Za-z_][A-Za-z0-9_]* or a
+// value holding a NUL byte.
+constexpr const char* k_env_variable = "SMCP_PROFILE_ENV";
+std::string encode_env(const std::vector<std::pair<std::string, std::string>>& env);
+
+// The launcher for `profile`. `work_dir` is this execution's directory on the host (made by the
+// launcher, deleted when the command ends); `cwd_given`: the launcher starts in the call's cwd
+// (the supervisor changed to it), checks it and binds it (writable only when the profile says);
+// `protect`: more host paths the cwd must not contain (see launcher_program.h).
+// The call's environment goes in k_env_variable (encode_env), set for the launcher by the host,
+// and reaches the command only, through bwrap's --args: never the launcher's own environment
+// (PATH or LD_PRELOAD from a call must not choose which prlimit or bwrap runs), never argv.
 std::vector<std::string> profile_launcher(const Profile& profile, const std::string& bwrap, const std::string& work_dir,
-                                          const std::string& cwd,
-                                          const std::vector<std::pair<std::string, std::string>>& env = {});
+                                          bool cwd_given, const HostSupport& host,
+                                          const std::vector<std::string>& protect = {});
 
 // Which limit ended a command, when one did: "cpu", "file_size", "memory" or "open_files"; empty
 // otherwise. From how it ended (SIGXCPU, SIGXFSZ, SIGKILL at the hard CPU limit) and what it said.
 std::string limit_hit(const Profile& profile, std::optional<int> signal, std::optional<int> exit_code,
                       const std::string& stderr_text, long cpu_ms_used_hint = -1);
 
-// Checks that bwrap works on a host: the argv of a tiny confined `true`.
-std::vector<std::string> bwrap_probe_argv(const std::string& bwrap);
+// What the launcher prints (then exit status 125) when it refuses a cwd.
+constexpr const char* k_refused_prefix = "sandbox-mcp: refused cwd";
+
+// Checks that bwrap and prlimit work on a host: the argv of a program that runs a tiny confined
+// `true` (a new /proc; else, in a container or when `container` is set, the container's /proc)
+// and prints "proc=new|bind fd=0|1 setpriv=PATH". Exit 127: no bwrap; 126: no prlimit.
+std::vector<std::string> bwrap_probe_argv(const std::string& bwrap, bool container);
+HostSupport parse_probe(const std::string& out);
 // What to tell the user when the probe failed (status 127: not installed; else unusable).
 std::string bwrap_problem(int status, const std::string& stderr_text, const std::string& host);
+
+// Deletes the work directories under `work_root` on a host that no launcher holds (a launcher
+// killed with SIGKILL leaves its own): only directories named exec-* owned by us, not links,
+// older than a minute, each under its lock (flock) so a running one is never touched.
+std::vector<std::string> sweep_argv(const std::string& work_root);
 
 } // namespace smcp::sandbox

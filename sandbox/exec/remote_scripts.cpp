@@ -158,8 +158,10 @@ ForegroundScript job_start_script(const exec::CommandSpec& spec, const std::stri
                                      perl_var("cap", std::to_string(output_cap)), perl_var("grace", seconds(grace)),
                                      scripts::process_tree_pl, scripts::job_start_pl})};
   }
-  // Without perl: setsid(1) starts a /bin/sh supervisor in its own session.
-  std::string supervisor = concat({sh_command_part(spec, command_shell), scripts::job_supervisor_sh});
+  // Without perl: setsid(1) starts a /bin/sh supervisor in its own session, from a file in the job
+  // directory (it holds the environment's values), which the supervisor deletes as it starts.
+  std::string supervisor =
+      concat({"rm -f -- \"$1/supervisor\"\n", sh_command_part(spec, command_shell), scripts::job_supervisor_sh});
   return {sh_exec(), concat({sh_var("d", job_dir), sh_var("cwd", spec.cwd), sh_var("cmd", spec.command),
                              sh_var("sup", supervisor), scripts::session_of_sh, scripts::job_start_sh})};
 }

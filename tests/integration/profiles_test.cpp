@@ -1,7 +1,11 @@
 // bubblewrap execution profiles through the real `sandbox-mcp serve` with real bwrap and prlimit:
 // what each profile lets a command reach and use, the limit reported when one ends a command, the
 // concurrency limit, a confined background job across a restart, an SSH host (the sshd fixture),
-// and clear errors when bwrap is missing. Skipped, saying why, only when bwrap cannot run here.
+// and clear errors when bwrap is missing; and the boundary (issue 21): the configured profile is a
+// ceiling, no cwd shows the host's /proc, secrets or our sockets, env values are on no command
+// line, work directories are deleted, and profiles run inside a podman sandbox without unmasking
+// /proc. Skipped, saying why, only when bwrap cannot run here. SMCP_PROFILES_TEST_BINARY runs them
+// against another build (how the boundary tests were seen to fail on the code before the fix).
 #include "sandbox/exec/run_process.h"
 #include "tests/support/sandbox_calls.h"
 #include "tests/support/sshd_fixture.h"
@@ -10,10 +14,15 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <netinet/in.h>
+#include <fcntl.h>
+#include <sstream>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <thread>
 #include <unistd.h>
 
@@ -24,6 +33,11 @@ using namespace std::chrono_literals;
 using bench::StdioClient;
 using nlohmann::json;
 namespace fs = std::filesystem;
+
+std::string server_binary() {
+  const char* other = std::getenv("SMCP_PROFILES_TEST_BINARY");
+  return other && *other ? other : SMCP_BINARY;
+}
 
 std::string why_no_bwrap() {
   auto r = exec::run_process({"bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--unshare-net", "--", "true"}, 30s);
@@ -56,7 +70,7 @@ protected:
       e.set(k, v);
     }
     client = std::make_unique<StdioClient>(
-        SMCP_BINARY, std::vector<std::string>{"serve", "--state-dir", state, "--log-level", "warn"});
+        server_binary(), std::vector<std::string>{"serve", "--state-dir", state, "--log-level", "warn"});
   }
   json bash(const std::string& profile, const std::string& command, json extra = json::object()) {
     extra["profile"] = profile;
@@ -264,10 +278,233 @@ TEST_F(ProfilesTest, AGpuProfileBindsExactlyItsNodesAndRestrictiveNone) {
   exec::ProcessResult run;
   {
     testing::ScopedEnv e({{"SANDBOX_MCP_CONFIG", config}});
-    run = exec::run_process({SMCP_BINARY, "serve", "--state-dir", state}, 30s);
+    run = exec::run_process({server_binary(), "serve", "--state-dir", state}, 30s);
   }
   EXPECT_NE(run.status, 0);
   EXPECT_NE(run.err.find("profiles.bad.gpus must be"), std::string::npos) << run.err;
+}
+
+// Issue 21: SANDBOX_DEFAULT_PROFILE (or a host's configured profile) is a ceiling: a call may
+// name a stricter profile, not a weaker one, unless the config's allowed_profiles lists it.
+TEST_F(ProfilesTest, TheConfiguredProfileIsACeilingACallCannotWeaken) {
+  std::ofstream(config) << R"({"profiles": {"tight": {"base": "restrictive", "memory_mb": 256},
+                                            "ci": {"base": "standard"},
+                                            "roomy": {"base": "restrictive", "memory_mb": 8192}},
+                               "allowed_profiles": ["ci"]})";
+  start_server({{"SANDBOX_DEFAULT_PROFILE", "restrictive"}});
+  const std::string read_shadow = "cat /etc/shadow 2>/dev/null | head -c 5; echo; echo ran > /work/ran";
+  for (const char* weaker : {"permissive", "standard", "roomy"}) {
+    std::string err = error_of({{"command", read_shadow}, {"profile", weaker}});
+    EXPECT_NE(err.find("profile '" + std::string(weaker) + "' is not allowed"), std::string::npos) << err;
+    EXPECT_NE(err.find("'restrictive'"), std::string::npos) << err;
+    EXPECT_NE(err.find("ceiling"), std::string::npos) << err;
+    EXPECT_NE(err.find("allowed_profiles"), std::string::npos) << err;
+    EXPECT_NE(err.find("SANDBOX_DEFAULT_PROFILE"), std::string::npos) << err;
+  }
+  // The ceiling itself, no profile (the ceiling applies), a stricter one, and one the config allows.
+  EXPECT_EQ(bash("restrictive", "echo ok")["profile"], "restrictive");
+  EXPECT_EQ(client->call("remote_bash", {{"command", "echo ok"}})["profile"], "restrictive");
+  EXPECT_EQ(bash("tight", "echo ok")["profile"], "tight");
+  EXPECT_EQ(bash("ci", "echo ok")["profile"], "ci");
+  // A ceiling of standard: restrictive is stricter, permissive is not.
+  client.reset();
+  std::ofstream(config) << "{}";
+  start_server({{"SANDBOX_DEFAULT_PROFILE", "standard"}});
+  EXPECT_EQ(bash("restrictive", "echo ok")["profile"], "restrictive");
+  EXPECT_NE(error_of({{"command", read_shadow}, {"profile", "permissive"}}).find("'standard'"), std::string::npos);
+  // A bad name in allowed_profiles stops the server at start.
+  std::ofstream(config) << R"({"allowed_profiles": ["nope"]})";
+  exec::ProcessResult run;
+  {
+    testing::ScopedEnv e({{"SANDBOX_MCP_CONFIG", config}});
+    run = exec::run_process({server_binary(), "serve", "--state-dir", state}, 30s);
+  }
+  EXPECT_NE(run.status, 0);
+  EXPECT_NE(run.err.find("allowed_profiles: no profile named 'nope'"), std::string::npos) << run.err;
+}
+
+// Issue 21: no cwd makes the host's /proc, secrets or our own sockets reachable. Each refusal is an
+// error saying why, and nothing runs.
+TEST_F(ProfilesTest, NoCwdShowsTheHostsProcSecretsOrOurSockets) {
+  const std::string home = dir + "/home";
+  fs::create_directories(home + "/.ssh");
+  std::ofstream(home + "/.ssh/id_test") << "PRIVATE KEY\n";
+  fs::create_directories(home + "/proj");
+  std::ofstream(home + "/proj/file.txt") << "project\n";
+  fs::create_directories(dir + "/links");
+  fs::create_directory_symlink("/", dir + "/links/root");
+  fs::create_directory_symlink("/proc/1/root", dir + "/links/pid1root");
+  fs::create_directory_symlink(home + "/.ssh", dir + "/links/keys");
+  // A helper's socket, where the SSH helper keeps it; it runs commands unconfined.
+  const std::string run_dir = home + "/.local/state/sandbox-mcp/run";
+  fs::create_directories(run_dir);
+  int sock = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string sock_path = run_dir + "/h.sock";
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock_path.c_str());
+  ASSERT_EQ(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(sock, 4), 0);
+  start_server({{"HOME", home}});
+  const std::string probe = "ls /proc | grep -c '^[0-9]' ; cat */id_test .ssh/id_test 2>/dev/null; "
+                            "find . -maxdepth 6 -type s 2>/dev/null | head -3; echo ran";
+  const std::vector<std::string> refused = {"/",
+                                            "/proc",
+                                            "/proc/self",
+                                            "/etc",
+                                            "/usr/lib",
+                                            "/tmp",
+                                            dir + "/links/root",
+                                            home,
+                                            home + "/.ssh",
+                                            dir + "/links/keys",
+                                            home + "/.local",
+                                            home + "/.local/state",
+                                            run_dir,
+                                            state,
+                                            dir};
+  for (const auto& cwd : refused) {
+    std::string err = error_of({{"command", probe}, {"profile", "restrictive"}, {"cwd", cwd}});
+    EXPECT_NE(err.find("refused cwd"), std::string::npos) << cwd << ": " << err;
+    EXPECT_EQ(err.find("PRIVATE KEY"), std::string::npos) << err;
+    EXPECT_EQ(err.find("ran"), std::string::npos) << err;
+  }
+  // A link to pid 1's root is refused, or cannot even be entered.
+  std::string err = error_of({{"command", probe}, {"profile", "restrictive"}, {"cwd", dir + "/links/pid1root"}});
+  EXPECT_TRUE(err.find("refused cwd /") != std::string::npos || err.find("does not exist") != std::string::npos) << err;
+  // A project directory works: read-only, the sandbox's own /proc (a handful of processes), and
+  // /proc, /dev and /tmp are the sandbox's.
+  json ok = bash("restrictive",
+                 "pwd; cat file.txt; ls /proc | grep -c '^[0-9]'; touch x 2>/dev/null || echo read-only; "
+                 "ls -A /tmp",
+                 {{"cwd", home + "/proj"}});
+  std::istringstream lines(ok["stdout"].get<std::string>());
+  std::string pwd, content, pids, ro, tmp;
+  std::getline(lines, pwd);
+  std::getline(lines, content);
+  std::getline(lines, pids);
+  std::getline(lines, ro);
+  std::getline(lines, tmp);
+  EXPECT_EQ(pwd, home + "/proj") << ok.dump();
+  EXPECT_EQ(content, "project") << ok.dump();
+  EXPECT_LT(std::stoi(pids.empty() ? "99" : pids), 10) << ok.dump();
+  EXPECT_EQ(ro, "read-only") << ok.dump();
+  EXPECT_EQ(tmp, fs::path(dir).filename().string()) << "only the way to the cwd: " << ok.dump();
+  ::close(sock);
+}
+
+// Issue 21: a call's env values are never on a command line (`ps`), and still reach the command.
+TEST_F(ProfilesTest, EnvValuesAreOnNoCommandLineAndStillReachTheCommand) {
+  start_server();
+  const std::string secret = "v-123-" + std::to_string(::getpid());
+  for (const char* profile : {"restrictive", "standard"}) {
+    json job = bash(
+        profile, "sleep 3; printf '%s|%s|%s\\n' \"$SECRET\" \"$ODD\" \"${SMCP_PROFILE_ENV-unset}\"",
+        {{"run_in_background", true}, {"env", {{"SECRET", secret}, {"ODD", "a b\n$(x) `y` \\c %s ' \" \xc3\xa9"}}}});
+    std::vector<std::string> seen;
+    for (int i = 0; i < 20; ++i) {
+      for (const auto& e : fs::directory_iterator("/proc")) {
+        std::ifstream f(e.path() / "cmdline");
+        std::string cmdline((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        if (cmdline.find(secret) != std::string::npos) {
+          seen.push_back(cmdline.substr(0, 200));
+        }
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_TRUE(seen.empty()) << profile << ": " << (seen.empty() ? "" : seen.front());
+    json out = client->call("remote_bash_output", {{"bash_id", job["bash_id"]}, {"wait_ms", 20000}, {"until", "\\|"}});
+    EXPECT_EQ(out["output"], secret + "|a b\n$(x) `y` \\c %s ' \" \xc3\xa9|unset\n") << profile << out.dump();
+  }
+  // LD_PRELOAD reaches the command only: one loader complaint (bash's), none from sh, prlimit or bwrap.
+  json r = bash("standard", "true", {{"env", {{"LD_PRELOAD", "/nonexistent/preload.so"}}}});
+  const std::string err = r["stderr"];
+  std::size_t count = 0;
+  for (std::size_t at = err.find("preload.so"); at != std::string::npos; at = err.find("preload.so", at + 1)) {
+    ++count;
+  }
+  EXPECT_EQ(count, 1u) << err;
+  // A name a profile cannot take is refused before anything runs.
+  EXPECT_NE(error_of({{"command", "true"}, {"profile", "standard"}, {"env", {{"A-B", "x"}}}}).find("A-B"),
+            std::string::npos);
+}
+
+// Issue 21: per-execution work directories are deleted when their command ends (foreground,
+// timed out, background), and those a killed launcher left are swept, never a live one, and
+// nothing through a link.
+TEST_F(ProfilesTest, WorkDirectoriesAreDeletedAndStaleOnesSwept) {
+  const std::string work = dir + "/work";
+  fs::create_directories(work);
+  fs::permissions(work, fs::perms::owner_all);
+  // What a SIGKILLed launcher leaves (old, one unreadable inside), one a live launcher holds, a
+  // link to a directory that must survive.
+  fs::create_directories(work + "/exec-stale/locked");
+  std::ofstream(work + "/exec-stale/locked/f") << "x";
+  fs::permissions(work + "/exec-stale/locked", fs::perms::none);
+  fs::create_directories(work + "/exec-live");
+  fs::create_directories(dir + "/victim");
+  std::ofstream(dir + "/victim/keep") << "x";
+  fs::create_directory_symlink(dir + "/victim", work + "/exec-link");
+  const auto old = fs::file_time_type::clock::now() - std::chrono::minutes(10);
+  fs::last_write_time(work + "/exec-stale", old);
+  fs::last_write_time(work + "/exec-live", old);
+  int live = ::open((work + "/exec-live").c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(live, 0);
+  ASSERT_EQ(::flock(live, LOCK_EX | LOCK_NB), 0);
+  start_server();
+  json r = bash("standard", "echo data > /work/out; cat /work/out");
+  EXPECT_EQ(r["stdout"], "data\n");
+  EXPECT_FALSE(fs::exists(r["work_dir"].get<std::string>())) << r.dump();
+  EXPECT_FALSE(fs::exists(work + "/exec-stale"));
+  EXPECT_TRUE(fs::exists(work + "/exec-live"));
+  EXPECT_TRUE(fs::exists(dir + "/victim/keep"));
+  ::close(live);
+  json t = bash("standard", "touch /work/x; sleep 30", {{"timeout", 1000}});
+  EXPECT_TRUE(t["timed_out"].get<bool>()) << t.dump();
+  EXPECT_EQ(t["stderr"], "") << t.dump();
+  EXPECT_FALSE(fs::exists(t["work_dir"].get<std::string>())) << t.dump();
+  json job = bash("standard", "echo start > /work/f; sleep 1; cat /work/f; echo done", {{"run_in_background", true}});
+  json out = client->call("remote_bash_output", {{"bash_id", job["bash_id"]}, {"wait_ms", 20000}, {"until", "done"}});
+  std::string text = out["output"];
+  for (int i = 0; i < 50 && out["status"] == "running"; ++i) {
+    std::this_thread::sleep_for(100ms);
+    out = client->call("remote_bash_output", {{"bash_id", job["bash_id"]}});
+    text += out["output"].get<std::string>();
+  }
+  EXPECT_EQ(out["status"], "exited") << out.dump();
+  EXPECT_FALSE(fs::exists(job["work_dir"].get<std::string>()));
+  EXPECT_EQ(text, "start\ndone\n") << "the job's output does not depend on its work directory";
+}
+
+// Issue 21: inside a podman sandbox, profiles work without `--security-opt unmask=/proc/*`: the
+// container's /proc read-only (no new one can be mounted there), its other processes' entries out
+// of reach, /proc/sys still read-only. Skipped when podman or the sandbox image is missing.
+TEST_F(ProfilesTest, ProfilesRunInsideAPodmanSandboxWithoutUnmaskingProc) {
+  if (exec::run_process({"podman", "image", "exists", "localhost/sandbox-mcp:latest"}, 60s).status != 0) {
+    GTEST_SKIP() << "no podman or no sandbox image (sandbox-mcp image build makes it)";
+  }
+  const std::string repo = testing::make_git_repo(dir + "/repo");
+  {
+    testing::ScopedEnv e({{"SANDBOX_MCP_CONFIG", config}, {"SANDBOX_WORK_DIR", "/tmp/sandbox-mcp-work"}});
+    client = std::make_unique<StdioClient>(
+        server_binary(),
+        std::vector<std::string>{"--repo_base", repo, "serve", "--state-dir", state, "--log-level", "warn"});
+  }
+  client->call("sandbox_new", {{"name", "pfc"}});
+  json r = client->call("remote_bash", {{"sandbox", "pfc"},
+                                        {"profile", "restrictive"},
+                                        {"env", {{"SECRET", "v-inside"}}},
+                                        {"command", "pwd; echo $SECRET; cat /proc/1/environ >/dev/null 2>&1 || echo "
+                                                    "no-environ; ls /proc/1/root/ >/dev/null 2>&1 || echo no-root; "
+                                                    "echo x 2>/dev/null > /proc/sys/kernel/core_pattern || echo "
+                                                    "ro-sys; ls /workspace 2>&1 | head -1; python3 -c 'x = "
+                                                    "bytearray(900 * 1024 * 1024)' 2>&1 | tail -1"}});
+  EXPECT_EQ(r["stdout"], "/work\nv-inside\nno-environ\nno-root\nro-sys\nls: cannot access '/workspace': No such "
+                         "file or directory\nMemoryError\n")
+      << r.dump();
+  std::string err = error_of({{"sandbox", "pfc"}, {"profile", "restrictive"}, {"command", "true"}, {"cwd", "/"}});
+  EXPECT_NE(err.find("refused cwd /"), std::string::npos) << err;
+  client->call("sandbox_rm", {{"name", "pfc"}});
 }
 
 } // namespace
