@@ -1,5 +1,6 @@
 #include "sandbox/slurm/slurm.h"
 
+#include "sandbox/container/runtime.h"
 #include "sandbox/exec/quote.h"
 #include "sandbox/host_commands.h"
 #include "sandbox/registry.h"
@@ -19,11 +20,30 @@ std::vector<std::string> missing_tools_argv(const std::vector<std::string>& tool
   return a;
 }
 
+namespace {
+
+// The original's search order, doing `act` with the first found ($w). Only absolute PATH entries:
+// an empty or relative one is the current directory, and a batch job's could be anyone's.
+std::string search_script(const std::string& act, const std::string& otherwise) {
+  return "r=$1; shift; for w in \"$r/podman-srun\" \"$r/sandbox/podman-srun\"; do "
+         "[ -n \"$r\" ] && [ -f \"$w\" ] && [ -x \"$w\" ] && " +
+         act +
+         "; done; set -f; IFS=:; for d in $PATH; do w=$d/podman-srun; "
+         "case $d in /*) [ -f \"$w\" ] && [ -x \"$w\" ] && " +
+         act + ";; esac; done; " + otherwise;
+}
+
+} // namespace
+
 std::vector<std::string> find_wrapper_argv(const std::string& repo) {
-  return {"sh", "-c",
-          "for f in \"$1/podman-srun\" \"$1/sandbox/podman-srun\"; do [ -x \"$f\" ] && { echo \"$f\"; exit 0; }; done; "
-          "command -v podman-srun || true",
-          "sh", repo};
+  return {"sh", "-c", search_script("{ echo \"$w\"; exit 0; }", "exit 0"), "sh", repo};
+}
+
+std::vector<std::string> wrapper_argv(const std::string& repo) {
+  return {"/bin/sh", "-c",
+          search_script("exec \"$w\" \"$@\"",
+                        "echo \"podman-srun not found in $r, $r/sandbox or PATH on $(hostname)\" >&2; exit 127"),
+          "podman-srun", repo};
 }
 
 std::string wrapper_not_found(const std::string& repo, const std::string& host) {
@@ -32,14 +52,20 @@ std::string wrapper_not_found(const std::string& repo, const std::string& host) 
          "); copy sandbox/podman-srun from sandbox-mcp there or into PATH (see docs/slurm.md)";
 }
 
+std::string slurm_marker(const std::string& repo, const std::string& row_uid) {
+  const std::string name = container_name(repo, "x"); // smcp-HASH-x
+  return "sandbox-mcp repo=" + name.substr(5, name.size() - 7) + " row=" + row_uid;
+}
+
 std::vector<std::string> sbatch_argv(const SlurmOptions& o, const std::string& job_name, const std::string& work_dir,
-                                     const std::string& output, const std::string& wrapper,
+                                     const std::string& output, const std::string& repo, const std::string& marker,
                                      const std::vector<std::string>& podman_run, bool export_github_token) {
   std::vector<std::string> a = {"sbatch",
                                 "--parsable",
                                 "--job-name=" + job_name,
                                 "--chdir=" + work_dir,
                                 "--output=" + output,
+                                "--comment=" + marker,
                                 export_github_token ? "--export=PATH,GITHUB_TOKEN,PODMAN_SRUN_GPU_DEV_DIR"
                                                     : "--export=PATH,PODMAN_SRUN_GPU_DEV_DIR"};
   if (!o.partition.empty()) {
@@ -58,7 +84,10 @@ std::vector<std::string> sbatch_argv(const SlurmOptions& o, const std::string& j
     a.push_back("--gres=" + o.gres);
   }
   a.insert(a.end(), o.sbatch_args.begin(), o.sbatch_args.end());
-  std::string wrap = "exec " + exec::sh_quote(wrapper);
+  std::string wrap = "exec";
+  for (const auto& word : wrapper_argv(repo)) {
+    wrap += " " + exec::sh_quote(word);
+  }
   for (const auto& word : podman_run) {
     wrap += " " + exec::sh_quote(word);
   }
@@ -66,18 +95,47 @@ std::vector<std::string> sbatch_argv(const SlurmOptions& o, const std::string& j
   return a;
 }
 
-std::vector<std::string> srun_podman_argv(const std::string& job, const std::string& wrapper,
+std::vector<std::string> srun_podman_argv(const std::string& job, const std::string& repo,
                                           const std::vector<std::string>& podman_args, bool pty) {
   std::vector<std::string> a = {"srun", "--jobid=" + job, "--overlap", "--quiet"};
-  if (pty) {
-    a.push_back("--pty");
-  } else {
-    a.push_back("--export=PATH");
+  // --pty for a human; else --unbuffered: slurmstepd otherwise holds output back until a newline,
+  // and binary protocols over the step (git's upload-pack) would wait for each other forever.
+  a.push_back(pty ? "--pty" : "--unbuffered");
+  // Never srun's default (ALL): the caller's whole environment would reach the step.
+  a.push_back(pty ? "--export=PATH,TERM" : "--export=PATH");
+  for (auto& word : wrapper_argv(repo)) {
+    a.push_back(std::move(word));
   }
-  a.push_back(wrapper);
   a.push_back("podman");
   a.insert(a.end(), podman_args.begin(), podman_args.end());
   return a;
+}
+
+std::vector<std::string> marked_jobs_argv(const std::string& job_name) {
+  return {"squeue", "-h", "--me", "-n", job_name, "-o", "%i|%k"};
+}
+
+std::vector<std::string> marked_jobs(const std::string& squeue_out, const std::string& marker) {
+  std::vector<std::string> ids;
+  for (const std::string& line : lines_of(squeue_out)) {
+    const auto bar = line.find('|');
+    if (bar == std::string::npos) {
+      continue;
+    }
+    const std::string id = line.substr(0, bar);
+    if (line.substr(bar + 1) == marker && !id.empty() && id.find_first_not_of("0123456789_") == std::string::npos) {
+      ids.push_back(id);
+    }
+  }
+  return ids;
+}
+
+std::vector<std::string> remove_regular_file_argv(const std::string& path) {
+  return {
+      "sh", "-c",
+      "d=$(dirname -- \"$1\"); [ -L \"$d\" ] && exit 3; "
+      "if [ -L \"$1\" ]; then exit 3; elif [ -f \"$1\" ]; then rm -f -- \"$1\"; elif [ -e \"$1\" ]; then exit 3; fi",
+      "sh", path};
 }
 
 SlurmJobState parse_squeue(const std::string& out) {

@@ -47,19 +47,44 @@ std::vector<std::string> required_slurm_tools();
 std::vector<std::string> missing_tools_argv(const std::vector<std::string>& tools);
 
 // Where the original looked for its wrapper, in order: REPO/podman-srun, REPO/sandbox/podman-srun,
-// then PATH. A fixed program printing the first found (absolute), or nothing.
+// then PATH. A fixed program printing the first found (absolute), or nothing: `new`'s check on the
+// submitting host.
 std::vector<std::string> find_wrapper_argv(const std::string& repo);
 std::string wrapper_not_found(const std::string& repo, const std::string& host);
 
-// `sbatch --parsable ... --wrap "exec WRAPPER podman run ..."`: each word of the podman command
-// line is quoted for the job's shell. Only PATH and (when set) GITHUB_TOKEN are exported to the job.
+// The wrapper as an argv prefix: a fixed `/bin/sh -c` that searches it in that order where it runs
+// (on the node, each time) and execs it with the words that follow. A path read from a registry
+// row is never run: a replaced registry could name any program. `repo`: the sandbox's repository
+// (never its worktree, which the sandbox writes); empty: PATH only.
+std::vector<std::string> wrapper_argv(const std::string& repo);
+
+// What ties a job to the sandbox row that submitted it: sbatch --comment, checked before rm cancels
+// a job `new` submitted but did not record (it died between sbatch and the row's update).
+// "sandbox-mcp repo=HASH row=UID": the repository's hash (as in container names) and the row's id.
+std::string slurm_marker(const std::string& repo, const std::string& row_uid);
+
+// `sbatch --parsable ... --comment=MARKER --wrap "exec WRAPPER podman run ..."`: each word of the
+// podman command line is quoted for the job's shell, the wrapper found by wrapper_argv(repo). Only
+// PATH, PODMAN_SRUN_GPU_DEV_DIR and (when asked) GITHUB_TOKEN are exported to the job.
 std::vector<std::string> sbatch_argv(const SlurmOptions& o, const std::string& job_name, const std::string& work_dir,
-                                     const std::string& output, const std::string& wrapper,
+                                     const std::string& output, const std::string& repo, const std::string& marker,
                                      const std::vector<std::string>& podman_run, bool export_github_token);
 
-// `srun --jobid=J --overlap --quiet --export=PATH WRAPPER podman ARGS...` (with --pty for a human).
-std::vector<std::string> srun_podman_argv(const std::string& job, const std::string& wrapper,
+// `srun --jobid=J --overlap --quiet --unbuffered --export=PATH WRAPPER podman ARGS...` (--pty and
+// --export=PATH,TERM for a human), the wrapper found by wrapper_argv(repo) on the node. The step
+// never gets the caller's environment (API keys and the like) beyond those names.
+std::vector<std::string> srun_podman_argv(const std::string& job, const std::string& repo,
                                           const std::vector<std::string>& podman_args, bool pty = false);
+
+// This user's queued or running jobs named `job_name`, as "ID|COMMENT" lines; marked_jobs() keeps
+// the ids of those whose comment is exactly `marker`.
+std::vector<std::string> marked_jobs_argv(const std::string& job_name);
+std::vector<std::string> marked_jobs(const std::string& squeue_out, const std::string& marker);
+
+// Removes `path` when it is a regular file (never what a link points to, never through a linked
+// directory): status 0 removed or absent, 3 left alone (not a regular file, or its directory is a
+// link).
+std::vector<std::string> remove_regular_file_argv(const std::string& path);
 
 // squeue, then sacct, then scontrol for a job that left the queue. Throws exec::HostError when
 // the host cannot be reached.

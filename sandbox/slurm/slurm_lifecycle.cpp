@@ -1,6 +1,7 @@
 // SandboxManager's Slurm steps: the checks the original made (its error messages word for word),
-// submitting the container as a batch job, waiting (bounded) until it runs, and removing it: scancel,
-// then making sure no container is left on the node (scancel alone leaves podman's running).
+// submitting the container as a batch job, waiting (bounded) until it runs, and removing it: scancel
+// (of the recorded job, or of the one a dead `new` submitted, found by its marker), then making sure
+// no container is left on the node (scancel alone leaves podman's running), and the job's output.
 #include "sandbox/host_commands.h"
 #include "sandbox/manager.h"
 
@@ -13,6 +14,28 @@ namespace {
 
 using Kind = SandboxError::Kind;
 constexpr auto k_quick = k_quick_step;
+
+// The container's main process: tmux, then (with podman-srun's liveness pipe on fd 3) read it until
+// EOF, which comes when the job's processes are gone however they died, even by SIGKILL: the
+// container then ends with its job. Without the pipe (an older wrapper), sleep.
+std::vector<std::string> job_command() {
+  return {"sh", "-c",
+          std::string("tmux new-session -d -s ") + k_tmux_session + " -c " + k_workspace +
+              " -x 200 -y 50; if [ -p /dev/fd/3 ]; then exec cat <&3 >/dev/null 2>&1; fi; exec sleep infinity"};
+}
+
+// sbatch's --output: beside the sandboxes' directories, in the directory only the manager writes.
+std::string output_of(const SandboxRow& row, const std::string& worktrees_dir) {
+  return row.repo_base + "/" + worktrees_dir + "/." + row.name + ".slurm.out";
+}
+
+// The job's output goes with the sandbox; only a regular file (never a link's target).
+void remove_output(exec::RemoteExecutor& x, const std::string& output, std::vector<std::string>* notes) {
+  CommandOutcome o = run_argv(x, remove_regular_file_argv(output), k_quick);
+  if (!o.ok() && notes) {
+    notes->push_back("left " + output + (o.status == 3 ? ": not a regular file" : ": " + o.message()));
+  }
+}
 
 } // namespace
 
@@ -34,7 +57,8 @@ std::vector<std::string> SandboxManager::podman_for(const SandboxRow& row,
   if (row.slurm_job_id.empty() || runtime_argv.empty()) {
     return runtime_argv;
   }
-  return srun_podman_argv(row.slurm_job_id, row.wrapper, {runtime_argv.begin() + 1, runtime_argv.end()});
+  // The wrapper is found again on the node each time: never row.wrapper, a path a registry says.
+  return srun_podman_argv(row.slurm_job_id, row.repo_base, {runtime_argv.begin() + 1, runtime_argv.end()});
 }
 
 // Long because it is the submission's steps in order: sbatch, the bounded wait, the container.
@@ -50,9 +74,7 @@ SlurmJobState SandboxManager::submit(SandboxRow& row, const NewRequest& request,
   // The original's secrets rule: only GITHUB_TOKEN reaches the container, whatever the allowlist.
   spec.env_names = {"GITHUB_TOKEN"};
   spec.detach = false; // the job lives as long as its container
-  spec.command = {"sh", "-c",
-                  std::string("tmux new-session -d -s ") + k_tmux_session + " -c " + k_workspace +
-                      " -x 200 -y 50; exec sleep infinity"};
+  spec.command = job_command();
   SlurmOptions so = m_options.slurm;
   if (!request.partition.empty()) {
     so.partition = request.partition;
@@ -73,12 +95,16 @@ SlurmJobState SandboxManager::submit(SandboxRow& row, const NewRequest& request,
   opts.cpus.clear(); // Slurm allocates the resources; the container uses what the job has
   opts.memory.clear();
   opts.run_args.erase(opts.run_args.begin(), opts.run_args.end());
-  const std::string output = row.repo_base + "/" + m_options.worktrees_dir + "/." + row.name + ".slurm.out";
+  const std::string output = output_of(row, m_options.worktrees_dir);
   say("sandbox " + row.name + ": submitting to Slurm");
-  CommandOutcome sb = run_argv(x,
-                               sbatch_argv(so, "sandbox-" + row.name, row.work_dir, output, row.wrapper,
-                                           container_run_argv(Runtime::podman, opts, spec), true),
-                               k_quick);
+  // The job's directory is the repository's, never the sandbox's own files. Its marker lets rm
+  // find it should this process die before the row records the job.
+  CommandOutcome sb =
+      run_argv(x,
+               sbatch_argv(so, "sandbox-" + row.name, row.repo_base, output, row.repo_base,
+                           slurm_marker(row.repo_base, row.uid), container_run_argv(Runtime::podman, opts, spec), true),
+               k_quick);
+  undo.push_back([&x, output] { remove_output(x, output, nullptr); });
   const std::string job = trim(sb.out).substr(0, trim(sb.out).find(';'));
   if (!sb.ok() || job.empty() || job.find_first_not_of("0123456789") != std::string::npos) {
     throw SandboxError(Kind::failed, "sbatch failed on " + row.host + ": " + sb.message());
@@ -134,8 +160,11 @@ SlurmJobState SandboxManager::submit(SandboxRow& row, const NewRequest& request,
   return st;
 }
 
-void SandboxManager::remove_slurm(const SandboxRow& row, exec::RemoteExecutor& x, RemoveResult& result) {
-  const std::string& job = row.slurm_job_id;
+namespace {
+
+// scancel, the bounded wait until the job left the queue, then a look on its node for the container.
+void end_job(exec::RemoteExecutor& x, const SandboxRow& row, const std::string& job, const std::string& container,
+             RemoveResult& result) {
   SlurmJobState before = slurm_job_state(x, job);
   if (!before.terminal()) { // running, pending, requeued, held, suspended...: all must end
     CommandOutcome c = run_argv(x, {"scancel", job}, k_quick);
@@ -163,16 +192,47 @@ void SandboxManager::remove_slurm(const SandboxRow& row, exec::RemoteExecutor& x
   // scancel alone leaves podman's container running: the wrapper removes it when the job ends;
   // make sure, on the node, with a one-task job of its own.
   const std::string node = before.node.empty() ? st.node : before.node;
-  if (!node.empty() && !row.wrapper.empty()) {
-    CommandOutcome rm =
-        run_argv(x,
-                 {"srun", "--quiet", "--export=PATH", "-N1", "-n1", "--immediate=30", "-w", node,
-                  "--job-name=sandbox-rm-" + row.name, row.wrapper, "podman", "rm", "-f", "-t", "0", row.container_id},
-                 k_quick);
-    result.notes.push_back(rm.ok() ? "no container left on " + node
-                                   : "could not check " + node + " for container " + row.container_id + ": " +
-                                         rm.message());
+  if (!node.empty() && !container.empty()) {
+    std::vector<std::string> rm = {"srun", "--quiet", "--export=PATH",
+                                   "-N1",  "-n1",     "--immediate=30",
+                                   "-w",   node,      "--job-name=sandbox-rm-" + row.name};
+    for (auto& word : wrapper_argv(row.repo_base)) {
+      rm.push_back(std::move(word));
+    }
+    rm.insert(rm.end(), {"podman", "rm", "-f", "-t", "0", container});
+    CommandOutcome o = run_argv(x, rm, k_quick);
+    result.notes.push_back(o.ok() ? "no container left on " + node
+                                  : "could not check " + node + " for container " + container + ": " + o.message());
   }
+}
+
+} // namespace
+
+void SandboxManager::remove_slurm(const SandboxRow& row, exec::RemoteExecutor& x, RemoveResult& result) {
+  std::vector<std::string> jobs;
+  if (!row.slurm_job_id.empty()) {
+    jobs.push_back(row.slurm_job_id);
+  } else {
+    // `new` died between sbatch and recording the job: this user's queued or running jobs by the
+    // sandbox's job name that carry this row's marker. A job without it is never touched.
+    CommandOutcome q = run_argv(x, marked_jobs_argv("sandbox-" + row.name), k_quick);
+    if (!q.ok()) {
+      throw SandboxError(Kind::failed, "cannot read Slurm's queue on " + row.host + " to look for a job of sandbox '" +
+                                           row.name + "': " + q.message() + " (the sandbox is kept; try again)");
+    }
+    jobs = marked_jobs(q.out, slurm_marker(row.repo_base, row.uid));
+    for (const auto& job : jobs) {
+      result.notes.push_back("Slurm job " + job + " was submitted for this sandbox but never recorded (its `new` " +
+                             "stopped half-way): cancelling it");
+    }
+  }
+  const std::string container = !row.container_id.empty() ? row.container_id
+                                : row.repo_base.empty()   ? std::string()
+                                                          : container_name(row.repo_base, row.name);
+  for (const auto& job : jobs) {
+    end_job(x, row, job, container, result);
+  }
+  remove_output(x, output_of(row, m_options.worktrees_dir), &result.notes);
 }
 
 } // namespace smcp::sandbox
