@@ -298,7 +298,8 @@ std::vector<SandboxInfo> SandboxManager::list(bool with_work) {
         auto x = executor_of(row.host);
         std::string why;
         std::vector<std::string> in = inside(row, *x, false, why);
-        info.work = in.empty() ? WorkStatus{} : inspect(row, *x, in, false);
+        // A hostile sandbox can make its git slow: ls waits for it only so long.
+        info.work = in.empty() ? WorkStatus{} : inspect(row, *x, in, false, std::chrono::seconds(10));
         if (in.empty()) {
           info.work.why_unknown = why;
         }

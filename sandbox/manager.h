@@ -164,7 +164,8 @@ private:
   // argv prefix running a program inside the sandbox (starting a stopped container, or a one-off
   // container over its files when its own is gone); empty, with `why`, when there is none.
   std::vector<std::string> inside(const SandboxRow& row, exec::RemoteExecutor& x, bool may_start, std::string& why);
-  WorkStatus inspect(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in, bool fetched);
+  WorkStatus inspect(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in, bool fetched,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(60));
   std::string fetch_work(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in);
   void forget_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& prefix);
   std::string worktrees_dir_of(const SandboxRow& row) const;

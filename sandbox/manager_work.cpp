@@ -132,17 +132,30 @@ std::vector<std::string> SandboxManager::inside(const SandboxRow& row, exec::Rem
     a.push_back(w);
   }
   a.insert(a.end(), m_options.container.run_args.begin(), m_options.container.run_args.end());
-  a.push_back(row.image.empty() ? m_options.container.image : row.image);
+  std::string image = row.image;
+  try {
+    check_image(image);
+  } catch (const SandboxError&) {
+    image = m_options.container.image; // never an option word from a row
+  }
+  a.push_back(image);
   return a;
 }
 
 WorkStatus SandboxManager::inspect(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in,
-                                   bool fetched) {
+                                   bool fetched, std::chrono::milliseconds timeout) {
   std::vector<std::string> argv = in;
   for (auto& w : inspect_argv()) {
     argv.push_back(w);
   }
-  CommandOutcome o = run_argv(x, argv, k_quick);
+  CommandOutcome o;
+  try {
+    o = run_argv(x, argv, timeout);
+  } catch (const exec::HostError& e) {
+    WorkStatus w; // git inside hung (an fsmonitor that sleeps, say): the agent's own doing
+    w.why_unknown = std::string("git in the sandbox did not answer: ") + e.what();
+    return w;
+  }
   WorkStatus w = o.ok() ? parse_inspect(o.out) : WorkStatus{};
   if (!o.ok()) {
     w.why_unknown = "git in the sandbox failed: " + o.message();

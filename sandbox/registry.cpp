@@ -7,7 +7,9 @@
 
 #include <cctype>
 #include <fstream>
+#include <chrono>
 #include <mutex>
+#include <thread>
 #include <set>
 #include <string_view>
 
@@ -179,7 +181,18 @@ public:
     try {
       // WAL needs shared memory that network filesystems do not give (NFS, Lustre, GPFS: the Slurm
       // layout): there the classic rollback journal, whose locks work over NFS.
-      exec(std::string("PRAGMA journal_mode=") + journal_mode_for(m_path));
+      // Two `new` at once on a fresh registry: the journal change needs a lock SQLite does not wait for.
+      for (int attempt = 0;; ++attempt) {
+        const std::string pragma = std::string("PRAGMA journal_mode=") + journal_mode_for(m_path);
+        const int rc = sqlite3_exec(m_db, pragma.c_str(), nullptr, nullptr, nullptr);
+        if (rc == SQLITE_OK) {
+          break;
+        }
+        if ((rc & 0xff) != SQLITE_BUSY || attempt >= 100) {
+          exec(pragma); // throws, naming the file
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
       exec(k_schema);
       std::set<std::string> have;
       Statement info(m_db, m_path, "PRAGMA table_info(sandboxes)");

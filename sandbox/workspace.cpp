@@ -158,7 +158,7 @@ std::vector<std::string> inspect_argv() {
             "exit 0; }; "
             "printf 'HEAD %s\\n' \"$(git rev-parse -q --verify HEAD 2>/dev/null)\"; "
             "printf 'ON %s\\n' \"$(git symbolic-ref -q HEAD 2>/dev/null)\"; "
-            "git for-each-ref '--format=REF %(objectname) %(refname)' refs/heads; "
+            "git for-each-ref --count=1000 '--format=REF %(objectname) %(refname)' refs/heads; "
             "printf 'STATUS\\n'; git status --porcelain=v1 -z --untracked-files=all 2>/dev/null | head -c 4000000",
             {});
 }

@@ -4,7 +4,9 @@
 #include <sqlite3.h>
 
 #include <cerrno>
+#include <chrono>
 #include <mutex>
+#include <thread>
 #include <stdexcept>
 
 namespace smcp::state {
@@ -273,7 +275,9 @@ private:
     if (exclusive) {
       exec("PRAGMA locking_mode=EXCLUSIVE");
     }
-    exec("PRAGMA journal_mode=WAL");
+    // Two processes opening a new database at once (two `sandbox-mcp new` in a fresh state
+    // directory): the journal change needs a lock SQLite does not wait for. Wait for it here.
+    exec_when_free("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=NORMAL");
     exec("PRAGMA foreign_keys=ON");
     Statement v(m_db, "PRAGMA user_version");
@@ -286,7 +290,7 @@ private:
     if (version == k_schema_version) {
       return; // up to date: nothing to write (a full disk must not keep the server from starting)
     }
-    exec("BEGIN");
+    exec_when_free("BEGIN IMMEDIATE");
     exec(k_schema);
     exec("PRAGMA user_version = " + std::to_string(k_schema_version));
     exec("COMMIT");
@@ -318,6 +322,21 @@ private:
       return std::nullopt;
     }
     return std::move(rows.front());
+  }
+
+  void exec_when_free(const std::string& sql) {
+    for (int attempt = 0;; ++attempt) {
+      char* err = nullptr;
+      int rc = sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, &err);
+      sqlite3_free(err);
+      if (rc == SQLITE_OK) {
+        return;
+      }
+      if ((rc & 0xff) != SQLITE_BUSY || attempt >= 100) {
+        fail(m_db, rc, "'" + sql.substr(0, 40) + "'");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   }
 
   void exec(const std::string& sql) {
