@@ -15,6 +15,8 @@ ProfileRunner::ProfileRunner(sandbox::ProfileSettings settings) : m_settings(std
 
 namespace {
 
+constexpr std::size_t k_max_encoded_env = 120 * 1024;
+
 std::string names(const std::map<std::string, sandbox::Profile>& profiles) {
   std::string known;
   for (const auto& [n, p] : profiles) {
@@ -133,6 +135,11 @@ std::string ProfileRunner::apply(const sandbox::Profile& profile, exec::CommandS
     encoded = sandbox::encode_env(spec.env);
   } catch (const std::invalid_argument& e) {
     throw mcp::InvalidArgument("env", e.what());
+  }
+  if (encoded.size() > k_max_encoded_env) { // one variable of the launcher's: the kernel takes 128 KiB
+    throw mcp::InvalidArgument("env", "the environment is too large for a profiled command (" +
+                                          std::to_string(encoded.size()) + " bytes once encoded, at most " +
+                                          std::to_string(k_max_encoded_env) + ")");
   }
   static std::atomic<unsigned> counter{0};
   std::random_device rd;

@@ -30,6 +30,7 @@ inline constexpr const char* k_launcher_program = R"sh(umask 077
 r=$1 w=$2 m=$3
 shift 3
 fail() { printf 'sandbox-mcp: %s\n' "$1" >&2; exit 125; }
+no() { fail "refused cwd $x: $c $1"; }
 inside() {
   a=$c
   while :; do
@@ -47,33 +48,24 @@ holds() {
   done
 }
 secret() {
-  [ -n "$c" ] && [ -n "$1" ] || return 0
+  [ -n "$1" ] || return 0
   t=$1
   if [ -d "$1" ] && cd -P -- "$1" 2>/dev/null; then t=$PWD
   elif [ -L "$1" ]; then t=$(readlink -f -- "$1" 2>/dev/null); fi
   if inside "$1" || holds "$1" || holds "$t"; then
-    fail "refused cwd $c: it is inside or holds $1 (credentials or sandbox-mcp's own state)"
+    no "is inside or holds $1 (credentials or sandbox-mcp's own state)"
   fi
 }
-c=
-if [ "$m" != none ]; then
-  [ -r . ] && [ -x . ] || fail "refused cwd: cannot read the working directory"
-  exec 7<.
-  cd -P . 2>/dev/null && c=$PWD
-  case $c in /*) ;; *) fail "refused cwd: cannot resolve the working directory" ;; esac
-  [ "$c" -ef . ] || fail "refused cwd $c: it moved while being checked"
+check() {
+  c=$1
   for d in /proc /sys /dev /run /var/run /etc /boot /usr; do
-    inside "$d" && fail "refused cwd $c: it is inside $d, a system directory"
-    holds "$d" && fail "refused cwd $c: it holds $d, a system directory"
+    inside "$d" && no "is inside $d, a system directory"
+    holds "$d" && no "holds $d, a system directory"
   done
-fi
-h=
-if [ -n "${HOME-}" ] && cd -P -- "$HOME" 2>/dev/null; then h=$PWD; fi
-if [ -n "$c" ]; then
   for d in /tmp /var/tmp /dev/shm; do
-    holds "$d" && fail "refused cwd $c: it is or holds $d"
+    holds "$d" && no "is or holds $d"
   done
-  [ -n "$h" ] && holds "$h" && fail "refused cwd $c: it is or holds the home directory $h"
+  [ -n "$h" ] && holds "$h" && no "is or holds the home directory $h"
   if [ -n "$h" ]; then
     for s in .ssh .gnupg .aws .azure .config .docker .kube .netrc .git-credentials .password-store .pki \
       .local/share/keyrings .local/state/sandbox-mcp .npmrc .pypirc; do
@@ -86,14 +78,45 @@ if [ -n "$c" ]; then
   [ -n "${XDG_STATE_HOME-}" ] && secret "$XDG_STATE_HOME/sandbox-mcp"
   for s in /tmp/sandbox-mcp-*; do secret "$s"; done
   secret "$r"
+  set -f
+  IFS='
+'
+  for s in $e; do secret "$s"; done
+  unset IFS
+  set +f
+}
+x=
+if [ "$m" != none ]; then
+  [ -r . ] && [ -x . ] || fail "refused cwd: cannot read the working directory"
+  exec 7<.
+  cd -P . 2>/dev/null && x=$PWD
+  case $x in /*) ;; *) fail "refused cwd: cannot resolve the working directory" ;; esac
+  [ "$x" -ef . ] || fail "refused cwd $x: it moved while being checked"
 fi
+h=${HOME-}
+[ -n "$h" ] || h=$(getent passwd "$(id -u)" 2>/dev/null | cut -d: -f6)
+if [ -n "$h" ] && cd -P -- "$h" 2>/dev/null; then h=$PWD; else h=; fi
+e=
 while [ $# -gt 0 ] && [ "$1" != -- ]; do
-  s=$1
-  case $s in "~/"*) s=${h:+$h/${s#"~/"}} ;; esac
-  secret "$s"
+  case $1 in "~/"*) [ -n "$h" ] && e="$e
+$h/${1#"~/"}" ;; *) e="$e
+$1" ;; esac
   shift
 done
 shift
+if [ -n "$x" ]; then
+  check "$x"
+  # What is mounted under the cwd comes along (bwrap binds recursively): each mount point is
+  # checked the same way (a bind mount of / or of the home under the cwd).
+  l=$(grep -F -e " $x/" -e '\' /proc/self/mountinfo 2>/dev/null)
+  while read -r _ _ _ _ n _; do
+    case $n in *\\*) n=$(printf '%s' "$n" | sed 's/\\/\\0/g'); n=$(printf '%b.' "$n"); n=${n%.} ;; esac
+    case $n in "$x"/*) check "$n" ;; esac
+  done <<EOF
+$l
+EOF
+  c=$x
+fi
 cd / || exit 125
 mkdir -p -- "$r" 2>/dev/null
 [ -d "$r" ] && [ -O "$r" ] && [ ! -L "$r" ] || fail "work directory root $r is not ours (it must belong to this user and not be a link)"
@@ -106,17 +129,17 @@ exec 9<"$w"
 command -v flock >/dev/null 2>&1 && flock -n 9
 bad=
 {
-  if [ -z "$c" ]; then printf '%s\0' --chdir /work
-  elif [ "$m" = rw ]; then printf '%s\0' --bind-fd 7 "$c" --chdir "$c"
-  else printf '%s\0' --ro-bind-fd 7 "$c" --chdir "$c"
+  if [ -z "$x" ]; then printf '%s\0' --chdir /work
+  elif [ "$m" = rw ]; then printf '%s\0' --bind-fd 7 "$x" --chdir "$x"
+  else printf '%s\0' --ro-bind-fd 7 "$x" --chdir "$x"
   fi
   set -f
   IFS=' '
-  for e in ${SMCP_PROFILE_ENV-}; do
-    k=${e%%=*}
-    case $e in *=*) ;; *) k= ;; esac
+  for v in ${SMCP_PROFILE_ENV-}; do
+    k=${v%%=*}
+    case $v in *=*) ;; *) k= ;; esac
     case $k in ''|[0-9]*|*[!A-Za-z0-9_]*) bad=1; break ;; esac
-    printf '%s\0%s\0%b\0' --setenv "$k" "${e#*=}"
+    printf '%s\0%s\0%b\0' --setenv "$k" "${v#*=}"
   done
   unset IFS
   set +f

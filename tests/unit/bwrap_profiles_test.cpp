@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
+#include <sys/mount.h>
 #include <thread>
 #include <unistd.h>
 
@@ -251,6 +252,40 @@ TEST_F(LauncherProgram, RefusesCwdsThatShowTheSystemTheHomeOrSecrets) {
   }
   EXPECT_FALSE(fs::exists(dir + "/work")) << "nothing made for a refused cwd";
   EXPECT_EQ(launch(home + "/proj", "").status, 0);
+}
+
+// bwrap binds a cwd with what is mounted under it: a bind mount of the home or of /etc below a
+// harmless-looking directory (a name with a space too) is refused like the home or /etc itself.
+TEST_F(LauncherProgram, RefusesACwdWithTheHomeOrTheSystemMountedUnderIt) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "bind mounts need root";
+  }
+  struct Mount {
+    std::string at;
+    bool ok;
+    Mount(const std::string& from, const std::string& to) : at(to) {
+      fs::create_directories(to);
+      ok = ::mount(from.c_str(), to.c_str(), nullptr, MS_BIND, nullptr) == 0;
+    }
+    ~Mount() {
+      if (ok) {
+        ::umount2(at.c_str(), MNT_DETACH);
+      }
+    }
+  };
+  Mount h(home, dir + "/alias/h");
+  Mount e("/etc", dir + "/a b/etc");
+  if (!h.ok || !e.ok) {
+    GTEST_SKIP() << "cannot bind-mount here";
+  }
+  auto r = launch(dir + "/alias", "");
+  EXPECT_EQ(r.status, 125) << r.out;
+  EXPECT_NE(r.err.find("holds the home directory"), std::string::npos) << r.err;
+  r = launch(dir + "/a b", "");
+  EXPECT_EQ(r.status, 125) << r.out;
+  EXPECT_NE(r.err.find("/a b/etc is inside /etc"), std::string::npos) << r.err;
+  fs::create_directories(dir + "/plain");
+  EXPECT_EQ(launch(dir + "/plain", "").status, 0);
 }
 
 // A profile's environment travels as one variable of the supervisor's; the durable-job supervisor
