@@ -248,6 +248,29 @@ TEST_F(ProfilesTest, AHostDefaultProfileConfinesEveryCommandOnAnSshHost) {
   for (const auto& h : hosts["hosts"]) {
     EXPECT_EQ(h["bwrap"], "ok") << h.dump();
   }
+  // The host's checks are the host's: its home (~ as the host expands it) and / are refused there;
+  // a call cannot pick a weaker profile than the host's; env values are on no command line there.
+  for (const char* cwd : {"/", "~"}) {
+    std::string err = error_of({{"host", "h0"}, {"command", "echo ran"}, {"cwd", cwd}});
+    EXPECT_NE(err.find("refused cwd"), std::string::npos) << cwd << ": " << err;
+  }
+  EXPECT_NE(error_of({{"host", "h0"}, {"command", "true"}, {"profile", "standard"}}).find("hosts[].profile for h0"),
+            std::string::npos);
+  const std::string secret = "v-ssh-" + std::to_string(::getpid());
+  json job = client->call("remote_bash", {{"host", "h0"},
+                                          {"command", "sleep 2; echo \"$SECRET\""},
+                                          {"env", {{"SECRET", secret}}},
+                                          {"run_in_background", true}});
+  for (int i = 0; i < 10; ++i) {
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      std::ifstream f(e.path() / "cmdline");
+      std::string cmdline((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      EXPECT_EQ(cmdline.find(secret), std::string::npos) << cmdline.substr(0, 200);
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  json out = client->call("remote_bash_output", {{"bash_id", job["bash_id"]}, {"wait_ms", 20000}, {"until", "v-ssh"}});
+  EXPECT_EQ(out["output"], secret + "\n") << out.dump();
 }
 
 // GPUs without a GPU: fake NVIDIA nodes (mknod, major 195) in a directory the profiles name as
