@@ -370,7 +370,10 @@ TEST_F(SandboxManagerTest, SlurmSubmitsThePodmanRunThroughTheWrapperWithOnlyGith
   rec->answer({"sbatch"}, 0, "4242\n");
   rec->answer({"squeue"}, 0, "RUNNING|node7|None\n");
   rec->answer({"id", "-u"}, 0, "0\n");
-  auto m = make();
+  rec->answer({"ls", "-d"}, 2, "/home/u/.gitconfig\n/data-all\n/data-slurm\n", "ls: cannot access ...");
+  ManagerOptions o;
+  o.container.mounts = {{"/data-all", "/data", true, false}, {"/data-slurm", "/ds", true, true}};
+  auto m = make(o);
   NewRequest r = request("j1");
   r.slurm = true;
   r.gres = "gpu:1";
@@ -385,18 +388,23 @@ TEST_F(SandboxManagerTest, SlurmSubmitsThePodmanRunThroughTheWrapperWithOnlyGith
   EXPECT_THAT(sb, Contains("--partition=gpu"));
   EXPECT_THAT(sb, Contains("--job-name=sandbox-j1"));
   const std::string wrap = sb.back();
-  EXPECT_EQ(wrap.rfind("--wrap=exec '/r/sandbox/podman-srun' 'podman' 'run' '--init'", 0), 0u) << wrap;
+  // The wrapper is looked up on the node at each use (the repository, then PATH), never a path
+  // read back from the registry.
+  EXPECT_EQ(wrap.rfind("--wrap=exec '/bin/sh' '-c' ", 0), 0u) << wrap;
+  EXPECT_THAT(wrap, HasSubstr("'podman-srun' '/r' 'podman' 'run' '--init'"));
   EXPECT_THAT(wrap, HasSubstr("'--env' 'GITHUB_TOKEN'"));
   EXPECT_THAT(wrap, Not(HasSubstr("ANTHROPIC")));
   EXPECT_THAT(wrap, HasSubstr("tmux new-session -d -s main"));
-  // Commands inside go through srun and the wrapper.
-  EXPECT_EQ(
-      info.attach_command.rfind("srun --jobid=4242 --overlap --quiet --pty /r/sandbox/podman-srun podman exec -it ", 0),
-      0u)
+  // The secrets rule: none of the human's seed files (ls -d listed .gitconfig as present), and a
+  // configured mount only when it says slurm: true.
+  EXPECT_THAT(wrap, Not(HasSubstr(".gitconfig")));
+  EXPECT_THAT(wrap, Not(HasSubstr("/data-all")));
+  EXPECT_THAT(wrap, HasSubstr("/data-slurm"));
+  // Commands inside go through srun (only PATH exported; the terminal's TERM too for attach) and the wrapper.
+  EXPECT_EQ(info.attach_command.rfind("srun --jobid=4242 --overlap --quiet --pty --export=PATH,TERM ", 0), 0u)
       << info.attach_command;
-  EXPECT_FALSE(rec->matching({"srun", "--jobid=4242", "--overlap", "--quiet", "--export=PATH", "/r/sandbox/podman-srun",
-                              "podman", "exec"})
-                   .empty());
+  EXPECT_FALSE(
+      rec->matching({"srun", "--jobid=4242", "--overlap", "--quiet", "--unbuffered", "--export=PATH"}).empty());
 }
 
 TEST_F(SandboxManagerTest, DefaultNamesAreCntN) {
