@@ -83,15 +83,15 @@ std::vector<std::string> SandboxManager::inside(const SandboxRow& row, exec::Rem
     }
     return podman_for(row, exec_argv(rt, row.container_id, {}));
   }
-  CommandOutcome label = run_argv(x, id_label_argv(rt, row.container_id), k_quick);
-  if (label.ok() && trim(label.out) != row.uid) {
+  // One question: the container's id label and whether it runs ("ID true").
+  CommandOutcome label = run_argv(x, id_and_running_argv(rt, row.container_id), k_quick);
+  const std::string answer = trim(label.out);
+  if (label.ok() && answer.substr(0, answer.find(' ')) != row.uid) {
     why = "container " + row.container_id + " is not this sandbox's (its id label differs)";
     return {};
   }
   if (label.ok()) {
-    CommandOutcome running = run_argv(
-        x, {runtime_name(rt), "container", "inspect", "--format", "{{.State.Running}}", row.container_id}, k_quick);
-    if (trim(running.out) != "true") {
+    if (answer.size() < 5 || answer.compare(answer.size() - 5, 5, " true") != 0) {
       if (!may_start) {
         why = "its container is not running";
         return {};
@@ -317,13 +317,13 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
     // The work first: read inside the sandbox, brought to the repository, kept or refused.
     std::vector<std::string> in = inside(*row, *x, true, why);
     std::string fetch_error = in.empty() ? why : fetch_work(*row, *x, in);
+    if (fetch_error.empty()) {
+      run_argv(*x, fast_forward_argv(row->repo_base, name, row->branch), k_quick);
+    }
+    // After the fetch and the fast-forward: what no branch of the repository holds.
     result.work = in.empty() ? WorkStatus{} : inspect(*row, *x, in, fetch_error.empty());
     if (!result.work.known && result.work.why_unknown.empty()) {
       result.work.why_unknown = why;
-    }
-    if (fetch_error.empty()) {
-      run_argv(*x, fast_forward_argv(row->repo_base, name, row->branch), k_quick);
-      result.work = inspect(*row, *x, in, true); // after the fast-forward, what no branch holds
     }
     const bool work = !result.work.known || result.work.has_work() || !fetch_error.empty();
     if (work && !force) {

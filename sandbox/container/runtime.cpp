@@ -134,6 +134,12 @@ std::vector<std::string> id_label_argv(Runtime r, const std::string& container) 
                           std::string("{{index .Config.Labels \"") + k_id_label + "\"}}", container});
 }
 
+std::vector<std::string> id_and_running_argv(Runtime r, const std::string& container) {
+  return with_runtime(r,
+                      {"container", "inspect", "--format",
+                       std::string("{{index .Config.Labels \"") + k_id_label + "\"}} {{.State.Running}}", container});
+}
+
 std::vector<std::string> start_argv(Runtime r, const std::string& container) {
   return with_runtime(r, {"start", container});
 }

@@ -87,6 +87,8 @@ std::vector<std::string> remove_argv(Runtime r, const std::string& container);
 std::vector<std::string> exists_argv(Runtime r, const std::string& container); // exit 0 when it exists
 // Prints the container's sandbox-mcp.id label (fails when there is no such container).
 std::vector<std::string> id_label_argv(Runtime r, const std::string& container);
+// Prints "ID true|false": the label and whether the container runs.
+std::vector<std::string> id_and_running_argv(Runtime r, const std::string& container);
 std::vector<std::string> start_argv(Runtime r, const std::string& container);
 // `podman exec -i --workdir /workspace C ARGV...` (as the image user).
 std::vector<std::string> exec_argv(Runtime r, const std::string& container, const std::vector<std::string>& argv);

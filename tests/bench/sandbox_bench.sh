@@ -25,14 +25,14 @@ work="$(cd "$work" && pwd -P)"
 repo="$work/repo"
 cleanup() {
   # The client removes its sandboxes; this catches what an interrupted run left behind.
-  if [[ -f "$repo/.sandbox_db.sqlite" ]]; then
-    for n in $(python3 - "$repo/.sandbox_db.sqlite" <<'PY' 2>/dev/null
+  if [[ -f "$repo/.git/sandbox-mcp/sandboxes.sqlite" ]]; then
+    for n in $(python3 - "$repo/.git/sandbox-mcp/sandboxes.sqlite" <<'PY' 2>/dev/null
 import sqlite3, sys
 for (name,) in sqlite3.connect(sys.argv[1]).execute("select name from sandboxes"):
     print(name)
 PY
     ); do
-      "$bin" --repo_base "$repo" rm -n "$n" >/dev/null 2>&1 || true
+      "$bin" --repo_base "$repo" rm -n "$n" --force >/dev/null 2>&1 || true
     done
   fi
   rm -rf -- "$work"
@@ -117,7 +117,7 @@ def p(values, q):
 
 print(f"{'what':44} {'n':>3} {'p50 ms':>8} {'min ms':>8} {'p90 ms':>8} {'max ms':>8}")
 rows = [
-    ("sandbox_new (MCP, worktree+container+tmux)", new_ms),
+    ("sandbox_new (MCP, clone+container+tmux)", new_ms),
     ("sandbox_rm (MCP)", rm_ms),
     ('remote_bash {sandbox, "true"} (MCP)', bash_ms),
     ("podman exec CONTAINER true (by hand)", exec_ms),

@@ -48,6 +48,7 @@ protected:
     ASSERT_TRUE(row);
     rec->answer(read_id_argv(row->repo_base + "/.sandboxes/." + name + ".sandbox-id"), 0, row->uid + "\n");
     rec->answer(id_label_argv(rt, container_name(row->repo_base, name)), 0, row->uid + "\n");
+    rec->answer(id_and_running_argv(rt, container_name(row->repo_base, name)), 0, row->uid + " true\n");
   }
   void TearDown() override { std::filesystem::remove_all(dir); }
 
