@@ -193,9 +193,17 @@ void end_job(exec::RemoteExecutor& x, const SandboxRow& row, const std::string& 
   // make sure, on the node, with a one-task job of its own.
   const std::string node = before.node.empty() ? st.node : before.node;
   if (!node.empty() && !container.empty()) {
-    std::vector<std::string> rm = {"srun", "--quiet", "--export=PATH",
-                                   "-N1",  "-n1",     "--immediate=30",
-                                   "-w",   node,      "--job-name=sandbox-rm-" + row.name};
+    // A small job: without --mem it could ask for the whole node's memory and wait behind others.
+    std::vector<std::string> rm = {"srun",
+                                   "--quiet",
+                                   "--export=PATH",
+                                   "-N1",
+                                   "-n1",
+                                   "--mem=256M",
+                                   "--immediate=30",
+                                   "-w",
+                                   node,
+                                   "--job-name=sandbox-rm-" + row.name};
     for (auto& word : wrapper_argv(row.repo_base)) {
       rm.push_back(std::move(word));
     }

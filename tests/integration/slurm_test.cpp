@@ -2,6 +2,7 @@
 // scripts/slurm-local.sh for this suite) with real podman on the node, through the real binary:
 // from this machine and from the sshd fixture as a login node. Skipped, saying why, when the
 // cluster cannot start here (not root, no Slurm packages and no apt) or podman/the image is missing.
+#include "sandbox/container/runtime.h"
 #include "sandbox/exec/run_process.h"
 #include "tests/support/sandbox_calls.h"
 #include "tests/support/sshd_fixture.h"
@@ -11,6 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 namespace smcp {
@@ -34,6 +36,10 @@ protected:
     }
     char tmpl[] = "/tmp/smcp-slurm-XXXXXX";
     cluster = ::mkdtemp(tmpl);
+    // Traversable: a container's user namespace (its root is not host root) bind-mounts the fake
+    // GPUs from under it.
+    fs::permissions(cluster, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                 fs::perms::others_read | fs::perms::others_exec);
     // Two fake GPUs (mknod, major 195) as the node's gres, for the GPU test.
     gpu_dir = cluster + "/gpu";
     gpu_error = testing::make_fake_gpus(gpu_dir, 2, true);
@@ -75,6 +81,21 @@ protected:
   }
   void TearDown() override {
     client.reset();
+    if (skip_reason.empty()) {
+      // The cluster is this suite's: a job a failed test left (each may hold the node's memory)
+      // must not keep the next test's sandbox pending.
+      std::istringstream jobs(slurm({"squeue", "-h", "-o", "%i"}).out);
+      std::vector<std::string> cancel = {"scancel"};
+      for (std::string id; std::getline(jobs, id);) {
+        cancel.push_back(id);
+      }
+      if (cancel.size() > 1) {
+        slurm(cancel);
+        for (int i = 0; i < 300 && !slurm({"squeue", "-h", "-o", "%i"}).out.empty(); ++i) {
+          std::this_thread::sleep_for(100ms);
+        }
+      }
+    }
     if (!dir.empty()) {
       fs::remove_all(dir);
     }
@@ -101,6 +122,43 @@ protected:
   json sandbox_of(const std::string& name) { return testing::find_sandbox(*client, name); }
   bool in_queue(const std::string& job) { return !slurm({"squeue", "-h", "-j", job, "-o", "%T"}).out.empty(); }
   bool container_left(const std::string& name) { return run({"podman", "container", "exists", name}, 30s).status == 0; }
+
+  // An executable script at `path`.
+  static void script(const std::string& path, const std::string& text) {
+    std::ofstream(path) << "#!/bin/sh\n" << text;
+    fs::permissions(path, fs::perms::owner_all);
+  }
+  // The registry, wherever this version keeps it (the git directory, or the original's file).
+  std::string registry_file() const {
+    for (const std::string& f : {repo + "/.git/sandbox-mcp/sandboxes.sqlite", repo + "/.sandbox_db.sqlite"}) {
+      if (fs::exists(f)) {
+        return f;
+      }
+    }
+    return "";
+  }
+  // The job's processes on the node (the node is this machine), as `scontrol listpids` gives them.
+  std::vector<std::string> job_pids(const std::string& job) {
+    std::vector<std::string> pids;
+    std::istringstream in(slurm({"scontrol", "listpids", job}).out);
+    std::string line;
+    while (std::getline(in, line)) {
+      const std::string pid = line.substr(0, line.find(' '));
+      if (!pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos) {
+        pids.push_back(pid);
+      }
+    }
+    return pids;
+  }
+  bool gone_within(const std::string& container, std::chrono::seconds bound) {
+    for (auto end = std::chrono::steady_clock::now() + bound; std::chrono::steady_clock::now() < end;) {
+      if (!container_left(container)) {
+        return true;
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+    return !container_left(container);
+  }
 
   // The environment for one child (restored when it goes): this cluster, the config, the wrapper
   // in PATH, then `extra`.
@@ -150,11 +208,15 @@ TEST_F(SlurmTest, NewRunsOnTheNodeCommandsJobsAttachAndRm) {
   json pane = client->call("sandbox_attach", {{"name", "j1"}, {"keys", "echo typed-$((40+2))\n"}});
   EXPECT_NE(pane["pane"].get<std::string>().find("typed-42"), std::string::npos) << pane.dump();
   EXPECT_EQ(pane["attach_command"].get<std::string>().rfind("srun --jobid=" + job + " --overlap", 0), 0u);
+  // The job's output (sbatch --output) is there while it runs, and goes with the sandbox.
+  const std::string output = repo + "/.sandboxes/.j1.slurm.out";
+  EXPECT_TRUE(fs::is_regular_file(output));
   json removed = client->call("sandbox_rm", {{"name", "j1"}});
   EXPECT_EQ(removed["removed"], true);
   EXPECT_FALSE(in_queue(job));
   EXPECT_FALSE(container_left(made["container"]));
   EXPECT_FALSE(fs::exists(repo + "/.sandboxes/j1"));
+  EXPECT_FALSE(fs::exists(output)) << removed.dump();
 }
 
 TEST_F(SlurmTest, AJobCancelledBehindOurBackShowsSoAndRmCleansUp) {
@@ -308,6 +370,157 @@ TEST_F(SlurmTest, GpusBecomeGresAndTheContainerSeesOnlyTheAllocatedNodes) {
   EXPECT_NE(err.find("either gpus or gres"), std::string::npos) << err;
   client->call("sandbox_rm", {{"name", "gp1"}});
   client->call("sandbox_rm", {{"name", "gp2"}});
+}
+
+// The secrets rule for every step: srun's default exports the caller's whole environment. A spy
+// wrapper (first in PATH) writes the environment of each step it runs in: the CLI's attach (under a
+// terminal) and the server's commands; neither, nor the container, sees the caller's secrets.
+TEST_F(SlurmTest, AttachAndCommandStepsNeverCarryTheCallersEnvironment) {
+  const std::string spy = dir + "/spy";
+  fs::create_directories(spy);
+  script(spy + "/podman-srun", "{ echo \"ARGS $*\"; env; } > " + spy + "/step.$$\n" +
+                                   "case \" $* \" in *\" attach-session \"*) exit 0 ;; esac\n" + "exec " + bin +
+                                   "/podman-srun \"$@\"\n");
+  path = spy + ":" + path;
+  const std::vector<std::pair<std::string, std::string>> secrets = {{"SMCP_TEST_SECRET", "sk-must-not-leak-1"},
+                                                                    {"ANTHROPIC_API_KEY", "sk-must-not-leak-2"}};
+  start_server(secrets);
+  json made = client->call("sandbox_new", {{"name", "e1"}, {"slurm", true}, {"branch", "e1"}});
+  ASSERT_EQ(made["state"], "RUNNING") << made.dump();
+  json r = client->call(
+      "remote_bash", {{"sandbox", "e1"}, {"command", "echo \"${SMCP_TEST_SECRET-unset} ${ANTHROPIC_API_KEY-unset}\""}});
+  EXPECT_EQ(r["stdout"], "unset unset\n") << r.dump();
+  client.reset();
+  // A human's attach, in a terminal (script(1) gives it one), with the secrets in its environment.
+  Env e(this, {{"SANDBOX_MCP_STATE_DIR", state}});
+  for (const auto& [k, v] : secrets) {
+    e.set(k, v);
+  }
+  auto attach =
+      run({"script", "-qec", std::string(SMCP_BINARY) + " --repo_base " + repo + " attach -n e1", "/dev/null"});
+  EXPECT_EQ(attach.status, 0) << attach.out << attach.err;
+  int steps = 0, attaches = 0;
+  for (const auto& f : fs::directory_iterator(spy)) {
+    if (f.path().filename().string().rfind("step.", 0) != 0) {
+      continue;
+    }
+    std::stringstream text;
+    text << std::ifstream(f.path()).rdbuf();
+    ++steps;
+    attaches += text.str().find(" attach-session ") != std::string::npos;
+    EXPECT_EQ(text.str().find("sk-must-not-leak"), std::string::npos) << text.str();
+    EXPECT_EQ(text.str().find("ANTHROPIC_API_KEY"), std::string::npos) << text.str();
+  }
+  EXPECT_GE(steps, 3); // the job's podman run, commands, the attach
+  EXPECT_EQ(attaches, 1);
+  EXPECT_EQ(cli({"rm", "-n", "e1"}).status, 0);
+}
+
+// `new` killed between sbatch and the row's update leaves a job the row does not name: rm finds it
+// by the sandbox's job name and the row's marker (sbatch --comment), and cancels it; a job of the
+// same name without the marker is not touched. An sbatch that submits, then hangs, holds `new`
+// there for the kill.
+TEST_F(SlurmTest, RmCancelsTheJobOfANewKilledBeforeItRecordedIt) {
+  std::ofstream(config) << R"({"slurm": {"start_timeout_s": 60, "mem": "200M", "cpus": 1}})";
+  const std::string hang = dir + "/hang";
+  fs::create_directories(hang);
+  std::string real_sbatch = run({"sh", "-c", "command -v sbatch"}).out;
+  real_sbatch = real_sbatch.substr(0, real_sbatch.find('\n'));
+  script(hang + "/sbatch", "echo $$ > " + hang + "/pid\n" + real_sbatch + " \"$@\" > " + hang + "/job.tmp\n" + "mv " +
+                               hang + "/job.tmp " + hang + "/job\nexec sleep 600\n");
+  // Someone's job by the same name, without our marker: rm must leave it.
+  auto decoy = slurm({"sbatch", "--parsable", "--job-name=sandbox-o1", "--mem=50M", "--output=/dev/null",
+                      "--comment=sandbox-mcp repo=00000000 row=other", "--wrap=sleep 600"});
+  ASSERT_EQ(decoy.status, 0) << decoy.err;
+  const std::string decoy_job = decoy.out.substr(0, decoy.out.find_first_of(";\n"));
+  std::string pid;
+  {
+    Env e(this, {{"SANDBOX_MCP_STATE_DIR", state}}, hang + ":" + path);
+    pid = run({"sh", "-c", "\"$0\" --repo_base \"$1\" new -n o1 -s -b o1 >/dev/null 2>&1 & echo $!", SMCP_BINARY, repo})
+              .out;
+  }
+  pid = pid.substr(0, pid.find('\n'));
+  for (int i = 0; i < 300 && !fs::exists(hang + "/job"); ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(fs::exists(hang + "/job")) << "sbatch was never called";
+  std::stringstream job_text;
+  job_text << std::ifstream(hang + "/job").rdbuf();
+  const std::string job = job_text.str().substr(0, job_text.str().find_first_of(";\n"));
+  std::stringstream sbatch_pid;
+  sbatch_pid << std::ifstream(hang + "/pid").rdbuf();
+  run({"kill", "-9", pid, sbatch_pid.str().substr(0, sbatch_pid.str().find('\n'))});
+  ASSERT_FALSE(job.empty());
+  // Its container comes up on the node: the job lives on without its `new`.
+  const std::string container = sandbox::container_name(repo, "o1");
+  for (int i = 0; i < 300 && !container_left(container); ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(container_left(container)) << slurm({"scontrol", "show", "job", job}).out;
+  ASSERT_EQ(slurm({"squeue", "-h", "-j", job, "-o", "%T"}).out, "RUNNING\n");
+  // The row is there, without the job.
+  const std::string ls = cli({"ls"}).out;
+  ASSERT_NE(ls.find("o1"), std::string::npos) << ls;
+  EXPECT_EQ(ls.find(" " + job + " "), std::string::npos) << ls;
+  auto rm = cli({"rm", "-n", "o1"});
+  EXPECT_EQ(rm.status, 0) << rm.out << rm.err;
+  EXPECT_NE(rm.out.find("never recorded"), std::string::npos) << rm.out;
+  bool left = true;
+  for (int i = 0; i < 100 && (left = in_queue(job)); ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_FALSE(left) << "the job of the dead `new` is still queued";
+  // Cancelled by rm, not ended by itself.
+  EXPECT_NE(slurm({"scontrol", "show", "job", job}).out.find("JobState=CANCELLED"), std::string::npos)
+      << slurm({"scontrol", "show", "job", job}).out;
+  EXPECT_TRUE(in_queue(decoy_job)) << "a job without our marker was cancelled";
+  EXPECT_TRUE(gone_within(container, 20s));
+  slurm({"scancel", decoy_job});
+}
+
+// Rootful podman's container is outside the job (its process tree and cgroup). Killing every
+// process of the job with SIGKILL (no trap runs) still ends the container, through the liveness
+// pipe podman-srun hands it; and the container has the job's memory and CPUs as its limits.
+TEST_F(SlurmTest, AContainerEndsWithItsSigkilledJobAndHasTheJobsLimits) {
+  std::ofstream(config) << R"({"slurm": {"start_timeout_s": 60, "mem": "200M", "cpus": 1}})";
+  start_server();
+  json made = client->call("sandbox_new", {{"name", "k1"}, {"slurm", true}, {"branch", "k1"}});
+  ASSERT_EQ(made["state"], "RUNNING") << made.dump();
+  json r = client->call("remote_bash",
+                        {{"sandbox", "k1"},
+                         {"command", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                                     "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us"}});
+  EXPECT_EQ(r["stdout"], std::to_string(200L * 1024 * 1024) + "\n100000\n100000\n") << r.dump();
+  const std::string job = made["slurm_job_id"], container = made["container"];
+  auto pids = job_pids(job);
+  ASSERT_FALSE(pids.empty());
+  pids.insert(pids.begin(), {"kill", "-9"});
+  run(pids);
+  EXPECT_TRUE(gone_within(container, 20s)) << "the container outlived its SIGKILLed job";
+  client.reset();
+  cli({"rm", "-n", "k1", "--force"}); // its work could not be read: the container is gone
+}
+
+// A registry row's wrapper path is only shown, never run: the wrapper is searched again where it
+// runs. A row pointing it at another program (a registry replaced behind our back) runs nothing.
+TEST_F(SlurmTest, APoisonedRowsWrapperPathIsNeverRun) {
+  ASSERT_EQ(cli({"new", "-n", "w1", "-s", "-b", "w1"}).status, 0);
+  const std::string db = registry_file();
+  ASSERT_FALSE(db.empty());
+  const std::string evil = dir + "/evil";
+  script(evil, "touch " + dir + "/evil-ran\nexec " + bin + "/podman-srun \"$@\"\n");
+  auto poisoned = run({"python3", "-c",
+                       "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
+                       "c.execute(\"UPDATE sandboxes SET wrapper=? WHERE name='w1'\", (sys.argv[2],)); c.commit()",
+                       db, evil});
+  ASSERT_EQ(poisoned.status, 0) << poisoned.err;
+  start_server();
+  json r = client->call("remote_bash", {{"sandbox", "w1"}, {"command", "echo in"}});
+  EXPECT_EQ(r["stdout"], "in\n") << r.dump();
+  client->call("sandbox_attach", {{"name", "w1"}, {"keys", "true\n"}});
+  client.reset();
+  EXPECT_EQ(cli({"rm", "-n", "w1"}).status, 0);
+  EXPECT_FALSE(fs::exists(dir + "/evil-ran"));
 }
 
 } // namespace
