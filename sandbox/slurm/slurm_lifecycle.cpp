@@ -24,13 +24,21 @@ std::vector<std::string> job_command() {
               " -x 200 -y 50; if [ -p /dev/fd/3 ]; then exec cat <&3 >/dev/null 2>&1; fi; exec sleep infinity"};
 }
 
-// sbatch's --output: beside the sandboxes' directories, in the directory only the manager writes.
-std::string output_of(const SandboxRow& row, const std::string& worktrees_dir) {
-  return row.repo_base + "/" + worktrees_dir + "/." + row.name + ".slurm.out";
+// sbatch's --output: beside the sandbox's directory, in the directory only the manager writes
+// (never inside what the sandbox writes). Empty when the row names no directory.
+std::string output_of(const SandboxRow& row) {
+  const auto slash = row.work_dir.rfind('/');
+  if (row.work_dir.empty() || row.work_dir[0] != '/' || slash == std::string::npos || slash == 0) {
+    return {};
+  }
+  return row.work_dir.substr(0, slash) + "/." + row.name + ".slurm.out";
 }
 
 // The job's output goes with the sandbox; only a regular file (never a link's target).
 void remove_output(exec::RemoteExecutor& x, const std::string& output, std::vector<std::string>* notes) {
+  if (output.empty()) {
+    return;
+  }
   CommandOutcome o = run_argv(x, remove_regular_file_argv(output), k_quick);
   if (!o.ok() && notes) {
     notes->push_back("left " + output + (o.status == 3 ? ": not a regular file" : ": " + o.message()));
@@ -95,7 +103,10 @@ SlurmJobState SandboxManager::submit(SandboxRow& row, const NewRequest& request,
   opts.cpus.clear(); // Slurm allocates the resources; the container uses what the job has
   opts.memory.clear();
   opts.run_args.erase(opts.run_args.begin(), opts.run_args.end());
-  const std::string output = output_of(row, m_options.worktrees_dir);
+  const std::string output = output_of(row);
+  if (output.empty()) {
+    throw SandboxError(Kind::failed, "sandbox " + row.name + " has no directory to submit its job from");
+  }
   say("sandbox " + row.name + ": submitting to Slurm");
   // The job's directory is the repository's, never the sandbox's own files. Its marker lets rm
   // find it should this process die before the row records the job.
@@ -240,7 +251,7 @@ void SandboxManager::remove_slurm(const SandboxRow& row, exec::RemoteExecutor& x
   for (const auto& job : jobs) {
     end_job(x, row, job, container, result);
   }
-  remove_output(x, output_of(row, m_options.worktrees_dir), &result.notes);
+  remove_output(x, output_of(row), &result.notes);
 }
 
 } // namespace smcp::sandbox

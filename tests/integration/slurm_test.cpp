@@ -204,18 +204,19 @@ TEST_F(SlurmTest, NewRunsOnTheNodeCommandsJobsAttachAndRm) {
   json out =
       client->call("remote_bash_output", {{"bash_id", bg["bash_id"]}, {"filter", "^epoch [13]$"}, {"wait_ms", 30000}});
   EXPECT_EQ(out["output"], "epoch 1\nepoch 3\n") << out.dump();
-  EXPECT_TRUE(fs::exists(repo + "/.sandboxes/j1/.sandbox-mcp-jobs/" + bg["bash_id"].get<std::string>() + "/output"));
+  const std::string work_dir = made["work_dir"];
+  EXPECT_TRUE(fs::exists(work_dir + "/.sandbox-mcp-jobs/" + bg["bash_id"].get<std::string>() + "/output"));
   json pane = client->call("sandbox_attach", {{"name", "j1"}, {"keys", "echo typed-$((40+2))\n"}});
   EXPECT_NE(pane["pane"].get<std::string>().find("typed-42"), std::string::npos) << pane.dump();
   EXPECT_EQ(pane["attach_command"].get<std::string>().rfind("srun --jobid=" + job + " --overlap", 0), 0u);
   // The job's output (sbatch --output) is there while it runs, and goes with the sandbox.
-  const std::string output = repo + "/.sandboxes/.j1.slurm.out";
+  const std::string output = work_dir.substr(0, work_dir.rfind('/')) + "/.j1.slurm.out";
   EXPECT_TRUE(fs::is_regular_file(output));
   json removed = client->call("sandbox_rm", {{"name", "j1"}});
   EXPECT_EQ(removed["removed"], true);
   EXPECT_FALSE(in_queue(job));
   EXPECT_FALSE(container_left(made["container"]));
-  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/j1"));
+  EXPECT_FALSE(fs::exists(work_dir));
   EXPECT_FALSE(fs::exists(output)) << removed.dump();
 }
 
@@ -319,9 +320,15 @@ TEST_F(SlurmTest, FromALoginNodeOverSsh) {
   if (auto reason = testing::SshdFixture::unavailable_reason(); !reason.empty()) {
     GTEST_SKIP() << "no sshd: " << reason;
   }
+  // On the login node's PATH, before the wrapper: a spy that ends a human's attach at once (saying
+  // it got there), so that the CLI's attach command is run for real, through ssh.
+  const std::string spy = dir + "/spy";
+  fs::create_directories(spy);
+  script(spy + "/podman-srun", "case \" $* \" in *\" attach-session \"*) touch " + spy + "/attached; exit 0 ;; esac\n" +
+                                   "exec " + bin + "/podman-srun \"$@\"\n");
   testing::SshdOptions o;
   o.servers = 1;
-  o.set_env = "SLURM_CONF=" + conf + " PATH=" + bin + ":/usr/local/bin:/usr/bin:/bin";
+  o.set_env = "SLURM_CONF=" + conf + " PATH=" + spy + ":" + bin + ":/usr/local/bin:/usr/bin:/bin";
   testing::SshdFixture fx(o);
   const std::string remote_repo = testing::make_git_repo(dir + "/login-repo");
   std::ofstream(config) << json{{"ssh_config", fx.config_file()},
@@ -335,9 +342,19 @@ TEST_F(SlurmTest, FromALoginNodeOverSsh) {
   json r = client->call("remote_bash", {{"sandbox", "l1"}, {"command", "id -un; pwd"}});
   EXPECT_EQ(r["stdout"], "agent\n/workspace\n") << r.dump();
   EXPECT_EQ(sandbox_of("l1")["state"], "RUNNING");
-  EXPECT_EQ(made["attach_command"].get<std::string>().rfind("ssh -F " + fx.config_file() + " -t h0 srun --jobid=", 0),
-            0u)
+  // (The remote command as one quoted word, or as words.)
+  const std::string attach_command = made["attach_command"];
+  EXPECT_TRUE(attach_command.rfind("ssh -F " + fx.config_file() + " -t h0 'srun --jobid=", 0) == 0 ||
+              attach_command.rfind("ssh -F " + fx.config_file() + " -t h0 srun --jobid=", 0) == 0)
       << made.dump();
+  // The CLI's attach, in a terminal: ssh carries the srun command line as one string, which the
+  // login node's shell must split back into the same words.
+  {
+    Env e(this, {{"SANDBOX_MCP_STATE_DIR", state}});
+    auto attach =
+        run({"script", "-qec", std::string(SMCP_BINARY) + " --repo_base " + repo + " attach -n l1", "/dev/null"});
+    EXPECT_TRUE(fs::exists(spy + "/attached")) << attach.out << attach.err;
+  }
   const std::string job = made["slurm_job_id"];
   client->call("sandbox_rm", {{"name", "l1"}});
   EXPECT_FALSE(in_queue(job));
