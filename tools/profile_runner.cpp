@@ -62,7 +62,10 @@ const sandbox::Profile* ProfileRunner::resolve(const std::string& requested, con
 
 std::string ProfileRunner::probe(exec::Host& host) {
   std::string problem;
-  probe_support(host, problem);
+  const sandbox::HostSupport support = probe_support(host, problem);
+  if (problem.empty() && !support.seccomp) {
+    problem = sandbox::seccomp_problem(support, host.name());
+  }
   return problem.empty() ? "ok" : problem;
 }
 
@@ -90,7 +93,11 @@ sandbox::HostSupport ProfileRunner::probe_support(exec::Host& host, std::string&
     problem = sandbox::bwrap_problem(status, r.err, host.name());
     return {};
   }
-  return sandbox::parse_probe(r.out);
+  sandbox::HostSupport support = sandbox::parse_probe(r.out);
+  if (!support.seccomp) {
+    support.seccomp_error = r.err;
+  }
+  return support;
 }
 
 void ProfileRunner::check(exec::Host& host) {
@@ -123,6 +130,12 @@ std::string ProfileRunner::apply(const sandbox::Profile& profile, exec::CommandS
   {
     std::lock_guard lock(m_mutex);
     support = m_works[host.name()];
+  }
+  if (!profile.unix_sockets && !support.seccomp) {
+    // Fails closed: the filter is what keeps sockets the command can see (under its cwd, abstract
+    // ones) from running code outside.
+    throw mcp::ToolError("remote_bash: profile '" + profile.name +
+                         "' cannot confine the command: " + sandbox::seccomp_problem(support, host.name()));
   }
   if (!spec.cwd.empty() && !support.fd_binds) {
     throw mcp::ToolError("remote_bash: a cwd under a profile needs bubblewrap with --ro-bind-fd (0.5 or later) on " +

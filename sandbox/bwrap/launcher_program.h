@@ -4,7 +4,7 @@
 
 namespace smcp::sandbox {
 
-// The launcher: `sh -c LAUNCHER sh ROOT WORK MODE PROTECTED... -- prlimit ... bwrap ... --args 8 ...`.
+// The launcher: `sh -c LAUNCHER sh ROOT WORK MODE FILTER PROTECTED... -- prlimit ... bwrap ... --args 8 ...`.
 // It starts in the call's cwd when MODE is ro or rw (the supervisor changed to it; none: no cwd).
 //  1. The cwd: opened (fd 7, which bwrap binds with --ro-bind-fd / --bind-fd, so what is mounted is
 //     the directory checked, whatever its path names later), resolved to its real path (cd -P, and
@@ -24,11 +24,14 @@ namespace smcp::sandbox {
 //     --setenv per variable of SMCP_PROFILE_ENV (NAME=ESCAPED, decoded by printf %b), which is
 //     unset before prlimit runs. No value is on a command line, and none is in the environment of
 //     prlimit or bwrap.
-//  4. `cd /` (a relative PATH entry cannot pick prlimit or bwrap from the cwd), then the rest, with
+//  4. The seccomp filter (unless FILTER is `-`): FILTER's bytes (every one written \0NNN, decoded by
+//     printf %b; a fixed program of ours, never a value of the call) in a 0600 file of the work
+//     directory, opened as fd 5 (bwrap's --seccomp 5 reads it) and unlinked.
+//  5. `cd /` (a relative PATH entry cannot pick prlimit or bwrap from the cwd), then the rest, with
 //     the launcher's own stderr closed (a shell reports "Terminated" when its child is).
 inline constexpr const char* k_launcher_program = R"sh(umask 077
-r=$1 w=$2 m=$3
-shift 3
+r=$1 w=$2 m=$3 q=$4
+shift 4
 fail() { printf 'sandbox-mcp: %s\n' "$1" >&2; exit 125; }
 no() { fail "refused cwd $x: $c $1"; }
 inside() {
@@ -147,6 +150,11 @@ bad=
 if [ -n "$bad" ]; then clean; fail "the environment holds a variable name that is not [A-Za-z_][A-Za-z0-9_]*"; fi
 exec 8<"$w/.args"
 rm -f -- "$w/.args"
+if [ "$q" != - ]; then
+  printf '%b' "$q" > "$w/.seccomp" || { clean; fail "cannot write the seccomp filter in $w"; }
+  exec 5<"$w/.seccomp"
+  rm -f -- "$w/.seccomp"
+fi
 unset SMCP_PROFILE_ENV
 exec 6>&2 2>/dev/null
 (exec 2>&6 6>&- 9<&-; exec "$@")
@@ -155,8 +163,9 @@ clean
 exit $s
 )sh";
 
-// The probe (`sh -c PROBE sh BWRAP CONTAINER`): see bwrap_probe_argv.
-inline constexpr const char* k_probe_program = R"sh(b=$1 k=$2
+// The probe (`sh -c PROBE sh BWRAP CONTAINER FILTER`): see bwrap_probe_argv. The filter reaches
+// bwrap through a pipe (--seccomp reads to the end of its descriptor).
+inline constexpr const char* k_probe_program = R"sh(b=$1 k=$2 q=${3-}
 command -v "$b" >/dev/null 2>&1 || { echo "$b: command not found" >&2; exit 127; }
 command -v prlimit >/dev/null 2>&1 || { echo "prlimit: command not found" >&2; exit 126; }
 try() { "$b" --ro-bind / / --dev /dev --unshare-user-try --unshare-net "$@" --die-with-parent -- true; }
@@ -171,7 +180,13 @@ exec 7</
 try "$@" --ro-bind-fd 7 /tmp >/dev/null 2>&1 && f=1
 s=$(command -v setpriv 2>/dev/null)
 case $s in /*) "$s" --pdeathsig KILL -- true 2>/dev/null || s= ;; *) s= ;; esac
-echo "proc=$p fd=$f setpriv=$s"
+c=0
+if [ -n "$q" ]; then
+  if e=$(printf '%b' "$q" | { try "$@" --seccomp 5 5<&0 </dev/null 2>&1; }); then c=1
+  else printf 'seccomp: %s\n' "${e:-a command under the filter failed}" >&2
+  fi
+fi
+echo "proc=$p fd=$f setpriv=$s seccomp=$c arch=$(uname -m 2>/dev/null)"
 )sh";
 
 // The sweep (`sh -c SWEEP sh ROOT`): see sweep_argv.

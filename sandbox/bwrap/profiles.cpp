@@ -4,12 +4,19 @@
 #include "sandbox/gpu/gpus.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <map>
 #include <sstream>
 #include <stdexcept>
+#include <sys/socket.h>
 
 namespace smcp::sandbox {
 
@@ -192,7 +199,106 @@ bool at_least_as_strict(const Profile& a, const Profile& c) {
          unlimited_if_zero(a.file_size_mb) <= unlimited_if_zero(c.file_size_mb) &&
          unlimited_if_zero(a.open_files) <= unlimited_if_zero(c.open_files) && (a.clear_env || !c.clear_env) &&
          (!a.full_etc_var || c.full_etc_var) && (!a.cwd_writable || c.cwd_writable) &&
-         subset(a.ro_mounts, c.ro_mounts) && gpus_within(a, c);
+         (!a.unix_sockets || c.unix_sockets) && subset(a.ro_mounts, c.ro_mounts) && gpus_within(a, c);
+}
+
+namespace {
+
+// A classic BPF program with named jump targets, as little-endian struct sock_filter bytes.
+class Bpf {
+public:
+  void label(const std::string& name) { m_labels[name] = m_code.size(); }
+  void stmt(std::uint16_t code, std::uint32_t k) { m_code.push_back({code, {}, {}, k}); }
+  // Jumps to `yes` when the test holds, else to `no`; an empty name is the next instruction.
+  void jump(std::uint16_t code, std::uint32_t k, const std::string& yes, const std::string& no = {}) {
+    m_code.push_back({code, yes, no, k});
+  }
+  std::string bytes() const {
+    std::string out;
+    for (std::size_t i = 0; i < m_code.size(); ++i) {
+      const Insn& in = m_code[i];
+      const auto offset = [&](const std::string& name) -> unsigned char {
+        const std::size_t to = name.empty() ? i + 1 : m_labels.at(name);
+        if (to <= i || to - i - 1 > 255) {
+          throw std::logic_error("bpf: bad jump to " + name);
+        }
+        return static_cast<unsigned char>(to - i - 1);
+      };
+      out += {static_cast<char>(in.code & 0xff), static_cast<char>(in.code >> 8)};
+      out += static_cast<char>(in.yes.empty() && in.no.empty() ? 0 : offset(in.yes));
+      out += static_cast<char>(in.yes.empty() && in.no.empty() ? 0 : offset(in.no));
+      for (int shift = 0; shift < 32; shift += 8) {
+        out += static_cast<char>((in.k >> shift) & 0xff);
+      }
+    }
+    return out;
+  }
+
+private:
+  struct Insn {
+    std::uint16_t code;
+    std::string yes, no;
+    std::uint32_t k;
+  };
+  std::vector<Insn> m_code;
+  std::map<std::string, std::size_t> m_labels;
+};
+
+// Syscall numbers of the target architectures (not this build's <sys/syscall.h>: the filter runs
+// on SSH hosts too).
+constexpr std::uint32_t k_x86_64_socket = 41, k_x86_64_socketpair = 53;
+constexpr std::uint32_t k_aarch64_socket = 198, k_aarch64_socketpair = 199;
+constexpr std::uint32_t k_io_uring_setup = 425; // the same on both
+constexpr std::uint32_t k_x32_bit = 0x40000000; // __X32_SYSCALL_BIT
+// struct seccomp_data: nr at 0, arch at 4, args[i] at 16 + 8 i (their low 32 bits first, little endian).
+constexpr std::uint32_t k_nr = 0, k_arch = 4, k_arg0 = 16, k_arg1 = 24;
+
+} // namespace
+
+std::string unix_socket_filter() {
+  constexpr std::uint16_t ld = BPF_LD | BPF_W | BPF_ABS, jeq = BPF_JMP | BPF_JEQ | BPF_K,
+                          jge = BPF_JMP | BPF_JGE | BPF_K, ret = BPF_RET | BPF_K, andk = BPF_ALU | BPF_AND | BPF_K;
+  Bpf b;
+  b.stmt(ld, k_arch);
+  b.jump(jeq, AUDIT_ARCH_X86_64, "x86_64");
+  b.jump(jeq, AUDIT_ARCH_AARCH64, "aarch64", "kill");
+  b.label("x86_64");
+  b.stmt(ld, k_nr);
+  b.jump(jge, k_x32_bit, "kill");
+  b.jump(jeq, k_x86_64_socket, "socket");
+  b.jump(jeq, k_x86_64_socketpair, "socketpair");
+  b.jump(jeq, k_io_uring_setup, "enosys", "allow");
+  b.label("aarch64");
+  b.stmt(ld, k_nr);
+  b.jump(jeq, k_aarch64_socket, "socket");
+  b.jump(jeq, k_aarch64_socketpair, "socketpair");
+  b.jump(jeq, k_io_uring_setup, "enosys", "allow");
+  b.label("socket"); // socket(domain, type, protocol): the kernel reads domain as an int
+  b.stmt(ld, k_arg0);
+  b.jump(jeq, AF_UNIX, "eacces", "allow");
+  b.label("socketpair"); // socketpair(domain, type, ...): the type without SOCK_NONBLOCK / SOCK_CLOEXEC
+  b.stmt(ld, k_arg1);
+  b.stmt(andk, 0xf);
+  b.jump(jeq, SOCK_STREAM, "allow");
+  b.jump(jeq, SOCK_SEQPACKET, "allow", "eacces");
+  b.label("allow");
+  b.stmt(ret, SECCOMP_RET_ALLOW);
+  b.label("eacces");
+  b.stmt(ret, SECCOMP_RET_ERRNO | EACCES);
+  b.label("enosys");
+  b.stmt(ret, SECCOMP_RET_ERRNO | ENOSYS);
+  b.label("kill");
+  b.stmt(ret, SECCOMP_RET_KILL_PROCESS);
+  return b.bytes();
+}
+
+std::string octal_escape(const std::string& bytes) {
+  static const char* digits = "01234567";
+  std::string out;
+  for (unsigned char ch : bytes) {
+    out += {'\\', '0', digits[ch >> 6], digits[(ch >> 3) & 7], digits[ch & 7]};
+  }
+  return out;
 }
 
 std::string encode_env(const std::vector<std::pair<std::string, std::string>>& env) {
@@ -229,7 +335,8 @@ std::vector<std::string> profile_launcher(const Profile& p, const std::string& b
   }
   const std::string root = work_dir.substr(0, work_dir.rfind('/'));
   const char* mode = !cwd_given ? "none" : p.cwd_writable ? "rw" : "ro";
-  a.insert(a.end(), {"/bin/sh", "-c", k_launcher_program, "sh", root, work_dir, mode});
+  const std::string filter = p.unix_sockets ? "-" : octal_escape(unix_socket_filter());
+  a.insert(a.end(), {"/bin/sh", "-c", k_launcher_program, "sh", root, work_dir, mode, filter});
   a.insert(a.end(), protect.begin(), protect.end());
   a.push_back("--");
   add_limits(p, a);
@@ -265,6 +372,9 @@ std::vector<std::string> profile_launcher(const Profile& p, const std::string& b
   if (!p.network) {
     a.push_back("--unshare-net");
   }
+  if (!p.unix_sockets) {
+    a.insert(a.end(), {"--seccomp", "5"}); // the launcher opens the filter there
+  }
   a.insert(a.end(), {"--die-with-parent", "--"});
   return a;
 }
@@ -292,7 +402,7 @@ std::string limit_hit(const Profile& p, std::optional<int> signal, std::optional
 }
 
 std::vector<std::string> bwrap_probe_argv(const std::string& bwrap, bool container) {
-  return {"/bin/sh", "-c", k_probe_program, "sh", bwrap, container ? "1" : "0"};
+  return {"/bin/sh", "-c", k_probe_program, "sh", bwrap, container ? "1" : "0", octal_escape(unix_socket_filter())};
 }
 
 HostSupport parse_probe(const std::string& out) {
@@ -305,6 +415,10 @@ HostSupport parse_probe(const std::string& out) {
       h.fd_binds = true;
     } else if (word.rfind("setpriv=/", 0) == 0) {
       h.setpriv = word.substr(8);
+    } else if (word == "seccomp=1") {
+      h.seccomp = true;
+    } else if (word.rfind("arch=", 0) == 0) {
+      h.arch = word.substr(5);
     }
   }
   return h;
@@ -332,6 +446,26 @@ std::string bwrap_problem(int status, const std::string& err, const std::string&
            "user.max_user_namespaces > 0, or run as root); commands are never run unconfined instead";
   }
   return "bubblewrap does not work on " + host + ": " + (why.empty() ? "exit status " + std::to_string(status) : why);
+}
+
+std::string seccomp_problem(const HostSupport& support, const std::string& host) {
+  std::string m = "bubblewrap on " + host +
+                  " could not load the seccomp filter that keeps confined commands off Unix sockets (bwrap --seccomp";
+  if (!support.arch.empty()) {
+    m += "; architecture " + support.arch;
+  }
+  m += ")";
+  std::string w = support.seccomp_error.substr(0, 300);
+  while (!w.empty() && (w.back() == '\n' || w.back() == ' ')) {
+    w.pop_back();
+  }
+  if (!w.empty()) {
+    m += ": " + w;
+  }
+  return m + ". Without it a confined command could connect to a tmux server, an ssh-agent or a daemon's socket and "
+             "run code unconfined, so it is not run. The filter needs a kernel with seccomp filters, x86_64 or "
+             "aarch64, and a bwrap with --seccomp (every release since 0.1); a profile with \"unix_sockets\": true "
+             "runs without it";
 }
 
 std::vector<std::string> sweep_argv(const std::string& work_root) {

@@ -2,12 +2,13 @@
 // config): what a confined command may see and use, turned into a launcher argv put before
 // `bash -c COMMAND` on any host (exec::CommandSpec::launcher):
 //   [setpriv --pdeathsig KILL --]                                  (the launcher dies with its supervisor)
-//   /bin/sh -c LAUNCHER sh ROOT WORKDIR CWD_MODE PROTECTED... --   (a fixed program; values are arguments)
+//   /bin/sh -c LAUNCHER sh ROOT WORKDIR CWD_MODE FILTER PROTECTED... --  (a fixed program; values are arguments)
 //   prlimit --as=... --cpu=S:S+5 --fsize=... --nofile=N:N --        (setrlimit in the child, then exec)
-//   bwrap --ro-bind /usr /usr ... --bind WORKDIR /work --args 8 --proc /proc ... --die-with-parent --
+//   bwrap --ro-bind /usr /usr ... --bind WORKDIR /work --args 8 --proc /proc ... --seccomp 5 --die-with-parent --
 // The fixed program (launcher_program.h) checks the working directory on the host, makes and
 // later deletes the work directory, and hands bwrap the cwd mount and the call's environment
-// through `--args 8` (a 0600 file, unlinked once open), so that no value is on a command line.
+// through `--args 8` (a 0600 file, unlinked once open), so that no value is on a command line,
+// and the seccomp filter (FILTER, unix_socket_filter octal-escaped; `-` for none) as fd 5.
 // Nothing is a shell string built from untrusted pieces. See docs/profiles.md.
 #pragma once
 
@@ -39,6 +40,11 @@ struct Profile {
   bool gpu = false;
   std::string gpus = "all";
   std::string gpu_dev_dir = "/dev"; // where the nodes are on the host (tests: fake ones elsewhere)
+  // Unix sockets: off (the default, every built-in), a seccomp filter makes socket(AF_UNIX) fail
+  // with EACCES (unix_socket_filter), so a socket the command can see (under its cwd, abstract
+  // ones of the host's network namespace) cannot reach a tmux server, an ssh-agent or a daemon
+  // that runs code outside. On: no filter.
+  bool unix_sockets = false;
 };
 
 constexpr int k_max_gpu_index = 31; // "all" binds /dev/nvidia0 .. /dev/nvidia31 when present
@@ -78,10 +84,23 @@ ProfileSettings default_profile_settings();
 
 // What a host's bubblewrap can do (bwrap_probe_script's answer).
 struct HostSupport {
-  bool bind_proc = false; // a container that masks /proc: bind its /proc read-only, no new PID namespace
-  bool fd_binds = false;  // --ro-bind-fd / --bind-fd (bubblewrap 0.5+): needed for a cwd
-  std::string setpriv;    // setpriv's path there (the launcher then dies with its supervisor), or empty
+  bool bind_proc = false;    // a container that masks /proc: bind its /proc read-only, no new PID namespace
+  bool fd_binds = false;     // --ro-bind-fd / --bind-fd (bubblewrap 0.5+): needed for a cwd
+  std::string setpriv;       // setpriv's path there (the launcher then dies with its supervisor), or empty
+  bool seccomp = false;      // bwrap loaded unix_socket_filter (--seccomp) and ran a command under it
+  std::string arch;          // `uname -m` there
+  std::string seccomp_error; // why the filter could not be loaded (the probe's stderr)
 };
+
+// The seccomp filter of a profile without unix_sockets: classic BPF (struct sock_filter[], little
+// endian) as bwrap's --seccomp reads it. On x86_64 and aarch64: socket(AF_UNIX, ...) fails with
+// EACCES; socketpair stays allowed for SOCK_STREAM and SOCK_SEQPACKET (a datagram pair could be
+// aimed at a path with sendto) and fails with EACCES otherwise; io_uring_setup fails with ENOSYS
+// (an io_uring can make sockets without socket()); everything else is allowed. Any other
+// architecture (i386 or arm32 compat calls, x32 calls on x86_64) kills the process.
+std::string unix_socket_filter();
+// Every byte as \0NNN (printf %b), as the launcher and the probe take the filter.
+std::string octal_escape(const std::string& bytes);
 
 // The call's environment as the launcher takes it: one variable (k_env_variable) holding
 // `NAME=ESCAPED NAME=ESCAPED ...`, every byte of a value but [A-Za-z0-9_./:,+@-] written as \0NNN
@@ -110,12 +129,16 @@ std::string limit_hit(const Profile& profile, std::optional<int> signal, std::op
 constexpr const char* k_refused_prefix = "sandbox-mcp: refused cwd";
 
 // Checks that bwrap and prlimit work on a host: the argv of a program that runs a tiny confined
-// `true` (a new /proc; else, in a container or when `container` is set, the container's /proc)
-// and prints "proc=new|bind fd=0|1 setpriv=PATH". Exit 127: no bwrap; 126: no prlimit.
+// `true` (a new /proc; else, in a container or when `container` is set, the container's /proc),
+// then one under unix_socket_filter, and prints "proc=new|bind fd=0|1 setpriv=PATH seccomp=0|1
+// arch=ARCH" (with why the filter failed on stderr). Exit 127: no bwrap; 126: no prlimit.
 std::vector<std::string> bwrap_probe_argv(const std::string& bwrap, bool container);
 HostSupport parse_probe(const std::string& out);
 // What to tell the user when the probe failed (status 127: not installed; else unusable).
 std::string bwrap_problem(int status, const std::string& stderr_text, const std::string& host);
+// What to tell the user when a profile without unix_sockets cannot run because the filter could
+// not be loaded there.
+std::string seccomp_problem(const HostSupport& support, const std::string& host);
 
 // Deletes the work directories under `work_root` on a host that no launcher holds (a launcher
 // killed with SIGKILL leaves its own): only directories named exec-* owned by us, not links,

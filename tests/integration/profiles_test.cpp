@@ -14,7 +14,9 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <netinet/in.h>
@@ -416,6 +418,61 @@ TEST_F(ProfilesTest, NoCwdShowsTheHostsProcSecretsOrOurSockets) {
   ::close(sock);
 }
 
+// A listening Unix socket: at `path`, or abstract when it starts with '@'.
+struct UnixListener {
+  explicit UnixListener(const std::string& path) {
+    fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, path.data(), std::min(path.size(), sizeof a.sun_path - 1));
+    if (path[0] == '@') {
+      a.sun_path[0] = '\0';
+    }
+    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (path[0] == '@' ? 0 : 1));
+    ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), len) == 0 && ::listen(fd, 16) == 0;
+  }
+  ~UnixListener() { ::close(fd); }
+  int fd = -1;
+  bool ok = false;
+};
+
+// Unix sockets lead to servers outside the confinement (a tmux server, an ssh-agent, a daemon):
+// under every profile, a confined command cannot connect to one under its cwd (a copy of the
+// /tmp/tmux-0 layout) nor to an abstract one of the host's network namespace (the seccomp filter
+// makes socket(AF_UNIX) fail with EACCES); socketpair and ordinary commands still work.
+TEST_F(ProfilesTest, NoConfinedCommandConnectsToAUnixSocket) {
+  const std::string cwd = dir + "/tmux-0", mark = dir + "/escaped";
+  fs::create_directories(cwd);
+  UnixListener file(cwd + "/listener");
+  UnixListener abstract("@smcp-prof-" + std::to_string(::getpid()));
+  ASSERT_TRUE(file.ok && abstract.ok);
+  const bool tmux =
+      exec::run_process({"tmux", "-S", cwd + "/default", "new-session", "-d", "sleep 300"}, 30s).status == 0;
+  start_server();
+  const std::string connect = "python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); "
+                              "s.connect(sys.argv[1].replace(\"@\", \"\\0\")); print(\"connected\")' ";
+  for (const char* profile : {"restrictive", "standard", "permissive"}) {
+    json r = bash(profile, connect + "./listener 2>&1 | tail -1", {{"cwd", cwd}});
+    EXPECT_EQ(r["stdout"], "PermissionError: [Errno 13] Permission denied\n") << profile << r.dump();
+    r = bash(profile, connect + "@smcp-prof-" + std::to_string(::getpid()) + " 2>&1 | tail -1");
+    EXPECT_NE(r["stdout"], "connected\n") << profile << r.dump();
+    if (tmux) {
+      r = bash(profile, "tmux -S ./default new-window 'id > " + mark + "'", {{"cwd", cwd}});
+      EXPECT_NE(r["exit_code"], 0) << profile << r.dump();
+    }
+    r = bash(profile,
+             "python3 -c 'import socket; a, b = socket.socketpair(); a.send(b\"pair\"); print(b.recv(4).decode())'; "
+             "echo ok",
+             {{"cwd", cwd}});
+    EXPECT_EQ(r["stdout"], "pair\nok\n") << profile << r.dump();
+  }
+  if (tmux) {
+    std::this_thread::sleep_for(500ms);
+    EXPECT_FALSE(fs::exists(mark)) << "a window of the tmux server outside ran a command of the confined one";
+    exec::run_process({"tmux", "-S", cwd + "/default", "kill-server"}, 30s);
+  }
+}
+
 // Issue 21: a call's env values are never on a command line (`ps`), and still reach the command.
 TEST_F(ProfilesTest, EnvValuesAreOnNoCommandLineAndStillReachTheCommand) {
   start_server();
@@ -521,9 +578,10 @@ TEST_F(ProfilesTest, ProfilesRunInsideAPodmanSandboxWithoutUnmaskingProc) {
                                                     "no-environ; ls /proc/1/root/ >/dev/null 2>&1 || echo no-root; "
                                                     "echo x 2>/dev/null > /proc/sys/kernel/core_pattern || echo "
                                                     "ro-sys; ls /workspace 2>&1 | head -1; python3 -c 'x = "
-                                                    "bytearray(900 * 1024 * 1024)' 2>&1 | tail -1"}});
+                                                    "bytearray(900 * 1024 * 1024)' 2>&1 | tail -1; python3 -c "
+                                                    "'import socket; socket.socket(socket.AF_UNIX)' 2>&1 | tail -1"}});
   EXPECT_EQ(r["stdout"], "/work\nv-inside\nno-environ\nno-root\nro-sys\nls: cannot access '/workspace': No such "
-                         "file or directory\nMemoryError\n")
+                         "file or directory\nMemoryError\nPermissionError: [Errno 13] Permission denied\n")
       << r.dump();
   std::string err = error_of({{"sandbox", "pfc"}, {"profile", "restrictive"}, {"command", "true"}, {"cwd", "/"}});
   EXPECT_NE(err.find("refused cwd /"), std::string::npos) << err;

@@ -58,6 +58,7 @@ TEST(BwrapProfiles, BuiltInsAreOrderedAndEditsAreJudgedBySetting) {
   EXPECT_TRUE(weaker([](Profile& x) { x.cwd_writable = true; }));
   EXPECT_TRUE(weaker([](Profile& x) { x.ro_mounts = {"/srv"}; }));
   EXPECT_TRUE(weaker([](Profile& x) { x.gpu = true; }));
+  EXPECT_TRUE(weaker([](Profile& x) { x.unix_sockets = true; }));
   Profile tighter = r;
   tighter.memory_mb = 256;
   EXPECT_TRUE(at_least_as_strict(tighter, r));
@@ -138,8 +139,11 @@ TEST(BwrapProfiles, TheLauncherCarriesNoValueAndMountsInOrder) {
   EXPECT_EQ(a[0], "/usr/bin/setpriv");
   EXPECT_EQ(a[4], "/bin/sh");
   EXPECT_EQ(a[6], sandbox::k_launcher_program);
-  EXPECT_EQ(std::vector<std::string>(a.begin() + 8, a.begin() + 13),
-            (std::vector<std::string>{"/tmp/w", "/tmp/w/exec-1", "ro", "/state/jobs", "--"}));
+  EXPECT_EQ(std::vector<std::string>(a.begin() + 8, a.begin() + 14),
+            (std::vector<std::string>{"/tmp/w", "/tmp/w/exec-1", "ro",
+                                      sandbox::octal_escape(sandbox::unix_socket_filter()), "/state/jobs", "--"}));
+  EXPECT_EQ(a[index_of(a, "--seccomp") + 1], "5") << "every built-in keeps the command off Unix sockets";
+  EXPECT_LT(index_of(a, "--seccomp"), index_of(a, "--die-with-parent"));
   EXPECT_EQ(index_of(a, "--setenv") < index_of(a, "--args"), true) << "the fixed variables, then the call's";
   EXPECT_LT(index_of(a, "--tmpfs"), index_of(a, "--args"));
   EXPECT_LT(index_of(a, "/work"), index_of(a, "--args"));
@@ -155,6 +159,11 @@ TEST(BwrapProfiles, TheLauncherCarriesNoValueAndMountsInOrder) {
   EXPECT_NE(index_of(a, "--unshare-user"), -1);
   EXPECT_EQ(a[index_of(a, "/proc") - 1], "--ro-bind");
   EXPECT_EQ(a[10], "none");
+  // A profile that keeps Unix sockets has no filter at all.
+  p.unix_sockets = true;
+  a = sandbox::profile_launcher(p, "bwrap", "/tmp/w/exec-1", false, host);
+  EXPECT_EQ(a[11], "-");
+  EXPECT_EQ(index_of(a, "--seccomp"), -1);
 }
 
 TEST(BwrapProfiles, TheEnvironmentIsEncodedForTheLauncherOnly) {
@@ -172,10 +181,19 @@ TEST(BwrapProfiles, TheProbeAnswerAndTheAdviceNeverToUnmaskProc) {
   EXPECT_TRUE(h.bind_proc);
   EXPECT_TRUE(h.fd_binds);
   EXPECT_EQ(h.setpriv, "/usr/bin/setpriv");
-  h = sandbox::parse_probe("proc=new fd=0 setpriv=\n");
+  EXPECT_FALSE(h.seccomp) << "an old answer without seccomp=1";
+  h = sandbox::parse_probe("proc=new fd=0 setpriv= seccomp=1 arch=aarch64\n");
   EXPECT_FALSE(h.bind_proc);
   EXPECT_FALSE(h.fd_binds);
   EXPECT_EQ(h.setpriv, "");
+  EXPECT_TRUE(h.seccomp);
+  EXPECT_EQ(h.arch, "aarch64");
+  h = sandbox::parse_probe("proc=new fd=1 setpriv= seccomp=0 arch=riscv64\n");
+  h.seccomp_error = "seccomp: bwrap: Unknown option --seccomp\n";
+  const std::string no_filter = sandbox::seccomp_problem(h, "h");
+  EXPECT_NE(no_filter.find("riscv64"), std::string::npos) << no_filter;
+  EXPECT_NE(no_filter.find("Unknown option --seccomp"), std::string::npos) << no_filter;
+  EXPECT_NE(no_filter.find("is not run"), std::string::npos) << no_filter;
   const std::string advice =
       sandbox::bwrap_problem(1, "bwrap: Can't mount proc on /newroot/proc: Operation not permitted", "h");
   EXPECT_NE(advice.find("Do not unmask /proc"), std::string::npos) << advice;
@@ -209,7 +227,7 @@ protected:
     }
     argv.insert(argv.end(), {shell, "-c", "cd \"$1\" && shift && exec \"$@\"", "sh", cwd.empty() ? "/" : cwd, shell,
                              "-c", sandbox::k_launcher_program, "sh", dir + "/work", dir + "/work/exec-1",
-                             cwd.empty() ? "none" : "ro", dir + "/state", "--", dir + "/bin/fakebwrap"});
+                             cwd.empty() ? "none" : "ro", "-", dir + "/state", "--", dir + "/bin/fakebwrap"});
     return exec::run_process(argv, 30s);
   }
 
