@@ -1,5 +1,7 @@
 #include "ssh/pool_internal.h"
 
+#include "sandbox/exec/captured_output.h"
+
 #include <algorithm>
 #include <csignal>
 #include <pthread.h>
@@ -79,7 +81,8 @@ void PoolCall::deliver(exec::Stream stream, const char* data, std::size_t n) {
   if (command.on_output) {
     command.on_output(stream, std::string_view(data, n));
   } else {
-    (stream == exec::Stream::out ? collected.out : collected.err).append(data, n);
+    // The head of each stream, like every executor's run (captured_output.h): the rest is read and dropped.
+    exec::append_captured(stream == exec::Stream::out ? collected.out : collected.err, std::string_view(data, n));
   }
 }
 

@@ -1,15 +1,19 @@
 #include "sandbox/exec/local_executor.h"
 
+#include "sandbox/exec/captured_output.h"
 #include "sandbox/exec/event_loop.h"
 #include "sandbox/exec/fd.h"
 #include "sandbox/exec/pipe_reader.h"
+#include "sandbox/exec/proc_stat.h"
 #include "sandbox/exec/spawn.h"
 
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <mutex>
 #include <optional>
@@ -22,6 +26,48 @@ extern char** environ;
 namespace smcp::exec {
 
 namespace {
+
+// Whether a process other than `leader` (a zombie until it is reaped) is alive in group `pgrp`.
+bool others_in_group(pid_t pgrp, pid_t leader) {
+  DIR* d = ::opendir("/proc");
+  if (!d) {
+    return false;
+  }
+  bool found = false;
+  while (dirent* e = ::readdir(d)) {
+    char* end = nullptr;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    ProcStat st;
+    if (pid > 0 && *end == '\0' && pid != leader && read_proc_stat(static_cast<pid_t>(pid), st) && st.pgrp == pgrp &&
+        st.live()) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(d);
+  return found;
+}
+
+// Ends the process group that `pid` leads: SIGTERM; SIGKILL once k_kill_grace passed with any of
+// it still running. The leader is not reaped here (its caller does, last): while it is a zombie,
+// its id cannot name another group.
+void end_group(pid_t pid) {
+  ::kill(-pid, SIGTERM);
+  const auto until = std::chrono::steady_clock::now() + k_kill_grace;
+  for (;;) {
+    siginfo_t info{};
+    const bool leader_ended =
+        ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
+    if (leader_ended && !others_in_group(pid, pid)) {
+      return;
+    }
+    if (std::chrono::steady_clock::now() >= until) {
+      ::kill(-pid, SIGKILL);
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
 
 class LocalCall final : public exec::RemoteCall, public std::enable_shared_from_this<LocalCall> {
 public:
@@ -85,7 +131,7 @@ private:
     if (m_command.on_output) {
       m_command.on_output(stream, data);
     } else {
-      (stream == exec::Stream::out ? m_collected.out : m_collected.err).append(data);
+      exec::append_captured(stream == exec::Stream::out ? m_collected.out : m_collected.err, data);
     }
   }
 
@@ -135,27 +181,34 @@ private:
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     const bool cancelled = follow(in, std::move(out), std::move(err));
     in.reset();
-    int status = 0;
-    bool reaped = false;
     if (cancelled) {
-      // Like a closed channel: the caller stops waiting; the process is reaped in the background.
-      std::thread([pid] {
-        int st = 0;
-        ::waitpid(pid, &st, 0);
-      }).detach();
-    } else {
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-      reaped = true;
+      // The command's whole group ends (a timed-out `podman exec` or `git fetch` must not run on);
+      // the call ends then, and the child is reaped after (a process in D state may hold it).
+      end_group(pid);
+      finish(std::nullopt);
+      reap(pid);
+      return;
     }
+    finish(reap(pid));
+  }
+
+  static int reap(pid_t pid) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+  }
+
+  // The call's end: the exit status, or "cancelled" when there is none.
+  void finish(std::optional<int> status) {
     std::lock_guard lock(m_mutex);
     m_result = std::move(m_collected);
-    if (cancelled) {
+    if (!status) {
       m_error = exec::HostError(exec::HostError::Kind::io, "cancelled");
-    } else if (reaped && WIFSIGNALED(status)) {
-      m_result.exit_signal = WTERMSIG(status);
-    } else if (reaped) {
-      m_result.exit_status = WEXITSTATUS(status);
+    } else if (WIFSIGNALED(*status)) {
+      m_result.exit_signal = WTERMSIG(*status);
+    } else {
+      m_result.exit_status = WEXITSTATUS(*status);
     }
     m_done = true;
     m_cv.notify_all();
