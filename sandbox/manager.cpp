@@ -70,6 +70,12 @@ std::string SandboxManager::registry_path() {
     }
     if (!common.empty() && common[0] == '/') {
       m_registry_path = common + "/sandbox-mcp/sandboxes.sqlite";
+    } else if (::access((m_options.repo_base + "/.git").c_str(), F_OK) == 0) {
+      // A repository git would not read (not ours: "dubious ownership", or broken): never fall
+      // back to a registry in its work tree.
+      throw SandboxError(Kind::invalid, m_options.repo_base +
+                                            " has a .git that git cannot read here (another user's repository, or "
+                                            "broken): sandboxes need a repository of the user running sandbox-mcp");
     } else {
       m_registry_path = m_options.repo_base + "/.sandbox_db.sqlite";
     }
@@ -177,12 +183,14 @@ std::vector<std::string> SandboxManager::attach_argv(const std::string& name) {
 std::vector<std::string> SandboxManager::attach_argv_of(const SandboxRow& row) const {
   std::vector<std::string> argv = sandbox::attach_argv(parse_runtime(row.runtime), row.container_id);
   if (!row.slurm_job_id.empty()) { // a terminal through Slurm itself: srun --pty into the job
-    argv = srun_podman_argv(row.slurm_job_id, row.wrapper, {argv.begin() + 1, argv.end()}, /*pty=*/true);
+    argv = srun_podman_argv(row.slurm_job_id, row.repo_base, {argv.begin() + 1, argv.end()}, /*pty=*/true);
   }
   if (row.host != "local") {
+    // ssh joins its words for the remote shell: the command goes as one shell-quoted word.
     std::vector<std::string> ssh = m_options.ssh_attach;
     ssh.push_back(row.host);
-    argv.insert(argv.begin(), ssh.begin(), ssh.end());
+    ssh.push_back(display_command(argv));
+    argv = std::move(ssh);
   }
   return argv;
 }
@@ -194,6 +202,10 @@ std::shared_ptr<exec::Host> SandboxManager::host(const std::string& host_name) {
   auto row = find(name);
   if (!row || row->container_id.empty()) {
     return nullptr;
+  }
+  if (row->phase != "ready") {
+    throw SandboxError(Kind::failed, "sandbox " + name + " is not ready (" + row->phase +
+                                         "): its new is still running, or died half-way (sandbox_rm cleans it up)");
   }
   const std::string key = row->host + "\n" + row->container_id + "\n" + row->slurm_job_id + "\n" + row->runtime;
   {
@@ -213,7 +225,7 @@ std::shared_ptr<exec::Host> SandboxManager::host(const std::string& host_name) {
     // Through Slurm itself; job files on the shared filesystem (the worktree), so they outlive the
     // container's own disk and a server restart.
     ContainerExecutor::Target t;
-    t.runtime_prefix = srun_podman_argv(row->slurm_job_id, row->wrapper, {});
+    t.runtime_prefix = srun_podman_argv(row->slurm_job_id, row->repo_base, {}); // the wrapper found on the node
     t.container = row->container_id;
     t.where = "in Slurm job " + row->slurm_job_id + " (via " + row->host + ")";
     t.suspect_statuses = {1, 125, 126, 137, 255};
@@ -299,7 +311,8 @@ std::vector<SandboxInfo> SandboxManager::list(bool with_work) {
         std::string why;
         std::vector<std::string> in = inside(row, *x, false, why);
         // A hostile sandbox can make its git slow: ls waits for it only so long.
-        info.work = in.empty() ? WorkStatus{} : inspect(row, *x, in, false, std::chrono::seconds(10));
+        info.work = in.empty() ? WorkStatus{} : inspect(row, *x, in, std::chrono::seconds(10));
+        count_unmerged(row, *x, info.work);
         if (in.empty()) {
           info.work.why_unknown = why;
         }

@@ -26,7 +26,11 @@ struct ManagerOptions {
   std::string repo_base; // on this machine: the registry lives here; local sandboxes' repository
   std::map<std::string, std::string> host_repo_base; // per SSH host: the repository there
   ContainerOptions container;
-  std::string worktrees_dir = ".sandboxes"; // under the repository
+  // Where the sandboxes' clones go: empty (the default) is the repository's git directory
+  // (GIT_COMMON_DIR/sandbox-mcp/sandboxes), where no checkout or merge writes; else a directory
+  // relative to the work tree (the original manager's ".sandboxes": then a branch that holds files
+  // under it writes into the sandboxes when it is checked out).
+  std::string worktrees_dir;
   std::chrono::milliseconds step_timeout{300000};
   std::chrono::milliseconds kill_grace{3000}; // for the sandbox hosts' jobs
   SlurmOptions slurm;
@@ -35,6 +39,9 @@ struct ManagerOptions {
   // GPUs (sandbox/gpu/gpus.h): what a sandbox gets when it does not say, and the CDI device kind.
   std::string default_gpus = "none";
   std::string cdi_kind = "nvidia.com/gpu";
+  // Directories no sandbox's repository may be in (the profiles' work root: a confined command
+  // writes there, and the host runs git in a sandbox's repository).
+  std::vector<std::string> forbidden_repo_roots;
 };
 
 struct NewRequest {
@@ -136,6 +143,10 @@ private:
   std::shared_ptr<exec::RemoteExecutor> executor_of(const std::string& host);
   HostRuntime runtime_on(const std::string& host, exec::RemoteExecutor& x);
   std::string repo_for(const NewRequest& request) const;
+  // Refuses a repository the host must not run git in: one inside a git directory or a sandboxes
+  // directory, under a forbidden root, or not the server user's.
+  void check_repository(exec::RemoteExecutor& x, const std::string& top, const std::string& common,
+                        const std::string& host);
   std::string attach_command(const SandboxRow& row) const;
   std::string registry_path();
   bool registry_exists();
@@ -164,11 +175,17 @@ private:
   // argv prefix running a program inside the sandbox (starting a stopped container, or a one-off
   // container over its files when its own is gone); empty, with `why`, when there is none.
   std::vector<std::string> inside(const SandboxRow& row, exec::RemoteExecutor& x, bool may_start, std::string& why);
-  WorkStatus inspect(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in, bool fetched,
+  WorkStatus inspect(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in,
                      std::chrono::milliseconds timeout = std::chrono::seconds(60));
-  std::string fetch_work(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in);
+  void count_unmerged(const SandboxRow& row, exec::RemoteExecutor& x, WorkStatus& w);
+  std::string fetch_work(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in,
+                         const WorkStatus& w);
+  std::string fast_forward(const SandboxRow& row, exec::RemoteExecutor& x, std::string& head);
   void forget_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& prefix);
-  std::string worktrees_dir_of(const SandboxRow& row) const;
+  std::string worktrees_dir_of(const SandboxRow& row, exec::RemoteExecutor& x);
+  // The sandboxes' directory of the repository at `repo` (any folder of it) on a host; "" when it
+  // is not a git repository.
+  std::string sandboxes_dir(const std::string& repo, exec::RemoteExecutor& x);
 
   ManagerOptions m_options;
   HostLookup m_hosts;

@@ -26,7 +26,8 @@ std::vector<std::string> exclude_argv(const std::string& file, const std::string
   return {
       "sh",
       "-c",
-      "mkdir -p \"$(dirname \"$2\")\" && { grep -qxF \"$1\" \"$2\" 2>/dev/null || printf '%s\\n' \"$1\" >> \"$2\"; }",
+      "d=$(dirname \"$2\"); if [ -L \"$d\" ] || [ -L \"$2\" ]; then echo \"$2: a link, not written\" >&2; exit 3; fi; "
+      "mkdir -p \"$d\" && { grep -qxF \"$1\" \"$2\" 2>/dev/null || printf '%s\\n' \"$1\" >> \"$2\"; }",
       "sh",
       line,
       file};
@@ -133,6 +134,35 @@ std::pair<std::string, std::string> git_dirs(exec::RemoteExecutor& x, const std:
 
 } // namespace
 
+void SandboxManager::check_repository(exec::RemoteExecutor& x, const std::string& top, const std::string& common,
+                                      const std::string& host) {
+  auto refuse = [&](const std::string& why) {
+    throw SandboxError(Kind::invalid, "repository " + top + " on " + host + " cannot hold sandboxes: " + why,
+                       "repo_base");
+  };
+  for (const std::string& path : {top + "/", common + "/"}) {
+    if (path.find("/sandbox-mcp/sandboxes/") != std::string::npos ||
+        (!m_options.worktrees_dir.empty() && path.find("/" + m_options.worktrees_dir + "/") != std::string::npos)) {
+      refuse("it is inside a sandbox (its repository is the agent's, and the host never runs git there)");
+    }
+  }
+  if (top.find("/.git/") != std::string::npos) {
+    refuse("it is inside another repository's git directory");
+  }
+  for (const auto& root : m_options.forbidden_repo_roots) {
+    if (!root.empty() && (top == root || top.rfind(root + "/", 0) == 0)) {
+      refuse("it is under " + root + ", where confined commands write");
+    }
+  }
+  // As git's safe.directory: only a repository of the user running sandbox-mcp (whose config is
+  // theirs) is one the host runs git in.
+  const std::string me = trim(run_argv(x, {"id", "-u"}, k_quick).out);
+  const std::string owner = trim(run_argv(x, {"stat", "-c", "%u", "--", common}, k_quick).out);
+  if (me.empty() || owner != me) {
+    refuse("it belongs to uid " + owner + ", not to the user running sandbox-mcp (uid " + me + ")");
+  }
+}
+
 std::vector<Mount> SandboxManager::existing_mounts(exec::RemoteExecutor& x, bool slurm) {
   const auto& o = m_options.container;
   std::string home = trim(run_argv(x, {"printenv", "HOME"}, k_quick).out);
@@ -222,6 +252,7 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
   }
   std::string top, common; // not a structured binding: clang 14 cannot capture those in lambdas
   std::tie(top, common) = git_dirs(*x, repo, request.host);
+  check_repository(*x, top, common, request.host);
 
   SandboxRow row;
   row.name = request.name;
@@ -296,7 +327,8 @@ bool SandboxManager::make_workspace(SandboxRow& row, exec::RemoteExecutor& x, co
                                     const std::string& git_common, std::vector<std::function<void()>>& undo,
                                     std::string& note) {
   const std::string& top = row.repo_base;
-  const std::string wt = top + "/" + m_options.worktrees_dir;
+  const std::string wt =
+      m_options.worktrees_dir.empty() ? git_common + "/sandbox-mcp/sandboxes" : top + "/" + m_options.worktrees_dir;
   const std::string dir = wt + "/" + row.name;
   row.work_dir = dir;
   registry().update(row);
@@ -309,7 +341,9 @@ bool SandboxManager::make_workspace(SandboxRow& row, exec::RemoteExecutor& x, co
     failed("cannot write " + id_path + ": " + o.message());
   }
   // The host's own exclude file (no sandbox reaches the host's git directory).
-  run_argv(x, exclude_argv(git_common + "/info/exclude", "/" + m_options.worktrees_dir + "/"), k_quick);
+  if (!m_options.worktrees_dir.empty()) {
+    run_argv(x, exclude_argv(git_common + "/info/exclude", "/" + m_options.worktrees_dir + "/"), k_quick);
+  }
   if (run_argv(x, {"test", "-e", dir}, k_quick).ok() || run_argv(x, {"test", "-L", dir}, k_quick).ok()) {
     failed(dir + " already exists (left by an earlier sandbox?): move it away, or pick another name");
   }
@@ -322,6 +356,8 @@ bool SandboxManager::make_workspace(SandboxRow& row, exec::RemoteExecutor& x, co
     undo.push_back([&x, top, branch = row.branch] {
       run_argv(x, {"git", "-C", top, "branch", "-D", branch}, k_quick);
     });
+    row.own_branch = true;
+    registry().update(row);
   }
   if (trim(run_argv(x, {"git", "-C", top, "symbolic-ref", "-q", "HEAD"}, k_quick).out) == "refs/heads/" + row.branch) {
     note = "branch " + row.branch + " is checked out in " + top + ": the sandbox works on its own copy of it, and " +

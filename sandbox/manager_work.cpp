@@ -32,8 +32,19 @@ std::string utc_stamp() {
 
 } // namespace
 
-std::string SandboxManager::worktrees_dir_of(const SandboxRow& row) const {
-  return row.repo_base + "/" + m_options.worktrees_dir;
+std::string SandboxManager::worktrees_dir_of(const SandboxRow& row, exec::RemoteExecutor& x) {
+  return sandboxes_dir(row.repo_base, x);
+}
+
+std::string SandboxManager::sandboxes_dir(const std::string& repo, exec::RemoteExecutor& x) {
+  CommandOutcome o = run_argv(
+      x, {"git", "-C", repo, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir"}, k_quick);
+  std::vector<std::string> lines = lines_of(o.out);
+  if (!o.ok() || lines.size() < 2 || lines[0].empty() || lines[0][0] != '/' || lines[1][0] != '/') {
+    return {};
+  }
+  return m_options.worktrees_dir.empty() ? lines[1] + "/sandbox-mcp/sandboxes"
+                                         : lines[0] + "/" + m_options.worktrees_dir;
 }
 
 // A row is acted on only when the id file the manager wrote beside its directory (in the
@@ -46,14 +57,18 @@ SandboxManager::Ownership SandboxManager::check_ownership(const SandboxRow& row,
     why = "its registry row has no id or repository (made by an older sandbox-mcp, or not by sandbox-mcp)";
     return Ownership::not_ours;
   }
-  const std::string expected_dir = worktrees_dir_of(row) + "/" + row.name;
+  const std::string wt = worktrees_dir_of(row, x);
+  if (wt.empty()) {
+    why = "its repository " + row.repo_base + " is not a git repository any more";
+    return Ownership::not_ours;
+  }
+  const std::string expected_dir = wt + "/" + row.name;
   if (!row.work_dir.empty() && row.work_dir != expected_dir) {
     why = "its registry row names directory " + row.work_dir + ", not " + expected_dir;
     return Ownership::not_ours;
   }
-  const std::string path = id_file(worktrees_dir_of(row), row.name);
-  CommandOutcome o =
-      run_argv(x, {"sh", "-c", "[ -f \"$1\" ] && [ ! -L \"$1\" ] && cat -- \"$1\"", "sh", path}, k_quick);
+  const std::string path = id_file(wt, row.name);
+  CommandOutcome o = run_argv(x, read_id_argv(path), k_quick);
   if (!o.ok()) {
     if (row.phase == "creating" && row.container_id.empty() && row.slurm_job_id.empty()) {
       return Ownership::nothing_made; // `new` died before it made anything
@@ -75,16 +90,23 @@ std::vector<std::string> SandboxManager::inside(const SandboxRow& row, exec::Rem
     return {};
   }
   const Runtime rt = parse_runtime(row.runtime);
+  CommandOutcome label;
   if (!row.slurm_job_id.empty()) {
     SlurmJobState job = slurm_job_state(x, row.slurm_job_id);
-    if (job.state != "RUNNING") {
+    if (job.state == "RUNNING") {
+      return podman_for(row, exec_argv(rt, row.container_id, {}));
+    }
+    if (!may_start || !job.terminal()) {
       why = "its Slurm job is " + job.state;
       return {};
     }
-    return podman_for(row, exec_argv(rt, row.container_id, {}));
+    // The job is over; its clone is on the shared filesystem: a one-off container here, if this
+    // host has podman and the image (below).
+    label.status = 1;
+  } else {
+    // One question: the container's id label and whether it runs ("ID true").
+    label = run_argv(x, id_and_running_argv(rt, row.container_id), k_quick);
   }
-  // One question: the container's id label and whether it runs ("ID true").
-  CommandOutcome label = run_argv(x, id_and_running_argv(rt, row.container_id), k_quick);
   const std::string answer = trim(label.out);
   if (label.ok() && answer.substr(0, answer.find(' ')) != row.uid) {
     why = "container " + row.container_id + " is not this sandbox's (its id label differs)";
@@ -112,7 +134,17 @@ std::vector<std::string> SandboxManager::inside(const SandboxRow& row, exec::Rem
     why = "its directory " + row.work_dir + " is gone";
     return {};
   }
-  HostRuntime hr = runtime_on(row.host, x);
+  HostRuntime hr;
+  try {
+    hr = runtime_on(row.host, x);
+  } catch (const SandboxError& e) {
+    why = std::string("no container runtime here to read it with: ") + e.what();
+    return {};
+  }
+  if (!run_argv(x, image_exists_argv(rt, row.image.empty() ? m_options.container.image : row.image), k_quick).ok()) {
+    why = "image " + row.image + " is not on " + row.host + " to read it with";
+    return {};
+  }
   RunSpec spec;
   spec.work_dir = row.work_dir;
   spec.userns = rt == Runtime::podman && !hr.rootless;
@@ -142,8 +174,10 @@ std::vector<std::string> SandboxManager::inside(const SandboxRow& row, exec::Rem
   return a;
 }
 
+// What git inside the sandbox says (as the agent): its changes and every ref. Never throws.
 WorkStatus SandboxManager::inspect(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in,
-                                   bool fetched, std::chrono::milliseconds timeout) {
+                                   std::chrono::milliseconds timeout) {
+  (void)row;
   std::vector<std::string> argv = in;
   for (auto& w : inspect_argv()) {
     argv.push_back(w);
@@ -159,51 +193,35 @@ WorkStatus SandboxManager::inspect(const SandboxRow& row, exec::RemoteExecutor& 
   WorkStatus w = o.ok() ? parse_inspect(o.out) : WorkStatus{};
   if (!o.ok()) {
     w.why_unknown = "git in the sandbox failed: " + o.message();
-    return w;
   }
+  return w;
+}
+
+// Counts the commits of the sandbox's refs and HEAD (as read inside) that no branch of the
+// repository has: missing ones (not fetched) count too.
+void SandboxManager::count_unmerged(const SandboxRow& row, exec::RemoteExecutor& x, WorkStatus& w) {
   if (!w.known) {
-    return w;
-  }
-  std::vector<std::string> tips;
-  if (fetched) {
-    // What the fetch brought: every branch and HEAD, as the host now has them.
-    for (const auto& line :
-         lines_of(run_argv(x, list_refs_argv(row.repo_base, mirror_prefix(row.name)), k_quick).out)) {
-      tips.push_back(line.substr(0, line.find(' ')));
-    }
-    for (const auto& line : lines_of(run_argv(x, list_refs_argv(row.repo_base, head_ref(row.name)), k_quick).out)) {
-      tips.push_back(line.substr(0, line.find(' ')));
-    }
-  } else {
-    for (const auto& [branch, sha] : w.branches) {
-      tips.push_back(sha);
-    }
-    if (!w.head.empty()) {
-      tips.push_back(w.head);
-    }
+    return;
   }
   std::vector<std::string> checked;
   std::string query;
-  for (const auto& t : tips) {
-    if (is_object_name(t)) {
+  for (const auto& t : w.tips()) {
+    if (is_object_name(t) && std::find(checked.begin(), checked.end(), t) == checked.end()) {
       checked.push_back(t);
       query += t + "^{commit}\n";
     }
   }
-  if (checked.empty()) {
-    w.unmerged = 0;
-    return w;
-  }
-  // Commits the host does not have yet are work no branch holds.
   int missing = 0;
   std::vector<std::string> present;
-  std::istringstream have(run_argv(x, have_objects_argv(row.repo_base), k_quick, query).out);
-  std::size_t i = 0;
-  for (std::string line; std::getline(have, line) && i < checked.size(); ++i) {
-    if (line.find(" missing") != std::string::npos) {
-      ++missing;
-    } else {
-      present.push_back(checked[i]);
+  if (!checked.empty()) {
+    std::istringstream have(run_argv(x, have_objects_argv(row.repo_base), k_quick, query).out);
+    std::size_t i = 0;
+    for (std::string line; std::getline(have, line) && i < checked.size(); ++i) {
+      if (line.find(" missing") != std::string::npos) {
+        ++missing;
+      } else {
+        present.push_back(checked[i]);
+      }
     }
   }
   int count = 0;
@@ -212,19 +230,39 @@ WorkStatus SandboxManager::inspect(const SandboxRow& row, exec::RemoteExecutor& 
     count = c.ok() ? std::atoi(trim(c.out).c_str()) : 1;
   }
   w.unmerged = count + missing;
-  return w;
 }
 
 // `git fetch` on the host whose other end runs inside the sandbox: "" or why it failed.
 std::string SandboxManager::fetch_work(const SandboxRow& row, exec::RemoteExecutor& x,
-                                       const std::vector<std::string>& in) {
+                                       const std::vector<std::string>& in, const WorkStatus& w) {
   std::vector<std::string> upload = in;
   upload.push_back("git-upload-pack");
   upload.push_back(k_workspace);
-  CommandOutcome f = run_argv(x, fetch_mirror_argv(row.repo_base, ext_url(upload), row.name), m_options.step_timeout);
-  if (!f.ok() && !mentions(f.message(), "couldn't find remote ref head")) {
-    return f.message();
+  try {
+    CommandOutcome f = run_argv(x, fetch_mirror_argv(row.repo_base, ext_url(upload), row.name, !w.head.empty()),
+                                m_options.step_timeout);
+    return f.ok() ? std::string() : "git fetch: " + f.message();
+  } catch (const exec::HostError& e) {
+    return std::string("git fetch: ") + e.what();
   }
+}
+
+// Fast-forwards the sandbox's branch in the repository when `new` made that branch (a branch that
+// was there before is the human's: its work waits at sandbox/NAME/BRANCH). Returns the note.
+std::string SandboxManager::fast_forward(const SandboxRow& row, exec::RemoteExecutor& x, std::string& head) {
+  const std::string mine = "sandbox/" + row.name + "/" + row.branch;
+  if (!row.own_branch) {
+    return "branch " + row.branch + " was there before the sandbox, so it is not moved: the sandbox's work is at " +
+           mine + " (git log " + mine + "; git merge " + mine + ")";
+  }
+  CommandOutcome ff = run_argv(x, fast_forward_argv(row.repo_base, row.name, row.branch), k_quick);
+  if (!ff.ok()) {
+    return "branch " + row.branch + " was not moved (" + ff.message() + "): the sandbox's work is at " + mine +
+           " (git merge " + mine + ")";
+  }
+  head = trim(
+      run_argv(x, {"git", "-C", row.repo_base, "rev-parse", "--verify", "--quiet", "refs/heads/" + row.branch}, k_quick)
+          .out);
   return {};
 }
 
@@ -256,24 +294,19 @@ SyncResult SandboxManager::sync(const std::string& host_name) {
   if (in.empty()) {
     failed("cannot reach sandbox " + name + "'s repository: " + why);
   }
-  if (std::string err = fetch_work(*row, *x, in); !err.empty()) {
-    failed("git fetch from sandbox " + name + " failed: " + err);
-  }
   SyncResult r;
   r.name = name;
   r.branch = row->branch;
-  CommandOutcome ff = run_argv(*x, fast_forward_argv(row->repo_base, name, row->branch), k_quick);
-  if (ff.ok()) {
-    r.branch_head = trim(
-        run_argv(*x, {"git", "-C", row->repo_base, "rev-parse", "--verify", "--quiet", "refs/heads/" + row->branch},
-                 k_quick)
-            .out);
-  } else {
-    r.note = "branch " + row->branch + " was not moved (" + ff.message() + "): the sandbox's work is at sandbox/" +
-             name + "/" + row->branch + "; merge it with `git merge sandbox/" + name + "/" + row->branch + "`";
+  r.work = inspect(*row, *x, in);
+  if (!r.work.known) {
+    failed("cannot read sandbox " + name + "'s repository: " + r.work.why_unknown);
   }
+  if (std::string err = fetch_work(*row, *x, in, r.work); !err.empty()) {
+    failed("fetching from sandbox " + name + " failed: " + err);
+  }
+  r.note = fast_forward(*row, *x, r.branch_head);
   r.refs = lines_of(run_argv(*x, list_refs_argv(row->repo_base, mirror_prefix(name)), k_quick).out);
-  r.work = inspect(*row, *x, in, true);
+  count_unmerged(*row, *x, r.work);
   return r;
 }
 
@@ -311,22 +344,53 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
     m_sandbox_hosts.erase(name);
   }
   const std::string container = container_name(row->repo_base, row->name);
-  // A half-made sandbox (`new` died, or runs) was never handed to an agent: no work to keep.
-  if (own == Ownership::ours && row->phase == "ready" && !row->work_dir.empty() &&
+  // A half-made sandbox (`new` died, or runs), or a Slurm job that never started, was never handed
+  // to an agent: no work to keep.
+  bool never_ran = row->phase != "ready";
+  if (!never_ran && !row->slurm_job_id.empty()) {
+    const SlurmJobState job = slurm_job_state(*x, row->slurm_job_id);
+    never_ran = job.state == "PENDING" || job.state == "CONFIGURING";
+  }
+  if (own == Ownership::ours && !never_ran && !row->work_dir.empty() &&
       run_argv(*x, {"test", "-d", row->work_dir}, k_quick).ok()) {
-    // The work first: read inside the sandbox, brought to the repository, kept or refused.
-    std::vector<std::string> in = inside(*row, *x, true, why);
-    std::string fetch_error = in.empty() ? why : fetch_work(*row, *x, in);
-    if (fetch_error.empty()) {
-      run_argv(*x, fast_forward_argv(row->repo_base, name, row->branch), k_quick);
+    // The work first: the agent's processes stopped (nothing changes under us), then read inside
+    // the sandbox, brought to the repository, and kept or refused.
+    std::vector<std::string> in;
+    std::string fetch_error;
+    try {
+      in = inside(*row, *x, true, why);
+      if (!in.empty()) {
+        std::vector<std::string> freeze = in;
+        freeze.insert(freeze.end(), {"sh", "-c", "kill -STOP -1 2>/dev/null; true"});
+        run_argv(*x, freeze, k_quick);
+        result.work = inspect(*row, *x, in);
+      }
+      fetch_error = in.empty()           ? why
+                    : !result.work.known ? result.work.why_unknown
+                                         : fetch_work(*row, *x, in, result.work);
+      if (fetch_error.empty()) {
+        std::string head;
+        if (std::string n = fast_forward(*row, *x, head); !n.empty()) {
+          result.notes.push_back(n);
+        }
+        count_unmerged(*row, *x, result.work);
+      }
+    } catch (const exec::HostError& e) {
+      fetch_error = e.what();
     }
-    // After the fetch and the fast-forward: what no branch of the repository holds.
-    result.work = in.empty() ? WorkStatus{} : inspect(*row, *x, in, fetch_error.empty());
     if (!result.work.known && result.work.why_unknown.empty()) {
-      result.work.why_unknown = why;
+      result.work.why_unknown = fetch_error.empty() ? why : fetch_error;
     }
     const bool work = !result.work.known || result.work.has_work() || !fetch_error.empty();
     if (work && !force) {
+      if (!in.empty()) {
+        std::vector<std::string> thaw = in;
+        thaw.insert(thaw.end(), {"sh", "-c", "kill -CONT -1 2>/dev/null; true"});
+        try {
+          run_argv(*x, thaw, k_quick);
+        } catch (const exec::HostError&) {
+        }
+      }
       throw SandboxError(
           Kind::has_work,
           "sandbox " + name + " holds work that is not on a branch of " + row->repo_base + ": " +
@@ -339,29 +403,46 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
     if (work) {
       const std::string stamp = utc_stamp();
       bool kept = false;
-      if (!in.empty()) {
-        std::vector<std::string> rescue = in;
-        for (auto& w : rescue_argv(name)) {
-          rescue.push_back(w);
-        }
-        CommandOutcome made = run_argv(*x, rescue, m_options.step_timeout);
-        std::vector<std::string> upload = in;
-        upload.push_back("git-upload-pack");
-        upload.push_back(k_workspace);
-        const std::string prefix = rescue_prefix(name, stamp);
-        CommandOutcome f =
-            made.ok() ? run_argv(*x, fetch_rescue_argv(row->repo_base, ext_url(upload), prefix), m_options.step_timeout)
-                      : made;
-        kept = f.ok() && !lines_of(run_argv(*x, list_refs_argv(row->repo_base, prefix), k_quick).out).empty();
-        if (kept) {
-          result.rescued = prefix;
-        } else {
-          result.notes.push_back("keeping the work as refs failed (" + f.message() + ")");
+      if (!in.empty() && result.work.known) {
+        try {
+          std::vector<std::string> rescue = in;
+          for (auto& w : rescue_argv(name)) {
+            rescue.push_back(w);
+          }
+          CommandOutcome made = run_argv(*x, rescue, m_options.step_timeout);
+          std::vector<std::string> upload = in;
+          upload.push_back("git-upload-pack");
+          upload.push_back(k_workspace);
+          const std::string prefix = rescue_prefix(name, stamp);
+          CommandOutcome f = made.ok() ? run_argv(*x, fetch_rescue_argv(row->repo_base, ext_url(upload), prefix),
+                                                  m_options.step_timeout)
+                                       : made;
+          kept = f.ok() && !lines_of(run_argv(*x, list_refs_argv(row->repo_base, prefix), k_quick).out).empty();
+          if (kept) {
+            result.rescued = prefix;
+          } else {
+            result.notes.push_back("keeping the work as refs failed (" + f.message() + ")");
+          }
+        } catch (const exec::HostError& e) {
+          result.notes.push_back(std::string("keeping the work as refs failed (") + e.what() + ")");
         }
       }
       if (!kept) {
-        const std::string aside = worktrees_dir_of(*row) + "/" + name + ".rescued-" + stamp;
-        CommandOutcome mv = run_argv(*x, move_aside_argv(row->work_dir, aside), k_quick);
+        // Into a new directory of its own (mktemp): never onto something that exists.
+        CommandOutcome made_dir = run_argv(
+            *x, {"mktemp", "-d", "--", worktrees_dir_of(*row, *x) + "/.rescued-" + name + "-" + stamp + "-XXXXXX"},
+            k_quick);
+        const std::string wt = worktrees_dir_of(*row, *x);
+        if (made_dir.ok() && trim(made_dir.out).rfind(wt + "/.rescued-", 0) != 0) {
+          made_dir.status = 1;
+          made_dir.err = "mktemp made " + trim(made_dir.out) + ", not a directory in " + wt;
+        }
+        const std::string aside = made_dir.ok() ? trim(made_dir.out) + "/" + name : std::string();
+        CommandOutcome mv = made_dir.ok() ? run_argv(*x, move_aside_argv(row->work_dir, aside), k_quick) : made_dir;
+        if (mv.ok() && run_argv(*x, {"test", "-e", row->work_dir}, k_quick).ok()) {
+          mv.status = 1;
+          mv.err = row->work_dir + " is still there after the move";
+        }
         if (!mv.ok()) {
           failed("sandbox " + name + "'s work could neither be kept as refs nor moved aside (" + mv.message() +
                  "): nothing removed");
@@ -373,8 +454,8 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
       }
     }
   }
-  if (!row->slurm_job_id.empty()) {
-    remove_slurm(*row, *x, result);
+  if (!row->slurm_job_id.empty() || !row->wrapper.empty()) {
+    remove_slurm(*row, *x, result); // also finds the job of a `new` that died before recording it
   } else if (!row->runtime.empty()) {
     const Runtime rt = parse_runtime(row->runtime);
     CommandOutcome label = run_argv(*x, id_label_argv(rt, container), k_quick);
@@ -417,7 +498,7 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
     }
     forget_refs(*row, *x, mirror_prefix(name));
     forget_refs(*row, *x, "refs/sandbox/" + name + "/");
-    run_argv(*x, {"rm", "-f", "--", id_file(worktrees_dir_of(*row), name)}, k_quick);
+    run_argv(*x, {"rm", "-f", "--", id_file(worktrees_dir_of(*row, *x), name)}, k_quick);
   }
   registry().remove(*row);
   result.removed = true;
@@ -443,7 +524,7 @@ std::vector<std::string> SandboxManager::reset(const std::vector<std::string>& i
     }
   }
   auto x = executor_of("local");
-  const std::string dir = m_options.repo_base + "/" + m_options.worktrees_dir;
+  const std::string dir = sandboxes_dir(m_options.repo_base, *x);
   // Only an empty worktrees directory goes: kept sandboxes, moved-aside work and Slurm output stay.
   if (run_argv(*x, {"rmdir", "--", dir}, k_quick).ok()) {
     done.push_back("removed " + dir);

@@ -83,13 +83,15 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 )sql";
 
 constexpr const char* k_added_columns[][2] = {
-    {"host", "TEXT DEFAULT 'local'"}, {"runtime", "TEXT DEFAULT ''"},      {"image", "TEXT DEFAULT ''"},
-    {"repo_base", "TEXT DEFAULT ''"}, {"phase", "TEXT DEFAULT 'ready'"},   {"wrapper", "TEXT DEFAULT ''"},
-    {"gpus", "TEXT DEFAULT ''"},      {"gpu_shared", "INTEGER DEFAULT 0"}, {"uid", "TEXT DEFAULT ''"},
+    {"host", "TEXT DEFAULT 'local'"},    {"runtime", "TEXT DEFAULT ''"},      {"image", "TEXT DEFAULT ''"},
+    {"repo_base", "TEXT DEFAULT ''"},    {"phase", "TEXT DEFAULT 'ready'"},   {"wrapper", "TEXT DEFAULT ''"},
+    {"gpus", "TEXT DEFAULT ''"},         {"gpu_shared", "INTEGER DEFAULT 0"}, {"uid", "TEXT DEFAULT ''"},
+    {"own_branch", "INTEGER DEFAULT 0"},
 };
 
-constexpr const char* k_columns = "name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, "
-                                  "updated_at, host, runtime, image, repo_base, phase, wrapper, gpus, gpu_shared, uid";
+constexpr const char* k_columns =
+    "name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, "
+    "updated_at, host, runtime, image, repo_base, phase, wrapper, gpus, gpu_shared, uid, own_branch";
 
 [[noreturn]] void fail(sqlite3* db, const std::string& path, const std::string& what) {
   throw SandboxError(SandboxError::Kind::failed,
@@ -159,6 +161,7 @@ SandboxRow read_row(const Statement& s) {
   r.gpus = s.text(14);
   r.gpu_shared = s.integer(15) != 0;
   r.uid = s.text(16);
+  r.own_branch = s.integer(17) != 0;
   return r;
 }
 
@@ -268,10 +271,12 @@ public:
     Statement s(m_db, m_path,
                 "UPDATE sandboxes SET branch = ?2, container_id = ?3, slurm_job_id = ?4, work_dir = ?5, "
                 "ccr_mode = ?6, host = ?7, runtime = ?8, image = ?9, repo_base = ?10, phase = ?11, wrapper = ?12, "
-                "gpus = ?13, gpu_shared = ?14, updated_at = datetime('now') WHERE name = ?1 AND uid = ?15");
+                "gpus = ?13, gpu_shared = ?14, own_branch = ?16, updated_at = datetime('now') WHERE name = ?1 AND "
+                "uid = ?15");
     s.bind(1, row.name);
     bind_fields(s, row, 2);
     s.bind(15, row.uid);
+    s.bind(16, row.own_branch ? 1 : 0);
     s.step();
     if (sqlite3_changes(m_db) == 0) {
       throw SandboxError(SandboxError::Kind::not_found,
@@ -422,6 +427,9 @@ void check_branch(const std::string& branch) {
         c == '\\') {
       bad("spaces, control characters and ~ ^ : ? * [ \\ are not allowed");
     }
+  }
+  if (branch.rfind("sandbox/", 0) == 0 || branch.rfind("sandbox-rescue/", 0) == 0) {
+    bad("names under sandbox/ and sandbox-rescue/ are where sandboxes' work arrives");
   }
   if (branch.find("..") != std::string::npos || branch.find("@{") != std::string::npos ||
       branch.find("//") != std::string::npos || branch.find("/.") != std::string::npos || branch == "@" ||

@@ -54,6 +54,7 @@ struct SandboxRow {
   std::string phase = "creating";
   std::string gpus;        // the GPU indices it holds on `host` ("0,2"; "" none)
   bool gpu_shared = false; // other sandboxes asking for shared GPUs may use them too
+  bool own_branch = false; // `new` made the branch: sync fast-forwards it (a branch that was there is the human's)
   // 32 hex digits given by reserve(): this row's identity. The container carries it as a label
   // and the worktrees directory as a file, and nothing destructive runs unless they match, so a
   // registry replaced or edited behind our back cannot aim rm at anything else; update() and

@@ -66,7 +66,7 @@ std::vector<std::string> remove_tree_argv(const std::string& dir) {
 }
 
 std::vector<std::string> move_aside_argv(const std::string& dir, const std::string& to) {
-  return {"mv", "-T", "-n", "--", dir, to};
+  return {"mv", "-T", "--", dir, to};
 }
 
 std::string id_file(const std::string& worktrees_dir, const std::string& name) {
@@ -106,15 +106,23 @@ std::string head_ref(const std::string& name) {
   return "refs/sandbox/" + name + "/HEAD";
 }
 
+std::string all_refs_prefix(const std::string& name) {
+  return "refs/sandbox/" + name + "/refs/";
+}
+
 std::string rescue_prefix(const std::string& name, const std::string& stamp) {
   return "refs/sandbox-rescue/" + name + "/" + stamp + "/";
 }
 
-std::vector<std::string> fetch_mirror_argv(const std::string& top, const std::string& url, const std::string& name) {
+std::vector<std::string> fetch_mirror_argv(const std::string& top, const std::string& url, const std::string& name,
+                                           bool with_head) {
   auto a = fetch_from(top, url);
   a.insert(a.end() - 1, "--prune");
   a.push_back("+refs/heads/*:" + mirror_prefix(name) + "*");
-  a.push_back("+HEAD:" + head_ref(name));
+  a.push_back("+refs/*:" + all_refs_prefix(name) + "*");
+  if (with_head) {
+    a.push_back("+HEAD:" + head_ref(name));
+  }
   return a;
 }
 
@@ -158,7 +166,7 @@ std::vector<std::string> inspect_argv() {
             "exit 0; }; "
             "printf 'HEAD %s\\n' \"$(git rev-parse -q --verify HEAD 2>/dev/null)\"; "
             "printf 'ON %s\\n' \"$(git symbolic-ref -q HEAD 2>/dev/null)\"; "
-            "git for-each-ref --count=1000 '--format=REF %(objectname) %(refname)' refs/heads; "
+            "git for-each-ref --count=1000 '--format=REF %(objectname) %(refname)'; "
             "printf 'STATUS\\n'; git status --porcelain=v1 -z --untracked-files=all 2>/dev/null | head -c 4000000",
             {});
 }
@@ -167,8 +175,9 @@ std::vector<std::string> rescue_argv(const std::string& name) {
   return sh("cd /workspace || exit 3; set -e; "
             "git for-each-ref --format='%(refname)' refs/smcp-rescue | while read -r r; do git update-ref -d \"$r\"; "
             "done; "
-            "git for-each-ref --format='%(objectname) %(refname)' refs/heads refs/stash | while read -r o r; do "
-            "git update-ref \"refs/smcp-rescue/${r#refs/}\" \"$o\"; done; "
+            "git for-each-ref --format='%(objectname) %(refname)' | while read -r o r; do case \"$r\" in "
+            "refs/remotes/*|refs/smcp-rescue/*) ;; *) git update-ref \"refs/smcp-rescue/${r#refs/}\" \"$o\";; esac; "
+            "done; "
             "h=$(git rev-parse -q --verify HEAD || true); "
             "if [ -n \"$h\" ]; then git update-ref refs/smcp-rescue/HEAD \"$h\"; fi; "
             "i=$(mktemp); trap 'rm -f \"$i\"' EXIT; "
@@ -218,8 +227,11 @@ WorkStatus parse_inspect(const std::string& out) {
     } else if (line.rfind("REF ", 0) == 0) {
       std::string rest = line.substr(4);
       auto sp = rest.find(' ');
-      if (sp != std::string::npos && is_object_name(rest.substr(0, sp)) &&
-          rest.compare(sp + 1, 11, "refs/heads/") == 0) {
+      if (sp == std::string::npos || !is_object_name(rest.substr(0, sp)) || rest.compare(sp + 1, 5, "refs/") != 0) {
+        continue;
+      }
+      w.refs.emplace_back(rest.substr(sp + 1), rest.substr(0, sp));
+      if (rest.compare(sp + 1, 11, "refs/heads/") == 0) {
         w.branches.emplace_back(rest.substr(sp + 12), rest.substr(0, sp));
       }
     }
@@ -250,6 +262,19 @@ WorkStatus parse_inspect(const std::string& out) {
   }
   w.known = true;
   return w;
+}
+
+std::vector<std::string> WorkStatus::tips() const {
+  std::vector<std::string> out;
+  for (const auto& [ref, sha] : refs) {
+    if (ref.rfind("refs/remotes/", 0) != 0) {
+      out.push_back(sha);
+    }
+  }
+  if (!head.empty()) {
+    out.push_back(head);
+  }
+  return out;
 }
 
 std::string WorkStatus::state() const {

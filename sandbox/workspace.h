@@ -45,12 +45,16 @@ std::vector<std::string> read_id_argv(const std::string& path);
 std::string ext_url(const std::vector<std::string>& argv);
 
 // Host refs for a sandbox's work.
-std::string mirror_prefix(const std::string& name); // refs/remotes/sandbox/NAME/ (its branches)
-std::string head_ref(const std::string& name);      // refs/sandbox/NAME/HEAD (its HEAD, detached or not)
+std::string mirror_prefix(const std::string& name);   // refs/remotes/sandbox/NAME/ (its branches)
+std::string head_ref(const std::string& name);        // refs/sandbox/NAME/HEAD (its HEAD, detached or not)
+std::string all_refs_prefix(const std::string& name); // refs/sandbox/NAME/refs/ (every ref: stash, tags, ...)
 std::string rescue_prefix(const std::string& name, const std::string& stamp); // refs/sandbox-rescue/NAME/STAMP/
 
-// The host's `git fetch` of every branch (and HEAD) of the sandbox into mirror_prefix / head_ref.
-std::vector<std::string> fetch_mirror_argv(const std::string& top, const std::string& url, const std::string& name);
+// The host's `git fetch` of every ref of the sandbox: its branches into mirror_prefix, all its refs
+// (stash, tags, ...) into all_refs_prefix, and HEAD into head_ref when it has one (`with_head`:
+// an unborn HEAD would fail the whole fetch).
+std::vector<std::string> fetch_mirror_argv(const std::string& top, const std::string& url, const std::string& name,
+                                           bool with_head);
 // Fast-forwards the host's branch to the sandbox's (refused by git when not a fast-forward or when
 // the branch is checked out on the host).
 std::vector<std::string> fast_forward_argv(const std::string& top, const std::string& name, const std::string& branch);
@@ -78,8 +82,12 @@ struct WorkStatus {
   std::string head;                                          // HEAD's commit ("" before the first commit)
   std::string head_branch;                                   // the branch HEAD is on; "" when detached
   std::vector<std::pair<std::string, std::string>> branches; // (name, sha)
-  int changed = 0;                                           // tracked files changed, staged, deleted or conflicted
-  int untracked = 0;                                         // files not tracked and not ignored
+  std::vector<std::pair<std::string, std::string>> refs;     // every ref (full name, sha)
+  // The commits that hold the sandbox's work: every ref but refs/remotes/ (the host's branches as
+  // cloned), and HEAD.
+  std::vector<std::string> tips() const;
+  int changed = 0;   // tracked files changed, staged, deleted or conflicted
+  int untracked = 0; // files not tracked and not ignored
   bool truncated = false;
   int unmerged = -1; // commits no branch of the host has (-1: not computed)
   bool has_work() const { return changed > 0 || untracked > 0 || unmerged > 0; }

@@ -1,6 +1,7 @@
 // sandbox_new / sandbox_ls / sandbox_rm / sandbox_attach over the sandbox manager (sandbox/).
 #include "sandbox/manager.h"
 #include "tools/common.h"
+#include "tools/profile_runner.h"
 #include "tools/tools.h"
 
 namespace smcp::tools {
@@ -197,6 +198,19 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
       {.read_only = false, .destructive = false, .idempotent = false, .open_world = true});
   t_new.handler = [&env](const json& args, mcp::ToolContext& ctx) -> mcp::ToolResult {
     return sandbox_guarded("sandbox_new", arg_string(args, "host", "local"), [&]() -> mcp::ToolResult {
+      // A caller confined by a host's profile must not name a repository: the host runs git in it
+      // (its config included), and a confined command can write one.
+      if (args.contains("repo_base") && env.profiles) {
+        for (const std::string& h : {arg_string(args, "host", "local"), std::string("local")}) {
+          if (env.profiles->resolve("", h) != nullptr) {
+            throw mcp::InvalidArgument(
+                "repo_base", "sandbox_new: calls on " + h +
+                                 " are confined by a profile (the config's default_profile / hosts[].profile), so "
+                                 "they cannot name a repository: sandboxes come from the configured one (repo_base "
+                                 "in the config, or hosts[].repo_base)");
+          }
+        }
+      }
       sandbox::NewRequest req;
       req.name = arg_string(args, "name");
       req.branch = arg_string(args, "branch", "main");

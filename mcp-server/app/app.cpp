@@ -254,6 +254,7 @@ void App::add_sandbox_manager(const FileConfig& fc) {
     }
   }
   options.kill_grace = m_config.kill_grace;
+  options.forbidden_repo_roots = {fc.profiles.work_root};
   options.ssh_attach = {fc.ssh_program};
   if (!fc.ssh_config.empty()) {
     options.ssh_attach.insert(options.ssh_attach.end(), {"-F", fc.ssh_config});

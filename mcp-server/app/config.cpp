@@ -152,8 +152,8 @@ void parse_sandbox(const json& s, const std::string& origin, FileConfig& c) {
     bad(origin, "sandbox.cdi_kind must look like vendor.com/class (got '" + c.sandbox.cdi_kind + "')");
   }
   c.sandbox.worktrees_dir = get_string(s, "worktrees_dir", origin, c.sandbox.worktrees_dir);
-  if (c.sandbox.worktrees_dir.empty() || c.sandbox.worktrees_dir[0] == '/' ||
-      c.sandbox.worktrees_dir.find("..") != std::string::npos) {
+  if (!c.sandbox.worktrees_dir.empty() &&
+      (c.sandbox.worktrees_dir[0] == '/' || c.sandbox.worktrees_dir.find("..") != std::string::npos)) {
     bad(origin, "sandbox.worktrees_dir must be a relative path inside the repository");
   }
   if (auto it = s.find("mounts"); it != s.end() && !it->is_null()) {

@@ -93,8 +93,8 @@ test('sandbox_new, remote_bash inside, sandbox_rm, sandbox_ls', { timeout: 18000
   const s = made1.structuredContent;
   assert.equal(s.name, NAME);
   assert.equal(s.host, 'local');
-  assert.ok(s.work_dir.endsWith(`/.sandboxes/${NAME}`), `work_dir ${s.work_dir}`);
-  assert.equal(s.work_dir, `${repo}/.sandboxes/${NAME}`);
+  assert.ok(s.work_dir.endsWith(`/.git/sandbox-mcp/sandboxes/${NAME}`), `work_dir ${s.work_dir}`);
+  assert.equal(s.work_dir, `${repo}/.git/sandbox-mcp/sandboxes/${NAME}`);
   assert.equal(typeof s.container, 'string');
   assert.ok(s.container.length > 0, 'container is named');
   assert.match(s.attach_command, /tmux/);

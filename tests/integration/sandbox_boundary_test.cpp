@@ -15,6 +15,7 @@
 #include <fstream>
 #include <sstream>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 namespace smcp {
@@ -93,6 +94,26 @@ protected:
     }
     auto r = cli(a);
     ASSERT_EQ(r.status, 0) << r.err << r.out;
+  }
+  void start_server(const std::vector<std::pair<std::string, std::string>>& env = {}) {
+    client.reset();
+    testing::ScopedEnv e({{"SANDBOX_MCP_CONFIG", config}});
+    for (const auto& [k, v] : env) {
+      e.set(k, v);
+    }
+    client = std::make_unique<bench::StdioClient>(
+        SMCP_BINARY,
+        std::vector<std::string>{"--repo_base", repo, "serve", "--state-dir", state, "--log-level", "warn"});
+  }
+  // The "kept at PREFIX" of an rm --force.
+  static std::string kept_at(const std::string& out) {
+    const std::string key = "is kept at ";
+    auto at = out.find(key);
+    if (at == std::string::npos) {
+      return {};
+    }
+    std::string prefix = out.substr(at + key.size());
+    return prefix.substr(0, prefix.find('\n'));
   }
   void expect_no_host_effect() { EXPECT_FALSE(fs::exists(mark)) << "code planted in the sandbox ran on the host"; }
 
@@ -203,7 +224,7 @@ TEST_F(SandboxBoundaryTest, RmAndResetRefuseToLoseWorkAndForceKeepsIt) {
   EXPECT_NE(cli({"ls"}).out.find("d1"), std::string::npos) << "refused rm removed it";
   auto reset = cli({"reset"});
   EXPECT_NE(reset.out.find("kept d1"), std::string::npos) << reset.out;
-  EXPECT_TRUE(fs::exists(repo + "/.sandboxes/d1/untracked.txt"));
+  EXPECT_TRUE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/d1/untracked.txt"));
 
   // A commit on a detached HEAD, too.
   ASSERT_EQ(inside("d1", "git checkout -q --detach && echo det > det.txt && git add det.txt && " + commit +
@@ -224,7 +245,7 @@ TEST_F(SandboxBoundaryTest, RmAndResetRefuseToLoseWorkAndForceKeepsIt) {
   auto worktree = run({"git", "-C", repo, "show", prefix + "worktree:untracked.txt"});
   EXPECT_EQ(worktree.out, "new\n") << worktree.err;
   EXPECT_NE(run({"git", "-C", repo, "show", prefix + "worktree:README"}).out.find("changed"), std::string::npos);
-  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/d1"));
+  EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/d1"));
 }
 
 TEST_F(SandboxBoundaryTest, CleanWorkComesOverAsCommitsOnTheBranchAndRmNeedsNoForce) {
@@ -271,11 +292,11 @@ TEST_F(SandboxBoundaryTest, TheAgentIsNeverHostRootAndSetuidIsInert) {
   EXPECT_EQ(a.out.substr(0, a.out.find('\n')), "1000");
   EXPECT_NE(a.out.find("NoNewPrivs:\t1"), std::string::npos) << a.out;
   struct stat st {};
-  ASSERT_EQ(::stat((repo + "/.sandboxes/g1/rootsh").c_str(), &st), 0);
+  ASSERT_EQ(::stat((repo + "/.git/sandbox-mcp/sandboxes/g1/rootsh").c_str(), &st), 0);
   EXPECT_NE(st.st_uid, 0u) << "a file the agent made belongs to host root";
   EXPECT_GE(st.st_uid, 65536u) << "the agent is a host user (uid " << st.st_uid << ")";
   // The sandboxes' directory is the manager's alone: nobody else on the host reaches a setuid file.
-  ASSERT_EQ(::stat((repo + "/.sandboxes").c_str(), &st), 0);
+  ASSERT_EQ(::stat((repo + "/.git/sandbox-mcp/sandboxes").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   // Inside, the setuid bit does not work either (nosuid mount, no-new-privileges).
   EXPECT_EQ(inside("g1", "/workspace/rootsh -c 'id -u'").out, "1000\n");
@@ -337,6 +358,113 @@ TEST_F(SandboxBoundaryTest, TheRegistryIsTheRepositorysFromAnySubfolder) {
   EXPECT_NE(clash.status, 0);
   EXPECT_NE(clash.err.find("already exists"), std::string::npos) << clash.err;
   EXPECT_EQ(cli({"rm", "-n", "i1"}, repo + "/sub").status, 0);
+}
+
+// Review of the fix, finding 1: the host runs git in a sandbox's repository (fetch, rev-list): a
+// repository a call names must be the server user's and not a sandbox's own, and a call confined
+// by a profile names none (a confined command could write one, with a url.insteadOf that runs).
+TEST_F(SandboxBoundaryTest, ARepositoryInASandboxOrNotOursOrFromAConfinedCallIsRefused) {
+  make("r1");
+  // As with rootless podman or docker run by the user: the sandbox's clone belongs to the server's
+  // user, so git itself would not refuse it.
+  ASSERT_EQ(run({"chown", "-R", "0:0", repo + "/.git/sandbox-mcp/sandboxes/r1"}).status, 0);
+  start_server();
+  std::string err = testing::tool_error(*client, "sandbox_new",
+                                        {{"name", "z1"}, {"repo_base", repo + "/.git/sandbox-mcp/sandboxes/r1"}});
+  EXPECT_NE(err.find("cannot hold sandboxes"), std::string::npos) << err;
+  const std::string theirs = testing::make_git_repo(dir + "/theirs");
+  ASSERT_EQ(run({"chown", "-R", "65534:65534", theirs}).status, 0);
+  err = testing::tool_error(*client, "sandbox_new", {{"name", "z2"}, {"repo_base", theirs}});
+  EXPECT_TRUE(err.find("uid 65534") != std::string::npos || err.find("not a git repository") != std::string::npos)
+      << err;
+  start_server({{"SANDBOX_DEFAULT_PROFILE", "restrictive"}});
+  err = testing::tool_error(*client, "sandbox_new", {{"name", "z3"}, {"repo_base", repo}});
+  EXPECT_NE(err.find("confined by a profile"), std::string::npos) << err;
+  const std::string listed = cli({"ls"}).out;
+  for (const char* name : {"\nz1 ", "\nz2 ", "\nz3 "}) {
+    EXPECT_EQ(listed.find(name), std::string::npos) << "nothing was made: " << listed;
+  }
+  EXPECT_EQ(cli({"rm", "-n", "r1", "--force"}).status, 0); // its clone is root's now: unreadable inside
+}
+
+// Finding 2: an unborn HEAD (git checkout --orphan) must not make the fetch fail quietly and the
+// branch's commits vanish.
+TEST_F(SandboxBoundaryTest, AnOrphanHeadDoesNotHideCommits) {
+  make("o1");
+  ASSERT_EQ(inside("o1", "git checkout -q -b work && echo a > a && git add a && git -c user.name=a -c "
+                         "user.email=a@a commit -q -m a && git checkout -q --orphan scratch && git rm -q -rf .")
+                .status,
+            0);
+  auto refused = cli({"rm", "-n", "o1"});
+  EXPECT_EQ(refused.status, 1) << refused.out;
+  EXPECT_NE(refused.err.find("commit"), std::string::npos) << refused.err;
+  auto rm = cli({"rm", "-n", "o1", "--force"});
+  ASSERT_EQ(rm.status, 0) << rm.err;
+  const std::string prefix = kept_at(rm.out);
+  ASSERT_FALSE(prefix.empty()) << rm.out;
+  EXPECT_EQ(run({"git", "-C", repo, "show", prefix + "heads/work:a"}).out, "a\n");
+}
+
+// Finding 3: the stash and a commit only a tag holds are work too.
+TEST_F(SandboxBoundaryTest, TheStashAndTaggedCommitsAreWork) {
+  make("s1");
+  ASSERT_EQ(inside("s1", "git config user.name a && git config user.email a@a && echo stashed >> README && "
+                         "git stash -q && git checkout -q --detach && echo t > t && git add t && git commit -q -m "
+                         "tagged && git tag keep && git checkout -q main")
+                .status,
+            0);
+  auto ls = cli({"ls"});
+  EXPECT_NE(ls.out.find("unmerged"), std::string::npos) << ls.out;
+  EXPECT_EQ(cli({"rm", "-n", "s1"}).status, 1);
+  auto rm = cli({"rm", "-n", "s1", "--force"});
+  ASSERT_EQ(rm.status, 0) << rm.err;
+  const std::string prefix = kept_at(rm.out);
+  EXPECT_EQ(run({"git", "-C", repo, "show", prefix + "tags/keep:t"}).out, "t\n");
+  EXPECT_NE(run({"git", "-C", repo, "show", prefix + "stash:README"}).out.find("stashed"), std::string::npos);
+}
+
+// Finding 4: rm stops the agent's processes while it reads and fetches (nothing changes under
+// it); a refused rm lets them run on.
+TEST_F(SandboxBoundaryTest, ARefusedRmLeavesTheAgentRunning) {
+  make("p1");
+  ASSERT_EQ(
+      inside("p1", "nohup sh -c 'while :; do echo x >> /workspace/tick; sleep 0.2; done' >/dev/null 2>&1 &").status, 0);
+  EXPECT_EQ(cli({"rm", "-n", "p1"}).status, 1) << "tick is an untracked file";
+  auto count = [&] { return inside("p1", "wc -l < /workspace/tick").out; };
+  const std::string before = count();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_NE(count(), before) << "the agent's loop was left stopped";
+  EXPECT_EQ(cli({"rm", "-n", "p1", "--force"}).status, 0);
+}
+
+// Finding 13: a branch that was there before the sandbox is the human's: sync never moves it.
+TEST_F(SandboxBoundaryTest, AHumansBranchIsNeverMovedBySync) {
+  ASSERT_EQ(run({"git", "-C", repo, "branch", "theirs"}).status, 0);
+  const std::string before = run({"git", "-C", repo, "rev-parse", "theirs"}).out;
+  make("t1", "theirs");
+  ASSERT_EQ(inside("t1", "echo y > y && git add y && git -c user.name=a -c user.email=a@a commit -q -m y").status, 0);
+  auto sync = cli({"sync", "-n", "t1"});
+  ASSERT_EQ(sync.status, 0) << sync.err;
+  EXPECT_NE(sync.out.find("was there before the sandbox"), std::string::npos) << sync.out;
+  EXPECT_EQ(run({"git", "-C", repo, "rev-parse", "theirs"}).out, before);
+  EXPECT_EQ(run({"git", "-C", repo, "show", "sandbox/t1/theirs:y"}).out, "y\n");
+  EXPECT_EQ(cli({"rm", "-n", "t1"}).status, 1) << "its commit is on no branch of the repository yet";
+  ASSERT_EQ(run({"git", "-C", repo, "branch", "-f", "theirs", "sandbox/t1/theirs"}).status, 0); // the human merges
+  EXPECT_EQ(cli({"rm", "-n", "t1"}).status, 0);
+}
+
+// Findings 5 and 6: the sandboxes live in the git directory (no checkout writes there), and a
+// sandbox whose git cannot be read is moved into a new directory of its own.
+TEST_F(SandboxBoundaryTest, SandboxesAreOutsideTheWorkTreeAndAsideMeansANewDirectory) {
+  make("m1");
+  EXPECT_FALSE(fs::exists(repo + "/.sandboxes"));
+  EXPECT_EQ(run({"git", "-C", repo, "status", "--porcelain", "--ignored"}).out, "");
+  ASSERT_EQ(inside("m1", "echo precious > precious.txt && rm -rf .git && echo broken > .git").status, 0);
+  auto rm = cli({"rm", "-n", "m1", "--force"});
+  ASSERT_EQ(rm.status, 0) << rm.err;
+  const std::string moved = kept_at(rm.out);
+  ASSERT_NE(moved.find("/.rescued-m1-"), std::string::npos) << rm.out;
+  EXPECT_EQ(slurp(moved + "/precious.txt"), "precious\n");
 }
 
 } // namespace

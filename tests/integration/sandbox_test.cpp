@@ -97,7 +97,7 @@ TEST_F(SandboxTest, CliNewLsRmWithTheOriginalFlags) {
   ASSERT_EQ(made.status, 0) << made.err;
   EXPECT_NE(made.out.find("Created sandbox it1 on local: branch feat"), std::string::npos) << made.out;
   EXPECT_NE(made.out.find("sandbox-mcp attach -n it1"), std::string::npos);
-  EXPECT_TRUE(fs::exists(repo + "/.sandboxes/it1/README"));
+  EXPECT_TRUE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/it1/README"));
   // The registry is in the git directory: no checkout or merge can replace it.
   EXPECT_TRUE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes.sqlite"));
   EXPECT_FALSE(fs::exists(repo + "/.sandbox_db.sqlite"));
@@ -114,7 +114,7 @@ TEST_F(SandboxTest, CliNewLsRmWithTheOriginalFlags) {
   EXPECT_NE(attach.err.find("tmux attach-session -t main"), std::string::npos) << attach.err;
   auto rm = cli({"rm", "-n", "it1"});
   ASSERT_EQ(rm.status, 0) << rm.err;
-  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/it1"));
+  EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/it1"));
   EXPECT_EQ(cli({"ls"}).out.find("it1"), std::string::npos);
   EXPECT_EQ(run({"git", "-C", repo, "rev-parse", "--verify", "-q", "refs/heads/feat"}).status, 0) << "branch kept";
   auto again = cli({"rm", "-n", "it1"});
@@ -128,7 +128,7 @@ TEST_F(SandboxTest, McpFlowCommandsJobsFilesAttachAndRm) {
   EXPECT_EQ(made["host"], "local");
   EXPECT_EQ(made["branch"], "main");
   EXPECT_EQ(made["state"], "running");
-  EXPECT_EQ(made["work_dir"], repo + "/.sandboxes/m1");
+  EXPECT_EQ(made["work_dir"], repo + "/.git/sandbox-mcp/sandboxes/m1");
   const std::string container = made["container"];
   EXPECT_TRUE(container_exists(container));
   json r = client->call("remote_bash", {{"sandbox", "m1"},
@@ -138,7 +138,7 @@ TEST_F(SandboxTest, McpFlowCommandsJobsFilesAttachAndRm) {
   EXPECT_EQ(r["stdout"], "/workspace\nagent\nhello\n");
   EXPECT_EQ(r["host"], "sandbox:m1");
   // What the agent wrote is in its directory on the host.
-  EXPECT_TRUE(fs::exists(repo + "/.sandboxes/m1/new.txt"));
+  EXPECT_TRUE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/m1/new.txt"));
   // git works inside (its own clone), but the repository's git directory is not there: its hooks
   // and config, which git on the host would run, cannot be changed from inside.
   json git = client->call("remote_bash", {{"sandbox", "m1"},
@@ -186,7 +186,7 @@ TEST_F(SandboxTest, McpFlowCommandsJobsFilesAttachAndRm) {
   EXPECT_EQ(run({"git", "-C", repo, "show", kept + "worktree:new.txt"}).out, "made\n") << removed.dump();
   EXPECT_EQ(run({"git", "-C", repo, "log", "-1", "--format=%s", kept + "heads/main"}).out, "from-sandbox\n");
   EXPECT_FALSE(container_exists(container));
-  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/m1"));
+  EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/m1"));
   EXPECT_NE(error_of("remote_bash", {{"sandbox", "m1"}, {"command", "true"}}).find("no sandbox named 'm1'"),
             std::string::npos);
 }
@@ -220,7 +220,7 @@ TEST_F(SandboxTest, AContainerRemovedBehindOurBackShowsMissingAndRmStillCleansUp
   json removed = client->call("sandbox_rm", {{"name", "k1"}});
   EXPECT_EQ(removed["removed"], true);
   EXPECT_NE(removed["note"].get<std::string>().find("already gone"), std::string::npos) << removed.dump();
-  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/k1"));
+  EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/k1"));
   EXPECT_TRUE(sandbox_of("k1").is_null());
 }
 
@@ -280,7 +280,7 @@ TEST_F(SandboxTest, NoContainerRuntimeNamesThePackage) {
       r.err.find("neither podman nor docker works on local: install podman (Debian: `apt-get install podman runc`)"),
       std::string::npos)
       << r.err;
-  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/np"));
+  EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/np"));
 }
 
 TEST_F(SandboxTest, RmAfterAHumanAttachFloodedAndKilled) {
@@ -301,7 +301,7 @@ TEST_F(SandboxTest, RmAfterAHumanAttachFloodedAndKilled) {
   auto rm = cli({"rm", "-n", "hum"});
   EXPECT_EQ(rm.status, 0) << rm.out << rm.err;
   EXPECT_EQ(run({"podman", "ps", "-aq", "--filter", "name=-hum$"}).out, "");
-  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/hum"));
+  EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/hum"));
 }
 
 // Profiles inside a container sandbox work with podman's default masks: no `unmask=/proc/*`
@@ -343,7 +343,7 @@ TEST_F(SandboxTest, InvalidNamesAreRefusedClearly) {
   auto r = cli({"new", "-n", "a;rm -rf ~"});
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("invalid sandbox name"), std::string::npos) << r.err;
-  EXPECT_FALSE(fs::exists(repo + "/.sandboxes"));
+  EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes"));
   // The server keeps serving.
   EXPECT_EQ(client->call("sandbox_ls", json::object())["sandboxes"].size(), 0u);
 }
@@ -353,9 +353,9 @@ TEST_F(SandboxTest, AFailedNewLeavesNothingBehind) {
   start_server();
   std::string err = error_of("sandbox_new", {{"name", "f1"}, {"branch", "fresh"}});
   EXPECT_NE(err.find("podman run failed"), std::string::npos) << err;
-  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/f1"));
+  EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/f1"));
   EXPECT_NE(run({"git", "-C", repo, "rev-parse", "--verify", "-q", "refs/heads/fresh"}).status, 0) << "branch undone";
-  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/.f1.sandbox-id")) << "the id file is undone too";
+  EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/.f1.sandbox-id")) << "the id file is undone too";
   EXPECT_EQ(client->call("sandbox_ls", json::object())["sandboxes"].size(), 0u);
   // A missing image names the command that builds it.
   err = error_of("sandbox_new", {{"name", "f2"}, {"image", "localhost/no-such-image:1"}});
@@ -389,7 +389,7 @@ TEST_F(SandboxTest, ResetRemovesLocalSandboxesWorkDirsAndImages) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("removed x1"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("removed x2"), std::string::npos);
-  EXPECT_FALSE(fs::exists(repo + "/.sandboxes"));
+  EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes"));
   EXPECT_NE(run({"podman", "image", "exists", image}).status, 0);
   EXPECT_NE(run({"podman", "image", "exists", base}).status, 0);
   EXPECT_EQ(run({"podman", "image", "exists", k_image}).status, 0) << "the default image is another tag";
@@ -408,10 +408,10 @@ TEST_F(SandboxTest, OnAnSshHostThroughTheSshdFixture) {
   start_server();
   json made = client->call("sandbox_new", {{"name", "s1"}, {"host", "h0"}});
   EXPECT_EQ(made["host"], "h0");
-  EXPECT_EQ(made["work_dir"], remote_repo + "/.sandboxes/s1");
+  EXPECT_EQ(made["work_dir"], remote_repo + "/.git/sandbox-mcp/sandboxes/s1");
   // What a human types reaches the host the way the server does (the same ssh config).
   EXPECT_EQ(
-      made["attach_command"].get<std::string>().rfind("ssh -F " + fx.config_file() + " -t h0 podman exec -it ", 0), 0u)
+      made["attach_command"].get<std::string>().rfind("ssh -F " + fx.config_file() + " -t h0 'podman exec -it ", 0), 0u)
       << made.dump();
   json r = client->call("remote_bash", {{"sandbox", "s1"}, {"command", "pwd; id -un; cat README"}});
   EXPECT_EQ(r["stdout"], "/workspace\nagent\nhello\n") << r.dump();
@@ -431,7 +431,7 @@ TEST_F(SandboxTest, OnAnSshHostThroughTheSshdFixture) {
   EXPECT_NE(fx.log(0).find("Accepted publickey"), std::string::npos);
   client->call("sandbox_rm", {{"name", "s1"}});
   EXPECT_FALSE(container_exists(made["container"]));
-  EXPECT_FALSE(fs::exists(remote_repo + "/.sandboxes/s1"));
+  EXPECT_FALSE(fs::exists(remote_repo + "/.git/sandbox-mcp/sandboxes/s1"));
   // The registry is this machine's (repo_base), with the host recorded.
   EXPECT_TRUE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes.sqlite"));
 }

@@ -35,6 +35,8 @@ protected:
     rec->answer({"printenv", "HOME"}, 0, "/home/u\n");
     rec->answer({"ls", "-d"}, 2, "/home/u/.gitconfig\n", "ls: cannot access ...");
     rec->answer({"test", "-e"}, 1); // no directory in the way of a new sandbox
+    rec->answer({"id", "-u"}, 0, "0\n");
+    rec->answer({"stat", "-c", "%u"}, 0, "0\n"); // the repository is the server user's
     rec->answer({"test", "-L"}, 1);
     // git inside a sandbox: on branch main, nothing uncommitted.
     rec->answer({"podman", "exec", "-i", "--workdir"}, 0,
@@ -46,7 +48,8 @@ protected:
   void own(SandboxManager& m, const std::string& name, Runtime rt = Runtime::podman) {
     auto row = m.registry().get(name);
     ASSERT_TRUE(row);
-    rec->answer(read_id_argv(row->repo_base + "/.sandboxes/." + name + ".sandbox-id"), 0, row->uid + "\n");
+    rec->answer(read_id_argv(row->repo_base + "/.git/sandbox-mcp/sandboxes/." + name + ".sandbox-id"), 0,
+                row->uid + "\n");
     rec->answer(id_label_argv(rt, container_name(row->repo_base, name)), 0, row->uid + "\n");
     rec->answer(id_and_running_argv(rt, container_name(row->repo_base, name)), 0, row->uid + " true\n");
   }
@@ -85,7 +88,7 @@ TEST_F(SandboxManagerTest, PodmanNewRunsWorktreeContainerAndTmuxInOrder) {
   const std::string c = container_name("/r", "exp1");
   EXPECT_EQ(info.row.name, "exp1");
   EXPECT_EQ(info.row.container_id, c);
-  EXPECT_EQ(info.row.work_dir, "/r/.sandboxes/exp1");
+  EXPECT_EQ(info.row.work_dir, "/r/.git/sandbox-mcp/sandboxes/exp1");
   EXPECT_EQ(info.row.phase, "ready");
   EXPECT_EQ(info.attach_command, "podman exec -it " + c + " tmux attach-session -t main");
 
@@ -93,9 +96,9 @@ TEST_F(SandboxManagerTest, PodmanNewRunsWorktreeContainerAndTmuxInOrder) {
   EXPECT_EQ(only({"git", "-C", "/r", "branch"}), (Argv{"git", "-C", "/r", "branch", "main", "HEAD"}));
   EXPECT_EQ(only({"git", "-c", "protocol.file.allow=always", "clone"}),
             (Argv{"git", "-c", "protocol.file.allow=always", "clone", "--quiet", "--shared", "--branch", "main", "--",
-                  "/r", "/r/.sandboxes/exp1"}));
-  EXPECT_EQ(only({"chown"}),
-            (Argv{"chown", "-R", "--no-dereference", "--", "1879049192:1879049192", "/r/.sandboxes/exp1"}));
+                  "/r", "/r/.git/sandbox-mcp/sandboxes/exp1"}));
+  EXPECT_EQ(only({"chown"}), (Argv{"chown", "-R", "--no-dereference", "--", "1879049192:1879049192",
+                                   "/r/.git/sandbox-mcp/sandboxes/exp1"}));
   const Argv run = only({"podman", "run"});
   const Argv expected_head = {"podman", "run",        "-d",   "--init",  "--name",
                               c,        "--hostname", "exp1", "--label", "sandbox-mcp.sandbox=exp1"};
@@ -105,7 +108,7 @@ TEST_F(SandboxManagerTest, PodmanNewRunsWorktreeContainerAndTmuxInOrder) {
   EXPECT_THAT(run, Contains("--gidmap=0:1879048192:65536"));
   EXPECT_THAT(run, Contains("--security-opt=no-new-privileges"));
   EXPECT_THAT(run, Contains("sandbox-mcp.id=" + info.row.uid));
-  EXPECT_THAT(run, Contains("/r/.sandboxes/exp1:/workspace:rw,nosuid,nodev"));
+  EXPECT_THAT(run, Contains("/r/.git/sandbox-mcp/sandboxes/exp1:/workspace:rw,nosuid,nodev"));
   // The host's git directory is not mounted: only its object store, read-only.
   EXPECT_THAT(run, Contains("/r/.git/objects:/r/.git/objects:ro,nosuid,nodev,noexec"));
   for (const auto& word : run) {
@@ -215,7 +218,7 @@ TEST_F(SandboxManagerTest, AFailedRunUndoesTheCloneTheBranchAndTheRow) {
   auto m = make();
   EXPECT_THROW(m->create(request("x")), SandboxError);
   const std::string c = container_name("/r", "x");
-  EXPECT_EQ(rec->matching(remove_tree_argv("/r/.sandboxes/x")).size(), 1u);
+  EXPECT_EQ(rec->matching(remove_tree_argv("/r/.git/sandbox-mcp/sandboxes/x")).size(), 1u);
   EXPECT_EQ(rec->matching({"git", "-C", "/r", "branch", "-D", "main"}).size(), 1u);
   EXPECT_GE(rec->matching({"podman", "rm", "-f", "-t", "0", c}).size(), 1u);
   EXPECT_FALSE(m->registry().get("x"));
@@ -301,14 +304,14 @@ TEST_F(SandboxManagerTest, RmOfAHalfMadeSandboxRemovesTheContainerItMayHaveMade)
   row.name = "half";
   row.runtime = "podman";
   row.repo_base = "/r";
-  row.work_dir = "/r/.sandboxes/half";
+  row.work_dir = "/r/.git/sandbox-mcp/sandboxes/half";
   m->registry().reserve(row); // a `new` killed after `podman run`, before recording the container
   EXPECT_EQ(m->list()[0].state, "creating");
   own(*m, "half");
   m->remove("half");
   EXPECT_EQ(rec->matching({"podman", "rm"}).size(), 1u);
   EXPECT_EQ(rec->matching({"podman", "rm"})[0].back(), container_name("/r", "half"));
-  EXPECT_EQ(rec->matching(remove_tree_argv("/r/.sandboxes/half")).size(), 1u);
+  EXPECT_EQ(rec->matching(remove_tree_argv("/r/.git/sandbox-mcp/sandboxes/half")).size(), 1u);
   EXPECT_FALSE(m->registry().get("half"));
 }
 
@@ -330,16 +333,17 @@ TEST_F(SandboxManagerTest, RmKeepsASlurmSandboxWhenSlurmCannotBeAsked) {
     EXPECT_THAT(e.what(), HasSubstr("Unable to contact slurm controller"));
   }
   EXPECT_TRUE(m->registry().get("k"));
-  EXPECT_TRUE(rec->matching(remove_tree_argv("/r/.sandboxes/k")).empty());
+  EXPECT_TRUE(rec->matching(remove_tree_argv("/r/.git/sandbox-mcp/sandboxes/k")).empty());
   EXPECT_EQ(m->list()[0].state, "unknown");
   // Back: a job that left the queue is read from scontrol, and rm goes on.
   rec->answer({"squeue"}, 1, "", "slurm_load_jobs error: Invalid job id specified");
   rec->answer({"scontrol"}, 0, "JobId=77 JobName=sandbox-k JobState=CANCELLED Reason=None NodeList=n1\n");
   // Its work can no longer be read (the job is over): kept aside with force, refused without.
+  rec->answer({"mktemp", "-d"}, 0, "/r/.git/sandbox-mcp/sandboxes/.rescued-k-T-abc\n");
   EXPECT_THROW(m->remove("k"), SandboxError);
   RemoveResult gone = m->remove("k", true);
   EXPECT_TRUE(gone.removed);
-  EXPECT_THAT(gone.rescued, HasSubstr("/r/.sandboxes/k.rescued-"));
+  EXPECT_THAT(gone.rescued, HasSubstr("/r/.git/sandbox-mcp/sandboxes/.rescued-k-"));
 }
 
 TEST_F(SandboxManagerTest, SshHostAttachGoesThroughSsh) {
@@ -349,7 +353,8 @@ TEST_F(SandboxManagerTest, SshHostAttachGoesThroughSsh) {
   r.repo_base.clear(); // the host's configured repository
   SandboxInfo info = m->create(r);
   EXPECT_EQ(info.row.host, "gpu1");
-  EXPECT_EQ(info.attach_command.rfind("ssh -t gpu1 podman exec -it ", 0), 0u) << info.attach_command;
+  // One shell-quoted word for the remote shell (ssh joins its words).
+  EXPECT_EQ(info.attach_command.rfind("ssh -t gpu1 'podman exec -it ", 0), 0u) << info.attach_command;
 }
 
 TEST_F(SandboxManagerTest, SlurmNamesOnlyTheMissingToolsInTheOriginalsWords) {
@@ -432,7 +437,9 @@ TEST(SandboxNames, RejectPathsShellAndGitTrouble) {
   for (const char* good : {"exp1", "cnt_3", "a.b-c_d", "X"}) {
     EXPECT_NO_THROW(check_name(good)) << good;
   }
-  for (const char* bad : {"-b", "a b", "a..b", "a~1", "x.lock", "/a", "a/", "a:b", "a\\b"}) {
+  // sandbox/ and sandbox-rescue/ are where sandboxes' work arrives: a branch there would shadow it.
+  for (const char* bad :
+       {"-b", "a b", "a..b", "a~1", "x.lock", "/a", "a/", "a:b", "a\\b", "sandbox/v1/main", "sandbox-rescue/x"}) {
     EXPECT_THROW(check_branch(bad), SandboxError) << bad;
   }
   EXPECT_NO_THROW(check_branch("feature/x-1"));

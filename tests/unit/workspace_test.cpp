@@ -25,8 +25,9 @@ TEST(WorkspaceTest, InspectCountsChangedAndUntrackedFilesAndRenamesOnce) {
   z += '\0';
   z += "?? dir/c";
   z += '\0';
-  WorkStatus w =
-      parse_inspect("HEAD " + k_sha + "\nON refs/heads/feat\nREF " + k_sha + " refs/heads/feat\nSTATUS\n" + z);
+  const std::string other = "1111111111111111111111111111111111111111";
+  WorkStatus w = parse_inspect("HEAD " + k_sha + "\nON refs/heads/feat\nREF " + k_sha + " refs/heads/feat\nREF " +
+                               other + " refs/stash\nREF " + other + " refs/remotes/origin/main\nSTATUS\n" + z);
   ASSERT_TRUE(w.known);
   EXPECT_EQ(w.changed, 2);
   EXPECT_EQ(w.untracked, 2);
@@ -34,6 +35,9 @@ TEST(WorkspaceTest, InspectCountsChangedAndUntrackedFilesAndRenamesOnce) {
   EXPECT_EQ(w.head_branch, "feat");
   ASSERT_EQ(w.branches.size(), 1u);
   EXPECT_EQ(w.branches[0].first, "feat");
+  EXPECT_EQ(w.refs.size(), 3u);
+  // The stash holds work; the host's branches as cloned (refs/remotes) do not.
+  EXPECT_EQ(w.tips(), (std::vector<std::string>{k_sha, other, k_sha}));
   EXPECT_EQ(w.state(), "dirty");
   EXPECT_EQ(w.summary(), "2 changed files, 2 untracked files");
 }
@@ -63,8 +67,12 @@ TEST(WorkspaceTest, ExtUrlEscapesSpacesAndPercent) {
 TEST(WorkspaceTest, RefsAreUnderTheSandboxesNamespaces) {
   EXPECT_EQ(mirror_prefix("t1"), "refs/remotes/sandbox/t1/");
   EXPECT_EQ(head_ref("t1"), "refs/sandbox/t1/HEAD");
-  auto f = fetch_mirror_argv("/r", "ext::x", "t1");
-  EXPECT_EQ(f[f.size() - 2], "+refs/heads/*:refs/remotes/sandbox/t1/*");
+  auto f = fetch_mirror_argv("/r", "ext::x", "t1", true);
+  EXPECT_EQ(f[f.size() - 3], "+refs/heads/*:refs/remotes/sandbox/t1/*");
+  EXPECT_EQ(f[f.size() - 2], "+refs/*:refs/sandbox/t1/refs/*"); // the stash, tags, ...
+  EXPECT_EQ(f.back(), "+HEAD:refs/sandbox/t1/HEAD");
+  // An unborn HEAD (git checkout --orphan) would fail the whole fetch: then it is not asked for.
+  EXPECT_EQ(fetch_mirror_argv("/r", "ext::x", "t1", false).back(), "+refs/*:refs/sandbox/t1/refs/*");
   EXPECT_NE(std::find(f.begin(), f.end(), "fetch.fsckObjects=true"), f.end());
   EXPECT_EQ(fast_forward_argv("/r", "t1", "feat").back(), "refs/remotes/sandbox/t1/feat:refs/heads/feat");
 }
