@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <chrono>
 #include <mutex>
 #include <thread>
@@ -280,9 +281,14 @@ private:
     exec_when_free("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=NORMAL");
     exec("PRAGMA foreign_keys=ON");
-    Statement v(m_db, "PRAGMA user_version");
-    v.step();
-    auto version = v.int64(0);
+    std::int64_t version = 0;
+    {
+      // Finalized before BEGIN: a statement left open is a read transaction, and in WAL mode it
+      // keeps BEGIN IMMEDIATE busy for ever once another process has written (two CLIs at once).
+      Statement v(m_db, "PRAGMA user_version");
+      v.step();
+      version = v.int64(0);
+    }
     if (version > k_schema_version) {
       throw std::runtime_error("state database " + path + " was written by a newer sandbox-mcp (schema " +
                                std::to_string(version) + "); upgrade sandbox-mcp or use another --state-dir");

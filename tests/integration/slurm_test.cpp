@@ -273,7 +273,7 @@ TEST_F(SlurmTest, MissingSrunAndMissingWrapperAreNamedInTheOriginalsWords) {
                        "/sandbox/podman-srun and PATH"),
             std::string::npos)
       << w.err;
-  EXPECT_FALSE(fs::exists(repo + "/.sandboxes/m1"));
+  EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/m1"));
   EXPECT_EQ(cli({"ls"}).out.find("m1"), std::string::npos);
 }
 
