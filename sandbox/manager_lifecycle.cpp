@@ -317,6 +317,8 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
   info.node = job.node;
   info.attach_command = attach_command(info.row);
   info.note = note;
+  info.work.known = true; // a fresh clone: nothing uncommitted, nothing unmerged
+  info.work.unmerged = 0;
   return info;
 }
 
