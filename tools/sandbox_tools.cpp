@@ -181,6 +181,48 @@ mcp::ToolResult sandbox_guarded(const std::string& tool, const std::string& host
   }
 }
 
+// A caller confined by a host's profile must not name a repository: the host runs git in it (its
+// config included), and a confined command can write one.
+void refuse_named_repository_when_confined(ToolEnv& env, const json& args) {
+  if (!args.contains("repo_base") || !env.profiles) {
+    return;
+  }
+  for (const std::string& h : {arg_string(args, "host", "local"), std::string("local")}) {
+    if (env.profiles->resolve("", h) != nullptr) {
+      throw mcp::InvalidArgument("repo_base",
+                                 "sandbox_new: calls on " + h +
+                                     " are confined by a profile (the config's default_profile / hosts[].profile), "
+                                     "so they cannot name a repository: sandboxes come from the configured one "
+                                     "(repo_base in the config, or hosts[].repo_base)");
+    }
+  }
+}
+
+mcp::Tool make_sync_tool(ToolEnv& env) {
+  mcp::Tool t_sync = declare_tool(
+      "sandbox_sync", "Bring a sandbox's commits to its repository",
+      "Fetch every branch of a running sandbox into its repository as sandbox/NAME/BRANCH (git fetch from "
+      "inside the sandbox, objects checked) and fast-forward the sandbox's branch there when that is a "
+      "fast-forward and the branch is not checked out; says what it did and what work is still only in the "
+      "sandbox.",
+      json::parse(k_name_only), json::parse(k_sync_output),
+      {.read_only = false, .destructive = false, .idempotent = true, .open_world = true});
+  t_sync.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
+    return sandbox_guarded("sandbox_sync", std::string("sandbox:") + arg_string(args, "name"),
+                           [&]() -> mcp::ToolResult {
+                             auto r = manager(env, "sandbox_sync").sync(arg_string(args, "name"));
+                             json out = {{"name", r.name},
+                                         {"branch", r.branch},
+                                         {"branch_head", r.branch_head},
+                                         {"refs", r.refs},
+                                         {"work", work_json(r.work)}};
+                             add_note(out, r.note);
+                             return mcp::ToolResult::ok(std::move(out));
+                           });
+  };
+  return t_sync;
+}
+
 } // namespace
 
 std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
@@ -198,19 +240,7 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
       {.read_only = false, .destructive = false, .idempotent = false, .open_world = true});
   t_new.handler = [&env](const json& args, mcp::ToolContext& ctx) -> mcp::ToolResult {
     return sandbox_guarded("sandbox_new", arg_string(args, "host", "local"), [&]() -> mcp::ToolResult {
-      // A caller confined by a host's profile must not name a repository: the host runs git in it
-      // (its config included), and a confined command can write one.
-      if (args.contains("repo_base") && env.profiles) {
-        for (const std::string& h : {arg_string(args, "host", "local"), std::string("local")}) {
-          if (env.profiles->resolve("", h) != nullptr) {
-            throw mcp::InvalidArgument(
-                "repo_base", "sandbox_new: calls on " + h +
-                                 " are confined by a profile (the config's default_profile / hosts[].profile), so "
-                                 "they cannot name a repository: sandboxes come from the configured one (repo_base "
-                                 "in the config, or hosts[].repo_base)");
-          }
-        }
-      }
+      refuse_named_repository_when_confined(env, args);
       sandbox::NewRequest req;
       req.name = arg_string(args, "name");
       req.branch = arg_string(args, "branch", "main");
@@ -289,28 +319,7 @@ std::vector<mcp::Tool> make_sandbox_tools(ToolEnv& env) {
   };
   tools.push_back(std::move(t_rm));
 
-  mcp::Tool t_sync = declare_tool(
-      "sandbox_sync", "Bring a sandbox's commits to its repository",
-      "Fetch every branch of a running sandbox into its repository as sandbox/NAME/BRANCH (git fetch from "
-      "inside the sandbox, objects checked) and fast-forward the sandbox's branch there when that is a "
-      "fast-forward and the branch is not checked out; says what it did and what work is still only in the "
-      "sandbox.",
-      json::parse(k_name_only), json::parse(k_sync_output),
-      {.read_only = false, .destructive = false, .idempotent = true, .open_world = true});
-  t_sync.handler = [&env](const json& args, mcp::ToolContext&) -> mcp::ToolResult {
-    return sandbox_guarded("sandbox_sync", std::string("sandbox:") + arg_string(args, "name"),
-                           [&]() -> mcp::ToolResult {
-                             auto r = manager(env, "sandbox_sync").sync(arg_string(args, "name"));
-                             json out = {{"name", r.name},
-                                         {"branch", r.branch},
-                                         {"branch_head", r.branch_head},
-                                         {"refs", r.refs},
-                                         {"work", work_json(r.work)}};
-                             add_note(out, r.note);
-                             return mcp::ToolResult::ok(std::move(out));
-                           });
-  };
-  tools.push_back(std::move(t_sync));
+  tools.push_back(make_sync_tool(env));
 
   mcp::Tool t_attach = declare_tool(
       "sandbox_attach", "Share a sandbox's tmux",
