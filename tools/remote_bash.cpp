@@ -84,6 +84,57 @@ exec::CommandSpec spec_from(const json& args) {
   return spec;
 }
 
+// The structured result of a foreground run (or of one promoted to the background).
+json foreground_json(ForegroundResult& r, const sandbox::Profile* profile, const std::string& work_dir,
+                     const exec::CommandSpec& spec, ToolEnv& env) {
+  json out = {
+      {"exit_code", r.exit_code ? json(*r.exit_code) : json(nullptr)},
+      {"signal", signal_json(r.signal)},
+      {"stdout", r.stdout_text},
+      {"stderr", r.stderr_text},
+      {"duration_ms", r.duration_ms},
+      {"truncated", r.truncated},
+      {"timed_out", r.timed_out},
+      {"status", r.status},
+      {"host", r.host},
+      {"stdout_bytes", r.stdout_bytes},
+      {"stderr_bytes", r.stderr_bytes},
+  };
+  if (!r.bash_id.empty()) {
+    out["bash_id"] = r.bash_id;
+  }
+  if (profile) {
+    out["profile"] = profile->name;
+    out["work_dir"] = work_dir;
+    if (!r.running) {
+      if (std::string limit = sandbox::limit_hit(*profile, r.signal, r.exit_code, r.stderr_text); !limit.empty()) {
+        out["limit"] = limit;
+        r.note += (r.note.empty() ? "" : " ") + std::string("The profile's ") + limit +
+                  " limit ended or failed the command (profile " + profile->name + ").";
+      }
+    }
+  }
+  if (!r.spill_path.empty()) {
+    out["full_output"] = r.spill_path;
+  }
+  if (r.running) {
+    out["note"] = "still running after " + std::to_string(env.jobs.options().promote_after.count()) +
+                  " ms; continued as background job " + r.bash_id +
+                  " (its timeout still applies). Wait for it with remote_bash_output {bash_id: \"" + r.bash_id +
+                  "\", wait_ms: 60000}.";
+  } else if (r.timed_out) {
+    out["note"] = "timed out after " + std::to_string(spec.timeout.count()) + " ms; " +
+                  (r.tree_verified ? std::string("the whole process tree was ended") : r.tree_note) +
+                  ". Use a larger timeout or run_in_background.";
+  } else if (!r.tree_note.empty()) {
+    out["note"] = r.tree_note + ".";
+  }
+  if (!r.note.empty()) {
+    out["note"] = out.contains("note") ? out["note"].get<std::string>() + " " + r.note : r.note;
+  }
+  return out;
+}
+
 } // namespace
 
 mcp::Tool make_remote_bash_tool(ToolEnv& env) {
@@ -165,52 +216,7 @@ mcp::Tool make_remote_bash_tool(ToolEnv& env) {
         }
         throw mcp::ToolError("remote_bash: " + why);
       }
-      json out = {
-          {"exit_code", r.exit_code ? json(*r.exit_code) : json(nullptr)},
-          {"signal", signal_json(r.signal)},
-          {"stdout", r.stdout_text},
-          {"stderr", r.stderr_text},
-          {"duration_ms", r.duration_ms},
-          {"truncated", r.truncated},
-          {"timed_out", r.timed_out},
-          {"status", r.status},
-          {"host", r.host},
-          {"stdout_bytes", r.stdout_bytes},
-          {"stderr_bytes", r.stderr_bytes},
-      };
-      if (!r.bash_id.empty()) {
-        out["bash_id"] = r.bash_id;
-      }
-      if (profile) {
-        out["profile"] = profile->name;
-        out["work_dir"] = work_dir;
-        if (!r.running) {
-          if (std::string limit = sandbox::limit_hit(*profile, r.signal, r.exit_code, r.stderr_text); !limit.empty()) {
-            out["limit"] = limit;
-            r.note += (r.note.empty() ? "" : " ") + std::string("The profile's ") + limit +
-                      " limit ended or failed the command (profile " + profile->name + ").";
-          }
-        }
-      }
-      if (!r.spill_path.empty()) {
-        out["full_output"] = r.spill_path;
-      }
-      if (r.running) {
-        out["note"] = "still running after " + std::to_string(env.jobs.options().promote_after.count()) +
-                      " ms; continued as background job " + r.bash_id +
-                      " (its timeout still applies). Wait for it with remote_bash_output {bash_id: \"" + r.bash_id +
-                      "\", wait_ms: 60000}.";
-      } else if (r.timed_out) {
-        out["note"] = "timed out after " + std::to_string(spec.timeout.count()) + " ms; " +
-                      (r.tree_verified ? std::string("the whole process tree was ended") : r.tree_note) +
-                      ". Use a larger timeout or run_in_background.";
-      } else if (!r.tree_note.empty()) {
-        out["note"] = r.tree_note + ".";
-      }
-      if (!r.note.empty()) {
-        out["note"] = out.contains("note") ? out["note"].get<std::string>() + " " + r.note : r.note;
-      }
-      return mcp::ToolResult::ok(std::move(out));
+      return mcp::ToolResult::ok(foreground_json(r, profile, work_dir, spec, env));
     });
   };
   return tool;
