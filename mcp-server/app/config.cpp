@@ -236,7 +236,7 @@ void parse_profiles(const json& doc, const std::string& origin, FileConfig& c) {
       }
       warn_unknown(p,
                    {"base", "network", "memory_mb", "cpu_seconds", "file_size_mb", "open_files", "clear_env",
-                    "full_etc_var", "ro_mounts", "cwd_writable", "gpu", "gpus", "gpu_dev_dir"},
+                    "full_etc_var", "ro_mounts", "cwd_writable", "gpu", "gpus", "gpu_dev_dir", "unix_sockets"},
                    origin, "profiles." + name + ".");
       const std::string base = get_string(p, "base", origin, ps.profiles.count(name) ? name : "standard");
       if (!ps.profiles.count(base)) {
@@ -256,6 +256,7 @@ void parse_profiles(const json& doc, const std::string& origin, FileConfig& c) {
       flag("clear_env", prof.clear_env);
       flag("full_etc_var", prof.full_etc_var);
       flag("cwd_writable", prof.cwd_writable);
+      flag("unix_sockets", prof.unix_sockets);
       flag("gpu", prof.gpu);
       if (auto g = p.find("gpus"); g != p.end()) {
         prof.gpus = g->is_number_integer() ? std::to_string(g->get<long long>()) + "," : get_string(p, "gpus", origin);

@@ -1,5 +1,6 @@
 #include "sandbox/exec/helper_executor.h"
 
+#include "sandbox/exec/captured_output.h"
 #include "sandbox/exec/quote.h"
 #include "sandbox/exec/scripts/embedded.h"
 
@@ -100,7 +101,7 @@ private:
       if (m_on_output) {
         m_on_output(stream, data);
       } else {
-        (stream == Stream::out ? m_out : m_err).append(data);
+        append_captured(stream == Stream::out ? m_out : m_err, data); // at most 16 MiB kept per stream
       }
       break;
     }
