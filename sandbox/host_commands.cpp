@@ -43,6 +43,22 @@ std::string join(const std::vector<std::string>& words, const char* separator) {
 
 std::string CommandOutcome::message() const {
   std::string m = trim(err.empty() ? out : err);
+  // What a program said may come from inside a sandbox: no terminal control (ESC sequences, C1
+  // controls as UTF-8) reaches a human's terminal through our messages.
+  std::string clean;
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    const auto c = static_cast<unsigned char>(m[i]);
+    if (c == 0xC2 && i + 1 < m.size() && static_cast<unsigned char>(m[i + 1]) >= 0x80 &&
+        static_cast<unsigned char>(m[i + 1]) <= 0x9F) {
+      clean += '?';
+      ++i;
+    } else if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) {
+      clean += '?';
+    } else {
+      clean += static_cast<char>(c);
+    }
+  }
+  m = clean;
   if (m.size() > 600) {
     m = m.substr(0, 600) + "...";
   }

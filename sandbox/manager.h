@@ -177,11 +177,12 @@ private:
   std::vector<std::string> inside(const SandboxRow& row, exec::RemoteExecutor& x, bool may_start, std::string& why);
   WorkStatus inspect(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in,
                      std::chrono::milliseconds timeout = std::chrono::seconds(60));
-  void count_unmerged(const SandboxRow& row, exec::RemoteExecutor& x, WorkStatus& w);
+  void count_unmerged(const SandboxRow& row, exec::RemoteExecutor& x, WorkStatus& w, bool fetched = false);
   std::string fetch_work(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in,
                          const WorkStatus& w);
   std::string fast_forward(const SandboxRow& row, exec::RemoteExecutor& x, std::string& head);
   void forget_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& prefix);
+  bool keep_host_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& to);
   std::string worktrees_dir_of(const SandboxRow& row, exec::RemoteExecutor& x);
   // The sandboxes' directory of the repository at `repo` (any folder of it) on a host; "" when it
   // is not a git repository.

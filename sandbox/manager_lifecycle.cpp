@@ -338,7 +338,7 @@ bool SandboxManager::make_workspace(SandboxRow& row, exec::RemoteExecutor& x, co
     failed("cannot use " + wt + " for sandboxes: " + o.message());
   }
   const std::string id_path = id_file(wt, row.name);
-  undo.push_back([&x, id_path] { run_argv(x, {"rm", "-f", "--", id_path}, k_quick); });
+  undo.push_back([&x, id_path, uid = row.uid] { run_argv(x, remove_id_argv(id_path, uid), k_quick); });
   if (CommandOutcome o = run_argv(x, write_id_argv(id_path, row.uid), k_quick); !o.ok()) {
     failed("cannot write " + id_path + ": " + o.message());
   }

@@ -154,9 +154,21 @@ std::vector<std::string> SandboxManager::inside(const SandboxRow& row, exec::Rem
   if (common.ok() && !trim(common.out).empty() && trim(common.out)[0] == '/') {
     spec.objects = trim(common.out) + "/objects";
   }
-  std::vector<std::string> a = {
-      runtime_name(rt), "run",      "--rm", "-i", "--network=none", "--security-opt=no-new-privileges",
-      "--workdir",      k_workspace};
+  const auto& co = m_options.container;
+  std::vector<std::string> a = {runtime_name(rt),
+                                "run",
+                                "--rm",
+                                "-i",
+                                "--network=none",
+                                "--security-opt=no-new-privileges",
+                                "--user=" + std::to_string(co.user_uid) + ":" + std::to_string(co.user_gid),
+                                "--workdir",
+                                k_workspace,
+                                "--pids-limit=" + std::to_string(co.pids > 0 ? co.pids : 512),
+                                "--memory=" + (co.memory.empty() ? std::string("2g") : co.memory)};
+  if (!co.cpus.empty()) {
+    a.push_back("--cpus=" + co.cpus);
+  }
   for (auto& w : userns_args(rt, m_options.container, spec)) {
     a.push_back(w);
   }
@@ -197,10 +209,17 @@ WorkStatus SandboxManager::inspect(const SandboxRow& row, exec::RemoteExecutor& 
   return w;
 }
 
-// Counts the commits of the sandbox's refs and HEAD (as read inside) that no branch of the
-// repository has: missing ones (not fetched) count too.
-void SandboxManager::count_unmerged(const SandboxRow& row, exec::RemoteExecutor& x, WorkStatus& w) {
+// Counts the commits of the sandbox's refs and HEAD that no branch of the repository has. After a
+// fetch (`fetched`), from the refs the host holds for the sandbox: all it has now, and what an
+// earlier sync brought that it has since deleted. Else from the refs read inside: missing ones
+// (not fetched yet) count too.
+void SandboxManager::count_unmerged(const SandboxRow& row, exec::RemoteExecutor& x, WorkStatus& w, bool fetched) {
   if (!w.known) {
+    return;
+  }
+  if (fetched) {
+    CommandOutcome c = run_argv(x, host_unmerged_argv(row.repo_base, row.name), m_options.step_timeout);
+    w.unmerged = c.ok() ? std::atoi(trim(c.out).c_str()) : 1;
     return;
   }
   std::vector<std::string> checked;
@@ -266,6 +285,23 @@ std::string SandboxManager::fast_forward(const SandboxRow& row, exec::RemoteExec
   return {};
 }
 
+// Copies every ref the host holds for the sandbox under `to` (before rm forgets them): "" when
+// there was none.
+bool SandboxManager::keep_host_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& to) {
+  std::string input;
+  for (const std::string& from : {mirror_prefix(row.name), "refs/sandbox/" + row.name + "/"}) {
+    for (const auto& line : lines_of(run_argv(x, list_refs_argv(row.repo_base, from), k_quick).out)) {
+      auto sp = line.find(' ');
+      if (sp != std::string::npos && is_object_name(line.substr(0, sp)) &&
+          line.compare(sp + 1, from.size(), from) == 0) {
+        const std::string tag = from == mirror_prefix(row.name) ? "branches/" : "";
+        input += "create " + to + tag + line.substr(sp + 1 + from.size()) + " " + line.substr(0, sp) + "\n";
+      }
+    }
+  }
+  return !input.empty() && run_argv(x, delete_refs_argv(row.repo_base), m_options.step_timeout, input).ok();
+}
+
 void SandboxManager::forget_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& prefix) {
   std::string input;
   for (const auto& line : lines_of(run_argv(x, list_refs_argv(row.repo_base, prefix), k_quick).out)) {
@@ -275,7 +311,7 @@ void SandboxManager::forget_refs(const SandboxRow& row, exec::RemoteExecutor& x,
     }
   }
   if (!input.empty()) {
-    run_argv(x, delete_refs_argv(row.repo_base), k_quick, input);
+    run_argv(x, delete_refs_argv(row.repo_base), m_options.step_timeout, input);
   }
 }
 
@@ -306,7 +342,7 @@ SyncResult SandboxManager::sync(const std::string& host_name) {
   }
   r.note = fast_forward(*row, *x, r.branch_head);
   r.refs = lines_of(run_argv(*x, list_refs_argv(row->repo_base, mirror_prefix(name)), k_quick).out);
-  count_unmerged(*row, *x, r.work);
+  count_unmerged(*row, *x, r.work, true);
   return r;
 }
 
@@ -344,6 +380,23 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
     m_sandbox_hosts.erase(name);
   }
   const std::string container = container_name(row->repo_base, row->name);
+  // The agent's processes, stopped while rm reads the work: let go again whenever rm does not get
+  // as far as removing the container (refused, or failed).
+  std::vector<std::string> frozen;
+  struct Thaw {
+    exec::RemoteExecutor& x;
+    std::vector<std::string>& frozen;
+    ~Thaw() {
+      if (frozen.empty()) {
+        return;
+      }
+      frozen.insert(frozen.end(), {"sh", "-c", "kill -CONT -1 2>/dev/null; true"});
+      try {
+        run_argv(x, frozen, std::chrono::seconds(30));
+      } catch (...) { // best effort: the sandbox stays as it was
+      }
+    }
+  } thaw{*x, frozen};
   // A half-made sandbox (`new` died, or runs), or a Slurm job that never started, was never handed
   // to an agent: no work to keep.
   bool never_ran = row->phase != "ready";
@@ -363,6 +416,7 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
         std::vector<std::string> freeze = in;
         freeze.insert(freeze.end(), {"sh", "-c", "kill -STOP -1 2>/dev/null; true"});
         run_argv(*x, freeze, k_quick);
+        frozen = in;
         result.work = inspect(*row, *x, in);
       }
       fetch_error = in.empty()           ? why
@@ -373,7 +427,7 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
         if (std::string n = fast_forward(*row, *x, head); !n.empty()) {
           result.notes.push_back(n);
         }
-        count_unmerged(*row, *x, result.work);
+        count_unmerged(*row, *x, result.work, true);
       }
     } catch (const exec::HostError& e) {
       fetch_error = e.what();
@@ -383,14 +437,6 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
     }
     const bool work = !result.work.known || result.work.has_work() || !fetch_error.empty();
     if (work && !force) {
-      if (!in.empty()) {
-        std::vector<std::string> thaw = in;
-        thaw.insert(thaw.end(), {"sh", "-c", "kill -CONT -1 2>/dev/null; true"});
-        try {
-          run_argv(*x, thaw, k_quick);
-        } catch (const exec::HostError&) {
-        }
-      }
       throw SandboxError(
           Kind::has_work,
           "sandbox " + name + " holds work that is not on a branch of " + row->repo_base + ": " +
@@ -402,6 +448,8 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
     }
     if (work) {
       const std::string stamp = utc_stamp();
+      // What earlier syncs brought (a branch the sandbox has deleted since, say) is kept too.
+      const bool kept_synced = keep_host_refs(*row, *x, rescue_prefix(name, stamp) + "synced/");
       bool kept = false;
       if (!in.empty() && result.work.known) {
         try {
@@ -426,6 +474,9 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
         } catch (const exec::HostError& e) {
           result.notes.push_back(std::string("keeping the work as refs failed (") + e.what() + ")");
         }
+      }
+      if (!kept && kept_synced) {
+        result.notes.push_back("what earlier syncs brought is kept under " + rescue_prefix(name, stamp) + "synced/");
       }
       if (!kept) {
         // Into a new directory of its own (mktemp): never onto something that exists.
@@ -492,13 +543,14 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
       result.notes.push_back("container " + container + " was already gone");
     }
   }
+  frozen.clear(); // the container is gone: nothing to let go
   if (own == Ownership::ours) {
     if (CommandOutcome o = run_argv(*x, remove_tree_argv(row->work_dir), m_options.step_timeout); !o.ok()) {
       result.notes.push_back("directory " + row->work_dir + ": " + o.message());
     }
     forget_refs(*row, *x, mirror_prefix(name));
     forget_refs(*row, *x, "refs/sandbox/" + name + "/");
-    run_argv(*x, {"rm", "-f", "--", id_file(worktrees_dir_of(*row, *x), name)}, k_quick);
+    run_argv(*x, remove_id_argv(id_file(worktrees_dir_of(*row, *x), name), row->uid), k_quick);
   }
   registry().remove(*row);
   result.removed = true;

@@ -1,6 +1,7 @@
 #include "sandbox/workspace.h"
 
 #include <cctype>
+#include <cstdlib>
 #include <sstream>
 
 namespace smcp::sandbox {
@@ -74,7 +75,14 @@ std::string id_file(const std::string& worktrees_dir, const std::string& name) {
 }
 
 std::vector<std::string> write_id_argv(const std::string& path, const std::string& uid) {
-  return sh("umask 077; rm -f -- \"$1.tmp\" && printf '%s\\n' \"$2\" > \"$1.tmp\" && mv -f -- \"$1.tmp\" \"$1\"",
+  // noclobber: never over another sandbox's id file (another registry's sandbox of that name).
+  return sh("umask 077; set -C; if ! printf '%s\\n' \"$2\" > \"$1\"; then echo \"$1 exists: a sandbox of that name "
+            "(another registry's, or one left over) is there\" >&2; exit 3; fi",
+            {path, uid});
+}
+
+std::vector<std::string> remove_id_argv(const std::string& path, const std::string& uid) {
+  return sh("[ -f \"$1\" ] && [ ! -L \"$1\" ] && [ \"$(cat -- \"$1\")\" = \"$2\" ] && rm -f -- \"$1\"; true",
             {path, uid});
 }
 
@@ -117,7 +125,6 @@ std::string rescue_prefix(const std::string& name, const std::string& stamp) {
 std::vector<std::string> fetch_mirror_argv(const std::string& top, const std::string& url, const std::string& name,
                                            bool with_head) {
   auto a = fetch_from(top, url);
-  a.insert(a.end() - 1, "--prune");
   a.push_back("+refs/heads/*:" + mirror_prefix(name) + "*");
   a.push_back("+refs/*:" + all_refs_prefix(name) + "*");
   if (with_head) {
@@ -156,18 +163,47 @@ std::vector<std::string> unmerged_count_argv(const std::string& top, const std::
   return a;
 }
 
+std::vector<std::string> host_unmerged_argv(const std::string& top, const std::string& name) {
+  return {"git",
+          "-C",
+          top,
+          "rev-list",
+          "--count",
+          "--exclude=refs/sandbox/" + name + "/refs/remotes/*",
+          "--glob=refs/sandbox/" + name + "/*",
+          "--glob=" + mirror_prefix(name) + "*",
+          "--not",
+          "--branches",
+          "--"};
+}
+
 std::vector<std::string> have_objects_argv(const std::string& top) {
   return {"git", "-C", top, "cat-file", "--batch-check"};
 }
 
 std::vector<std::string> inspect_argv() {
+  // Linked worktrees' HEADs are no refs: each is pinned as refs/smcp-worktrees/N (so the fetch
+  // brings it too) and its uncommitted entries counted. Every failure of git makes the answer
+  // unknown, never clean: the status goes to a file first, and its exit status is said.
   return sh("cd /workspace 2>/dev/null || { echo 'NOWORKSPACE /workspace is gone'; exit 0; }; "
             "git rev-parse --git-dir >/dev/null 2>&1 || { echo 'NOWORKSPACE /workspace is not a git repository'; "
             "exit 0; }; "
+            "t=$(mktemp) || { echo 'NOWORKSPACE no temporary file in the sandbox'; exit 0; }; trap 'rm -f \"$t\"' "
+            "EXIT; "
+            "n=0; git for-each-ref --format='%(refname)' refs/smcp-worktrees | while read -r r; do git update-ref -d "
+            "\"$r\"; done; "
+            "git worktree list --porcelain 2>/dev/null | { while read -r k v; do "
+            "case \"$k\" in worktree) p=$v;; HEAD) if [ \"$p\" != /workspace ]; then n=$((n+1)); "
+            "git update-ref \"refs/smcp-worktrees/$n\" \"$v\" 2>/dev/null; "
+            "c=$(git -C \"$p\" status --porcelain --untracked-files=all 2>/dev/null | wc -l); "
+            "printf 'WTDIRTY %s\\n' \"$c\"; fi;; esac; done; }; "
             "printf 'HEAD %s\\n' \"$(git rev-parse -q --verify HEAD 2>/dev/null)\"; "
             "printf 'ON %s\\n' \"$(git symbolic-ref -q HEAD 2>/dev/null)\"; "
-            "git for-each-ref --count=1000 '--format=REF %(objectname) %(refname)'; "
-            "printf 'STATUS\\n'; git status --porcelain=v1 -z --untracked-files=all 2>/dev/null | head -c 4000000",
+            "git for-each-ref '--format=REF %(objectname) %(refname)' > \"$t\"; printf 'REFSRC %s\\n' $?; "
+            "printf 'REFCOUNT %s\\n' \"$(grep -c . \"$t\")\"; "
+            "grep -v ' refs/remotes/' \"$t\" | head -n 20000; "
+            "git status --porcelain=v1 -z --untracked-files=all > \"$t\" 2>/dev/null; printf 'STATUSRC %s\\n' $?; "
+            "printf 'STATUS\\n'; head -c 4000000 \"$t\"",
             {});
 }
 
@@ -215,6 +251,7 @@ WorkStatus parse_inspect(const std::string& out) {
     w.why_unknown = "the sandbox did not answer the check";
     return w;
   }
+  std::string failed;
   std::istringstream lines(head_part);
   for (std::string line; std::getline(lines, line);) {
     if (line.rfind("HEAD ", 0) == 0) {
@@ -222,6 +259,15 @@ WorkStatus parse_inspect(const std::string& out) {
       if (!w.head.empty() && !is_object_name(w.head)) {
         w.head.clear();
       }
+    } else if (line.rfind("REFSRC ", 0) == 0 || line.rfind("STATUSRC ", 0) == 0) {
+      if (line.substr(line.find(' ') + 1) != "0") {
+        failed = line.substr(0, line.find(' ')) == "REFSRC" ? "git for-each-ref failed in the sandbox"
+                                                            : "git status failed in the sandbox";
+      }
+    } else if (line.rfind("REFCOUNT ", 0) == 0) {
+      w.ref_count = std::atol(line.c_str() + 9);
+    } else if (line.rfind("WTDIRTY ", 0) == 0) {
+      w.changed += std::atoi(line.c_str() + 8);
     } else if (line.rfind("ON refs/heads/", 0) == 0) {
       w.head_branch = line.substr(14);
     } else if (line.rfind("REF ", 0) == 0) {
@@ -259,6 +305,16 @@ WorkStatus parse_inspect(const std::string& out) {
         i = next == std::string::npos ? z.size() : next + 1;
       }
     }
+  }
+  if (!failed.empty()) {
+    w.why_unknown = failed;
+    w.changed = w.untracked = 0;
+    return w;
+  }
+  if (w.ref_count > k_max_refs) {
+    w.why_unknown = std::to_string(w.ref_count) + " refs (more than " + std::to_string(k_max_refs) +
+                    " are not brought over: rm with force moves its directory aside)";
+    return w;
   }
   w.known = true;
   return w;

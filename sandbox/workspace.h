@@ -38,6 +38,8 @@ std::vector<std::string> move_aside_argv(const std::string& dir, const std::stri
 // before anything is removed.
 std::string id_file(const std::string& worktrees_dir, const std::string& name);
 std::vector<std::string> write_id_argv(const std::string& path, const std::string& uid);
+// Removes the id file only when it holds `uid`.
+std::vector<std::string> remove_id_argv(const std::string& path, const std::string& uid);
 // Prints the id file's content when it is a regular file (not a link).
 std::vector<std::string> read_id_argv(const std::string& path);
 
@@ -64,6 +66,9 @@ std::vector<std::string> fetch_rescue_argv(const std::string& top, const std::st
 std::vector<std::string> list_refs_argv(const std::string& top, const std::string& prefix);
 // Deletes refs given on stdin ("delete REF\n" lines).
 std::vector<std::string> delete_refs_argv(const std::string& top);
+// Counts the commits of every ref the host holds for sandbox `name` (what sync and rm brought
+// over, and what an earlier sync brought that the sandbox has since deleted) that no branch has.
+std::vector<std::string> host_unmerged_argv(const std::string& top, const std::string& name);
 // Counts commits reachable from `shas` that no branch of the host has.
 std::vector<std::string> unmerged_count_argv(const std::string& top, const std::vector<std::string>& shas);
 // Prints "SHA missing" for each line of stdin the host does not have.
@@ -74,6 +79,10 @@ std::vector<std::string> inspect_argv();
 // Copies every branch, HEAD, the stash and a commit of the uncommitted tree (untracked files
 // included, ignored ones not) to refs/smcp-rescue/ inside the sandbox's repository.
 std::vector<std::string> rescue_argv(const std::string& name);
+
+// More refs than this in a sandbox are not brought over (a fetch of each would flood the host's
+// repository): its work is then unknown, and rm needs force (which moves the directory aside).
+constexpr long k_max_refs = 20000;
 
 // The sandbox's work as inspect_argv() reports it.
 struct WorkStatus {
@@ -89,7 +98,8 @@ struct WorkStatus {
   int changed = 0;   // tracked files changed, staged, deleted or conflicted
   int untracked = 0; // files not tracked and not ignored
   bool truncated = false;
-  int unmerged = -1; // commits no branch of the host has (-1: not computed)
+  long ref_count = 0; // every ref, refs/remotes/ included
+  int unmerged = -1;  // commits no branch of the host has (-1: not computed)
   bool has_work() const { return changed > 0 || untracked > 0 || unmerged > 0; }
   // "clean", "dirty", "unmerged" or "unknown"
   std::string state() const;

@@ -58,6 +58,9 @@ std::vector<std::string> container_run_argv(Runtime r, const ContainerOptions& o
   }
   // setuid files the agent makes (in its workspace or anywhere) never raise a privilege.
   a.push_back("--security-opt=no-new-privileges");
+  // The agent is the configured user whatever the image says (an image without USER would make it
+  // root: under docker without userns-remap, host root).
+  a.push_back("--user=" + std::to_string(o.user_uid) + ":" + std::to_string(o.user_gid));
   for (auto& w : userns_args(r, o, s)) {
     a.push_back(w);
   }

@@ -60,12 +60,11 @@ std::string slurm_marker(const std::string& repo, const std::string& row_uid) {
 std::vector<std::string> sbatch_argv(const SlurmOptions& o, const std::string& job_name, const std::string& work_dir,
                                      const std::string& output, const std::string& repo, const std::string& marker,
                                      const std::vector<std::string>& podman_run, bool export_github_token) {
-  std::vector<std::string> a = {"sbatch",
-                                "--parsable",
-                                "--job-name=" + job_name,
-                                "--chdir=" + work_dir,
-                                "--output=" + output,
-                                "--comment=" + marker,
+  std::vector<std::string> a = {"sbatch", "--parsable", "--job-name=" + job_name, "--chdir=" + work_dir,
+                                "--output=" + output, "--comment=" + marker,
+                                // Never requeued: a job that ran and shows PENDING again would look like
+                                // one no agent ever used (rm skips the work check for those).
+                                "--no-requeue",
                                 export_github_token ? "--export=PATH,GITHUB_TOKEN,PODMAN_SRUN_GPU_DEV_DIR"
                                                     : "--export=PATH,PODMAN_SRUN_GPU_DEV_DIR"};
   if (!o.partition.empty()) {

@@ -66,6 +66,9 @@ protected:
       for (const auto& c : extra_containers) {
         run({"podman", "rm", "-f", "-t", "0", c});
       }
+      for (const auto& i : extra_images) {
+        run({"podman", "rmi", i});
+      }
       fs::remove_all(dir);
     }
   }
@@ -119,6 +122,7 @@ protected:
 
   std::string dir, repo, state, config, mark;
   std::vector<std::string> extra_containers;
+  std::vector<std::string> extra_images;
   std::unique_ptr<bench::StdioClient> client;
 };
 
@@ -465,6 +469,107 @@ TEST_F(SandboxBoundaryTest, SandboxesAreOutsideTheWorkTreeAndAsideMeansANewDirec
   const std::string moved = kept_at(rm.out);
   ASSERT_NE(moved.find("/.rescued-m1-"), std::string::npos) << rm.out;
   EXPECT_EQ(slurp(moved + "/precious.txt"), "precious\n");
+}
+
+// Second review, finding 1: work is counted from every ref, not the first thousand by name (a
+// sandbox that fetched a big upstream has more remote-tracking refs than that before refs/stash).
+TEST_F(SandboxBoundaryTest, AStashBehindManyRefsIsStillWork) {
+  make("k1");
+  ASSERT_EQ(inside("k1", "h=$(git rev-parse HEAD); i=0; while [ $i -lt 1100 ]; do i=$((i+1)); echo \"create "
+                         "refs/remotes/upstream/b$i $h\"; done | git update-ref --stdin && echo important > notes.txt "
+                         "&& git add notes.txt && git -c user.name=a -c user.email=a@a stash -q")
+                .status,
+            0);
+  auto refused = cli({"rm", "-n", "k1"});
+  EXPECT_EQ(refused.status, 1) << refused.out;
+  auto rm = cli({"rm", "-n", "k1", "--force"});
+  ASSERT_EQ(rm.status, 0) << rm.err;
+  EXPECT_EQ(run({"git", "-C", repo, "show", kept_at(rm.out) + "stash:notes.txt"}).out, "important\n") << rm.out;
+}
+
+// Second review, finding 2: a git that fails inside (a broken index) is unknown, never clean.
+TEST_F(SandboxBoundaryTest, ABrokenIndexIsNotClean) {
+  make("b2");
+  ASSERT_EQ(inside("b2", "echo p > a.txt && git add a.txt && echo m > b.txt && printf 'DIRC\\0\\0\\0\\2junk' > "
+                         ".git/index")
+                .status,
+            0);
+  EXPECT_NE(cli({"ls"}).out.find("unknown"), std::string::npos);
+  EXPECT_EQ(cli({"rm", "-n", "b2"}).status, 1);
+  auto rm = cli({"rm", "-n", "b2", "--force"});
+  ASSERT_EQ(rm.status, 0) << rm.err;
+  const std::string kept = kept_at(rm.out);
+  EXPECT_TRUE(slurp(kept + "/b.txt") == "m\n" || run({"git", "-C", repo, "show", kept + "worktree:b.txt"}).out == "m\n")
+      << rm.out;
+}
+
+// Second review, finding 3: commits in a linked worktree are work, and come over.
+TEST_F(SandboxBoundaryTest, CommitsInALinkedWorktreeAreWork) {
+  make("w1");
+  ASSERT_EQ(inside("w1", "git worktree add -q --detach /home/agent/wt HEAD && cd /home/agent/wt && echo w > w && git "
+                         "add w && git -c user.name=a -c user.email=a@a commit -q -m w")
+                .status,
+            0);
+  EXPECT_EQ(cli({"rm", "-n", "w1"}).status, 1);
+  auto rm = cli({"rm", "-n", "w1", "--force"});
+  ASSERT_EQ(rm.status, 0) << rm.err;
+  EXPECT_EQ(run({"git", "-C", repo, "show", kept_at(rm.out) + "smcp-worktrees/1:w"}).out, "w\n") << rm.out;
+}
+
+// Second review, finding 4: a failed `new` never deletes another sandbox's id file (another
+// registry's sandbox of the same name in the same repository).
+TEST_F(SandboxBoundaryTest, AFailedNewLeavesAnotherSandboxsIdFileAlone) {
+  const std::string other = testing::make_git_repo(dir + "/other");
+  start_server(); // its registry is repo's; the sandbox is made in other
+  json made = client->call("sandbox_new", {{"name", "c1"}, {"repo_base", other}});
+  ASSERT_EQ(made["name"], "c1") << made.dump();
+  auto clash = cli({"new", "-n", "c1"}, other); // other's own registry: the name is free there
+  EXPECT_NE(clash.status, 0);
+  EXPECT_TRUE(fs::exists(other + "/.git/sandbox-mcp/sandboxes/.c1.sandbox-id"));
+  json removed = client->call("sandbox_rm", {{"name", "c1"}});
+  EXPECT_EQ(removed["removed"], true) << removed.dump();
+}
+
+// Second review, finding 7: the agent is the configured user whatever the image says.
+TEST_F(SandboxBoundaryTest, AnImageWithoutAUserStillRunsTheAgentAsItsUser) {
+  const std::string image = "localhost/smcp-rootuser:" + std::to_string(::getpid());
+  extra_images.push_back(image);
+  const std::string file = dir + "/Containerfile";
+  std::ofstream(file) << "FROM " << k_image << "\nUSER root\n";
+  ASSERT_EQ(run({"podman", "build", "-q", "-t", image, "-f", file, dir}).status, 0);
+  auto made = cli({"new", "-n", "u1", "--image", image});
+  ASSERT_EQ(made.status, 0) << made.err;
+  EXPECT_EQ(inside("u1", "id -u").out, "1000\n");
+  EXPECT_EQ(cli({"rm", "-n", "u1"}).status, 0);
+}
+
+// Second review, finding 9: what a sync brought is not forgotten because the agent deleted it since.
+TEST_F(SandboxBoundaryTest, WorkAnEarlierSyncBroughtIsNotForgotten) {
+  make("s9");
+  ASSERT_EQ(inside("s9", "git checkout -q -b work && echo s > s && git add s && git -c user.name=a -c user.email=a@a "
+                         "commit -q -m s")
+                .status,
+            0);
+  ASSERT_EQ(cli({"sync", "-n", "s9"}).status, 0);
+  ASSERT_EQ(inside("s9", "git checkout -q main && git branch -q -D work").status, 0);
+  EXPECT_EQ(cli({"rm", "-n", "s9"}).status, 1) << "sandbox/s9/work holds a commit no branch has";
+  auto rm = cli({"rm", "-n", "s9", "--force"});
+  ASSERT_EQ(rm.status, 0) << rm.err;
+  EXPECT_EQ(run({"git", "-C", repo, "show", kept_at(rm.out) + "synced/branches/work:s"}).out, "s\n") << rm.out;
+}
+
+// Second review, finding 11: a sandbox with more refs than are brought over is unknown work.
+TEST_F(SandboxBoundaryTest, TooManyRefsAreNotBroughtOver) {
+  make("f1");
+  ASSERT_EQ(inside("f1", "h=$(git rev-parse HEAD); i=0; while [ $i -lt 20050 ]; do i=$((i+1)); echo \"create "
+                         "refs/tags/t$i $h\"; done | git update-ref --stdin")
+                .status,
+            0);
+  auto refused = cli({"rm", "-n", "f1"});
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_NE(refused.err.find("refs (more than"), std::string::npos) << refused.err;
+  EXPECT_EQ(cli({"rm", "-n", "f1", "--force"}).status, 0);
+  EXPECT_EQ(run({"sh", "-c", "git -C '" + repo + "' for-each-ref | wc -l"}).out, "1\n") << "no refs flooded in";
 }
 
 } // namespace

@@ -1,6 +1,7 @@
 // The sandbox workspace's pure parts (sandbox/workspace.h): what git inside a sandbox reports and
 // how it is counted, the ext:: URL, the refs; and the registry's row ids (an undo or rm of one row
 // never removes a later sandbox of the same name) and journal choice.
+#include "sandbox/host_commands.h"
 #include "sandbox/registry.h"
 #include "sandbox/workspace.h"
 
@@ -58,6 +59,40 @@ TEST(WorkspaceTest, CleanUnmergedAndUnknown) {
   // Garbage for object names is not taken as one.
   EXPECT_EQ(parse_inspect("HEAD $(rm -rf /)\nSTATUS\n").head, "");
   EXPECT_TRUE(parse_inspect("REF nothex refs/heads/x\nSTATUS\n").branches.empty());
+}
+
+// A git that failed inside is never "clean" (second review: a broken index read as no changes).
+TEST(WorkspaceTest, AFailedGitIsUnknownNeverClean) {
+  EXPECT_FALSE(parse_inspect("HEAD " + k_sha + "\nREFSRC 0\nSTATUSRC 128\nSTATUS\n").known);
+  EXPECT_EQ(parse_inspect("HEAD " + k_sha + "\nREFSRC 0\nSTATUSRC 128\nSTATUS\n").why_unknown,
+            "git status failed in the sandbox");
+  EXPECT_FALSE(parse_inspect("REFSRC 1\nSTATUSRC 0\nSTATUS\n").known);
+  EXPECT_TRUE(parse_inspect("REFSRC 0\nSTATUSRC 0\nSTATUS\n").known);
+  // Too many refs to bring over: unknown (rm needs force, which moves the directory aside).
+  WorkStatus many = parse_inspect("REFSRC 0\nREFCOUNT 20001\nSTATUSRC 0\nSTATUS\n");
+  EXPECT_FALSE(many.known);
+  EXPECT_NE(many.why_unknown.find("20001 refs"), std::string::npos);
+  // Uncommitted entries of linked worktrees count as changes.
+  WorkStatus wt = parse_inspect("WTDIRTY 2\nREFSRC 0\nSTATUSRC 0\nSTATUS\n");
+  EXPECT_EQ(wt.changed, 2);
+  EXPECT_EQ(wt.state(), "dirty");
+}
+
+// What a program inside a sandbox says reaches a human's terminal only without control sequences.
+TEST(WorkspaceTest, MessagesCarryNoTerminalControl) {
+  CommandOutcome o;
+  o.status = 1;
+  o.err = "\x1b]0;PWNED\a\x1b[2J\x1b[31mFAKE: removed cleanly\xc2\x9b"
+          "2J line\ttwo\n\x7f"
+          "end";
+  const std::string m = o.message();
+  EXPECT_EQ(m.find('\x1b'), std::string::npos) << m;
+  EXPECT_EQ(m.find('\a'), std::string::npos) << m;
+  EXPECT_EQ(m.find("\xc2\x9b"), std::string::npos) << m;
+  EXPECT_NE(m.find("FAKE: removed cleanly"), std::string::npos) << m;
+  EXPECT_NE(m.find("line\ttwo\n"), std::string::npos) << m;
+  o.err = "caf\xc3\xa9"; // UTF-8 text stays
+  EXPECT_EQ(o.message(), "caf\xc3\xa9");
 }
 
 TEST(WorkspaceTest, ExtUrlEscapesSpacesAndPercent) {
