@@ -52,7 +52,9 @@ std::string CommandOutcome::message() const {
         static_cast<unsigned char>(m[i + 1]) <= 0x9F) {
       clean += '?';
       ++i;
-    } else if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) {
+    } else if (c == '\n') {
+      clean += "\n  | "; // a line of what the program said, never one that looks like ours
+    } else if ((c < 0x20 && c != '\t') || c == 0x7F) {
       clean += '?';
     } else {
       clean += static_cast<char>(c);

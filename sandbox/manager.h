@@ -182,7 +182,8 @@ private:
                          const WorkStatus& w);
   std::string fast_forward(const SandboxRow& row, exec::RemoteExecutor& x, std::string& head);
   void forget_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& prefix);
-  bool keep_host_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& to);
+  bool move_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& from, const std::string& to);
+  bool copy_host_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& to, const std::string& verb);
   std::string worktrees_dir_of(const SandboxRow& row, exec::RemoteExecutor& x);
   // The sandboxes' directory of the repository at `repo` (any folder of it) on a host; "" when it
   // is not a git repository.

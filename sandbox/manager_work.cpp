@@ -248,7 +248,9 @@ void SandboxManager::count_unmerged(const SandboxRow& row, exec::RemoteExecutor&
     CommandOutcome c = run_argv(x, unmerged_count_argv(row.repo_base, present), k_quick);
     count = c.ok() ? std::atoi(trim(c.out).c_str()) : 1;
   }
-  w.unmerged = count + missing;
+  // And what the host already holds for it (an earlier sync's branch the agent deleted since).
+  CommandOutcome held = run_argv(x, host_unmerged_argv(row.repo_base, row.name), k_quick);
+  w.unmerged = count + missing + (held.ok() ? std::atoi(trim(held.out).c_str()) : 0);
 }
 
 // `git fetch` on the host whose other end runs inside the sandbox: "" or why it failed.
@@ -258,8 +260,31 @@ std::string SandboxManager::fetch_work(const SandboxRow& row, exec::RemoteExecut
   upload.push_back("git-upload-pack");
   upload.push_back(k_workspace);
   try {
+    // Counted on the host, not from what the sandbox said: never more refs than k_max_refs.
+    CommandOutcome listed = run_argv(x, ls_remote_argv(row.repo_base, ext_url(upload)), m_options.step_timeout);
+    if (!listed.ok()) {
+      return "git ls-remote: " + listed.message();
+    }
+    if (const auto n = static_cast<long>(lines_of(listed.out).size()); n > k_max_refs) {
+      return std::to_string(n) + " refs (more than " + std::to_string(k_max_refs) +
+             " are not brought over: rm with force moves its directory aside)";
+    }
+    // What the host holds for the sandbox now: a forced fetch may rewrite or prune it (the agent
+    // rewrote a branch a sync brought). Kept aside first, and kept for good when the fetch would
+    // lose commits of it.
+    const std::string ns = "refs/sandbox/" + row.name + "/";
+    const std::string kept = ns + "kept/" + utc_stamp() + "-" +
+                             std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000000);
+    move_refs(row, x, ns + "old/", kept + "-earlier/"); // left by a fetch whose keeping failed
+    copy_host_refs(row, x, ns + "old/", "create");
     CommandOutcome f = run_argv(x, fetch_mirror_argv(row.repo_base, ext_url(upload), row.name, !w.head.empty()),
                                 m_options.step_timeout);
+    CommandOutcome lost = run_argv(x, only_old_argv(row.repo_base, row.name), m_options.step_timeout);
+    if (!lost.ok() || trim(lost.out) != "0") {
+      move_refs(row, x, ns + "old/", kept + "/");
+    } else {
+      forget_refs(row, x, ns + "old/");
+    }
     return f.ok() ? std::string() : "git fetch: " + f.message();
   } catch (const exec::HostError& e) {
     return std::string("git fetch: ") + e.what();
@@ -285,21 +310,38 @@ std::string SandboxManager::fast_forward(const SandboxRow& row, exec::RemoteExec
   return {};
 }
 
-// Copies every ref the host holds for the sandbox under `to` (before rm forgets them): "" when
-// there was none.
-bool SandboxManager::keep_host_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& to) {
+// Copies every ref the host holds for the sandbox (but refs/sandbox/NAME/old/) under `to`, with
+// update-ref's `verb` (create / update); false when there was none or it failed.
+bool SandboxManager::copy_host_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& to,
+                                    const std::string& verb) {
   std::string input;
-  for (const std::string& from : {mirror_prefix(row.name), "refs/sandbox/" + row.name + "/"}) {
+  const std::string ns = "refs/sandbox/" + row.name + "/";
+  for (const std::string& from : {mirror_prefix(row.name), ns}) {
     for (const auto& line : lines_of(run_argv(x, list_refs_argv(row.repo_base, from), k_quick).out)) {
       auto sp = line.find(' ');
-      if (sp != std::string::npos && is_object_name(line.substr(0, sp)) &&
-          line.compare(sp + 1, from.size(), from) == 0) {
-        const std::string tag = from == mirror_prefix(row.name) ? "branches/" : "";
-        input += "create " + to + tag + line.substr(sp + 1 + from.size()) + " " + line.substr(0, sp) + "\n";
+      if (sp == std::string::npos || !is_object_name(line.substr(0, sp)) ||
+          line.compare(sp + 1, from.size(), from) != 0 || line.compare(sp + 1, ns.size() + 4, ns + "old/") == 0) {
+        continue;
       }
+      const std::string tag = from == mirror_prefix(row.name) ? "branches/" : "";
+      input += verb + " " + to + tag + line.substr(sp + 1 + from.size()) + " " + line.substr(0, sp) + "\n";
     }
   }
   return !input.empty() && run_argv(x, delete_refs_argv(row.repo_base), m_options.step_timeout, input).ok();
+}
+
+// Renames every ref under `from` to `to` in one transaction (all or nothing).
+bool SandboxManager::move_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& from,
+                               const std::string& to) {
+  std::string input;
+  for (const auto& line : lines_of(run_argv(x, list_refs_argv(row.repo_base, from), k_quick).out)) {
+    auto sp = line.find(' ');
+    if (sp != std::string::npos && is_object_name(line.substr(0, sp)) && line.compare(sp + 1, from.size(), from) == 0) {
+      const std::string ref = line.substr(sp + 1);
+      input += "create " + to + ref.substr(from.size()) + " " + line.substr(0, sp) + "\ndelete " + ref + "\n";
+    }
+  }
+  return input.empty() || run_argv(x, delete_refs_argv(row.repo_base), m_options.step_timeout, input).ok();
 }
 
 void SandboxManager::forget_refs(const SandboxRow& row, exec::RemoteExecutor& x, const std::string& prefix) {
@@ -441,15 +483,19 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
           Kind::has_work,
           "sandbox " + name + " holds work that is not on a branch of " + row->repo_base + ": " +
               (fetch_error.empty() ? result.work.summary() : "its commits could not be fetched (" + fetch_error + ")") +
-              ". Commit it and bring it over (sync, then merge sandbox/" + name + "/" + row->branch +
-              "), or remove with force (sandbox_rm {force: true}, `rm --force`), which keeps it first under "
-              "refs/sandbox-rescue/" +
+              ". Its commits are in the repository under sandbox/" + name + "/ and refs/sandbox/" + name +
+              "/ (git for-each-ref refs/remotes/sandbox/" + name + " refs/sandbox/" + name +
+              "): commit what is uncommitted, merge what you want into a branch of yours, or remove with force "
+              "(sandbox_rm {force: true}, `rm --force`), which keeps it all first under refs/sandbox-rescue/" +
               name + "/");
     }
     if (work) {
       const std::string stamp = utc_stamp();
       // What earlier syncs brought (a branch the sandbox has deleted since, say) is kept too.
-      const bool kept_synced = keep_host_refs(*row, *x, rescue_prefix(name, stamp) + "synced/");
+      // Beside the rescue from inside (STAMP/), never under it: nothing the sandbox names can
+      // overwrite these.
+      const std::string synced = rescue_prefix(name, stamp + "-synced");
+      const bool kept_synced = copy_host_refs(*row, *x, synced, "create");
       bool kept = false;
       if (!in.empty() && result.work.known) {
         try {
@@ -476,7 +522,7 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
         }
       }
       if (!kept && kept_synced) {
-        result.notes.push_back("what earlier syncs brought is kept under " + rescue_prefix(name, stamp) + "synced/");
+        result.notes.push_back("what earlier syncs brought is kept under " + synced);
       }
       if (!kept) {
         // Into a new directory of its own (mktemp): never onto something that exists.

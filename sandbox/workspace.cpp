@@ -125,6 +125,9 @@ std::string rescue_prefix(const std::string& name, const std::string& stamp) {
 std::vector<std::string> fetch_mirror_argv(const std::string& top, const std::string& url, const std::string& name,
                                            bool with_head) {
   auto a = fetch_from(top, url);
+  // Pruned: what the sandbox deleted or renamed goes here too (fix -> fix/sub would otherwise
+  // clash for good); what the host held before the fetch was kept first (SandboxManager::fetch_work).
+  a.insert(a.end() - 1, "--prune");
   a.push_back("+refs/heads/*:" + mirror_prefix(name) + "*");
   a.push_back("+refs/*:" + all_refs_prefix(name) + "*");
   if (with_head) {
@@ -170,10 +173,31 @@ std::vector<std::string> host_unmerged_argv(const std::string& top, const std::s
           "rev-list",
           "--count",
           "--exclude=refs/sandbox/" + name + "/refs/remotes/*",
+          "--exclude=refs/sandbox/" + name + "/old/*",
           "--glob=refs/sandbox/" + name + "/*",
           "--glob=" + mirror_prefix(name) + "*",
           "--not",
           "--branches",
+          "--"};
+}
+
+std::vector<std::string> ls_remote_argv(const std::string& top, const std::string& url) {
+  return {"git", "-C", top, "-c", "protocol.ext.allow=always", "ls-remote", url};
+}
+
+std::vector<std::string> only_old_argv(const std::string& top, const std::string& name) {
+  const std::string ns = "refs/sandbox/" + name + "/";
+  return {"git",
+          "-C",
+          top,
+          "rev-list",
+          "--count",
+          "--glob=" + ns + "old/*",
+          "--not",
+          "--branches",
+          "--exclude=" + ns + "old/*",
+          "--glob=" + ns + "*",
+          "--glob=" + mirror_prefix(name) + "*",
           "--"};
 }
 

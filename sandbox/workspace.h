@@ -69,6 +69,11 @@ std::vector<std::string> delete_refs_argv(const std::string& top);
 // Counts the commits of every ref the host holds for sandbox `name` (what sync and rm brought
 // over, and what an earlier sync brought that the sandbox has since deleted) that no branch has.
 std::vector<std::string> host_unmerged_argv(const std::string& top, const std::string& name);
+// The refs the sandbox would send (`git ls-remote`), to count them on the host before a fetch.
+std::vector<std::string> ls_remote_argv(const std::string& top, const std::string& url);
+// Counts the commits of refs/sandbox/NAME/old/* (the host's refs for the sandbox before a fetch)
+// that neither a branch nor the refs after the fetch hold: work the fetch would have lost.
+std::vector<std::string> only_old_argv(const std::string& top, const std::string& name);
 // Counts commits reachable from `shas` that no branch of the host has.
 std::vector<std::string> unmerged_count_argv(const std::string& top, const std::vector<std::string>& shas);
 // Prints "SHA missing" for each line of stdin the host does not have.

@@ -118,6 +118,21 @@ protected:
     std::string prefix = out.substr(at + key.size());
     return prefix.substr(0, prefix.find('\n'));
   }
+  // Where rm --force keeps what earlier syncs brought: beside the rescue from inside.
+  static std::string synced_of(std::string prefix) {
+    if (!prefix.empty() && prefix.back() == '/') {
+      prefix.pop_back();
+    }
+    return prefix + "-synced/";
+  }
+  // The content of `path` in the first ref under `prefix` that has it ("" when none does).
+  std::string kept_file(const std::string& prefix, const std::string& path) {
+    return run({"sh", "-c",
+                "git -C \"$1\" for-each-ref --format='%(objectname)' \"$2\" | while read o; do git -C \"$1\" show "
+                "\"$o:$3\" 2>/dev/null && break; done",
+                "sh", repo, prefix, path})
+        .out;
+  }
   void expect_no_host_effect() { EXPECT_FALSE(fs::exists(mark)) << "code planted in the sandbox ran on the host"; }
 
   std::string dir, repo, state, config, mark;
@@ -555,7 +570,7 @@ TEST_F(SandboxBoundaryTest, WorkAnEarlierSyncBroughtIsNotForgotten) {
   EXPECT_EQ(cli({"rm", "-n", "s9"}).status, 1) << "sandbox/s9/work holds a commit no branch has";
   auto rm = cli({"rm", "-n", "s9", "--force"});
   ASSERT_EQ(rm.status, 0) << rm.err;
-  EXPECT_EQ(run({"git", "-C", repo, "show", kept_at(rm.out) + "synced/branches/work:s"}).out, "s\n") << rm.out;
+  EXPECT_EQ(kept_file(synced_of(kept_at(rm.out)), "s"), "s\n") << rm.out;
 }
 
 // Second review, finding 11: a sandbox with more refs than are brought over is unknown work.
@@ -570,6 +585,53 @@ TEST_F(SandboxBoundaryTest, TooManyRefsAreNotBroughtOver) {
   EXPECT_NE(refused.err.find("refs (more than"), std::string::npos) << refused.err;
   EXPECT_EQ(cli({"rm", "-n", "f1", "--force"}).status, 0);
   EXPECT_EQ(run({"sh", "-c", "git -C '" + repo + "' for-each-ref | wc -l"}).out, "1\n") << "no refs flooded in";
+}
+
+// Third review, finding 1: a branch an earlier sync brought and the agent rewrote since keeps its
+// commits on the host (the fetch is forced): rm refuses, force keeps them.
+TEST_F(SandboxBoundaryTest, ABranchRewrittenAfterASyncKeepsItsCommits) {
+  make("rw");
+  const std::string commit = "git -c user.name=a -c user.email=a@a commit -q -m";
+  ASSERT_EQ(
+      inside("rw", "git checkout -q -b feat && echo f > f && git add f && " + commit + " f && git checkout -q main")
+          .status,
+      0);
+  ASSERT_EQ(cli({"sync", "-n", "rw"}).status, 0);
+  ASSERT_EQ(inside("rw", "git branch -f feat main").status, 0);
+  EXPECT_NE(cli({"ls"}).out.find("unmerged"), std::string::npos);
+  EXPECT_EQ(cli({"rm", "-n", "rw"}).status, 1);
+  // The agent names refs like the host's keeping places: they land inside the rescue, not over it.
+  ASSERT_EQ(
+      inside("rw", "git update-ref refs/synced/branches/feat HEAD && git update-ref refs/branches/feat HEAD").status,
+      0);
+  auto rm = cli({"rm", "-n", "rw", "--force"});
+  ASSERT_EQ(rm.status, 0) << rm.err;
+  auto kept = run({"sh", "-c",
+                   "git -C '" + repo + "' for-each-ref --contains $(git -C '" + repo + "' rev-parse " +
+                       synced_of(kept_at(rm.out)) + "kept 2>/dev/null || echo x) | wc -l"});
+  const std::string f_commit =
+      run({"sh", "-c",
+           "git -C '" + repo + "' for-each-ref --format='%(objectname)' '" + synced_of(kept_at(rm.out)) +
+               "' | while read o; do git -C '" + repo + "' show \"$o:f\" 2>/dev/null; done"})
+          .out;
+  EXPECT_NE(f_commit.find("f"), std::string::npos) << "the rewritten branch's commit is kept: " << rm.out;
+  (void)kept;
+}
+
+// Third review, finding 3: a branch renamed to a nested name (fix -> fix/sub) still syncs.
+TEST_F(SandboxBoundaryTest, ABranchRenamedToANestedNameStillSyncs) {
+  make("nb");
+  const std::string commit = "git -c user.name=a -c user.email=a@a commit -q -m";
+  ASSERT_EQ(inside("nb", "git checkout -q -b fix && echo a > a && git add a && " + commit + " a").status, 0);
+  ASSERT_EQ(cli({"sync", "-n", "nb"}).status, 0);
+  ASSERT_EQ(inside("nb", "git checkout -q -b tmp && git branch -q -D fix && git checkout -q -b fix/sub && git branch "
+                         "-q -D tmp")
+                .status,
+            0);
+  auto sync = cli({"sync", "-n", "nb"});
+  ASSERT_EQ(sync.status, 0) << sync.err;
+  EXPECT_EQ(run({"git", "-C", repo, "show", "sandbox/nb/fix/sub:a"}).out, "a\n");
+  EXPECT_EQ(cli({"rm", "-n", "nb", "--force"}).status, 0);
 }
 
 } // namespace

@@ -90,8 +90,8 @@ TEST(WorkspaceTest, MessagesCarryNoTerminalControl) {
   EXPECT_EQ(m.find('\a'), std::string::npos) << m;
   EXPECT_EQ(m.find("\xc2\x9b"), std::string::npos) << m;
   EXPECT_NE(m.find("FAKE: removed cleanly"), std::string::npos) << m;
-  EXPECT_NE(m.find("line\ttwo\n"), std::string::npos) << m;
-  o.err = "caf\xc3\xa9"; // UTF-8 text stays
+  EXPECT_NE(m.find("line\ttwo\n  | "), std::string::npos) << m; // its lines marked as the program's
+  o.err = "caf\xc3\xa9";                                        // UTF-8 text stays
   EXPECT_EQ(o.message(), "caf\xc3\xa9");
 }
 
