@@ -1,5 +1,7 @@
 #include "sandbox/host_commands.h"
 
+#include "sandbox/registry.h"
+
 #include "sandbox/exec/quote.h"
 
 #include <sstream>
@@ -108,6 +110,10 @@ std::string display_command(const std::vector<std::string>& argv) {
     s += (s.empty() ? "" : " ") + (plain ? word : exec::sh_quote(word));
   }
   return s;
+}
+
+void step_failed(const std::string& message) {
+  throw SandboxError(SandboxError::Kind::failed, message);
 }
 
 } // namespace smcp::sandbox

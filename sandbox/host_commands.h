@@ -23,6 +23,9 @@ struct CommandOutcome {
 CommandOutcome run_argv(exec::RemoteExecutor& x, const std::vector<std::string>& argv,
                         std::chrono::milliseconds timeout, const std::string& input = {});
 
+// A step failed on the host: throws SandboxError (Kind::failed) with `message`.
+[[noreturn]] void step_failed(const std::string& message);
+
 // How long a short step (a check, a listing, a removal) may take on a host.
 constexpr std::chrono::milliseconds k_quick_step{60000};
 

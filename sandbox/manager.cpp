@@ -18,10 +18,6 @@ namespace {
 using Kind = SandboxError::Kind;
 constexpr auto k_quick = k_quick_step;
 
-[[noreturn]] void failed(const std::string& message) {
-  throw SandboxError(Kind::failed, message);
-}
-
 } // namespace
 
 std::string sandbox_of_host(const std::string& host_name) {
@@ -342,7 +338,7 @@ AttachResult SandboxManager::attach(const std::string& name, const std::string& 
   auto send = [&](const std::vector<std::string>& words, bool literal) {
     CommandOutcome o = run_argv(*x, podman_for(*row, tmux_send_argv(rt, row->container_id, words, literal)), k_quick);
     if (!o.ok()) {
-      failed("cannot type into sandbox " + row->name + "'s tmux: " + o.message());
+      step_failed("cannot type into sandbox " + row->name + "'s tmux: " + o.message());
     }
   };
   if (!keys.empty()) {
@@ -368,8 +364,8 @@ AttachResult SandboxManager::attach(const std::string& name, const std::string& 
   }
   CommandOutcome o = run_argv(*x, podman_for(*row, tmux_capture_argv(rt, row->container_id)), k_quick);
   if (!o.ok()) {
-    failed("cannot read sandbox " + row->name + "'s tmux pane: " + o.message() +
-           (mentions(o.message(), "no such container") ? " (the container is gone: sandbox_rm cleans up)" : ""));
+    step_failed("cannot read sandbox " + row->name + "'s tmux pane: " + o.message() +
+                (mentions(o.message(), "no such container") ? " (the container is gone: sandbox_rm cleans up)" : ""));
   }
   // The pane's trailing blank lines say nothing.
   std::string pane = o.out;

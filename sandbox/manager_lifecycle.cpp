@@ -16,10 +16,6 @@ namespace {
 using Kind = SandboxError::Kind;
 constexpr auto k_quick = k_quick_step;
 
-[[noreturn]] void failed(const std::string& message) {
-  throw SandboxError(Kind::failed, message);
-}
-
 // Appends `line` to a git exclude file unless it is there (a fixed program; the values are
 // positional parameters, never part of the program text).
 std::vector<std::string> exclude_argv(const std::string& file, const std::string& line) {
@@ -335,25 +331,25 @@ bool SandboxManager::make_workspace(SandboxRow& row, exec::RemoteExecutor& x, co
   row.work_dir = dir;
   registry().update(row);
   if (CommandOutcome o = run_argv(x, prepare_worktrees_dir_argv(wt), k_quick); !o.ok()) {
-    failed("cannot use " + wt + " for sandboxes: " + o.message());
+    step_failed("cannot use " + wt + " for sandboxes: " + o.message());
   }
   const std::string id_path = id_file(wt, row.name);
   undo.push_back([&x, id_path, uid = row.uid] { run_argv(x, remove_id_argv(id_path, uid), k_quick); });
   if (CommandOutcome o = run_argv(x, write_id_argv(id_path, row.uid), k_quick); !o.ok()) {
-    failed("cannot write " + id_path + ": " + o.message());
+    step_failed("cannot write " + id_path + ": " + o.message());
   }
   // The host's own exclude file (no sandbox reaches the host's git directory).
   if (!m_options.worktrees_dir.empty()) {
     run_argv(x, exclude_argv(git_common + "/info/exclude", "/" + m_options.worktrees_dir + "/"), k_quick);
   }
   if (run_argv(x, {"test", "-e", dir}, k_quick).ok() || run_argv(x, {"test", "-L", dir}, k_quick).ok()) {
-    failed(dir + " already exists (left by an earlier sandbox?): move it away, or pick another name");
+    step_failed(dir + " already exists (left by an earlier sandbox?): move it away, or pick another name");
   }
   const bool branch_exists =
       run_argv(x, {"git", "-C", top, "rev-parse", "--verify", "--quiet", "refs/heads/" + row.branch}, k_quick).ok();
   if (!branch_exists) {
     if (CommandOutcome b = run_argv(x, {"git", "-C", top, "branch", row.branch, "HEAD"}, k_quick); !b.ok()) {
-      failed("cannot create branch " + row.branch + " in " + top + ": " + b.message());
+      step_failed("cannot create branch " + row.branch + " in " + top + ": " + b.message());
     }
     undo.push_back([&x, top, branch = row.branch] {
       run_argv(x, {"git", "-C", top, "branch", "-D", branch}, k_quick);
@@ -372,7 +368,7 @@ bool SandboxManager::make_workspace(SandboxRow& row, exec::RemoteExecutor& x, co
   const bool shared = rt.rootless || probe.empty();
   undo.push_back([&x, dir] { run_argv(x, remove_tree_argv(dir), k_quick); });
   if (CommandOutcome c = run_argv(x, clone_argv(top, dir, row.branch, shared), m_options.step_timeout); !c.ok()) {
-    failed("git clone of " + top + " into " + dir + " failed: " + c.message());
+    step_failed("git clone of " + top + " into " + dir + " failed: " + c.message());
   }
   // Job files of commands run inside (Slurm keeps them in the workspace) are not work.
   run_argv(x, exclude_argv(dir + "/.git/info/exclude", "/.sandbox-mcp-jobs/"), k_quick);
@@ -385,7 +381,7 @@ bool SandboxManager::make_workspace(SandboxRow& row, exec::RemoteExecutor& x, co
   }
   if (!owner.empty()) {
     if (CommandOutcome c = run_argv(x, {"chown", "-R", "--no-dereference", "--", owner, dir}, k_quick); !c.ok()) {
-      failed("cannot give " + dir + " to the sandbox's user (" + owner + "): " + c.message());
+      step_failed("cannot give " + dir + " to the sandbox's user (" + owner + "): " + c.message());
     }
   }
   return shared;
@@ -431,7 +427,7 @@ void SandboxManager::start_container(SandboxRow& row, const NewRequest& request,
   undo.push_back([&x, rt, container = spec.container] { run_argv(x, remove_argv(rt.runtime, container), k_quick); });
   CommandOutcome run = run_argv(x, container_run_argv(rt.runtime, opts, spec), m_options.step_timeout, env_file);
   if (!run.ok()) {
-    failed(std::string(runtime_name(rt.runtime)) + " run failed on " + row.host + ": " + run.message());
+    step_failed(std::string(runtime_name(rt.runtime)) + " run failed on " + row.host + ": " + run.message());
   }
   row.container_id = spec.container;
   registry().update(row);
@@ -457,7 +453,7 @@ void SandboxManager::start_container(SandboxRow& row, const NewRequest& request,
   }
   CommandOutcome tmux = run_argv(x, tmux_new_argv(rt.runtime, spec.container), k_quick);
   if (!tmux.ok()) {
-    failed("tmux could not start in the container (is tmux in image " + row.image + "?): " + tmux.message());
+    step_failed("tmux could not start in the container (is tmux in image " + row.image + "?): " + tmux.message());
   }
 }
 

@@ -17,10 +17,6 @@ namespace {
 using Kind = SandboxError::Kind;
 constexpr auto k_quick = k_quick_step;
 
-[[noreturn]] void failed(const std::string& message) {
-  throw SandboxError(Kind::failed, message);
-}
-
 std::string utc_stamp() {
   std::time_t now = std::time(nullptr);
   std::tm tm{};
@@ -366,21 +362,21 @@ SyncResult SandboxManager::sync(const std::string& host_name) {
   auto x = executor_of(row->host);
   std::string why;
   if (check_ownership(*row, *x, why) != Ownership::ours) {
-    failed("sandbox " + name + " cannot be synced: " + (why.empty() ? "nothing was made yet" : why));
+    step_failed("sandbox " + name + " cannot be synced: " + (why.empty() ? "nothing was made yet" : why));
   }
   std::vector<std::string> in = inside(*row, *x, false, why);
   if (in.empty()) {
-    failed("cannot reach sandbox " + name + "'s repository: " + why);
+    step_failed("cannot reach sandbox " + name + "'s repository: " + why);
   }
   SyncResult r;
   r.name = name;
   r.branch = row->branch;
   r.work = inspect(*row, *x, in);
   if (!r.work.known) {
-    failed("cannot read sandbox " + name + "'s repository: " + r.work.why_unknown);
+    step_failed("cannot read sandbox " + name + "'s repository: " + r.work.why_unknown);
   }
   if (std::string err = fetch_work(*row, *x, in, r.work); !err.empty()) {
-    failed("fetching from sandbox " + name + " failed: " + err);
+    step_failed("fetching from sandbox " + name + " failed: " + err);
   }
   r.note = fast_forward(*row, *x, r.branch_head);
   r.refs = lines_of(run_argv(*x, list_refs_argv(row->repo_base, mirror_prefix(name)), k_quick).out);
@@ -541,8 +537,8 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
           mv.err = row->work_dir + " is still there after the move";
         }
         if (!mv.ok()) {
-          failed("sandbox " + name + "'s work could neither be kept as refs nor moved aside (" + mv.message() +
-                 "): nothing removed");
+          step_failed("sandbox " + name + "'s work could neither be kept as refs nor moved aside (" + mv.message() +
+                      "): nothing removed");
         }
         result.rescued = aside;
         result.notes.push_back("its directory was moved to " + aside +
@@ -582,8 +578,8 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
         o = run_argv(*x, remove_argv(rt, container), k_quick);
       }
       if (!o.ok() && !mentions(o.message(), "no such container") && !mentions(o.message(), "no container with")) {
-        failed("cannot remove container " + container + " on " + row->host + ": " + o.message() +
-               " (the sandbox is kept; try again)");
+        step_failed("cannot remove container " + container + " on " + row->host + ": " + o.message() +
+                    " (the sandbox is kept; try again)");
       }
     } else if (!row->container_id.empty()) {
       result.notes.push_back("container " + container + " was already gone");

@@ -41,11 +41,8 @@ std::string slurp(const std::string& path) {
 class SandboxBoundaryTest : public ::testing::Test {
 protected:
   void SetUp() override {
-    if (run({"podman", "--version"}, 30s).status != 0) {
-      GTEST_SKIP() << "podman is not installed (scripts/install-deps.sh --test installs it)";
-    }
-    if (run({"podman", "image", "exists", k_image}, 30s).status != 0) {
-      GTEST_SKIP() << k_image << " is missing (scripts/test.sh builds it with `sandbox-mcp image build`)";
+    if (auto reason = testing::why_no_sandbox_image(k_image); !reason.empty()) {
+      GTEST_SKIP() << "no container runtime for sandboxes: " << reason;
     }
     char tmpl[] = "/tmp/smcp-boundary-XXXXXX";
     dir = ::mkdtemp(tmpl);
@@ -58,11 +55,7 @@ protected:
   void TearDown() override {
     client.reset();
     if (!dir.empty()) {
-      auto ps = run({"podman", "ps", "-aq", "--filter", "label=sandbox-mcp.repo=" + repo});
-      std::istringstream ids(ps.out);
-      for (std::string id; ids >> id;) {
-        run({"podman", "rm", "-f", "-t", "0", id});
-      }
+      testing::remove_containers_of(repo);
       for (const auto& c : extra_containers) {
         run({"podman", "rm", "-f", "-t", "0", c});
       }

@@ -30,13 +30,7 @@ exec::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milli
 }
 
 std::string why_no_podman() {
-  if (run({"podman", "--version"}, 30s).status != 0) {
-    return "podman is not installed (scripts/install-deps.sh --test installs it)";
-  }
-  if (run({"podman", "image", "exists", k_image}, 30s).status != 0) {
-    return std::string(k_image) + " is missing (scripts/test.sh builds it with `sandbox-mcp image build`)";
-  }
-  return {};
+  return testing::why_no_sandbox_image(k_image);
 }
 
 bool container_exists(const std::string& name) {
@@ -63,12 +57,7 @@ protected:
   void TearDown() override {
     client.reset();
     if (!dir.empty()) {
-      // Whatever a failed test left: our containers carry the repository's path in a label.
-      auto ps = run({"podman", "ps", "-aq", "--filter", "label=sandbox-mcp.repo=" + repo});
-      std::istringstream ids(ps.out);
-      for (std::string id; ids >> id;) {
-        run({"podman", "rm", "-f", "-t", "0", id});
-      }
+      testing::remove_containers_of(repo); // whatever a failed test left
       fs::remove_all(dir);
     }
   }

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -104,6 +105,27 @@ inline nlohmann::json find_sandbox(bench::StdioClient& client, const std::string
     }
   }
   return nullptr;
+}
+
+// Why container sandboxes cannot be tested here ("" when they can): no podman, or no sandbox image
+// (scripts/test.sh builds it with `sandbox-mcp image build`).
+inline std::string why_no_sandbox_image(const std::string& image = "localhost/sandbox-mcp:latest") {
+  if (run_program({"podman", "--version"}, std::chrono::seconds(30)).status != 0) {
+    return "podman is not installed (scripts/install-deps.sh --test installs it)";
+  }
+  if (run_program({"podman", "image", "exists", image}, std::chrono::seconds(30)).status != 0) {
+    return image + " is missing (scripts/test.sh builds it with `sandbox-mcp image build`)";
+  }
+  return {};
+}
+
+// Removes whatever containers a test left for repository `repo` (ours carry its path in a label).
+inline void remove_containers_of(const std::string& repo) {
+  auto ps = run_program({"podman", "ps", "-aq", "--filter", "label=sandbox-mcp.repo=" + repo});
+  std::istringstream ids(ps.out);
+  for (std::string id; ids >> id;) {
+    run_program({"podman", "rm", "-f", "-t", "0", id});
+  }
 }
 
 } // namespace smcp::testing
