@@ -529,12 +529,12 @@ TEST_F(SandboxBoundaryTest, CommitsInALinkedWorktreeAreWork) {
 TEST_F(SandboxBoundaryTest, AFailedNewLeavesAnotherSandboxsIdFileAlone) {
   const std::string other = testing::make_git_repo(dir + "/other");
   start_server(); // its registry is repo's; the sandbox is made in other
-  json made = client->call("sandbox_new", {{"name", "c1"}, {"repo_base", other}});
-  ASSERT_EQ(made["name"], "c1") << made.dump();
-  auto clash = cli({"new", "-n", "c1"}, other); // other's own registry: the name is free there
+  json made = client->call("sandbox_new", {{"name", "idc1"}, {"repo_base", other}});
+  ASSERT_EQ(made["name"], "idc1") << made.dump();
+  auto clash = cli({"new", "-n", "idc1"}, other); // other's own registry: the name is free there
   EXPECT_NE(clash.status, 0);
-  EXPECT_TRUE(fs::exists(other + "/.git/sandbox-mcp/sandboxes/.c1.sandbox-id"));
-  json removed = client->call("sandbox_rm", {{"name", "c1"}});
+  EXPECT_TRUE(fs::exists(other + "/.git/sandbox-mcp/sandboxes/.idc1.sandbox-id"));
+  json removed = client->call("sandbox_rm", {{"name", "idc1"}});
   EXPECT_EQ(removed["removed"], true) << removed.dump();
 }
 

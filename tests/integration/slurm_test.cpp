@@ -229,7 +229,10 @@ TEST_F(SlurmTest, AJobCancelledBehindOurBackShowsSoAndRmCleansUp) {
   ASSERT_FALSE(job.empty());
   ASSERT_EQ(slurm({"scancel", job}).status, 0);
   // The wrapper removes the container when its job ends (scancel alone would leave it running).
-  for (int i = 0; i < 100 && !run({"podman", "ps", "-aq", "--filter", "name=-c1$"}).out.empty(); ++i) {
+  for (int i = 0; i < 100 && !run({"podman", "ps", "-aq", "--filter", "label=sandbox-mcp.sandbox=c1", "--filter",
+                                   "label=sandbox-mcp.repo=" + repo})
+                                  .out.empty();
+       ++i) {
     std::this_thread::sleep_for(100ms);
   }
   std::string ls;
@@ -249,7 +252,10 @@ TEST_F(SlurmTest, AJobCancelledBehindOurBackShowsSoAndRmCleansUp) {
   auto rm = cli({"rm", "-n", "c1"});
   EXPECT_EQ(rm.status, 0) << rm.err;
   EXPECT_NE(rm.out.find("had already ended (CANCELLED)"), std::string::npos) << rm.out;
-  EXPECT_EQ(run({"podman", "ps", "-aq", "--filter", "name=-c1$"}).out, "");
+  EXPECT_EQ(run({"podman", "ps", "-aq", "--filter", "label=sandbox-mcp.sandbox=c1", "--filter",
+                 "label=sandbox-mcp.repo=" + repo})
+                .out,
+            "");
   EXPECT_EQ(cli({"ls"}).out.find("c1 "), std::string::npos);
 }
 

@@ -248,7 +248,8 @@ TEST_F(JobsTest, ForegroundJobLeftByACrashedRunCanBeRemovedAndExpires) {
   EXPECT_EQ(loaded.status, "unreachable");
   loaded.ended_at_ms -= 2 * 3600 * 1000;
   store->put_job(loaded);
-  EXPECT_EQ(manager().expire(), 1u) << "such records expire like ended jobs";
+  manager().expire(); // (or the manager's own retention sweep got there first)
+  EXPECT_FALSE(store->get_job(rec.id)) << "such records expire like ended jobs";
 }
 
 TEST_F(JobsTest, ListShowsJobsNewestFirst) {
