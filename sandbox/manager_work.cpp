@@ -275,6 +275,18 @@ std::string SandboxManager::fetch_work(const SandboxRow& row, exec::RemoteExecut
     copy_host_refs(row, x, ns + "old/", "create");
     CommandOutcome f = run_argv(x, fetch_mirror_argv(row.repo_base, ext_url(upload), row.name, !w.head.empty()),
                                 m_options.step_timeout);
+    // Counted again after the fetch: refs the sandbox made between the count and the fetch do not
+    // stay (what the host held before is in old/, and is kept below as ever).
+    if (const auto n = static_cast<long>(
+            lines_of(run_argv(x, list_refs_argv(row.repo_base, all_refs_prefix(row.name)), m_options.step_timeout).out)
+                .size());
+        n > k_max_refs) {
+      forget_refs(row, x, mirror_prefix(row.name));
+      forget_refs(row, x, all_refs_prefix(row.name));
+      forget_refs(row, x, head_ref(row.name));
+      f.status = 1;
+      f.err = std::to_string(n) + " refs arrived (more than " + std::to_string(k_max_refs) + "): not kept";
+    }
     CommandOutcome lost = run_argv(x, only_old_argv(row.repo_base, row.name), m_options.step_timeout);
     if (!lost.ok() || trim(lost.out) != "0") {
       move_refs(row, x, ns + "old/", kept + "/");
