@@ -198,7 +198,7 @@ TEST_F(SandboxTest, TwoSandboxesAtOnceAreApart) {
 TEST_F(SandboxTest, AContainerRemovedBehindOurBackShowsMissingAndRmStillCleansUp) {
   start_server();
   json made = client->call("sandbox_new", {{"name", "k1"}});
-  ASSERT_EQ(run({"podman", "rm", "-f", "-t", "0", made["container"]}).status, 0);
+  ASSERT_EQ(testing::podman_rm(made["container"]), 0);
   json s = sandbox_of("k1");
   EXPECT_EQ(s["state"], "missing") << s.dump();
   // A command there fails as on an unreachable host, saying what happened and what to do.

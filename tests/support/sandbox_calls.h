@@ -18,6 +18,7 @@
 #include <string>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -126,6 +127,20 @@ inline void remove_containers_of(const std::string& repo) {
   for (std::string id; ids >> id;) {
     run_program({"podman", "rm", "-f", "-t", "0", id});
   }
+}
+
+// `podman rm -f` of one container as a human would do it behind our back, tried again while a
+// mount of it is busy (a mount namespace another test made meanwhile holds its shm: podman then
+// fails with "device or resource busy" for a moment). The last status.
+inline int podman_rm(const std::string& container) {
+  int status = -1;
+  for (int attempt = 0; attempt < 10 && status != 0; ++attempt) {
+    if (attempt > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    status = run_program({"podman", "rm", "-f", "-t", "0", container}).status;
+  }
+  return status;
 }
 
 } // namespace smcp::testing
