@@ -219,6 +219,14 @@ TEST_F(SandboxBoundaryTest, TheManagerNeverWritesThroughALinkPlantedInside) {
 // Defect 4: rm and reset never lose work silently: refused with what is there, kept (and said
 // where) with force; clean work comes over as commits on the branch.
 TEST_F(SandboxBoundaryTest, RmAndResetRefuseToLoseWorkAndForceKeepsIt) {
+  // reset removes the sandbox images: images of its own (tags of the test image), so that the
+  // shared tag stays for the tests running beside this one.
+  const std::string image = "localhost/sandbox-mcp-boundary-reset:" + std::to_string(::getpid());
+  const std::string base = "localhost/sandbox-mcp-boundary-reset-base:" + std::to_string(::getpid());
+  ASSERT_EQ(run({"podman", "tag", k_image, image}).status, 0);
+  ASSERT_EQ(run({"podman", "tag", k_image, base}).status, 0);
+  extra_images.insert(extra_images.end(), {image, base});
+  std::ofstream(config) << "{\"sandbox\": {\"image\": \"" << image << "\", \"base_image\": \"" << base << "\"}}";
   make("d1", "feat");
   const std::string commit = "git -c user.name=a -c user.email=a@a commit -q";
   auto a = inside("d1", "echo one > one.txt && git add one.txt && " + commit +
