@@ -307,7 +307,7 @@ std::vector<SandboxInfo> SandboxManager::list(bool with_work) {
         std::string why;
         std::vector<std::string> in = inside(row, *x, false, why);
         // A hostile sandbox can make its git slow: ls waits for it only so long.
-        info.work = in.empty() ? WorkStatus{} : inspect(row, *x, in, std::chrono::seconds(10));
+        info.work = in.empty() ? WorkStatus{} : inspect(*x, in, std::chrono::seconds(10));
         count_unmerged(row, *x, info.work);
         if (in.empty()) {
           info.work.why_unknown = why;

@@ -175,7 +175,7 @@ private:
   // argv prefix running a program inside the sandbox (starting a stopped container, or a one-off
   // container over its files when its own is gone); empty, with `why`, when there is none.
   std::vector<std::string> inside(const SandboxRow& row, exec::RemoteExecutor& x, bool may_start, std::string& why);
-  WorkStatus inspect(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in,
+  WorkStatus inspect(exec::RemoteExecutor& x, const std::vector<std::string>& in,
                      std::chrono::milliseconds timeout = std::chrono::seconds(60));
   void count_unmerged(const SandboxRow& row, exec::RemoteExecutor& x, WorkStatus& w, bool fetched = false);
   std::string fetch_work(const SandboxRow& row, exec::RemoteExecutor& x, const std::vector<std::string>& in,

@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <ctime>
 #include <sstream>
 
 namespace smcp::sandbox {
@@ -391,6 +392,15 @@ std::string WorkStatus::summary() const {
     s += (s.empty() ? "" : ", ") + p;
   }
   return s;
+}
+
+std::string utc_stamp() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
 }
 
 } // namespace smcp::sandbox

@@ -113,6 +113,9 @@ struct WorkStatus {
 };
 WorkStatus parse_inspect(const std::string& out);
 
+// Now, UTC, as "20261207T120000Z": the stamp of rescue and kept refs.
+std::string utc_stamp();
+
 // A 40- or 64-digit lower-case hex object name.
 bool is_object_name(const std::string& s);
 
