@@ -35,7 +35,7 @@ struct GpuPlan {
   GpuRequest request;
   HostGpus host;
   std::vector<int> offered;        // what can be given: numbered CDI devices, else /dev/nvidiaN
-  std::vector<std::string> labels; // "0,2[/shared]" of every container on the host holding GPUs
+  std::vector<std::string> labels; // "0,2[/shared]" of every container on the host holding GPUs of our kind
 };
 
 // What the sandbox asks for and what its host offers (one probe, one `ps`); on Slurm a count
@@ -75,12 +75,7 @@ GpuPlan plan_gpus(NewRequest& request, const std::string& default_gpus, const st
     plan.offered = plan.host.devices;
   }
   // Containers of other repositories (their registries are elsewhere) say what they hold in a label.
-  std::istringstream holders(run_argv(x, gpu_holders_argv(runtime), k_quick).out);
-  for (std::string line; std::getline(holders, line);) {
-    if (auto sp = line.find(' '); sp != std::string::npos) {
-      plan.labels.push_back(line.substr(sp + 1));
-    }
-  }
+  plan.labels = gpu_labels_of_kind(run_argv(x, gpu_holders_argv(runtime), k_quick).out, cdi_kind);
   return plan;
 }
 
@@ -277,6 +272,7 @@ SandboxInfo SandboxManager::create(const NewRequest& request_in) {
       spec.device_args = gpu_run_args(rt.runtime, split_indices(row.gpus), gpus.host, m_options.cdi_kind, request.host);
       spec.gpus = row.gpus;
       spec.gpu_shared = row.gpu_shared;
+      spec.gpu_kind = m_options.cdi_kind;
     }
     if (request.slurm) {
       job = submit(row, request, *x, rt, spec, undo, note);
@@ -438,7 +434,8 @@ void SandboxManager::start_container(SandboxRow& row, const NewRequest& request,
             .out);
     if (!ids.empty()) {
       const std::string lost =
-          gpu_race_loser(spec.container, run_argv(x, gpu_holders_created_argv(rt.runtime, ids), k_quick).out);
+          gpu_race_loser(spec.container, run_argv(x, gpu_holders_created_argv(rt.runtime, ids), k_quick).out,
+                         m_options.cdi_kind);
       if (!lost.empty()) {
         throw SandboxError(Kind::exists,
                            lost + ": this sandbox was not made; ask again (it will get other GPUs, or "

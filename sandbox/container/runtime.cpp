@@ -82,6 +82,10 @@ std::vector<std::string> container_run_argv(Runtime r, const ContainerOptions& o
     // Other repositories' managers (another registry) read these before they give out GPUs.
     a.push_back("--label");
     a.push_back(std::string(k_gpu_label) + "=" + s.gpus + (s.gpu_shared ? "/shared" : ""));
+    if (!s.gpu_kind.empty()) {
+      a.push_back("--label");
+      a.push_back(std::string(k_gpu_kind_label) + "=" + s.gpu_kind);
+    }
   }
   if (s.ccr) {
     a.push_back("--env");
@@ -183,14 +187,20 @@ std::vector<std::string> list_argv(Runtime r) {
 }
 
 std::vector<std::string> gpu_holders_argv(Runtime r) {
+  // docker's `ps` has .Labels as one string and a .Label function; podman's has the map.
+  auto label = [r](const char* key) {
+    return r == Runtime::docker ? std::string("{{.Label \"") + key + "\"}}"
+                                : std::string("{{index .Labels \"") + key + "\"}}";
+  };
   return with_runtime(r, {"ps", "-a", "--filter", std::string("label=") + k_gpu_label, "--format",
-                          std::string("{{.Names}} {{index .Labels \"") + k_gpu_label + "\"}}"});
+                          "{{.Names}}|" + label(k_gpu_label) + "|" + label(k_gpu_kind_label)});
 }
 
 std::vector<std::string> gpu_holders_created_argv(Runtime r, const std::vector<std::string>& ids) {
   std::vector<std::string> a =
       with_runtime(r, {"container", "inspect", "--format",
-                       std::string("{{.Name}}|{{index .Config.Labels \"") + k_gpu_label + "\"}}|{{.Created}}"});
+                       std::string("{{.Name}}|{{index .Config.Labels \"") + k_gpu_label +
+                           "\"}}|{{.Created}}|{{index .Config.Labels \"" + k_gpu_kind_label + "\"}}"});
   a.insert(a.end(), ids.begin(), ids.end());
   return a;
 }

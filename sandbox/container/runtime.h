@@ -57,6 +57,7 @@ struct RunSpec {
   std::vector<std::string> device_args; // the sandbox's GPUs (sandbox/gpu/gpus.h: --device KIND=N / --gpus)
   std::string gpus;                     // their indices, for the label other registries read
   bool gpu_shared = false;
+  std::string gpu_kind;                 // their CDI kind: indices of another kind are other devices
 };
 
 constexpr const char* k_tmux_session = "main";
@@ -64,6 +65,7 @@ constexpr const char* k_workspace = "/workspace";
 constexpr const char* k_label = "sandbox-mcp.sandbox";  // label holding the sandbox's name
 constexpr const char* k_gpu_label = "sandbox-mcp.gpus"; // "0,2" or "0,2/shared": the GPUs it holds
 constexpr const char* k_id_label = "sandbox-mcp.id";    // the registry row's id
+constexpr const char* k_gpu_kind_label = "sandbox-mcp.gpu_kind"; // the CDI kind of those GPUs
 
 // Succeeds when the runtime can run containers: `podman --version` (daemonless), `docker info`
 // (a docker client without a reachable engine fails it).
@@ -80,8 +82,10 @@ std::vector<std::string> tmux_capture_argv(Runtime r, const std::string& contain
 // Every container of ours: "NAME STATE" lines.
 std::vector<std::string> list_argv(Runtime r);
 // Every container on the host holding GPUs, whichever repository it belongs to: "NAME GPUS[/shared]".
+// "NAME|GPUS[/shared]|KIND" of every container holding GPUs (KIND empty on containers made before
+// the kind was labelled: the default kind).
 std::vector<std::string> gpu_holders_argv(Runtime r);
-// "NAME|GPUS[/shared]|CREATED" of the containers `ids` (for gpu_race_loser).
+// "NAME|GPUS[/shared]|CREATED|KIND" of the containers `ids` (for gpu_race_loser).
 std::vector<std::string> gpu_holders_created_argv(Runtime r, const std::vector<std::string>& ids);
 std::vector<std::string> remove_argv(Runtime r, const std::string& container);
 std::vector<std::string> exists_argv(Runtime r, const std::string& container); // exit 0 when it exists

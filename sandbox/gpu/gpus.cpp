@@ -309,9 +309,30 @@ std::string created_key(const std::string& text) {
   return key + frac;
 }
 
+// A holder's kind label against ours: containers made before the label existed hold the default kind.
+bool same_kind(std::string label, const std::string& cdi_kind) {
+  if (label == "<no value>") {
+    label.clear();
+  }
+  return (label.empty() ? std::string(k_default_cdi_kind) : label) == cdi_kind;
+}
+
 } // namespace
 
-std::string gpu_race_loser(const std::string& mine, const std::string& holders) {
+std::vector<std::string> gpu_labels_of_kind(const std::string& holders, const std::string& cdi_kind) {
+  std::vector<std::string> out;
+  std::istringstream in(holders);
+  for (std::string line; std::getline(in, line);) {
+    auto a = line.find('|');
+    auto b = a == std::string::npos ? a : line.find('|', a + 1);
+    if (b != std::string::npos && same_kind(line.substr(b + 1), cdi_kind)) {
+      out.push_back(line.substr(a + 1, b - a - 1));
+    }
+  }
+  return out;
+}
+
+std::string gpu_race_loser(const std::string& mine, const std::string& holders, const std::string& cdi_kind) {
   struct Holder {
     std::string name, key;
     std::vector<int> gpus;
@@ -336,7 +357,11 @@ std::string gpu_race_loser(const std::string& mine, const std::string& holders) 
       label.resize(label.size() - 7);
     }
     h.gpus = split_indices(label);
-    h.key = created_key(line.substr(b + 1));
+    const auto c = line.find('|', b + 1);
+    if (!same_kind(c == std::string::npos ? "" : line.substr(c + 1), cdi_kind)) {
+      continue;
+    }
+    h.key = created_key(line.substr(b + 1, c == std::string::npos ? std::string::npos : c - b - 1));
     all.push_back(std::move(h));
   }
   const Holder* me = nullptr;

@@ -75,9 +75,15 @@ std::vector<GpuStatus> parse_nvidia_smi(const std::string& csv);
 
 // Another repository's manager (another registry) may choose the same GPUs at the same moment:
 // both read the labels before either container exists. After `run`, every holder is listed
-// ("NAME|GPUS[/shared]|CREATED" lines, CREATED as the runtime prints it) and, of two containers
-// claiming one GPU (not both shared), the one created first keeps it. Returns why `mine` must give
-// its GPUs back ("" when it keeps them).
-std::string gpu_race_loser(const std::string& mine, const std::string& holders);
+// ("NAME|GPUS[/shared]|CREATED|KIND" lines, CREATED as the runtime prints it) and, of two
+// containers claiming one GPU (not both shared), the one created first keeps it. Only holders of
+// `cdi_kind` count (a missing KIND is the default kind). Returns why `mine` must give its GPUs back
+// ("" when it keeps them).
+std::string gpu_race_loser(const std::string& mine, const std::string& holders,
+                           const std::string& cdi_kind = k_default_cdi_kind);
+
+// The "GPUS[/shared]" of the "NAME|GPUS[/shared]|KIND" lines (gpu_holders_argv) whose kind is
+// `cdi_kind`: GPU 0 of another CDI kind is another device.
+std::vector<std::string> gpu_labels_of_kind(const std::string& holders, const std::string& cdi_kind);
 
 } // namespace smcp::sandbox

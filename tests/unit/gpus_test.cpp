@@ -183,5 +183,21 @@ TEST(GpuRace, OfTwoContainersClaimingOneGpuTheFirstCreatedKeepsIt) {
   EXPECT_EQ(gpu_race_loser("missing", holders), "");
 }
 
+TEST(GpuRace, OnlyHoldersOfTheSameCdiKindCount) {
+  // GPU 0 of another kind is another device; an unlabelled kind is the default one.
+  const std::string holders = "a|0|2026-12-07 10:00:00.1 +0000 UTC|vendor.example/gpu\n"
+                              "b|0|2026-12-07 10:00:00.2 +0000 UTC|nvidia.com/gpu\n"
+                              "c|0|2026-12-07 10:00:00.3 +0000 UTC|\n";
+  EXPECT_EQ(gpu_race_loser("b", holders), "");
+  EXPECT_NE(gpu_race_loser("c", holders).find("went to container b"), std::string::npos);
+  EXPECT_EQ(gpu_race_loser("a", holders, "vendor.example/gpu"), "");
+  EXPECT_EQ(gpu_labels_of_kind("a|0,1|vendor.example/gpu\nb|2/shared|nvidia.com/gpu\nc|3|\nd|4|<no value>\n",
+                               "nvidia.com/gpu"),
+            (std::vector<std::string>{"2/shared", "3", "4"}));
+  EXPECT_EQ(gpu_labels_of_kind("a|0,1|vendor.example/gpu\nb|2|nvidia.com/gpu\n", "vendor.example/gpu"),
+            std::vector<std::string>{"0,1"});
+  EXPECT_TRUE(gpu_labels_of_kind("garbage\n", "nvidia.com/gpu").empty());
+}
+
 } // namespace
 } // namespace smcp::sandbox
