@@ -433,9 +433,8 @@ void SandboxManager::start_container(SandboxRow& row, const NewRequest& request,
         run_argv(x, {runtime_name(rt.runtime), "ps", "-aq", "--filter", std::string("label=") + k_gpu_label}, k_quick)
             .out);
     if (!ids.empty()) {
-      const std::string lost =
-          gpu_race_loser(spec.container, run_argv(x, gpu_holders_created_argv(rt.runtime, ids), k_quick).out,
-                         m_options.cdi_kind);
+      const std::string lost = gpu_race_loser(
+          spec.container, run_argv(x, gpu_holders_created_argv(rt.runtime, ids), k_quick).out, m_options.cdi_kind);
       if (!lost.empty()) {
         throw SandboxError(Kind::exists,
                            lost + ": this sandbox was not made; ask again (it will get other GPUs, or "

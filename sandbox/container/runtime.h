@@ -57,14 +57,14 @@ struct RunSpec {
   std::vector<std::string> device_args; // the sandbox's GPUs (sandbox/gpu/gpus.h: --device KIND=N / --gpus)
   std::string gpus;                     // their indices, for the label other registries read
   bool gpu_shared = false;
-  std::string gpu_kind;                 // their CDI kind: indices of another kind are other devices
+  std::string gpu_kind; // their CDI kind: indices of another kind are other devices
 };
 
 constexpr const char* k_tmux_session = "main";
 constexpr const char* k_workspace = "/workspace";
-constexpr const char* k_label = "sandbox-mcp.sandbox";  // label holding the sandbox's name
-constexpr const char* k_gpu_label = "sandbox-mcp.gpus"; // "0,2" or "0,2/shared": the GPUs it holds
-constexpr const char* k_id_label = "sandbox-mcp.id";    // the registry row's id
+constexpr const char* k_label = "sandbox-mcp.sandbox";           // label holding the sandbox's name
+constexpr const char* k_gpu_label = "sandbox-mcp.gpus";          // "0,2" or "0,2/shared": the GPUs it holds
+constexpr const char* k_id_label = "sandbox-mcp.id";             // the registry row's id
 constexpr const char* k_gpu_kind_label = "sandbox-mcp.gpu_kind"; // the CDI kind of those GPUs
 
 // Succeeds when the runtime can run containers: `podman --version` (daemonless), `docker info`
