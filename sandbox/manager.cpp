@@ -179,7 +179,8 @@ std::vector<std::string> SandboxManager::attach_argv(const std::string& name) {
 std::vector<std::string> SandboxManager::attach_argv_of(const SandboxRow& row) const {
   std::vector<std::string> argv = sandbox::attach_argv(parse_runtime(row.runtime), row.container_id);
   if (!row.slurm_job_id.empty()) { // a terminal through Slurm itself: srun --pty into the job
-    argv = srun_podman_argv(row.slurm_job_id, row.repo_base, {argv.begin() + 1, argv.end()}, /*pty=*/true);
+    argv = srun_podman_argv(row.slurm_job_id, row.repo_base, {argv.begin() + 1, argv.end()}, /*pty=*/true,
+                            m_options.slurm.shipped_wrapper);
   }
   if (row.host != "local") {
     // ssh joins its words for the remote shell: the command goes as one shell-quoted word.
@@ -221,7 +222,8 @@ std::shared_ptr<exec::Host> SandboxManager::host(const std::string& host_name) {
     // Through Slurm itself; job files on the shared filesystem (the worktree), so they outlive the
     // container's own disk and a server restart.
     ContainerExecutor::Target t;
-    t.runtime_prefix = srun_podman_argv(row->slurm_job_id, row->repo_base, {}); // the wrapper found on the node
+    t.runtime_prefix = srun_podman_argv(row->slurm_job_id, row->repo_base, {}, false,
+                                        m_options.slurm.shipped_wrapper); // the wrapper found on the node
     t.container = row->container_id;
     t.where = "in Slurm job " + row->slurm_job_id + " (via " + row->host + ")";
     t.suspect_statuses = {1, 125, 126, 137, 255};

@@ -7,9 +7,11 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <stdexcept>
+#include <unistd.h>
 
 namespace smcp::app {
 
@@ -184,6 +186,18 @@ void parse_sandbox(const json& s, const std::string& origin, FileConfig& c) {
   }
 }
 
+// The podman-srun that ships with sandbox-mcp: next to the binary (installed: bin/; built: the
+// build copies it there), else none.
+std::string shipped_podman_srun() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) {
+    return {};
+  }
+  const auto wrapper = exe.parent_path() / "podman-srun";
+  return ::access(wrapper.c_str(), X_OK) == 0 ? wrapper.string() : std::string();
+}
+
 // "slurm": the Slurm backend's job options (docs/slurm.md).
 void parse_slurm(const json& doc, const std::string& origin, FileConfig& c) {
   auto it = doc.find("slurm");
@@ -193,8 +207,14 @@ void parse_slurm(const json& doc, const std::string& origin, FileConfig& c) {
   if (!it->is_object()) {
     bad(origin, "slurm must be an object");
   }
-  warn_unknown(*it, {"partition", "time", "cpus", "mem", "gres", "sbatch_args", "start_timeout_s"}, origin, "slurm.");
+  warn_unknown(*it, {"partition", "time", "cpus", "mem", "gres", "sbatch_args", "start_timeout_s", "wrapper"}, origin,
+               "slurm.");
   auto& so = c.sandbox.slurm;
+  so.shipped_wrapper = get_string(*it, "wrapper", origin, so.shipped_wrapper);
+  if (!so.shipped_wrapper.empty() && so.shipped_wrapper[0] != '/') {
+    bad(origin, "slurm.wrapper must be an absolute path (the compute nodes run it) or \"\" for none (got '" +
+                    so.shipped_wrapper + "')");
+  }
   so.partition = get_string(*it, "partition", origin);
   so.time_limit = get_string(*it, "time", origin);
   so.cpus = get_int(*it, "cpus", origin, 0, 1 << 20).value_or(0);
@@ -311,6 +331,7 @@ std::string default_config_path() {
 
 FileConfig parse_config(const json& doc, const std::string& origin) {
   FileConfig c;
+  c.sandbox.slurm.shipped_wrapper = shipped_podman_srun();
   c.path = origin;
   if (!doc.is_object()) {
     bad(origin, "the top level must be a JSON object");

@@ -22,34 +22,41 @@ std::vector<std::string> missing_tools_argv(const std::vector<std::string>& tool
 
 namespace {
 
-// The original's search order, doing `act` with the first found ($w). Only absolute PATH entries:
-// an empty or relative one is the current directory, and a batch job's could be anyone's.
+// The original's search order, doing `act` with the first found ($w), then the shipped copy ($2).
+// Only absolute PATH entries: an empty or relative one is the current directory, and a batch job's
+// could be anyone's.
 std::string search_script(const std::string& act, const std::string& otherwise) {
-  return "r=$1; shift; for w in \"$r/podman-srun\" \"$r/sandbox/podman-srun\"; do "
+  return "r=$1; s=$2; shift 2; for w in \"$r/podman-srun\" \"$r/sandbox/podman-srun\"; do "
          "[ -n \"$r\" ] && [ -f \"$w\" ] && [ -x \"$w\" ] && " +
          act +
          "; done; set -f; IFS=:; for d in $PATH; do w=$d/podman-srun; "
          "case $d in /*) [ -f \"$w\" ] && [ -x \"$w\" ] && " +
-         act + ";; esac; done; " + otherwise;
+         act + ";; esac; done; w=$s; case $w in /*) [ -f \"$w\" ] && [ -x \"$w\" ] && " + act + ";; esac; " + otherwise;
 }
 
 } // namespace
 
-std::vector<std::string> find_wrapper_argv(const std::string& repo) {
-  return {"sh", "-c", search_script("{ echo \"$w\"; exit 0; }", "exit 0"), "sh", repo};
+std::vector<std::string> find_wrapper_argv(const std::string& repo, const std::string& shipped) {
+  return {"sh", "-c", search_script("{ echo \"$w\"; exit 0; }", "exit 0"), "sh", repo, shipped};
 }
 
-std::vector<std::string> wrapper_argv(const std::string& repo) {
-  return {"/bin/sh", "-c",
-          search_script("exec \"$w\" \"$@\"",
-                        "echo \"podman-srun not found in $r, $r/sandbox or PATH on $(hostname)\" >&2; exit 127"),
-          "podman-srun", repo};
+std::vector<std::string> wrapper_argv(const std::string& repo, const std::string& shipped) {
+  return {"/bin/sh",
+          "-c",
+          search_script("exec \"$w\" \"$@\"", "echo \"podman-srun not found in $r, $r/sandbox, PATH${s:+ or $s} "
+                                              "on $(hostname): the node must see one of them\" >&2; exit 127"),
+          "podman-srun",
+          repo,
+          shipped};
 }
 
-std::string wrapper_not_found(const std::string& repo, const std::string& host) {
+std::string wrapper_not_found(const std::string& repo, const std::string& host, const std::string& shipped) {
   return "podman-srun wrapper script not found (searched " + repo + "/podman-srun, " + repo +
-         "/sandbox/podman-srun and PATH on " + host +
-         "); copy sandbox/podman-srun from sandbox-mcp there or into PATH (see docs/slurm.md)";
+         "/sandbox/podman-srun, PATH" +
+         (shipped.empty() ? "" : " and " + shipped + " (the copy shipped with sandbox-mcp)") + " on " + host +
+         "); the compute nodes run it too, so put it where they see the same path: copy sandbox/podman-srun from "
+         "sandbox-mcp into the repository (on the shared filesystem the nodes mount) or into a PATH directory on "
+         "every node, or install sandbox-mcp on a shared filesystem (see docs/slurm.md)";
 }
 
 std::string slurm_marker(const std::string& repo, const std::string& row_uid) {
@@ -84,7 +91,7 @@ std::vector<std::string> sbatch_argv(const SlurmOptions& o, const std::string& j
   }
   a.insert(a.end(), o.sbatch_args.begin(), o.sbatch_args.end());
   std::string wrap = "exec";
-  for (const auto& word : wrapper_argv(repo)) {
+  for (const auto& word : wrapper_argv(repo, o.shipped_wrapper)) {
     wrap += " " + exec::sh_quote(word);
   }
   for (const auto& word : podman_run) {
@@ -95,14 +102,15 @@ std::vector<std::string> sbatch_argv(const SlurmOptions& o, const std::string& j
 }
 
 std::vector<std::string> srun_podman_argv(const std::string& job, const std::string& repo,
-                                          const std::vector<std::string>& podman_args, bool pty) {
+                                          const std::vector<std::string>& podman_args, bool pty,
+                                          const std::string& shipped) {
   std::vector<std::string> a = {"srun", "--jobid=" + job, "--overlap", "--quiet"};
   // --pty for a human; else --unbuffered: slurmstepd otherwise holds output back until a newline,
   // and binary protocols over the step (git's upload-pack) would wait for each other forever.
   a.push_back(pty ? "--pty" : "--unbuffered");
   // Never srun's default (ALL): the caller's whole environment would reach the step.
   a.push_back(pty ? "--export=PATH,TERM" : "--export=PATH");
-  for (auto& word : wrapper_argv(repo)) {
+  for (auto& word : wrapper_argv(repo, shipped)) {
     a.push_back(std::move(word));
   }
   a.push_back("podman");

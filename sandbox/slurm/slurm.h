@@ -21,6 +21,8 @@ struct SlurmOptions {
   std::string gres;                                // --gres (e.g. "gpu:1"); empty: none
   std::vector<std::string> sbatch_args;            // added as they are
   std::chrono::milliseconds start_timeout{120000}; // how long `new` waits for the job to run
+  // The podman-srun that ships with sandbox-mcp (next to the binary): the last place searched.
+  std::string shipped_wrapper;
 };
 
 struct SlurmJobState {
@@ -47,16 +49,16 @@ std::vector<std::string> required_slurm_tools();
 std::vector<std::string> missing_tools_argv(const std::vector<std::string>& tools);
 
 // Where the original looked for its wrapper, in order: REPO/podman-srun, REPO/sandbox/podman-srun,
-// then PATH. A fixed program printing the first found (absolute), or nothing: `new`'s check on the
-// submitting host.
-std::vector<std::string> find_wrapper_argv(const std::string& repo);
-std::string wrapper_not_found(const std::string& repo, const std::string& host);
+// then PATH; then `shipped`, the copy that ships with sandbox-mcp (absolute; empty: none). A fixed
+// program printing the first found (absolute), or nothing: `new`'s check on the submitting host.
+std::vector<std::string> find_wrapper_argv(const std::string& repo, const std::string& shipped = "");
+std::string wrapper_not_found(const std::string& repo, const std::string& host, const std::string& shipped = "");
 
 // The wrapper as an argv prefix: a fixed `/bin/sh -c` that searches it in that order where it runs
 // (on the node, each time) and execs it with the words that follow. A path read from a registry
 // row is never run: a replaced registry could name any program. `repo`: the sandbox's repository
 // (never its worktree, which the sandbox writes); empty: PATH only.
-std::vector<std::string> wrapper_argv(const std::string& repo);
+std::vector<std::string> wrapper_argv(const std::string& repo, const std::string& shipped = "");
 
 // What ties a job to the sandbox row that submitted it: sbatch --comment, checked before rm cancels
 // a job `new` submitted but did not record (it died between sbatch and the row's update).
@@ -74,7 +76,8 @@ std::vector<std::string> sbatch_argv(const SlurmOptions& o, const std::string& j
 // --export=PATH,TERM for a human), the wrapper found by wrapper_argv(repo) on the node. The step
 // never gets the caller's environment (API keys and the like) beyond those names.
 std::vector<std::string> srun_podman_argv(const std::string& job, const std::string& repo,
-                                          const std::vector<std::string>& podman_args, bool pty = false);
+                                          const std::vector<std::string>& podman_args, bool pty = false,
+                                          const std::string& shipped = "");
 
 // This user's queued or running jobs named `job_name`, as "ID|COMMENT" lines; marked_jobs() keeps
 // the ids of those whose comment is exactly `marker`.

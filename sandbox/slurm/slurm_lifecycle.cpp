@@ -53,9 +53,9 @@ std::string SandboxManager::check_slurm(exec::RemoteExecutor& x, const std::stri
     throw SandboxError(Kind::missing, "Required Slurm tool(s) not found in PATH: " + join(names, ", ") + " (on " +
                                           host + "; Debian: apt-get install slurm-client)");
   }
-  std::string wrapper = trim(run_argv(x, find_wrapper_argv(repo), k_quick).out);
+  std::string wrapper = trim(run_argv(x, find_wrapper_argv(repo, m_options.slurm.shipped_wrapper), k_quick).out);
   if (wrapper.empty()) {
-    throw SandboxError(Kind::missing, wrapper_not_found(repo, host));
+    throw SandboxError(Kind::missing, wrapper_not_found(repo, host, m_options.slurm.shipped_wrapper));
   }
   return wrapper;
 }
@@ -66,7 +66,8 @@ std::vector<std::string> SandboxManager::podman_for(const SandboxRow& row,
     return runtime_argv;
   }
   // The wrapper is found again on the node each time: never row.wrapper, a path a registry says.
-  return srun_podman_argv(row.slurm_job_id, row.repo_base, {runtime_argv.begin() + 1, runtime_argv.end()});
+  return srun_podman_argv(row.slurm_job_id, row.repo_base, {runtime_argv.begin() + 1, runtime_argv.end()}, false,
+                          m_options.slurm.shipped_wrapper);
 }
 
 // Long because it is the submission's steps in order: sbatch, the bounded wait, the container.
@@ -175,7 +176,7 @@ namespace {
 
 // scancel, the bounded wait until the job left the queue, then a look on its node for the container.
 void end_job(exec::RemoteExecutor& x, const SandboxRow& row, const std::string& job, const std::string& container,
-             RemoveResult& result) {
+             const std::string& shipped_wrapper, RemoveResult& result) {
   SlurmJobState before = slurm_job_state(x, job);
   if (!before.terminal()) { // running, pending, requeued, held, suspended...: all must end
     CommandOutcome c = run_argv(x, {"scancel", job}, k_quick);
@@ -215,7 +216,7 @@ void end_job(exec::RemoteExecutor& x, const SandboxRow& row, const std::string& 
                                    "-w",
                                    node,
                                    "--job-name=sandbox-rm-" + row.name};
-    for (auto& word : wrapper_argv(row.repo_base)) {
+    for (auto& word : wrapper_argv(row.repo_base, shipped_wrapper)) {
       rm.push_back(std::move(word));
     }
     rm.insert(rm.end(), {"podman", "rm", "-f", "-t", "0", container});
@@ -249,7 +250,7 @@ void SandboxManager::remove_slurm(const SandboxRow& row, exec::RemoteExecutor& x
                                 : row.repo_base.empty()   ? std::string()
                                                           : container_name(row.repo_base, row.name);
   for (const auto& job : jobs) {
-    end_job(x, row, job, container, result);
+    end_job(x, row, job, container, m_options.slurm.shipped_wrapper, result);
   }
   remove_output(x, output_of(row), &result.notes);
 }

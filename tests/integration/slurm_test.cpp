@@ -272,15 +272,31 @@ TEST_F(SlurmTest, MissingSrunAndMissingWrapperAreNamedInTheOriginalsWords) {
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("Required Slurm tool(s) not found in PATH: srun"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("sattach"), std::string::npos) << r.err;
-  // Every tool but the wrapper.
+  // Every tool but the wrapper, and no copy shipped with sandbox-mcp either.
+  std::ofstream(config) << R"({"slurm": {"start_timeout_s": 60, "wrapper": ""}})";
   auto w = cli({"new", "-n", "m2", "-s"}, "/usr/bin:/bin");
   EXPECT_EQ(w.status, 1);
   EXPECT_NE(w.err.find("podman-srun wrapper script not found (searched " + repo + "/podman-srun, " + repo +
-                       "/sandbox/podman-srun and PATH"),
+                       "/sandbox/podman-srun, PATH on local)"),
             std::string::npos)
       << w.err;
+  EXPECT_NE(w.err.find("the compute nodes run it too"), std::string::npos) << w.err;
   EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/m1"));
   EXPECT_EQ(cli({"ls"}).out.find("m1"), std::string::npos);
+  std::ofstream(config) << R"({"slurm": {"wrapper": "podman-srun"}})";
+  w = cli({"new", "-n", "m2", "-s"}, "/usr/bin:/bin");
+  EXPECT_NE(w.err.find("slurm.wrapper must be an absolute path"), std::string::npos) << w.err;
+  // A fresh repository, the wrapper nowhere in it or in PATH: the copy that ships next to the
+  // binary is found last, and the node (this machine) runs it.
+  const std::string shipped = fs::path(SMCP_BINARY).parent_path() / "podman-srun";
+  ASSERT_TRUE(fs::exists(shipped)) << "the build puts the wrapper next to the binary";
+  std::ofstream(config) << R"({"slurm": {"start_timeout_s": 60}})";
+  auto made = cli({"new", "-n", "m3", "-s"}, "/usr/bin:/bin");
+  EXPECT_EQ(made.status, 0) << made.err;
+  auto in = cli({"ls"}, "/usr/bin:/bin");
+  EXPECT_NE(in.out.find("m3"), std::string::npos) << in.out;
+  auto gone = cli({"rm", "-n", "m3"}, "/usr/bin:/bin");
+  EXPECT_EQ(gone.status, 0) << gone.err;
 }
 
 TEST_F(SlurmTest, AJobThatStaysPendingIsReportedWithinItsBound) {

@@ -397,7 +397,7 @@ TEST_F(SandboxManagerTest, SlurmSubmitsThePodmanRunThroughTheWrapperWithOnlyGith
   // The wrapper is looked up on the node at each use (the repository, then PATH), never a path
   // read back from the registry.
   EXPECT_EQ(wrap.rfind("--wrap=exec '/bin/sh' '-c' ", 0), 0u) << wrap;
-  EXPECT_THAT(wrap, HasSubstr("'podman-srun' '/r' 'podman' 'run' '--init'"));
+  EXPECT_THAT(wrap, HasSubstr("'podman-srun' '/r' '' 'podman' 'run' '--init'"));
   EXPECT_THAT(wrap, HasSubstr("'--env' 'GITHUB_TOKEN'"));
   EXPECT_THAT(wrap, Not(HasSubstr("ANTHROPIC")));
   EXPECT_THAT(wrap, HasSubstr("tmux new-session -d -s main"));

@@ -90,10 +90,17 @@ TEST(SlurmCommandLines, ARowsWrapperPathIsNeverRun) {
   EXPECT_EQ(*(sh + 1), "-c");
   EXPECT_EQ(*(sh + 2), wrapper_argv("/repo")[2]);
   EXPECT_EQ(*(sh + 4), "/repo");
-  EXPECT_EQ(*(sh + 5), "podman");
+  EXPECT_EQ(*(sh + 5), ""); // no shipped copy
+  EXPECT_EQ(*(sh + 6), "podman");
   auto sb = sbatch_argv({}, "sandbox-a", "/repo", "/o", "/repo", "M", {"podman", "run", "I"}, true);
   EXPECT_EQ(sb.back().rfind("--wrap=exec '/bin/sh' '-c' ", 0), 0u) << sb.back();
-  EXPECT_THAT(sb.back(), HasSubstr("'podman-srun' '/repo' 'podman' 'run' 'I'"));
+  EXPECT_THAT(sb.back(), HasSubstr("'podman-srun' '/repo' '' 'podman' 'run' 'I'"));
+  SlurmOptions o;
+  o.shipped_wrapper = "/opt/smcp/bin/podman-srun";
+  sb = sbatch_argv(o, "sandbox-a", "/repo", "/o", "/repo", "M", {"podman", "run", "I"}, true);
+  EXPECT_THAT(sb.back(), HasSubstr("'podman-srun' '/repo' '/opt/smcp/bin/podman-srun' 'podman' 'run' 'I'"));
+  a = srun_podman_argv("7", "/repo", {"ps"}, false, "/opt/smcp/bin/podman-srun");
+  EXPECT_EQ(*(std::find(a.begin(), a.end(), "/bin/sh") + 5), "/opt/smcp/bin/podman-srun");
 }
 
 TEST_F(SlurmScripts, TheWrapperIsFoundRepoFirstThenAbsolutePathEntriesOnly) {
@@ -128,6 +135,19 @@ TEST_F(SlurmScripts, TheWrapperIsFoundRepoFirstThenAbsolutePathEntriesOnly) {
   EXPECT_EQ(run_in(cwd, ":.:/usr/bin:/bin", find_wrapper_argv(dir + "/none")).out, "");
   // No repository: PATH only (never "/podman-srun").
   EXPECT_EQ(run_in(cwd, path, wrapper_argv("")).out, "from-path\n");
+  // The copy shipped with sandbox-mcp comes last: after the repository and PATH, and only absolute.
+  const std::string shipped = dir + "/opt/podman-srun";
+  program(shipped, "from-shipped");
+  EXPECT_EQ(run_in(cwd, path, wrapper_argv(repo, shipped)).out, "from-repo\n");
+  EXPECT_EQ(run_in(cwd, path, wrapper_argv(dir + "/none", shipped)).out, "from-path\n");
+  EXPECT_EQ(run_in(cwd, "/usr/bin:/bin", wrapper_argv(dir + "/none", shipped)).out, "from-shipped\n");
+  EXPECT_EQ(run_in(cwd, "/usr/bin:/bin", find_wrapper_argv(dir + "/none", shipped)).out, shipped + "\n");
+  program(cwd + "/rel/podman-srun", "from-relative");
+  EXPECT_EQ(run_in(cwd, "/usr/bin:/bin", wrapper_argv(dir + "/none", "rel/podman-srun")).status, 127);
+  r = run_in(cwd, "/usr/bin:/bin", wrapper_argv(dir + "/none", dir + "/missing"));
+  EXPECT_EQ(r.status, 127);
+  EXPECT_THAT(r.err, HasSubstr("PATH or " + dir + "/missing on "));
+  EXPECT_THAT(r.err, HasSubstr("the node must see one of them"));
 }
 
 TEST(SlurmMarker, TiesAJobToOneRowOfOneRepositoryAndNothingElse) {
