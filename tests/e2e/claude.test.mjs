@@ -119,14 +119,43 @@ test('README: its claude mcp add lines work as written; claude mcp list says Con
     if (/SSH_HOST=gpu1/.test(line)) continue;
     assert.match(row, /✔ Connected/, `${command}\n${list.out}`);
   }
+  // "Add `-s user` to make it available in every project": from a folder outside any repository.
+  assert.match(fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8'), /Add `-s user` to make it available in every project/);
+  {
+    const home = scratchHome('readme-user-scope');
+    const env = claudeEnv(home);
+    const command = stdioLines[0].replace('claude mcp add ', 'claude mcp add -s user ').replaceAll('"$PWD/build/', `"${BUILD_DIR}/`);
+    const add = sh(command, { env });
+    assert.equal(add.code, 0, `${command}\n${add.out}`);
+    const elsewhere = fs.mkdtempSync(path.join(tmp, 'elsewhere-'));
+    const list = sh('claude mcp list', { cwd: elsewhere, env });
+    assert.match(list.out, /^sandbox-mcp:.*✔ Connected/m, `${command}, then claude mcp list in ${elsewhere}:\n${list.out}`);
+  }
   // (spawnSync held the event loop: let the server's stderr reach us.)
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(probe.child.exitCode, null, probe.stderr());
   assert.match(probe.stderr(), /evicted \(least recently used/, 'the full session table made room by eviction');
 });
 
-test('project config: the repository .mcp.json connects from a subfolder', () => {
-  const home = scratchHome('project', { enableAllProjectMcpServers: true });
+// The README's way to approve the project's servers without the interactive prompt: the setting
+// and the file it names, as written.
+function readmeApproval() {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const section = readme.split(/^## /m).find((s) => s.startsWith('Add it to Claude Code'));
+  const m = /set\s+`"(\w+)": true`\s+in\s+`([^`]+)`/.exec(section);
+  assert.ok(m, 'README says which setting approves the project servers, and where');
+  return { key: m[1], file: m[2] };
+}
+
+test('project config: pending until approved as the README says, then .mcp.json connects from a subfolder', () => {
+  const home = scratchHome('project');
+  const pending = sh('claude mcp list', { cwd: path.join(ROOT, 'docs'), env: claudeEnv(home) });
+  assert.match(pending.out, new RegExp(`${SERVER_NAME}:.*Pending approval`), pending.out);
+  const { key, file } = readmeApproval();
+  assert.ok(file.startsWith('~/'), `the README's settings file is the user's: ${file}`);
+  const target = path.join(home, file.slice(2));
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  fs.writeFileSync(target, JSON.stringify({ [key]: true }));
   for (const dir of [ROOT, path.join(ROOT, 'docs'), path.join(ROOT, 'tests/e2e/claude')]) {
     const list = sh('claude mcp list', { cwd: dir, env: claudeEnv(home) });
     assert.equal(list.code, 0, list.out);
