@@ -26,6 +26,7 @@ if [[ "${1:-}" == "--test" ]]; then
     bubblewrap python3             # execution profiles (tests/integration/profiles_test.cpp), test helpers
     nodejs npm
     clang-format                   # scripts/format.sh --check (stage 0 of scripts/test.sh)
+    clang-tidy universal-ctags     # scripts/tidy.sh and scripts/sizes.sh (stages 4 and 5)
     clang libclang-rt-14-dev llvm  # libFuzzer + clang's ASan/UBSan runtimes, llvm-symbolizer (tests/fuzz)
   )
 fi

@@ -5,6 +5,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/install-deps.sh"
-build_dir="$("$root/scripts/build.sh" | tail -n 1)"
+# Only the server (and the podman-srun it ships), with exactly scripts/test.sh's flags: the test
+# command run after this one reuses every object built here.
+build_dir="$(SMCP_TARGETS=sandbox-mcp "$root/scripts/build.sh" -DSMCP_WERROR=ON | tail -n 1)"
 echo "sandbox-mcp: serving MCP on stdio (logs on stderr; Ctrl-D to stop)" >&2
 exec "$build_dir/mcp-server/app/sandbox-mcp" serve "$@"

@@ -6,6 +6,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 [ $# -gt 0 ] || set -- mcp-server tools transport ssh sandbox tests/unit tests/integration tests/support tests/bench tests/fuzz
+if ! ctags --version 2>/dev/null | grep -q "Universal Ctags"; then
+  echo "sizes.sh: needs universal-ctags (apt-get install universal-ctags; scripts/install-deps.sh --test)" >&2
+  exit 2
+fi
 files=$(git ls-files -co --exclude-standard -- "$@" | grep -E '\.(cpp|h)$' || true)
 status=0
 for f in $files; do

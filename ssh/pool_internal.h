@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-struct _LIBSSH2_CHANNEL;
+struct _LIBSSH2_CHANNEL; // NOLINT(bugprone-reserved-identifier): libssh2's own name
 
 namespace smcp::ssh {
 

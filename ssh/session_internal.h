@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-struct _LIBSSH2_SESSION;
-struct _LIBSSH2_KNOWNHOSTS;
+struct _LIBSSH2_SESSION;    // NOLINT(bugprone-reserved-identifier): libssh2's own names
+struct _LIBSSH2_KNOWNHOSTS; // NOLINT(bugprone-reserved-identifier)
 
 namespace smcp::ssh {
 

@@ -15,7 +15,7 @@
 #include <optional>
 #include <string>
 
-struct _LIBSSH2_SESSION;
+struct _LIBSSH2_SESSION; // NOLINT(bugprone-reserved-identifier): libssh2's own name
 
 namespace smcp::ssh {
 

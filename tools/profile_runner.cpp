@@ -156,9 +156,9 @@ std::string ProfileRunner::apply(const sandbox::Profile& profile, exec::CommandS
   }
   static std::atomic<unsigned> counter{0};
   std::random_device rd;
-  const std::string work = m_settings.work_root + "/exec-" +
-                           std::to_string(std::chrono::system_clock::now().time_since_epoch().count() / 1000000) + "-" +
-                           std::to_string(rd() % 100000) + "-" + std::to_string(counter++);
+  std::string work = m_settings.work_root + "/exec-" +
+                     std::to_string(std::chrono::system_clock::now().time_since_epoch().count() / 1000000) + "-" +
+                     std::to_string(rd() % 100000) + "-" + std::to_string(counter++);
   // A cwd must not hold the server's own state: its jobs (and, on this machine, the state
   // directory they are in and the config file).
   std::vector<std::string> protect = {host.jobs_root()};

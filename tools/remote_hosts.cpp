@@ -213,6 +213,30 @@ json describe(const std::string& name, const std::shared_ptr<exec::Host>& host, 
   return h;
 }
 
+// refresh_env: each connected host takes its shell environment again, all at once; what each
+// answered ("failed: ..." when it could not), in the hosts' order.
+std::vector<std::string>
+refresh_environments(const std::vector<std::pair<std::string, std::shared_ptr<exec::Host>>>& hosts) {
+  std::vector<std::future<std::string>> refreshes;
+  for (const auto& entry : hosts) {
+    refreshes.push_back(std::async(std::launch::async, [host = entry.second]() -> std::string {
+      if (!host->status().has_connection) {
+        return {};
+      }
+      try {
+        return host->executor()->refresh_environment();
+      } catch (const std::exception& e) {
+        return std::string("failed: ") + e.what();
+      }
+    }));
+  }
+  std::vector<std::string> refreshed;
+  for (auto& f : refreshes) {
+    refreshed.push_back(f.get());
+  }
+  return refreshed;
+}
+
 } // namespace
 
 mcp::Tool make_remote_hosts_tool(ToolEnv& env) {
@@ -256,25 +280,9 @@ mcp::Tool make_remote_hosts_tool(ToolEnv& env) {
                                {"last_error", e.what()}});
         }
       }
-      std::vector<std::future<std::string>> refreshes;
-      if (refresh) {
-        for (auto& [n, h] : hosts) {
-          refreshes.push_back(std::async(std::launch::async, [host = h]() -> std::string {
-            if (!host->status().has_connection) {
-              return {};
-            }
-            try {
-              return host->executor()->refresh_environment();
-            } catch (const std::exception& e) {
-              return std::string("failed: ") + e.what();
-            }
-          }));
-        }
-      }
-      std::vector<std::string> refreshed(hosts.size());
-      for (std::size_t i = 0; i < refreshes.size(); ++i) {
-        refreshed[i] = refreshes[i].get(); // before the probes run their commands
-      }
+      // Before the probes run their commands.
+      const std::vector<std::string> refreshed =
+          refresh ? refresh_environments(hosts) : std::vector<std::string>(hosts.size());
       std::vector<std::future<Probe>> probes;
       if (probe) {
         for (auto& [n, h] : hosts) {

@@ -34,7 +34,8 @@ public:
   // queued on the HTTP stream), on the call's thread; never when no response is sent (the call was
   // cancelled). A tool commits here what must not outlive an answer the caller never got
   // (remote_bash_output's read cursor). Contexts that cannot tell run it at once.
-  virtual void on_response_sent(std::function<void()> hook) { hook(); }
+  // By value: the overrides keep the hook until the answer went out.
+  virtual void on_response_sent(std::function<void()> hook) { hook(); } // NOLINT(performance-unnecessary-value-param)
 };
 
 struct ToolResult {

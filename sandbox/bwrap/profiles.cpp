@@ -66,7 +66,7 @@ long env_long(const char* name, long fallback) {
 
 ProfileSettings default_profile_settings() {
   ProfileSettings s;
-  for (Profile p : {restrictive_profile(), standard_profile(), permissive_profile()}) {
+  for (const Profile& p : {restrictive_profile(), standard_profile(), permissive_profile()}) {
     s.profiles[p.name] = p;
   }
   if (const char* b = std::getenv("SANDBOX_BWRAP_BIN"); b && *b) {
@@ -128,7 +128,7 @@ void add_gpu_binds(const Profile& p, std::vector<std::string>& a) {
   }
   for (int i : indices) {
     const std::string n = "nvidia" + std::to_string(i);
-    a.insert(a.end(), {"--dev-bind-try", d + "/" + n, "/dev/" + n});
+    a.insert(a.end(), {"--dev-bind-try", std::string(d).append("/").append(n), "/dev/" + n});
   }
   a.insert(a.end(), {"--ro-bind-try", "/sys", "/sys"});
   if (p.gpus != "all") {

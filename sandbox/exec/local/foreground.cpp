@@ -174,7 +174,7 @@ public:
   Follower(OutputSink& sink, Clock::time_point deadline) : m_sink(sink), m_deadline(deadline) {}
 
   // Returns when the supervisor is done and the output pipes are drained (or quiet).
-  void run(UniqueFd out_r, UniqueFd err_r, UniqueFd rep_r, UniqueFd ctl_w, std::stop_token stop);
+  void run(UniqueFd out_r, UniqueFd err_r, UniqueFd rep_r, UniqueFd ctl_w, const std::stop_token& stop);
 
   Reports reports;
   bool timed_out = false;
@@ -190,7 +190,7 @@ private:
   std::optional<Clock::time_point> m_rep_closed_at;
 };
 
-void Follower::run(UniqueFd out_r, UniqueFd err_r, UniqueFd rep_r, UniqueFd ctl_w, std::stop_token stop) {
+void Follower::run(UniqueFd out_r, UniqueFd err_r, UniqueFd rep_r, UniqueFd ctl_w, const std::stop_token& stop) {
   EventLoop loop;
   auto to_sink = [this](Stream stream) {
     return [this, stream](std::string_view data) {
@@ -260,7 +260,7 @@ ExitInfo exit_info(const Reports& reports) {
 } // namespace
 
 ExitInfo run_foreground(const CommandSpec& spec, const LocalHostOptions& options, OutputSink& sink,
-                        std::stop_token stop) {
+                        const std::stop_token& stop) {
   check_cwd(spec.cwd);
   Pipe out = make_pipe(), err = make_pipe(), ctl = make_pipe(), rep = make_pipe();
   LocalCommand command(spec, options.shell);

@@ -10,6 +10,6 @@
 namespace smcp::exec {
 
 ExitInfo run_foreground(const CommandSpec& spec, const LocalHostOptions& options, OutputSink& sink,
-                        std::stop_token stop);
+                        const std::stop_token& stop);
 
 } // namespace smcp::exec
