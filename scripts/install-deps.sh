@@ -23,6 +23,7 @@ if [[ "${1:-}" == "--test" ]]; then
     libgtest-dev libgmock-dev libbenchmark-dev
     openssh-server tmux curl procps psmisc
     slurm-wlm munge                # a real single-node cluster for the Slurm tests (scripts/slurm-local.sh)
+    docker.io                      # a real Docker engine for the docker sandbox tests (scripts/docker-local.sh)
     bubblewrap python3             # execution profiles (tests/integration/profiles_test.cpp), test helpers
     nodejs npm
     clang-format                   # scripts/format.sh --check (stage 0 of scripts/test.sh)
