@@ -122,10 +122,13 @@ SandboxManager::HostRuntime SandboxManager::runtime_on(const std::string& host, 
   const std::string& wanted = m_options.container.runtime;
   if (wanted == "podman" || wanted == "docker") {
     rt.runtime = parse_runtime(wanted);
-    if (run_argv(x, version_argv(rt.runtime), k_quick).status == 127) {
+    if (CommandOutcome v = run_argv(x, version_argv(rt.runtime), k_quick); v.status == 127) {
       throw SandboxError(Kind::missing,
                          wanted + " is not installed on " + host + " (the config asks for it): " +
                              (wanted == "podman" ? "apt-get install podman" : "apt-get install docker.io"));
+    } else if (!v.ok()) { // a docker client without its engine (`docker info` cannot reach it)
+      throw SandboxError(Kind::missing,
+                         wanted + " does not work on " + host + " (the config asks for it): " + v.message());
     }
   } else if (run_argv(x, version_argv(Runtime::podman), k_quick).ok()) {
     rt.runtime = Runtime::podman;

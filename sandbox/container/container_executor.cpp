@@ -83,7 +83,13 @@ ContainerExecutor::ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base,
 
 ContainerExecutor::ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base, Runtime runtime, std::string container,
                                      std::string host)
-    : ContainerExecutor(std::move(base), Target{{runtime_name(runtime)}, std::move(container), "on " + host}) {}
+    : ContainerExecutor(std::move(base), Target{{runtime_name(runtime)},
+                                                std::move(container),
+                                                "on " + host,
+                                                // docker's client exits 1 when the engine refuses an
+                                                // exec ("No such container", "is not running").
+                                                runtime == Runtime::docker ? std::vector<int>{1, 125, 126, 137, 255}
+                                                                           : std::vector<int>{125, 126, 137, 255}}) {}
 
 std::shared_ptr<exec::RemoteCall> ContainerExecutor::start(exec::RemoteCommand command) {
   std::vector<std::string> argv = m_target->runtime_prefix;

@@ -21,7 +21,7 @@ public:
     std::string container;
     std::string where; // for messages: "on local", "in Slurm job 12 (via login1)"
     // Exit statuses after which the container is asked whether it still runs (the runtime's own
-    // failures: 125, 126, 137, 255; srun's: 1).
+    // failures: 125, 126, 137, 255; srun's and docker exec's: 1).
     std::vector<int> suspect_statuses = {125, 126, 137, 255};
     std::string kind = "sandbox"; // for remote_hosts
   };

@@ -119,6 +119,9 @@ done; done
 )";
   if (check_docker) {
     s += "docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '\"nvidia\"' && echo docker-nvidia\n";
+    // An engine older than 25 (Debian 12's docker.io is 20.10), or one with CDI off, lists no spec
+    // directory: a `--device KIND=N` would reach it as a request for a "cdi" driver it lacks.
+    s += "docker info --format '{{json .CDISpecDirs}}' 2>/dev/null | grep -q '\"/' && echo docker-cdi\n";
   }
   return s + "exit 0\n";
 }
@@ -138,6 +141,8 @@ HostGpus parse_gpu_probe(const std::string& out) {
       h.cdi_files.push_back(line.substr(5));
     } else if (line == "docker-nvidia") {
       h.docker_nvidia = true;
+    } else if (line == "docker-cdi") {
+      h.docker_cdi = true;
     }
   }
   h.devices.assign(devs.begin(), devs.end());
@@ -256,7 +261,8 @@ std::vector<std::string> gpu_run_args(Runtime runtime, const std::vector<int>& i
   const bool cdi_has_all = std::all_of(indices.begin(), indices.end(), [&](int i) {
     return std::find(host.cdi_devices.begin(), host.cdi_devices.end(), std::to_string(i)) != host.cdi_devices.end();
   });
-  if (cdi_has_all) {
+  const bool cdi_usable = runtime != Runtime::docker || host.docker_cdi;
+  if (cdi_has_all && cdi_usable) {
     for (int i : indices) {
       out.push_back("--device");
       out.push_back(cdi_kind + "=" + std::to_string(i));
@@ -266,9 +272,12 @@ std::vector<std::string> gpu_run_args(Runtime runtime, const std::vector<int>& i
   if (runtime == Runtime::docker && host.docker_nvidia) {
     return {"--gpus", "\"device=" + join_indices(indices) + "\""};
   }
-  std::string why = host.cdi_files.empty()
-                        ? "no CDI spec of kind " + cdi_kind + " in /etc/cdi or /var/run/cdi"
-                        : "the CDI specs (" + host.cdi_files.front() + ") name no device " + join_indices(indices);
+  std::string why =
+      cdi_has_all ? "docker's engine there does not read CDI specs (it needs docker 25 or later with CDI on; Debian "
+                    "12's docker.io is 20.10)"
+      : host.cdi_files.empty()
+          ? "no CDI spec of kind " + cdi_kind + " in /etc/cdi or /var/run/cdi"
+          : "the CDI specs (" + host.cdi_files.front() + ") name no device " + join_indices(indices);
   throw SandboxError(
       SandboxError::Kind::missing,
       "cannot give GPUs to a container on " + host_name + ": " + why +

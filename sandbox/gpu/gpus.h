@@ -38,12 +38,13 @@ struct HostGpus {
   std::vector<int> devices;             // N of each /dev/nvidiaN (ascending)
   std::vector<std::string> cdi_devices; // the device names of the CDI kind ("0", "1", "all", GPU-uuid...)
   bool docker_nvidia = false;           // docker lists an nvidia runtime
+  bool docker_cdi = false;              // docker's engine reads CDI specs (docker >= 25 with CDI on)
   std::vector<std::string> cdi_files;   // the spec files that define the kind
 };
 
 // Prints "dev N" per /dev/nvidiaN, "cdi NAME" per device of `cdi_kind` in the CDI spec dirs,
-// "file PATH" per such spec, and "docker-nvidia" when `docker info` lists an nvidia runtime
-// (only with `check_docker`). Runs with /bin/sh -s.
+// "file PATH" per such spec, and "docker-nvidia" when `docker info` lists an nvidia runtime and
+// "docker-cdi" when it lists CDI spec directories (only with `check_docker`). Runs with /bin/sh -s.
 std::string gpu_probe_script(const std::string& cdi_kind, bool check_docker, const std::string& dev_dir = "/dev",
                              const std::vector<std::string>& cdi_dirs = {"/etc/cdi", "/var/run/cdi"});
 HostGpus parse_gpu_probe(const std::string& out);

@@ -82,6 +82,27 @@ TEST(Gpus, RunArgumentsAreCdiDevicesElseDockerGpusElseAClearError) {
   docker.docker_nvidia = true;
   EXPECT_EQ(gpu_run_args(Runtime::docker, {0, 1}, docker, k_default_cdi_kind, "h"),
             (std::vector<std::string>{"--gpus", "\"device=0,1\""}));
+  // CDI devices reach docker only when its engine reads CDI specs (docker >= 25 with CDI on): an
+  // older one (Debian 12's 20.10) gets --gpus from its nvidia runtime, or a clear refusal.
+  HostGpus docker_cdi = docker;
+  docker_cdi.cdi_devices = {"0", "1"};
+  EXPECT_EQ(gpu_run_args(Runtime::docker, {1}, docker_cdi, k_default_cdi_kind, "h"),
+            (std::vector<std::string>{"--gpus", "\"device=1\""}));
+  docker_cdi.docker_cdi = true;
+  EXPECT_EQ(gpu_run_args(Runtime::docker, {1}, docker_cdi, k_default_cdi_kind, "h"),
+            (std::vector<std::string>{"--device", "nvidia.com/gpu=1"}));
+  docker_cdi.docker_cdi = false;
+  docker_cdi.docker_nvidia = false;
+  try {
+    gpu_run_args(Runtime::docker, {1}, docker_cdi, k_default_cdi_kind, "h");
+    FAIL();
+  } catch (const SandboxError& e) {
+    EXPECT_NE(std::string(e.what()).find("docker's engine there does not read CDI specs"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(parse_gpu_probe("docker-cdi\n").docker_cdi);
+  EXPECT_FALSE(parse_gpu_probe("docker-nvidia\n").docker_cdi);
+  EXPECT_NE(gpu_probe_script(k_default_cdi_kind, true).find("{{json .CDISpecDirs}}"), std::string::npos);
   try {
     gpu_run_args(Runtime::podman, {0}, docker, k_default_cdi_kind, "gpu1");
     FAIL();

@@ -185,6 +185,25 @@ TEST_F(SandboxManagerTest, ADockerClientWithoutItsEngineIsNotARuntime) {
   }
 }
 
+// Configured docker whose client cannot reach its engine (DOCKER_HOST unset or wrong): says so in
+// docker's words, not "image missing" (what `docker image inspect` failing next would say).
+TEST_F(SandboxManagerTest, ConfiguredDockerWithoutItsEngineSaysSo) {
+  rec->answer({"docker", "info"}, 1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.");
+  ManagerOptions o;
+  o.container.runtime = "docker";
+  auto m = make(o);
+  try {
+    m->create(request("x"));
+    FAIL() << "created with a docker client and no engine";
+  } catch (const SandboxError& e) {
+    EXPECT_EQ(e.kind(), SandboxError::Kind::missing);
+    EXPECT_THAT(e.what(), HasSubstr("docker does not work on local (the config asks for it): Cannot connect to the "
+                                    "Docker daemon"));
+  }
+  EXPECT_TRUE(rec->matching({"docker", "image"}).empty());
+  EXPECT_TRUE(m->registry().list().empty());
+}
+
 TEST_F(SandboxManagerTest, LimitsFromTheCallWinOverTheConfig) {
   ManagerOptions o;
   o.container.cpus = "4";
@@ -489,6 +508,29 @@ TEST(ContainerExecutorTest, WrapsCommandsInRuntimeExec) {
   EXPECT_EQ(calls[0].argv, (Argv{"podman", "exec", "-i", "c1", "sh", "-c", "echo 'a b'"}));
   EXPECT_EQ(calls[0].input, "script");
   EXPECT_EQ(calls[1].argv, (Argv{"podman", "exec", "-i", "c1", "tmux", "ls"}));
+}
+
+// docker's client exits 1 when the engine refuses an exec (the container is gone or stopped): the
+// container is asked, and the call fails as an unreachable host; a command's own 1 in a running
+// container stays its result.
+TEST(ContainerExecutorTest, DockerExecStatusOneAsksWhetherTheContainerRuns) {
+  auto rec = std::make_shared<testing::RecordingExecutor>();
+  ContainerExecutor x(rec, Runtime::docker, "c1", "local");
+  exec::RemoteCommand cmd;
+  cmd.exec = "false";
+  rec->answer({"docker", "exec"}, 1, "", "Error response from daemon: No such container: c1");
+  rec->answer({"docker", "container", "inspect"}, 1, "", "Error: No such container: c1");
+  try {
+    x.run(cmd, std::chrono::seconds(5));
+    FAIL() << "a vanished container's exec passed for the command's status";
+  } catch (const exec::HostError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("the sandbox's container c1 on local is gone"));
+  }
+  EXPECT_EQ(rec->matching({"docker", "container", "inspect"}).back(),
+            (Argv{"docker", "container", "inspect", "--format", "{{.State.Status}}", "c1"}));
+  ContainerExecutor running(rec, Runtime::docker, "c1", "local");
+  rec->answer({"docker", "container", "inspect"}, 0, "running\n");
+  EXPECT_EQ(running.run(cmd, std::chrono::seconds(5)).exit_status, 1);
 }
 
 } // namespace
