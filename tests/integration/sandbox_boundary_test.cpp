@@ -1,10 +1,10 @@
 // The sandbox as a boundary, attacked from inside: an agent in a container sandbox runs what it
-// likes as its user (here through `podman exec`, as the review's attacker did), then the host does
+// likes as its user (here through `podman exec` or `docker exec`, as the review's attacker did), then the host does
 // what a human does next (new, ls, sync, rm, reset, and git in the repository). Each test is one
 // attack of the adversarial review of issue 21 and asserts that nothing reached the host: no code
-// ran there, no host file was written, followed or deleted, and no work was lost. Real podman,
-// git and the real binary; skipped (saying why) only without podman or the sandbox image. Keep
-// adding attacks here.
+// ran there, no host file was written, followed or deleted, and no work was lost. Real podman and
+// a real Docker engine (each test runs on both: `/Podman`, `/Docker`), git and the real binary;
+// skipped (saying why) only without that runtime or the sandbox image. Keep adding attacks here.
 #include "tests/support/sandbox_boundary.h"
 
 #include <filesystem>
@@ -27,7 +27,7 @@ namespace fs = std::filesystem;
 // Defect 1: git configuration, attributes and a `commondir` planted in whatever git directory the
 // sandbox can write, with a filter that would create `mark` on the host; then everything a human
 // does next on the host.
-TEST_F(SandboxBoundaryTest, GitDataPlantedInsideNeverRunsOnTheHost) {
+TEST_P(SandboxBoundaryTest, GitDataPlantedInsideNeverRunsOnTheHost) {
   make("a1", "feat");
   const std::string host_config = slurp(repo + "/.git/config");
   const std::string attack =
@@ -72,7 +72,7 @@ TEST_F(SandboxBoundaryTest, GitDataPlantedInsideNeverRunsOnTheHost) {
 
 // Defect 2: a link planted where the host's cleanup would follow it (the sandbox's git directory,
 // its work tree) must never empty the host directory it points at.
-TEST_F(SandboxBoundaryTest, RmNeverFollowsALinkPlantedInside) {
+TEST_P(SandboxBoundaryTest, RmNeverFollowsALinkPlantedInside) {
   const std::string victim = dir + "/victim";
   fs::create_directories(victim);
   std::ofstream(victim + "/precious") << "keep me\n";
@@ -93,7 +93,7 @@ TEST_F(SandboxBoundaryTest, RmNeverFollowsALinkPlantedInside) {
 }
 
 // Defect 3: a link planted where the manager writes (the exclude file) is never written through.
-TEST_F(SandboxBoundaryTest, TheManagerNeverWritesThroughALinkPlantedInside) {
+TEST_P(SandboxBoundaryTest, TheManagerNeverWritesThroughALinkPlantedInside) {
   make("c1");
   const std::string target = dir + "/written-through-link";
   auto a = inside("c1", "G=$(git rev-parse --path-format=absolute --git-common-dir); mkdir -p \"$G/info\"; "
@@ -108,15 +108,15 @@ TEST_F(SandboxBoundaryTest, TheManagerNeverWritesThroughALinkPlantedInside) {
 
 // Defect 4: rm and reset never lose work silently: refused with what is there, kept (and said
 // where) with force; clean work comes over as commits on the branch.
-TEST_F(SandboxBoundaryTest, RmAndResetRefuseToLoseWorkAndForceKeepsIt) {
+TEST_P(SandboxBoundaryTest, RmAndResetRefuseToLoseWorkAndForceKeepsIt) {
   // reset removes the sandbox images: images of its own (tags of the test image), so that the
   // shared tag stays for the tests running beside this one.
   const std::string image = "localhost/sandbox-mcp-boundary-reset:" + std::to_string(::getpid());
   const std::string base = "localhost/sandbox-mcp-boundary-reset-base:" + std::to_string(::getpid());
-  ASSERT_EQ(run({"podman", "tag", k_image, image}).status, 0);
-  ASSERT_EQ(run({"podman", "tag", k_image, base}).status, 0);
+  ASSERT_EQ(run(rt({"tag", k_image, image})).status, 0);
+  ASSERT_EQ(run(rt({"tag", k_image, base})).status, 0);
   extra_images.insert(extra_images.end(), {image, base});
-  std::ofstream(config) << "{\"sandbox\": {\"image\": \"" << image << "\", \"base_image\": \"" << base << "\"}}";
+  write_config({{"sandbox", {{"image", image}, {"base_image", base}}}});
   make("d1", "feat");
   const std::string commit = "git -c user.name=a -c user.email=a@a commit -q";
   auto a = inside("d1", "echo one > one.txt && git add one.txt && " + commit +
@@ -158,7 +158,7 @@ TEST_F(SandboxBoundaryTest, RmAndResetRefuseToLoseWorkAndForceKeepsIt) {
   EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/d1"));
 }
 
-TEST_F(SandboxBoundaryTest, CleanWorkComesOverAsCommitsOnTheBranchAndRmNeedsNoForce) {
+TEST_P(SandboxBoundaryTest, CleanWorkComesOverAsCommitsOnTheBranchAndRmNeedsNoForce) {
   make("e1", "topic");
   ASSERT_EQ(
       inside("e1", "echo x > x.txt && git add x.txt && git -c user.name=a -c user.email=a@a commit -q -m x").status, 0);
@@ -174,7 +174,7 @@ TEST_F(SandboxBoundaryTest, CleanWorkComesOverAsCommitsOnTheBranchAndRmNeedsNoFo
 }
 
 // Defect 5: the human's gh configuration (and the other seed files) are read-only inside.
-TEST_F(SandboxBoundaryTest, TheSeedFilesAreReadOnlyInside) {
+TEST_P(SandboxBoundaryTest, TheSeedFilesAreReadOnlyInside) {
   const std::string home = dir + "/home";
   fs::create_directories(home + "/.config/gh");
   std::ofstream(home + "/.config/gh/config.yml") << "git_protocol: https\n";
@@ -193,8 +193,10 @@ TEST_F(SandboxBoundaryTest, TheSeedFilesAreReadOnlyInside) {
 }
 
 // Defect 6: with a root-owned repository (these tests run as root) the agent is neither host root
-// nor any host user, and a setuid file it makes gives nothing.
-TEST_F(SandboxBoundaryTest, TheAgentIsNeverHostRootAndSetuidIsInert) {
+// nor any host user, and a setuid file it makes gives nothing. Docker has no per-container user
+// namespace (the daemon's userns-remap decides; the tests' engine runs without): there the agent is
+// host uid 1000, the configured user, never root.
+TEST_P(SandboxBoundaryTest, TheAgentIsNeverHostRootAndSetuidIsInert) {
   make("g1");
   auto a = inside("g1", "id -u; cp /bin/sh /workspace/rootsh; chmod u+s /workspace/rootsh; "
                         "grep NoNewPrivs /proc/self/status");
@@ -204,20 +206,25 @@ TEST_F(SandboxBoundaryTest, TheAgentIsNeverHostRootAndSetuidIsInert) {
   struct stat st {};
   ASSERT_EQ(::stat((repo + "/.git/sandbox-mcp/sandboxes/g1/rootsh").c_str(), &st), 0);
   EXPECT_NE(st.st_uid, 0u) << "a file the agent made belongs to host root";
-  EXPECT_GE(st.st_uid, 65536u) << "the agent is a host user (uid " << st.st_uid << ")";
+  if (rt.docker()) {
+    EXPECT_EQ(st.st_uid, 1000u) << "docker: the agent is the configured uid 1000";
+  } else {
+    EXPECT_GE(st.st_uid, 65536u) << "the agent is a host user (uid " << st.st_uid << ")";
+  }
   // The sandboxes' directory is the manager's alone: nobody else on the host reaches a setuid file.
   ASSERT_EQ(::stat((repo + "/.git/sandbox-mcp/sandboxes").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
-  // Inside, the setuid bit does not work either (nosuid mount, no-new-privileges).
+  // Inside, the setuid bit does not work either (podman: nosuid mount and no-new-privileges; docker's
+  // bind mounts take no nosuid: no-new-privileges alone).
   EXPECT_EQ(inside("g1", "/workspace/rootsh -c 'id -u'").out, "1000\n");
 }
 
 // Defect 10: a registry file that a merge brings into the work tree is not the registry, and a row
 // edited into the real one cannot aim rm at a container or directory it did not make.
-TEST_F(SandboxBoundaryTest, APoisonedRegistryCannotAimRmAnywhere) {
+TEST_P(SandboxBoundaryTest, APoisonedRegistryCannotAimRmAnywhere) {
   const std::string victim = "smcp-victim-" + std::to_string(::getpid());
   extra_containers.push_back(victim);
-  ASSERT_EQ(run({"podman", "run", "-d", "--name", victim, k_image, "sleep", "infinity"}).status, 0);
+  ASSERT_EQ(run(rt({"run", "-d", "--name", victim, k_image, "sleep", "infinity"})).status, 0);
   const std::string victim_dir = dir + "/victim-dir";
   fs::create_directories(victim_dir);
   std::ofstream(victim_dir + "/precious") << "keep\n";
@@ -229,7 +236,8 @@ TEST_F(SandboxBoundaryTest, APoisonedRegistryCannotAimRmAnywhere) {
       "image TEXT, repo_base TEXT, phase TEXT DEFAULT 'ready', wrapper TEXT DEFAULT '', gpus TEXT DEFAULT '', "
       "gpu_shared INTEGER DEFAULT 0); INSERT INTO sandboxes (name, branch, container_id, work_dir, runtime, image, "
       "repo_base, phase, created_at) VALUES ('evil', 'main', '" +
-      victim + "', '" + victim_dir + "', 'podman', '" + k_image + "', '" + repo + "', 'ready', datetime('now'));";
+      victim + "', '" + victim_dir + "', '" + rt.name + "', '" + k_image + "', '" + repo +
+      "', 'ready', datetime('now'));";
   ASSERT_EQ(run({"sqlite3", db, insert}).status, 0);
   ASSERT_EQ(run({"git", "-C", repo, "add", "-f", ".sandbox_db.sqlite"}).status, 0);
   ASSERT_EQ(run({"git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "a dependency"})
@@ -237,7 +245,7 @@ TEST_F(SandboxBoundaryTest, APoisonedRegistryCannotAimRmAnywhere) {
             0);
   auto rm = cli({"rm", "-n", "evil"});
   EXPECT_NE(rm.status, 0);
-  EXPECT_EQ(run({"podman", "container", "exists", victim}).status, 0) << "rm removed a container it did not make";
+  EXPECT_TRUE(rt.container_exists(victim)) << "rm removed a container it did not make";
   EXPECT_TRUE(fs::exists(victim_dir + "/precious"));
 
   // The same row edited into the real registry (made by a first `new`).
@@ -248,18 +256,18 @@ TEST_F(SandboxBoundaryTest, APoisonedRegistryCannotAimRmAnywhere) {
                  "UPDATE sandboxes SET container_id = '" + victim + "', work_dir = '" + victim_dir +
                      "' WHERE name = 'h1'; INSERT INTO sandboxes (name, branch, container_id, work_dir, runtime, "
                      "image, repo_base, phase, uid, created_at) VALUES ('evil2', 'main', '" +
-                     victim + "', '" + victim_dir + "', 'podman', '" + k_image + "', '" + repo +
+                     victim + "', '" + victim_dir + "', '" + rt.name + "', '" + k_image + "', '" + repo +
                      "', 'ready', 'ffffffffffffffffffffffffffffffff', datetime('now'));"})
                 .status,
             0);
   EXPECT_NE(cli({"rm", "-n", "evil2"}).status, 0);
   EXPECT_NE(cli({"rm", "-n", "h1", "--force"}).status, 0) << "a row naming another directory is refused";
-  EXPECT_EQ(run({"podman", "container", "exists", victim}).status, 0);
+  EXPECT_TRUE(rt.container_exists(victim));
   EXPECT_TRUE(fs::exists(victim_dir + "/precious"));
 }
 
 // Defect 11: the registry belongs to the repository, not to the directory the CLI runs in.
-TEST_F(SandboxBoundaryTest, TheRegistryIsTheRepositorysFromAnySubfolder) {
+TEST_P(SandboxBoundaryTest, TheRegistryIsTheRepositorysFromAnySubfolder) {
   fs::create_directories(repo + "/sub/deeper");
   make("i1");
   auto ls = cli({"ls"}, repo + "/sub/deeper");
@@ -269,6 +277,9 @@ TEST_F(SandboxBoundaryTest, TheRegistryIsTheRepositorysFromAnySubfolder) {
   EXPECT_NE(clash.err.find("already exists"), std::string::npos) << clash.err;
   EXPECT_EQ(cli({"rm", "-n", "i1"}, repo + "/sub").status, 0);
 }
+
+// Every TEST_P of the suite (also those in sandbox_boundary_review_test.cpp) on both runtimes.
+INSTANTIATE_TEST_SUITE_P(, SandboxBoundaryTest, ::testing::Values("podman", "docker"), testing::runtime_test_name);
 
 } // namespace
 } // namespace smcp

@@ -1,8 +1,11 @@
-// Container sandboxes for real: podman (runc), git clones and tmux, through the CLI and the MCP
-// tools of the real `sandbox-mcp` binary, on this machine and on an SSH host (the loopback sshd
-// fixture, with podman reached through it). The image is built by scripts/test.sh
-// (`sandbox-mcp image build`); without podman or the image these tests skip and say why.
+// Container sandboxes for real: podman (runc) and a real Docker engine (every test on both:
+// `/Podman`, `/Docker`; docker is the tests' own engine, scripts/docker-local.sh), git clones and
+// tmux, through the CLI and the MCP tools of the real `sandbox-mcp` binary, on this machine and on
+// an SSH host (the loopback sshd fixture, with the runtime reached through it). The image is built
+// by scripts/test.sh (`sandbox-mcp image build`) and loaded into docker from podman; without the
+// runtime or the image these tests skip and say why.
 #include "sandbox/exec/run_process.h"
+#include "tests/support/container_runtimes.h"
 #include "tests/support/sandbox_calls.h"
 #include "tests/support/sshd_fixture.h"
 #include "tests/support/stdio_client.h"
@@ -29,39 +32,42 @@ exec::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milli
   return testing::run_program(argv, timeout);
 }
 
-std::string why_no_podman() {
-  return testing::why_no_sandbox_image(k_image);
-}
-
-bool container_exists(const std::string& name) {
-  return run({"podman", "container", "exists", name}, 30s).status == 0;
-}
-
 std::string make_repo(const std::string& dir) {
   return testing::make_git_repo(dir);
 }
 
-class SandboxTest : public ::testing::Test {
+class SandboxTest : public ::testing::TestWithParam<std::string> {
 protected:
   void SetUp() override {
-    if (auto reason = why_no_podman(); !reason.empty()) {
-      GTEST_SKIP() << "no container runtime for sandboxes: " << reason;
+    if (auto no = testing::why_no_runtime(rt.name, k_image); !no.why.empty()) {
+      if (no.fail) {
+        FAIL() << rt.name << " for sandboxes: " << no.why;
+      }
+      GTEST_SKIP() << "no " << rt.name << " for sandboxes: " << no.why;
     }
     char tmpl[] = "/tmp/smcp-sbx-XXXXXX";
     dir = ::mkdtemp(tmpl);
     repo = make_repo(dir + "/repo");
     state = dir + "/state";
     config = dir + "/config.json";
-    std::ofstream(config) << "{}";
+    write_config(json::object());
   }
   void TearDown() override {
     client.reset();
     if (!dir.empty()) {
-      testing::remove_containers_of(repo); // whatever a failed test left
+      rt.remove_containers_of(repo); // whatever a failed test left
       fs::remove_all(dir);
     }
   }
 
+  // The config file: `j`, and the runtime under test (docker is never chosen by "auto" here).
+  void write_config(json j) {
+    if (rt.docker()) {
+      j["sandbox"]["runtime"] = "docker";
+    }
+    std::ofstream(config) << j.dump();
+  }
+  bool container_exists(const std::string& name) { return rt.container_exists(name); }
   exec::ProcessResult cli(std::vector<std::string> args) {
     args.insert(args.begin(), {SMCP_BINARY, "--repo_base", repo});
     testing::ScopedEnv e({{"SANDBOX_MCP_CONFIG", config}, {"SANDBOX_MCP_STATE_DIR", state}});
@@ -77,11 +83,12 @@ protected:
   std::string error_of(const std::string& tool, const json& args) { return testing::tool_error(*client, tool, args); }
   json sandbox_of(const std::string& name) { return testing::find_sandbox(*client, name); }
 
+  const testing::Rt rt{GetParam()};
   std::string dir, repo, state, config;
   std::unique_ptr<StdioClient> client;
 };
 
-TEST_F(SandboxTest, CliNewLsRmWithTheOriginalFlags) {
+TEST_P(SandboxTest, CliNewLsRmWithTheOriginalFlags) {
   auto made = cli({"new", "-n", "it1", "-b", "feat"});
   ASSERT_EQ(made.status, 0) << made.err;
   EXPECT_NE(made.out.find("Created sandbox it1 on local: branch feat"), std::string::npos) << made.out;
@@ -111,7 +118,7 @@ TEST_F(SandboxTest, CliNewLsRmWithTheOriginalFlags) {
   EXPECT_NE(again.err.find("no sandbox named 'it1'"), std::string::npos) << again.err;
 }
 
-TEST_F(SandboxTest, McpFlowCommandsJobsFilesAttachAndRm) {
+TEST_P(SandboxTest, McpFlowCommandsJobsFilesAttachAndRm) {
   start_server();
   json made = client->call("sandbox_new", {{"name", "m1"}});
   EXPECT_EQ(made["host"], "local");
@@ -165,7 +172,7 @@ TEST_F(SandboxTest, McpFlowCommandsJobsFilesAttachAndRm) {
   // The agent types into the shared tmux; the pane shows it (what a human who attaches sees).
   json pane = client->call("sandbox_attach", {{"name", "m1"}, {"keys", "echo typed-by-agent-$((6*7))\n"}});
   EXPECT_NE(pane["pane"].get<std::string>().find("typed-by-agent-42"), std::string::npos) << pane.dump();
-  EXPECT_NE(pane["attach_command"].get<std::string>().find("podman exec -it " + container), std::string::npos);
+  EXPECT_NE(pane["attach_command"].get<std::string>().find(rt.name + " exec -it " + container), std::string::npos);
   // Its work is on no branch: rm refuses, force keeps it in the repository first.
   std::string refused = error_of("sandbox_rm", {{"name", "m1"}});
   EXPECT_NE(refused.find("1 commit on no branch"), std::string::npos) << refused;
@@ -180,7 +187,7 @@ TEST_F(SandboxTest, McpFlowCommandsJobsFilesAttachAndRm) {
             std::string::npos);
 }
 
-TEST_F(SandboxTest, TwoSandboxesAtOnceAreApart) {
+TEST_P(SandboxTest, TwoSandboxesAtOnceAreApart) {
   start_server();
   client->call("sandbox_new", {{"name", "a"}, {"branch", "ba"}});
   client->call("sandbox_new", {{"name", "b"}, {"branch", "bb"}});
@@ -195,10 +202,10 @@ TEST_F(SandboxTest, TwoSandboxesAtOnceAreApart) {
   EXPECT_EQ(client->call("sandbox_ls", json::object())["sandboxes"].size(), 0u);
 }
 
-TEST_F(SandboxTest, AContainerRemovedBehindOurBackShowsMissingAndRmStillCleansUp) {
+TEST_P(SandboxTest, AContainerRemovedBehindOurBackShowsMissingAndRmStillCleansUp) {
   start_server();
   json made = client->call("sandbox_new", {{"name", "k1"}});
-  ASSERT_EQ(testing::podman_rm(made["container"]), 0);
+  ASSERT_EQ(rt.rm(made["container"]), 0);
   json s = sandbox_of("k1");
   EXPECT_EQ(s["state"], "missing") << s.dump();
   // A command there fails as on an unreachable host, saying what happened and what to do.
@@ -213,12 +220,12 @@ TEST_F(SandboxTest, AContainerRemovedBehindOurBackShowsMissingAndRmStillCleansUp
   EXPECT_TRUE(sandbox_of("k1").is_null());
 }
 
-TEST_F(SandboxTest, AContainerStoppedDuringACommandEndsItWithAClearError) {
+TEST_P(SandboxTest, AContainerStoppedDuringACommandEndsItWithAClearError) {
   start_server();
   json made = client->call("sandbox_new", {{"name", "st1"}});
-  std::thread stopper([c = made["container"].get<std::string>()] {
+  std::thread stopper([this, c = made["container"].get<std::string>()] {
     std::this_thread::sleep_for(1500ms);
-    run({"podman", "stop", "-t", "0", c});
+    run(rt({"stop", "-t", "0", c}));
   });
   std::string err = error_of("remote_bash", {{"sandbox", "st1"}, {"command", "echo start; sleep 30"}});
   stopper.join();
@@ -239,7 +246,7 @@ TEST_F(SandboxTest, AContainerStoppedDuringACommandEndsItWithAClearError) {
   client->call("sandbox_rm", {{"name", "st2"}});
 }
 
-TEST_F(SandboxTest, ResourceLimitsReachTheContainer) {
+TEST_P(SandboxTest, ResourceLimitsReachTheContainer) {
   start_server();
   client->call("sandbox_new", {{"name", "lim"}, {"memory", "256m"}, {"pids", 100}, {"cpus", "1"}});
   json r =
@@ -251,7 +258,7 @@ TEST_F(SandboxTest, ResourceLimitsReachTheContainer) {
   client->call("sandbox_rm", {{"name", "lim"}});
 }
 
-TEST_F(SandboxTest, NoContainerRuntimeNamesThePackage) {
+TEST_P(SandboxTest, NoContainerRuntimeNamesThePackage) {
   // A PATH with what the manager needs besides podman and docker.
   const std::string bin = dir + "/bin";
   fs::create_directories(bin);
@@ -265,14 +272,31 @@ TEST_F(SandboxTest, NoContainerRuntimeNamesThePackage) {
     r = cli({"new", "-n", "np"});
   }
   EXPECT_EQ(r.status, 1);
-  EXPECT_NE(
-      r.err.find("neither podman nor docker works on local: install podman (Debian: `apt-get install podman runc`)"),
-      std::string::npos)
-      << r.err;
+  if (rt.docker()) { // the config asks for docker
+    EXPECT_NE(r.err.find("docker is not installed on local (the config asks for it): apt-get install docker.io"),
+              std::string::npos)
+        << r.err;
+  } else {
+    EXPECT_NE(
+        r.err.find("neither podman nor docker works on local: install podman (Debian: `apt-get install podman runc`)"),
+        std::string::npos)
+        << r.err;
+  }
   EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/np"));
+  if (rt.docker()) {
+    // A docker client whose engine does not answer says so, with docker's words (not "image missing").
+    {
+      testing::ScopedEnv e({{"DOCKER_HOST", "unix://" + dir + "/no-engine.sock"}});
+      r = cli({"new", "-n", "np"});
+    }
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("docker does not work on local (the config asks for it): "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("no-engine.sock"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/np"));
+  }
 }
 
-TEST_F(SandboxTest, RmAfterAHumanAttachFloodedAndKilled) {
+TEST_P(SandboxTest, RmAfterAHumanAttachFloodedAndKilled) {
   if (run({"sh", "-c", "command -v script"}).status != 0) {
     GTEST_SKIP() << "no `script` (util-linux) to give `attach` a terminal";
   }
@@ -289,18 +313,34 @@ TEST_F(SandboxTest, RmAfterAHumanAttachFloodedAndKilled) {
   }
   auto rm = cli({"rm", "-n", "hum"});
   EXPECT_EQ(rm.status, 0) << rm.out << rm.err;
-  EXPECT_EQ(run({"podman", "ps", "-aq", "--filter", "name=-hum$"}).out, "");
+  EXPECT_EQ(run(rt({"ps", "-aq", "--filter", "name=-hum$"})).out, "");
   EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/hum"));
 }
 
 // Profiles inside a container sandbox work with podman's default masks: no `unmask=/proc/*`
-// (which would also lift /proc/sys), the container's own /proc bound read-only instead.
-TEST_F(SandboxTest, ProfilesInsideASandboxWorkWithoutUnmaskingProc) {
+// (which would also lift /proc/sys), the container's own /proc bound read-only instead. Under
+// docker's default seccomp profile bwrap cannot make its namespaces: the profile is refused with
+// the reason (never run unconfined instead), and the masks hold all the same.
+TEST_P(SandboxTest, ProfilesInsideASandboxWorkWithoutUnmaskingProc) {
   start_server();
   json made = client->call("sandbox_new", {{"name", "pf1"}});
   if (client->call("remote_bash", {{"sandbox", "pf1"}, {"command", "command -v bwrap || true"}})["stdout"] == "") {
     client->call("sandbox_rm", {{"name", "pf1"}});
     GTEST_SKIP() << "the sandbox image has no bwrap (`sandbox-mcp image build --rebuild` adds it)";
+  }
+  const std::string c = made["container"];
+  // The container keeps the runtime's masks: /proc/sys stays read-only in it, and in the profile.
+  EXPECT_NE(run(rt({"exec", c, "sh", "-c", "echo x > /proc/sys/kernel/core_pattern"})).status, 0);
+  EXPECT_EQ(run(rt({"container", "inspect", "--format", "{{.HostConfig.SecurityOpt}}", c})).out.find("unmask"),
+            std::string::npos);
+  if (rt.docker()) {
+    std::string err = error_of("remote_bash", {{"sandbox", "pf1"}, {"profile", "restrictive"}, {"command", "id"}});
+    EXPECT_NE(err.find("bubblewrap cannot create namespaces on sandbox:pf1"), std::string::npos) << err;
+    EXPECT_NE(err.find("never run unconfined"), std::string::npos) << err;
+    client->call("sandbox_rm", {{"name", "pf1"}});
+    GTEST_SKIP() << "docker's default seccomp profile refuses the namespaces bwrap makes (unshare, clone with "
+                    "CLONE_NEWUSER): a profile inside a docker sandbox is refused with that reason (checked), "
+                    "never run unconfined; podman's default profile allows them";
   }
   json r = client->call("remote_bash", {{"sandbox", "pf1"},
                                         {"profile", "restrictive"},
@@ -308,15 +348,10 @@ TEST_F(SandboxTest, ProfilesInsideASandboxWorkWithoutUnmaskingProc) {
                                                     "'x = bytearray(900 * 1024 * 1024)' 2>&1 | tail -1"}});
   EXPECT_EQ(r["stdout"], "/work\nagent\nls: cannot access '/workspace': No such file or directory\nMemoryError\n")
       << r.dump();
-  // The container keeps podman's masks: /proc/sys stays read-only in it, and in the profile.
-  const std::string c = made["container"];
-  EXPECT_NE(run({"podman", "exec", c, "sh", "-c", "echo x > /proc/sys/kernel/core_pattern"}).status, 0);
-  EXPECT_EQ(run({"podman", "container", "inspect", "--format", "{{.HostConfig.SecurityOpt}}", c}).out.find("unmask"),
-            std::string::npos);
   client->call("sandbox_rm", {{"name", "pf1"}});
 }
 
-TEST_F(SandboxTest, InvalidNamesAreRefusedClearly) {
+TEST_P(SandboxTest, InvalidNamesAreRefusedClearly) {
   start_server();
   for (const char* bad : {"../x", "a;b", "-rf", "a b", "x.lock"}) {
     std::string err = error_of("sandbox_new", {{"name", bad}});
@@ -337,11 +372,11 @@ TEST_F(SandboxTest, InvalidNamesAreRefusedClearly) {
   EXPECT_EQ(client->call("sandbox_ls", json::object())["sandboxes"].size(), 0u);
 }
 
-TEST_F(SandboxTest, AFailedNewLeavesNothingBehind) {
-  std::ofstream(config) << R"({"sandbox": {"run_args": ["--no-such-podman-flag"]}})";
+TEST_P(SandboxTest, AFailedNewLeavesNothingBehind) {
+  write_config({{"sandbox", {{"run_args", {"--no-such-podman-flag"}}}}});
   start_server();
   std::string err = error_of("sandbox_new", {{"name", "f1"}, {"branch", "fresh"}});
-  EXPECT_NE(err.find("podman run failed"), std::string::npos) << err;
+  EXPECT_NE(err.find(rt.name + " run failed"), std::string::npos) << err;
   EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/f1"));
   EXPECT_NE(run({"git", "-C", repo, "rev-parse", "--verify", "-q", "refs/heads/fresh"}).status, 0) << "branch undone";
   EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes/.f1.sandbox-id")) << "the id file is undone too";
@@ -351,7 +386,7 @@ TEST_F(SandboxTest, AFailedNewLeavesNothingBehind) {
   EXPECT_NE(err.find("sandbox-mcp image build"), std::string::npos) << err;
 }
 
-TEST_F(SandboxTest, ABackgroundJobInsideSurvivesAServerRestart) {
+TEST_P(SandboxTest, ABackgroundJobInsideSurvivesAServerRestart) {
   start_server();
   client->call("sandbox_new", {{"name", "r1"}});
   json job = client->call(
@@ -365,13 +400,13 @@ TEST_F(SandboxTest, ABackgroundJobInsideSurvivesAServerRestart) {
   client->call("sandbox_rm", {{"name", "r1"}});
 }
 
-TEST_F(SandboxTest, ResetRemovesLocalSandboxesWorkDirsAndImages) {
+TEST_P(SandboxTest, ResetRemovesLocalSandboxesWorkDirsAndImages) {
   // Images of its own (tags of the test image), so that reset does not take the shared one.
   const std::string image = "localhost/sandbox-mcp-reset-test:" + std::to_string(::getpid());
   const std::string base = "localhost/sandbox-mcp-reset-test-base:" + std::to_string(::getpid());
-  ASSERT_EQ(run({"podman", "tag", k_image, image}).status, 0);
-  ASSERT_EQ(run({"podman", "tag", k_image, base}).status, 0);
-  std::ofstream(config) << json{{"sandbox", {{"image", image}, {"base_image", base}}}}.dump();
+  ASSERT_EQ(run(rt({"tag", k_image, image})).status, 0);
+  ASSERT_EQ(run(rt({"tag", k_image, base})).status, 0);
+  write_config({{"sandbox", {{"image", image}, {"base_image", base}}}});
   ASSERT_EQ(cli({"new", "-n", "x1"}).status, 0);
   ASSERT_EQ(cli({"new", "-n", "x2", "-b", "other"}).status, 0);
   auto r = cli({"reset"});
@@ -379,28 +414,32 @@ TEST_F(SandboxTest, ResetRemovesLocalSandboxesWorkDirsAndImages) {
   EXPECT_NE(r.out.find("removed x1"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("removed x2"), std::string::npos);
   EXPECT_FALSE(fs::exists(repo + "/.git/sandbox-mcp/sandboxes"));
-  EXPECT_NE(run({"podman", "image", "exists", image}).status, 0);
-  EXPECT_NE(run({"podman", "image", "exists", base}).status, 0);
-  EXPECT_EQ(run({"podman", "image", "exists", k_image}).status, 0) << "the default image is another tag";
+  EXPECT_FALSE(rt.image_exists(image));
+  EXPECT_FALSE(rt.image_exists(base));
+  EXPECT_TRUE(rt.image_exists(k_image)) << "the default image is another tag";
   EXPECT_EQ(cli({"ls"}).out.find("x1"), std::string::npos);
 }
 
-TEST_F(SandboxTest, OnAnSshHostThroughTheSshdFixture) {
+TEST_P(SandboxTest, OnAnSshHostThroughTheSshdFixture) {
   if (auto reason = testing::SshdFixture::unavailable_reason(); !reason.empty()) {
     GTEST_SKIP() << "no sshd: " << reason;
   }
-  testing::SshdFixture fx;
+  testing::SshdOptions options;
+  if (rt.docker()) { // the host's docker is the tests' engine: its sessions are pointed at it
+    options.set_env = std::string("DOCKER_HOST=") + ::getenv("DOCKER_HOST");
+  }
+  testing::SshdFixture fx(options);
   const std::string remote_repo = make_repo(dir + "/remote-repo");
-  std::ofstream(config) << json{{"ssh_config", fx.config_file()},
-                                {"hosts", json::array({json{{"name", "h0"}, {"repo_base", remote_repo}}})}}
-                               .dump();
+  write_config(
+      {{"ssh_config", fx.config_file()}, {"hosts", json::array({json{{"name", "h0"}, {"repo_base", remote_repo}}})}});
   start_server();
   json made = client->call("sandbox_new", {{"name", "s1"}, {"host", "h0"}});
   EXPECT_EQ(made["host"], "h0");
   EXPECT_EQ(made["work_dir"], remote_repo + "/.git/sandbox-mcp/sandboxes/s1");
   // What a human types reaches the host the way the server does (the same ssh config).
-  EXPECT_EQ(
-      made["attach_command"].get<std::string>().rfind("ssh -F " + fx.config_file() + " -t h0 'podman exec -it ", 0), 0u)
+  EXPECT_EQ(made["attach_command"].get<std::string>().rfind(
+                "ssh -F " + fx.config_file() + " -t h0 '" + rt.name + " exec -it ", 0),
+            0u)
       << made.dump();
   json r = client->call("remote_bash", {{"sandbox", "s1"}, {"command", "pwd; id -un; cat README"}});
   EXPECT_EQ(r["stdout"], "/workspace\nagent\nhello\n") << r.dump();
@@ -416,7 +455,7 @@ TEST_F(SandboxTest, OnAnSshHostThroughTheSshdFixture) {
   EXPECT_EQ(out["output"], "step1\nstep3\n") << out.dump();
   json pane = client->call("sandbox_attach", {{"name", "s1"}, {"keys", "echo via-ssh-$((2+3))\n"}});
   EXPECT_NE(pane["pane"].get<std::string>().find("via-ssh-5"), std::string::npos) << pane.dump();
-  // The podman commands went through sshd.
+  // The runtime's commands went through sshd.
   EXPECT_NE(fx.log(0).find("Accepted publickey"), std::string::npos);
   client->call("sandbox_rm", {{"name", "s1"}});
   EXPECT_FALSE(container_exists(made["container"]));
@@ -450,7 +489,23 @@ protected:
     fs::create_directories("/var/run/cdi");
     spec_file = "/var/run/cdi/sandbox-mcp-test-" + std::to_string(::getpid()) + ".yaml";
     std::ofstream(spec_file) << spec;
-    std::ofstream(config) << json{{"sandbox", {{"cdi_kind", kind}}}}.dump();
+    write_config({{"sandbox", {{"cdi_kind", kind}}}});
+    if (rt.docker()) {
+      const std::string dirs = run({"docker", "info", "--format", "{{json .CDISpecDirs}}"}).out;
+      docker_without_cdi = dirs.find("\"/") == std::string::npos;
+    }
+  }
+  // Fake GPUs reach a container only through CDI here (docker's --gpus needs NVIDIA's toolkit and a
+  // real GPU): a docker engine without CDI (before 25; Debian 12's docker.io is 20.10) gets none.
+  void skip_without_cdi() {
+    if (!docker_without_cdi) {
+      return;
+    }
+    const std::string version = run({"docker", "info", "--format", "{{.ServerVersion}}"}).out;
+    GTEST_SKIP() << "this docker engine (" << version.substr(0, version.find('\n'))
+                 << ") reads no CDI specs (docker 25 or later with CDI on), and its --gpus needs NVIDIA's "
+                    "container toolkit and a real GPU: fake GPUs cannot reach a docker container here (the clear "
+                    "refusal is checked in BadRequestsAndHostsWithoutGpusGetClearErrors)";
   }
   void TearDown() override {
     if (!spec_file.empty()) {
@@ -467,9 +522,14 @@ protected:
   // Its own kind: tests running at once must not define the same CDI devices twice.
   const std::string kind = "t" + std::to_string(::getpid()) + ".sandbox-mcp-test.example/gpu";
   std::string nodes, spec_file;
+  bool docker_without_cdi = false;
 };
 
-TEST_F(GpuSandboxTest, EachSandboxSeesExactlyItsGpusAndTwoNeverShareOne) {
+TEST_P(GpuSandboxTest, EachSandboxSeesExactlyItsGpusAndTwoNeverShareOne) {
+  skip_without_cdi();
+  if (IsSkipped()) {
+    return;
+  }
   start_server();
   json a = client->call("sandbox_new", {{"name", "g1"}, {"gpus", 1}});
   EXPECT_EQ(a["gpus"], "0") << a.dump();
@@ -532,7 +592,11 @@ TEST_F(GpuSandboxTest, EachSandboxSeesExactlyItsGpusAndTwoNeverShareOne) {
 // Two repositories (two registries) asking for every GPU at the same moment: each reads the
 // other's labels before either container exists, so only the check after `run` can tell; exactly
 // one of them may get them.
-TEST_F(GpuSandboxTest, TwoRegistriesAtOnceNeverGetTheSameGpu) {
+TEST_P(GpuSandboxTest, TwoRegistriesAtOnceNeverGetTheSameGpu) {
+  skip_without_cdi();
+  if (IsSkipped()) {
+    return;
+  }
   const std::string repo2 = make_repo(dir + "/repo2");
   exec::ProcessResult a, b;
   {
@@ -545,21 +609,26 @@ TEST_F(GpuSandboxTest, TwoRegistriesAtOnceNeverGetTheSameGpu) {
   const std::string& loser = a.status == 0 ? b.err : a.err;
   EXPECT_TRUE(loser.find("at the same moment") != std::string::npos || loser.find("only 0 free") != std::string::npos)
       << loser;
-  auto holders = run({"podman", "ps", "-a", "--filter", "label=sandbox-mcp.gpus", "--filter",
-                      "label=sandbox-mcp.sandbox=race", "--format", "{{.Names}}"});
+  auto holders = run(rt({"ps", "-a", "--filter", "label=sandbox-mcp.gpus", "--filter", "label=sandbox-mcp.sandbox=race",
+                         "--format", "{{.Names}}"}));
   EXPECT_EQ(std::count(holders.out.begin(), holders.out.end(), '\n'), 1) << holders.out;
   run({SMCP_BINARY, "--repo_base", repo2, "rm", "-n", "race"});
 }
 
-TEST_F(GpuSandboxTest, BadRequestsAndHostsWithoutGpusGetClearErrors) {
+TEST_P(GpuSandboxTest, BadRequestsAndHostsWithoutGpusGetClearErrors) {
   start_server();
   std::string err = error_of("sandbox_new", {{"name", "b1"}, {"gpus", "two"}});
   EXPECT_NE(err.find("invalid gpus 'two'"), std::string::npos) << err;
   EXPECT_NE(err.find("'gpus'"), std::string::npos) << "the error names the field: " << err;
   err = error_of("sandbox_new", {{"name", "b2"}, {"gpus", "7,"}});
   EXPECT_NE(err.find("has no GPU 7 (it has 0,1,2)"), std::string::npos) << err;
+  if (docker_without_cdi) { // the CDI devices exist, but this engine cannot be given them
+    err = error_of("sandbox_new", {{"name", "b5"}, {"gpus", 1}});
+    EXPECT_NE(err.find("docker's engine there does not read CDI specs"), std::string::npos) << err;
+    EXPECT_EQ(sandbox_of("b5"), nullptr) << "a refused sandbox leaves nothing";
+  }
   // Another CDI kind: no CDI devices, and this machine has no /dev/nvidiaN.
-  std::ofstream(config) << json{{"sandbox", {{"cdi_kind", "nothing-here.example/gpu"}}}}.dump();
+  write_config({{"sandbox", {{"cdi_kind", "nothing-here.example/gpu"}}}});
   start_server();
   err = error_of("sandbox_new", {{"name", "b3"}, {"gpus", "all"}});
   if (fs::exists("/dev/nvidia0")) {
@@ -572,6 +641,9 @@ TEST_F(GpuSandboxTest, BadRequestsAndHostsWithoutGpusGetClearErrors) {
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_NE(r.err.find("invalid gpus"), std::string::npos) << r.err;
 }
+
+INSTANTIATE_TEST_SUITE_P(, SandboxTest, ::testing::Values("podman", "docker"), testing::runtime_test_name);
+INSTANTIATE_TEST_SUITE_P(, GpuSandboxTest, ::testing::Values("podman", "docker"), testing::runtime_test_name);
 
 } // namespace
 } // namespace smcp

@@ -1,10 +1,12 @@
 // The fixture of the sandbox boundary suites (tests/integration/sandbox_boundary*_test.cpp): a
 // git repository, the real binary's CLI and MCP server on it, and `inside` to act as the agent in
-// a sandbox's container (podman exec, as the reviews' attacker did). Skips, saying why, without
-// podman or the sandbox image.
+// a sandbox's container (`podman exec` or `docker exec`, as the reviews' attacker did). Parameterized
+// over the runtime (tests/support/container_runtimes.h); skips, saying why, without that runtime or
+// the sandbox image in it.
 #pragma once
 
 #include "sandbox/exec/run_process.h"
+#include "tests/support/container_runtimes.h"
 #include "tests/support/sandbox_calls.h"
 #include "tests/support/stdio_client.h"
 
@@ -33,34 +35,44 @@ inline std::string slurp(const std::string& path) {
   return s.str();
 }
 
-class SandboxBoundaryTest : public ::testing::Test {
+class SandboxBoundaryTest : public ::testing::TestWithParam<std::string> {
 protected:
   void SetUp() override {
-    if (auto reason = testing::why_no_sandbox_image(k_image); !reason.empty()) {
-      GTEST_SKIP() << "no container runtime for sandboxes: " << reason;
+    if (auto no = testing::why_no_runtime(GetParam(), k_image); !no.why.empty()) {
+      if (no.fail) {
+        FAIL() << rt.name << " for sandboxes: " << no.why;
+      }
+      GTEST_SKIP() << "no " << rt.name << " for sandboxes: " << no.why;
     }
     char tmpl[] = "/tmp/smcp-boundary-XXXXXX";
     dir = ::mkdtemp(tmpl);
     repo = testing::make_git_repo(dir + "/repo");
     state = dir + "/state";
     config = dir + "/config.json";
-    std::ofstream(config) << "{}";
+    write_config(nlohmann::json::object());
     mark = dir + "/pwned"; // what an attack would create on the host
   }
   void TearDown() override {
     client.reset();
     if (!dir.empty()) {
-      testing::remove_containers_of(repo);
+      rt.remove_containers_of(repo);
       for (const auto& c : extra_containers) {
-        run({"podman", "rm", "-f", "-t", "0", c});
+        run(rt.rm_argv(c));
       }
       for (const auto& i : extra_images) {
-        run({"podman", "rmi", i});
+        run(rt({"rmi", i}));
       }
       std::filesystem::remove_all(dir);
     }
   }
 
+  // The config file: `j`, and the runtime under test (docker is never chosen by "auto" here).
+  void write_config(nlohmann::json j) {
+    if (rt.docker()) {
+      j["sandbox"]["runtime"] = "docker";
+    }
+    std::ofstream(config) << j.dump();
+  }
   exec::ProcessResult cli(std::vector<std::string> args, const std::string& base = {}) {
     args.insert(args.begin(), {SMCP_BINARY, "--repo_base", base.empty() ? repo : base});
     testing::ScopedEnv e({{"SANDBOX_MCP_CONFIG", config}, {"SANDBOX_MCP_STATE_DIR", state}});
@@ -68,15 +80,15 @@ protected:
   }
   // The sandbox's container, found by its labels (not by trusting any name we computed).
   std::string container_of(const std::string& name) {
-    auto ps = run({"podman", "ps", "-a", "--filter", "label=sandbox-mcp.sandbox=" + name, "--filter",
-                   "label=sandbox-mcp.repo=" + repo, "--format", "{{.Names}}"});
+    auto ps = run(rt({"ps", "-a", "--filter", "label=sandbox-mcp.sandbox=" + name, "--filter",
+                      "label=sandbox-mcp.repo=" + repo, "--format", "{{.Names}}"}));
     std::string c = ps.out.substr(0, ps.out.find('\n'));
     EXPECT_FALSE(c.empty()) << "no container for sandbox " << name;
     return c;
   }
   // Runs `script` inside the sandbox as the agent, the way an attacker in it would.
   exec::ProcessResult inside(const std::string& name, const std::string& script) {
-    return run({"podman", "exec", "--workdir", "/workspace", container_of(name), "sh", "-c", script});
+    return run(rt({"exec", "--workdir", "/workspace", container_of(name), "sh", "-c", script}));
   }
   void make(const std::string& name, const std::string& branch = "") {
     std::vector<std::string> a = {"new", "-n", name};
@@ -125,6 +137,7 @@ protected:
     EXPECT_FALSE(std::filesystem::exists(mark)) << "code planted in the sandbox ran on the host";
   }
 
+  const testing::Rt rt{GetParam()};
   std::string dir, repo, state, config, mark;
   std::vector<std::string> extra_containers;
   std::vector<std::string> extra_images;
