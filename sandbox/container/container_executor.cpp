@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <thread>
 
 namespace smcp::sandbox {
 
@@ -31,6 +32,11 @@ public:
       if (!m_checked) {
         m_checked = true;
         m_gone_state = gone_state();
+        const bool killed = r.exit_signal || status == 137;
+        for (int i = 0; killed && m_gone_state.empty() && i < m_target->kill_rechecks; ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(250));
+          m_gone_state = gone_state();
+        }
       }
       if (!m_gone_state.empty()) {
         throw exec::HostError(exec::HostError::Kind::unreachable,
@@ -89,7 +95,9 @@ ContainerExecutor::ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base,
                                                 // docker's client exits 1 when the engine refuses an
                                                 // exec ("No such container", "is not running").
                                                 runtime == Runtime::docker ? std::vector<int>{1, 125, 126, 137, 255}
-                                                                           : std::vector<int>{125, 126, 137, 255}}) {}
+                                                                           : std::vector<int>{125, 126, 137, 255},
+                                                // seen: exec 137 while inspect still said running
+                                                runtime == Runtime::docker ? 4 : 0}) {}
 
 std::shared_ptr<exec::RemoteCall> ContainerExecutor::start(exec::RemoteCommand command) {
   std::vector<std::string> argv = m_target->runtime_prefix;

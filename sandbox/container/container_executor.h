@@ -23,6 +23,10 @@ public:
     // Exit statuses after which the container is asked whether it still runs (the runtime's own
     // failures: 125, 126, 137, 255; srun's and docker exec's: 1).
     std::vector<int> suspect_statuses = {125, 126, 137, 255};
+    // After a kill (137, a signal) the container is asked again this many times, 250 ms apart,
+    // while it still says "running": docker's exec can report the kill before its engine has
+    // marked the container exited.
+    int kill_rechecks = 0;
     std::string kind = "sandbox"; // for remote_hosts
   };
   ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base, Target target);

@@ -531,6 +531,13 @@ TEST(ContainerExecutorTest, DockerExecStatusOneAsksWhetherTheContainerRuns) {
   ContainerExecutor running(rec, Runtime::docker, "c1", "local");
   rec->answer({"docker", "container", "inspect"}, 0, "running\n");
   EXPECT_EQ(running.run(cmd, std::chrono::seconds(5)).exit_status, 1);
+  // A kill (137) while docker still says "running": asked again (its engine marks the container
+  // exited a moment after the exec ends), and a command's own 137 in a running container stays.
+  const auto asked = rec->matching({"docker", "container", "inspect"}).size();
+  rec->answer({"docker", "exec"}, 137);
+  ContainerExecutor killed(rec, Runtime::docker, "c1", "local");
+  EXPECT_EQ(killed.run(cmd, std::chrono::seconds(5)).exit_status, 137);
+  EXPECT_EQ(rec->matching({"docker", "container", "inspect"}).size(), asked + 5);
 }
 
 } // namespace
