@@ -29,10 +29,11 @@ else
   files=("^$rx_root/$folders/.*\\.cpp\$")
 fi
 log="$build_dir/clang-tidy.log"
-# -warnings-as-errors: every check .clang-tidy keeps fails the run; the log keeps what was said.
+# Every warning of a check .clang-tidy keeps fails the run (run-clang-tidy-14 cannot pass
+# -warnings-as-errors on: the findings are read from its log, which keeps what was said).
 status=0
-"$runner" -p "$build_dir" -j"$(nproc)" -quiet -header-filter="$header_filter" -warnings-as-errors='*' \
-  "${files[@]}" >"$log" 2>&1 || status=$?
+"$runner" -p "$build_dir" -j"$(nproc)" -quiet -header-filter="$header_filter" "${files[@]}" >"$log" 2>&1 ||
+  status=$?
 findings="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E ': (warning|error): .*\[[a-z0-9.,-]+\]$' | sort -u || true)"
 if [[ -n "$findings" || $status -ne 0 ]]; then
   echo "$findings" >&2

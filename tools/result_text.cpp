@@ -60,7 +60,7 @@ std::string block(const std::string& text) {
 
 // How a finished command or job ended: "exit 3", "killed by SIGTERM", "killed".
 std::string ending(const json& r) {
-  const std::string status = str(r, "status");
+  std::string status = str(r, "status");
   const std::string signal = str(r, "signal");
   if (has_int(r, "exit_code")) {
     return "exit " + std::to_string(num(r, "exit_code"));

@@ -247,7 +247,7 @@ void parse_profiles(const json& doc, const std::string& origin, FileConfig& c) {
       bad(origin, "profiles must be an object of named profiles");
     }
     for (const auto& item : it->items()) {
-      const std::string name = item.key(); // not structured bindings: lambdas below use them (clang 14)
+      const std::string& name = item.key(); // not structured bindings: lambdas below use them (clang 14)
       const json& p = item.value();
       if (!p.is_object() || name.empty() ||
           name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -40,7 +40,8 @@ int run_until_signal(const std::function<int()>& run, const std::function<void()
   });
   int rc = run();
   done = true;
-  pthread_kill(waiter.native_handle(), SIGTERM); // ends the waiter if no signal came
+  // Ends the waiter (blocked in sigwait for exactly these signals) if no signal came.
+  pthread_kill(waiter.native_handle(), SIGTERM); // NOLINT(bugprone-bad-signal-to-kill-thread)
   waiter.join();
   return rc;
 }

@@ -24,7 +24,7 @@ public:
   }
 
   ExitInfo run(const CommandSpec& spec, OutputSink& sink, std::stop_token stop) override {
-    return run_foreground(spec, m_options, sink, std::move(stop));
+    return run_foreground(spec, m_options, sink, stop);
   }
   JobRef start_job(const CommandSpec& spec, const std::string& job_id, const std::string& job_dir) override {
     return start_local_job(m_options, spec, job_id, job_dir);
