@@ -88,7 +88,7 @@ ContainerExecutor::ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base,
     : m_base(std::move(base)), m_target(std::make_shared<const Target>(std::move(target))) {}
 
 ContainerExecutor::ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base, Runtime runtime, std::string container,
-                                     std::string host)
+                                     const std::string& host)
     : ContainerExecutor(std::move(base), Target{{runtime_name(runtime)},
                                                 std::move(container),
                                                 "on " + host,

@@ -31,7 +31,7 @@ public:
   };
   ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base, Target target);
   ContainerExecutor(std::shared_ptr<exec::RemoteExecutor> base, Runtime runtime, std::string container,
-                    std::string host);
+                    const std::string& host);
   std::shared_ptr<exec::RemoteCall> start(exec::RemoteCommand command) override;
   exec::HostStatus status() const override;
 
