@@ -8,14 +8,6 @@
 
 namespace smcp::sandbox {
 
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) {
-    return {};
-  }
-  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
-}
-
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);

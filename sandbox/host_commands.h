@@ -1,6 +1,7 @@
 // Running one program on a sandbox's host through its executor, with its outcome made plain.
 #pragma once
 
+#include "base/text.h"
 #include "sandbox/exec/remote_executor.h"
 
 #include <chrono>
@@ -29,7 +30,7 @@ CommandOutcome run_argv(exec::RemoteExecutor& x, const std::vector<std::string>&
 // How long a short step (a check, a listing, a removal) may take on a host.
 constexpr std::chrono::milliseconds k_quick_step{60000};
 
-std::string trim(const std::string& s);
+using text::trim;
 // The non-blank lines of a program's output, trimmed.
 std::vector<std::string> lines_of(const std::string& text);
 // Whether `text` contains `what` (lower case), ignoring case: for the runtimes' error messages.

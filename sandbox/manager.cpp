@@ -1,6 +1,6 @@
 #include "sandbox/manager.h"
 
-#include "sandbox/container/container_executor.h"
+#include "sandbox/container/run_spec.h"
 #include "sandbox/exec/script_host.h"
 #include "sandbox/host_commands.h"
 
@@ -20,13 +20,47 @@ constexpr auto k_quick = k_quick_step;
 
 } // namespace
 
+SandboxState state_of_phase(Phase phase) {
+  switch (phase) {
+  case Phase::ready:
+    return {SandboxState::Kind::unknown, "unknown"}; // its backend says
+  case Phase::removing:
+    return {SandboxState::Kind::removing, phase_name(phase)};
+  case Phase::creating:
+    break;
+  }
+  return {SandboxState::Kind::creating, phase_name(phase)};
+}
+
 std::string sandbox_of_host(const std::string& host_name) {
   const std::string prefix = SandboxManager::k_host_prefix;
   return host_name.rfind(prefix, 0) == 0 ? host_name.substr(prefix.size()) : host_name;
 }
 
-SandboxManager::SandboxManager(ManagerOptions options, HostLookup hosts)
-    : m_options(std::move(options)), m_hosts(std::move(hosts)) {}
+SandboxManager::SandboxManager(ManagerOptions options, HostLookup hosts, const BackendTable& backends)
+    : m_options(std::move(options)), m_hosts(std::move(hosts)) {
+  for (const auto& entry : backends) {
+    m_backends.emplace_back(entry, entry.make(*this));
+  }
+}
+
+SandboxBackend& SandboxManager::backend_for(const NewRequest& request) const {
+  for (const auto& [entry, backend] : m_backends) {
+    if (entry.takes_request(request)) {
+      return *backend;
+    }
+  }
+  throw SandboxError(Kind::invalid, "no kind of sandbox takes this request");
+}
+
+SandboxBackend& SandboxManager::backend_for(const SandboxRow& row) const {
+  for (const auto& [entry, backend] : m_backends) {
+    if (entry.takes_row(row)) {
+      return *backend;
+    }
+  }
+  throw SandboxError(Kind::failed, "sandbox " + row.name + ": no kind of sandbox knows its registry row");
+}
 
 SandboxManager::~SandboxManager() = default;
 
@@ -111,39 +145,14 @@ std::shared_ptr<exec::RemoteExecutor> SandboxManager::executor_of(const std::str
   return x;
 }
 
-SandboxManager::HostRuntime SandboxManager::runtime_on(const std::string& host, exec::RemoteExecutor& x) {
+HostRuntime SandboxManager::runtime_on(const std::string& host, exec::RemoteExecutor& x) {
   {
     std::lock_guard lock(m_mutex);
     if (auto it = m_runtimes.find(host); it != m_runtimes.end()) {
       return it->second;
     }
   }
-  HostRuntime rt;
-  const std::string& wanted = m_options.container.runtime;
-  if (wanted == "podman" || wanted == "docker") {
-    rt.runtime = parse_runtime(wanted);
-    if (CommandOutcome v = run_argv(x, version_argv(rt.runtime), k_quick); v.status == 127) {
-      throw SandboxError(Kind::missing,
-                         wanted + " is not installed on " + host + " (the config asks for it): " +
-                             (wanted == "podman" ? "apt-get install podman" : "apt-get install docker.io"));
-    } else if (!v.ok()) { // a docker client without its engine (`docker info` cannot reach it)
-      throw SandboxError(Kind::missing,
-                         wanted + " does not work on " + host + " (the config asks for it): " + v.message());
-    }
-  } else if (run_argv(x, version_argv(Runtime::podman), k_quick).ok()) {
-    rt.runtime = Runtime::podman;
-  } else if (CommandOutcome docker = run_argv(x, version_argv(Runtime::docker), k_quick); docker.ok()) {
-    rt.runtime = Runtime::docker;
-  } else {
-    throw SandboxError(Kind::missing,
-                       "neither podman nor docker works on " + host +
-                           ": install podman (Debian: `apt-get install podman runc`) or docker (`apt-get install "
-                           "docker.io`)" +
-                           (docker.status == 127 ? std::string() : " (docker is there but: " + docker.message() + ")"));
-  }
-  if (rt.runtime == Runtime::podman) {
-    rt.rootless = trim(run_argv(x, rootless_argv(rt.runtime), k_quick).out) == "true";
-  }
+  const HostRuntime rt = find_runtime(x, host, m_options.container.runtime);
   std::lock_guard lock(m_mutex);
   m_runtimes[host] = rt;
   return rt;
@@ -180,11 +189,7 @@ std::vector<std::string> SandboxManager::attach_argv(const std::string& name) {
 }
 
 std::vector<std::string> SandboxManager::attach_argv_of(const SandboxRow& row) const {
-  std::vector<std::string> argv = sandbox::attach_argv(parse_runtime(row.runtime), row.container_id);
-  if (!row.slurm_job_id.empty()) { // a terminal through Slurm itself: srun --pty into the job
-    argv = srun_podman_argv(row.slurm_job_id, row.repo_base, {argv.begin() + 1, argv.end()}, /*pty=*/true,
-                            m_options.slurm.shipped_wrapper);
-  }
+  std::vector<std::string> argv = backend_for(row).attach_argv(row);
   if (row.host != "local") {
     // ssh joins its words for the remote shell: the command goes as one shell-quoted word.
     std::vector<std::string> ssh = m_options.ssh_attach;
@@ -203,8 +208,8 @@ std::shared_ptr<exec::Host> SandboxManager::host(const std::string& host_name) {
   if (!row || row->container_id.empty()) {
     return nullptr;
   }
-  if (row->phase != "ready") {
-    throw SandboxError(Kind::failed, "sandbox " + name + " is not ready (" + row->phase +
+  if (row->phase != Phase::ready) {
+    throw SandboxError(Kind::failed, "sandbox " + name + " is not ready (" + phase_name(row->phase) +
                                          "): its new is still running, or died half-way (sandbox_rm cleans it up)");
   }
   const std::string key = row->host + "\n" + row->container_id + "\n" + row->slurm_job_id + "\n" + row->runtime;
@@ -217,23 +222,7 @@ std::shared_ptr<exec::Host> SandboxManager::host(const std::string& host_name) {
   exec::ScriptHostOptions o;
   o.name = k_host_prefix + name;
   o.kill_grace = m_options.kill_grace;
-  std::shared_ptr<ContainerExecutor> executor;
-  if (row->slurm_job_id.empty()) {
-    executor = std::make_shared<ContainerExecutor>(executor_of(row->host), parse_runtime(row->runtime),
-                                                   row->container_id, row->host);
-  } else {
-    // Through Slurm itself; job files on the shared filesystem (the worktree), so they outlive the
-    // container's own disk and a server restart.
-    ContainerExecutor::Target t;
-    t.runtime_prefix = srun_podman_argv(row->slurm_job_id, row->repo_base, {}, false,
-                                        m_options.slurm.shipped_wrapper); // the wrapper found on the node
-    t.container = row->container_id;
-    t.where = "in Slurm job " + row->slurm_job_id + " (via " + row->host + ")";
-    t.suspect_statuses = {1, 125, 126, 137, 255};
-    t.kind = "slurm sandbox";
-    executor = std::make_shared<ContainerExecutor>(executor_of(row->host), std::move(t));
-    o.jobs_root = std::string(k_workspace) + "/.sandbox-mcp-jobs";
-  }
+  auto executor = backend_for(*row).executor(*row, executor_of(row->host), o);
   auto h = exec::make_script_host(std::move(o), std::move(executor));
   std::lock_guard lock(m_mutex);
   m_sandbox_hosts[name] = {key, h};
@@ -242,71 +231,33 @@ std::shared_ptr<exec::Host> SandboxManager::host(const std::string& host_name) {
 
 std::vector<SandboxInfo> SandboxManager::list(bool with_work) {
   std::vector<SandboxRow> rows = this->rows();
-  // One listing per host: every container of ours with its state.
-  std::map<std::string, std::map<std::string, std::string>> states;
-  std::map<std::string, std::string> host_errors;
-  for (const auto& row : rows) {
-    if (states.count(row.host) || host_errors.count(row.host) || row.runtime.empty() || !row.slurm_job_id.empty()) {
-      continue;
-    }
-    try {
-      auto x = executor_of(row.host);
-      CommandOutcome o = run_argv(*x, list_argv(parse_runtime(row.runtime)), k_quick);
-      if (!o.ok()) {
-        host_errors[row.host] = row.runtime + " ps failed on " + row.host + ": " + o.message();
-        continue;
-      }
-      auto& m = states[row.host];
-      for (const auto& line : lines_of(o.out)) {
-        auto space = line.find(' ');
-        if (space != std::string::npos) {
-          // podman prints the status ("Up 3 minutes", "Exited (137) 2 seconds ago"), docker the state.
-          std::string state = line.substr(space + 1);
-          state = state.substr(0, state.find(' '));
-          std::transform(state.begin(), state.end(), state.begin(), [](unsigned char c) { return std::tolower(c); });
-          m[line.substr(0, space)] = state == "up" ? "running" : state;
-        }
-      }
-    } catch (const std::exception& e) {
-      host_errors[row.host] = e.what();
-    }
-  }
-  std::vector<SandboxInfo> out;
-  for (const auto& row : rows) {
-    SandboxInfo info;
+  std::vector<SandboxInfo> out(rows.size());
+  // The ready ones by backend: each reads its states in one pass (one listing per host).
+  std::vector<std::pair<SandboxBackend*, std::vector<SandboxInfo*>>> ready;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    SandboxInfo& info = out[i];
+    const SandboxRow& row = rows[i];
     info.row = row;
     info.attach_command = row.runtime.empty() ? "" : attach_command(row);
-    if (row.phase != "ready") {
-      info.state = row.phase;
-      info.note = row.phase == "creating" ? "half-made (new did not finish): sandbox_rm cleans it up" : "";
-    } else if (!row.slurm_job_id.empty()) {
-      try {
-        SlurmJobState job = slurm_job_state(*executor_of(row.host), row.slurm_job_id);
-        info.state = job.state;
-        info.node = job.node;
-        if (!job.reason.empty()) {
-          info.note = job.state + ": " + job.reason;
-        }
-        if (!job.active()) {
-          info.note += (info.note.empty() ? "" : "; ") + std::string("the job is over: sandbox_rm cleans up");
-        }
-      } catch (const std::exception& e) {
-        info.state = "unknown";
-        info.note = e.what();
-      }
-    } else if (auto err = host_errors.find(row.host); err != host_errors.end()) {
-      info.state = "unknown";
-      info.note = err->second;
-    } else {
-      const auto& m = states[row.host];
-      auto it = m.find(row.container_id);
-      info.state = it == m.end() ? "missing" : it->second;
-      if (info.state == "missing") {
-        info.note = "its container is gone; sandbox_rm removes its directory and the row (after keeping its work)";
-      }
+    if (row.phase != Phase::ready) {
+      info.state = state_of_phase(row.phase);
+      info.note = row.phase == Phase::creating ? "half-made (new did not finish): sandbox_rm cleans it up" : "";
+      continue;
     }
+    SandboxBackend* backend = &backend_for(row);
+    auto group = std::find_if(ready.begin(), ready.end(), [&](const auto& g) { return g.first == backend; });
+    if (group == ready.end()) {
+      group = ready.insert(ready.end(), {backend, {}});
+    }
+    group->second.push_back(&info);
+  }
+  for (auto& [backend, infos] : ready) {
+    backend->read_states(infos);
+  }
+  for (SandboxInfo& info : out) {
+    const SandboxRow& row = info.row;
     info.work.why_unknown = "the sandbox is not running";
-    if (with_work && row.phase == "ready" && (info.state == "running" || info.state == "RUNNING")) {
+    if (with_work && row.phase == Phase::ready && info.state.running()) {
       try {
         auto x = executor_of(row.host);
         std::string why;
@@ -322,7 +273,6 @@ std::vector<SandboxInfo> SandboxManager::list(bool with_work) {
         info.work.why_unknown = e.what();
       }
     }
-    out.push_back(std::move(info));
   }
   return out;
 }
@@ -340,8 +290,10 @@ AttachResult SandboxManager::attach(const std::string& name, const std::string& 
   }
   auto x = executor_of(row->host);
   const Runtime rt = parse_runtime(row->runtime);
+  SandboxBackend& backend = backend_for(*row);
   auto send = [&](const std::vector<std::string>& words, bool literal) {
-    CommandOutcome o = run_argv(*x, podman_for(*row, tmux_send_argv(rt, row->container_id, words, literal)), k_quick);
+    CommandOutcome o =
+        run_argv(*x, backend.runtime_argv(*row, tmux_send_argv(rt, row->container_id, words, literal)), k_quick);
     if (!o.ok()) {
       step_failed("cannot type into sandbox " + row->name + "'s tmux: " + o.message());
     }
@@ -367,7 +319,7 @@ AttachResult SandboxManager::attach(const std::string& name, const std::string& 
   if ((!keys.empty() || !special.empty()) && settle.count() > 0) {
     std::this_thread::sleep_for(settle);
   }
-  CommandOutcome o = run_argv(*x, podman_for(*row, tmux_capture_argv(rt, row->container_id)), k_quick);
+  CommandOutcome o = run_argv(*x, backend.runtime_argv(*row, tmux_capture_argv(rt, row->container_id)), k_quick);
   if (!o.ok()) {
     step_failed("cannot read sandbox " + row->name + "'s tmux pane: " + o.message() +
                 (mentions(o.message(), "no such container") ? " (the container is gone: sandbox_rm cleans up)" : ""));

@@ -3,6 +3,7 @@
 // it is gone), and keeping its work when it is removed by force (reading and fetching it is
 // manager_sync.cpp). Nothing here runs host git in a directory a sandbox could write, or follows a
 // path it could have planted.
+#include "sandbox/container/run_spec.h"
 #include "sandbox/host_commands.h"
 #include "sandbox/manager.h"
 #include "sandbox/workspace.h"
@@ -58,7 +59,7 @@ SandboxManager::Ownership SandboxManager::check_ownership(const SandboxRow& row,
   const std::string path = id_file(wt, row.name);
   CommandOutcome o = run_argv(x, read_id_argv(path), k_quick);
   if (!o.ok()) {
-    if (row.phase == "creating" && row.container_id.empty() && row.slurm_job_id.empty()) {
+    if (row.phase == Phase::creating && row.container_id.empty() && row.slurm_job_id.empty()) {
       return Ownership::nothing_made; // `new` died before it made anything
     }
     why = "its id file " + path + " is missing";
@@ -78,44 +79,8 @@ std::vector<std::string> SandboxManager::inside(const SandboxRow& row, exec::Rem
     return {};
   }
   const Runtime rt = parse_runtime(row.runtime);
-  CommandOutcome label;
-  if (!row.slurm_job_id.empty()) {
-    SlurmJobState job = slurm_job_state(x, row.slurm_job_id);
-    if (job.state == "RUNNING") {
-      return podman_for(row, exec_argv(rt, row.container_id, {}));
-    }
-    if (!may_start || !job.terminal()) {
-      why = "its Slurm job is " + job.state;
-      return {};
-    }
-    // The job is over; its clone is on the shared filesystem: a one-off container here, if this
-    // host has podman and the image (below).
-    label.status = 1;
-  } else {
-    // One question: the container's id label and whether it runs ("ID true").
-    label = run_argv(x, id_and_running_argv(rt, row.container_id), k_quick);
-  }
-  const std::string answer = trim(label.out);
-  if (label.ok() && answer.substr(0, answer.find(' ')) != row.uid) {
-    why = "container " + row.container_id + " is not this sandbox's (its id label differs)";
-    return {};
-  }
-  if (label.ok()) {
-    if (answer.size() < 5 || answer.compare(answer.size() - 5, 5, " true") != 0) {
-      if (!may_start) {
-        why = "its container is not running";
-        return {};
-      }
-      if (CommandOutcome st = run_argv(x, start_argv(rt, row.container_id), k_quick); !st.ok()) {
-        why = "its container does not start: " + st.message();
-        return {};
-      }
-    }
-    return exec_argv(rt, row.container_id, {});
-  }
-  if (!may_start) {
-    why = "its container is gone";
-    return {};
+  if (auto in = backend_for(row).enter(row, x, may_start, why)) {
+    return *in;
   }
   // The container is gone: a one-off one over the same files, without network, as the agent.
   if (!run_argv(x, {"test", "-d", row.work_dir}, k_quick).ok()) {
@@ -133,60 +98,17 @@ std::vector<std::string> SandboxManager::inside(const SandboxRow& row, exec::Rem
     why = "image " + row.image + " is not on " + row.host + " to read it with";
     return {};
   }
-  RunSpec spec;
-  spec.work_dir = row.work_dir;
-  spec.userns = rt == Runtime::podman && !hr.rootless;
-  spec.keep_id = rt == Runtime::podman && hr.rootless;
+  std::string objects;
   CommandOutcome common =
       run_argv(x, {"git", "-C", row.repo_base, "rev-parse", "--path-format=absolute", "--git-common-dir"}, k_quick);
   if (common.ok() && !trim(common.out).empty() && trim(common.out)[0] == '/') {
-    spec.objects = trim(common.out) + "/objects";
+    objects = trim(common.out) + "/objects";
   }
-  const auto& co = m_options.container;
-  std::vector<std::string> a = {runtime_name(rt),
-                                "run",
-                                "--rm",
-                                "-i",
-                                "--network=none",
-                                "--security-opt=no-new-privileges",
-                                "--user=" + std::to_string(co.user_uid) + ":" + std::to_string(co.user_gid),
-                                "--workdir",
-                                k_workspace,
-                                "--pids-limit=" + std::to_string(co.pids > 0 ? co.pids : 512),
-                                "--memory=" + (co.memory.empty() ? std::string("2g") : co.memory)};
-  if (!co.cpus.empty()) {
-    a.push_back("--cpus=" + co.cpus);
-  }
-  for (auto& w : userns_args(rt, m_options.container, spec)) {
-    a.push_back(w);
-  }
-  for (auto& w : volume_args(rt, spec)) {
-    a.push_back(w);
-  }
-  a.insert(a.end(), m_options.container.run_args.begin(), m_options.container.run_args.end());
-  std::string image = row.image;
-  try {
-    check_image(image);
-  } catch (const SandboxError&) {
-    image = m_options.container.image; // never an option word from a row
-  }
-  a.push_back(image);
-  return a;
-}
-
-std::string SandboxManager::unstick_podman(exec::RemoteExecutor& x, const std::string& container) {
-  const std::string id =
-      trim(run_argv(x, {"podman", "container", "inspect", "--format", "{{.Id}}", container}, k_quick).out);
-  if (id.size() != 64 || id.find_first_not_of("0123456789abcdef") != std::string::npos) {
-    return "podman could not stop container " + container + " and its id is unknown";
-  }
-  CommandOutcome killed = run_argv(x, {"pkill", "-KILL", "-f", "--", "conmon .*-c " + id + " "}, k_quick);
-  return "podman could not stop container " + container + " (a stuck exec session); its conmon processes were " +
-         (killed.ok() ? "killed" : "not found (" + killed.message() + ")");
+  return reader_argv(row, m_options.container, rt, hr, objects);
 }
 
 // Long because it is rm's steps in order: ownership, the work (read, synced, kept or refused),
-// the container (or Slurm job), the directory, the refs, the row.
+// the backend's container (or Slurm job), the directory, the refs, the row.
 RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
   const std::string name = sandbox_of_host(host_name);
   auto row = find(name);
@@ -207,7 +129,6 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
     std::lock_guard lock(m_mutex);
     m_sandbox_hosts.erase(name);
   }
-  const std::string container = container_name(row->repo_base, row->name);
   // The agent's processes, stopped while rm reads the work: let go again whenever rm does not get
   // as far as removing the container (refused, or failed).
   std::vector<std::string> frozen;
@@ -227,11 +148,8 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
   } thaw{*x, frozen};
   // A half-made sandbox (`new` died, or runs), or a Slurm job that never started, was never handed
   // to an agent: no work to keep.
-  bool never_ran = row->phase != "ready";
-  if (!never_ran && !row->slurm_job_id.empty()) {
-    const SlurmJobState job = slurm_job_state(*x, row->slurm_job_id);
-    never_ran = job.state == "PENDING" || job.state == "CONFIGURING";
-  }
+  SandboxBackend& backend = backend_for(*row);
+  const bool never_ran = row->phase != Phase::ready || backend.never_ran(*row, *x);
   if (own == Ownership::ours && !never_ran && !row->work_dir.empty() &&
       run_argv(*x, {"test", "-d", row->work_dir}, k_quick).ok()) {
     // The work first: the agent's processes stopped (nothing changes under us), then read inside
@@ -337,44 +255,7 @@ RemoveResult SandboxManager::remove(const std::string& host_name, bool force) {
       }
     }
   }
-  if (!row->slurm_job_id.empty() || !row->wrapper.empty()) {
-    remove_slurm(*row, *x, result); // also finds the job of a `new` that died before recording it
-  } else if (!row->runtime.empty()) {
-    const Runtime rt = parse_runtime(row->runtime);
-    CommandOutcome label = run_argv(*x, id_label_argv(rt, container), k_quick);
-    if (label.status == 127 && !row->wrapper.empty()) {
-      result.notes.push_back("no " + row->runtime + " on " + row->host + " to look for container " + container +
-                             " (a Slurm sandbox whose job was never recorded: `squeue -n sandbox-" + row->name +
-                             "` finds it)");
-    } else if (label.status == 127) {
-      throw SandboxError(Kind::missing, row->runtime + " is not installed on " + row->host +
-                                            " any more; cannot remove container " + container +
-                                            " (install it, then rm again)");
-    } else if (label.ok() && trim(label.out) != row->uid) {
-      result.notes.push_back("container " + container + " is not this sandbox's (its id label differs): left alone");
-    } else if (label.ok()) {
-      CommandOutcome o = run_argv(*x, remove_argv(rt, container), k_quick);
-      // A mount namespace made while the container ran (another container, a bwrap) can hold its
-      // shm mount for a moment: "device or resource busy". Try again a few times.
-      for (int attempt = 0; attempt < 5 && !o.ok() && mentions(o.message(), "resource busy"); ++attempt) {
-        std::this_thread::sleep_for(std::chrono::seconds(1));
-        o = run_argv(*x, remove_argv(rt, container), k_quick);
-      }
-      if (!o.ok() && rt == Runtime::podman &&
-          (mentions(o.message(), "did not die") || mentions(o.message(), "could not be stopped"))) {
-        // An exec session's conmon blocked on its terminal keeps an unreaped process podman waits
-        // for in vain: end the container's conmons, then remove again.
-        result.notes.push_back(unstick_podman(*x, container));
-        o = run_argv(*x, remove_argv(rt, container), k_quick);
-      }
-      if (!o.ok() && !mentions(o.message(), "no such container") && !mentions(o.message(), "no container with")) {
-        step_failed("cannot remove container " + container + " on " + row->host + ": " + o.message() +
-                    " (the sandbox is kept; try again)");
-      }
-    } else if (!row->container_id.empty()) {
-      result.notes.push_back("container " + container + " was already gone");
-    }
-  }
+  backend.remove(*row, *x, result);
   frozen.clear(); // the container is gone: nothing to let go
   if (own == Ownership::ours) {
     if (CommandOutcome o = run_argv(*x, remove_tree_argv(row->work_dir), m_options.step_timeout); !o.ok()) {
@@ -396,8 +277,8 @@ std::vector<std::string> SandboxManager::reset(const std::vector<std::string>& i
       done.push_back("kept " + row.name + " (on " + row.host + "; remove it with rm -n " + row.name + ")");
       continue;
     }
-    if (!row.slurm_job_id.empty()) {
-      done.push_back("kept " + row.name + " (Slurm job " + row.slurm_job_id + ": reset never touches Slurm jobs)");
+    if (const std::string why = backend_for(row).kept_by_reset(row); !why.empty()) {
+      done.push_back("kept " + row.name + " (" + why + ")");
       continue;
     }
     try {

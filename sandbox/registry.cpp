@@ -1,6 +1,6 @@
 #include "sandbox/registry.h"
 
-#include <sqlite3.h>
+#include "base/sqlite/sqlite.h"
 
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -36,6 +36,25 @@ std::string random_uid() {
 }
 
 } // namespace
+
+const char* phase_name(Phase phase) {
+  switch (phase) {
+  case Phase::creating:
+    return "creating";
+  case Phase::ready:
+    return "ready";
+  case Phase::removing:
+    return "removing";
+  }
+  return "creating";
+}
+
+Phase parse_phase(const std::string& text) {
+  if (text.empty() || text == "ready") {
+    return Phase::ready;
+  }
+  return text == "removing" ? Phase::removing : Phase::creating;
+}
 
 const char* journal_mode_for(const std::string& path) {
   std::string dir = path.substr(0, path.rfind('/'));
@@ -93,54 +112,16 @@ constexpr const char* k_columns =
     "name, branch, container_id, slurm_job_id, work_dir, ccr_mode, created_at, "
     "updated_at, host, runtime, image, repo_base, phase, wrapper, gpus, gpu_shared, uid, own_branch";
 
-[[noreturn]] void fail(sqlite3* db, const std::string& path, const std::string& what) {
+using sql::Statement;
+
+[[noreturn]] void fail(const sql::Failure& f) {
+  if (f.what == "open") {
+    throw SandboxError(SandboxError::Kind::failed, "cannot open the sandbox registry " + f.path + ": " + f.message);
+  }
+  const bool call = f.what == "prepare" || f.what == "step";
   throw SandboxError(SandboxError::Kind::failed,
-                     "sandbox registry " + path + ": " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+                     "sandbox registry " + f.path + ": " + (call ? f.what + ": " : std::string()) + f.message);
 }
-
-class Statement {
-public:
-  Statement(sqlite3* db, const std::string& path, const char* sql) : m_db(db), m_path(path) {
-    if (sqlite3_prepare_v2(db, sql, -1, &m_stmt, nullptr) != SQLITE_OK) {
-      fail(db, path, "prepare");
-    }
-  }
-  ~Statement() { sqlite3_finalize(m_stmt); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-
-  Statement& bind(int i, const std::string& v) {
-    sqlite3_bind_text(m_stmt, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Statement& bind(int i, int v) {
-    sqlite3_bind_int(m_stmt, i, v);
-    return *this;
-  }
-  bool step() {
-    int rc = sqlite3_step(m_stmt);
-    if (rc == SQLITE_ROW) {
-      return true;
-    }
-    if (rc != SQLITE_DONE) {
-      m_rc = rc;
-      fail(m_db, m_path, "query");
-    }
-    return false;
-  }
-  std::string text(int i) const {
-    const unsigned char* t = sqlite3_column_text(m_stmt, i);
-    return t ? std::string(reinterpret_cast<const char*>(t), static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, i)))
-             : std::string();
-  }
-  int integer(int i) const { return sqlite3_column_int(m_stmt, i); }
-
-private:
-  sqlite3* m_db;
-  const std::string& m_path;
-  sqlite3_stmt* m_stmt = nullptr;
-  int m_rc = 0;
-};
 
 SandboxRow read_row(const Statement& s) {
   SandboxRow r;
@@ -156,7 +137,7 @@ SandboxRow read_row(const Statement& s) {
   r.runtime = s.text(9);
   r.image = s.text(10);
   r.repo_base = s.text(11);
-  r.phase = s.text(12).empty() ? "ready" : s.text(12);
+  r.phase = parse_phase(s.text(12));
   r.wrapper = s.text(13);
   r.gpus = s.text(14);
   r.gpu_shared = s.integer(15) != 0;
@@ -173,55 +154,35 @@ public:
       throw SandboxError(SandboxError::Kind::failed,
                          "the sandbox registry " + m_path + " is not a regular file (a link?): refusing to open it");
     }
-    if (sqlite3_open_v2(m_path.c_str(), &m_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                        nullptr) != SQLITE_OK) {
-      std::string message = m_db ? sqlite3_errmsg(m_db) : "out of memory";
-      sqlite3_close(m_db);
-      throw SandboxError(SandboxError::Kind::failed, "cannot open the sandbox registry " + m_path + ": " + message);
-    }
     // The CLI and a server may write at the same time: wait for each other's locks.
-    sqlite3_busy_timeout(m_db, 10000);
-    try {
-      // WAL needs shared memory that network filesystems do not give (NFS, Lustre, GPFS: the Slurm
-      // layout): there the classic rollback journal, whose locks work over NFS.
-      // Two `new` at once on a fresh registry: the journal change needs a lock SQLite does not wait for.
-      for (int attempt = 0;; ++attempt) {
-        const std::string pragma = std::string("PRAGMA journal_mode=") + journal_mode_for(m_path);
-        const int rc = sqlite3_exec(m_db, pragma.c_str(), nullptr, nullptr, nullptr);
-        if (rc == SQLITE_OK) {
-          break;
-        }
-        if ((rc & 0xff) != SQLITE_BUSY || attempt >= 100) {
-          exec(pragma); // throws, naming the file
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      exec(k_schema);
-      std::set<std::string> have;
-      Statement info(m_db, m_path, "PRAGMA table_info(sandboxes)");
+    m_db = std::make_unique<sql::Database>(m_path, std::chrono::milliseconds(10000), fail);
+    // WAL needs shared memory that network filesystems do not give (NFS, Lustre, GPFS: the Slurm
+    // layout): there the classic rollback journal, whose locks work over NFS.
+    // Two `new` at once on a fresh registry: the journal change needs a lock SQLite does not wait for.
+    m_db->exec_when_free(std::string("PRAGMA journal_mode=") + journal_mode_for(m_path));
+    m_db->exec(k_schema);
+    std::set<std::string> have;
+    {
+      Statement info(*m_db, "PRAGMA table_info(sandboxes)");
       while (info.step()) {
         have.insert(info.text(1));
       }
-      for (const auto& column : k_added_columns) {
-        if (!have.count(column[0])) {
-          exec(std::string("ALTER TABLE sandboxes ADD COLUMN ") + column[0] + " " + column[1]);
-        }
+    }
+    for (const auto& column : k_added_columns) {
+      if (!have.count(column[0])) {
+        m_db->exec(std::string("ALTER TABLE sandboxes ADD COLUMN ") + column[0] + " " + column[1]);
       }
-    } catch (...) {
-      sqlite3_close(m_db);
-      throw;
     }
   }
-  ~SqliteRegistry() override { sqlite3_close(m_db); }
 
   SandboxRow reserve(SandboxRow row, const Allocate& allocate) override {
     std::lock_guard lock(m_mutex);
-    exec("BEGIN IMMEDIATE");
-    try {
+    sql::Transaction transaction(*m_db, /*wait=*/false);
+    {
       if (allocate) {
         // Inside the transaction: no other `new` can take the same devices meanwhile.
         std::vector<SandboxRow> others;
-        Statement all(m_db, m_path, (std::string("SELECT ") + k_columns + " FROM sandboxes").c_str());
+        Statement all(*m_db, std::string("SELECT ") + k_columns + " FROM sandboxes");
         while (all.step()) {
           others.push_back(read_row(all));
         }
@@ -229,7 +190,7 @@ public:
       }
       if (row.name.empty()) {
         std::set<std::string> taken;
-        Statement names(m_db, m_path, "SELECT name FROM sandboxes WHERE name LIKE 'cnt\\_%' ESCAPE '\\'");
+        Statement names(*m_db, "SELECT name FROM sandboxes WHERE name LIKE 'cnt\\_%' ESCAPE '\\'");
         while (names.step()) {
           taken.insert(names.text(0));
         }
@@ -240,7 +201,7 @@ public:
           }
         }
       } else {
-        Statement find(m_db, m_path, "SELECT phase, host FROM sandboxes WHERE name = ?");
+        Statement find(*m_db, "SELECT phase, host FROM sandboxes WHERE name = ?");
         if (find.bind(1, row.name).step()) {
           throw SandboxError(SandboxError::Kind::exists,
                              "a sandbox named '" + row.name + "' already exists (on " + find.text(1) +
@@ -248,27 +209,23 @@ public:
                                  row.name + "`)");
         }
       }
-      row.phase = "creating";
+      row.phase = Phase::creating;
       row.uid = random_uid();
-      Statement insert(m_db, m_path,
-                       "INSERT INTO sandboxes (name, branch, container_id, slurm_job_id, work_dir, ccr_mode, "
-                       "host, runtime, image, repo_base, phase, wrapper, gpus, gpu_shared, uid, created_at, "
-                       "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, datetime('now'), "
-                       "datetime('now'))");
+      Statement insert(*m_db, "INSERT INTO sandboxes (name, branch, container_id, slurm_job_id, work_dir, ccr_mode, "
+                              "host, runtime, image, repo_base, phase, wrapper, gpus, gpu_shared, uid, created_at, "
+                              "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, datetime('now'), "
+                              "datetime('now'))");
       bind_fields(insert, row);
       insert.bind(15, row.uid);
       insert.step();
-      exec("COMMIT");
-    } catch (...) {
-      exec_quietly("ROLLBACK");
-      throw;
+      transaction.commit();
     }
     return *get_locked(row.name);
   }
 
   void update(const SandboxRow& row) override {
     std::lock_guard lock(m_mutex);
-    Statement s(m_db, m_path,
+    Statement s(*m_db,
                 "UPDATE sandboxes SET branch = ?2, container_id = ?3, slurm_job_id = ?4, work_dir = ?5, "
                 "ccr_mode = ?6, host = ?7, runtime = ?8, image = ?9, repo_base = ?10, phase = ?11, wrapper = ?12, "
                 "gpus = ?13, gpu_shared = ?14, own_branch = ?16, updated_at = datetime('now') WHERE name = ?1 AND "
@@ -278,7 +235,7 @@ public:
     s.bind(15, row.uid);
     s.bind(16, row.own_branch ? 1 : 0);
     s.step();
-    if (sqlite3_changes(m_db) == 0) {
+    if (m_db->changes() == 0) {
       throw SandboxError(SandboxError::Kind::not_found,
                          "sandbox '" + row.name +
                              "' was removed while it was being changed (sandbox_rm during sandbox_new?)");
@@ -293,8 +250,7 @@ public:
   std::vector<SandboxRow> list() override {
     std::lock_guard lock(m_mutex);
     std::vector<SandboxRow> rows;
-    Statement s(m_db, m_path,
-                (std::string("SELECT ") + k_columns + " FROM sandboxes ORDER BY created_at, name").c_str());
+    Statement s(*m_db, (std::string("SELECT ") + k_columns + " FROM sandboxes ORDER BY created_at, name").c_str());
     while (s.step()) {
       rows.push_back(read_row(s));
     }
@@ -303,7 +259,7 @@ public:
 
   void remove(const SandboxRow& row) override {
     std::lock_guard lock(m_mutex);
-    Statement s(m_db, m_path, "DELETE FROM sandboxes WHERE name = ? AND uid = ?");
+    Statement s(*m_db, "DELETE FROM sandboxes WHERE name = ? AND uid = ?");
     s.bind(1, row.name).bind(2, row.uid).step();
   }
 
@@ -325,32 +281,22 @@ private:
         .bind(first + 6, r.runtime)
         .bind(first + 7, r.image)
         .bind(first + 8, r.repo_base)
-        .bind(first + 9, r.phase)
+        .bind(first + 9, std::string(phase_name(r.phase)))
         .bind(first + 10, r.wrapper)
         .bind(first + 11, r.gpus)
         .bind(first + 12, r.gpu_shared ? 1 : 0);
   }
 
   std::optional<SandboxRow> get_locked(const std::string& name) {
-    Statement s(m_db, m_path, (std::string("SELECT ") + k_columns + " FROM sandboxes WHERE name = ?").c_str());
+    Statement s(*m_db, std::string("SELECT ") + k_columns + " FROM sandboxes WHERE name = ?");
     if (s.bind(1, name).step()) {
       return read_row(s);
     }
     return std::nullopt;
   }
 
-  void exec(const std::string& sql) {
-    char* error = nullptr;
-    if (sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
-      std::string message = error ? error : "unknown error";
-      sqlite3_free(error);
-      throw SandboxError(SandboxError::Kind::failed, "sandbox registry " + m_path + ": " + message);
-    }
-  }
-  void exec_quietly(const char* sql) { sqlite3_exec(m_db, sql, nullptr, nullptr, nullptr); }
-
   std::string m_path;
-  sqlite3* m_db = nullptr;
+  std::unique_ptr<sql::Database> m_db;
   std::mutex m_mutex;
 };
 

@@ -36,6 +36,17 @@ private:
   std::string m_field;
 };
 
+// Where a sandbox is in its life, as the registry's `phase` column stores it (text: the original
+// manager's table had no such column, and its rows read as ready).
+enum class Phase {
+  creating, // `new` is under way, or died half-way (`rm` finishes the job)
+  ready,
+  removing,
+};
+const char* phase_name(Phase phase);
+// "" (a row of the original manager) is ready; an unknown word reads as creating (half-made).
+Phase parse_phase(const std::string& text);
+
 struct SandboxRow {
   std::string name;
   std::string branch;
@@ -50,8 +61,7 @@ struct SandboxRow {
   std::string image;
   std::string repo_base; // the repository the worktree belongs to, on `host`
   std::string wrapper;   // Slurm: the podman-srun wrapper's path on `host`
-  // creating: `new` is under way (or died half-way: `rm` finishes the job); ready; removing.
-  std::string phase = "creating";
+  Phase phase = Phase::creating;
   std::string gpus;        // the GPU indices it holds on `host` ("0,2"; "" none)
   bool gpu_shared = false; // other sandboxes asking for shared GPUs may use them too
   bool own_branch = false; // `new` made the branch: sync fast-forwards it (a branch that was there is the human's)

@@ -1,5 +1,6 @@
 #include "ssh/ssh_config.h"
 
+#include "base/text.h"
 #include "sandbox/exec/host.h"
 #include "sandbox/exec/run_process.h"
 #include "sandbox/exec/words.h"
@@ -29,14 +30,9 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// `ssh -G`'s lines, without the newline: spaces, tabs and a DOS line end.
 std::string trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
-    s.remove_suffix(1);
-  }
-  return std::string(s);
+  return text::trim(s, " \t\r");
 }
 
 int to_int(std::string_view s, int fallback) {

@@ -140,7 +140,7 @@ json info_json(const sandbox::SandboxInfo& info) {
   json out = {{"name", r.name},
               {"host", r.host},
               {"branch", r.branch},
-              {"state", info.state},
+              {"state", info.state.text},
               {"work_dir", r.work_dir},
               {"container", r.container_id},
               {"slurm_job_id", r.slurm_job_id},

@@ -42,7 +42,7 @@ int list(sandbox::SandboxManager& m) {
   for (const auto& s : all) {
     const std::string gpus = s.row.gpus.empty() ? "-" : s.row.gpus + (s.row.gpu_shared ? "(s)" : "");
     std::printf("%-16s %-10s %-20s %-9s %-5s %-8s %-10s %-8s %-9s %s\n", s.row.name.c_str(), s.row.host.c_str(),
-                s.row.branch.c_str(), s.state.c_str(), age(s.row.created_at).c_str(),
+                s.row.branch.c_str(), s.state.text.c_str(), age(s.row.created_at).c_str(),
                 s.row.slurm_job_id.empty() ? "-" : s.row.slurm_job_id.c_str(), s.node.empty() ? "-" : s.node.c_str(),
                 gpus.c_str(), s.work.state().c_str(), s.row.work_dir.c_str());
     if (s.work.known && s.work.state() != "clean") {
@@ -101,7 +101,7 @@ int run(const CommandLine& cl) {
     std::cout << "Created sandbox " << info.row.name << " on " << info.row.host << ": branch " << info.row.branch
               << ", repository " << info.row.work_dir << ", container " << info.row.container_id << "\n";
     if (!info.row.slurm_job_id.empty()) {
-      std::cout << "Slurm job " << info.row.slurm_job_id << ": " << info.state
+      std::cout << "Slurm job " << info.row.slurm_job_id << ": " << info.state.text
                 << (info.node.empty() ? "" : " on " + info.node) << "\n";
     }
     if (!info.note.empty()) {

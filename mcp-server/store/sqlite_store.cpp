@@ -1,7 +1,8 @@
 #include "mcp-server/store/state_store.h"
 
+#include "base/sqlite/sqlite.h"
+
 #include <spdlog/spdlog.h>
-#include <sqlite3.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -55,91 +56,24 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 )sql";
 
-bool is_disk_full(sqlite3* db, int rc) {
-  if ((rc & 0xff) == SQLITE_FULL) {
-    return true;
-  }
-  const int err = sqlite3_system_errno(db);
-  return (rc & 0xff) == SQLITE_IOERR && (err == ENOSPC || err == EDQUOT);
-}
+using sql::Statement;
 
 // Throws the error for a failed SQLite call: StoreFull (with the path and what to do) when the disk
 // is full, std::runtime_error with SQLite's message otherwise.
-[[noreturn]] void fail(sqlite3* db, int rc, const std::string& what) {
-  const char* file = sqlite3_db_filename(db, "main");
-  const std::string path = file && *file ? file : ":memory:";
-  if (is_disk_full(db, rc)) {
+[[noreturn]] void fail(const sql::Failure& f) {
+  if (f.what == "open") {
+    throw std::runtime_error("cannot open state database " + f.path + ": " + f.message);
+  }
+  if (f.disk_full()) {
+    const std::string& path = f.path;
     const std::string dir = path.substr(0, path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/'));
-    throw StoreFull("disk full: cannot write the state database " + path + " (" + sqlite3_errmsg(db) +
+    throw StoreFull("disk full: cannot write the state database " + path + " (" + f.message +
                     "). Free some space on its filesystem (`df " + (dir.empty() ? "." : dir) +
                     "`; a few MB is enough), e.g. by removing ended jobs (remote_bash_kill {remove: true}) or "
                     "large files; reading jobs and files keeps working meanwhile.");
   }
-  throw std::runtime_error("sqlite " + what + " failed on " + path + ": " + sqlite3_errmsg(db));
+  throw std::runtime_error("sqlite " + f.what + " failed on " + f.path + ": " + f.message);
 }
-
-class Statement {
-public:
-  Statement(sqlite3* db, const char* sql) : m_db(db) {
-    if (int rc = sqlite3_prepare_v2(db, sql, -1, &m_stmt, nullptr); rc != SQLITE_OK) {
-      fail(db, rc, "prepare");
-    }
-  }
-  ~Statement() { sqlite3_finalize(m_stmt); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-
-  Statement& bind(int i, const std::string& v) {
-    sqlite3_bind_text(m_stmt, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Statement& bind(int i, std::int64_t v) {
-    sqlite3_bind_int64(m_stmt, i, v);
-    return *this;
-  }
-  Statement& bind(int i, std::optional<int> v) {
-    if (v) {
-      sqlite3_bind_int64(m_stmt, i, *v);
-    } else {
-      sqlite3_bind_null(m_stmt, i);
-    }
-    return *this;
-  }
-  // Binds `args` to ?1, ?2, ... in order.
-  template <typename... Args> Statement& bind_all(const Args&... args) {
-    int i = 0;
-    (bind(++i, args), ...);
-    return *this;
-  }
-  // Returns true while a row is available.
-  bool step() {
-    int rc = sqlite3_step(m_stmt);
-    if (rc == SQLITE_ROW) {
-      return true;
-    }
-    if (rc != SQLITE_DONE) {
-      fail(m_db, rc, "step");
-    }
-    return false;
-  }
-  std::string text(int col) const {
-    auto p = sqlite3_column_text(m_stmt, col);
-    return p ? std::string(reinterpret_cast<const char*>(p),
-                           static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, col)))
-             : std::string();
-  }
-  std::int64_t int64(int col) const { return sqlite3_column_int64(m_stmt, col); }
-  std::optional<int> opt_int(int col) const {
-    if (sqlite3_column_type(m_stmt, col) == SQLITE_NULL) {
-      return std::nullopt;
-    }
-    return static_cast<int>(sqlite3_column_int64(m_stmt, col));
-  }
-
-private:
-  sqlite3* m_db;
-  sqlite3_stmt* m_stmt = nullptr;
-};
 
 constexpr const char* k_job_columns =
     "id, host, command, description, cwd, status, exit_code, signal, job_dir, pid, spill_path, cursor, durable, "
@@ -195,22 +129,12 @@ public:
       // A full disk: the WAL index (state.db-shm) cannot be created. With exclusive locking SQLite
       // keeps that index in memory, so an existing database opens and serves reads; writes fail
       // with StoreFull until space is freed. (No other process can open the database meanwhile.)
-      sqlite3_close(m_db);
-      m_db = nullptr;
+      m_db.reset();
       spdlog::warn("{}", e.what());
-      try {
-        open(path, true);
-      } catch (...) {
-        sqlite3_close(m_db);
-        throw;
-      }
+      open(path, true);
       spdlog::warn("state database {} opened in exclusive mode because the disk is full", path);
-    } catch (...) {
-      sqlite3_close(m_db);
-      throw;
     }
   }
-  ~SqliteStateStore() override { sqlite3_close(m_db); }
 
   void put_job(const JobRecord& j) override {
     execute("INSERT OR REPLACE INTO jobs (" + std::string(k_job_columns) + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -264,28 +188,20 @@ public:
 
 private:
   void open(const std::string& path, bool exclusive) {
-    int rc = sqlite3_open_v2(path.c_str(), &m_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                             nullptr);
-    if (rc != SQLITE_OK) {
-      std::string msg = m_db ? sqlite3_errmsg(m_db) : "out of memory";
-      sqlite3_close(m_db);
-      m_db = nullptr;
-      throw std::runtime_error("cannot open state database " + path + ": " + msg);
-    }
-    sqlite3_busy_timeout(m_db, 5000);
+    m_db = std::make_unique<sql::Database>(path, std::chrono::milliseconds(5000), fail);
     if (exclusive) {
-      exec("PRAGMA locking_mode=EXCLUSIVE");
+      m_db->exec("PRAGMA locking_mode=EXCLUSIVE");
     }
     // Two processes opening a new database at once (two `sandbox-mcp new` in a fresh state
     // directory): the journal change needs a lock SQLite does not wait for. Wait for it here.
-    exec_when_free("PRAGMA journal_mode=WAL");
-    exec("PRAGMA synchronous=NORMAL");
-    exec("PRAGMA foreign_keys=ON");
+    m_db->exec_when_free("PRAGMA journal_mode=WAL");
+    m_db->exec("PRAGMA synchronous=NORMAL");
+    m_db->exec("PRAGMA foreign_keys=ON");
     std::int64_t version = 0;
     {
       // Finalized before BEGIN: a statement left open is a read transaction, and in WAL mode it
       // keeps BEGIN IMMEDIATE busy for ever once another process has written (two CLIs at once).
-      Statement v(m_db, "PRAGMA user_version");
+      Statement v(*m_db, "PRAGMA user_version");
       v.step();
       version = v.int64(0);
     }
@@ -296,16 +212,16 @@ private:
     if (version == k_schema_version) {
       return; // up to date: nothing to write (a full disk must not keep the server from starting)
     }
-    exec_when_free("BEGIN IMMEDIATE");
-    exec(k_schema);
-    exec("PRAGMA user_version = " + std::to_string(k_schema_version));
-    exec("COMMIT");
+    sql::Transaction schema(*m_db);
+    m_db->exec(k_schema);
+    m_db->exec("PRAGMA user_version = " + std::to_string(k_schema_version));
+    schema.commit();
   }
 
   // One statement with `args` bound, under the lock.
   template <typename... Args> void execute(const std::string& sql, const Args&... args) {
     std::lock_guard lock(m_mutex);
-    Statement s(m_db, sql.c_str());
+    Statement s(*m_db, sql);
     s.bind_all(args...);
     s.step();
   }
@@ -314,7 +230,7 @@ private:
   template <typename Row, typename... Args>
   std::vector<Row> query(const std::string& sql, Row (*read)(const Statement&), const Args&... args) {
     std::lock_guard lock(m_mutex);
-    Statement s(m_db, sql.c_str());
+    Statement s(*m_db, sql);
     s.bind_all(args...);
     std::vector<Row> rows;
     while (s.step()) {
@@ -330,30 +246,7 @@ private:
     return std::move(rows.front());
   }
 
-  void exec_when_free(const std::string& sql) {
-    for (int attempt = 0;; ++attempt) {
-      char* err = nullptr;
-      int rc = sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, &err);
-      sqlite3_free(err);
-      if (rc == SQLITE_OK) {
-        return;
-      }
-      if ((rc & 0xff) != SQLITE_BUSY || attempt >= 100) {
-        fail(m_db, rc, "'" + sql.substr(0, 40) + "'");
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
-
-  void exec(const std::string& sql) {
-    char* err = nullptr;
-    if (int rc = sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, &err); rc != SQLITE_OK) {
-      sqlite3_free(err);
-      fail(m_db, rc, "'" + sql.substr(0, 40) + "'");
-    }
-  }
-
-  sqlite3* m_db = nullptr;
+  std::unique_ptr<sql::Database> m_db;
   std::mutex m_mutex;
 };
 

@@ -1,5 +1,5 @@
 // Durable server state (one SQLite database): background jobs, sandboxes, and an audit log of every
-// command run. StateStore is the seam; SqliteStateStore is the only code that includes sqlite3.h.
+// command run. StateStore is the seam; SqliteStateStore is its SQLite implementation (over base/sqlite).
 #pragma once
 
 #include <cstdint>

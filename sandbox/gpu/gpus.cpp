@@ -1,5 +1,6 @@
 #include "sandbox/gpu/gpus.h"
 
+#include "base/text.h"
 #include "sandbox/exec/quote.h"
 #include "sandbox/registry.h"
 
@@ -19,10 +20,9 @@ bool digits(const std::string& s) {
   return !s.empty() && s.size() <= 4 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+// Spaces and tabs only (the forms a person types).
 std::string trim(const std::string& s) {
-  auto b = s.find_first_not_of(" \t");
-  auto e = s.find_last_not_of(" \t");
-  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+  return text::trim(s, " \t");
 }
 
 } // namespace

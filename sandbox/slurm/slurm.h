@@ -29,7 +29,9 @@ struct SlurmJobState {
   std::string state;  // PENDING, RUNNING, COMPLETING, COMPLETED, CANCELLED, FAILED, TIMEOUT, ...; UNKNOWN
   std::string node;   // where it runs (or ran)
   std::string reason; // why it is pending, when it is
-  bool active() const { return state == "PENDING" || state == "RUNNING" || state == "CONFIGURING"; }
+  bool running() const { return state == "RUNNING"; }
+  bool starting() const { return state == "PENDING" || state == "CONFIGURING"; } // queued, or its nodes boot
+  bool active() const { return starting() || running(); }
   // Over for good: nothing can start it again (a requeued, held or suspended job is not).
   bool terminal() const {
     for (const char* s : {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",

@@ -118,33 +118,5 @@ TEST(WorkspaceTest, ObjectNames) {
   EXPECT_FALSE(is_object_name("0123456789ABCDEF0123456789abcdef01234567"));
 }
 
-TEST(SandboxRegistryIdTest, RemovingARowNeverRemovesALaterOneOfTheSameName) {
-  char tmpl[] = "/tmp/smcp-regid-XXXXXX";
-  const std::string dir = ::mkdtemp(tmpl);
-  auto reg = SandboxRegistry::open(dir + "/r.sqlite");
-  SandboxRow row;
-  row.name = "x";
-  SandboxRow first = reg->reserve(row);
-  EXPECT_EQ(first.uid.size(), 32u);
-  reg->remove(first);
-  SandboxRow second = reg->reserve(row); // rm + new by the same name while the first `new` unwinds
-  EXPECT_NE(first.uid, second.uid);
-  reg->remove(first); // the first new's undo
-  EXPECT_TRUE(reg->get("x"));
-  first.phase = "ready";
-  EXPECT_THROW(reg->update(first), SandboxError);
-  EXPECT_EQ(reg->get("x")->uid, second.uid);
-  std::filesystem::remove_all(dir);
-}
-
-TEST(SandboxRegistryIdTest, NetworkFilesystemsGetTheRollbackJournal) {
-  EXPECT_TRUE(is_network_filesystem(0x6969));      // NFS
-  EXPECT_TRUE(is_network_filesystem(0x0BD00BD0));  // Lustre
-  EXPECT_TRUE(is_network_filesystem(0x47504653));  // GPFS
-  EXPECT_FALSE(is_network_filesystem(0xEF53));     // ext4
-  EXPECT_FALSE(is_network_filesystem(0x01021994)); // tmpfs
-  EXPECT_STREQ(journal_mode_for("/tmp/x.sqlite"), "WAL");
-}
-
 } // namespace
 } // namespace smcp::sandbox

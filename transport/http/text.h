@@ -1,6 +1,8 @@
 // Internal to transport/ (the Streamable HTTP transport): ASCII helpers for header names and values.
 #pragma once
 
+#include "base/text.h"
+
 #include <algorithm>
 #include <cctype>
 #include <string>
@@ -22,15 +24,9 @@ inline bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
-// Without leading and trailing spaces and tabs.
+// Without leading and trailing spaces and tabs (HTTP's optional whitespace).
 inline std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
+  return text::trim_view(s, " \t");
 }
 
 } // namespace smcp::transport::http

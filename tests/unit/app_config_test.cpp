@@ -22,7 +22,7 @@ std::string error(const char* text) {
   return "(accepted)";
 }
 
-TEST(SshAppConfig, DefaultsWithoutAFile) {
+TEST(AppConfig, DefaultsWithoutAFile) {
   FileConfig c = load_config("/nonexistent/sandbox-mcp.json");
   EXPECT_TRUE(c.path.empty());
   EXPECT_EQ(c.host_key_policy, ssh::HostKeyPolicy::accept_new);
@@ -31,7 +31,7 @@ TEST(SshAppConfig, DefaultsWithoutAFile) {
   EXPECT_EQ(c.pool.max_channels_per_session, 10);
 }
 
-TEST(SshAppConfig, ParsesEverything) {
+TEST(AppConfig, ParsesEverything) {
   json doc = json::parse(R"({
     "default_host": "gpu1", "ssh_config": "~/cfg", "host_key_policy": "strict", "allow_unlisted_hosts": true,
     "bashrc": "skip", "passphrase": {"command": "pass show x"},
@@ -68,7 +68,7 @@ TEST(SshAppConfig, ParsesEverything) {
   EXPECT_EQ(c.hosts[1].shell_env, ssh::ShellEnv::source);
 }
 
-TEST(SshAppConfig, ErrorsNameTheFileAndTheKey) {
+TEST(AppConfig, ErrorsNameTheFileAndTheKey) {
   EXPECT_NE(error(R"({"host_key_policy": "maybe"})").find("cfg.json: host_key_policy must be"), std::string::npos);
   EXPECT_NE(error(R"({"hosts": [42]})").find("hosts"), std::string::npos);
   EXPECT_NE(error(R"({"hosts": ["local"]})").find("'local'"), std::string::npos);
@@ -79,7 +79,7 @@ TEST(SshAppConfig, ErrorsNameTheFileAndTheKey) {
   EXPECT_EQ(error(R"({"unknown_key": 1})"), "(accepted)") << "unknown keys are only logged";
 }
 
-TEST(SshAppConfig, SandboxSlurmAndProfileSections) {
+TEST(AppConfig, SandboxSlurmAndProfileSections) {
   FileConfig c = parse_config(json::parse(R"({
     "sandbox": {"runtime": "podman", "image": "localhost/x:1", "cpus": "2", "memory": "4g", "pids": 300,
                 "env": ["GITHUB_TOKEN"], "mounts": [{"source": "~/data", "target": "/data", "read_only": true}]},
@@ -114,7 +114,7 @@ TEST(SshAppConfig, SandboxSlurmAndProfileSections) {
   EXPECT_NE(error(R"({"profiles": {"x": {"network": "yes"}}})").find("must be true or false"), std::string::npos);
 }
 
-TEST(SshAppConfig, InvalidJsonFileIsReported) {
+TEST(AppConfig, InvalidJsonFileIsReported) {
   auto path = std::filesystem::temp_directory_path() / ("smcp-config-" + std::to_string(::getpid()) + ".json");
   std::ofstream(path) << "{ \"hosts\": [ // a comment is fine\n \"a\" ], }";
   try {
