@@ -46,8 +46,8 @@ public:
                       std::chrono::milliseconds settle);
   // The argv a human runs on this machine to attach (ssh -t HOST ... for a sandbox on an SSH host).
   std::vector<std::string> attach_argv(const std::string& name);
-  // Removes every sandbox on `local` that is not a Slurm job, the worktrees directory and the
-  // sandbox images; returns one line per thing done.
+  // Removes every sandbox on `local` its backend does not keep (Slurm jobs), the worktrees
+  // directory and the sandbox images; returns one line per thing done.
   std::vector<std::string> reset(const std::vector<std::string>& images, bool force = false);
 
   // The sandbox as a Host ("sandbox:NAME" or NAME); null when no such sandbox is registered.

@@ -59,7 +59,7 @@ SandboxManager::Ownership SandboxManager::check_ownership(const SandboxRow& row,
   const std::string path = id_file(wt, row.name);
   CommandOutcome o = run_argv(x, read_id_argv(path), k_quick);
   if (!o.ok()) {
-    if (row.phase == Phase::creating && row.container_id.empty() && row.slurm_job_id.empty()) {
+    if (row.phase == Phase::creating && row.records_nothing()) {
       return Ownership::nothing_made; // `new` died before it made anything
     }
     why = "its id file " + path + " is missing";

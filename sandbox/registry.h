@@ -70,6 +70,8 @@ struct SandboxRow {
   // registry replaced or edited behind our back cannot aim rm at anything else; update() and
   // remove() touch only the row with this id (not a later sandbox of the same name).
   std::string uid;
+  // Neither a container nor a job is recorded (a `new` that died before it made either).
+  bool records_nothing() const { return container_id.empty() && slurm_job_id.empty(); }
 };
 
 class SandboxRegistry {
