@@ -20,14 +20,10 @@ constexpr auto k_quick = k_quick_step;
 // Appends `line` to a git exclude file unless it is there (a fixed program; the values are
 // positional parameters, never part of the program text).
 std::vector<std::string> exclude_argv(const std::string& file, const std::string& line) {
-  return {
-      "sh",
-      "-c",
+  const char* program =
       "d=$(dirname \"$2\"); if [ -L \"$d\" ] || [ -L \"$2\" ]; then echo \"$2: a link, not written\" >&2; exit 3; fi; "
-      "mkdir -p \"$d\" && { grep -qxF \"$1\" \"$2\" 2>/dev/null || printf '%s\\n' \"$1\" >> \"$2\"; }",
-      "sh",
-      line,
-      file};
+      "mkdir -p \"$d\" && { grep -qxF \"$1\" \"$2\" 2>/dev/null || printf '%s\\n' \"$1\" >> \"$2\"; }";
+  return {"sh", "-c", program, "sh", line, file};
 }
 
 // The repository's top level and git common dir on the host (absolute), or why not.
