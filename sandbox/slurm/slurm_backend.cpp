@@ -134,7 +134,7 @@ SlurmJobState submit(Creation& c, const ManagerOptions& options, RunSpec& spec, 
     st = slurm_job_state(x, job);
     const std::string seen = st.state + (st.reason.empty() ? "" : " (" + st.reason + ")");
     if (seen != last) {
-      say(std::string("Slurm job ").append(job).append(": ").append(seen));
+      say("Slurm job " + job + ": " + seen);
       last = seen;
     }
     if (st.running() || !st.active() || std::chrono::steady_clock::now() >= deadline) {
