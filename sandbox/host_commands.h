@@ -1,7 +1,7 @@
 // Running one program on a sandbox's host through its executor, with its outcome made plain.
 #pragma once
 
-#include "base/text.h"
+#include "mcp-server/base/text.h"
 #include "sandbox/exec/remote_executor.h"
 
 #include <chrono>

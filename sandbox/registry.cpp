@@ -1,6 +1,6 @@
 #include "sandbox/registry.h"
 
-#include "base/sqlite/sqlite.h"
+#include "mcp-server/base/sqlite/sqlite.h"
 
 #include <sys/stat.h>
 #include <sys/statfs.h>

@@ -5,7 +5,7 @@
 # Usage: scripts/sizes.sh [FOLDER...]   (default: the code folders and tests/)
 set -eu
 cd "$(dirname "$0")/.."
-[ $# -gt 0 ] || set -- base mcp-server tools transport ssh sandbox tests/unit tests/integration tests/support tests/bench tests/fuzz
+[ $# -gt 0 ] || set -- mcp-server tools transport ssh sandbox tests/unit tests/integration tests/support tests/bench tests/fuzz
 if ! ctags --version 2>/dev/null | grep -q "Universal Ctags"; then
   echo "sizes.sh: needs universal-ctags (apt-get install universal-ctags; scripts/install-deps.sh --test)" >&2
   exit 2

@@ -19,7 +19,7 @@ if [[ -z "$runner" ]]; then
   echo "tidy.sh: needs clang-tidy (apt-get install clang-tidy)" >&2
   exit 2
 fi
-folders='(base|mcp-server|tools|transport|ssh|sandbox)'
+folders='(mcp-server|tools|transport|ssh|sandbox)'
 rx_root="$(printf '%s' "$root" | sed 's/[.[\*^$()+?{|]/\\&/g')"
 rx_build="$(printf '%s' "$build_dir" | sed 's/[.[\*^$()+?{|]/\\&/g')"
 header_filter="^($rx_build/include/smcp_[a-z_]+/$folders/|$rx_root/$folders/)"

@@ -1,6 +1,6 @@
 #include "ssh/ssh_config.h"
 
-#include "base/text.h"
+#include "mcp-server/base/text.h"
 #include "sandbox/exec/host.h"
 #include "sandbox/exec/run_process.h"
 #include "sandbox/exec/words.h"

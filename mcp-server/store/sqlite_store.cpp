@@ -1,6 +1,6 @@
 #include "mcp-server/store/state_store.h"
 
-#include "base/sqlite/sqlite.h"
+#include "mcp-server/base/sqlite/sqlite.h"
 
 #include <spdlog/spdlog.h>
 

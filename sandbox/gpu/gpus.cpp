@@ -1,6 +1,6 @@
 #include "sandbox/gpu/gpus.h"
 
-#include "base/text.h"
+#include "mcp-server/base/text.h"
 #include "sandbox/exec/quote.h"
 #include "sandbox/registry.h"
 

@@ -1,6 +1,6 @@
 // The sandbox registry (sandbox/registry.cpp): names, the original manager's table read and extended,
 // rows acted on by their id only, the journal on network filesystems.
-#include "base/sqlite/sqlite.h"
+#include "mcp-server/base/sqlite/sqlite.h"
 #include "sandbox/registry.h"
 
 #include <gtest/gtest.h>

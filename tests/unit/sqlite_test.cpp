@@ -1,6 +1,6 @@
 // base/sqlite: statements, bindings, columns, the transaction that rolls back unless committed, and
 // failures handed to the user's Thrower.
-#include "base/sqlite/sqlite.h"
+#include "mcp-server/base/sqlite/sqlite.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // base/text.h: the one trim.
-#include "base/text.h"
+#include "mcp-server/base/text.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // Internal to transport/ (the Streamable HTTP transport): ASCII helpers for header names and values.
 #pragma once
 
-#include "base/text.h"
+#include "mcp-server/base/text.h"
 
 #include <algorithm>
 #include <cctype>

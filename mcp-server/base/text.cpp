@@ -1,4 +1,4 @@
-#include "base/text.h"
+#include "mcp-server/base/text.h"
 
 namespace smcp::text {
 

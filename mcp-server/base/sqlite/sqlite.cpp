@@ -1,4 +1,4 @@
-#include "base/sqlite/sqlite.h"
+#include "mcp-server/base/sqlite/sqlite.h"
 
 #include <sqlite3.h>
 
