@@ -137,12 +137,13 @@ std::vector<std::string> marked_jobs(const std::string& squeue_out, const std::s
   return ids;
 }
 
+// Removes $1 when it is a regular file; 3 when it or its directory is a link, or it is something else.
+constexpr const char* k_remove_regular_file =
+    "d=$(dirname -- \"$1\"); [ -L \"$d\" ] && exit 3; "
+    "if [ -L \"$1\" ]; then exit 3; elif [ -f \"$1\" ]; then rm -f -- \"$1\"; elif [ -e \"$1\" ]; then exit 3; fi";
+
 std::vector<std::string> remove_regular_file_argv(const std::string& path) {
-  return {
-      "sh", "-c",
-      "d=$(dirname -- \"$1\"); [ -L \"$d\" ] && exit 3; "
-      "if [ -L \"$1\" ]; then exit 3; elif [ -f \"$1\" ]; then rm -f -- \"$1\"; elif [ -e \"$1\" ]; then exit 3; fi",
-      "sh", path};
+  return {"sh", "-c", k_remove_regular_file, "sh", path};
 }
 
 SlurmJobState parse_squeue(const std::string& out) {
