@@ -56,7 +56,7 @@ format_check() { "$root/scripts/format.sh" --check; }
 
 build_dir=""
 suite() {
-  build_dir="$(SMCP_BUILD_DIR="${SMCP_BUILD_DIR:-}" "$root/scripts/build.sh" -DSMCP_WERROR=ON | tail -n 1)" || return 1
+  build_dir="$("$root/scripts/build.sh" -DSMCP_WERROR=ON | tail -n 1)" || return 1
   [[ -n "$build_dir" && -x "$build_dir/tests/unit_tests" ]] || {
     echo "test.sh: no tests were built in $build_dir (GoogleTest missing? scripts/install-deps.sh --test)" >&2
     return 1
