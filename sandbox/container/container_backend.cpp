@@ -167,9 +167,7 @@ void ContainerBackend::start(Creation& c) {
   m_env.registry().update(row);
   if (!row.gpus.empty()) {
     // Another registry may have chosen the same GPUs meanwhile: the container created first keeps them.
-    const std::vector<std::string> ids = lines_of(
-        run_argv(x, {runtime_name(rt.runtime), "ps", "-aq", "--filter", std::string("label=") + k_gpu_label}, k_quick)
-            .out);
+    const std::vector<std::string> ids = lines_of(run_argv(x, gpu_holder_ids_argv(rt.runtime), k_quick).out);
     if (!ids.empty()) {
       const std::string lost = gpu_race_loser(
           spec.container, run_argv(x, gpu_holders_created_argv(rt.runtime, ids), k_quick).out, options.cdi_kind);

@@ -196,6 +196,10 @@ std::vector<std::string> gpu_holders_argv(Runtime r) {
                           "{{.Names}}|" + label(k_gpu_label) + "|" + label(k_gpu_kind_label)});
 }
 
+std::vector<std::string> gpu_holder_ids_argv(Runtime r) {
+  return with_runtime(r, {"ps", "-aq", "--filter", std::string("label=") + k_gpu_label});
+}
+
 std::vector<std::string> gpu_holders_created_argv(Runtime r, const std::vector<std::string>& ids) {
   std::vector<std::string> a =
       with_runtime(r, {"container", "inspect", "--format",

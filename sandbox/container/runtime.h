@@ -85,6 +85,8 @@ std::vector<std::string> list_argv(Runtime r);
 // "NAME|GPUS[/shared]|KIND" of every container holding GPUs (KIND empty on containers made before
 // the kind was labelled: the default kind).
 std::vector<std::string> gpu_holders_argv(Runtime r);
+// The ids of every container holding GPUs (for gpu_holders_created_argv).
+std::vector<std::string> gpu_holder_ids_argv(Runtime r);
 // "NAME|GPUS[/shared]|CREATED|KIND" of the containers `ids` (for gpu_race_loser).
 std::vector<std::string> gpu_holders_created_argv(Runtime r, const std::vector<std::string>& ids);
 std::vector<std::string> remove_argv(Runtime r, const std::string& container);
