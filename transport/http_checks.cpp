@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <string>
+#include <vector>
 
 namespace smcp::transport::http {
 
@@ -21,6 +22,86 @@ std::string ParsedRequest::header(std::string_view name) const {
 
 bool ParsedRequest::has_header(std::string_view name) const {
   return std::any_of(headers.begin(), headers.end(), [&](const auto& h) { return iequals(h.first, name); });
+}
+
+namespace {
+
+// The comma-separated list items of every line of header `name`, trimmed and lower-cased (empty
+// items kept: "chunked," is malformed).
+std::vector<std::string> list_items(const std::vector<std::pair<std::string, std::string>>& headers,
+                                    std::string_view name) {
+  std::vector<std::string> items;
+  for (const auto& [k, v] : headers) {
+    if (!iequals(k, name)) {
+      continue;
+    }
+    std::string_view rest = v;
+    while (true) {
+      const auto comma = rest.find(',');
+      items.push_back(lower(trim(rest.substr(0, comma))));
+      if (comma == std::string_view::npos) {
+        break;
+      }
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return items;
+}
+
+std::size_t count_lines(const std::vector<std::pair<std::string, std::string>>& headers, std::string_view name) {
+  return static_cast<std::size_t>(
+      std::count_if(headers.begin(), headers.end(), [&](const auto& h) { return iequals(h.first, name); }));
+}
+
+std::optional<HeadProblem> check_framing(unsigned version,
+                                         const std::vector<std::pair<std::string, std::string>>& headers) {
+  const std::vector<std::string> codings = list_items(headers, "Transfer-Encoding");
+  if (count_lines(headers, "Content-Length") > 1) {
+    return HeadProblem{400, "Bad Request: Content-Length is repeated (send it once)"};
+  }
+  if (count_lines(headers, "Transfer-Encoding") == 0) {
+    return std::nullopt;
+  }
+  if (version < 11) {
+    return HeadProblem{400, "Bad Request: Transfer-Encoding is not allowed in an HTTP/1.0 request (RFC 9112 "
+                            "section 6.1); send Content-Length"};
+  }
+  if (count_lines(headers, "Content-Length") > 0) {
+    return HeadProblem{400, "Bad Request: a request may not carry both Transfer-Encoding and Content-Length "
+                            "(RFC 9112 section 6.3); send one of them"};
+  }
+  if (codings.empty() || codings.back() != "chunked" ||
+      std::count(codings.begin(), codings.end(), std::string("chunked")) != 1) {
+    return HeadProblem{400, "Bad Request: Transfer-Encoding must end in 'chunked', once (RFC 9112 section 6.3); "
+                            "this server reads request bodies with Content-Length or 'Transfer-Encoding: chunked'"};
+  }
+  if (codings.size() != 1) {
+    return HeadProblem{501, "Not Implemented: the only transfer coding this server reads is 'chunked' (got '" +
+                                codings.front().substr(0, 40) + "')"};
+  }
+  return std::nullopt;
+}
+
+} // namespace
+
+std::optional<HeadProblem> check_head(unsigned version,
+                                      const std::vector<std::pair<std::string, std::string>>& headers) {
+  if (auto framing = check_framing(version, headers)) {
+    return framing;
+  }
+  const std::size_t hosts = count_lines(headers, "Host");
+  if (hosts > 1 || (hosts == 0 && version >= 11)) {
+    return HeadProblem{400, hosts > 1 ? "Bad Request: the Host header is repeated (RFC 9112 section 3.2)"
+                                      : "Bad Request: an HTTP/1.1 request must carry a Host header (RFC 9112 "
+                                        "section 3.2)"};
+  }
+  for (const char* name :
+       {"Origin", "Authorization", "Mcp-Session-Id", "MCP-Protocol-Version", "Last-Event-ID", "Content-Type"}) {
+    if (count_lines(headers, name) > 1) {
+      return HeadProblem{400, std::string("Bad Request: the ") + name + " header is repeated; send it once"};
+    }
+  }
+  return std::nullopt;
 }
 
 std::string target_path(std::string_view target) {

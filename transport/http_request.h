@@ -47,6 +47,7 @@ struct ParsedRequest {
   bool oversized = false;                                   // body over max_body_bytes (answer 413)
   bool keep_alive = true;
   bool expect_continue = false; // the client waits for "100 Continue" before sending the body
+  unsigned version = 11;        // HTTP/1.0 or 1.1: 10 or 11
   std::size_t consumed = 0;
 
   // First value of a header (case-insensitive name); "" when absent.
@@ -56,6 +57,20 @@ struct ParsedRequest {
 
 // Parses one request from the front of `bytes` (pipelined requests follow at `consumed`).
 ParsedRequest parse_request(std::string_view bytes, const RequestLimits& limits);
+
+// What makes a request's head unacceptable whatever its endpoint, checked before any byte of its
+// body is read: framing RFC 9112 §6.1 and §6.3 call an error (a Transfer-Encoding that does not end
+// in `chunked` or repeats it, any coding but `chunked` (501), Transfer-Encoding in HTTP/1.0 or
+// beside Content-Length, Content-Length repeated), a missing (HTTP/1.1) or repeated Host (RFC 9112
+// §3.2), and a repeated Origin, Authorization, Mcp-Session-Id, MCP-Protocol-Version,
+// Last-Event-ID or Content-Type (the first would otherwise win unchecked). The answer is `status`
+// and the connection closes.
+struct HeadProblem {
+  int status = 400;
+  std::string message;
+};
+std::optional<HeadProblem> check_head(unsigned version,
+                                      const std::vector<std::pair<std::string, std::string>>& headers);
 
 // The path of a request target ("/mcp?x=1" -> "/mcp"); "" when the target is not origin-form.
 std::string target_path(std::string_view target);

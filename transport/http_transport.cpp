@@ -161,6 +161,7 @@ public:
   const http::RequestLimits& limits() const override { return m_limits; }
   bool stopping() const override { return m_stopping.load(); }
   void dispatch(std::function<void()> job) override { m_pool.enqueue(std::move(job)); }
+  bool admit_head(const http::Request& head, http::Response& res) override { return m_handler.admit_head(head, res); }
   void handle(const http::Request& req, http::Response& res) override { m_handler.handle(req, res); }
   void forget(const std::shared_ptr<Connection>& c) override {
     m_connections.erase(c);

@@ -3,8 +3,11 @@
 // that the 413/431 paths are reached), and every header of each parsed request goes through the
 // checks the server applies: Accept, Content-Type, Host and Origin (with and without allow-lists),
 // the bearer token, MCP-Protocol-Version, Mcp-Session-Id, Last-Event-ID; the body through the
-// session-less classification and the request/response id extraction. Nothing may crash, hang, or
-// read out of bounds; a complete request must consume at least one byte.
+// session-less classification and the request/response id extraction. The head checks (framing:
+// Transfer-Encoding, Content-Length; repeated or missing Host; repeated Origin, Authorization,
+// Mcp-Session-Id, ...) run inside parse_request as in the server: a request that comes out complete
+// must pass them, and a refusal is 400 or 501. Nothing may crash, hang, or read out of bounds; a
+// complete request must consume at least one byte.
 //   links: smcp_transport (http_checks.cpp, http/request_parser.cpp and http/jsonrpc.cpp implement
 //   transport/http_request.h)
 #include "transport/http_request.h"
@@ -43,6 +46,10 @@ void check_headers(const http::ParsedRequest& r) {
       std::abort(); // at most 18 digits are accepted
     }
   }
+  if (http::check_head(r.version, r.headers)) {
+    std::abort(); // parse_request let through a head the server refuses
+  }
+  (void)http::check_head(r.version == 10 ? 11 : 10, r.headers);
   (void)r.header("Host");
   (void)r.has_header("Last-Event-ID");
   if (r.body.size() <= 64 * 1024) {
@@ -65,7 +72,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (int requests = 0; !input.empty() && requests < 64; ++requests) {
     http::ParsedRequest r = http::parse_request(input, limits);
     if (r.outcome == http::ParsedRequest::Outcome::error) {
-      if (r.status != 400 && r.status != 413 && r.status != 431) {
+      if (r.status != 400 && r.status != 413 && r.status != 431 && r.status != 501) {
         std::abort();
       }
       break;

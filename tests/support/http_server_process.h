@@ -96,6 +96,7 @@ public:
   }
 
   int port() const { return m_port; }
+  pid_t pid() const { return m_pid; }
   std::string stderr_text() const { return read_file(m_dir + "/stderr"); }
   std::string stdout_text() const { return read_file(m_dir + "/stdout"); }
   const std::string& dir() const { return m_dir; }

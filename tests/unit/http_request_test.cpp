@@ -5,8 +5,18 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <string>
+
 namespace smcp::transport {
 namespace {
+
+std::string lower_case(std::string s) {
+  for (char& c : s) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return s;
+}
 
 TEST(HttpRequestTest, ParsesPipelinedRequestsAndRefusesBadOnes) {
   http::RequestLimits limits;
@@ -29,21 +39,72 @@ TEST(HttpRequestTest, ParsesPipelinedRequestsAndRefusesBadOnes) {
   EXPECT_EQ(http::parse_request("POST /mcp HTTP/1.1\r\nHost: a\r\n", limits).outcome,
             http::ParsedRequest::Outcome::incomplete);
   auto status_of = [&](const std::string& bytes) { return http::parse_request(bytes, limits).status; };
-  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n"), 400);
-  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n"), 400);
-  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nContent-Length: 1000000000000\r\n\r\n"), 413);
-  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nX: " + std::string(2000, 'a') + "\r\n\r\n"), 431);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\n"), 400);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n"), 400);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000000\r\n\r\n"), 413);
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(2000, 'a') + "\r\n\r\n"), 431);
   EXPECT_EQ(status_of("\x01\x02 / HTTP/1.1\r\n\r\n"), 400);
   // Over max_body_bytes but within the drain limit: read, discarded, marked.
-  auto big = http::parse_request("POST / HTTP/1.1\r\nContent-Length: 20\r\n\r\n" + std::string(20, 'x'), limits);
+  auto big =
+      http::parse_request("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\n" + std::string(20, 'x'), limits);
   ASSERT_EQ(big.outcome, http::ParsedRequest::Outcome::complete);
   EXPECT_TRUE(big.oversized);
   EXPECT_EQ(big.body_bytes, 20u);
   EXPECT_TRUE(big.body.empty());
-  auto chunked =
-      http::parse_request("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", limits);
+  auto chunked = http::parse_request(
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", limits);
   ASSERT_EQ(chunked.outcome, http::ParsedRequest::Outcome::complete);
   EXPECT_EQ(chunked.body, "{}");
+}
+
+// RFC 9112 section 6.1/6.3 framing and RFC 9110/9112 singleton fields: refused on the head, before
+// any body byte, so a body is never taken for the next request.
+TEST(HttpRequestTest, RefusesAmbiguousFramingAndRepeatedSecurityHeaders) {
+  http::RequestLimits limits;
+  const std::string body = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}";
+  auto refused = [&](const std::string& head_lines, unsigned version = 11) {
+    const std::string bytes = "POST /mcp HTTP/1." + std::to_string(version % 10) + "\r\n" + head_lines + "\r\n" + body;
+    return http::parse_request(bytes, limits);
+  };
+  const std::string host = "Host: 127.0.0.1\r\n";
+  for (const char* te : {"xchunked", "chunked, identity", "identity", "chunked, chunked", "chunked,", "", "chunkedx"}) {
+    SCOPED_TRACE(std::string("Transfer-Encoding: ") + te);
+    auto r = refused(host + "Transfer-Encoding: " + te + "\r\n");
+    EXPECT_EQ(r.outcome, http::ParsedRequest::Outcome::error);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_NE(r.error.find("must end in 'chunked'"), std::string::npos) << r.error;
+  }
+  // Split over two lines: "chunked" then "identity" ends in identity.
+  EXPECT_EQ(refused(host + "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n").status, 400);
+  auto gzip = refused(host + "Transfer-Encoding: gzip, chunked\r\n");
+  EXPECT_EQ(gzip.status, 501) << gzip.error;
+  // Beast refuses this one itself (as a bad Content-Length); check_head would too.
+  EXPECT_EQ(refused(host + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n").status, 400);
+  auto both = http::check_head(11, {{"Host", "a"}, {"Transfer-Encoding", "chunked"}, {"Content-Length", "5"}});
+  ASSERT_TRUE(both);
+  EXPECT_NE(both->message.find("both Transfer-Encoding and Content-Length"), std::string::npos) << both->message;
+  EXPECT_EQ(refused(host + "Transfer-Encoding: chunked\r\n", 10).status, 400) << "HTTP/1.0 with Transfer-Encoding";
+  EXPECT_EQ(refused(host + "Content-Length: 5\r\nContent-Length: 5\r\n").status, 400);
+
+  const std::string length = "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  auto no_host = refused(length);
+  EXPECT_EQ(no_host.status, 400);
+  EXPECT_NE(no_host.error.find("must carry a Host"), std::string::npos) << no_host.error;
+  EXPECT_EQ(refused(length, 10).outcome, http::ParsedRequest::Outcome::complete) << "HTTP/1.0 may omit Host";
+  for (const char* name :
+       {"Host", "Origin", "Authorization", "Mcp-Session-Id", "MCP-Protocol-Version", "Last-Event-ID", "Content-Type"}) {
+    SCOPED_TRACE(name);
+    const std::string twice = std::string(name) + ": a\r\n" + lower_case(name) + ": b\r\n";
+    auto r = refused((std::string(name) == "Host" ? "" : host) + twice + length);
+    EXPECT_EQ(r.outcome, http::ParsedRequest::Outcome::error);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_NE(r.error.find("repeated"), std::string::npos) << r.error;
+  }
+  // The head is judged before the body arrives: a refused head needs no body byte.
+  auto early = http::parse_request("POST /mcp HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 100\r\n\r\n", limits);
+  EXPECT_EQ(early.outcome, http::ParsedRequest::Outcome::error);
+  // A well-formed request still parses, chunked and with Content-Length.
+  EXPECT_EQ(refused(host + length).outcome, http::ParsedRequest::Outcome::complete);
 }
 
 TEST(HttpRequestTest, HeaderChecks) {

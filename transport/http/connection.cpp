@@ -90,6 +90,9 @@ void Connection::on_head(beast::error_code ec) {
     on_read_error(ec);
     return;
   }
+  if (refuse_head()) {
+    return;
+  }
   m_state = State::body;
   arm(m_owner.options().body_timeout);
   auto read_body = [self = shared_from_this()] {
@@ -125,7 +128,6 @@ void Connection::on_body(beast::error_code ec) {
   disarm();
   auto req = std::make_shared<Request>();
   fill_parsed(*m_parser, *req);
-  req->version = m_parser->get().version() == 10 ? 10 : 11;
   m_parser.reset();
   req->path = target_path(req->target);
   req->remote_addr = m_remote;
@@ -184,9 +186,47 @@ void Connection::on_read_error(const beast::error_code& ec) {
   respond_error_and_close(status, message);
 }
 
+bool Connection::refuse_head() {
+  // Called from on_head: no read is pending, so what was read of this request can be dropped when
+  // it is refused (the rest is drained into a fixed buffer by linger()).
+  auto drop_request = [this] {
+    m_parser.reset();
+    m_buffer.consume(m_buffer.size());
+    m_buffer.shrink_to_fit();
+  };
+  Request head;
+  fill_head(*m_parser, head);
+  head.path = target_path(head.target);
+  head.remote_addr = m_remote;
+  if (auto problem = check_head(head.version, head.headers)) {
+    spdlog::debug("http: refused a request head from {}: {}", m_remote, problem->message);
+    drop_request();
+    respond_error_and_close(problem->status, problem->message);
+    return true;
+  }
+  // A request without a body is admitted by the handler like any other (its connection stays
+  // usable after a rejection); one with a body is admitted here, so that an unadmitted client
+  // never has a body byte buffered, a byte reserved for it, or "100 Continue".
+  if (m_parser->is_done()) {
+    return false;
+  }
+  Response res;
+  if (m_owner.admit_head(head, res)) {
+    return false;
+  }
+  res.close = true;
+  drop_request();
+  respond_and_close(res);
+  return true;
+}
+
 void Connection::respond_error_and_close(int status, const std::string& message) {
   Response res;
   set_error(res, status, k_code_transport, message);
+  respond_and_close(res);
+}
+
+void Connection::respond_and_close(Response& res) {
   m_state = State::writing;
   beast::error_code ignored;
   m_socket.cancel(ignored); // a pending read ends (its handler sees the state changed)

@@ -37,6 +37,10 @@ public:
   virtual bool stopping() const = 0;
   // Runs `job` on a worker thread.
   virtual void dispatch(std::function<void()> job) = 0;
+  // Admission on a request's head alone (I/O thread, before any body byte is buffered or
+  // "100 Continue" sent): endpoint, method, Host, Origin, bearer token. False with the rejection
+  // in `res` when the request may not proceed.
+  virtual bool admit_head(const Request& head, Response& res) = 0;
   // Answers a complete request (on a worker thread).
   virtual void handle(const Request& req, Response& res) = 0;
   // The connection closed (I/O thread).
@@ -83,6 +87,9 @@ private:
   std::size_t send_from_worker(const std::string& bytes);
   void on_read_error(const boost::beast::error_code& ec);
   void respond_error_and_close(int status, const std::string& message);
+  void respond_and_close(Response& res);
+  // The head is refused (check_head or admission): answered, closed, nothing more read.
+  bool refuse_head();
   void on_handled(const Request& req, Response& res, std::size_t sent);
 
   // ------------------------------------------------------------------ SSE

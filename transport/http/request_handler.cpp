@@ -52,6 +52,27 @@ void RequestHandler::handle(const Request& req, Response& res) {
   }
 }
 
+bool RequestHandler::admit_head(const Request& head, Response& res) {
+  if (head.method == "GET" && head.path == "/healthz") {
+    return true;
+  }
+  if (!at_endpoint(head, res)) {
+    return false;
+  }
+  if (head.method == "OPTIONS") {
+    return admit(head, res, false); // browsers send no credentials on a preflight
+  }
+  if (!admit(head, res, true)) {
+    return false;
+  }
+  if (head.method != "POST" && head.method != "GET" && head.method != "DELETE") {
+    res.set_header("Allow", "GET, POST, DELETE, OPTIONS");
+    set_error(res, 405, k_code_transport, "Method Not Allowed: use POST, GET or DELETE on " + m_options.path);
+    return false;
+  }
+  return true;
+}
+
 // ------------------------------------------------------------------ checks
 
 bool RequestHandler::at_endpoint(const Request& req, Response& res) const {

@@ -26,6 +26,10 @@ public:
 
   void handle(const Request& req, Response& res);
 
+  // The admission handle() applies, on the head alone (endpoint, method, Host, Origin, token), for
+  // the connection to run before it reads a body. Thread-safe (reads only the configuration).
+  bool admit_head(const Request& head, Response& res);
+
 private:
   // Checks. Each sets the rejection in `res` and returns false (or null) when the request may not
   // proceed.

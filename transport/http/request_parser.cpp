@@ -49,19 +49,26 @@ bool expects_continue(const Parser& parser) {
   return iequals(view(parser.get()[bhttp::field::expect]), "100-continue");
 }
 
-void fill_parsed(Parser& parser, ParsedRequest& out) {
-  auto& req = parser.get();
+void fill_head(const Parser& parser, ParsedRequest& out) {
+  const auto& req = parser.get();
   out.method = std::string(req.method_string());
   out.target = std::string(req.target());
+  out.headers.clear();
   for (const auto& field : req) {
     out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
   }
+  out.version = req.version() == 10 ? 10 : 11;
+  out.keep_alive = req.keep_alive();
+  out.expect_continue = expects_continue(parser);
+}
+
+void fill_parsed(Parser& parser, ParsedRequest& out) {
+  fill_head(parser, out);
+  auto& req = parser.get();
   auto& body = req.body();
   out.oversized = body.oversized;
   out.body_bytes = body.total;
   out.body = std::move(body.data);
-  out.keep_alive = req.keep_alive();
-  out.expect_continue = expects_continue(parser);
 }
 
 std::size_t drain_limit_for(std::size_t max_body_bytes) {
@@ -75,9 +82,30 @@ ParsedRequest parse_request(std::string_view bytes, const RequestLimits& limits)
   parser.eager(true);
   std::size_t used = 0;
   beast::error_code ec;
+  bool head_checked = false;
+  // As the server does: the head is judged as soon as it is complete, before the body counts.
+  auto head_refused = [&] {
+    if (head_checked || !parser.is_header_done()) {
+      return false;
+    }
+    head_checked = true;
+    ParsedRequest head;
+    fill_head(parser, head);
+    auto problem = check_head(head.version, head.headers);
+    if (!problem) {
+      return false;
+    }
+    out.outcome = ParsedRequest::Outcome::error;
+    out.status = problem->status;
+    out.error = problem->message;
+    return true;
+  };
   while (!parser.is_done()) {
     std::size_t n = parser.put(boost::asio::buffer(bytes.data() + used, bytes.size() - used), ec);
     used += n;
+    if ((!ec || ec == bhttp::error::need_more) && head_refused()) {
+      return out;
+    }
     if (ec == bhttp::error::need_more) {
       ec = {};
       if (n == 0 || used >= bytes.size()) {
@@ -97,6 +125,9 @@ ParsedRequest parse_request(std::string_view bytes, const RequestLimits& limits)
       out.outcome = ParsedRequest::Outcome::incomplete;
       return out;
     }
+  }
+  if (head_refused()) {
+    return out;
   }
   fill_parsed(parser, out);
   out.outcome = ParsedRequest::Outcome::complete;

@@ -8,6 +8,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -29,12 +30,15 @@ struct CappedBody {
     template <bool isRequest, class Fields>
     reader(boost::beast::http::header<isRequest, Fields>&, value_type& body) : m_body(body) {}
 
+    // Memory follows the bytes that arrive, not the length a client declares: at most the first
+    // 16 KiB are reserved up front (a declared 4 MiB that never comes costs nothing).
     void init(const boost::optional<std::uint64_t>& length, boost::beast::error_code& ec) {
       if (length && *length <= m_body.limit) {
-        m_body.data.reserve(static_cast<std::size_t>(*length));
+        m_body.data.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*length, k_reserve_up_front)));
       }
       ec = {};
     }
+    static constexpr std::uint64_t k_reserve_up_front = 16 * 1024;
 
     template <class ConstBufferSequence>
     std::size_t put(const ConstBufferSequence& buffers, boost::beast::error_code& ec) {
@@ -70,6 +74,9 @@ void configure(Parser& parser, const RequestLimits& limits);
 
 // The answer to a request that could not be read: HTTP status and message.
 std::pair<int, std::string> read_error_answer(const boost::beast::error_code& ec, const RequestLimits& limits);
+
+// Copies the request line and headers of a parser whose header is done into `out`.
+void fill_head(const Parser& parser, ParsedRequest& out);
 
 // Moves what a parser that is done has read into `out` (all but `consumed` and `outcome`).
 void fill_parsed(Parser& parser, ParsedRequest& out);

@@ -18,7 +18,6 @@ class SseWriter;
 struct Request : ParsedRequest {
   std::string path;
   std::string remote_addr;
-  unsigned version = 11; // 10 or 11
 };
 
 struct Response {

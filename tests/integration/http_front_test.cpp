@@ -1,0 +1,156 @@
+// The HTTP front before authentication, against the real binary and raw sockets: admission is
+// decided on the head (no body byte buffered, no "100 Continue", no memory reserved for a client
+// that is refused), request framing that RFC 9112 makes an error (a Transfer-Encoding not ending
+// in chunked would let a body pass as a second request), and repeated security headers.
+#include "tests/support/http_server_process.h"
+#include "tests/support/process_stats.h"
+#include "tests/support/raw_http.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace smcp::testing::http {
+namespace {
+
+const std::string k_token = "front-token-0123456789abcdef";
+
+std::string post_head(std::size_t length, const std::string& extra = "") {
+  return "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+         "Accept: application/json, text/event-stream\r\nContent-Length: " +
+         std::to_string(length) + "\r\n" + extra + "\r\n";
+}
+
+// A client without the token that announces a 4 MiB body is refused on its head: 401 comes before
+// any "100 Continue" and without waiting for the body, and the connection closes.
+TEST(HttpFront, UnauthenticatedBodiesAreRefusedOnTheirHead) {
+  HttpServerProcess server({}, {"SANDBOX_MCP_HTTP_TOKEN=" + k_token});
+  const int port = server.port();
+  {
+    Connection c(port);
+    ASSERT_TRUE(c.send_raw(post_head(4 << 20, "Expect: 100-continue\r\n")));
+    Response r = c.read_head(3s);
+    EXPECT_EQ(r.status, 401) << "the answer to an unauthenticated head, not 100 Continue";
+    EXPECT_TRUE(c.closed_by_peer(4s)) << "the connection closes after the refusal";
+  }
+  {
+    // The body is started and stalls: the refusal does not wait for it (nor for the 30 s body
+    // deadline).
+    Connection c(port);
+    ASSERT_TRUE(c.send_raw(post_head(4 << 20) + std::string(64 * 1024, 'x')));
+    Response r = c.read_head(3s);
+    EXPECT_EQ(r.status, 401);
+    EXPECT_NE(r.header("WWW-Authenticate").find("Bearer"), std::string::npos);
+  }
+  {
+    // A wrong Host or Origin, a wrong path or method: all decided on the head too.
+    for (const auto& [head, status] : std::vector<std::pair<std::string, int>>{
+             {"POST /mcp HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 4194304\r\n\r\n", 403},
+             {"POST /other HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4194304\r\n\r\n", 404},
+             {"PUT /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + k_token +
+                  "\r\nContent-Length: 4194304\r\n\r\n",
+              405}}) {
+      SCOPED_TRACE(head.substr(0, head.find('\r')));
+      Connection c(port);
+      ASSERT_TRUE(c.send_raw(head + "{"));
+      EXPECT_EQ(c.read_head(3s).status, status);
+    }
+  }
+  // With the token the same head is read as before: 100 Continue, then the body.
+  Connection c(port);
+  const std::string body = initialize_request().dump();
+  ASSERT_TRUE(c.send_raw(post_head(body.size(), "Expect: 100-continue\r\nAuthorization: Bearer " + k_token + "\r\n")));
+  EXPECT_EQ(c.read_head(3s).status, 100);
+  ASSERT_TRUE(c.send_raw(body));
+  EXPECT_EQ(c.read_response(5s).status, 200);
+}
+
+// Unauthenticated clients that each send 4 MB of a 4 MiB body and stall pin no memory: the server
+// refuses them on the head and drains the rest into a fixed buffer. (Before: RSS grew by the sum of
+// the bodies, 60 x 4 MB = 240 MB.) An authenticated client is served meanwhile.
+TEST(HttpFront, StalledUnauthenticatedBodiesPinNoMemory) {
+  HttpServerProcess server({}, {"SANDBOX_MCP_HTTP_TOKEN=" + k_token});
+  const int port = server.port();
+  const Headers auth = {{"Authorization", "Bearer " + k_token}};
+  const std::string session = open_session(port, "2025-11-25", auth);
+  const long before_kb = bench::status_field(server.pid(), "VmHWM:");
+  ASSERT_GT(before_kb, 0);
+  const std::string attack = post_head(4 << 20) + std::string(4'000'000, 'x');
+  std::vector<std::unique_ptr<Connection>> stalled;
+  for (int i = 0; i < 60; ++i) {
+    stalled.push_back(std::make_unique<Connection>(port));
+    stalled.back()->send_raw(attack); // may fail once the server has closed: it refused already
+  }
+  expect_serving(port, session, auth);
+  const long after_kb = bench::status_field(server.pid(), "VmHWM:");
+  EXPECT_LT(after_kb - before_kb, 32 * 1024)
+      << "peak RSS grew from " << before_kb << " KiB to " << after_kb << " KiB for 60 refused 4 MB bodies";
+  for (auto& c : stalled) {
+    EXPECT_EQ(c->read_head(3s).status, 401);
+  }
+}
+
+// RFC 9112 section 6.3: a Transfer-Encoding that does not end in chunked is 400 and close, so the
+// bytes after the head are never parsed as another request (request smuggling).
+TEST(HttpFront, TransferEncodingNotEndingInChunkedIsRefusedAndTheBodyNeverParsed) {
+  HttpServerProcess server;
+  const int port = server.port();
+  const std::string smuggled = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  for (const char* te : {"xchunked", "chunked, identity", "identity"}) {
+    SCOPED_TRACE(std::string("Transfer-Encoding: ") + te);
+    Connection c(port);
+    ASSERT_TRUE(c.send_raw("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                           "Transfer-Encoding: " +
+                           std::string(te) + "\r\n\r\n" + smuggled));
+    Response r = c.read_response(3s);
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_NE(r.error_message().find("must end in 'chunked'"), std::string::npos) << r.body;
+    EXPECT_EQ(r.header("Connection"), "close");
+    Response second = c.read_response(2s);
+    EXPECT_EQ(second.status, 0) << "the body was answered as a second request: " << second.body;
+  }
+  Connection gzip(port);
+  ASSERT_TRUE(gzip.send_raw("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"));
+  EXPECT_EQ(gzip.read_response(3s).status, 501);
+  expect_serving(port, open_session(port));
+}
+
+// A repeated Host (RFC 9112 section 3.2), Origin, Authorization or Mcp-Session-Id is 400: the
+// first one no longer wins unchecked (a valid token beside a second Authorization, a loopback Host
+// beside another name).
+TEST(HttpFront, RepeatedSecurityHeadersAreRefused) {
+  HttpServerProcess server({}, {"SANDBOX_MCP_HTTP_TOKEN=" + k_token});
+  const int port = server.port();
+  const Headers auth = {{"Authorization", "Bearer " + k_token}};
+  const std::string session = open_session(port, "2025-11-25", auth);
+  const std::string body = tools_list(5).dump();
+  const std::string common = "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+                             "Content-Length: " +
+                             std::to_string(body.size()) + "\r\n";
+  const std::string token_line = "Authorization: Bearer " + k_token + "\r\n";
+  const std::string session_line = "Mcp-Session-Id: " + session + "\r\n";
+  const std::string host_line = "Host: 127.0.0.1\r\n";
+  for (const auto& [what, head] : std::vector<std::pair<std::string, std::string>>{
+           {"Host", host_line + "Host: evil.example\r\n" + token_line + session_line},
+           {"Authorization", host_line + token_line + "Authorization: Bearer other\r\n" + session_line},
+           {"Mcp-Session-Id",
+            host_line + token_line + session_line + "Mcp-Session-Id: " + std::string(48, 'f') + "\r\n"},
+           {"Origin",
+            host_line + token_line + session_line + "Origin: http://localhost\r\nOrigin: http://evil.example\r\n"},
+           {"no Host", token_line + session_line}}) {
+    SCOPED_TRACE(what);
+    Connection c(port);
+    ASSERT_TRUE(c.send_raw("POST /mcp HTTP/1.1\r\n" + head + common + "\r\n" + body));
+    Response r = c.read_response(3s);
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_NE(r.error_message().find(what == "no Host" ? "must carry a Host" : what + " header is repeated"),
+              std::string::npos)
+        << r.body;
+  }
+  expect_serving(port, session, auth);
+}
+
+} // namespace
+} // namespace smcp::testing::http
