@@ -58,6 +58,15 @@ TEST(HttpFront, UnauthenticatedBodiesAreRefusedOnTheirHead) {
       EXPECT_EQ(c.read_head(3s).status, status);
     }
   }
+  // The two requests answered without a token take no body, so none is buffered for them.
+  for (const std::string method_path : {"OPTIONS /mcp", "GET /healthz"}) {
+    SCOPED_TRACE(method_path);
+    Connection c(port);
+    ASSERT_TRUE(c.send_raw(method_path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4194304\r\n\r\n{"));
+    Response r = c.read_response(3s);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_NE(r.error_message().find("takes no request body"), std::string::npos) << r.body;
+  }
   // With the token the same head is read as before: 100 Continue, then the body.
   Connection c(port);
   const std::string body = initialize_request().dump();
@@ -90,6 +99,23 @@ TEST(HttpFront, StalledUnauthenticatedBodiesPinNoMemory) {
   for (auto& c : stalled) {
     EXPECT_EQ(c->read_head(3s).status, 401);
   }
+}
+
+// Refused clients that keep their connection open (the server drains what they send for 2 s) give
+// way at --max-connections: an authenticated client gets in at once, not 503.
+TEST(HttpFront, RefusedConnectionsGiveWayAtTheConnectionLimit) {
+  HttpServerProcess server({"--max-connections", "8"}, {"SANDBOX_MCP_HTTP_TOKEN=" + k_token});
+  const int port = server.port();
+  std::vector<std::unique_ptr<Connection>> refused;
+  for (int i = 0; i < 8; ++i) {
+    refused.push_back(std::make_unique<Connection>(port));
+    ASSERT_TRUE(refused.back()->send_raw(post_head(4 << 20) + "{"));
+    EXPECT_EQ(refused.back()->read_head(3s).status, 401);
+  }
+  const Headers auth = {{"Authorization", "Bearer " + k_token}};
+  Connection c(port);
+  c.send("POST", "/mcp", mcp_headers("", auth), initialize_request().dump());
+  EXPECT_EQ(c.read_response(3s).status, 200) << "8 refused connections still draining held every slot";
 }
 
 // RFC 9112 section 6.3: a Transfer-Encoding that does not end in chunked is 400 and close, so the

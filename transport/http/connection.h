@@ -61,8 +61,11 @@ public:
 
   void start() { read_next(); }
 
-  // At --max-connections: a connection waiting for (the rest of) a request may give way.
-  bool evictable() const { return m_state == State::head || (m_state == State::body && !m_trusted); }
+  // At --max-connections: a connection waiting for (the rest of) a request may give way, and so may
+  // one that was answered and only drains what its client still sends (a refused head's body).
+  bool evictable() const {
+    return m_state == State::head || m_state == State::lingering || (m_state == State::body && !m_trusted);
+  }
   bool trusted() const { return m_trusted; }
   Clock::time_point waiting_since() const { return m_wait_started; }
   const std::string& remote() const { return m_remote; }

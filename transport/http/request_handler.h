@@ -27,7 +27,9 @@ public:
   void handle(const Request& req, Response& res);
 
   // The admission handle() applies, on the head alone (endpoint, method, Host, Origin, token), for
-  // the connection to run before it reads a body. Thread-safe (reads only the configuration).
+  // the connection to run before it reads a body (only for requests that have one: OPTIONS and
+  // GET /healthz, answered without a token, are refused with one). Thread-safe (reads only the
+  // configuration).
   bool admit_head(const Request& head, Response& res);
 
 private:
