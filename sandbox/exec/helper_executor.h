@@ -16,7 +16,11 @@
 // request names the token the helper printed when it started: reaching the socket is not enough.
 // When the helper cannot run (no perl, a startup file that exits, streamlocal forwarding disabled
 // by the server), calls go through the inner executor as before, with a log line; the helper is
-// tried again after a while.
+// tried again after a while. A helper starts on a thread of its own: while it starts, reads, kills
+// and probes (retry-safe calls) go through the inner executor, and commands wait for it no longer
+// than their own deadline. A request the helper does not take in time (a stopped or hung helper)
+// is sent again to a new one; a helper that cannot fork says so and the request is sent again
+// after a pause; a stream lost after the command started is an `unreachable` error.
 #pragma once
 
 #include "sandbox/exec/remote_executor.h"
@@ -32,7 +36,11 @@ struct HelperOptions {
   bool snapshot = true;                           // false: the login shell's environment only, no functions or aliases
   std::string perl = "perl";                      // how the login shell finds perl
   std::chrono::milliseconds start_timeout{60000}; // the helper's start, snapshot included
-  std::chrono::milliseconds retry_after{300000};  // after a failed start, calls go direct this long
+  // A request the helper has not taken (its "accepted" frame) this long after it was sent: the
+  // helper is taken as stopped or hung (SIGSTOP, a frozen cgroup, a suspended node), a new one is
+  // started and the request sent again (nothing ran). Doubled for each resend of one call.
+  std::chrono::milliseconds accept_timeout{1500};
+  std::chrono::milliseconds retry_after{300000}; // after a failed start, calls go direct this long
 };
 
 std::shared_ptr<RemoteExecutor> make_helper_executor(std::shared_ptr<RemoteExecutor> inner, HelperOptions options);

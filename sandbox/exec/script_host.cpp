@@ -244,6 +244,22 @@ ExitInfo ScriptHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_to
     if (!call->wait_until(Clock::now() + std::chrono::seconds(3))) {
       close_call(*call);
     }
+  } else if (const SupervisorReport report = output->report();
+             !report.exit_code && !report.signal && report.sid && *report.sid > 1) {
+    // The stream was lost after the command started (the helper's process that served it ended,
+    // or the connection dropped) and before its end: it may still run. Ended through the session
+    // it reported.
+    try {
+      call->result();
+    } catch (const HostError& e) {
+      if (e.kind() == Kind::unreachable) {
+        tree = end_tree(spec, report);
+        throw HostError(
+            Kind::unreachable,
+            std::string(e.what()) + "; " +
+                (tree.verified ? "its processes (session " + std::to_string(*report.sid) + ") were ended" : tree.note));
+      }
+    }
   }
   return exit_info(spec, end, tree, output->finish(), *call);
 }
@@ -357,8 +373,8 @@ ExitInfo ScriptHost::exit_info(const CommandSpec& spec, RunEnd end, const TreeEn
     info.exit_code = report.exit_code;
   } else if (report.signal) {
     info.signal = report.signal;
-  } else if (error && !timed_out && !cancelled) {
-    throw *error;
+  } else if (error && (!(timed_out || cancelled) || (!report.sid && error->kind() == Kind::unreachable))) {
+    throw *error; // (timed out with no session reported and the host unreachable: nothing ran, nothing was killed)
   } else if (rr.exit_signal) {
     info.signal = rr.exit_signal;
   } else if (rr.exit_status && !timed_out && !cancelled) {

@@ -7,7 +7,8 @@
 // hosts' files on a shared home, requests without the token are not served, and a snapshot
 // changed after it was written is not loaded.
 #include "sandbox/exec/helper_executor.h"
-#include "sandbox/exec/scripts/embedded.h"
+#include "tests/support/helper_process.h"
+#include "tests/support/scripted_executor.h"
 
 #include <gtest/gtest.h>
 
@@ -43,56 +44,8 @@ std::string frame(char type, const std::string& data) {
   return out + data;
 }
 
-// A call that has already ended: its output was delivered when it started.
-class DoneCall final : public RemoteCall {
-public:
-  DoneCall(RemoteResult result, std::optional<HostError> error, bool ends)
-      : m_result(std::move(result)), m_error(std::move(error)), m_ends(ends) {}
-  bool wait_until(Clock::time_point, std::stop_token) override { return m_ends || m_cancelled; }
-  void cancel() override { m_cancelled = true; }
-  RemoteResult result() override {
-    if (m_error) {
-      throw *m_error;
-    }
-    return m_result;
-  }
-  bool cancelled() const { return m_cancelled; }
-
-private:
-  RemoteResult m_result;
-  std::optional<HostError> m_error;
-  bool m_ends;
-  bool m_cancelled = false;
-};
-
-// Answers each start() with the next scripted reply, and records what it was asked.
-class ScriptedExecutor final : public RemoteExecutor {
-public:
-  struct Reply {
-    std::string output; // delivered to on_output (Stream::out)
-    std::optional<HostError> error;
-    bool ends = true; // false: a long-lived call (the helper)
-  };
-  std::shared_ptr<RemoteCall> start(RemoteCommand command) override {
-    std::lock_guard lock(m_mutex);
-    commands.push_back(command);
-    if (replies.empty()) {
-      throw HostError(HostError::Kind::io, "no reply scripted for " + command.what);
-    }
-    Reply r = replies.front();
-    replies.pop_front();
-    if (command.on_output && !r.output.empty()) {
-      command.on_output(Stream::out, r.output);
-    }
-    auto call = std::make_shared<DoneCall>(RemoteResult{0, {}, command.on_output ? "" : r.output, ""}, r.error, r.ends);
-    calls.push_back(call);
-    return call;
-  }
-  std::mutex m_mutex;
-  std::deque<Reply> replies;
-  std::vector<RemoteCommand> commands;
-  std::vector<std::shared_ptr<DoneCall>> calls;
-};
+using testing::DoneCall;
+using testing::ScriptedExecutor;
 
 constexpr const char* k_token = "0123456789abcdef0123456789abcdef";
 
@@ -168,13 +121,17 @@ TEST(HelperExecutor, AStaleSnapshotStartsANewHelperAndSendsTheRequestAgain) {
 TEST(HelperExecutor, RefusedStreamsTryOneNewHelperThenGoDirect) {
   auto inner = std::make_shared<ScriptedExecutor>();
   const HostError refused(HostError::Kind::refused, "gpu1 refused a stream: Channel open failure (connect failed)");
-  inner->replies = {helper_ready("/a"), {"", refused}, helper_ready("/b"), {"", refused}, {"direct\n"}};
+  // sshd says "connect failed" for a socket that is gone too: the host is asked which it is. Gone
+  // (the helper exited): a new helper; there (sshd refuses): direct calls.
+  inner->replies = {helper_ready("/a"), {"", refused}, {"gone\n"},  helper_ready("/b"),
+                    {"", refused},      {"present\n"}, {"direct\n"}};
   auto ex = make(inner);
   RemoteResult r = ex->run(sh("echo"), std::chrono::seconds(5));
   EXPECT_EQ(r.out, "direct\n");
-  ASSERT_EQ(inner->commands.size(), 5u);
-  EXPECT_EQ(inner->commands[4].exec, "exec /bin/sh -s") << "sent as it was, through the login shell";
-  EXPECT_TRUE(inner->commands[4].stream_socket.empty());
+  ASSERT_EQ(inner->commands.size(), 7u);
+  EXPECT_NE(inner->commands[2].exec.find("[ -S '/a' ]"), std::string::npos) << inner->commands[2].exec;
+  EXPECT_EQ(inner->commands[6].exec, "exec /bin/sh -s") << "sent as it was, through the login shell";
+  EXPECT_TRUE(inner->commands[6].stream_socket.empty());
   EXPECT_EQ(ex->status().shell_env, "login-shell");
   EXPECT_NE(ex->status().shell_env_note.find("AllowStreamLocalForwarding"), std::string::npos);
   // And the next call goes directly at once (no new helper for a while).
@@ -203,7 +160,10 @@ TEST(HelperExecutor, AStreamThatEndsBeforeItsExitStatusIsAnError) {
     ex->run(sh("echo"), std::chrono::seconds(5));
     FAIL() << "no error";
   } catch (const HostError& e) {
-    EXPECT_NE(std::string(e.what()).find("before its exit status"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("was lost after the command started, before its exit status"),
+              std::string::npos)
+        << e.what();
+    EXPECT_EQ(e.kind(), HostError::Kind::unreachable) << "it may still run: the caller ends it by its session";
   }
 }
 
@@ -216,152 +176,11 @@ TEST(HelperExecutor, AReadyLineWithoutAValidTokenIsNotUsed) {
   EXPECT_EQ(ex->status().shell_env, "login-shell");
 }
 
-// helper.pl itself, run here as the server runs it on a host: `perl -` reads the program from its
-// stdin, which then stays open (the helper lives until it ends), with HOME set.
+// helper.pl itself, run here as the server runs it on a host (tests/support/helper_process.h).
 namespace fs = std::filesystem;
-
-class LocalHelper {
-public:
-  explicit LocalHelper(const std::string& home, const std::string& mode = "skip") {
-    int in[2];
-    int out[2];
-    if (::pipe(in) != 0 || ::pipe(out) != 0) {
-      throw std::runtime_error("pipe");
-    }
-    const std::string home_env = "HOME=" + home;
-    std::vector<const char*> argv = {"/usr/bin/env", home_env.c_str(), "perl", "-", nullptr};
-    m_pid = ::fork();
-    if (m_pid == 0) {
-      ::dup2(in[0], 0);
-      ::dup2(out[1], 1);
-      ::close(in[0]);
-      ::close(in[1]);
-      ::close(out[0]);
-      ::close(out[1]);
-      ::execv(argv[0], const_cast<char* const*>(argv.data()));
-      ::_exit(127);
-    }
-    ::close(in[0]);
-    ::close(out[1]);
-    m_in = in[1];
-    m_out = out[0];
-    const std::string program = "$mode = '" + mode + "';\n" + std::string(scripts::helper_pl) + "\n__END__\n";
-    for (std::size_t at = 0; at < program.size();) {
-      const ssize_t w = ::write(m_in, program.data() + at, program.size() - at);
-      if (w <= 0) {
-        break;
-      }
-      at += static_cast<std::size_t>(w);
-    }
-    // Its answer: the line after the marker.
-    static constexpr std::string_view k_marker = "\nsandbox-mcp-helper: ";
-    std::string got;
-    const auto deadline = Clock::now() + std::chrono::seconds(30);
-    while (Clock::now() < deadline) {
-      const auto at = got.find(k_marker);
-      if (at != std::string::npos && got.find('\n', at + k_marker.size()) != std::string::npos) {
-        m_answer = got.substr(at + k_marker.size(), got.find('\n', at + k_marker.size()) - at - k_marker.size());
-        break;
-      }
-      pollfd p{m_out, POLLIN, 0};
-      if (::poll(&p, 1, 100) > 0) {
-        char buf[4096];
-        const ssize_t r = ::read(m_out, buf, sizeof buf);
-        if (r <= 0) {
-          break;
-        }
-        got.append(buf, static_cast<std::size_t>(r));
-      }
-    }
-    if (m_answer.rfind("ready ", 0) == 0 && m_answer.size() > 6 + 33) {
-      m_token = m_answer.substr(6, 32);
-      m_socket = m_answer.substr(6 + 33);
-    }
-  }
-  ~LocalHelper() { stop(); }
-  LocalHelper(const LocalHelper&) = delete;
-  LocalHelper& operator=(const LocalHelper&) = delete;
-
-  // Its channel closes: it removes its socket and exits.
-  void stop() {
-    if (m_in >= 0) {
-      ::close(m_in);
-      m_in = -1;
-    }
-    if (m_pid > 0) {
-      int st = 0;
-      ::waitpid(m_pid, &st, 0);
-      m_pid = -1;
-    }
-    if (m_out >= 0) {
-      ::close(m_out);
-      m_out = -1;
-    }
-  }
-
-  const std::string& answer() const { return m_answer; } // "ready TOKEN SOCKET" or "failed WHY"
-  const std::string& token() const { return m_token; }
-  const std::string& socket() const { return m_socket; }
-  pid_t pid() const { return m_pid; }
-  // Its snapshot: s-HOST-PID-RAND.sh beside h-HOST-PID-RAND.sock.
-  std::string snapshot() const {
-    const fs::path p(m_socket);
-    const std::string name = p.filename();
-    return (p.parent_path() / ("s-" + name.substr(2, name.size() - 2 - 5) + ".sh")).string();
-  }
-  // The name of this host in the helper's file names (h-HOST-PID-RAND.sock).
-  std::string host() const {
-    const std::string name = fs::path(m_socket).filename();
-    return name.substr(2, name.find('-', 2) - 2);
-  }
-
-private:
-  pid_t m_pid = -1;
-  int m_in = -1;
-  int m_out = -1;
-  std::string m_answer, m_token, m_socket;
-};
-
-// One request to a helper's socket; the frames it answered ("a", "o:hi\n", "x:exit 0"...) until
-// it closed the connection.
+using testing::LocalHelper;
 std::vector<std::string> request(const std::string& socket, const std::string& token, const std::string& exec) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket.c_str());
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return {"connect failed: " + std::string(std::strerror(errno))};
-  }
-  const std::string req = "smcp2 " + token + " " + std::to_string(exec.size()) + " 0\n" + exec;
-  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
-    ::close(fd);
-    return {"write failed"};
-  }
-  std::string got;
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 10000) <= 0) {
-      got += "<timeout>";
-      break;
-    }
-    char buf[4096];
-    const ssize_t r = ::read(fd, buf, sizeof buf);
-    if (r <= 0) {
-      break;
-    }
-    got.append(buf, static_cast<std::size_t>(r));
-  }
-  ::close(fd);
-  std::vector<std::string> frames;
-  std::size_t at = 0;
-  while (got.size() - at >= 5) {
-    const auto* b = reinterpret_cast<const unsigned char*>(got.data() + at);
-    const std::size_t len = (std::size_t(b[1]) << 24) | (std::size_t(b[2]) << 16) | (std::size_t(b[3]) << 8) | b[4];
-    frames.push_back(std::string(1, got[at]) + (len ? ":" + got.substr(at + 5, len) : ""));
-    at += 5 + len;
-  }
-  return frames;
+  return testing::helper_request(socket, token, exec);
 }
 
 class HelperScript : public ::testing::Test {
@@ -404,14 +223,18 @@ protected:
 };
 
 TEST_F(HelperScript, ReapsWhatDeadHelpersOfThisHostLeftAndNeverAnotherHostsFiles) {
-  std::string host;
+  std::string host, boot;
   {
     LocalHelper first(home);
     ASSERT_EQ(first.answer().rfind("ready ", 0), 0u) << first.answer();
     EXPECT_EQ(fs::path(first.socket()).parent_path(), run_dir());
     host = first.host();
+    boot = first.boot();
   }
   ASSERT_NE(host.find('_'), std::string::npos) << host;
+  ASSERT_EQ(boot.size(), 9u) << boot;
+  ASSERT_NE(boot, "b00000000");
+  const std::string alive = std::to_string(::getpid());
   // A home on NFS: the same run directory holds the files of helpers on other nodes, whose pids
   // mean nothing here (this one is dead here, and maybe alive there).
   const std::string dead = std::to_string(dead_pid());
@@ -420,11 +243,15 @@ TEST_F(HelperScript, ReapsWhatDeadHelpersOfThisHostLeftAndNeverAnotherHostsFiles
       d + "h-node042_1234abcd-" + dead + "-0badf00d.sock",
       d + "s-node042_1234abcd-" + dead + "-0badf00d.sh",
       d + "h-" + host.substr(0, host.find('_')) + "_00000000-" + dead + "-0badf00d.sock", // same name, other machine
-      d + "s-" + host + "-" + dead + "-0badf00e.sh", // this host's, but a job may still load it
-      d + "h-" + dead + "-0badf00d.sock",            // an older helper's: whose it is cannot be told
+      d + "s-" + host + "-" + dead + "-0badf00e.sh",                 // this host's, but a job may still load it
+      d + "h-" + dead + "-0badf00d.sock",                            // an older helper's: whose it is cannot be told
+      d + "h-" + host + "-" + boot + "-" + alive + "-0badf00d.sock", // this boot's, alive
+      d + "h-node042_1234abcd-b00000000-" + dead + "-0badf00d.sock", // another host's, any boot
   };
-  const std::vector<std::string> reaped = {d + "h-" + host + "-" + dead + "-0badf00d.sock",
-                                           d + "s-" + host + "-" + dead + "-0badf00d.sh"};
+  const std::vector<std::string> reaped = {
+      d + "h-" + host + "-" + dead + "-0badf00d.sock", d + "s-" + host + "-" + dead + "-0badf00d.sh",
+      d + "h-" + host + "-" + boot + "-" + dead + "-0badf00d.sock",
+      d + "h-" + host + "-b00000000-" + alive + "-0badf00d.sock"}; // an earlier boot: its pid means nothing now
   for (const auto& f : kept) {
     touch(f, f.find("0badf00e") == std::string::npos ? 3 : 0);
   }
@@ -439,7 +266,8 @@ TEST_F(HelperScript, ReapsWhatDeadHelpersOfThisHostLeftAndNeverAnotherHostsFiles
   for (const auto& f : reaped) {
     EXPECT_FALSE(fs::exists(f)) << f << " was left";
   }
-  EXPECT_NE(second.socket().find("/h-" + host + "-" + std::to_string(second.pid())), std::string::npos)
+  EXPECT_NE(second.socket().find("/h-" + host + "-" + second.boot() + "-" + std::to_string(second.pid())),
+            std::string::npos)
       << second.socket();
 }
 

@@ -7,7 +7,8 @@
 #      loads instead of its startup files (SANDBOX_MCP_SHELL_INIT, see command_argv in
 #      process_tree.pl); in mode 'skip', the environment of the login shell and no snapshot;
 #   2. listens on a Unix socket in a directory only the user can enter (checked from / down, see
-#      safe_dir), prints "ready TOKEN SOCKET" (or "failed REASON") on stdout after
+#      safe_dir; $XDG_RUNTIME_DIR/sandbox-mcp, else ~/.local/state/sandbox-mcp/run, else one in
+#      /tmp, see run_dir: the first that is safe, short enough and writable), prints "ready TOKEN SOCKET" (or "failed REASON") on stdout after
 #      "sandbox-mcp-helper: ", and serves each connection (an SSH direct-streamlocal channel) that
 #      names TOKEN like sshd serves an exec request: in a new session, with the snapshot's
 #      environment, input relayed to stdin, stdout and stderr sent back as frames, then the exit
@@ -15,15 +16,16 @@
 #   3. exits when its own channel closes (its stdin ends): on disconnect, or when the server
 #      replaces it. Commands it started are not signalled (as sshd does not), and durable jobs
 #      detach from it as from sshd.
-# The files it leaves in the run directory carry this host's name (host_id): h-HOST-PID-RAND.sock
-# and s-HOST-PID-RAND.sh; a home on NFS is shared with the helpers of other hosts, whose files it
-# never touches.
+# The files it leaves in the run directory carry this host's name (host_id) and boot (boot_id):
+# h-HOST-BOOT-PID-RAND.sock and s-HOST-BOOT-PID-RAND.sh; a home on NFS is shared with the helpers
+# of other hosts, whose files it never touches.
 # A request: "smcp2 TOKEN EXEC_LENGTH INPUT_LENGTH\n", the exec string, the input (a connection
 # without the token is closed unanswered). Each answer frame is a type byte, a 4-byte big-endian
 # length and the data: a (accepted: the command starts now), o (stdout), e (stderr), x ("exit N"
 # or "signal N"), s (the startup files or the snapshot changed since it was taken: the server
-# starts a new helper and sends the request again; nothing ran), f (the helper could not run it:
-# why).
+# starts a new helper and sends the request again; nothing ran), r (nothing ran: no fork or pipe
+# now, e.g. the process limit; the server asks again after a pause), f (the helper could not run
+# it: why).
 # Set before this part (a package variable): $mode ('snapshot' or 'skip').
 use strict;
 our $mode;
@@ -85,11 +87,13 @@ sub safe_dir {
     @s = lstat($p);
     if (!@s && $!{ENOENT}) {
       my $old = umask(077);
-      mkdir($p, 0700);
+      my $made = mkdir($p, 0700);
+      my $err = "$!";
       umask($old);
       @s = lstat($p);
+      return (undef, "cannot create $p: $err") unless $made || @s;
     }
-    return (undef, "cannot create or stat $p: $!") unless @s;
+    return (undef, "cannot stat $p: $!") unless @s;
     if ($open_parent && $s[4] != 0 && $s[4] != $<) {
       return (undef, "$p belongs to uid $s[4], in a directory anyone can write to");
     }
@@ -169,26 +173,80 @@ sub slurp {
   return $t;
 }
 
+# This boot of the host: a pid of an earlier boot names no process of this one.
+sub boot_id {
+  my $b = '';
+  if (open(my $fh, '<', '/proc/sys/kernel/random/boot_id')) {
+    $b = <$fh> // '';
+    close($fh);
+  }
+  my $h = 2166136261;
+  $h = (($h ^ $_) * 16777619) % 4294967296 for unpack('C*', $b);
+  return sprintf('b%08x', $h);
+}
+# Can we write here (a full or read-only file system says no)? '' when we can, else why not.
+sub unwritable {
+  my $probe = "$_[0]/p-$$-" . sprintf('%08x', int(rand(0xffffffff))) . '.tmp';
+  my $old = umask(077);
+  my $ok = sysopen(my $f, $probe, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+  umask($old);
+  return "cannot write in $_[0]: $!" unless $ok;
+  my $w = syswrite($f, "\0" x 65536);
+  my $err = "$!";
+  close($f);
+  unlink($probe);
+  return (defined($w) && $w == 65536) ? '' : "cannot write in $_[0]: $err";
+}
+
 my $sig = signature();
 my $host = host_id();
-# A socket's path has room for about 100 bytes: /tmp/sandbox-mcp-UID when the home's is longer.
-sub too_long { return length("$_[0]/h-$host-4294967296-00000000.sock") > 100; }
-my @dirs = ("$home/.local/state/sandbox-mcp/run", "/tmp/sandbox-mcp-$<");
-shift(@dirs) if $home eq '' || too_long($dirs[0]);
-my ($dir, $why) = safe_dir($dirs[0]);
-if (defined($dir) && too_long($dir) && @dirs > 1) { # the links on the way made it longer
-  shift(@dirs);
-  ($dir, $why) = safe_dir($dirs[0]);
+my $boot = boot_id();
+# A socket's path has room for about 100 bytes.
+sub too_long { return length("$_[0]/h-$host-$boot-4294967296-00000000.sock") > 100; }
+# The run directory: $XDG_RUNTIME_DIR (the user's, made by the system for this boot), the home's
+# state directory, then one in /tmp. /tmp/sandbox-mcp-UID is anyone's to make first: when it is not
+# ours (or not safe), one of ours named /tmp/sandbox-mcp-UID-RANDOM, made new if need be. One that
+# cannot be made, written or named in a socket's path passes to the next; a home's that others
+# could change stops here (the user is told what to fix).
+sub run_dir {
+  my @why;
+  my @dirs;
+  my $mine = $home =~ m{^/} ? "$home/.local/state/sandbox-mcp/run" : '';
+  push(@dirs, "$ENV{XDG_RUNTIME_DIR}/sandbox-mcp") if ($ENV{XDG_RUNTIME_DIR} // '') =~ m{^/};
+  push(@dirs, $mine) if $mine ne '';
+  my $tmp = "/tmp/sandbox-mcp-$<";
+  push(@dirs, $tmp);
+  if (opendir(my $th, '/tmp')) {
+    push(@dirs, map { "/tmp/$_" } sort grep { /^sandbox-mcp-$<-[0-9a-f]{8}$/ } readdir($th));
+    closedir($th);
+  }
+  push(@dirs, map { sprintf('%s-%08x', $tmp, int(rand(0xffffffff))) } 1 .. 3);
+  for my $d (@dirs) {
+    if (too_long($d)) {
+      push(@why, "$d: too long for a socket path");
+      next;
+    }
+    my ($at, $w) = safe_dir($d);
+    return (undef, "cannot use $d: $w") if $d eq $mine && $w ne '' && $w !~ /^cannot (create|stat) /;
+    $w = "$at: too long for a socket path" if defined($at) && too_long($at); # links made it longer
+    $w ||= unwritable($at);
+    return ($at, '') unless $w;
+    push(@why, $w);
+  }
+  my %seen;
+  return (undef, 'no run directory for the helper: ' . join('; ', grep { !$seen{$_}++ } @why));
 }
-say_and_exit("failed cannot use $dirs[0]: $why") unless defined($dir);
-say_and_exit("failed the run directory $dir is too long for a socket path") if too_long($dir);
+my ($dir, $why) = run_dir();
+say_and_exit("failed $why") unless defined($dir);
 # What helpers of this host left behind when they are gone: their sockets, and their snapshots
 # after a day (a command or job a helper started may load its snapshot after the helper exited).
-# Names of another host are never touched: its helpers may be alive.
+# Gone: of an earlier boot, or no process has its pid. Names of another host are never touched:
+# its helpers may be alive (older names without the boot are this host's when their pid is dead).
 if (opendir(my $dh, $dir)) {
   for my $e (readdir($dh)) {
-    next unless $e =~ /^([hs])-([A-Za-z0-9_]+)-(\d+)-[0-9a-f]{8}\.(?:sock|sh|raw|env)$/;
-    next if $2 ne $host || kill(0, $3) || $!{EPERM};
+    next unless $e =~ /^([hs])-([A-Za-z0-9_]+)-(?:(b[0-9a-f]{8})-)?(\d+)-[0-9a-f]{8}\.(?:sock|sh|raw|env)$/;
+    next if $2 ne $host;
+    next if (!defined($3) || $3 eq $boot) && (kill(0, $4) || $!{EPERM});
     my @s = lstat("$dir/$e");
     next unless @s && (-S _ || -f _);
     unlink("$dir/$e") if $1 eq 'h' || $s[9] < time() - 86400;
@@ -205,7 +263,7 @@ say_and_exit("failed cannot read 16 bytes from /dev/urandom") unless length($tok
 # Every request carries it: a process that reaches the socket (a sandboxed command of the same
 # user, say) cannot have the helper run anything without it.
 $token = unpack('H*', $token);
-my $tag = sprintf('%s-%d-%08x', $host, $$, int(rand(0xffffffff)));
+my $tag = sprintf('%s-%s-%d-%08x', $host, $boot, $$, int(rand(0xffffffff)));
 my $sock = "$dir/h-$tag.sock";
 my $snap = "$dir/s-$tag.sh";
 my $snap_id = '';
@@ -236,8 +294,12 @@ if ($mode eq 'snapshot') {
   waitpid($pid, 0);
   my $st = $?;
   my ($raw, $env) = (slurp($rawf), slurp($envf));
-  say_and_exit("failed bash exited with status " . ($st >> 8) . " before the snapshot was taken"
-               . " (does a startup file call exit?)") if $st != 0 || $env eq '';
+  if ($st != 0 || $env eq '') {
+    my $w = unwritable($dir); # a full file system fails bash's writes too
+    say_and_exit("failed cannot take the snapshot: $w") if $w;
+    say_and_exit("failed bash exited with status " . ($st >> 8) . " before the snapshot was taken"
+                 . " (does a startup file call exit?)");
+  }
   %cmdenv = ();
   for my $kv (split(/\0/, $env)) {
     my ($k, $v) = split(/=/, $kv, 2);
@@ -247,10 +309,15 @@ if ($mode eq 'snapshot') {
   my @lines = grep { !(/^(shopt|set) / && $default{$_}) } split(/\n/, $raw);
   my $aliases = grep { /^alias / } @lines;
   my $o = new_file($snap);
-  print $o "# sandbox-mcp: the shell snapshot of ~/.bashrc and /etc/bash.bashrc\n";
-  print $o "shopt -s expand_aliases\n" if $aliases;
-  print $o join("\n", @lines), "\n";
-  close($o) or say_and_exit("failed cannot write $snap: $!");
+  my $text = "# sandbox-mcp: the shell snapshot of ~/.bashrc and /etc/bash.bashrc\n"
+    . ($aliases ? "shopt -s expand_aliases\n" : '') . join("\n", @lines) . "\n";
+  my $w = syswrite($o, $text);
+  my $err = "$!";
+  close($o);
+  unless (defined($w) && $w == length($text)) {
+    unlink($snap);
+    say_and_exit("failed cannot write $snap: " . (defined($w) ? 'No space left on device (a short write)' : $err));
+  }
   # Checked before each command: a snapshot changed since (by anyone) is taken again, not loaded.
   $snap_id = file_id($snap);
   $cmdenv{SANDBOX_MCP_SHELL_INIT} = $snap;
@@ -322,14 +389,14 @@ sub serve {
   }
   my ($ir, $iw, $or, $ow, $er, $ew);
   unless (pipe($ir, $iw) && pipe($or, $ow) && pipe($er, $ew)) {
-    frame($c, 'f', "pipe: $!");
+    frame($c, 'r', "pipe: $!"); # nothing ran: the server asks again after a pause
     POSIX::_exit(0);
   }
   # Before anything runs: a stream that ends without this ran nothing and may be sent again.
   POSIX::_exit(0) unless frame($c, 'a', '');
   my $pid = fork();
   if (!defined($pid)) {
-    frame($c, 'f', "fork: $!");
+    frame($c, 'r', "fork: $!"); # nothing ran (the process limit?): the server asks again after a pause
     POSIX::_exit(0);
   }
   if ($pid == 0) {
@@ -436,7 +503,11 @@ for (;;) {
     last unless $r;
   }
   if (vec($rout, fileno($ls), 1)) {
-    accept(my $c, $ls) or next;
+    my $c;
+    unless (accept($c, $ls)) {
+      select(undef, undef, undef, 0.1) if $!{EMFILE} || $!{ENFILE} || $!{ENOMEM}; # no spinning on it
+      next;
+    }
     # sshd connects as us; anyone else is not served (the directory should already keep them out).
     my $cred = defined(&Socket::SO_PEERCRED) ? getsockopt($c, SOL_SOCKET, Socket::SO_PEERCRED()) : undef;
     if (defined($cred) && (unpack('i3', $cred))[1] != $<) {
@@ -444,7 +515,11 @@ for (;;) {
       next;
     }
     my $pid = fork();
-    if (defined($pid) && $pid == 0) {
+    if (!defined($pid)) {
+      # Nothing ran (the process limit?): said on the stream, so the server asks again after a
+      # pause rather than taking this helper for dead.
+      frame($c, 'r', "fork: $!");
+    } elsif ($pid == 0) {
       close($ls);
       open(STDIN, '<', '/dev/null');
       open(STDOUT, '>', '/dev/null');

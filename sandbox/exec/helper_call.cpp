@@ -1,0 +1,276 @@
+#include "sandbox/exec/helper_call.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <thread>
+
+namespace smcp::exec::helper {
+
+namespace {
+using Kind = HostError::Kind;
+constexpr int k_max_resends = 3;      // new helpers for one call (stale, hung, socket gone)
+constexpr int k_max_busy_retries = 6; // pauses of 0.1, 0.2 ... 2 s when the helper cannot fork
+} // namespace
+
+void HelperCall::launch(const Route& route) {
+  if (route.kind == Route::Kind::wait) {
+    return; // pending
+  }
+  std::shared_ptr<RemoteCall> inner;
+  std::shared_ptr<Decoder> decoder;
+  std::optional<HostError> error;
+  try {
+    if (route.kind == Route::Kind::direct) {
+      inner = m_executor->inner().start(m_command);
+    } else {
+      decoder = std::make_shared<Decoder>(m_command.on_output);
+      RemoteCommand req;
+      req.stream_socket = route.helper->socket;
+      req.input = "smcp2 " + route.helper->token + " " + std::to_string(m_command.exec.size()) + " " +
+                  std::to_string(m_command.input.size()) + "\n" + m_command.exec + m_command.input;
+      req.what = m_command.what;
+      req.retry_safe = m_command.retry_safe;
+      req.keep_input_open = true; // an end of the stream is a closed channel
+      req.on_output = [decoder](Stream, std::string_view data) { decoder->feed(data); };
+      inner = m_executor->inner().start(std::move(req));
+    }
+  } catch (const HostError& e) {
+    error = e;
+  }
+  std::lock_guard lock(m_mutex);
+  if (error) {
+    m_launch_error = error;
+    m_cancelled = true; // ended: result() says why
+    return;
+  }
+  m_inner = std::move(inner);
+  m_decoder = std::move(decoder);
+  m_generation = route.helper ? route.helper->generation : 0;
+  m_socket = route.helper ? route.helper->socket : std::string();
+  m_sent_at = Clock::now();
+  if (m_cancelled) {
+    m_inner->cancel();
+  }
+}
+
+bool HelperCall::unsend(bool resend) {
+  std::lock_guard lock(m_mutex);
+  if (m_cancelled || (resend && m_resends >= k_max_resends)) {
+    return false;
+  }
+  if (resend) {
+    ++m_resends;
+  }
+  m_inner.reset();
+  m_decoder.reset();
+  return true;
+}
+
+bool HelperCall::send_pending(const Snapshot& s, Clock::time_point deadline, std::stop_token stop) {
+  while (Clock::now() < s.retry_at) { // a pause before asking a helper that could not fork again
+    if (Clock::now() >= deadline || stop.stop_requested()) {
+      return false;
+    }
+    std::this_thread::sleep_until(std::min({s.retry_at, deadline, Clock::now() + milliseconds(20)}));
+  }
+  const Route r = m_executor->wait_route(m_command.retry_safe, deadline, stop);
+  if (r.kind == Route::Kind::wait) {
+    return false;
+  }
+  launch(r);
+  return true;
+}
+
+bool HelperCall::wait_until(Clock::time_point deadline, std::stop_token stop) {
+  for (;;) {
+    const Snapshot s = snapshot();
+    if (!s.inner) {
+      if (s.cancelled) {
+        return true;
+      }
+      if (!send_pending(s, deadline, stop)) {
+        return false;
+      }
+      continue;
+    }
+    if (s.decoder && !s.decoder->state().accepted && !s.cancelled) {
+      // Until the helper takes the request (its "a" frame), nothing ran: a helper that does not
+      // take it in time is stopped or hung, and the request goes to a new one.
+      const auto accept_by = s.sent_at + s.accept_timeout;
+      if (!s.inner->wait_until(std::min(deadline, accept_by), stop)) {
+        if (s.decoder->state().accepted || Clock::now() < accept_by) {
+          if (Clock::now() >= deadline || stop.stop_requested()) {
+            return false;
+          }
+          continue;
+        }
+        s.inner->cancel();
+        m_executor->hung(s.generation, s.accept_timeout);
+        const std::string why = "the helper on " + m_executor->name() + " did not take " + m_command.what + " within " +
+                                std::to_string(s.accept_timeout.count()) + " ms (stopped or hung?)";
+        if (!unsend(true)) {
+          std::lock_guard lock(m_mutex);
+          m_nothing_ran = why;
+          return true;
+        }
+        std::lock_guard lock(m_mutex);
+        m_accept_timeout *= 2;
+        continue;
+      }
+    } else if (!s.inner->wait_until(deadline, stop)) {
+      return false;
+    }
+    if (!s.decoder || finished(s)) {
+      return true;
+    }
+  }
+}
+
+bool HelperCall::finished(const Snapshot& s) {
+  if (s.cancelled) {
+    return true;
+  }
+  const Decoder::State st = s.decoder->state();
+  if (!st.busy.empty() && !st.exit_status && !st.exit_signal) {
+    // Nothing ran: the helper could not fork (the process limit?). The same helper is asked again
+    // after a pause.
+    std::lock_guard lock(m_mutex);
+    if (m_cancelled || m_busy_retries >= k_max_busy_retries) {
+      return true;
+    }
+    m_retry_at = Clock::now() + milliseconds(std::min(100 << m_busy_retries, 2000));
+    ++m_busy_retries;
+    spdlog::debug("host {}: the helper could not start {} ({}); again in a moment", m_executor->name(), m_command.what,
+                  st.busy);
+    m_inner.reset();
+    m_decoder.reset();
+    return false;
+  }
+  if (st.stale) {
+    // Nothing ran: the startup files, or the snapshot file, changed. A new helper takes the
+    // snapshot again.
+    m_executor->drop(s.generation, "a startup file or the snapshot changed");
+  } else if (!st.accepted && st.failed.empty()) {
+    not_reached(s);
+  } else {
+    return true;
+  }
+  return !unsend(true);
+}
+
+void HelperCall::not_reached(const Snapshot& s) {
+  // Nothing ran: the stream did not reach a helper (its socket is gone, streams are refused, or it
+  // exited before taking the request).
+  std::optional<HostError> error;
+  try {
+    s.inner->result();
+  } catch (const HostError& e) {
+    error = e;
+  }
+  if (error && error->kind() != Kind::refused) {
+    std::lock_guard lock(m_mutex);
+    m_resends = k_max_resends; // the connection failed: the pool said why
+    return;
+  }
+  if (!error) {
+    m_executor->drop(s.generation, "the helper closed a stream it had not taken");
+    return;
+  }
+  // sshd says "connect failed" both when its streamlocal forwarding is off and when the socket is
+  // gone (its helper exited, or something removed it): which one, the host tells.
+  const std::string what = error->what();
+  if (what.find("prohibited") != std::string::npos) {
+    m_executor->refuse_streams(what);
+    return;
+  }
+  {
+    std::lock_guard lock(m_mutex);
+    ++m_refused;
+  }
+  const std::optional<bool> present = m_executor->socket_present(s.socket);
+  if (present == false) {
+    m_executor->drop(s.generation, "its socket " + s.socket + " is gone: " + what);
+  } else if (present == true || m_refused > 1) {
+    m_executor->refuse_streams(what);
+  } else {
+    m_executor->drop(s.generation, what);
+  }
+}
+
+void HelperCall::cancel() {
+  std::shared_ptr<RemoteCall> inner;
+  {
+    std::lock_guard lock(m_mutex);
+    m_cancelled = true;
+    inner = m_inner;
+  }
+  if (inner) {
+    inner->cancel();
+  }
+}
+
+RemoteResult HelperCall::result() {
+  Snapshot s;
+  std::optional<HostError> launch_error;
+  std::string nothing_ran;
+  {
+    std::lock_guard lock(m_mutex);
+    s = snapshot_locked();
+    launch_error = m_launch_error;
+    nothing_ran = m_nothing_ran;
+  }
+  if (launch_error) {
+    throw *launch_error;
+  }
+  if (!s.inner) {
+    throw HostError(Kind::unreachable, "nothing ran: " + (nothing_ran.empty() ? "the helper on " + m_executor->name() +
+                                                                                    " was still starting"
+                                                                              : nothing_ran));
+  }
+  if (!s.decoder) {
+    return s.inner->result();
+  }
+  const Decoder::State st = s.decoder->state();
+  std::optional<HostError> error;
+  try {
+    s.inner->result();
+  } catch (const HostError& e) {
+    error = e;
+  }
+  const std::string on = "the helper on " + m_executor->name();
+  if (!st.failed.empty()) {
+    throw HostError(Kind::io, on + " could not run " + m_command.what + ": " + st.failed);
+  }
+  if (st.exit_status || st.exit_signal) {
+    RemoteResult r;
+    r.exit_status = st.exit_status;
+    r.exit_signal = st.exit_signal;
+    r.out = s.decoder->take(Stream::out);
+    r.err = s.decoder->take(Stream::err);
+    return r;
+  }
+  if (!st.busy.empty()) {
+    throw HostError(Kind::io, on + " could not start " + m_command.what + " (nothing ran): " + st.busy);
+  }
+  if (!st.accepted) {
+    if (!nothing_ran.empty()) {
+      throw HostError(Kind::unreachable, "nothing ran: " + nothing_ran);
+    }
+    if (error) {
+      throw *error;
+    }
+    throw HostError(Kind::unreachable, "nothing ran: " + on + " did not take " + m_command.what);
+  }
+  if (s.cancelled && !error) {
+    throw HostError(Kind::io, "cancelled");
+  }
+  // It started, and its stream was lost before its exit status: the process of the helper that
+  // served it ended, or the connection. Whether it still runs cannot be told from here.
+  throw HostError(Kind::unreachable, "the stream of " + m_command.what + " from " + on +
+                                         " was lost after the command started, before its exit status" +
+                                         (st.broken ? " (garbled frames)" : "") +
+                                         (error ? std::string(": ") + error->what() : std::string()));
+}
+
+} // namespace smcp::exec::helper

@@ -1,0 +1,79 @@
+// What HelperExecutor reads from the SSH helper (sandbox/exec/scripts/helper.pl): its start
+// answer ("ready TOKEN SOCKET" after a marker, what the startup files print coming first) and the
+// answer frames of one request. Internal to helper_executor.cpp; unit-tested through it.
+#pragma once
+
+#include "sandbox/exec/host.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace smcp::exec::helper {
+
+// "ready TOKEN SOCKET": the token is 32 lowercase hex digits, the socket an absolute path.
+std::optional<std::pair<std::string, std::string>> parse_ready(const std::string& line);
+
+// At most 500 bytes on one line, for messages.
+std::string one_line(std::string text);
+
+// The answer frames of one request, decoded on the executor's thread (helper.pl says what they
+// are): output goes to the command's on_output, or is collected.
+class Decoder {
+public:
+  explicit Decoder(std::function<void(Stream, std::string_view)> on_output) : m_on_output(std::move(on_output)) {}
+
+  void feed(std::string_view data);
+
+  struct State {
+    bool accepted = false; // the helper started the command (before that, nothing ran)
+    bool stale = false;    // nothing ran: the startup files (or the snapshot file) changed
+    bool broken = false;
+    std::string busy;   // nothing ran: the helper could not fork (or make pipes) now; try again later
+    std::string failed; // the helper could not run it
+    std::optional<int> exit_status, exit_signal;
+  };
+  State state() const {
+    std::lock_guard lock(m_mutex);
+    return m_state;
+  }
+  // Collected output, when there is no on_output.
+  std::string take(Stream stream) {
+    std::lock_guard lock(m_mutex);
+    return std::move(stream == Stream::out ? m_out : m_err);
+  }
+
+private:
+  void frame(char type, std::string_view data);
+
+  mutable std::mutex m_mutex;
+  std::function<void(Stream, std::string_view)> m_on_output;
+  std::string m_buffer, m_out, m_err;
+  State m_state;
+};
+
+// What the helper prints while it starts, up to its first line.
+class StartOutput {
+public:
+  void feed(Stream stream, std::string_view data);
+  // The helper's answer: the line after its marker (what the startup files print comes first).
+  std::optional<std::string> line(std::chrono::milliseconds wait);
+  std::string err() const {
+    std::lock_guard lock(m_mutex);
+    return m_err;
+  }
+
+private:
+  std::optional<std::string> answer() const;
+
+  mutable std::mutex m_mutex;
+  std::condition_variable m_cv;
+  std::string m_out, m_err;
+};
+
+} // namespace smcp::exec::helper
