@@ -38,7 +38,8 @@ struct HelperOptions {
   std::chrono::milliseconds start_timeout{60000}; // the helper's start, snapshot included
   // A request the helper has not taken (its "accepted" frame) this long after it was sent: the
   // helper is taken as stopped or hung (SIGSTOP, a frozen cgroup, a suspended node), a new one is
-  // started and the request sent again (nothing ran). Doubled for each resend of one call.
+  // started and the request sent again (nothing ran). Doubled for each resend of one call; 1 ms
+  // more per 256 bytes of the request (the helper reads a perl program whole before taking it).
   std::chrono::milliseconds accept_timeout{1500};
   std::chrono::milliseconds retry_after{300000}; // after a failed start, calls go direct this long
 };
