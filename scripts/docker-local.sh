@@ -12,6 +12,12 @@
 # cannot be installed, or dockerd dies at start (the last lines of its log are shown).
 # SMCP_DOCKER_IMAGE names the image to load (default localhost/sandbox-mcp:latest; empty: none).
 set -euo pipefail
+# The daemons started here outlive the caller: they must not keep its descriptors (a lock a build
+# holds with flock, a test runner's pipe), so every inherited one beyond stderr is closed first.
+for fd_path in /proc/$$/fd/*; do
+  fd="${fd_path##*/}"
+  if ((fd > 2 && fd != 255)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+done
 cmd="${1:?start|stop|status}"
 sock=/run/smcp-docker.sock
 pidfile=/run/smcp-dockerd.pid

@@ -8,6 +8,12 @@
 #   scripts/slurm-local.sh stop DIR               stops its daemons (munge is left running)
 # Needs root (slurmd runs jobs as their users). Idempotent: start on a running cluster restarts it.
 set -euo pipefail
+# The daemons started here outlive the caller: they must not keep its descriptors (a lock a build
+# holds with flock, a test runner's pipe), so every inherited one beyond stderr is closed first.
+for fd_path in /proc/$$/fd/*; do
+  fd="${fd_path##*/}"
+  if ((fd > 2 && fd != 255)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+done
 cmd="${1:?start|stop}"
 dir="${2:?directory}"
 mkdir -p "$dir"
