@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <sstream>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -116,6 +118,92 @@ TEST(HttpFront, RefusedConnectionsGiveWayAtTheConnectionLimit) {
   Connection c(port);
   c.send("POST", "/mcp", mcp_headers("", auth), initialize_request().dump());
   EXPECT_EQ(c.read_response(3s).status, 200) << "8 refused connections still draining held every slot";
+}
+
+// An upload whose head carried the valid token is never the connection closed to make room for
+// clients without one, however long it has been waiting for its body.
+TEST(HttpFront, AnAuthenticatedUploadIsNotEvictedForUnauthenticatedConnections) {
+  HttpServerProcess server({"--max-connections", "8"}, {"SANDBOX_MCP_HTTP_TOKEN=" + k_token});
+  const int port = server.port();
+  const std::string body = initialize_request().dump();
+  Connection upload(port);
+  ASSERT_TRUE(
+      upload.send_raw(post_head(body.size(), "Authorization: Bearer " + k_token + "\r\n") + body.substr(0, 10)));
+  std::this_thread::sleep_for(300ms); // the oldest waiting connection from now on
+  std::vector<std::unique_ptr<Connection>> others;
+  for (int i = 0; i < 12; ++i) {
+    others.push_back(std::make_unique<Connection>(port));
+    others.back()->send_raw("GET /mcp HTTP/1.1\r\nX: ");
+  }
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(upload.send_raw(body.substr(10)));
+  EXPECT_EQ(upload.read_response(3s).status, 200) << "the authenticated upload was closed for others";
+}
+
+// Trailer fields of a chunked body are not request headers (RFC 9110 section 6.5.1): an
+// Mcp-Session-Id, Origin or Content-Type there is ignored.
+TEST(HttpFront, ChunkedTrailersAreNotHeaders) {
+  HttpServerProcess server;
+  const int port = server.port();
+  const std::string body = tools_list(7).dump();
+  std::ostringstream chunk;
+  chunk << std::hex << body.size();
+  Connection c(port);
+  ASSERT_TRUE(c.send_raw("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         "Accept: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                         chunk.str() + "\r\n" + body + "\r\n0\r\nMcp-Session-Id: " + std::string(48, 'a') +
+                         "\r\nOrigin: http://evil.example\r\n\r\n"));
+  Response r = c.read_response(3s);
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.error_message().find("Mcp-Session-Id header is required"), std::string::npos)
+      << "the trailer's session id or Origin was taken as a header: " << r.body;
+}
+
+// A client without the token gets one answer per connection: pipelined refused requests are not
+// answered one by one (a client that does not read would hold the connection while they pile up).
+TEST(HttpFront, ARefusedRequestEndsItsConnection) {
+  HttpServerProcess server({}, {"SANDBOX_MCP_HTTP_TOKEN=" + k_token});
+  const int port = server.port();
+  Connection c(port);
+  std::string pipelined;
+  for (int i = 0; i < 3; ++i) {
+    pipelined += "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
+  }
+  ASSERT_TRUE(c.send_raw(pipelined));
+  Response first = c.read_response(3s);
+  EXPECT_EQ(first.status, 401);
+  EXPECT_EQ(first.header("Connection"), "close");
+  EXPECT_EQ(c.read_response(2s).status, 0) << "a second refused request was answered on the same connection";
+}
+
+// After a refusal the server reads and drops what the client still sends for at most 2 s and
+// 1 MiB, then closes: a client streaming without end costs no more.
+TEST(HttpFront, DrainingAfterARefusalIsBounded) {
+  HttpServerProcess server({}, {"SANDBOX_MCP_HTTP_TOKEN=" + k_token});
+  Connection c(server.port());
+  ASSERT_TRUE(c.send_raw(post_head(4 << 20)));
+  EXPECT_EQ(c.read_head(3s).status, 401);
+  bool all_sent = true;
+  const std::string block(1 << 20, 'x');
+  for (int i = 0; i < 64 && all_sent; ++i) {
+    all_sent = c.send_raw(block);
+  }
+  EXPECT_FALSE(all_sent) << "the server read 64 MiB after refusing the request";
+}
+
+// HEAD is answered without a body (RFC 9110 section 9.3.2), so the next answer on the connection
+// is read as the answer it is; HEAD /healthz works like GET /healthz.
+TEST(HttpFront, HeadAnswersCarryNoBody) {
+  HttpServerProcess server;
+  Connection c(server.port());
+  ASSERT_TRUE(c.send_raw("HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                         "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  Response head = c.read_head(3s);
+  EXPECT_EQ(head.status, 200);
+  EXPECT_NE(head.header("Content-Length"), "0");
+  Response get = c.read_response(3s);
+  EXPECT_EQ(get.status, 200) << "the HEAD answer's body was read as the next answer";
+  EXPECT_EQ(get.json_body().value("status", ""), "ok") << get.body;
 }
 
 // RFC 9112 section 6.3: a Transfer-Encoding that does not end in chunked is 400 and close, so the

@@ -20,6 +20,8 @@ namespace {
 // After a response with "Connection: close": how long unread request bytes are drained before the
 // socket is closed (closing with unread data would reset the connection and lose the response).
 constexpr auto k_linger = 2s;
+// ... and at most this many bytes: a client that keeps sending after its refusal costs no more.
+constexpr std::size_t k_linger_bytes = 1024 * 1024;
 
 } // namespace
 
@@ -126,11 +128,9 @@ void Connection::on_body(beast::error_code ec) {
     return;
   }
   disarm();
-  auto req = std::make_shared<Request>();
-  fill_parsed(*m_parser, *req);
+  auto req = std::move(m_head);
+  fill_body(*m_parser, *req);
   m_parser.reset();
-  req->path = target_path(req->target);
-  req->remote_addr = m_remote;
   m_state = State::handling;
   auto self = shared_from_this();
   m_owner.dispatch([self, req] {
@@ -148,7 +148,9 @@ void Connection::on_body(beast::error_code ec) {
     std::size_t sent = 0;
     if (!res->sse) {
       res->keep_alive = req->keep_alive && !res->close && !self->m_owner.stopping();
-      res->wire = serialize(*res, res->keep_alive, req->version);
+      // An answer to HEAD carries its Content-Length but no body (RFC 9110 section 9.3.2).
+      res->wire = req->method == "HEAD" ? serialize_head(*res, false, res->keep_alive, req->version)
+                                        : serialize(*res, res->keep_alive, req->version);
       sent = self->send_from_worker(res->wire);
     }
     asio::post(self->m_socket.get_executor(), [self, req, res, sent] { self->on_handled(*req, *res, sent); });
@@ -194,7 +196,8 @@ bool Connection::refuse_head() {
     m_buffer.consume(m_buffer.size());
     m_buffer.shrink_to_fit();
   };
-  Request head;
+  m_head = std::make_shared<Request>();
+  Request& head = *m_head;
   fill_head(*m_parser, head);
   head.path = target_path(head.target);
   head.remote_addr = m_remote;
@@ -212,6 +215,8 @@ bool Connection::refuse_head() {
   }
   Response res;
   if (m_owner.admit_head(head, res)) {
+    // A valid token: this upload is never closed to make room for clients without one.
+    m_trusted = m_trusted || !m_owner.options().bearer_token.empty();
     return false;
   }
   res.close = true;
@@ -458,6 +463,7 @@ void Connection::linger() {
     return;
   }
   m_state = State::lingering;
+  m_drained = 0;
   boost::system::error_code ec;
   m_socket.shutdown(tcp::socket::shutdown_send, ec);
   arm(std::chrono::duration_cast<std::chrono::milliseconds>(k_linger));
@@ -466,11 +472,12 @@ void Connection::linger() {
 
 void Connection::drain() {
   m_socket.async_read_some(asio::buffer(m_drain),
-                           [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                           [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
                              if (self->m_state != State::lingering) {
                                return;
                              }
-                             if (ec) {
+                             self->m_drained += n;
+                             if (ec || self->m_drained > k_linger_bytes) {
                                self->close();
                                return;
                              }

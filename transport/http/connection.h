@@ -63,8 +63,11 @@ public:
 
   // At --max-connections: a connection waiting for (the rest of) a request may give way, and so may
   // one that was answered and only drains what its client still sends (a refused head's body).
+  // A client that never authenticated gives way also while an answer to it cannot be written (it
+  // does not read): such answers are refusals or /healthz.
   bool evictable() const {
-    return m_state == State::head || m_state == State::lingering || (m_state == State::body && !m_trusted);
+    return m_state == State::head || m_state == State::lingering ||
+           (!m_trusted && (m_state == State::body || m_state == State::writing));
   }
   bool trusted() const { return m_trusted; }
   Clock::time_point waiting_since() const { return m_wait_started; }
@@ -122,6 +125,8 @@ private:
   boost::asio::steady_timer m_keepalive;
   boost::beast::flat_buffer m_buffer;
   std::optional<Parser> m_parser;
+  std::shared_ptr<Request> m_head; // the request's line and headers, taken when they were complete
+  std::size_t m_drained = 0;       // bytes linger() has read and dropped
   State m_state = State::head;
   Clock::time_point m_wait_started = Clock::now();
   std::string m_remote;

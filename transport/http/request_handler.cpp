@@ -7,7 +7,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string_view>
 
@@ -20,8 +22,35 @@ namespace {
 // How often a waiting JSON answer checks for shutdown.
 constexpr auto k_shutdown_check = 200ms;
 
+// Every Accept line counts (a list split over lines is one list, RFC 9110 section 5.3).
 Accepts accepts_of(const Request& req) {
-  return parse_accept(req.has_header("Accept") ? std::optional<std::string_view>(req.header("Accept")) : std::nullopt);
+  std::optional<std::string> all;
+  for (const auto& [name, value] : req.headers) {
+    if (iequals(name, "Accept")) {
+      all = all ? *all + ", " + value : value;
+    }
+  }
+  return parse_accept(all ? std::optional<std::string_view>(*all) : std::nullopt);
+}
+
+// A refused request is a warning at most once a second; the others in between are debug lines,
+// counted in the next warning, so that a flood of refused requests does not flood the log.
+template <typename... Args> void warn_refusal(spdlog::format_string_t<Args...> fmt, Args&&... args) {
+  static std::atomic<std::int64_t> last_ms{0};
+  static std::atomic<std::uint64_t> quiet{0};
+  const std::int64_t now =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count();
+  std::int64_t last = last_ms.load();
+  if (now - last >= 1000 && last_ms.compare_exchange_strong(last, now)) {
+    if (const std::uint64_t n = quiet.exchange(0)) {
+      spdlog::warn("http: {} more request(s) refused in the last second (logged at debug level)", n);
+    }
+    spdlog::warn(fmt, std::forward<Args>(args)...);
+    return;
+  }
+  ++quiet;
+  spdlog::debug(fmt, std::forward<Args>(args)...);
 }
 
 } // namespace
@@ -43,12 +72,19 @@ RequestHandler::RequestHandler(const HttpOptions& options, EndpointFactory& fact
 }
 
 void RequestHandler::handle(const Request& req, Response& res) {
-  if (req.method == "GET") {
+  if (req.method == "HEAD" && req.path == "/healthz") {
+    res.set_content("{\"status\":\"ok\"}", "application/json"); // the connection drops the body
+  } else if (req.method == "GET") {
     handle_get(req, res);
   } else if (req.method == "OPTIONS") {
     handle_options(req, res);
   } else {
     handle_with_body(req, res);
+  }
+  // A request refused before it was admitted (path, Host, Origin, token) ends its connection: a
+  // client without the token gets one answer per connection, not a pipelined stream of them.
+  if (res.status >= 400 && !res.authenticated) {
+    res.close = true;
   }
 }
 
@@ -89,7 +125,7 @@ bool RequestHandler::at_endpoint(const Request& req, Response& res) const {
 bool RequestHandler::admit(const Request& req, Response& res, bool authenticate) {
   const std::string host = req.header("Host");
   if (!host_allowed(host, m_allowed_hosts, m_bound_to_loopback)) {
-    spdlog::warn("http: rejected {} {} from {}: Host '{}' not allowed", req.method, req.path, req.remote_addr,
+    warn_refusal("http: rejected {} {} from {}: Host '{}' not allowed", req.method, req.path, req.remote_addr,
                  host.substr(0, 200));
     set_error(res, 403, k_code_transport,
               "Forbidden: Host header '" + host.substr(0, 200) +
@@ -102,7 +138,7 @@ bool RequestHandler::admit(const Request& req, Response& res, bool authenticate)
   if (req.has_header("Origin")) {
     const std::string origin = req.header("Origin");
     if (!origin_allowed(origin, m_allowed_origins)) {
-      spdlog::warn("http: rejected {} {} from {}: Origin '{}' not allowed", req.method, req.path, req.remote_addr,
+      warn_refusal("http: rejected {} {} from {}: Origin '{}' not allowed", req.method, req.path, req.remote_addr,
                    origin.substr(0, 200));
       set_error(res, 403, k_code_transport,
                 "Forbidden: Origin '" + origin.substr(0, 200) +
@@ -117,7 +153,7 @@ bool RequestHandler::admit(const Request& req, Response& res, bool authenticate)
   if (authenticate && !m_options.bearer_token.empty()) {
     const auto presented = bearer_token(req.header("Authorization"));
     if (!presented || !constant_time_equal(*presented, m_options.bearer_token)) {
-      spdlog::warn("http: rejected {} {} from {}: {}", req.method, req.path, req.remote_addr,
+      warn_refusal("http: rejected {} {} from {}: {}", req.method, req.path, req.remote_addr,
                    presented ? "wrong bearer token" : "no bearer token");
       res.set_header("WWW-Authenticate", presented ? "Bearer realm=\"sandbox-mcp\", error=\"invalid_token\""
                                                    : "Bearer realm=\"sandbox-mcp\"");

@@ -62,10 +62,8 @@ void fill_head(const Parser& parser, ParsedRequest& out) {
   out.expect_continue = expects_continue(parser);
 }
 
-void fill_parsed(Parser& parser, ParsedRequest& out) {
-  fill_head(parser, out);
-  auto& req = parser.get();
-  auto& body = req.body();
+void fill_body(Parser& parser, ParsedRequest& out) {
+  auto& body = parser.get().body();
   out.oversized = body.oversized;
   out.body_bytes = body.total;
   out.body = std::move(body.data);
@@ -79,19 +77,20 @@ ParsedRequest parse_request(std::string_view bytes, const RequestLimits& limits)
   ParsedRequest out;
   Parser parser;
   configure(parser, limits);
-  parser.eager(true);
   std::size_t used = 0;
   beast::error_code ec;
   bool head_checked = false;
-  // As the server does: the head is judged as soon as it is complete, before the body counts.
+  // As the server does: the head is taken and judged as soon as it is complete (the parser stops
+  // there, not eager, so that no trailer field can join it), before the body counts.
+  parser.eager(false);
   auto head_refused = [&] {
     if (head_checked || !parser.is_header_done()) {
       return false;
     }
     head_checked = true;
-    ParsedRequest head;
-    fill_head(parser, head);
-    auto problem = check_head(head.version, head.headers);
+    parser.eager(true);
+    fill_head(parser, out);
+    auto problem = check_head(out.version, out.headers);
     if (!problem) {
       return false;
     }
@@ -129,7 +128,7 @@ ParsedRequest parse_request(std::string_view bytes, const RequestLimits& limits)
   if (head_refused()) {
     return out;
   }
-  fill_parsed(parser, out);
+  fill_body(parser, out);
   out.outcome = ParsedRequest::Outcome::complete;
   out.consumed = used;
   return out;

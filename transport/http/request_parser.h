@@ -78,8 +78,10 @@ std::pair<int, std::string> read_error_answer(const boost::beast::error_code& ec
 // Copies the request line and headers of a parser whose header is done into `out`.
 void fill_head(const Parser& parser, ParsedRequest& out);
 
-// Moves what a parser that is done has read into `out` (all but `consumed` and `outcome`).
-void fill_parsed(Parser& parser, ParsedRequest& out);
+// Moves the body of a parser that is done into `out`. The headers are taken by fill_head when the
+// head is complete: a chunked body's trailer fields, which Beast adds to the same fields, are never
+// part of the request (RFC 9110 section 6.5.1).
+void fill_body(Parser& parser, ParsedRequest& out);
 
 // The request asks for "100 Continue" before sending its body.
 bool expects_continue(const Parser& parser);
