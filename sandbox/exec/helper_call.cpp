@@ -128,8 +128,11 @@ bool HelperCall::wait_until(Clock::time_point deadline, std::stop_token stop) {
 }
 
 bool HelperCall::finished(const Snapshot& s) {
-  if (s.cancelled) {
-    return true;
+  {
+    std::lock_guard lock(m_mutex);
+    if (m_cancelled) { // (a stream closed by cancel() says nothing of the helper)
+      return true;
+    }
   }
   const Decoder::State st = s.decoder->state();
   if (!st.busy.empty() && !st.exit_status && !st.exit_signal) {
@@ -254,23 +257,27 @@ RemoteResult HelperCall::result() {
     throw HostError(Kind::io, on + " could not start " + m_command.what + " (nothing ran): " + st.busy);
   }
   if (!st.accepted) {
+    // Nothing ran: never an end the caller could take for the command's (a timeout's "killed").
     if (!nothing_ran.empty()) {
       throw HostError(Kind::unreachable, "nothing ran: " + nothing_ran);
     }
-    if (error) {
+    if (error && !s.cancelled) {
       throw *error;
     }
-    throw HostError(Kind::unreachable, "nothing ran: " + on + " did not take " + m_command.what);
+    throw HostError(Kind::unreachable, "nothing ran: " + on + " had not taken " + m_command.what +
+                                           (s.cancelled ? " when the call ended" : ""));
   }
-  if (s.cancelled && !error) {
+  if (error) {
+    throw *error; // the connection (the pool says how)
+  }
+  if (s.cancelled) {
     throw HostError(Kind::io, "cancelled");
   }
-  // It started, and its stream was lost before its exit status: the process of the helper that
-  // served it ended, or the connection. Whether it still runs cannot be told from here.
-  throw HostError(Kind::unreachable, "the stream of " + m_command.what + " from " + on +
-                                         " was lost after the command started, before its exit status" +
-                                         (st.broken ? " (garbled frames)" : "") +
-                                         (error ? std::string(": ") + error->what() : std::string()));
+  // It started, and its stream ended before its exit status while the connection stayed up: the
+  // helper's process that served it died. The command may still run.
+  throw HostError(Kind::unreachable, "the stream of " + m_command.what + " from " + on + " " +
+                                         std::string(helper::k_stream_lost) + ", before its exit status" +
+                                         (st.broken ? " (garbled frames)" : ""));
 }
 
 } // namespace smcp::exec::helper

@@ -16,6 +16,11 @@
 
 namespace smcp::exec::helper {
 
+// In the (unreachable) error of a call whose stream ended after the helper started the command and
+// before its exit status while the connection stayed up: the helper's process that served it
+// died, and the command may still run. ScriptHost then ends it through the session it reported.
+inline constexpr std::string_view k_stream_lost = "was lost after the command started";
+
 // "ready TOKEN SOCKET": the token is 32 lowercase hex digits, the socket an absolute path.
 std::optional<std::pair<std::string, std::string>> parse_ready(const std::string& line);
 

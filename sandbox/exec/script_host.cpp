@@ -1,5 +1,6 @@
 #include "sandbox/exec/script_host.h"
 
+#include "sandbox/exec/helper_frames.h"
 #include "sandbox/exec/remote_scripts.h"
 #include "sandbox/exec/script_parsers.h"
 
@@ -241,18 +242,22 @@ ExitInfo ScriptHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_to
   TreeEnd tree;
   if (end != RunEnd::ended) {
     tree = end_tree(spec, output->report());
-    if (!call->wait_until(Clock::now() + std::chrono::seconds(3))) {
+    if (!output->report().sid) {
+      close_call(*call); // nothing to wait for: what did not start must not start now (a resend)
+    } else if (!call->wait_until(Clock::now() + std::chrono::seconds(3))) {
       close_call(*call);
     }
   } else if (const SupervisorReport report = output->report();
              !report.exit_code && !report.signal && report.sid && *report.sid > 1) {
-    // The stream was lost after the command started (the helper's process that served it ended,
-    // or the connection dropped) and before its end: it may still run. Ended through the session
-    // it reported.
+    // The stream was lost after the command started (the helper's process that served it died)
+    // and before its end, the connection being up: it may still run. Ended through the session
+    // it reported. (A lost connection is not waited on here: the supervisor ends the command at
+    // its timeout by itself.)
     try {
       call->result();
     } catch (const HostError& e) {
-      if (e.kind() == Kind::unreachable) {
+      if (e.kind() == Kind::unreachable &&
+          std::string_view(e.what()).find(helper::k_stream_lost) != std::string::npos) {
         tree = end_tree(spec, report);
         throw HostError(
             Kind::unreachable,

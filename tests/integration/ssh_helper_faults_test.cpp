@@ -134,7 +134,20 @@ TEST_F(SshHelperFaultsTest, AStoppedHelperIsReplacedAndNothingIsReportedKilled) 
   ASSERT_GT(helper, 0);
   ASSERT_EQ(::kill(helper, SIGSTOP), 0);
   stopped.push_back(helper);
+  // A timeout shorter than the wait for the helper to take the command: an error that says
+  // nothing ran, not a command reported killed.
   auto t0 = Clock::now();
+  std::string error;
+  try {
+    json quick = bash("echo quick", {{"timeout", 1000}});
+    error = "answered: " + quick.dump();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  std::printf("[ measure  ] echo quick (1 s timeout) with the helper stopped: %.2f s: %s\n", seconds_since(t0),
+              error.c_str());
+  EXPECT_NE(error.find("nothing ran"), std::string::npos) << error;
+  t0 = Clock::now();
   json r;
   try {
     r = bash("echo hi", {{"timeout", 3000}});

@@ -259,7 +259,7 @@ if (open(my $r, '<', '/dev/urandom')) {
   read($r, $token, 16);
   close($r);
 }
-say_and_exit("failed cannot read 16 bytes from /dev/urandom") unless length($token) == 16;
+say_and_exit("failed cannot read 16 bytes from /dev/urandom: $!") unless length($token) == 16;
 # Every request carries it: a process that reaches the socket (a sandboxed command of the same
 # user, say) cannot have the helper run anything without it.
 $token = unpack('H*', $token);
