@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <ctime>
 #include <stdexcept>
+#include <string_view>
 
 namespace smcp::tools {
 
@@ -59,7 +60,9 @@ mcp::ToolResult guarded(const std::string& tool, const std::string& host,
     std::string advice;
     switch (e.kind()) {
     case exec::HostError::Kind::unreachable:
-      if (host.rfind(sandbox::SandboxManager::k_host_prefix, 0) != 0) { // a sandbox's message says what to do
+      if (std::string_view(e.what()).rfind("nothing ran: ", 0) == 0) { // the SSH helper did not take it
+        advice = " The command did not start; it can be sent again.";
+      } else if (host.rfind(sandbox::SandboxManager::k_host_prefix, 0) != 0) { // a sandbox's message says what to do
         advice = " The host could not be reached; check that it is up and that `ssh " + host +
                  " true` works, then retry. Background jobs already started keep running there.";
       }

@@ -105,6 +105,12 @@ bool HelperCall::wait_until(Clock::time_point deadline, std::stop_token stop) {
           }
           continue;
         }
+        if (m_executor->streams_queued()) {
+          // It may still wait for a channel: the helper is not to blame yet. Its clock starts again.
+          std::lock_guard lock(m_mutex);
+          m_sent_at = Clock::now();
+          continue;
+        }
         s.inner->cancel();
         m_executor->hung(s.generation, s.accept_timeout);
         const std::string why = "the helper on " + m_executor->name() + " did not take " + m_command.what + " within " +

@@ -48,6 +48,9 @@ public:
   // The helper of `generation` is not to be used again (its startup files changed, or its
   // socket cannot be reached).
   virtual void drop(std::uint64_t generation, const std::string& why) = 0;
+  // Calls wait in the connection's queue (or for a session being set up): a request not taken
+  // yet may not have reached the helper at all.
+  virtual bool streams_queued() const = 0;
   // The helper of `generation` did not take a request within `waited`: stopped or hung.
   virtual void hung(std::uint64_t generation, milliseconds waited) = 0;
   // Is the helper's socket still there? nullopt: could not tell.

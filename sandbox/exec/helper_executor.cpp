@@ -145,6 +145,11 @@ public:
     }
   }
 
+  bool streams_queued() const override {
+    const HostStatus st = m_inner->status();
+    return st.queued > 0 || st.connecting > 0;
+  }
+
   // Is the helper's socket still there? nullopt: could not tell.
   std::optional<bool> socket_present(const std::string& socket) override {
     try {
