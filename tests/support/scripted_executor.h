@@ -5,6 +5,7 @@
 
 #include "sandbox/exec/remote_executor.h"
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -96,6 +97,13 @@ public:
     calls.push_back(call);
     return call;
   }
+  // What status() says of the connection's queue (calls waiting for a channel).
+  exec::HostStatus status() const override {
+    exec::HostStatus st;
+    st.queued = queued.load();
+    return st;
+  }
+  std::atomic<int> queued{0};
   std::size_t started() {
     std::lock_guard lock(m_mutex);
     return commands.size();

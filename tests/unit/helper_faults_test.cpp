@@ -75,6 +75,20 @@ TEST(HelperFaults, AHelperThatDoesNotTakeARequestIsReplacedAndTheRequestSentAgai
   EXPECT_EQ(ex->status().shell_env, "snapshot");
 }
 
+TEST(HelperFaults, ARequestWaitingInTheConnectionsQueueDoesNotMakeTheHelperHung) {
+  auto inner = std::make_shared<ScriptedExecutor>();
+  inner->replies = {helper_ready("/busy"), silence(), helper_ready("/new"), answer("hi\n")};
+  inner->queued = 3; // all channels busy: the request may not have reached the helper
+  auto ex = make(inner);
+  auto call = ex->start(sh("echo hi"));
+  EXPECT_FALSE(call->wait_until(Clock::now() + 700ms));
+  EXPECT_FALSE(inner->calls[0]->cancelled()) << "the helper was blamed for the connection's queue";
+  inner->queued = 0; // the queue drained and still nothing: now it is the helper
+  EXPECT_TRUE(call->wait_until(Clock::now() + 5s));
+  EXPECT_EQ(call->result().out, "hi\n");
+  EXPECT_TRUE(inner->calls[0]->cancelled());
+}
+
 TEST(HelperFaults, ACallWhoseDeadlinePassesBeforeAnyHelperTookItSaysNothingRan) {
   auto inner = std::make_shared<ScriptedExecutor>();
   inner->replies = {helper_ready("/stopped"), silence(), helper_ready("/b"), silence(),
