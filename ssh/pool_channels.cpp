@@ -167,6 +167,7 @@ std::optional<Outcome> SshPool::Core::open_stream_channel(PoolCall& call, bool& 
   call.exec_sent = true;
   last_latency = std::chrono::duration<double, std::milli>(Clock::now() - call.open_started).count();
   call.state = PoolCall::State::running;
+  call.opened = true;
   progress = true;
   return std::nullopt;
 }
@@ -192,6 +193,7 @@ std::optional<Outcome> SshPool::Core::start_command(PoolCall& call, bool& progre
   } else {
     last_latency = std::chrono::duration<double, std::milli>(Clock::now() - call.open_started).count();
     call.state = PoolCall::State::running;
+    call.opened = true;
   }
   return std::nullopt;
 }

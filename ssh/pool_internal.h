@@ -49,6 +49,7 @@ public:
   bool wait_until(Clock::time_point deadline, std::stop_token stop) override;
   void cancel() override;
   exec::RemoteResult result() override;
+  bool reached() const override { return opened.load(); }
 
   // Called on the pool thread once.
   void finish(std::optional<HostError> error);
@@ -70,6 +71,7 @@ public:
   Clock::time_point close_started;
   exec::RemoteResult collected; // output and exit status as they arrive
   std::atomic<bool> cancel_requested{false};
+  std::atomic<bool> opened{false}; // the channel is open and its command or stream started
 
 private:
   std::weak_ptr<SshPool::Core> m_core;

@@ -105,7 +105,7 @@ bool HelperCall::wait_until(Clock::time_point deadline, std::stop_token stop) {
           }
           continue;
         }
-        if (m_executor->streams_queued()) {
+        if (!s.inner->reached() || m_executor->streams_queued()) {
           // It may still wait for a channel: the helper is not to blame yet. Its clock starts again.
           std::lock_guard lock(m_mutex);
           m_sent_at = Clock::now();

@@ -151,18 +151,21 @@ public:
   }
 
   // Is the helper's socket still there? nullopt: could not tell.
+  // "present" only when something accepts connections on the socket: a socket file left by a
+  // helper that was killed (SIGKILL, the OOM killer) refuses them and counts as gone, so a new
+  // helper starts rather than sshd being blamed. The answer carries a nonce: what the login
+  // shell's startup files print cannot answer for it.
   std::optional<bool> socket_present(const std::string& socket) override {
     try {
+      const std::string nonce = helper::random_nonce();
       RemoteCommand probe;
-      probe.exec = "if [ -S " + sh_quote(socket) + " ]; then echo present; else echo gone; fi";
+      probe.exec = "exec " + sh_quote(m_options.perl) + " -";
+      probe.input = helper::socket_probe_program(socket, nonce);
       probe.what = "looking for the helper's socket";
       probe.retry_safe = true;
       const RemoteResult r = m_inner->run(std::move(probe), std::chrono::seconds(15));
-      if (r.out.find("present") != std::string::npos) {
-        return true;
-      }
-      if (r.out.find("gone") != std::string::npos) {
-        return false;
+      if (auto answer = helper::socket_probe_answer(r.out, nonce)) {
+        return answer;
       }
     } catch (const HostError& e) {
       spdlog::debug("host {}: cannot look for the helper's socket: {}", m_options.name, e.what());
@@ -263,11 +266,13 @@ private:
 
 std::optional<Helper> HelperExecutor::start_helper(std::string& why) {
   const auto t0 = Clock::now();
-  auto output = std::make_shared<StartOutput>();
+  const std::string nonce = helper::random_nonce();
+  auto output = std::make_shared<StartOutput>(nonce);
   RemoteCommand cmd;
   cmd.exec = "exec " + sh_quote(m_options.perl) + " -";
-  cmd.input = std::string("$mode = '") + (m_options.snapshot ? "snapshot" : "skip") + "';\n" +
-              std::string(scripts::helper_pl) + "\n__END__\n";
+  // The nonce travels in the program (stdin), never in a command line other users could read.
+  cmd.input = std::string("$mode = '") + (m_options.snapshot ? "snapshot" : "skip") + "';\n$nonce = '" + nonce +
+              "';\n" + std::string(scripts::helper_pl) + "\n__END__\n";
   cmd.what = "starting the helper";
   cmd.retry_safe = false;
   cmd.keep_input_open = true;

@@ -1,8 +1,12 @@
 #include "sandbox/exec/helper_frames.h"
 
 #include "sandbox/exec/captured_output.h"
+#include "sandbox/exec/quote.h"
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <sys/random.h>
 
 namespace smcp::exec::helper {
 
@@ -110,17 +114,55 @@ std::optional<std::string> StartOutput::line(std::chrono::milliseconds wait) {
 }
 
 std::optional<std::string> StartOutput::answer() const {
-  static constexpr std::string_view k_marker = "\nsandbox-mcp-helper: ";
-  auto at = m_out.find(k_marker);
+  auto at = m_out.find(m_marker);
   if (at == std::string::npos) {
     return std::nullopt;
   }
-  at += k_marker.size();
+  at += m_marker.size();
   auto nl = m_out.find('\n', at);
   if (nl == std::string::npos) {
     return std::nullopt;
   }
   return m_out.substr(at, nl - at);
+}
+
+std::string socket_probe_program(const std::string& socket, const std::string& nonce) {
+  return "use Socket; my $n = '" + nonce + "'; my $p = " + perl_quote(socket) +
+         ";\nmy $s;\nmy $up = -S $p && socket($s, AF_UNIX, SOCK_STREAM, 0) && connect($s, pack_sockaddr_un($p));\n"
+         "print \"\\nsmcp-probe $n \", ($up ? 'present' : 'gone'), \"\\n\";\n__END__\n";
+}
+
+std::optional<bool> socket_probe_answer(const std::string& out, const std::string& nonce) {
+  const std::string marker = "\nsmcp-probe " + nonce + " ";
+  if (out.find(marker + "present\n") != std::string::npos) {
+    return true;
+  }
+  if (out.find(marker + "gone\n") != std::string::npos) {
+    return false;
+  }
+  return std::nullopt;
+}
+
+std::string random_nonce() {
+  unsigned char bytes[16];
+  std::size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      throw HostError(HostError::Kind::io, std::string("getrandom failed: ") + std::strerror(errno));
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  static constexpr char k_hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += k_hex[b >> 4];
+    out += k_hex[b & 15];
+  }
+  return out;
 }
 
 } // namespace smcp::exec::helper

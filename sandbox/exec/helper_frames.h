@@ -65,6 +65,8 @@ private:
 // What the helper prints while it starts, up to its first line.
 class StartOutput {
 public:
+  // `nonce`: the one the start program was given; only a marker line with it is the helper's.
+  explicit StartOutput(std::string nonce) : m_marker("\nsandbox-mcp-helper " + std::move(nonce) + ": ") {}
   void feed(Stream stream, std::string_view data);
   // The helper's answer: the line after its marker (what the startup files print comes first).
   std::optional<std::string> line(std::chrono::milliseconds wait);
@@ -76,9 +78,20 @@ public:
 private:
   std::optional<std::string> answer() const;
 
+  const std::string m_marker;
   mutable std::mutex m_mutex;
   std::condition_variable m_cv;
   std::string m_out, m_err;
 };
+
+// 32 random hex digits (the kernel's CSPRNG), for the nonces of the helper's start and probes.
+std::string random_nonce();
+
+// A perl program that says whether something accepts connections on the Unix socket `socket` (a
+// socket file left by a killed helper does not): "\nsmcp-probe NONCE present|gone\n".
+std::string socket_probe_program(const std::string& socket, const std::string& nonce);
+// Its answer in the output of the login shell that ran it (whatever the startup files printed
+// too): nullopt when the line with `nonce` is not there.
+std::optional<bool> socket_probe_answer(const std::string& out, const std::string& nonce);
 
 } // namespace smcp::exec::helper

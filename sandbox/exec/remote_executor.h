@@ -64,6 +64,9 @@ public:
   virtual void cancel() = 0;
   // After the call ended: its result, or the exec::HostError that ended it.
   virtual RemoteResult result() = 0;
+  // The call reached the host: its channel is open (a stream connected, a command started), as
+  // opposed to waiting in a queue or for a session. Executors without such a wait say true.
+  virtual bool reached() const { return true; }
 };
 
 class RemoteExecutor {

@@ -241,5 +241,33 @@ TEST_F(SshHelperFaultsTest, ASocketRemovedUnderTheHelperStartsAnotherAndIsNotBla
   }
 }
 
+// A startup file that writes a file the helper watches (an append to ~/.profile each time it
+// runs) changed it before the helper took its signature, so it does not make every request stale
+// (each used to fail as "nothing ran" after four new helpers).
+TEST_F(SshHelperFaultsTest, AStartupFileThatWritesAWatchedFileDoesNotMakeEveryCommandStale) {
+  std::ofstream(home + "/.bashrc") << "echo \"# $RANDOM\" >> ~/.profile\nexport SMCP_GREETING=hello\n";
+  start();
+  for (int i = 0; i < 3; ++i) {
+    const json r = bash("echo $SMCP_GREETING");
+    EXPECT_EQ(r["stdout"], "hello\n") << r.dump();
+  }
+  const json st = host_status();
+  EXPECT_EQ(st["shell_env"], "snapshot") << st.dump();
+  EXPECT_EQ(perl_processes(home).size(), 1u) << "one helper served them all";
+}
+
+// A line a startup file prints (here from the user's own .bashrc; in the attack, a file another
+// user writes that .bashrc cats) that looks like the helper's "ready" line does not send commands
+// to the socket it names: the helper's line carries a nonce the server drew.
+TEST_F(SshHelperFaultsTest, AForgedReadyLineFromAStartupFileIsNotTheHelpers) {
+  std::ofstream(home + "/.bashrc") << "printf '\\nsandbox-mcp-helper: ready 0123456789abcdef0123456789abcdef "
+                                      "/tmp/smcp-forged.sock\\n'\nexport SMCP_GREETING=hello\n";
+  start();
+  const json r = bash("echo $SMCP_GREETING");
+  EXPECT_EQ(r["stdout"], "hello\n") << r.dump();
+  const json st = host_status();
+  EXPECT_EQ(st["shell_env"], "snapshot") << st.dump();
+}
+
 } // namespace
 } // namespace smcp

@@ -24,6 +24,9 @@
 
 namespace smcp::testing {
 
+// The nonce the tests' helper starts are given (the server draws a new one for each).
+inline constexpr std::string_view k_nonce = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
 class LocalHelper {
 public:
   // `wrapper` comes before `env HOME=... ENV... perl -` (and must exec it, e.g. `sh -c '...; exec "$@"' sh`).
@@ -60,7 +63,8 @@ public:
     ::close(out[1]);
     m_in = in[1];
     m_out = out[0];
-    const std::string program = "$mode = '" + mode + "';\n" + std::string(exec::scripts::helper_pl) + "\n__END__\n";
+    const std::string program = "$mode = '" + mode + "';\n$nonce = '" + std::string(k_nonce) + "';\n" +
+                                std::string(exec::scripts::helper_pl) + "\n__END__\n";
     for (std::size_t at = 0; at < program.size();) {
       const ssize_t w = ::write(m_in, program.data() + at, program.size() - at);
       if (w <= 0) {
@@ -122,7 +126,7 @@ private:
 
   // Its answer: the line after the marker.
   void read_answer() {
-    static constexpr std::string_view k_marker = "\nsandbox-mcp-helper: ";
+    const std::string k_marker = "\nsandbox-mcp-helper " + std::string(k_nonce) + ": ";
     std::string got;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (std::chrono::steady_clock::now() < deadline) {

@@ -51,6 +51,9 @@ public:
     std::lock_guard lock(m_mutex);
     return m_cancelled;
   }
+  // Whether its channel is open (false: still waiting in a queue, as a pool reports it).
+  bool reached() const override { return m_reached.load(); }
+  std::atomic<bool> m_reached{true};
 
 private:
   mutable std::mutex m_mutex;
@@ -68,6 +71,7 @@ public:
     std::optional<exec::HostError> error;
     bool ends = true;                   // false: a long-lived call (the helper), or one that never answers
     std::chrono::milliseconds delay{0}; // the output comes this late (from another thread)
+    bool reached = true;                // false: its channel is not open yet (DoneCall::m_reached)
   };
   ~ScriptedExecutor() override {
     for (auto& t : m_threads) {
@@ -82,8 +86,18 @@ public:
     }
     Reply r = replies.front();
     replies.pop_front();
+    // "{nonce}" in a reply is the nonce the command carries (the helper's start program sets
+    // `$nonce = '...'`; a probe program `my $n = '...'`): what the real helper would echo.
+    for (const char* key : {"$nonce = '", "my $n = '"}) {
+      const auto at = command.input.find(key);
+      const auto mark = r.output.find("{nonce}");
+      if (at != std::string::npos && mark != std::string::npos) {
+        r.output.replace(mark, 7, command.input.substr(at + std::string(key).size(), 32));
+      }
+    }
     auto call =
         std::make_shared<DoneCall>(exec::RemoteResult{0, {}, command.on_output ? "" : r.output, ""}, r.error, r.ends);
+    call->m_reached = r.reached;
     if (command.on_output && !r.output.empty()) {
       if (r.delay.count() > 0) {
         m_threads.emplace_back([on_output = command.on_output, r] {

@@ -50,7 +50,7 @@ using testing::ScriptedExecutor;
 constexpr const char* k_token = "0123456789abcdef0123456789abcdef";
 
 ScriptedExecutor::Reply helper_ready(const std::string& socket, const std::string& noise = "") {
-  return {noise + "\nsandbox-mcp-helper: ready " + k_token + " " + socket + "\n", std::nullopt, false};
+  return {noise + "\nsandbox-mcp-helper {nonce}: ready " + k_token + " " + socket + "\n", std::nullopt, false};
 }
 
 ScriptedExecutor::Reply answer(const std::string& out, const std::string& err, int status) {
@@ -123,13 +123,14 @@ TEST(HelperExecutor, RefusedStreamsTryOneNewHelperThenGoDirect) {
   const HostError refused(HostError::Kind::refused, "gpu1 refused a stream: Channel open failure (connect failed)");
   // sshd says "connect failed" for a socket that is gone too: the host is asked which it is. Gone
   // (the helper exited): a new helper; there (sshd refuses): direct calls.
-  inner->replies = {helper_ready("/a"), {"", refused}, {"gone\n"},  helper_ready("/b"),
-                    {"", refused},      {"present\n"}, {"direct\n"}};
+  inner->replies = {helper_ready("/a"), {"", refused}, {"\nsmcp-probe {nonce} gone\n"},
+                    helper_ready("/b"), {"", refused}, {"\nsmcp-probe {nonce} present\n"},
+                    {"direct\n"}};
   auto ex = make(inner);
   RemoteResult r = ex->run(sh("echo"), std::chrono::seconds(5));
   EXPECT_EQ(r.out, "direct\n");
   ASSERT_EQ(inner->commands.size(), 7u);
-  EXPECT_NE(inner->commands[2].exec.find("[ -S '/a' ]"), std::string::npos) << inner->commands[2].exec;
+  EXPECT_NE(inner->commands[2].input.find("my $p = '/a'"), std::string::npos) << inner->commands[2].input;
   EXPECT_EQ(inner->commands[6].exec, "exec /bin/sh -s") << "sent as it was, through the login shell";
   EXPECT_TRUE(inner->commands[6].stream_socket.empty());
   EXPECT_EQ(ex->status().shell_env, "login-shell");
@@ -141,7 +142,7 @@ TEST(HelperExecutor, RefusedStreamsTryOneNewHelperThenGoDirect) {
 
 TEST(HelperExecutor, AHelperThatCannotStartLeavesCallsDirectWithTheReason) {
   auto inner = std::make_shared<ScriptedExecutor>();
-  inner->replies = {{"\nsandbox-mcp-helper: failed bash exited with status 3\n"}, {"direct\n"}};
+  inner->replies = {{"\nsandbox-mcp-helper {nonce}: failed bash exited with status 3\n"}, {"direct\n"}};
   auto ex = make(inner);
   EXPECT_EQ(ex->run(sh("echo"), std::chrono::seconds(5)).out, "direct\n");
   EXPECT_EQ(ex->status().shell_env, "login-shell");
@@ -169,7 +170,7 @@ TEST(HelperExecutor, AStreamThatEndsBeforeItsExitStatusIsAnError) {
 
 TEST(HelperExecutor, AReadyLineWithoutAValidTokenIsNotUsed) {
   auto inner = std::make_shared<ScriptedExecutor>();
-  inner->replies = {{"\nsandbox-mcp-helper: ready /run/h.sock\n", std::nullopt, false}, {"direct\n"}};
+  inner->replies = {{"\nsandbox-mcp-helper {nonce}: ready /run/h.sock\n", std::nullopt, false}, {"direct\n"}};
   auto ex = make(inner);
   EXPECT_EQ(ex->run(sh("echo"), std::chrono::seconds(5)).out, "direct\n");
   EXPECT_TRUE(inner->calls[0]->cancelled()) << "that helper's channel is closed";

@@ -26,7 +26,8 @@ std::string frame(char type, const std::string& data) {
 }
 
 ScriptedExecutor::Reply helper_ready(const std::string& socket, std::chrono::milliseconds delay = 0ms) {
-  return {std::string("\nsandbox-mcp-helper: ready ") + k_token + " " + socket + "\n", std::nullopt, false, delay};
+  return {std::string("\nsandbox-mcp-helper {nonce}: ready ") + k_token + " " + socket + "\n", std::nullopt, false,
+          delay};
 }
 
 ScriptedExecutor::Reply answer(const std::string& out) {
@@ -167,8 +168,9 @@ TEST(HelperFaults, ASocketThatIsGoneStartsANewHelperEveryTimeWithoutTurningItOff
   auto inner = std::make_shared<ScriptedExecutor>();
   const HostError refused(HostError::Kind::refused, "gpu1 refused a stream: Channel open failure (connect failed)");
   // A helper of another host on a shared home removing sockets, twice in one call.
-  inner->replies = {helper_ready("/a"), {"", refused}, {"gone\n"},         helper_ready("/b"),
-                    {"", refused},      {"gone\n"},    helper_ready("/c"), answer("ok\n")};
+  inner->replies = {helper_ready("/a"), {"", refused}, {"\nsmcp-probe {nonce} gone\n"},
+                    helper_ready("/b"), {"", refused}, {"\nsmcp-probe {nonce} gone\n"},
+                    helper_ready("/c"), answer("ok\n")};
   auto ex = make(inner);
   EXPECT_EQ(ex->run(sh("echo"), 5s).out, "ok\n");
   EXPECT_EQ(ex->status().shell_env, "snapshot") << ex->status().shell_env_note;

@@ -9,7 +9,7 @@
 #   2. listens on a Unix socket in a directory only the user can enter (checked from / down, see
 #      safe_dir; $XDG_RUNTIME_DIR/sandbox-mcp, else ~/.local/state/sandbox-mcp/run, else one in
 #      /tmp, see run_dir: the first that is safe, short enough and writable), prints "ready TOKEN SOCKET" (or "failed REASON") on stdout after
-#      "sandbox-mcp-helper: ", and serves each connection (an SSH direct-streamlocal channel) that
+#      "sandbox-mcp-helper NONCE: ", and serves each connection (an SSH direct-streamlocal channel) that
 #      names TOKEN like sshd serves an exec request: in a new session, with the snapshot's
 #      environment, input relayed to stdin, stdout and stderr sent back as frames, then the exit
 #      status;
@@ -26,9 +26,12 @@
 # starts a new helper and sends the request again; nothing ran), r (nothing ran: no fork or pipe
 # now, e.g. the process limit; the server asks again after a pause), f (the helper could not run
 # it: why).
-# Set before this part (a package variable): $mode ('snapshot' or 'skip').
+# Set before this part (package variables): $mode ('snapshot' or 'skip') and $nonce (32 hex digits
+# the server drew for this start; its answer line carries them, so a line the startup files print,
+# from a file someone else writes, cannot pass for it: a forged "ready" would send every command,
+# with its environment, to another user's socket).
 use strict;
-our $mode;
+our ($mode, $nonce);
 no warnings;
 use Socket;
 use POSIX ();
@@ -56,7 +59,7 @@ sub signature {
 }
 # What the server reads comes after this marker: the startup files may have printed before.
 sub say_and_exit {
-  syswrite(STDOUT, "\nsandbox-mcp-helper: $_[0]\n");
+  syswrite(STDOUT, "\nsandbox-mcp-helper $nonce: $_[0]\n");
   exit(0);
 }
 # The run directory, checked from / down (what OpenSSH's StrictModes checks for authorized_keys):
@@ -198,7 +201,6 @@ sub unwritable {
   return (defined($w) && $w == 65536) ? '' : "cannot write in $_[0]: $err";
 }
 
-my $sig = signature();
 my $host = host_id();
 my $boot = boot_id();
 # A socket's path has room for about 100 bytes.
@@ -324,6 +326,9 @@ if ($mode eq 'snapshot') {
 } else {
   $cmdenv{SANDBOX_MCP_SHELL_INIT} = '/dev/null';
 }
+# Taken after the snapshot's bash ran the startup files: one that writes a watched file each time
+# it runs (an append to ~/.profile) changed it already, and must not make every request stale.
+my $sig = signature();
 
 socket(my $ls, PF_UNIX, SOCK_STREAM, 0) or say_and_exit("failed socket: $!");
 {
@@ -335,7 +340,7 @@ socket(my $ls, PF_UNIX, SOCK_STREAM, 0) or say_and_exit("failed socket: $!");
 }
 listen($ls, 64) or say_and_exit("failed listen: $!");
 $SIG{PIPE} = 'IGNORE';
-syswrite(STDOUT, "\nsandbox-mcp-helper: ready $token $sock\n");
+syswrite(STDOUT, "\nsandbox-mcp-helper $nonce: ready $token $sock\n");
 
 sub frame {
   my ($c, $type, $data) = @_;
