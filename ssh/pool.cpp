@@ -44,6 +44,25 @@ bool PoolCall::wait_until(Clock::time_point deadline, std::stop_token stop) {
   return m_cv.wait_until(lock, stop, deadline, [&] { return m_finished; });
 }
 
+bool PoolCall::write(std::string data) {
+  {
+    std::lock_guard lock(m_input_mutex);
+    m_more_input += data;
+  }
+  if (auto core = m_core.lock()) {
+    core->wake();
+  }
+  return true;
+}
+
+void PoolCall::take_more_input() {
+  std::lock_guard lock(m_input_mutex);
+  if (!m_more_input.empty()) {
+    command.input += m_more_input;
+    m_more_input.clear();
+  }
+}
+
 void PoolCall::cancel() {
   cancel_requested = true;
   if (auto core = m_core.lock()) {

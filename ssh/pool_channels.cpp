@@ -219,6 +219,7 @@ std::optional<Outcome> SshPool::Core::exchange_io(PoolCall& call, bool& progress
       break;
     }
   }
+  call.take_more_input();
   const std::string& input = call.command.input;
   if (call.written < input.size()) {
     ssize_t w = libssh2_channel_write_ex(call.channel, 0, input.data() + call.written, input.size() - call.written);

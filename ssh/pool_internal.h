@@ -50,6 +50,9 @@ public:
   void cancel() override;
   exec::RemoteResult result() override;
   bool reached() const override { return opened.load(); }
+  bool write(std::string data) override;
+  // Pool thread: moves what write() was given to command.input.
+  void take_more_input();
 
   // Called on the pool thread once.
   void finish(std::optional<HostError> error);
@@ -75,6 +78,8 @@ public:
 
 private:
   std::weak_ptr<SshPool::Core> m_core;
+  std::mutex m_input_mutex;
+  std::string m_more_input; // from write(), not yet in command.input
   std::mutex m_mutex;
   std::condition_variable_any m_cv;
   bool m_finished = false;

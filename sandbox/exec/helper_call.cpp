@@ -13,27 +13,68 @@ constexpr int k_max_resends = 3;      // new helpers for one call (stale, hung, 
 constexpr int k_max_busy_retries = 6; // pauses of 0.1, 0.2 ... 2 s when the helper cannot fork
 } // namespace
 
+void Handshake::attach(const std::shared_ptr<RemoteCall>& inner) {
+  std::lock_guard lock(m_mutex);
+  m_inner = inner;
+  if (m_hello) {
+    send_locked();
+  }
+}
+
+void Handshake::on_hello() {
+  std::lock_guard lock(m_mutex);
+  m_hello = true;
+  send_locked();
+}
+
+void Handshake::send_locked() {
+  if (m_sent || m_gave_up) {
+    return;
+  }
+  auto inner = m_inner.lock();
+  if (!inner) {
+    return; // not attached yet: attach() sends it
+  }
+  m_sent = true;
+  if (!inner->write(std::move(m_request))) {
+    spdlog::error("helper: the stream cannot take the request (its executor does not write late input)");
+  }
+}
+
+bool Handshake::give_up() {
+  std::lock_guard lock(m_mutex);
+  if (m_sent) {
+    return false;
+  }
+  m_gave_up = true;
+  return true;
+}
+
 void HelperCall::launch(const Route& route) {
   if (route.kind == Route::Kind::wait) {
     return; // pending
   }
   std::shared_ptr<RemoteCall> inner;
   std::shared_ptr<Decoder> decoder;
+  std::shared_ptr<Handshake> handshake;
   std::optional<HostError> error;
   try {
     if (route.kind == Route::Kind::direct) {
       inner = m_executor->inner().start(m_command);
     } else {
-      decoder = std::make_shared<Decoder>(m_command.on_output);
+      // The request is written when the helper says hello (Handshake), not with the stream.
+      handshake = std::make_shared<Handshake>(
+          "smcp2 " + route.helper->token + " " + std::to_string(m_command.exec.size()) + " " +
+          std::to_string(m_command.input.size()) + "\n" + m_command.exec + m_command.input);
+      decoder = std::make_shared<Decoder>(m_command.on_output, [handshake] { handshake->on_hello(); });
       RemoteCommand req;
       req.stream_socket = route.helper->socket;
-      req.input = "smcp2 " + route.helper->token + " " + std::to_string(m_command.exec.size()) + " " +
-                  std::to_string(m_command.input.size()) + "\n" + m_command.exec + m_command.input;
       req.what = m_command.what;
       req.retry_safe = m_command.retry_safe;
       req.keep_input_open = true; // an end of the stream is a closed channel
       req.on_output = [decoder](Stream, std::string_view data) { decoder->feed(data); };
       inner = m_executor->inner().start(std::move(req));
+      handshake->attach(inner);
     }
   } catch (const HostError& e) {
     error = e;
@@ -46,6 +87,7 @@ void HelperCall::launch(const Route& route) {
   }
   m_inner = std::move(inner);
   m_decoder = std::move(decoder);
+  m_handshake = std::move(handshake);
   m_generation = route.helper ? route.helper->generation : 0;
   m_socket = route.helper ? route.helper->socket : std::string();
   m_sent_at = Clock::now();
@@ -64,6 +106,7 @@ bool HelperCall::unsend(bool resend) {
   }
   m_inner.reset();
   m_decoder.reset();
+  m_handshake.reset();
   return true;
 }
 
@@ -94,12 +137,12 @@ bool HelperCall::wait_until(Clock::time_point deadline, std::stop_token stop) {
       }
       continue;
     }
-    if (s.decoder && !s.decoder->state().accepted && !s.cancelled) {
-      // Until the helper takes the request (its "a" frame), nothing ran: a helper that does not
-      // take it in time is stopped or hung, and the request goes to a new one.
+    if (s.handshake && !s.handshake->sent() && !s.cancelled) {
+      // Until the helper says hello on the stream, the request is not written: a helper that does
+      // not greet in time is stopped or hung, and the request goes to a new one, never to both.
       const auto accept_by = s.sent_at + s.accept_timeout;
       if (!s.inner->wait_until(std::min(deadline, accept_by), stop)) {
-        if (s.decoder->state().accepted || Clock::now() < accept_by) {
+        if (s.handshake->sent() || Clock::now() < accept_by) {
           if (Clock::now() >= deadline || stop.stop_requested()) {
             return false;
           }
@@ -110,6 +153,9 @@ bool HelperCall::wait_until(Clock::time_point deadline, std::stop_token stop) {
           std::lock_guard lock(m_mutex);
           m_sent_at = Clock::now();
           continue;
+        }
+        if (!s.handshake->give_up()) {
+          continue; // the hello came just now: the helper has the request
         }
         s.inner->cancel();
         m_executor->hung(s.generation, s.accept_timeout);
@@ -209,10 +255,15 @@ void HelperCall::not_reached(const Snapshot& s) {
 
 void HelperCall::cancel() {
   std::shared_ptr<RemoteCall> inner;
+  std::shared_ptr<Handshake> handshake;
   {
     std::lock_guard lock(m_mutex);
     m_cancelled = true;
     inner = m_inner;
+    handshake = m_handshake;
+  }
+  if (handshake) {
+    handshake->give_up(); // a hello after this gets no request
   }
   if (inner) {
     inner->cancel();
@@ -269,6 +320,10 @@ RemoteResult HelperCall::result() {
     }
     if (error && !s.cancelled) {
       throw *error;
+    }
+    if (s.handshake && s.handshake->sent() && s.cancelled) {
+      throw HostError(Kind::unreachable, "the call ended before " + on + " said whether " + m_command.what +
+                                             " started (it had been sent; it may have started)");
     }
     throw HostError(Kind::unreachable, "nothing ran: " + on + " had not taken " + m_command.what +
                                            (s.cancelled ? " when the call ended" : ""));

@@ -59,6 +59,32 @@ public:
   virtual void refuse_streams(const std::string& why) = 0;
 };
 
+// A request waits for the helper's hello on its stream and is written then, unless the call gave
+// up on that stream first: a request sent again to another helper never reached the slow one, so
+// nothing runs twice. Shared by the call and its decoder's hello callback (executor thread).
+class Handshake {
+public:
+  explicit Handshake(std::string request) : m_request(std::move(request)) {}
+  // The stream's call, once started (a hello may have come before).
+  void attach(const std::shared_ptr<RemoteCall>& inner);
+  void on_hello();
+  // The call gives up on this stream: true when the request was never written (nothing can run
+  // from it); false when it was (the helper has it).
+  bool give_up();
+  bool sent() const {
+    std::lock_guard lock(m_mutex);
+    return m_sent;
+  }
+
+private:
+  void send_locked();
+
+  mutable std::mutex m_mutex;
+  std::weak_ptr<RemoteCall> m_inner;
+  std::string m_request;
+  bool m_hello = false, m_sent = false, m_gave_up = false;
+};
+
 class HelperCall final : public RemoteCall {
 public:
   HelperCall(std::shared_ptr<HelperHost> executor, RemoteCommand command, milliseconds accept_timeout)
@@ -76,6 +102,7 @@ private:
   struct Snapshot {
     std::shared_ptr<RemoteCall> inner;
     std::shared_ptr<Decoder> decoder;
+    std::shared_ptr<Handshake> handshake;
     std::uint64_t generation = 0;
     Clock::time_point sent_at, retry_at;
     milliseconds accept_timeout{};
@@ -87,7 +114,8 @@ private:
     return snapshot_locked();
   }
   Snapshot snapshot_locked() const {
-    return {m_inner, m_decoder, m_generation, m_sent_at, m_retry_at, m_accept_timeout, m_cancelled, m_socket};
+    return {m_inner,    m_decoder,        m_handshake, m_generation, m_sent_at,
+            m_retry_at, m_accept_timeout, m_cancelled, m_socket};
   }
   // The call is pending again (a new route is asked for); false when it may not be sent again.
   bool unsend(bool resend);
@@ -103,6 +131,7 @@ private:
   mutable std::mutex m_mutex;
   std::shared_ptr<RemoteCall> m_inner; // null: pending (not sent, or to be sent again)
   std::shared_ptr<Decoder> m_decoder;  // null: sent directly
+  std::shared_ptr<Handshake> m_handshake;
   std::optional<HostError> m_launch_error;
   std::string m_nothing_ran; // why the call ended without running anything
   std::uint64_t m_generation = 0;

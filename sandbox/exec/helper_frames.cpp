@@ -63,6 +63,14 @@ void Decoder::feed(std::string_view data) {
 
 void Decoder::frame(char type, std::string_view data) {
   switch (type) {
+  case 'h':
+    if (!m_state.hello) {
+      m_state.hello = true;
+      if (m_on_hello) {
+        m_on_hello();
+      }
+    }
+    break;
   case 'a':
     m_state.accepted = true;
     break;

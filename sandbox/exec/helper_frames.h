@@ -31,11 +31,14 @@ std::string one_line(std::string text);
 // are): output goes to the command's on_output, or is collected.
 class Decoder {
 public:
-  explicit Decoder(std::function<void(Stream, std::string_view)> on_output) : m_on_output(std::move(on_output)) {}
+  // `on_hello`: called (under the decoder's lock, on the executor's thread) when the helper greets.
+  explicit Decoder(std::function<void(Stream, std::string_view)> on_output, std::function<void()> on_hello = {})
+      : m_on_output(std::move(on_output)), m_on_hello(std::move(on_hello)) {}
 
   void feed(std::string_view data);
 
   struct State {
+    bool hello = false;    // the helper serves this stream (the request is sent only then)
     bool accepted = false; // the helper started the command (before that, nothing ran)
     bool stale = false;    // nothing ran: the startup files (or the snapshot file) changed
     bool broken = false;
@@ -58,6 +61,7 @@ private:
 
   mutable std::mutex m_mutex;
   std::function<void(Stream, std::string_view)> m_on_output;
+  std::function<void()> m_on_hello;
   std::string m_buffer, m_out, m_err;
   State m_state;
 };

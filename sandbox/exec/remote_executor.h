@@ -64,6 +64,9 @@ public:
   virtual void cancel() = 0;
   // After the call ended: its result, or the exec::HostError that ended it.
   virtual RemoteResult result() = 0;
+  // Appends `data` to the input of a call started with keep_input_open (written when the channel
+  // takes it; from any thread, also from its own on_output). False when this executor cannot.
+  virtual bool write(std::string data) { return data.empty(); }
   // The call reached the host: its channel is open (a stream connected, a command started), as
   // opposed to waiting in a queue or for a session. Executors without such a wait say true.
   virtual bool reached() const { return true; }

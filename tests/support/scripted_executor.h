@@ -53,6 +53,16 @@ public:
   }
   // Whether its channel is open (false: still waiting in a queue, as a pool reports it).
   bool reached() const override { return m_reached.load(); }
+  // Late input (the helper's request, written after its hello): recorded.
+  bool write(std::string data) override {
+    std::lock_guard lock(m_mutex);
+    m_written += data;
+    return true;
+  }
+  std::string written() const {
+    std::lock_guard lock(m_mutex);
+    return m_written;
+  }
   std::atomic<bool> m_reached{true};
 
 private:
@@ -60,6 +70,7 @@ private:
   std::condition_variable m_cv;
   exec::RemoteResult m_result;
   std::optional<exec::HostError> m_error;
+  std::string m_written;
   bool m_ends;
   bool m_cancelled = false;
 };

@@ -54,7 +54,8 @@ ScriptedExecutor::Reply helper_ready(const std::string& socket, const std::strin
 }
 
 ScriptedExecutor::Reply answer(const std::string& out, const std::string& err, int status) {
-  return {frame('a', "") + frame('o', out) + frame('e', err) + frame('x', "exit " + std::to_string(status))};
+  return {frame('h', "") + frame('a', "") + frame('o', out) + frame('e', err) +
+          frame('x', "exit " + std::to_string(status))};
 }
 
 std::shared_ptr<RemoteExecutor> make(const std::shared_ptr<ScriptedExecutor>& inner) {
@@ -89,7 +90,8 @@ TEST(HelperExecutor, StartsTheHelperOnceAndFramesEachRequestToItsSocket) {
   EXPECT_EQ(helper.input.rfind("$mode = 'snapshot';\n", 0), 0u);
   const RemoteCommand& req = inner->commands[1];
   EXPECT_EQ(req.stream_socket, "/run/h.sock");
-  EXPECT_EQ(req.input, std::string("smcp2 ") + k_token + " 15 7\nexec /bin/sh -secho hi");
+  EXPECT_EQ(req.input, "") << "the request is written after the helper's hello";
+  EXPECT_EQ(inner->calls[1]->written(), std::string("smcp2 ") + k_token + " 15 7\nexec /bin/sh -secho hi");
   EXPECT_EQ(ex->status().shell_env, "snapshot");
 }
 
@@ -100,7 +102,7 @@ TEST(HelperExecutor, ArgvIsQuotedWordByWordForTheHelpersShell) {
   RemoteCommand c;
   c.argv = {"podman", "exec", "a b", "it's"};
   ex->run(c, std::chrono::seconds(5));
-  const std::string& req = inner->commands[1].input;
+  const std::string req = inner->calls[1]->written();
   EXPECT_EQ(req.rfind(std::string("smcp2 ") + k_token + " ", 0), 0u) << req;
   EXPECT_NE(req.find("'exec' 'a b' 'it'\\''s'"), std::string::npos) << req;
   EXPECT_TRUE(inner->commands[1].argv.empty());
@@ -108,14 +110,15 @@ TEST(HelperExecutor, ArgvIsQuotedWordByWordForTheHelpersShell) {
 
 TEST(HelperExecutor, AStaleSnapshotStartsANewHelperAndSendsTheRequestAgain) {
   auto inner = std::make_shared<ScriptedExecutor>();
-  inner->replies = {helper_ready("/old"), {frame('s', "")}, helper_ready("/new"), answer("fresh\n", "", 0)};
+  inner->replies = {
+      helper_ready("/old"), {frame('h', "") + frame('s', "")}, helper_ready("/new"), answer("fresh\n", "", 0)};
   auto ex = make(inner);
   RemoteResult r = ex->run(sh("echo"), std::chrono::seconds(5));
   EXPECT_EQ(r.out, "fresh\n");
   ASSERT_EQ(inner->commands.size(), 4u);
   EXPECT_TRUE(inner->calls[0]->cancelled()) << "the old helper's channel is closed";
   EXPECT_EQ(inner->commands[3].stream_socket, "/new");
-  EXPECT_EQ(inner->commands[3].input, inner->commands[1].input);
+  EXPECT_EQ(inner->calls[3]->written(), inner->calls[1]->written());
 }
 
 TEST(HelperExecutor, RefusedStreamsTryOneNewHelperThenGoDirect) {
@@ -155,7 +158,7 @@ TEST(HelperExecutor, AHelperThatCannotStartLeavesCallsDirectWithTheReason) {
 
 TEST(HelperExecutor, AStreamThatEndsBeforeItsExitStatusIsAnError) {
   auto inner = std::make_shared<ScriptedExecutor>();
-  inner->replies = {helper_ready("/a"), {frame('a', "") + frame('o', "partial")}};
+  inner->replies = {helper_ready("/a"), {frame('h', "") + frame('a', "") + frame('o', "partial")}};
   auto ex = make(inner);
   try {
     ex->run(sh("echo"), std::chrono::seconds(5));
@@ -338,10 +341,11 @@ TEST_F(HelperScript, RefusesARunDirectoryAnyoneElseCouldChange) {
 TEST_F(HelperScript, ServesOnlyRequestsThatNameItsToken) {
   LocalHelper h(home);
   ASSERT_EQ(h.token().size(), 32u) << h.answer();
-  EXPECT_EQ(request(h.socket(), h.token(), "echo hi"), (std::vector<std::string>{"a", "o:hi\n", "x:exit 0"}));
+  EXPECT_EQ(request(h.socket(), h.token(), "echo hi"), (std::vector<std::string>{"h", "a", "o:hi\n", "x:exit 0"}));
   std::string wrong = h.token();
   wrong[0] = wrong[0] == '0' ? '1' : '0';
-  EXPECT_EQ(request(h.socket(), wrong, "echo hi"), std::vector<std::string>{}) << "served without its token";
+  EXPECT_EQ(request(h.socket(), wrong, "echo hi"), std::vector<std::string>{"h"})
+      << "served without its token (the hello comes before the request is read, and says nothing)";
   // The socket and the snapshot are the user's only.
   struct stat st {};
   ASSERT_EQ(::lstat(h.socket().c_str(), &st), 0);
@@ -356,16 +360,16 @@ TEST_F(HelperScript, ASnapshotChangedAfterItWasWrittenIsTakenAgainNotLoaded) {
   struct stat st {};
   ASSERT_EQ(::lstat(snapshot.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  EXPECT_EQ(request(h.socket(), h.token(), "echo ok"), (std::vector<std::string>{"a", "o:ok\n", "x:exit 0"}));
+  EXPECT_EQ(request(h.socket(), h.token(), "echo ok"), (std::vector<std::string>{"h", "a", "o:ok\n", "x:exit 0"}));
   // Changed in place (anything that could write it), or replaced by another file: nothing runs,
   // the server is told to start a new helper (a new snapshot).
   std::ofstream(snapshot, std::ios::app) << "echo injected\n";
-  EXPECT_EQ(request(h.socket(), h.token(), "echo ok"), std::vector<std::string>{"s"});
+  EXPECT_EQ(request(h.socket(), h.token(), "echo ok"), (std::vector<std::string>{"h", "s"}));
   LocalHelper h2(home, "snapshot");
   const std::string s2 = h2.snapshot();
   std::ofstream(s2 + ".new") << "echo injected\n";
   fs::rename(s2 + ".new", s2);
-  EXPECT_EQ(request(h2.socket(), h2.token(), "echo ok"), std::vector<std::string>{"s"});
+  EXPECT_EQ(request(h2.socket(), h2.token(), "echo ok"), (std::vector<std::string>{"h", "s"}));
 }
 
 } // namespace

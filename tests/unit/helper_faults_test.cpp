@@ -31,7 +31,7 @@ ScriptedExecutor::Reply helper_ready(const std::string& socket, std::chrono::mil
 }
 
 ScriptedExecutor::Reply answer(const std::string& out) {
-  return {frame('a', "") + frame('o', out) + frame('x', "exit 0")};
+  return {frame('h', "") + frame('a', "") + frame('o', out) + frame('x', "exit 0")};
 }
 
 // A stream the helper never takes: connected, then silence (the helper is stopped).
@@ -72,7 +72,8 @@ TEST(HelperFaults, AHelperThatDoesNotTakeARequestIsReplacedAndTheRequestSentAgai
   EXPECT_TRUE(inner->calls[0]->cancelled()) << "the stopped helper's channel is closed";
   EXPECT_TRUE(inner->calls[1]->cancelled()) << "the stream it did not take is closed";
   EXPECT_EQ(inner->commands[3].stream_socket, "/new");
-  EXPECT_EQ(inner->commands[3].input, inner->commands[1].input) << "the same request, sent again";
+  EXPECT_EQ(inner->calls[3]->written().rfind("smcp2 ", 0), 0u) << "the request, sent to the new helper";
+  EXPECT_EQ(inner->calls[1]->written(), "") << "never written to the helper that did not greet";
   EXPECT_EQ(ex->status().shell_env, "snapshot");
 }
 
@@ -110,7 +111,8 @@ TEST(HelperFaults, ACallWhoseDeadlinePassesBeforeAnyHelperTookItSaysNothingRan) 
 TEST(HelperFaults, AHelperThatCannotForkIsAskedAgainAfterAPause) {
   auto inner = std::make_shared<ScriptedExecutor>();
   const std::string busy = frame('r', "fork: Resource temporarily unavailable");
-  inner->replies = {helper_ready("/h"), {busy}, {frame('a', "") + busy}, answer("at last\n")};
+  inner->replies = {
+      helper_ready("/h"), {frame('h', "") + busy}, {frame('h', "") + frame('a', "") + busy}, answer("at last\n")};
   auto ex = make(inner);
   const auto t0 = Clock::now();
   EXPECT_EQ(ex->run(sh("echo"), 5s).out, "at last\n");
@@ -119,7 +121,7 @@ TEST(HelperFaults, AHelperThatCannotForkIsAskedAgainAfterAPause) {
   EXPECT_EQ(inner->commands[3].stream_socket, "/h");
   EXPECT_FALSE(inner->calls[0]->cancelled());
   // When it never can: an error that says nothing ran, and why.
-  inner->replies.assign(7, {busy});
+  inner->replies.assign(7, {frame('h', "") + busy});
   try {
     ex->run(sh("echo"), 20s);
     FAIL() << "no error";

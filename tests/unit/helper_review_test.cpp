@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <thread>
 #include <unistd.h>
 
 namespace smcp::exec {
@@ -32,7 +33,7 @@ std::string frame(char type, const std::string& data) {
 }
 
 ScriptedExecutor::Reply answer(const std::string& out) {
-  return {frame('a', "") + frame('o', out) + frame('x', "exit 0")};
+  return {frame('h', "") + frame('a', "") + frame('o', out) + frame('x', "exit 0")};
 }
 
 std::shared_ptr<RemoteExecutor> make(const std::shared_ptr<ScriptedExecutor>& inner) {
@@ -140,6 +141,28 @@ TEST(HelperReview, AStreamNotYetOpenDoesNotMakeTheHelperHung) {
   EXPECT_FALSE(inner->calls[0]->cancelled()) << "the helper was blamed for a channel not yet open";
   EXPECT_FALSE(inner->calls[1]->cancelled());
   call->cancel();
+}
+
+// A helper too slow to greet (stopped, a host that stalls) is given up on and the request goes to
+// a new helper; when the slow one greets after all, it gets no request: the command runs once.
+// (The request used to go with the stream: a helper that took it just as the server gave up ran it,
+// and the new helper ran it again.)
+TEST(HelperReview, ARequestGivenUpOnIsNeverWrittenToTheSlowHelper) {
+  auto inner = std::make_shared<ScriptedExecutor>();
+  ScriptedExecutor::Reply late{frame('h', "") + frame('a', "") + frame('o', "twice\n") + frame('x', "exit 0"),
+                               std::nullopt, false, 600ms};
+  inner->replies = {{"\nsandbox-mcp-helper {nonce}: ready " + std::string(k_token) + " /slow\n", std::nullopt, false},
+                    late,
+                    {"\nsandbox-mcp-helper {nonce}: ready " + std::string(k_token) + " /new\n", std::nullopt, false},
+                    answer("once\n")};
+  auto ex = make(inner);
+  EXPECT_EQ(ex->run(sh("echo run >> log"), 5s).out, "once\n");
+  std::this_thread::sleep_for(800ms); // the slow helper greets now
+  ASSERT_EQ(inner->calls.size(), 4u);
+  EXPECT_EQ(inner->commands[1].stream_socket, "/slow");
+  EXPECT_EQ(inner->commands[1].input, "") << "the request went with the stream";
+  EXPECT_EQ(inner->calls[1]->written(), "") << "the slow helper got the request after the call gave up on it";
+  EXPECT_EQ(inner->calls[3]->written().rfind("smcp2 ", 0), 0u);
 }
 
 } // namespace

@@ -123,7 +123,7 @@ TEST_F(HelperScriptFaults, AHelperInAnotherPidNamespaceWithTheSameHomeLeavesThis
   EXPECT_NE(there.host(), here.host());
   EXPECT_TRUE(fs::exists(here.socket())) << "the other namespace's helper removed this one's socket";
   EXPECT_EQ(testing::helper_request(here.socket(), here.token(), "echo here"),
-            (std::vector<std::string>{"a", "o:here\n", "x:exit 0"}));
+            (std::vector<std::string>{"h", "a", "o:here\n", "x:exit 0"}));
   // And the other way round: a new helper here leaves the other namespace's socket (its pid, 1
   // there, is some process here too, but its name is not this host's).
   there.stop();

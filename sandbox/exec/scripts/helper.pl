@@ -21,7 +21,8 @@
 # of other hosts, whose files it never touches.
 # A request: "smcp2 TOKEN EXEC_LENGTH INPUT_LENGTH\n", the exec string, the input (a connection
 # without the token is closed unanswered). Each answer frame is a type byte, a 4-byte big-endian
-# length and the data: a (accepted: the command starts now), o (stdout), e (stderr), x ("exit N"
+# length and the data: h (hello: the helper serves this stream; sent before the request is read,
+# which the server writes only then), a (accepted: the command starts now), o (stdout), e (stderr), x ("exit N"
 # or "signal N"), s (the startup files or the snapshot changed since it was taken: the server
 # starts a new helper and sends the request again; nothing ran), r (nothing ran: no fork or pipe
 # now, e.g. the process limit; the server asks again after a pause), f (the helper could not run
@@ -368,6 +369,10 @@ sub read_exact {
 # connection means the channel was closed: then, like sshd, the command's pipes are closed.
 sub serve {
   my ($c) = @_;
+  # Hello first: the server sends the request only after this, and only if it has not given up on
+  # this stream meanwhile (then it closes it): a request it sent again elsewhere never reaches a
+  # helper that was too slow to greet, so nothing runs twice.
+  POSIX::_exit(0) unless frame($c, 'h', '');
   my $buf = '';
   while ($buf !~ /\n/) {
     my $r = sysread($c, $buf, 65536, length($buf));
