@@ -284,6 +284,7 @@ void SshPool::Core::requeue(const std::shared_ptr<PoolCall>& call) {
   call->written = 0;
   call->eof_sent = false;
   call->exec_sent = false;
+  call->open_pending = false;
   call->collected = RemoteResult{};
   queue.push_front(call);
   again = true;

@@ -53,19 +53,35 @@ void start_freeing(PoolCall& call) {
   call.close_started = Clock::now();
 }
 
+// A call cancelled while its open was under way: now that the channel is there, it is closed
+// (finished as cancelled) instead of used.
+bool cancelled_while_opening(PoolCall& call) {
+  if (!call.cancel_requested) {
+    return false;
+  }
+  call.cancel_handled = true;
+  start_freeing(call);
+  return true;
+}
+
 } // namespace
 
 // ---- a call ----
 
 Outcome SshPool::Core::step_call(PoolCall& call, bool& progress, std::string& reason) {
   if (call.cancel_requested && !call.cancel_handled) {
-    call.cancel_handled = true;
-    if (!call.channel) {
-      call.finish(HostError(Kind::io, "cancelled"));
-      return Outcome::done;
+    if (!call.channel && call.open_pending) {
+      // libssh2 (1.10) keeps a half-done open in the session, and the session's next open would
+      // be handed this channel: the open is finished first, then the channel is closed (below).
+    } else {
+      call.cancel_handled = true;
+      if (!call.channel) {
+        call.finish(HostError(Kind::io, "cancelled"));
+        return Outcome::done;
+      }
+      start_freeing(call);
+      progress = true;
     }
-    start_freeing(call);
-    progress = true;
   }
   for (;;) {
     std::optional<Outcome> out;
@@ -101,9 +117,11 @@ std::optional<Outcome> SshPool::Core::open_call_channel(PoolCall& call, bool& pr
     return open_stream_channel(call, progress, reason);
   }
   call.channel = libssh2_channel_open_session(s);
+  call.open_pending = false;
   if (!call.channel) {
     int e = libssh2_session_last_errno(s);
     if (e == LIBSSH2_ERROR_EAGAIN) {
+      call.open_pending = true;
       return Outcome::running;
     }
     if (e != LIBSSH2_ERROR_CHANNEL_FAILURE) {
@@ -127,9 +145,12 @@ std::optional<Outcome> SshPool::Core::open_call_channel(PoolCall& call, bool& pr
     }
     return Outcome::requeue;
   }
-  call.state = PoolCall::State::starting;
   progress = true;
   peak_channels = std::max(peak_channels, open_channels(c));
+  if (cancelled_while_opening(call)) {
+    return std::nullopt;
+  }
+  call.state = PoolCall::State::starting;
   return std::nullopt;
 }
 
@@ -153,9 +174,11 @@ std::optional<Outcome> SshPool::Core::open_stream_channel(PoolCall& call, bool& 
   call.channel = libssh2_channel_open_ex(s, k_type, sizeof k_type - 1, LIBSSH2_CHANNEL_WINDOW_DEFAULT,
                                          LIBSSH2_CHANNEL_PACKET_DEFAULT, message.data(),
                                          static_cast<unsigned int>(message.size()));
+  call.open_pending = false;
   if (!call.channel) {
     int e = libssh2_session_last_errno(s);
     if (e == LIBSSH2_ERROR_EAGAIN) {
+      call.open_pending = true;
       return Outcome::running;
     }
     if (e != LIBSSH2_ERROR_CHANNEL_FAILURE) {
@@ -165,10 +188,13 @@ std::optional<Outcome> SshPool::Core::open_stream_channel(PoolCall& call, bool& 
     return Outcome::done;
   }
   call.exec_sent = true;
+  progress = true;
+  if (cancelled_while_opening(call)) {
+    return std::nullopt;
+  }
   last_latency = std::chrono::duration<double, std::milli>(Clock::now() - call.open_started).count();
   call.state = PoolCall::State::running;
   call.opened = true;
-  progress = true;
   return std::nullopt;
 }
 

@@ -67,6 +67,7 @@ public:
   std::size_t written = 0; // bytes of command.input sent
   bool eof_sent = false;
   bool exec_sent = false;
+  bool open_pending = false; // libssh2 has this call's channel open under way (it returned EAGAIN)
   bool cancel_handled = false;
   int requeues = 0;
   int retries = 0;

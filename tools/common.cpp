@@ -62,6 +62,9 @@ mcp::ToolResult guarded(const std::string& tool, const std::string& host,
     case exec::HostError::Kind::unreachable:
       if (std::string_view(e.what()).rfind("nothing ran: ", 0) == 0) { // the SSH helper did not take it
         advice = " The command did not start; it can be sent again.";
+      } else if (std::string_view(e.what()).find("it may have started") != std::string_view::npos) {
+        advice = " Check whether it ran (its files, `ps`) before sending it again: sending it blindly may run "
+                 "it twice.";
       } else if (host.rfind(sandbox::SandboxManager::k_host_prefix, 0) != 0) { // a sandbox's message says what to do
         advice = " The host could not be reached; check that it is up and that `ssh " + host +
                  " true` works, then retry. Background jobs already started keep running there.";

@@ -92,6 +92,9 @@ void HelperCall::launch(const Route& route) {
   m_socket = route.helper ? route.helper->socket : std::string();
   m_sent_at = Clock::now();
   if (m_cancelled) {
+    if (m_handshake) {
+      m_handshake->give_up(); // cancelled while it was being started: a hello gets no request
+    }
     m_inner->cancel();
   }
 }

@@ -154,7 +154,7 @@ int main(int argc, char** argv) {
 
   std::string headers = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n";
   for (int i = 0; headers.size() < 60 * 1024; ++i) {
-    headers += "X-Filler-" + std::to_string(i) + ": " + std::string(100, 'h') + "\r\n";
+    headers += "X-Filler-" + std::to_string(i) + ": " + std::string(400, 'h') + "\r\n"; // 150 lines
   }
   phase("stalled heads (60 KiB of header lines, never ended)", pid, connections, headers);
   return 0;

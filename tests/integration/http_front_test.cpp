@@ -206,6 +206,40 @@ TEST(HttpFront, HeadAnswersCarryNoBody) {
   EXPECT_EQ(get.json_body().value("status", ""), "ok") << get.body;
 }
 
+// A head of thousands of tiny fields (16,000 fit in the 64 KiB limit) is refused by its number of
+// lines before the parser makes a field of each: clients without the token held about 1.3 MB each
+// that way. HEAD refusals carry no body either.
+TEST(HttpFront, AHeadOfTooManyLinesIsRefusedBeforeItIsParsed) {
+  HttpServerProcess server({}, {"SANDBOX_MCP_HTTP_TOKEN=" + k_token});
+  const int port = server.port();
+  std::string lines;
+  for (int i = 0; i < 16000; ++i) {
+    lines += "a:\r\n";
+  }
+  Connection c(port);
+  ASSERT_TRUE(c.send_raw("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n" + lines + "\r\n"));
+  Response r = c.read_response(3s);
+  EXPECT_EQ(r.status, 431);
+  EXPECT_NE(r.error_message().find("header lines"), std::string::npos) << r.body;
+  // 150 fields are fine.
+  std::string some;
+  for (int i = 0; i < 150; ++i) {
+    some += "X-F" + std::to_string(i) + ": 1\r\n";
+  }
+  Connection ok(port);
+  ASSERT_TRUE(ok.send_raw("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + some + "\r\n"));
+  EXPECT_EQ(ok.read_response(3s).status, 200);
+  // A HEAD refused on its head: no body after the answer's head.
+  Connection head(port);
+  ASSERT_TRUE(head.send_raw("HEAD /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  Response refused = head.read_head(3s);
+  EXPECT_EQ(refused.status, 400);
+  std::string body;
+  head.read_body_until(
+      body, [](const std::string&) { return false; }, 3s);
+  EXPECT_EQ(body, "") << "a body after the answer to HEAD";
+}
+
 // RFC 9112 section 6.3: a Transfer-Encoding that does not end in chunked is 400 and close, so the
 // bytes after the head are never parsed as another request (request smuggling).
 TEST(HttpFront, TransferEncodingNotEndingInChunkedIsRefusedAndTheBodyNeverParsed) {

@@ -4,7 +4,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <string_view>
 #include <sys/socket.h>
 
 namespace smcp::transport::http {
@@ -22,6 +24,8 @@ namespace {
 constexpr auto k_linger = 2s;
 // ... and at most this many bytes: a client that keeps sending after its refusal costs no more.
 constexpr std::size_t k_linger_bytes = 1024 * 1024;
+// Header lines a request may have (beyond them: 431), whatever their bytes.
+constexpr std::size_t k_max_head_lines = 200;
 
 } // namespace
 
@@ -80,8 +84,67 @@ void Connection::read_next() {
   m_parser.emplace();
   configure(*m_parser, m_owner.limits());
   arm(m_owner.options().header_timeout);
-  bhttp::async_read_header(m_socket, m_buffer, *m_parser,
-                           [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_head(ec); });
+  // A pipelined request may be in the buffer already: parsed from there first (on a fresh turn of
+  // the loop, so that a long pipeline does not recurse).
+  asio::post(m_socket.get_executor(), [self = shared_from_this()] {
+    if (self->m_state == State::head) {
+      self->parse_head();
+    }
+  });
+}
+
+// The head is read here rather than by Beast's async_read_header, so that the number of its lines
+// is checked before the parser turns each into an allocated field: 16,000 one-byte fields fit in
+// the 64 KiB limit and would cost a client without the token over a megabyte and milliseconds of
+// this thread.
+void Connection::parse_head() {
+  const std::string_view held(static_cast<const char*>(m_buffer.data().data()), m_buffer.size());
+  const std::size_t end = held.find("\r\n\r\n");
+  const std::string_view head = held.substr(0, end == std::string_view::npos ? held.size() : end + 4);
+  if (static_cast<std::size_t>(std::count(head.begin(), head.end(), '\n')) > k_max_head_lines + 2) {
+    drop_read_state();
+    respond_error_and_close(431, "Request Header Fields Too Large: more than " + std::to_string(k_max_head_lines) +
+                                     " header lines");
+    return;
+  }
+  if (end != std::string_view::npos || head.size() > m_owner.limits().max_header_bytes) {
+    beast::error_code ec;
+    const std::size_t n = m_parser->put(m_buffer.data(), ec);
+    m_buffer.consume(n);
+    if (ec && ec != bhttp::error::need_more) {
+      on_read_error(ec);
+      return;
+    }
+    if (m_parser->is_header_done()) {
+      on_head({});
+      return;
+    }
+  }
+  const std::size_t room = beast::read_size(m_buffer, 64 * 1024);
+  if (room == 0) {
+    drop_read_state();
+    respond_error_and_close(431, "Request Header Fields Too Large: the request line and headers exceed " +
+                                     std::to_string(m_owner.limits().max_header_bytes) + " bytes");
+    return;
+  }
+  m_socket.async_read_some(m_buffer.prepare(room), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+    if (self->m_state != State::head) {
+      return;
+    }
+    if (ec) {
+      self->on_read_error(ec);
+      return;
+    }
+    self->m_buffer.commit(n);
+    self->parse_head();
+  });
+}
+
+void Connection::drop_read_state() {
+  m_parser.reset();
+  m_head.reset();
+  m_buffer.consume(m_buffer.size());
+  m_buffer.shrink_to_fit();
 }
 
 void Connection::on_head(beast::error_code ec) {
@@ -185,26 +248,26 @@ void Connection::on_read_error(const beast::error_code& ec) {
   }
   auto [status, message] = read_error_answer(ec, m_owner.limits());
   spdlog::debug("http: unreadable request from {}: {} -> {}", m_remote, ec.message(), status);
+  drop_read_state(); // no read is pending: the read that failed was the last
   respond_error_and_close(status, message);
 }
 
 bool Connection::refuse_head() {
   // Called from on_head: no read is pending, so what was read of this request can be dropped when
   // it is refused (the rest is drained into a fixed buffer by linger()).
-  auto drop_request = [this] {
-    m_parser.reset();
-    m_buffer.consume(m_buffer.size());
-    m_buffer.shrink_to_fit();
-  };
+  auto drop_request = [this] { drop_read_state(); };
   m_head = std::make_shared<Request>();
   Request& head = *m_head;
   fill_head(*m_parser, head);
   head.path = target_path(head.target);
   head.remote_addr = m_remote;
+  const bool head_method = head.method == "HEAD";
   if (auto problem = check_head(head.version, head.headers)) {
     spdlog::debug("http: refused a request head from {}: {}", m_remote, problem->message);
     drop_request();
-    respond_error_and_close(problem->status, problem->message);
+    Response res;
+    set_error(res, problem->status, k_code_transport, problem->message);
+    respond_and_close(res, head_method);
     return true;
   }
   // A request without a body is admitted by the handler like any other (its connection stays
@@ -221,7 +284,7 @@ bool Connection::refuse_head() {
   }
   res.close = true;
   drop_request();
-  respond_and_close(res);
+  respond_and_close(res, head_method);
   return true;
 }
 
@@ -231,11 +294,13 @@ void Connection::respond_error_and_close(int status, const std::string& message)
   respond_and_close(res);
 }
 
-void Connection::respond_and_close(Response& res) {
+void Connection::respond_and_close(Response& res, bool head_method) {
   m_state = State::writing;
   beast::error_code ignored;
   m_socket.cancel(ignored); // a pending read ends (its handler sees the state changed)
-  write(serialize(res, false, 11), [self = shared_from_this()] { self->linger(); });
+  // An answer to HEAD carries no body (RFC 9110 section 9.3.2), refusals included.
+  write(head_method ? serialize_head(res, false, false, 11) : serialize(res, false, 11),
+        [self = shared_from_this()] { self->linger(); });
 }
 
 void Connection::on_handled(const Request& req, Response& res, std::size_t sent) {

@@ -85,6 +85,10 @@ public:
 private:
   // ------------------------------------------------------------------ reading, handing over
   void read_next();
+  // Feeds the buffer to the parser until the head is complete, reading more as needed.
+  void parse_head();
+  // The parser, the head and what the buffer holds, dropped (only while no read is pending).
+  void drop_read_state();
   void on_head(boost::beast::error_code ec);
   void on_body(boost::beast::error_code ec);
   // Worker thread, while the I/O thread leaves the socket alone (state handling: no read or
@@ -93,7 +97,7 @@ private:
   std::size_t send_from_worker(const std::string& bytes);
   void on_read_error(const boost::beast::error_code& ec);
   void respond_error_and_close(int status, const std::string& message);
-  void respond_and_close(Response& res);
+  void respond_and_close(Response& res, bool head_method = false);
   // The head is refused (check_head or admission): answered, closed, nothing more read.
   bool refuse_head();
   void on_handled(const Request& req, Response& res, std::size_t sent);

@@ -91,7 +91,7 @@ void RequestHandler::handle(const Request& req, Response& res) {
 bool RequestHandler::admit_head(const Request& head, Response& res) {
   // Only requests with a body come here. The two answered without a token take none: a body on
   // them would be buffered for a client that never authenticated.
-  if ((head.method == "GET" && head.path == "/healthz") || head.method == "OPTIONS") {
+  if (((head.method == "GET" || head.method == "HEAD") && head.path == "/healthz") || head.method == "OPTIONS") {
     set_error(res, 400, k_code_transport,
               "Bad Request: " + head.method + " " + head.path.substr(0, 80) + " takes no request body");
     return false;

@@ -528,12 +528,8 @@ for (;;) {
     if (!defined($pid)) {
       # Nothing ran (the process limit?): said on the stream, so the server asks again after a
       # pause rather than taking this helper for dead.
+      # (No request comes before a hello, so there is nothing unread to drain.)
       frame($c, 'r', "fork: $!");
-      # What the request sent so far is read first: closing on unread data would fail the
-      # other end's write before it reads the answer.
-      my $rin = '';
-      vec($rin, fileno($c), 1) = 1;
-      sysread($c, my $junk, 1048576) if select(my $rout = $rin, undef, undef, 0.05) > 0;
     } elsif ($pid == 0) {
       close($ls);
       open(STDIN, '<', '/dev/null');
