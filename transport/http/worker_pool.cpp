@@ -25,16 +25,20 @@ void WorkerPool::enqueue(std::function<void()> fn) {
     }
     m_jobs.push_back(std::move(fn));
     reap();
-    if (m_jobs.size() > m_idle) {
-      if (m_threads.size() < m_max) {
-        m_threads.emplace_back([this] { work(); });
-      } else if (!m_warned) {
-        m_warned = true;
-        spdlog::warn("http: all {} request handlers are busy; further requests wait (raise --max-connections)", m_max);
-      }
+    if (!m_waiters.empty()) {
+      // The most recently idle thread takes it: under a light load the same few threads serve,
+      // and the others reach their idle end.
+      Waiter* w = m_waiters.back();
+      m_waiters.pop_back();
+      w->woken = true;
+      w->cv.notify_one();
+    } else if (m_threads.size() < m_max) {
+      m_threads.emplace_back([this] { work(); });
+    } else if (!m_warned) {
+      m_warned = true;
+      spdlog::warn("http: all {} request handlers are busy; further requests wait (raise --max-connections)", m_max);
     }
   }
-  m_cv.notify_one();
 }
 
 std::size_t WorkerPool::threads() {
@@ -46,8 +50,10 @@ void WorkerPool::shutdown() {
   {
     std::lock_guard lock(m_mutex);
     m_shutdown = true;
+    for (Waiter* w : m_waiters) {
+      w->cv.notify_one();
+    }
   }
-  m_cv.notify_all();
   for (auto& t : m_threads) {
     if (t.joinable()) {
       t.join();
@@ -71,18 +77,20 @@ void WorkerPool::work() {
     std::function<void()> job;
     {
       std::unique_lock lock(m_mutex);
-      ++m_idle;
-      const bool woken = m_cv.wait_for(lock, m_idle_exit, [&] { return !m_jobs.empty() || m_shutdown; });
-      --m_idle;
-      if (!woken && m_threads.size() - m_ended.size() > k_always) {
-        m_ended.push_back(std::this_thread::get_id()); // joined by the next enqueue or shutdown
-        return;
-      }
-      if (m_jobs.empty()) {
-        if (m_shutdown) {
+      while (m_jobs.empty() && !m_shutdown) {
+        Waiter w;
+        m_waiters.push_back(&w);
+        const bool woken = w.cv.wait_for(lock, m_idle_exit, [&] { return w.woken || m_shutdown; });
+        if (!w.woken) {
+          std::erase(m_waiters, &w);
+        }
+        if (!woken && m_jobs.empty() && m_threads.size() - m_ended.size() > k_always) {
+          m_ended.push_back(std::this_thread::get_id()); // joined by the next enqueue or shutdown
           return;
         }
-        continue;
+      }
+      if (m_jobs.empty()) {
+        return; // shutdown
       }
       job = std::move(m_jobs.front());
       m_jobs.pop_front();
