@@ -144,8 +144,15 @@ bool HelperCall::wait_until(Clock::time_point deadline, std::stop_token stop) {
       // Until the helper says hello on the stream, the request is not written: a helper that does
       // not greet in time is stopped or hung, and the request goes to a new one, never to both.
       const auto accept_by = s.sent_at + s.accept_timeout;
-      if (!s.inner->wait_until(std::min(deadline, accept_by), stop)) {
-        if (s.handshake->sent() || Clock::now() < accept_by) {
+      // While the channel is not open, looked at every 100 ms, so that the helper's time to greet
+      // starts within 100 ms of the opening (not at the last look).
+      const auto look_at = s.inner->reached() ? accept_by : std::min(accept_by, Clock::now() + milliseconds(100));
+      if (!s.inner->wait_until(std::min(deadline, look_at), stop)) {
+        if (!s.inner->reached() && !s.handshake->sent()) {
+          std::lock_guard lock(m_mutex);
+          m_sent_at = Clock::now(); // not at the helper yet: its clock starts again
+        }
+        if (s.handshake->sent() || Clock::now() < accept_by || !s.inner->reached()) {
           if (Clock::now() >= deadline || stop.stop_requested()) {
             return false;
           }
@@ -322,6 +329,11 @@ RemoteResult HelperCall::result() {
       throw HostError(Kind::unreachable, "nothing ran: " + nothing_ran);
     }
     if (error && !s.cancelled) {
+      if (s.handshake && !s.handshake->sent()) { // the request never left: whatever the connection says
+        throw HostError(Kind::unreachable, "nothing ran: the connection to " + m_executor->name() +
+                                               " was lost before its helper took " + m_command.what + " (" +
+                                               error->what() + ")");
+      }
       throw *error;
     }
     if (s.handshake && s.handshake->sent() && s.cancelled) {
