@@ -44,7 +44,7 @@ bool PoolCall::wait_until(Clock::time_point deadline, std::stop_token stop) {
   return m_cv.wait_until(lock, stop, deadline, [&] { return m_finished; });
 }
 
-bool PoolCall::write(std::string data) {
+bool PoolCall::write(const std::string& data) {
   {
     std::lock_guard lock(m_input_mutex);
     m_more_input += data;

@@ -50,7 +50,7 @@ public:
   void cancel() override;
   exec::RemoteResult result() override;
   bool reached() const override { return opened.load(); }
-  bool write(std::string data) override;
+  bool write(const std::string& data) override;
   // Pool thread: moves what write() was given to command.input.
   void take_more_input();
 

@@ -36,7 +36,10 @@ void Handshake::send_locked() {
     return; // not attached yet: attach() sends it
   }
   m_sent = true;
-  if (!inner->write(std::move(m_request))) {
+  const bool written = inner->write(m_request);
+  m_request.clear();
+  m_request.shrink_to_fit();
+  if (!written) {
     spdlog::error("helper: the stream cannot take the request (its executor does not write late input)");
   }
 }

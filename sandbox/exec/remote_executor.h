@@ -66,7 +66,7 @@ public:
   virtual RemoteResult result() = 0;
   // Appends `data` to the input of a call started with keep_input_open (written when the channel
   // takes it; from any thread, also from its own on_output). False when this executor cannot.
-  virtual bool write(std::string data) { return data.empty(); }
+  virtual bool write(const std::string& /*data*/) { return false; }
   // The call reached the host: its channel is open (a stream connected, a command started), as
   // opposed to waiting in a queue or for a session. Executors without such a wait say true.
   virtual bool reached() const { return true; }

@@ -54,7 +54,7 @@ public:
   // Whether its channel is open (false: still waiting in a queue, as a pool reports it).
   bool reached() const override { return m_reached.load(); }
   // Late input (the helper's request, written after its hello): recorded.
-  bool write(std::string data) override {
+  bool write(const std::string& data) override {
     std::lock_guard lock(m_mutex);
     m_written += data;
     return true;
