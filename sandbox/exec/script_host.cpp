@@ -242,9 +242,9 @@ ExitInfo ScriptHost::run(const CommandSpec& spec, OutputSink& sink, std::stop_to
   TreeEnd tree;
   if (end != RunEnd::ended) {
     tree = end_tree(spec, output->report());
-    if (!output->report().sid) {
-      close_call(*call); // nothing to wait for: what did not start must not start now (a resend)
-    } else if (!call->wait_until(Clock::now() + std::chrono::seconds(3))) {
+    // Without a session there is nothing to wait for: what did not start must not start now (a
+    // resend). With one, the call gets 3 s to end after its tree was ended.
+    if (!output->report().sid || !call->wait_until(Clock::now() + std::chrono::seconds(3))) {
       close_call(*call);
     }
   } else if (const SupervisorReport report = output->report();
