@@ -165,24 +165,37 @@ inline std::vector<std::string> helper_request(const std::string& socket, const 
     ::close(fd);
     return {"connect failed: " + std::string(std::strerror(errno))};
   }
-  const std::string req = "smcp2 " + token + " " + std::to_string(exec.size()) + " 0\n" + exec;
-  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
-    ::close(fd);
-    return {"write failed"};
-  }
   std::string got;
-  for (;;) {
+  bool open = true;
+  auto read_some = [&] {
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, 10000) <= 0) {
       got += "<timeout>";
-      break;
+      open = false;
+      return;
     }
     char buf[4096];
     const ssize_t r = ::read(fd, buf, sizeof buf);
     if (r <= 0) {
-      break;
+      open = false;
+      return;
     }
     got.append(buf, static_cast<std::size_t>(r));
+  };
+  // As the server does: the request only after the helper's hello (a helper that cannot fork
+  // answers "r" instead, and nothing is sent).
+  while (open && got.size() < 5) {
+    read_some();
+  }
+  if (got.size() >= 5 && got[0] == 'h') {
+    const std::string req = "smcp2 " + token + " " + std::to_string(exec.size()) + " 0\n" + exec;
+    if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+      ::close(fd);
+      return {"write failed"};
+    }
+  }
+  while (open) {
+    read_some();
   }
   ::close(fd);
   std::vector<std::string> frames;
