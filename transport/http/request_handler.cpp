@@ -88,6 +88,11 @@ void RequestHandler::handle(const Request& req, Response& res) {
   }
 }
 
+void RequestHandler::method_not_allowed(Response& res) const {
+  res.set_header("Allow", "GET, POST, DELETE, OPTIONS");
+  set_error(res, 405, k_code_transport, "Method Not Allowed: use POST, GET or DELETE on " + m_options.path);
+}
+
 bool RequestHandler::admit_head(const Request& head, Response& res) {
   // Only requests with a body come here. The two answered without a token take none: a body on
   // them would be buffered for a client that never authenticated.
@@ -103,8 +108,7 @@ bool RequestHandler::admit_head(const Request& head, Response& res) {
     return false;
   }
   if (head.method != "POST" && head.method != "GET" && head.method != "DELETE") {
-    res.set_header("Allow", "GET, POST, DELETE, OPTIONS");
-    set_error(res, 405, k_code_transport, "Method Not Allowed: use POST, GET or DELETE on " + m_options.path);
+    method_not_allowed(res);
     return false;
   }
   return true;
@@ -226,8 +230,7 @@ void RequestHandler::handle_with_body(const Request& req, Response& res) {
     return;
   }
   if (req.method != "POST") {
-    res.set_header("Allow", "GET, POST, DELETE, OPTIONS");
-    set_error(res, 405, k_code_transport, "Method Not Allowed: use POST, GET or DELETE on " + m_options.path);
+    method_not_allowed(res);
     return;
   }
   handle_post(req, res);

@@ -38,6 +38,8 @@ private:
   bool at_endpoint(const Request& req, Response& res) const;
   bool admit(const Request& req, Response& res, bool authenticate);
   bool check_protocol_version(const Request& req, Response& res) const;
+  // The 405 answer (handle() and admit_head() give the same one).
+  void method_not_allowed(Response& res) const;
   std::shared_ptr<HttpSession> find_session(const Request& req, Response& res);
 
   void handle_with_body(const Request& req, Response& res);
