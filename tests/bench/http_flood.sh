@@ -15,26 +15,13 @@ build_dir="$(SMCP_BUILD_DIR="${SMCP_BUILD_DIR:-$root/build}" SMCP_TARGETS="sandb
   "$root/scripts/build.sh" | tail -n 1)"
 bin="${SMCP_BENCH_SERVER:-$build_dir/mcp-server/app/sandbox-mcp}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/smcp-bench-flood.XXXXXX")"
-pid=""
-cleanup() {
-  if [[ -n "$pid" ]]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=tests/bench/http_server.sh
+source "$root/tests/bench/http_server.sh"
 token="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '%s\n' "$token" >"$work/token"
 chmod 600 "$work/token"
 ulimit -n "$(ulimit -Hn)"
-"$bin" serve --http 127.0.0.1:0 --state-dir "$work/state" --auth-token-file "$work/token" \
-  --log-level info 2>"$work/server.log" &
-pid=$!
-port=""
-for _ in $(seq 1 100); do
-  port="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$work/server.log" | head -n 1 | sed 's/.*://')" || true
-  [[ -n "$port" ]] && break
-  sleep 0.1
-done
-[[ -n "$port" ]] || { echo "server did not start:"; cat "$work/server.log"; exit 1; }
+start_http_server "$bin" --auth-token-file "$work/token" --log-level info
 echo "sandbox-mcp $("$bin" --version | awk '{print $2}') at http://127.0.0.1:$port/mcp (pid $pid), a token" \
      "required; $(nproc) cores; $connections connections per phase"
 "$build_dir/tests/bench/http_flood" "$port" "$pid" "$token" "$connections" "$sent"

@@ -17,23 +17,9 @@ idle="${2:-1000}"
 build_dir="$(SMCP_BUILD_TYPE=Release SMCP_BUILD_DIR="${SMCP_BUILD_DIR:-$root/build-release}" "$root/scripts/build.sh" | tail -n 1)"
 bin="${SMCP_BENCH_SERVER:-$build_dir/mcp-server/app/sandbox-mcp}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/smcp-bench-http.XXXXXX")"
-pid=""
-cleanup() {
-  if [[ -n "$pid" ]]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$bin" serve --http 127.0.0.1:0 --state-dir "$work/state" --max-sessions $((idle + 1000)) \
-  --log-level info 2>"$work/server.log" &
-pid=$!
-port=""
-for _ in $(seq 1 100); do
-  port="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$work/server.log" | head -n 1 | sed 's/.*://')" || true
-  [[ -n "$port" ]] && break
-  sleep 0.1
-done
-[[ -n "$port" ]] || { echo "server did not start:"; cat "$work/server.log"; exit 1; }
+# shellcheck source=tests/bench/http_server.sh
+source "$root/tests/bench/http_server.sh"
+start_http_server "$bin" --max-sessions $((idle + 1000)) --log-level info
 echo "sandbox-mcp $("$bin" --version | awk '{print $2}') at http://127.0.0.1:$port/mcp (pid $pid); $(nproc) cores;" \
      "${seconds}s per run after 0.5s warm-up"
 "$build_dir/tests/bench/http_load" "$port" "$pid" "$seconds" "$idle" "" "${SMCP_SLOWLORIS_SOCKETS:-520}"
