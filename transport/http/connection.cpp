@@ -83,6 +83,8 @@ void Connection::read_next() {
   m_wait_started = Clock::now();
   m_parser.emplace();
   configure(*m_parser, m_owner.limits());
+  m_head_scanned = 0;
+  m_head_lines = 0;
   arm(m_owner.options().header_timeout);
   // A pipelined request may be in the buffer already: parsed from there first (on a fresh turn of
   // the loop, so that a long pipeline does not recurse).
@@ -98,16 +100,23 @@ void Connection::read_next() {
 // the 64 KiB limit and would cost a client without the token over a megabyte and milliseconds of
 // this thread.
 void Connection::parse_head() {
+  // Only the bytes that came since the last look are scanned (a head trickled a byte at a time
+  // must not cost a scan of all it sent so far each time).
   const std::string_view held(static_cast<const char*>(m_buffer.data().data()), m_buffer.size());
-  const std::size_t end = held.find("\r\n\r\n");
-  const std::string_view head = held.substr(0, end == std::string_view::npos ? held.size() : end + 4);
-  if (static_cast<std::size_t>(std::count(head.begin(), head.end(), '\n')) > k_max_head_lines + 2) {
+  const std::size_t end = held.find("\r\n\r\n", m_head_scanned < 3 ? 0 : m_head_scanned - 3);
+  const std::size_t head_size = end == std::string_view::npos ? held.size() : end + 4;
+  if (head_size > m_head_scanned) {
+    const std::string_view fresh = held.substr(m_head_scanned, head_size - m_head_scanned);
+    m_head_lines += static_cast<std::size_t>(std::count(fresh.begin(), fresh.end(), '\n'));
+    m_head_scanned = head_size;
+  }
+  if (m_head_lines > k_max_head_lines + 2) {
     drop_read_state();
     respond_error_and_close(431, "Request Header Fields Too Large: more than " + std::to_string(k_max_head_lines) +
                                      " header lines");
     return;
   }
-  if (end != std::string_view::npos || head.size() > m_owner.limits().max_header_bytes) {
+  if (end != std::string_view::npos || head_size > m_owner.limits().max_header_bytes) {
     beast::error_code ec;
     const std::size_t n = m_parser->put(m_buffer.data(), ec);
     m_buffer.consume(n);

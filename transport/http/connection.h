@@ -131,6 +131,8 @@ private:
   std::optional<Parser> m_parser;
   std::shared_ptr<Request> m_head; // the request's line and headers, taken when they were complete
   std::size_t m_drained = 0;       // bytes linger() has read and dropped
+  std::size_t m_head_scanned = 0;  // bytes of the buffer parse_head() has looked at for this head
+  std::size_t m_head_lines = 0;    // and the line ends it counted there
   State m_state = State::head;
   Clock::time_point m_wait_started = Clock::now();
   std::string m_remote;
